@@ -1,0 +1,96 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { HostId, Name, Reason, Timestamp } from './common.js';
+
+export const SERVICE_STATES = [
+  'pending',
+  'starting',
+  'running',
+  'degraded',
+  'restarting',
+  'stopped',
+  'failed',
+  'unknown',
+] as const;
+export type ServiceState = (typeof SERVICE_STATES)[number];
+export const ServiceState = Type.Union(SERVICE_STATES.map((s) => Type.Literal(s)));
+
+/** One service as the agent observes it. */
+export const ServiceStatus = Type.Object(
+  {
+    name: Name,
+    state: ServiceState,
+    restarts: Type.Integer({ minimum: 0 }),
+    lastError: Type.Union([Reason, Type.Null()]),
+    pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+    since: Type.Union([Timestamp, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type ServiceStatus = Static<typeof ServiceStatus>;
+
+export const HostMetrics = Type.Object(
+  {
+    load1: Type.Number({ minimum: 0 }),
+    load5: Type.Number({ minimum: 0 }),
+    load15: Type.Number({ minimum: 0 }),
+    memTotalBytes: Type.Integer({ minimum: 0 }),
+    memAvailableBytes: Type.Integer({ minimum: 0 }),
+    diskTotalBytes: Type.Integer({ minimum: 0 }),
+    diskFreeBytes: Type.Integer({ minimum: 0 }),
+    uptimeSeconds: Type.Number({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type HostMetrics = Static<typeof HostMetrics>;
+
+export const LIFECYCLE_EVENT_TYPES = [
+  'agent-started',
+  'apply-finished',
+  'apply-failed',
+  'service-restarted',
+  'service-failed',
+  'service-degraded',
+  'teardown-finished',
+] as const;
+export type LifecycleEventType = (typeof LIFECYCLE_EVENT_TYPES)[number];
+
+/** Re-sent with every heartbeat until the controller acknowledges its id. */
+export const LifecycleEvent = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9-]{8,64}$' }),
+    type: Type.Union(LIFECYCLE_EVENT_TYPES.map((t) => Type.Literal(t))),
+    time: Timestamp,
+    service: Type.Optional(Name),
+    generation: Type.Optional(Type.Integer({ minimum: 0 })),
+    detail: Type.Optional(Reason),
+  },
+  { additionalProperties: false },
+);
+export type LifecycleEvent = Static<typeof LifecycleEvent>;
+
+export const MAX_HEARTBEAT_SERVICES = 1000;
+export const MAX_HEARTBEAT_EVENTS = 200;
+
+export const HeartbeatRequest = Type.Object(
+  {
+    hostId: HostId,
+    agentVersion: Type.String({ minLength: 1, maxLength: 64 }),
+    /** The desired-state generation the agent has applied. */
+    generation: Type.Integer({ minimum: 0 }),
+    metrics: HostMetrics,
+    services: Type.Array(ServiceStatus, { maxItems: MAX_HEARTBEAT_SERVICES }),
+    events: Type.Array(LifecycleEvent, { maxItems: MAX_HEARTBEAT_EVENTS }),
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
+
+export const HeartbeatResponse = Type.Object(
+  {
+    ackedEventIds: Type.Array(Type.String({ maxLength: 64 }), { maxItems: MAX_HEARTBEAT_EVENTS }),
+    intervalMs: Type.Integer({ minimum: 1 }),
+    serverTime: Timestamp,
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatResponse = Static<typeof HeartbeatResponse>;

@@ -9,3 +9,4 @@ export * from './csr.js';
 export * from './identity.js';
 export * from './tls-options.js';
 export * from './bundle.js';
+export * from './request-peer.js';

@@ -6,3 +6,7 @@ export * from './enrollment.js';
 export * from './host.js';
 export * from './endpoints.js';
 export * from './validate.js';
+export * from './fastify-errors.js';
+export * from './endpoints-file.js';
+export * from './lifecycle.js';
+export * from './agent-local.js';

@@ -11,6 +11,7 @@ import {
   exportPrivateKeyPem,
   generateKeyPair,
   importPrivateKeyPem,
+  pemText,
   signingAlgorithmFor,
   type KeyAlgorithm,
 } from './keys.js';
@@ -48,7 +49,7 @@ function wrap(cert: x509.X509Certificate, key: CryptoKey): CertificateAuthority 
   return {
     cert,
     key,
-    certPem: cert.toString('pem'),
+    certPem: pemText(cert.toString('pem')),
     fingerprint: fingerprintDer(new Uint8Array(cert.rawData)),
     async issue(profile, algorithm = DEFAULT_KEY_ALGORITHM) {
       const keys = await generateKeyPair(algorithm);

@@ -8,6 +8,7 @@ import {
   signingAlgorithmFor,
   type KeyAlgorithm,
 } from './keys.js';
+import { pemText } from './keys.js';
 import { escapeDnValue, signLeaf, type IssuedCertificate, type Issuer, type LeafProfile } from './leaf.js';
 
 const BASIC_CONSTRAINTS_OID = '2.5.29.19';
@@ -31,7 +32,7 @@ export async function createCsr(
     keys,
     signingAlgorithm: signingAlgorithmFor(keys.privateKey),
   });
-  return { csrPem: csr.toString('pem'), keyPem: await exportPrivateKeyPem(keys.privateKey) };
+  return { csrPem: pemText(csr.toString('pem')), keyPem: await exportPrivateKeyPem(keys.privateKey) };
 }
 
 /**

@@ -10,3 +10,4 @@ export * from './identity.js';
 export * from './tls-options.js';
 export * from './bundle.js';
 export * from './request-peer.js';
+export * from './bootstrap.js';

@@ -62,7 +62,7 @@ export function signingAlgorithmFor(key: CryptoKey): Algorithm | EcdsaParams {
 
 export async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+  return pemText(x509.PemConverter.encode(der, 'PRIVATE KEY'));
 }
 
 /** Imports a PKCS#8 (or SEC1/PKCS#1) PEM private key as a signing CryptoKey. */
@@ -123,4 +123,10 @@ export function assertStrongPublicKey(spkiDer: Uint8Array): void {
     PkiErrorCode.CSR_WEAK_KEY,
     `key type ${key.asymmetricKeyType ?? 'unknown'} is not accepted`,
   );
+}
+
+/** PEM text as files and TLS stacks expect it: LF line ends and a final newline, so PEMs concatenate. */
+export function pemText(pem: string): string {
+  const lf = pem.replace(/\r\n/g, '\n');
+  return lf.endsWith('\n') ? lf : `${lf}\n`;
 }

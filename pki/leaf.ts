@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import { PkiError, PkiErrorCode } from './errors.js';
 import { fingerprintDer } from './fingerprint.js';
-import { signingAlgorithmFor } from './keys.js';
+import { pemText, signingAlgorithmFor } from './keys.js';
 import { HOST_ID_RE, HOST_URI_PREFIX, ROLE_EKUS, ROLE_URI_PREFIX, WORKER_ROLES, type Role } from './roles.js';
 
 /** Default leaf validity, in days. Workers renew well before this runs out. */
@@ -109,7 +109,7 @@ export async function signLeaf(
     ],
   });
   return {
-    certPem: cert.toString('pem'),
+    certPem: pemText(cert.toString('pem')),
     fingerprint: fingerprintDer(new Uint8Array(cert.rawData)),
     notAfter,
   };

@@ -17,7 +17,11 @@ const ALLOWED: Record<string, readonly string[]> = {
 };
 
 async function sourceFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch((e: unknown) => {
+    // A folder with no files yet is not in git, so a fresh clone may lack it.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  });
   return entries.filter((e) => e.isFile() && e.name.endsWith('.ts')).map((e) => join(e.parentPath, e.name));
 }
 

@@ -62,6 +62,8 @@ export const LifecycleEvent = Type.Object(
     time: Timestamp,
     service: Type.Optional(Name),
     generation: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** The agent operation (apply, teardown) the event closes, when there is one. */
+    operationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{8,64}$' })),
     detail: Type.Optional(Reason),
   },
   { additionalProperties: false },

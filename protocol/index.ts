@@ -10,3 +10,5 @@ export * from './fastify-errors.js';
 export * from './endpoints-file.js';
 export * from './lifecycle.js';
 export * from './agent-local.js';
+export * from './service-spec.js';
+export * from './agent-api.js';

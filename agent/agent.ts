@@ -1,0 +1,286 @@
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ensurePrivateDir } from '../pki/index.js';
+import { AGENT_HEALTH_SOCKET } from '../protocol/agent-local.js';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from '../protocol/constants.js';
+import { formatHostPort, readEndpointsFile, writeEndpointsFile } from '../protocol/endpoints-file.js';
+import { loadAgentIdentity } from './agent-identity.js';
+import { createAgentCore, type AgentCore } from './agent-core.js';
+import * as D from './agent-options.js';
+import { createControllerClient } from './controller-client.js';
+import { loadDesiredState } from './desired-store.js';
+import { openEventOutbox, type NewEvent } from './event-outbox.js';
+import { runHeartbeatLoop } from './heartbeat-loop.js';
+import { readHostMetrics } from './host-metrics.js';
+import { readDefaultRouteInterface } from './host-vars.js';
+import { acquireInstanceLock } from './instance-lock.js';
+import { agentInstance } from './orphans.js';
+import { startLocalHealth } from './local-health.js';
+import { createProcessRuntime } from './process-runtime.js';
+import { createReconciler, type JobResult } from './reconciler.js';
+import { renewIfDue, DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
+import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';
+import { createSelfDestruct, AGENT_LOCK_FILE } from './self-destruct.js';
+import { createAgentServer } from './server.js';
+import { serviceDirs } from './service-record.js';
+import { createServiceTable } from './service-table.js';
+import { createWorkerLog } from './worker-log.js';
+
+export interface Agent {
+  /** host:port the mTLS API is bound to. */
+  readonly address: string;
+  readonly hostId: string;
+  readonly core: AgentCore;
+  /** Resolves when no reconcile is running or queued. */
+  idle(): Promise<void>;
+  /** Stops the agent; services keep running for the next agent to re-adopt. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts the worker agent on an enrolled state dir. Throws a PkiError
+ * (CORRAL_ERR_BUNDLE_MISSING / _INVALID / _KEY_PERMISSIONS) when there is no usable identity,
+ * and CORRAL_ERR_CONFLICT when another agent runs on the same state dir.
+ */
+export async function createAgent(o: AgentOptions): Promise<Agent> {
+  const now = o.now ?? Date.now;
+  const random = o.random ?? Math.random;
+  const log = o.log.child({ component: 'agent' });
+  const startedAt = now();
+  const identity = await loadAgentIdentity(join(o.stateDir, 'bundle'));
+  const manifest = identity.manifest;
+  await ensurePrivateDir(o.stateDir);
+  await mkdir(join(o.stateDir, 'run'), { recursive: true, mode: 0o700 });
+  const lock = await acquireInstanceLock(join(o.stateDir, AGENT_LOCK_FILE));
+  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanup = async (): Promise<void> => {
+    for (const fn of cleanups.splice(0).reverse()) {
+      await Promise.resolve()
+        .then(fn)
+        .catch((err: unknown) => log.error({ err }, 'agent cleanup step failed'));
+    }
+  };
+  try {
+    const logFile = o.logFile ?? join(o.stateDir, D.WORKER_LOG_FILE);
+    const workerLog = createWorkerLog(logFile);
+    cleanups.push(() => workerLog.close());
+    const outbox = await openEventOutbox(join(o.stateDir, 'outbox.json'), {
+      now,
+      onError: (err) => log.error({ err }, 'event outbox not saved'),
+    });
+    cleanups.push(() => outbox.flush());
+    const emit = (e: NewEvent): void => void outbox.add(e);
+    const runtime = createProcessRuntime({ adoptPollMs: o.adoptPollMs ?? D.DEFAULT_ADOPT_POLL_MS });
+    cleanups.push(() => runtime.close());
+    const dirs = serviceDirs(join(o.stateDir, 'services'));
+    const defaultStopGraceMs = o.defaultStopGraceMs ?? D.DEFAULT_STOP_GRACE_MS;
+    const table = createServiceTable({
+      runtime,
+      dirs,
+      log,
+      limits: { ...DEFAULT_RESTART_LIMITS, ...o.restart },
+      random,
+      now,
+      baseEnv: o.baseEnv ?? { PATH: D.DEFAULT_PATH },
+      defaultStopGraceMs,
+      instance: agentInstance(resolve(o.stateDir)),
+      emit: (e) =>
+        emit({ type: e.type, service: e.service, ...(e.detail !== undefined && { detail: e.detail }) }),
+      hostname: manifest.hostName,
+      workerLog,
+    });
+    await table.restore();
+    cleanups.push(() => table.detachAll());
+
+    let markApplied: (generation: number) => void = () => undefined;
+    const finished = (r: JobResult): void => {
+      const base = { generation: r.job.generation, operationId: r.job.operationId, detail: r.detail };
+      if (r.outcome === 'superseded') {
+        if (r.job.kind === 'apply') emit({ ...base, type: 'apply-failed' });
+        return;
+      }
+      markApplied(r.job.generation);
+      if (r.outcome === 'failed') emit({ ...base, type: 'apply-failed' });
+      else if (r.job.kind === 'teardown') emit({ ...base, type: 'teardown-finished' });
+      else if (r.job.kind === 'apply' || r.steps > 0) emit({ ...base, type: 'apply-finished' });
+    };
+    const reconciler = createReconciler({
+      table,
+      log,
+      concurrency: o.concurrency ?? D.DEFAULT_CONCURRENCY,
+      finished,
+    });
+    cleanups.push(() => reconciler.close());
+
+    const metrics = () => readHostMetrics(o.stateDir);
+    const core = createAgentCore({
+      version: o.version,
+      hostId: manifest.hostId,
+      statePath: join(o.stateDir, 'agent-state.json'),
+      initial: await loadDesiredState(join(o.stateDir, 'agent-state.json')),
+      facts: {
+        name: manifest.hostName,
+        id: manifest.hostId,
+        address: manifest.address,
+        interface: await readDefaultRouteInterface(),
+      },
+      table,
+      reconciler,
+      log,
+      now,
+      startedAt,
+      metrics,
+    });
+    const sd = o.selfDestruct ?? {};
+    markApplied = (generation) => core.markApplied(generation);
+    const selfDestruct = createSelfDestruct({
+      config: {
+        stateDir: o.stateDir,
+        installDirs: sd.installDirs ?? [],
+        extraDirs: sd.extraDirs ?? [],
+        keepDirs: [dirname(logFile), ...(sd.keepDirs ?? [])],
+        units: sd.units ?? [],
+        logFile,
+      },
+      hostId: manifest.hostId,
+      hostname: manifest.hostName,
+      reaperCommand: sd.reaperCommand,
+      systemd: sd.systemd ?? 'auto',
+      agent: lock.owner,
+      defaultStopGraceMs,
+      log,
+      services: () =>
+        table.processes().map((p) => ({
+          name: p.name,
+          process: p.record,
+          stopGraceMs: p.stopGraceMs ?? defaultStopGraceMs,
+        })),
+      freeze: () => core.freeze(),
+      now,
+    });
+
+    const server = createAgentServer({
+      material: identity.material(),
+      pinnedFingerprint: () => manifest.controllerClientFingerprint,
+      core,
+      diagnostics: {
+        diskPaths: [o.stateDir, '/'],
+        serviceDir: (name) => (table.names().includes(name) ? dirs.dir(name) : undefined),
+        servicePids: () => new Map(table.processes().map((p) => [p.record.pid, p.name])),
+      },
+      selfDestruct,
+      log,
+    });
+    identity.onChange((m) => server.reloadTls(m));
+    cleanups.push(() => server.app.close());
+    await server.app.listen({ host: o.listen.host, port: o.listen.port });
+    const bound = server.app.server.address() as AddressInfo;
+    const address = formatHostPort(bound.address, bound.port);
+    // Merged: the updater may share this state dir and keep its own entry here.
+    const others = await readEndpointsFile(o.stateDir).catch(() => undefined /* unreadable: rewrite it */);
+    await writeEndpointsFile(o.stateDir, { ...others, agent: address });
+
+    const local = await startLocalHealth(join(o.stateDir, AGENT_HEALTH_SOCKET), () => ({
+      version: o.version,
+      pid: process.pid,
+      uptimeSeconds: (now() - startedAt) / 1000,
+    }));
+    cleanups.push(() => local.close());
+
+    emit({ type: 'agent-started', detail: `version ${o.version}` });
+    core.startup();
+
+    const hb = o.heartbeat ?? {};
+    const client =
+      hb.enabled === false ? undefined : createControllerClient(manifest.controller, identity.material());
+    if (client) {
+      identity.onChange((m) => client.reload(m));
+      cleanups.push(() => client.close());
+    }
+
+    const loops = new AbortController();
+    const running: Promise<void>[] = [];
+    cleanups.push(async () => {
+      loops.abort();
+      await Promise.all(running);
+      await table.pumpLogs();
+    });
+    const logPollMs = o.logPollMs ?? D.DEFAULT_LOG_POLL_MS;
+    running.push(
+      (async () => {
+        while (!loops.signal.aborted) {
+          await table.pumpLogs();
+          await sleep(logPollMs, undefined, { signal: loops.signal }).catch(
+            () => undefined /* AbortError: stopping */,
+          );
+        }
+      })(),
+    );
+
+    if (client) {
+      running.push(
+        runHeartbeatLoop(
+          {
+            client: () => client,
+            outbox,
+            timing: {
+              intervalMs: hb.intervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+              minIntervalMs: hb.minIntervalMs ?? 1000,
+              maxIntervalMs: hb.maxIntervalMs ?? 10 * 60_000,
+              backoffBaseMs: hb.backoffBaseMs ?? 1000,
+              backoffCapMs: hb.backoffCapMs ?? 60_000,
+            },
+            random,
+            log,
+            collect: async () => ({
+              hostId: manifest.hostId,
+              agentVersion: o.version,
+              generation: core.appliedGeneration(),
+              metrics: await metrics(),
+              services: (await core.status()).services,
+            }),
+            afterBeat: async (signal) => {
+              await renewIfDue(
+                {
+                  identity,
+                  client: () => client,
+                  renewBeforeMs: hb.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS,
+                  now,
+                  log,
+                },
+                signal,
+              );
+            },
+          },
+          loops.signal,
+        ),
+      );
+    }
+
+    log.info({ address, hostId: manifest.hostId, version: o.version }, 'agent listening');
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        log.info('agent stopping');
+        await cleanup();
+      })();
+      return closing;
+    };
+    return {
+      address,
+      hostId: manifest.hostId,
+      core,
+      idle: () => reconciler.idle(),
+      close,
+      [Symbol.asyncDispose]: close,
+    };
+  } catch (e: unknown) {
+    await cleanup();
+    throw e;
+  }
+}
+
+export type AgentOptions = D.AgentOptions;

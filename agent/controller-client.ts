@@ -1,0 +1,114 @@
+import { Agent, request } from 'undici';
+import type { TSchema, Static } from '@sinclair/typebox';
+import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
+import { HEADER_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../protocol/constants.js';
+import { RenewResponse, type RenewRequest } from '../protocol/enrollment.js';
+import { ErrorEnvelope } from '../protocol/errors.js';
+import { HeartbeatResponse, type HeartbeatRequest } from '../protocol/heartbeat.js';
+import { parseJsonWith } from '../protocol/validate.js';
+import { Value } from '@sinclair/typebox/value';
+
+/** Largest answer read from the controller, in bytes. */
+const MAX_RESPONSE_BYTES = 256 * 1024;
+const REQUEST_TIMEOUT_MS = 15_000;
+
+/** The controller answered with an error envelope (or an unexpected status). */
+export class ControllerCallError extends Error {
+  override readonly name = 'ControllerCallError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The agent's client of the controller's worker API: mTLS with the agent certificate, trusting
+ * only the bundle's CA and a server carrying the `controller` role (hostname checked, since a
+ * controller's certificate is not pinned in the bundle). `reload` swaps the certificate for
+ * new connections after a renewal.
+ */
+export interface ControllerClient {
+  heartbeat(body: HeartbeatRequest, signal?: AbortSignal): Promise<HeartbeatResponse>;
+  renew(body: RenewRequest, signal?: AbortSignal): Promise<RenewResponse>;
+  reload(material: TlsMaterial): void;
+  close(): Promise<void>;
+}
+
+export function createControllerClient(controller: string, material: TlsMaterial): ControllerClient {
+  const base = `https://${controller}`;
+  const makeDispatcher = (m: TlsMaterial): Agent =>
+    new Agent({ connect: clientTlsOptions(m, { roles: ['controller'] }), keepAliveTimeout: 10_000 });
+  let dispatcher = makeDispatcher(material);
+  let closed = false;
+
+  async function post<T extends TSchema>(
+    path: string,
+    body: unknown,
+    schema: T,
+    signal?: AbortSignal,
+  ): Promise<Static<T>> {
+    if (closed) throw new Error('controller client is closed');
+    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    const res = await request(`${base}${path}`, {
+      dispatcher,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [HEADER_PROTOCOL_VERSION]: String(PROTOCOL_VERSION) },
+      body: JSON.stringify(body),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_RESPONSE_BYTES) {
+        res.body.destroy();
+        throw new ControllerCallError(
+          res.statusCode,
+          'CORRAL_ERR_PAYLOAD_TOO_LARGE',
+          `${path}: answer too large`,
+        );
+      }
+      chunks.push(chunk);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      return parseJsonWith(schema, text, `controller ${path} answer`, MAX_RESPONSE_BYTES);
+    }
+    let envelope: unknown;
+    try {
+      envelope = JSON.parse(text);
+    } catch {
+      envelope = undefined; // SyntaxError: not an envelope; reported by status alone
+    }
+    if (Value.Check(ErrorEnvelope, envelope)) {
+      throw new ControllerCallError(
+        res.statusCode,
+        envelope.error.code,
+        `${path}: ${envelope.error.message}`,
+      );
+    }
+    throw new ControllerCallError(
+      res.statusCode,
+      'CORRAL_ERR_UNAVAILABLE',
+      `${path}: status ${res.statusCode}`,
+    );
+  }
+
+  return {
+    heartbeat: (body, signal) => post('/v1/heartbeat', body, HeartbeatResponse, signal),
+    renew: (body, signal) => post('/v1/renew', body, RenewResponse, signal),
+    reload(m) {
+      const old = dispatcher;
+      dispatcher = makeDispatcher(m);
+      void old.close().catch(() => undefined /* already destroyed: nothing to drain */);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await dispatcher.close();
+    },
+  };
+}

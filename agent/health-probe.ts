@@ -1,0 +1,73 @@
+import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
+import { request } from 'undici';
+import type { HealthCheck } from '../protocol/service-spec.js';
+
+export const DEFAULT_PROBE_INTERVAL_MS = 10_000;
+export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
+export const DEFAULT_FAILURE_THRESHOLD = 3;
+
+export interface ProbeContext {
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly signal: AbortSignal;
+}
+
+/** Runs one probe; resolves with undefined when healthy, or the reason it is not. */
+export async function runProbe(check: HealthCheck, ctx: ProbeContext): Promise<string | undefined> {
+  const timeoutMs = check.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
+  try {
+    switch (check.type) {
+      case 'command':
+        return await commandProbe(check.command, check.args ?? [], ctx, signal);
+      case 'tcp':
+        return await tcpProbe(check.host ?? '127.0.0.1', check.port, signal);
+      case 'http':
+        return await httpProbe(check.url, signal);
+    }
+  } catch (e: unknown) {
+    if (signal.aborted && !ctx.signal.aborted) return `probe timed out after ${timeoutMs} ms`;
+    return `probe failed: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}
+
+function commandProbe(
+  command: string,
+  args: readonly string[],
+  ctx: ProbeContext,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(
+      command,
+      [...args],
+      { cwd: ctx.cwd, env: { ...ctx.env }, signal, maxBuffer: 64 * 1024, killSignal: 'SIGKILL' },
+      (error) => {
+        if (!error) resolve(undefined);
+        else if (signal.aborted) resolve('health command timed out');
+        else
+          resolve(
+            `health command failed: ${typeof error.code === 'number' ? `exit ${error.code}` : error.message}`,
+          );
+      },
+    );
+  });
+}
+
+function tcpProbe(host: string, port: number, signal: AbortSignal): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, signal });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(undefined);
+    });
+    socket.once('error', (e: Error) => resolve(`tcp ${host}:${port}: ${e.message}`));
+  });
+}
+
+async function httpProbe(url: string, signal: AbortSignal): Promise<string | undefined> {
+  const res = await request(url, { method: 'GET', signal });
+  await res.body.dump({ limit: 64 * 1024 });
+  return res.statusCode < 400 ? undefined : `http ${url}: status ${res.statusCode}`;
+}

@@ -1,0 +1,71 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
+import { backoffDelayMs } from '../protocol/lifecycle.js';
+import type { ControllerClient } from './controller-client.js';
+import type { EventOutbox } from './event-outbox.js';
+
+export interface HeartbeatTiming {
+  /** Default interval, in ms (the controller may ask for another, within the bounds). */
+  readonly intervalMs: number;
+  readonly minIntervalMs: number;
+  readonly maxIntervalMs: number;
+  /** Backoff while the controller is unreachable: full jitter from base, capped. */
+  readonly backoffBaseMs: number;
+  readonly backoffCapMs: number;
+}
+
+export interface HeartbeatLoopOptions {
+  readonly client: () => ControllerClient;
+  readonly outbox: EventOutbox;
+  readonly timing: HeartbeatTiming;
+  readonly random: () => number;
+  readonly log: Logger;
+  /** Everything but the events. */
+  collect(): Promise<Omit<HeartbeatRequest, 'events'>>;
+  /** Runs after each successful heartbeat (certificate renewal). */
+  afterBeat(signal: AbortSignal): Promise<void>;
+}
+
+/** Floor of a backoff sleep, in ms, so an unlucky jitter of 0 never spins. */
+const MIN_BACKOFF_MS = 50;
+
+/**
+ * Posts a heartbeat every interval (±20 % jitter) until the signal aborts. Events ride along
+ * until the controller acknowledges them. A controller outage is ridden out with capped
+ * backoff; the loop never ends on its own.
+ */
+export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSignal): Promise<void> {
+  const t = o.timing;
+  let interval = t.intervalMs;
+  let failures = 0;
+  while (!signal.aborted) {
+    let delay: number;
+    try {
+      const body: HeartbeatRequest = {
+        ...(await o.collect()),
+        events: o.outbox.pending(MAX_HEARTBEAT_EVENTS),
+      };
+      const res = await o.client().heartbeat(body, signal);
+      o.outbox.ack(res.ackedEventIds);
+      interval = Math.min(t.maxIntervalMs, Math.max(t.minIntervalMs, res.intervalMs));
+      if (failures > 0) o.log.info({ failures }, 'controller reachable again');
+      failures = 0;
+      delay = Math.round(interval * (0.8 + 0.4 * o.random()));
+      await o.afterBeat(signal).catch((err: unknown) => {
+        if (!signal.aborted) o.log.warn({ err }, 'certificate renewal failed; will retry');
+      });
+    } catch (err: unknown) {
+      if (signal.aborted) return;
+      failures++;
+      delay = Math.max(MIN_BACKOFF_MS, backoffDelayMs(failures, t.backoffBaseMs, t.backoffCapMs, o.random));
+      const level = failures === 1 || failures % 10 === 0 ? 'warn' : 'debug';
+      o.log[level]({ err, failures, delayMs: delay }, 'heartbeat failed');
+    }
+    try {
+      await sleep(delay, undefined, { signal });
+    } catch {
+      return; // AbortError: shutting down
+    }
+  }
+}

@@ -1,0 +1,44 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { bootId, readProcStat, type ProcessIdentity } from './proc.js';
+
+/** Set in every service's environment: which agent (state dir) started it, and as what. */
+export const INSTANCE_ENV = 'CORRAL_AGENT_INSTANCE';
+export const SERVICE_ENV = 'CORRAL_SERVICE';
+const MAX_ENVIRON_BYTES = 256 * 1024;
+
+/** A stable token for the agent owning `stateDir` (an absolute path). */
+export function agentInstance(stateDir: string): string {
+  return createHash('sha256').update(stateDir).digest('hex').slice(0, 24);
+}
+
+/**
+ * Process-group leaders whose environment says this agent instance started them, by service
+ * name. Finds the processes a crashed agent spawned but never recorded (it died between the
+ * spawn and the write of `state.json`), so the next agent adopts or stops them instead of
+ * starting a second copy.
+ */
+export async function findServiceLeaders(instance: string): Promise<Map<string, ProcessIdentity[]>> {
+  const found = new Map<string, ProcessIdentity[]>();
+  const boot = await bootId();
+  const marker = `${INSTANCE_ENV}=${instance}`;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const stat = await readProcStat(pid);
+    if (!stat || stat.pgrp !== pid || stat.state === 'Z' || stat.state === 'X') continue;
+    let environ: Buffer;
+    try {
+      environ = await readFile(`/proc/${pid}/environ`);
+    } catch {
+      continue; // ENOENT or EACCES: gone, or not ours to read (so not ours at all)
+    }
+    if (environ.length > MAX_ENVIRON_BYTES) continue;
+    const vars = environ.toString('utf8').split('\0');
+    if (!vars.includes(marker)) continue;
+    const name = vars.find((v) => v.startsWith(`${SERVICE_ENV}=`))?.slice(SERVICE_ENV.length + 1);
+    if (!name) continue;
+    found.set(name, [...(found.get(name) ?? []), { pid, startTime: stat.startTime, bootId: boot }]);
+  }
+  return found;
+}

@@ -1,0 +1,157 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { open } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  bootId,
+  groupExists,
+  groupMembers,
+  identityOf,
+  isSameProcess,
+  readProcStat,
+  signalGroup,
+} from './proc.js';
+import type { ExitInfo } from './restart-policy.js';
+import type { ProcessRecord, RunHandle, Runtime, StartRequest } from './runtime.js';
+
+export interface ProcessRuntimeOptions {
+  /** How often adopted processes (not our children, so no exit event) are checked, in ms. */
+  readonly adoptPollMs?: number;
+  /** How long to wait for a group to vanish after SIGKILL, in ms. */
+  readonly killWaitMs?: number;
+}
+
+const STOP_POLL_MS = 25;
+
+/**
+ * Runs services as local processes. Each starts in its own session (`detached`), so its
+ * process group id is its pid, signals to the agent never reach it, and it outlives the agent.
+ * stdout and stderr go to append-only files (see log-capture.ts for why).
+ */
+export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runtime {
+  const adoptPollMs = options.adoptPollMs ?? 1000;
+  const killWaitMs = options.killWaitMs ?? 5000;
+  const watched = new Map<ProcessRecord, (exit: ExitInfo) => void>();
+  let timer: NodeJS.Timeout | undefined;
+  let polling = false;
+
+  async function pollAdopted(): Promise<void> {
+    if (polling) return;
+    polling = true;
+    try {
+      for (const [record, resolve] of [...watched]) {
+        if (!(await isSameProcess(record))) {
+          watched.delete(record);
+          resolve({ known: false, code: null, signal: null });
+        }
+      }
+    } finally {
+      polling = false;
+    }
+  }
+
+  function watch(record: ProcessRecord, resolve: (exit: ExitInfo) => void): void {
+    watched.set(record, resolve);
+    timer ??= setInterval(() => void pollAdopted(), adoptPollMs).unref();
+  }
+
+  function unwatch(record: ProcessRecord): void {
+    watched.delete(record);
+    if (watched.size === 0 && timer) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  }
+
+  /** The group is still this service's: pid pgid is free (leader gone) or is still our leader. */
+  async function groupIsOurs(record: ProcessRecord): Promise<boolean> {
+    if (record.bootId !== (await bootId())) return false;
+    const leader = await readProcStat(record.pgid);
+    return leader === undefined || leader.startTime === record.startTime;
+  }
+
+  async function groupGone(record: ProcessRecord): Promise<boolean> {
+    if (!groupExists(record.pgid)) return true;
+    if (await isSameProcess(record)) return false;
+    return (await groupMembers(record.pgid)).length === 0;
+  }
+
+  return {
+    kind: 'process',
+
+    async start(request: StartRequest): Promise<RunHandle> {
+      const out = await open(request.stdoutPath, 'a', 0o640);
+      const err = await open(request.stderrPath, 'a', 0o640).catch(async (e: unknown) => {
+        await out.close();
+        throw e;
+      });
+      let child: ChildProcess;
+      let exited: Promise<ExitInfo>;
+      try {
+        child = spawn(request.spec.command, request.spec.args, {
+          cwd: request.cwd,
+          env: { ...request.env },
+          detached: true,
+          stdio: ['ignore', out.fd, err.fd],
+        });
+        // Listen at once: a short-lived process can exit before the awaits below finish.
+        const spawned = child;
+        exited = new Promise<ExitInfo>((resolve) => {
+          spawned.once('exit', (code, signal) => resolve({ known: true, code, signal }));
+        });
+        await new Promise<void>((resolve, reject) => {
+          spawned.once('spawn', resolve);
+          spawned.once('error', reject);
+        });
+      } finally {
+        await out.close();
+        await err.close();
+      }
+      child.unref();
+      const pid = child.pid;
+      if (pid === undefined) throw new Error('spawned process has no pid');
+      const identity = (await identityOf(pid)) ?? { pid, startTime: 'exited', bootId: await bootId() };
+      return {
+        record: { ...identity, pgid: pid },
+        exited,
+        detach() {
+          child.removeAllListeners('exit');
+        },
+      };
+    },
+
+    async adopt(record: ProcessRecord): Promise<RunHandle> {
+      let resolveExit: (exit: ExitInfo) => void = () => undefined;
+      const exited = new Promise<ExitInfo>((resolve) => {
+        resolveExit = resolve;
+      });
+      if (await isSameProcess(record)) watch(record, resolveExit);
+      else resolveExit({ known: false, code: null, signal: null });
+      return { record, exited, detach: () => unwatch(record) };
+    },
+
+    async stop(handle: RunHandle, graceMs: number): Promise<void> {
+      const { record } = handle;
+      if (!(await groupIsOurs(record))) return;
+      if (!signalGroup(record.pgid, 'SIGTERM')) return;
+      const termDeadline = Date.now() + graceMs;
+      while (Date.now() < termDeadline) {
+        if (await groupGone(record)) return;
+        await sleep(STOP_POLL_MS);
+      }
+      if (!(await groupIsOurs(record))) return;
+      signalGroup(record.pgid, 'SIGKILL');
+      const killDeadline = Date.now() + killWaitMs;
+      while (Date.now() < killDeadline) {
+        if (await groupGone(record)) return;
+        await sleep(STOP_POLL_MS);
+      }
+      throw new Error(`process group ${record.pgid} survived SIGKILL`);
+    },
+
+    close() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      watched.clear();
+    },
+  };
+}

@@ -1,0 +1,156 @@
+import { execFile } from 'node:child_process';
+import { appendFile, lstat, readdir, readFile, realpath, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { createProcessRuntime } from './process-runtime.js';
+import { isSameProcess, signalProcess } from './proc.js';
+import { formatSyslogLine } from './rfc5424.js';
+import { checkDeletable, isWithin, type ReaperPlan } from './self-destruct-plan.js';
+
+const execFileAsync = promisify(execFile);
+const AGENT_STOP_GRACE_MS = 10_000;
+const PARALLEL_STOPS = 16;
+
+export interface ReaperReport {
+  readonly stoppedServices: string[];
+  readonly stoppedUnits: string[];
+  agentStopped: boolean;
+  readonly deleted: string[];
+  readonly kept: string[];
+  readonly errors: string[];
+}
+
+async function isSystemdInit(): Promise<boolean> {
+  try {
+    return (await readFile('/proc/1/comm', 'utf8')).trim() === 'systemd';
+  } catch {
+    return false; // ENOENT or EACCES: no /proc/1 we can read, so not systemd as far as we can tell
+  }
+}
+
+async function stopAgent(agent: NonNullable<ReaperPlan['agent']>): Promise<boolean> {
+  if (!(await isSameProcess(agent))) return false;
+  signalProcess(agent.pid, 'SIGTERM');
+  const deadline = Date.now() + AGENT_STOP_GRACE_MS;
+  while (Date.now() < deadline) {
+    if (!(await isSameProcess(agent))) return true;
+    await sleep(50);
+  }
+  if (await isSameProcess(agent)) signalProcess(agent.pid, 'SIGKILL');
+  return true;
+}
+
+/**
+ * Deletes `dir` except the kept directories (and the path down to them). Symbolic links are
+ * removed, never followed; nothing outside `dir` is touched.
+ */
+async function deleteExcept(dir: string, keep: readonly string[], report: ReaperReport): Promise<void> {
+  let real: string;
+  try {
+    real = await realpath(dir);
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  checkDeletable(real);
+  const keepReal = await Promise.all(keep.map((k) => realpath(k).catch(() => k /* ENOENT: keep as given */)));
+  async function walk(path: string): Promise<boolean> {
+    if (keepReal.some((k) => isWithin(path, k))) {
+      report.kept.push(path);
+      return false;
+    }
+    if (!keepReal.some((k) => isWithin(k, path))) {
+      await rm(path, { recursive: true, force: true });
+      report.deleted.push(path);
+      return true;
+    }
+    // `path` holds a kept directory: delete around it.
+    let emptied = true;
+    for (const entry of await readdir(path)) {
+      const child = join(path, entry);
+      const st = await lstat(child);
+      if (st.isDirectory()) emptied = (await walk(child)) && emptied;
+      else {
+        await rm(child, { force: true });
+        report.deleted.push(child);
+      }
+    }
+    if (emptied) await rmdir(path);
+    return emptied;
+  }
+  await walk(real);
+}
+
+/**
+ * Carries out a self-destruct: stops the Corral units and the agent (so nothing restarts what
+ * follows), every service's process group, then deletes the planned directories, keeping logs.
+ * Runs in its own session (or systemd unit), so it outlives the agent. Never throws; what
+ * failed is in `errors`.
+ */
+export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
+  const report: ReaperReport = {
+    stoppedServices: [],
+    stoppedUnits: [],
+    agentStopped: false,
+    deleted: [],
+    kept: [],
+    errors: [],
+  };
+  const fail = (what: string, e: unknown): void => {
+    report.errors.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+  };
+  await sleep(plan.startDelayMs);
+  if (plan.units.length > 0 && (await isSystemdInit())) {
+    for (const unit of plan.units) {
+      try {
+        await execFileAsync('systemctl', ['disable', '--now', unit], { timeout: 60_000 });
+        report.stoppedUnits.push(unit);
+      } catch (e: unknown) {
+        fail(`unit ${unit}`, e);
+      }
+    }
+  }
+  if (plan.agent) {
+    try {
+      report.agentStopped = await stopAgent(plan.agent);
+    } catch (e: unknown) {
+      fail('agent', e);
+    }
+  }
+  const runtime = createProcessRuntime();
+  const queue = [...plan.services];
+  await Promise.all(
+    Array.from({ length: PARALLEL_STOPS }, async () => {
+      for (let s = queue.shift(); s; s = queue.shift()) {
+        try {
+          await runtime.stop(await runtime.adopt(s.process), s.stopGraceMs);
+          report.stoppedServices.push(s.name);
+        } catch (e: unknown) {
+          fail(`service ${s.name}`, e);
+        }
+      }
+    }),
+  );
+  runtime.close();
+  for (const dir of plan.deleteDirs) {
+    try {
+      await deleteExcept(dir, plan.keepDirs, report);
+    } catch (e: unknown) {
+      fail(`delete ${dir}`, e);
+    }
+  }
+  if (plan.logFile && plan.keepDirs.some((k) => isWithin(plan.logFile ?? '', k))) {
+    const line = formatSyslogLine({
+      time: new Date(),
+      hostname: plan.hostname,
+      appName: 'corral-reaper',
+      procId: process.pid,
+      msgId: 'self-destruct',
+      severity: report.errors.length > 0 ? 'warning' : 'notice',
+      message: `self-destruct finished: ${report.stoppedServices.length} services stopped, ${report.deleted.length} paths deleted, ${report.errors.length} errors${report.errors.length ? `: ${report.errors.join('; ')}` : ''}`,
+    });
+    await appendFile(plan.logFile, `${line}\n`).catch((e: unknown) => fail('final log line', e));
+  }
+  return report;
+}

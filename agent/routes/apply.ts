@@ -1,0 +1,18 @@
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ApplyAccepted, ApplyRequest, MAX_APPLY_BODY_BYTES } from '../../protocol/agent-api.js';
+import type { AgentCore } from '../agent-core.js';
+
+/**
+ * POST /v1/apply: the host's whole desired set. 202 with an operation id; the same generation
+ * again is a no-op (`noop: true`); an older one is 409 CORRAL_ERR_STALE_GENERATION.
+ */
+export function registerApplyRoute(app: FastifyInstance, core: AgentCore): void {
+  app
+    .withTypeProvider<TypeBoxTypeProvider>()
+    .post(
+      '/v1/apply',
+      { bodyLimit: MAX_APPLY_BODY_BYTES, schema: { body: ApplyRequest, response: { 202: ApplyAccepted } } },
+      async (request, reply) => reply.code(202).send(await core.apply(request.body)),
+    );
+}

@@ -1,0 +1,143 @@
+import { homedir } from 'node:os';
+import { isAbsolute, normalize, relative, sep } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { MAX_APPLY_SERVICES } from '../protocol/agent-api.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { ProcessRecordSchema } from './service-record.js';
+
+/** What the reaper is told to do; written to a file it reads and then deletes. */
+export const ReaperPlan = Type.Object(
+  {
+    version: Type.Literal(1),
+    hostname: Type.String({ maxLength: 255 }),
+    /** The agent to stop first, so it cannot restart what the reaper stops. */
+    agent: Type.Union([ProcessRecordSchema, Type.Null()]),
+    /** systemd units of the Corral daemons, stopped and disabled when systemd is pid 1. */
+    units: Type.Array(Type.String({ pattern: '^[A-Za-z0-9@._:-]{1,128}$' }), { maxItems: 16 }),
+    services: Type.Array(
+      Type.Object(
+        {
+          name: Type.String({ maxLength: 63 }),
+          process: ProcessRecordSchema,
+          stopGraceMs: Type.Integer({ minimum: 0 }),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: MAX_APPLY_SERVICES * 2 },
+    ),
+    /** Directories whose contents go (the directory too, unless it holds a kept one). */
+    deleteDirs: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 16 }),
+    /** Directories kept whole, even inside a deleted one: the logs. */
+    keepDirs: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 16 }),
+    /** Where the reaper appends its last RFC 5424 line (inside a kept directory), if anywhere. */
+    logFile: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()]),
+    /** Wait before starting, so the agent's reply is out, in ms. */
+    startDelayMs: Type.Integer({ minimum: 0, maximum: 60_000 }),
+  },
+  { additionalProperties: false },
+);
+export type ReaperPlan = Static<typeof ReaperPlan>;
+
+/** Directories no configuration may make the reaper delete, whatever it says. */
+const NEVER_DELETE = [
+  '/',
+  '/bin',
+  '/boot',
+  '/dev',
+  '/etc',
+  '/home',
+  '/lib',
+  '/lib64',
+  '/media',
+  '/mnt',
+  '/opt',
+  '/proc',
+  '/root',
+  '/run',
+  '/sbin',
+  '/srv',
+  '/sys',
+  '/tmp',
+  '/usr',
+  '/usr/bin',
+  '/usr/lib',
+  '/usr/local',
+  '/usr/local/bin',
+  '/usr/local/lib',
+  '/usr/share',
+  '/var',
+  '/var/lib',
+  '/var/log',
+  '/var/tmp',
+  '/var/run',
+];
+
+/** True when `inner` is `outer` or lies beneath it. */
+export function isWithin(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
+}
+
+/**
+ * Refuses a directory the reaper must never delete: relative paths, `..` tricks, system
+ * directories, the home directory, and anything holding one of those. Returns the normalized path.
+ */
+export function checkDeletable(dir: string): string {
+  const path = normalize(dir).replace(/\/+$/, '') || '/';
+  if (!isAbsolute(dir) || path !== dir.replace(/\/+$/, '')) {
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `refusing to delete ${JSON.stringify(dir)}: not a plain absolute path`,
+    );
+  }
+  const guarded = [...NEVER_DELETE, homedir()];
+  if (guarded.some((g) => isWithin(g, path))) {
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `refusing to delete ${path}: it is or holds a system directory`,
+    );
+  }
+  if (path.split('/').filter(Boolean).length < 2) {
+    throw new CorralError(ErrorCode.VALIDATION, `refusing to delete ${path}: too close to the root`);
+  }
+  return path;
+}
+
+export interface SelfDestructConfig {
+  /** The agent's state dir: deleted, except the kept directories inside it. */
+  readonly stateDir: string;
+  /** Install directories (releases), deleted whole. */
+  readonly installDirs: readonly string[];
+  /** Other Corral directories to delete (the updater's and forwarder's state). */
+  readonly extraDirs: readonly string[];
+  /** Kept: the directory of the worker log, and any others given. */
+  readonly keepDirs: readonly string[];
+  readonly units: readonly string[];
+  readonly logFile: string | null;
+}
+
+export function buildReaperPlan(
+  config: SelfDestructConfig,
+  hostname: string,
+  agent: ReaperPlan['agent'],
+  services: ReaperPlan['services'],
+  startDelayMs: number,
+): ReaperPlan {
+  const deleteDirs = [config.stateDir, ...config.installDirs, ...config.extraDirs].map(checkDeletable);
+  const keepDirs = config.keepDirs.map((d) => normalize(d).replace(/\/+$/, ''));
+  for (const keep of keepDirs) {
+    if (!isAbsolute(keep))
+      throw new CorralError(ErrorCode.VALIDATION, `kept directory ${keep} is not absolute`);
+  }
+  return {
+    version: 1,
+    hostname,
+    agent,
+    units: [...config.units],
+    services,
+    deleteDirs: [...new Set(deleteDirs)],
+    keepDirs: [...new Set(keepDirs)],
+    logFile: config.logFile,
+    startDelayMs,
+  };
+}

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { SelfDestructAccepted, SelfDestructRequest } from '../protocol/agent-api.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { parseJsonWith } from '../protocol/validate.js';
+import { Type } from '@sinclair/typebox';
+import { writeJsonAtomic } from './json-file.js';
+import { isSameProcess, type ProcessIdentity } from './proc.js';
+import { launchReaper, type SystemdMode } from './reaper-launch.js';
+import { buildReaperPlan, type ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
+import type { ServiceDirs } from './service-record.js';
+
+/** Gives the agent's reply time to leave before the reaper stops the agent, in ms. */
+const REAPER_START_DELAY_MS = 300;
+export const AGENT_LOCK_FILE = 'run/agent.pid';
+
+export interface SelfDestructDeps {
+  readonly config: SelfDestructConfig;
+  readonly hostId: string;
+  readonly hostname: string;
+  /** argv that runs the reaper; the plan file path is appended. Absent: self-destruct is refused. */
+  readonly reaperCommand: readonly string[] | undefined;
+  readonly systemd: SystemdMode;
+  readonly agent: ProcessIdentity;
+  readonly defaultStopGraceMs: number;
+  readonly log: Logger;
+  services(): ReaperPlan['services'];
+  /** Refuse every change from now on. */
+  freeze(): void;
+  now(): number;
+}
+
+/** Handles POST /v1/self-destruct: checks, freezes the agent, writes the plan, starts the reaper. */
+export function createSelfDestruct(deps: SelfDestructDeps) {
+  return {
+    async prepare(
+      req: SelfDestructRequest,
+    ): Promise<{ accepted: SelfDestructAccepted; launch: () => Promise<void> }> {
+      if (req.hostId !== undefined && req.hostId !== deps.hostId) {
+        throw new CorralError(ErrorCode.CONFLICT, `this worker is ${deps.hostId}, not ${req.hostId}`);
+      }
+      const command = deps.reaperCommand;
+      if (!command || command.length === 0) {
+        throw new CorralError(ErrorCode.UNAVAILABLE, 'this agent has no reaper configured');
+      }
+      const plan = buildReaperPlan(
+        deps.config,
+        deps.hostname,
+        { ...deps.agent, pgid: deps.agent.pid },
+        deps.services(),
+        REAPER_START_DELAY_MS,
+      );
+      deps.freeze();
+      const planPath = join(tmpdir(), `corral-reaper-${randomUUID()}.json`);
+      await writeJsonAtomic(planPath, plan, true);
+      const operationId = randomUUID();
+      deps.log.warn(
+        { operationId, deleteDirs: plan.deleteDirs, services: plan.services.length },
+        'self-destruct accepted',
+      );
+      return {
+        accepted: { operationId, hostId: deps.hostId, startedAt: new Date(deps.now()).toISOString() },
+        launch: async () => {
+          const how = await launchReaper([...command, planPath], deps.systemd);
+          deps.log.warn({ operationId, how }, 'reaper started');
+        },
+      };
+    },
+  };
+}
+
+const LockFile = Type.Object({
+  pid: Type.Integer({ minimum: 1 }),
+  startTime: Type.String(),
+  bootId: Type.String(),
+});
+
+/** The plan a self-destruct would carry out now, read from disk (for `--dry-run`; no agent needed). */
+export async function planFromDisk(
+  stateDir: string,
+  config: SelfDestructConfig,
+  dirs: ServiceDirs,
+  defaultStopGraceMs: number,
+): Promise<ReaperPlan> {
+  let agent: ReaperPlan['agent'] = null;
+  try {
+    const holder = parseJsonWith(
+      LockFile,
+      await readFile(join(stateDir, AGENT_LOCK_FILE), 'utf8'),
+      'agent lock',
+      4096,
+    );
+    if (await isSameProcess(holder)) agent = { ...holder, pgid: holder.pid };
+  } catch {
+    agent = null; // ENOENT or garbage: no agent is running on this state dir
+  }
+  const services: ReaperPlan['services'] = [];
+  for (const name of await dirs.list()) {
+    const rec = await dirs.load(name).catch(() => undefined /* unreadable: nothing to stop by record */);
+    if (rec?.process && (await isSameProcess(rec.process))) {
+      services.push({ name, process: rec.process, stopGraceMs: rec.spec.stopGraceMs ?? defaultStopGraceMs });
+    }
+  }
+  return buildReaperPlan(config, '-', agent, services, 0);
+}

@@ -1,0 +1,302 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { LifecycleEventType, ServiceState, ServiceStatus } from '../protocol/heartbeat.js';
+import type { ServiceSpec } from '../protocol/service-spec.js';
+import { healthLoop } from './health-loop.js';
+import type { CurrentService, DesiredService } from './plan.js';
+import { decideAfterExit, restartsInWindow, type ExitInfo, type RestartLimits } from './restart-policy.js';
+import type { RunHandle, Runtime } from './runtime.js';
+import { MAX_RESTART_HISTORY, type ServiceDirs, type ServiceRecord } from './service-record.js';
+import { streamFile } from './log-capture.js';
+import { INSTANCE_ENV, SERVICE_ENV } from './orphans.js';
+
+export interface ServiceEvent {
+  readonly type: LifecycleEventType;
+  readonly service: string;
+  readonly detail?: string;
+}
+
+export interface SupervisorDeps {
+  readonly runtime: Runtime;
+  readonly dirs: ServiceDirs;
+  readonly log: Logger;
+  readonly limits: RestartLimits;
+  readonly random: () => number;
+  readonly now: () => number;
+  /** Environment every service starts from (PATH and the like); the spec's env goes on top. */
+  readonly baseEnv: Readonly<Record<string, string>>;
+  readonly defaultStopGraceMs: number;
+  /** Marks the processes this agent starts (see orphans.ts). */
+  readonly instance: string;
+  emit(event: ServiceEvent): void;
+}
+
+export interface ServiceSupervisor {
+  readonly name: string;
+  spec(): ServiceSpec;
+  current(): CurrentService;
+  status(): ServiceStatus;
+  pid(): number | null;
+  /** What `services/<name>/state.json` holds (or is about to). */
+  record(): ServiceRecord;
+  /** Starts a fresh process for `desired` (restart history cleared). Resolves with the error, if any. */
+  start(desired: DesiredService, generation: number): Promise<string | undefined>;
+  /** Stops the process group (SIGTERM, then SIGKILL after the grace period). */
+  stop(): Promise<void>;
+  /** Watches a process a previous agent started (see restoreSupervisor). */
+  adopt(handle: RunHandle): void;
+  /** The record says the service was active but no process is left: handle it as an exit. */
+  adoptGone(): void;
+  /** Stops watching without touching the process: the agent is going away, the service is not. */
+  detach(): void;
+  /** Waits for pending record writes. */
+  flush(): Promise<void>;
+}
+
+const ACTIVE: readonly ServiceState[] = ['starting', 'running', 'degraded', 'restarting'];
+
+/**
+ * Supervises one service: starts it, watches its exit, restarts it by policy with backoff,
+ * gives up after too many restarts in the window, runs its health check, and records what the
+ * next agent needs in `services/<name>/state.json`.
+ *
+ * Invariant: at most one process per service. Every launch bumps `incarnation`; exit and
+ * health callbacks of an older incarnation, or of a life that stop() aborted, do nothing.
+ */
+export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): ServiceSupervisor {
+  const name = initial.spec.name;
+  const log = deps.log.child({ service: name });
+  let spec = initial.spec;
+  let specHash = initial.specHash;
+  let generation = initial.generation;
+  let state: ServiceState = initial.state;
+  let restarts = initial.restarts;
+  let restartTimes = [...initial.restartTimes];
+  let lastError = initial.lastError;
+  let since = initial.since;
+  let handle: RunHandle | undefined;
+  let incarnation = 0;
+  let life = new AbortController();
+  let writes: Promise<void> = Promise.resolve();
+
+  const setState = (next: ServiceState): void => {
+    if (next !== state) since = new Date(deps.now()).toISOString();
+    state = next;
+  };
+
+  function record(): ServiceRecord {
+    return {
+      version: 1,
+      spec,
+      specHash,
+      generation,
+      state,
+      process: handle ? handle.record : null,
+      restarts,
+      restartTimes: restartTimes.slice(-MAX_RESTART_HISTORY),
+      lastError,
+      since,
+    };
+  }
+
+  function persist(durable: boolean): Promise<void> {
+    const snapshot = record();
+    writes = writes
+      .then(() => deps.dirs.save(snapshot, durable))
+      .catch((err: unknown) => log.error({ err }, 'service record not saved'));
+    return writes;
+  }
+
+  function env(): Record<string, string> {
+    return { ...deps.baseEnv, ...spec.env, [SERVICE_ENV]: name, [INSTANCE_ENV]: deps.instance };
+  }
+
+  function cwd(): string {
+    return spec.workingDir ?? deps.dirs.dir(name);
+  }
+
+  async function launch(signal: AbortSignal): Promise<void> {
+    const dir = await deps.dirs.ensure(name);
+    const h = await deps.runtime.start({
+      spec,
+      cwd: cwd(),
+      env: env(),
+      stdoutPath: streamFile(dir, 'stdout'),
+      stderrPath: streamFile(dir, 'stderr'),
+    });
+    watch(h, signal);
+    log.info({ pid: h.record.pid, incarnation }, 'service started');
+  }
+
+  function watch(h: RunHandle, signal: AbortSignal): void {
+    handle = h;
+    const inc = ++incarnation;
+    setState(spec.healthCheck ? 'starting' : 'running');
+    void persist(true);
+    void h.exited.then((exit) => onExit(exit, inc, signal));
+    if (spec.healthCheck) {
+      void healthLoop({
+        check: spec.healthCheck,
+        probe: { cwd: cwd(), env: env(), signal },
+        alive: () => inc === incarnation && handle !== undefined && !signal.aborted,
+        onHealthy: () => {
+          if (state !== 'starting' && state !== 'degraded') return;
+          setState('running');
+          lastError = null;
+          void persist(false);
+        },
+        onUnhealthy: (reason) => {
+          if (state !== 'starting' && state !== 'running') return;
+          setState('degraded');
+          lastError = reason;
+          deps.emit({ type: 'service-degraded', service: name, detail: reason });
+          log.warn({ reason }, 'service degraded');
+          void persist(false);
+        },
+      });
+    }
+  }
+
+  async function onExit(exit: ExitInfo, inc: number, signal: AbortSignal): Promise<void> {
+    if (inc !== incarnation || signal.aborted) return;
+    handle = undefined;
+    const now = deps.now();
+    const decision = decideAfterExit({
+      policy: spec.restart,
+      exit,
+      history: restartTimes,
+      now,
+      limits: deps.limits,
+      random: deps.random,
+    });
+    if (decision.action === 'stop') {
+      setState('stopped');
+      lastError = null;
+      log.info({ reason: decision.reason }, 'service ended');
+      await persist(true);
+      return;
+    }
+    if (decision.action === 'fail') {
+      setState('failed');
+      lastError = decision.reason;
+      deps.emit({ type: 'service-failed', service: name, detail: decision.reason });
+      log.warn({ reason: decision.reason }, 'service failed');
+      await persist(true);
+      return;
+    }
+    setState('restarting');
+    lastError = decision.reason;
+    await persist(true);
+    log.info({ reason: decision.reason, delayMs: decision.delayMs }, 'service restarting');
+    try {
+      await sleep(decision.delayMs, undefined, { signal });
+    } catch {
+      return; // AbortError: stopped or replaced while waiting
+    }
+    if (inc !== incarnation || signal.aborted) return;
+    restartTimes = [...restartsInWindow(restartTimes, deps.now(), deps.limits.windowMs), deps.now()];
+    restarts++;
+    deps.emit({
+      type: 'service-restarted',
+      service: name,
+      detail: `${decision.reason}; restart ${restarts} after ${decision.delayMs} ms`,
+    });
+    try {
+      await launch(signal);
+    } catch (e: unknown) {
+      const error = e instanceof Error ? e.message : String(e);
+      await onExit({ known: true, code: null, signal: null, error }, inc, signal);
+    }
+  }
+
+  async function stopProcess(): Promise<void> {
+    life.abort();
+    life = new AbortController();
+    const h = handle;
+    if (!h) return;
+    try {
+      await deps.runtime.stop(h, spec.stopGraceMs ?? deps.defaultStopGraceMs);
+    } finally {
+      h.detach();
+      handle = undefined;
+    }
+  }
+
+  return {
+    name,
+    spec: () => spec,
+    pid: () => handle?.record.pid ?? null,
+    record,
+    current: () => ({ name, specHash, state, generation }),
+    status: () => ({ name, state, restarts, lastError, pid: handle?.record.pid ?? null, since }),
+
+    async start(desired, gen) {
+      await stopProcess();
+      spec = desired.spec;
+      specHash = desired.specHash;
+      generation = gen;
+      restarts = 0;
+      restartTimes = [];
+      lastError = null;
+      setState('pending');
+      try {
+        await launch(life.signal);
+        return undefined;
+      } catch (e: unknown) {
+        lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
+        setState('failed');
+        deps.emit({ type: 'service-failed', service: name, detail: lastError });
+        log.warn({ reason: lastError }, 'service failed');
+        await persist(true);
+        return lastError;
+      }
+    },
+
+    async stop() {
+      try {
+        await stopProcess();
+      } catch (e: unknown) {
+        lastError = `stop failed: ${e instanceof Error ? e.message : String(e)}`;
+        throw e;
+      } finally {
+        if (ACTIVE.includes(state) || state === 'pending') setState('stopped');
+        await persist(true);
+      }
+    },
+
+    adopt(h) {
+      log.info({ pid: h.record.pid }, 'service re-adopted');
+      watch(h, life.signal);
+    },
+
+    adoptGone() {
+      void onExit({ known: false, code: null, signal: null }, incarnation, life.signal);
+    },
+
+    detach() {
+      life.abort();
+      handle?.detach();
+    },
+
+    flush: () => writes,
+  };
+}
+
+/**
+ * Rebuilds a supervisor from a previous agent's record: re-adopts the process when pid, start
+ * time and boot id still match (never starting a second copy); when the process died while no
+ * agent watched, applies the restart policy as for any exit.
+ */
+export async function restoreSupervisor(
+  deps: SupervisorDeps,
+  rec: ServiceRecord,
+): Promise<ServiceSupervisor> {
+  const sup = createSupervisor(deps, rec);
+  if (rec.process) {
+    const h = await deps.runtime.adopt(rec.process);
+    sup.adopt(h);
+  } else if (ACTIVE.includes(rec.state)) {
+    sup.adoptGone();
+  }
+  return sup;
+}

@@ -18,6 +18,9 @@ export function buildProgram(ctx: ProgramContext): Command {
     .description('Corral: a self-hosted fleet control plane over mutual TLS')
     .version(ctx.version, '-V, --version', 'print the version')
     .showHelpAfterError()
+    // Program options (-V/--version) only before the first subcommand, so a subcommand may
+    // define its own --version (`controller release pack --version V`).
+    .enablePositionalOptions()
     .configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) })
     .exitOverride((err: CommanderError) => {
       throw err;

@@ -12,3 +12,5 @@ export * from './lifecycle.js';
 export * from './agent-local.js';
 export * from './service-spec.js';
 export * from './agent-api.js';
+export * from './release.js';
+export * from './updater-api.js';

@@ -1,7 +1,234 @@
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
+import { pino } from 'pino';
+import { isPkiError, loadBundle, PkiErrorCode } from '../../pki/index.js';
+import {
+  DEFAULT_MAX_RELEASE_BYTES,
+  DEFAULT_UPDATER_LISTEN,
+  LOG_REDACT_PATHS,
+  parseHostPort,
+  RELEASE_VERSION_RE,
+  UPDATER_VERSION_ENV,
+} from '../../protocol/index.js';
+import {
+  createUpdater,
+  DEFAULT_HEALTH_TIMEOUT_MS,
+  DEFAULT_KEEP_RELEASES,
+  expandStart,
+  PAUSE_PHASES,
+  releaseLayout,
+  type AgentRelease,
+  type PausePhase,
+} from '../../updater/index.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
+
+/** Test hook, read only here: `CORRAL_TEST_UPDATER_PAUSE=<phase>:<ms>` holds updates at a phase. */
+const PAUSE_ENV = 'CORRAL_TEST_UPDATER_PAUSE';
+
+interface ServeOptions {
+  stateDir: string;
+  root: string;
+  listen: string;
+  agentStateDir?: string;
+  agentRestartCommand?: string;
+  selfRestartCommand?: string;
+  keep: string;
+  maxReleaseBytes: string;
+  healthTimeoutMs: string;
+}
+
+function positiveInt(value: string, name: string): number {
+  if (!/^\d{1,15}$/.test(value) || Number(value) < 1)
+    throw new CliExit(EXIT_USAGE, `${name} must be a positive integer`);
+  return Number(value);
+}
+
+function pauseFromEnv(): ((phase: PausePhase) => Promise<void>) | undefined {
+  const value = process.env[PAUSE_ENV];
+  if (!value) return undefined;
+  const [phase, ms] = value.split(':');
+  if (!(PAUSE_PHASES as readonly string[]).includes(phase ?? '') || !/^\d+$/.test(ms ?? '')) {
+    throw new CliExit(EXIT_USAGE, `${PAUSE_ENV} must be <${PAUSE_PHASES.join('|')}>:<ms>`);
+  }
+  return async (at) => {
+    if (at === phase) await sleep(Number(ms));
+  };
+}
+
+/** This updater's release version: set by the updater that started it, else the package's. */
+function ownVersion(fallback: string): string {
+  const fromEnv = process.env[UPDATER_VERSION_ENV];
+  return fromEnv !== undefined && RELEASE_VERSION_RE.test(fromEnv) ? fromEnv : fallback;
+}
+
+/** The serve options a successor updater gets (the same configuration as this one). */
+function serveArgs(o: ServeOptions): string[] {
+  return [
+    '--state-dir',
+    o.stateDir,
+    '--root',
+    o.root,
+    '--listen',
+    o.listen,
+    ...(o.agentStateDir ? ['--agent-state-dir', o.agentStateDir] : []),
+    ...(o.agentRestartCommand ? ['--agent-restart-command', o.agentRestartCommand] : []),
+    ...(o.selfRestartCommand ? ['--self-restart-command', o.selfRestartCommand] : []),
+    '--keep',
+    o.keep,
+    '--max-release-bytes',
+    o.maxReleaseBytes,
+    '--health-timeout-ms',
+    o.healthTimeoutMs,
+  ];
+}
+
+/**
+ * Starts the successor updater from its new release: the configured command (e.g. a service
+ * manager restart), or the release's own updater start command with this updater's options,
+ * detached, with output appended to ROOT/.updater/updater.log.
+ */
+function startSuccessor(o: ServeOptions, release: AgentRelease): void {
+  const env: NodeJS.ProcessEnv = { ...process.env, [UPDATER_VERSION_ENV]: release.version };
+  delete env[PAUSE_ENV];
+  if (o.selfRestartCommand) {
+    const [command, ...args] = o.selfRestartCommand.split(/\s+/).filter(Boolean);
+    spawn(command ?? '', args, { detached: true, stdio: 'ignore', env }).unref();
+    return;
+  }
+  const spec = release.manifest.updater;
+  if (!spec) return;
+  const root = resolve(o.root);
+  const stateDir = resolve(o.stateDir);
+  const start = expandStart(spec, {
+    release: release.dir,
+    version: release.version,
+    root,
+    stateDir,
+    agentStateDir: resolve(o.agentStateDir ?? o.stateDir),
+  });
+  const fd = openSync(releaseLayout(root).updaterLog, 'a', 0o600);
+  try {
+    spawn(start.command, [...start.args, ...serveArgs(o)], {
+      cwd: release.dir,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      env,
+    }).unref();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function serve(o: ServeOptions, version: string): Promise<void> {
+  const bundleDir = join(o.stateDir, 'bundle');
+  let bundle;
+  try {
+    bundle = await loadBundle(bundleDir);
+  } catch (e: unknown) {
+    if (isPkiError(e, PkiErrorCode.BUNDLE_MISSING)) {
+      throw new CliExit(EXIT_USAGE, `${e.message}; enroll this worker first (${e.code})`);
+    }
+    throw e;
+  }
+  const identity = bundle.identities.updater;
+  if (!identity)
+    throw new CliExit(EXIT_USAGE, `${bundleDir} holds no updater identity (CORRAL_ERR_BUNDLE_INVALID)`);
+  let listen;
+  try {
+    listen = parseHostPort(o.listen);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `--listen: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const log = pino({ name: 'corral-updater', redact: [...LOG_REDACT_PATHS] });
+  let selfUpdating: AgentRelease | undefined;
+  let wake: () => void = () => undefined;
+  const woken = new Promise<void>((r) => (wake = r));
+  const pause = pauseFromEnv();
+  const updater = await createUpdater({
+    root: resolve(o.root),
+    stateDir: resolve(o.stateDir),
+    agentStateDir: resolve(o.agentStateDir ?? o.stateDir),
+    tls: { caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem },
+    controllerClientFingerprint: bundle.manifest.controllerClientFingerprint,
+    listen,
+    ...(o.agentRestartCommand
+      ? { agentRestartCommand: o.agentRestartCommand.split(/\s+/).filter(Boolean) }
+      : {}),
+    env: process.env,
+    updaterVersion: ownVersion(version),
+    log,
+    keep: positiveInt(o.keep, '--keep'),
+    maxReleaseBytes: positiveInt(o.maxReleaseBytes, '--max-release-bytes'),
+    healthTimeoutMs: positiveInt(o.healthTimeoutMs, '--health-timeout-ms'),
+    onSelfUpdate: (release) => {
+      selfUpdating = release;
+      wake();
+    },
+    ...(pause ? { pause } : {}),
+  });
+
+  let signals = 0;
+  const forced = new Promise<never>((_resolve, reject) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      log.info({ signal }, 'updater stopping');
+      if (signals > 1) reject(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
+      wake();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  forced.catch(() => undefined /* observed through the races below */);
+  await Promise.race([woken, forced]);
+  const release = selfUpdating;
+  // A successor takes over the running agent; a plain stop takes the agent down with it.
+  await Promise.race([updater.close({ keepAgent: release !== undefined }), forced]);
+  if (release) {
+    startSuccessor(o, release);
+    log.info({ version: release.version }, 'updater handed over to its new release');
+  }
+  log.flush();
+}
 
 /** `corral updater …`. */
 export function registerUpdaterCommands(program: Command, _io: Output): Command {
-  return program.command('updater').description('run the worker updater that installs pushed releases');
+  const updater = program
+    .command('updater')
+    .description('run the worker updater that installs pushed releases');
+
+  updater
+    .command('serve')
+    .description('serve the updater API (mTLS, controller only): install, swap, health-check, roll back')
+    .requiredOption('--state-dir <dir>', 'worker state dir (holds bundle/ and run/endpoints.json)')
+    .requiredOption('--root <dir>', 'release root: releases/<version>/, the current link, history')
+    .option('--listen <host:port>', 'address to listen on (port 0 picks one)', DEFAULT_UPDATER_LISTEN)
+    .option('--agent-state-dir <dir>', "the agent's state dir (its health socket); default: --state-dir")
+    .option(
+      '--agent-restart-command <cmd>',
+      'restart the agent with this command (no shell) instead of supervising it',
+    )
+    .option(
+      '--self-restart-command <cmd>',
+      'after update-self, run this (no shell) instead of starting the new updater itself',
+    )
+    .option(
+      '--keep <n>',
+      'releases kept on disk (current and previous included)',
+      String(DEFAULT_KEEP_RELEASES),
+    )
+    .option('--max-release-bytes <n>', 'largest release accepted', String(DEFAULT_MAX_RELEASE_BYTES))
+    .option(
+      '--health-timeout-ms <n>',
+      'how long a new agent has to report its version',
+      String(DEFAULT_HEALTH_TIMEOUT_MS),
+    )
+    .action(async (opts: ServeOptions, cmd: Command) => {
+      const version = cmd.parent?.parent?.version() ?? '0.0.0';
+      await serve(opts, version);
+    });
+  return updater;
 }

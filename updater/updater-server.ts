@@ -1,0 +1,138 @@
+import type { Readable } from 'node:stream';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import { isPkiError, peerOfRequest, requirePeer, serverTlsOptions, type TlsMaterial } from '../pki/index.js';
+import {
+  ErrorCode,
+  errorEnvelope,
+  ErrorEnvelope,
+  installErrorEnvelope,
+  MAX_WORKER_BODY_BYTES,
+  RELEASE_CONTENT_TYPE,
+  ReleasesResponse,
+  RollbackResponse,
+  SelfUpdateResponse,
+  UPDATER_RELEASES_PATH,
+  UPDATER_ROLLBACK_PATH,
+  UPDATER_UPDATE_PATH,
+  UPDATER_UPDATE_SELF_PATH,
+  UpdateQuery,
+  UpdateResponse,
+} from '../protocol/index.js';
+import type { AgentRelease } from './agent-runner.js';
+import type { ReleaseManager, Upload } from './release-manager.js';
+
+export interface UpdaterServerOptions {
+  readonly tls: TlsMaterial;
+  /** The only client certificate allowed to call: the controller-client in the bundle. */
+  readonly controllerClientFingerprint: string;
+  readonly manager: ReleaseManager;
+  readonly installSelf: (upload: Upload) => Promise<{ release: AgentRelease; response: SelfUpdateResponse }>;
+  /** Called once the 202 of a self-update has gone out. */
+  readonly onSelfUpdate: (release: AgentRelease) => void;
+  readonly log: Logger;
+}
+
+function contentLength(header: string | undefined): number | undefined {
+  if (header === undefined || !/^\d{1,15}$/.test(header)) return undefined;
+  return Number(header);
+}
+
+/**
+ * The updater's HTTPS API: mutual TLS with our CA, and every request must come from the pinned
+ * controller-client certificate (checked on the very connection, before routing) or it gets
+ * 403. Uploads arrive as a raw stream; JSON bodies are capped at MAX_WORKER_BODY_BYTES.
+ */
+export function buildUpdaterServer(o: UpdaterServerOptions): FastifyInstance {
+  const base = Fastify({
+    https: serverTlsOptions(o.tls),
+    bodyLimit: MAX_WORKER_BODY_BYTES,
+    loggerInstance: o.log,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Uploads of large releases may take long; only the pinned controller gets this far.
+    requestTimeout: 0,
+    forceCloseConnections: 'idle',
+  });
+  installErrorEnvelope(base as unknown as FastifyInstance);
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      requirePeer(peerOfRequest(request.raw), {
+        roles: ['controller-client'],
+        fingerprints: [o.controllerClientFingerprint],
+      });
+    } catch (e: unknown) {
+      if (!isPkiError(e)) throw e;
+      request.log.warn({ code: e.code }, 'caller refused');
+      await reply
+        .code(403)
+        .header('connection', 'close')
+        .send(errorEnvelope(ErrorCode.FORBIDDEN, `only the controller may call the updater (${e.code})`));
+      return reply;
+    }
+  });
+  // The release body stays a stream: it is hashed and capped while it is written to staging.
+  app.addContentTypeParser(RELEASE_CONTENT_TYPE, (_request, payload, done) => done(null, payload));
+
+  const upload = (request: {
+    body: unknown;
+    query: UpdateQuery;
+    headers: Record<string, unknown>;
+  }): Upload => ({
+    body: request.body as Readable,
+    query: request.query,
+    contentLength: contentLength(request.headers['content-length'] as string | undefined),
+  });
+  const unreadBodyCloses =
+    <T>(raw: { readableEnded: boolean }, reply: { header(k: string, v: string): unknown }) =>
+    (e: unknown): T => {
+      // A refusal may come before the body was read: do not reuse the connection.
+      if (!raw.readableEnded) reply.header('connection', 'close');
+      throw e;
+    };
+
+  app.post(
+    UPDATER_UPDATE_PATH,
+    { schema: { querystring: UpdateQuery, response: { 200: UpdateResponse, '4xx': ErrorEnvelope } } },
+    async (request, reply) => {
+      if (!request.body)
+        return reply
+          .code(415)
+          .send(errorEnvelope(ErrorCode.BAD_REQUEST, `send the release as ${RELEASE_CONTENT_TYPE}`));
+      const result = await o.manager
+        .update(upload(request))
+        .catch(unreadBodyCloses<UpdateResponse>(request.raw, reply));
+      // Answered without reading the upload (already active): do not reuse the connection.
+      if (!request.raw.readableEnded) void reply.header('connection', 'close');
+      return result;
+    },
+  );
+
+  app.post(
+    UPDATER_UPDATE_SELF_PATH,
+    { schema: { querystring: UpdateQuery, response: { 202: SelfUpdateResponse, '4xx': ErrorEnvelope } } },
+    async (request, reply) => {
+      if (!request.body)
+        return reply
+          .code(415)
+          .send(errorEnvelope(ErrorCode.BAD_REQUEST, `send the release as ${RELEASE_CONTENT_TYPE}`));
+      const { release, response } = await o
+        .installSelf(upload(request))
+        .catch(unreadBodyCloses<{ release: AgentRelease; response: SelfUpdateResponse }>(request.raw, reply));
+      reply.raw.once('close', () => o.onSelfUpdate(release));
+      return reply.code(202).header('connection', 'close').send(response);
+    },
+  );
+
+  app.post(
+    UPDATER_ROLLBACK_PATH,
+    { schema: { response: { 200: RollbackResponse, '4xx': ErrorEnvelope } } },
+    async () => o.manager.rollback(),
+  );
+
+  app.get(UPDATER_RELEASES_PATH, { schema: { response: { 200: ReleasesResponse } } }, async () =>
+    o.manager.releases(),
+  );
+  return app as unknown as FastifyInstance;
+}

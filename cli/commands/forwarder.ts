@@ -1,7 +1,141 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { pino } from 'pino';
+import {
+  createForwarder,
+  FORWARDER_MODES,
+  openPositionStore,
+  type ForwarderMode,
+} from '../../forwarder/index.js';
+import { ensurePrivateDir, isPkiError, loadBundle, PkiErrorCode } from '../../pki/index.js';
+import { LOG_REDACT_PATHS, parseHostPort, runShutdown } from '../../protocol/index.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
+
+/** Where, under the worker state dir, the forwarder keeps its positions. */
+export const FORWARDER_POSITIONS_FILE = 'forwarder/positions.db';
+
+interface RunOptions {
+  stateDir: string;
+  file: string[];
+  controller?: string;
+  mode: string;
+  pollIntervalMs: string;
+  logLevel: string;
+}
+
+function positiveInt(value: string, name: string): number {
+  if (!/^\d{1,9}$/.test(value) || Number(value) < 1)
+    throw new CliExit(EXIT_USAGE, `${name} must be a positive integer`);
+  return Number(value);
+}
+
+function isMode(value: string): value is ForwarderMode {
+  return (FORWARDER_MODES as readonly string[]).includes(value);
+}
+
+async function run(o: RunOptions): Promise<void> {
+  if (!isMode(o.mode)) throw new CliExit(EXIT_USAGE, `--mode must be one of ${FORWARDER_MODES.join(', ')}`);
+  const pollIntervalMs = positiveInt(o.pollIntervalMs, '--poll-interval-ms');
+  const bundleDir = join(o.stateDir, 'bundle');
+  let bundle;
+  try {
+    bundle = await loadBundle(bundleDir);
+  } catch (e: unknown) {
+    if (isPkiError(e, PkiErrorCode.BUNDLE_MISSING)) {
+      throw new CliExit(EXIT_USAGE, `${e.message}; enroll this worker first (${e.code})`);
+    }
+    throw e;
+  }
+  const agent = bundle.identities.agent;
+  if (!agent)
+    throw new CliExit(EXIT_USAGE, `${bundleDir} holds no agent identity (CORRAL_ERR_BUNDLE_INVALID)`);
+  const target = o.controller ?? bundle.manifest.syslog;
+  if (!target) throw new CliExit(EXIT_USAGE, 'no --controller given and the bundle names no syslog address');
+  let controller;
+  try {
+    controller = parseHostPort(target);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `--controller: ${e instanceof Error ? e.message : String(e)}`);
+  }
+
+  const log = pino({ name: 'corral-forwarder', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
+  await ensurePrivateDir(join(o.stateDir, 'forwarder'));
+  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE));
+  const forwarder = createForwarder({
+    tls: { caPem: bundle.caPem, certPem: agent.certPem, keyPem: agent.keyPem },
+    controller,
+    files: o.file,
+    mode: o.mode,
+    store,
+    log,
+    pollIntervalMs,
+  });
+
+  const ac = new AbortController();
+  let signals = 0;
+  const forced = new Promise<never>((_resolve, reject) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      log.info({ signal }, 'forwarder stopping');
+      if (signals > 1) reject(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
+      ac.abort();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
+  const running = forwarder.run(ac.signal);
+  await Promise.race([running.catch(() => undefined /* reported by the shutdown phase below */), forced]);
+  ac.abort();
+  const outcomes = await Promise.race([
+    runShutdown([
+      { name: 'stop the forwarding loop', run: () => running },
+      { name: 'save positions and close files', run: () => forwarder.close() },
+      { name: 'close the position store', run: () => store.close() },
+    ]),
+    forced,
+  ]);
+  for (const outcome of outcomes) {
+    if (!outcome.ok)
+      log.error(
+        { phase: outcome.name, err: outcome.error, timedOut: outcome.timedOut },
+        'shutdown phase failed',
+      );
+  }
+  log.flush();
+  if (outcomes.some((outcome) => !outcome.ok))
+    throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
 
 /** `corral forwarder …`. */
 export function registerForwarderCommands(program: Command, _io: Output): Command {
-  return program.command('forwarder').description('ship worker logs to the controller over syslog-over-TLS');
+  const forwarder = program
+    .command('forwarder')
+    .description('ship worker logs to the controller over syslog-over-TLS');
+
+  forwarder
+    .command('run')
+    .description('tail RFC 5424 log files and ship every line over mutual TLS, following rotations')
+    .requiredOption(
+      '--state-dir <dir>',
+      'worker state dir (holds bundle/; positions go to forwarder/positions.db)',
+    )
+    .requiredOption('--file <path>', 'log file to follow (repeat for more)', collect)
+    .option('--controller <host:port>', "syslog listener to send to (default: the bundle's syslog address)")
+    .option(
+      '--mode <mode>',
+      `corral (exactly once, Corral's listener) or rfc5425 (any receiver, at least once)`,
+      'corral',
+    )
+    .option('--poll-interval-ms <n>', 'how often idle files are looked at again', '250')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (opts: RunOptions) => {
+      await run(opts);
+    });
+  return forwarder;
 }

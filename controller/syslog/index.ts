@@ -1,0 +1,3 @@
+export * from './listener.js';
+export * from './pin-lookup.js';
+export * from './reasons.js';

@@ -1,0 +1,284 @@
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { peerIdentity } from '../../pki/identity.js';
+import { HOST_ID_RE, type Role } from '../../pki/roles.js';
+import { serverTlsOptions, type TlsMaterial } from '../../pki/tls-options.js';
+import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../../protocol/syslog-frame.js';
+import { SyslogConnection, type ConnectionEvents } from './connection.js';
+import type { PinLookup, PinnedHost } from './pin-lookup.js';
+import { CloseReason, RefuseReason, WARN_CLOSE_REASONS } from './reasons.js';
+import { createWriterPool } from './writer-pool.js';
+
+export const DEFAULT_SYSLOG_MAX_CONNECTIONS_PER_HOST = 8;
+export const DEFAULT_SYSLOG_MAX_CONNECTIONS = 4096;
+export const DEFAULT_SYSLOG_IDLE_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_SYSLOG_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Bytes a connection may have queued for the disk before its socket stops being read. */
+export const DEFAULT_SYSLOG_MAX_PENDING_BYTES = 8 * 1024 * 1024;
+/** Worker forwarders (and standard senders on workers) present the agent certificate. */
+export const DEFAULT_SYSLOG_SENDER_ROLES: readonly Role[] = ['agent'];
+
+export interface SyslogListenerOptions {
+  /** The controller's server identity and the CA client certificates must chain to. */
+  readonly tls: TlsMaterial;
+  /** Where `<hostId>.log` and `<hostId>.state.json` live (created 0750). */
+  readonly logDir: string;
+  readonly pins: PinLookup;
+  readonly log: Logger;
+  /** Certificate roles that may send logs, besides being pinned (default: the worker's agent). */
+  readonly roles?: readonly Role[];
+  readonly maxFrameBytes?: number;
+  readonly maxConnectionsPerHost?: number;
+  readonly maxConnections?: number;
+  readonly idleTimeoutMs?: number;
+  readonly handshakeTimeoutMs?: number;
+  readonly maxPendingBytes?: number;
+  readonly clock?: () => number;
+}
+
+export interface SyslogListenerStats {
+  readonly connectionsOpen: number;
+  readonly connectionsAccepted: number;
+  readonly refused: Readonly<Record<RefuseReason, number>>;
+  readonly closed: Readonly<Record<CloseReason, number>>;
+  readonly linesIngested: number;
+  readonly bytesIngested: number;
+  /** Lines a Corral forwarder sent again that were already written, and dropped. */
+  readonly linesDuplicate: number;
+}
+
+export interface SyslogListener {
+  listen(host: string, port: number): Promise<AddressInfo>;
+  address(): AddressInfo | undefined;
+  /** Closes every live connection of a host; returns how many there were. */
+  dropHost(hostId: string): number;
+  stats(): SyslogListenerStats;
+  /** Stops accepting, closes connections, commits what was received. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+function zeroCounts<K extends string>(keys: Record<string, K>): Record<K, number> {
+  return Object.fromEntries(Object.values(keys).map((k) => [k, 0])) as Record<K, number>;
+}
+
+/**
+ * The controller's syslog-over-TLS listener. Every connection must present a certificate of
+ * our CA whose fingerprint is pinned to an active host (checked on each new connection);
+ * its lines go to that host's ingest file, in order, whatever the messages claim.
+ */
+export function createSyslogListener(options: SyslogListenerOptions): SyslogListener {
+  const log = options.log;
+  const clock = options.clock ?? Date.now;
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_SYSLOG_MAX_FRAME_BYTES;
+  const maxPerHost = options.maxConnectionsPerHost ?? DEFAULT_SYSLOG_MAX_CONNECTIONS_PER_HOST;
+  const maxConnections = options.maxConnections ?? DEFAULT_SYSLOG_MAX_CONNECTIONS;
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_SYSLOG_IDLE_TIMEOUT_MS;
+  const maxPendingBytes = options.maxPendingBytes ?? DEFAULT_SYSLOG_MAX_PENDING_BYTES;
+  const roles = options.roles ?? DEFAULT_SYSLOG_SENDER_ROLES;
+
+  const writers = createWriterPool({ logDir: options.logDir, log, clock });
+  const byHost = new Map<string, Set<TLSSocket>>();
+  const connections = new Map<TLSSocket, SyslogConnection>();
+  const streams = new Map<string, SyslogConnection>();
+  const refused = zeroCounts(RefuseReason);
+  const closedCounts = zeroCounts(CloseReason);
+  const totals = { accepted: 0, lines: 0, bytes: 0, duplicates: 0 };
+  let dirReady: Promise<unknown> | undefined;
+  let closing: Promise<void> | undefined;
+
+  const server: Server = createServer({
+    ...serverTlsOptions(options.tls),
+    handshakeTimeout: options.handshakeTimeoutMs ?? DEFAULT_SYSLOG_HANDSHAKE_TIMEOUT_MS,
+  });
+
+  // Every TCP connection, so close() also ends those still in their TLS handshake.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  function refuse(socket: TLSSocket, reason: RefuseReason, fields: Record<string, unknown> = {}): void {
+    refused[reason]++;
+    socket.destroy();
+    log.warn({ reason, remoteAddress: socket.remoteAddress, ...fields }, 'syslog connection refused');
+  }
+
+  const streamKey = (conn: SyslogConnection, id: string): string => `${conn.host.hostId}/${id}`;
+
+  const events: ConnectionEvents = {
+    claimStream(conn, id) {
+      const key = streamKey(conn, id);
+      const previous = streams.get(key);
+      streams.set(key, conn);
+      if (previous && previous !== conn) previous.close(CloseReason.STREAM_TAKEN, id);
+    },
+    releaseStream(conn, id) {
+      const key = streamKey(conn, id);
+      if (streams.get(key) === conn) streams.delete(key);
+    },
+    ingested(lines, bytes, duplicates) {
+      totals.lines += lines;
+      totals.bytes += bytes;
+      totals.duplicates += duplicates;
+    },
+    // Skipped empty lines leave small gaps; a large one means the listener lost its state.
+    gap(conn, streamId, from, to) {
+      log.debug(
+        { hostId: conn.host.hostId, streamId, from, to },
+        'syslog stream resumed past the last written position',
+      );
+    },
+    closed(conn, reason, detail) {
+      closedCounts[reason]++;
+      const fields = { hostId: conn.host.hostId, remoteAddress: conn.remoteAddress, reason, detail };
+      if (WARN_CLOSE_REASONS.has(reason)) log.warn(fields, 'syslog connection closed');
+      else if (reason === CloseReason.PEER_CLOSED || reason === CloseReason.LISTENER_CLOSING) {
+        log.debug(fields, 'syslog connection closed');
+      } else log.info(fields, 'syslog connection closed');
+    },
+  };
+
+  function untrack(socket: TLSSocket, hostId: string): void {
+    const set = byHost.get(hostId);
+    set?.delete(socket);
+    if (set?.size === 0) byHost.delete(hostId);
+    const conn = connections.get(socket);
+    if (conn && connections.delete(socket)) writers.release(conn.writer);
+  }
+
+  async function attach(socket: TLSSocket, host: PinnedHost): Promise<void> {
+    let writer;
+    try {
+      await (dirReady ??= mkdir(options.logDir, { recursive: true, mode: 0o750 }));
+      writer = await writers.acquire(host.hostId);
+    } catch (e: unknown) {
+      log.error({ err: e, hostId: host.hostId }, 'syslog ingest file unavailable');
+      untrack(socket, host.hostId);
+      refuse(socket, RefuseReason.INGEST_UNAVAILABLE, { hostId: host.hostId });
+      return;
+    }
+    if (socket.destroyed || closing) {
+      writers.release(writer);
+      untrack(socket, host.hostId);
+      return;
+    }
+    const conn = new SyslogConnection({
+      socket,
+      host,
+      writer,
+      maxFrameBytes,
+      idleTimeoutMs,
+      maxPendingBytes,
+      events,
+    });
+    connections.set(socket, conn);
+    socket.setNoDelay(true);
+    socket.once('close', () => untrack(socket, host.hostId));
+    conn.start();
+    log.debug({ hostId: host.hostId, remoteAddress: socket.remoteAddress }, 'syslog connection accepted');
+  }
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.pause();
+    socket.on('error', () => undefined /* reported by the connection, or the socket is being refused */);
+    if (closing) return refuse(socket, RefuseReason.LISTENER_CLOSING);
+    const identity = peerIdentity(socket);
+    if (!identity) return refuse(socket, RefuseReason.NO_CERTIFICATE);
+    if (identity.role === undefined || !roles.includes(identity.role)) {
+      return refuse(socket, RefuseReason.WRONG_ROLE, {
+        role: identity.role,
+        fingerprint: identity.fingerprint,
+      });
+    }
+    const host = options.pins.lookup(identity.fingerprint);
+    if (!host || !HOST_ID_RE.test(host.hostId)) {
+      return refuse(socket, RefuseReason.UNPINNED, { fingerprint: identity.fingerprint });
+    }
+    if (identity.hostId !== undefined && identity.hostId !== host.hostId) {
+      return refuse(socket, RefuseReason.HOST_MISMATCH, { hostId: host.hostId, certHostId: identity.hostId });
+    }
+    const set = byHost.get(host.hostId) ?? new Set<TLSSocket>();
+    if (set.size >= maxPerHost || connections.size >= maxConnections) {
+      return refuse(socket, RefuseReason.TOO_MANY_CONNECTIONS, { hostId: host.hostId });
+    }
+    set.add(socket);
+    byHost.set(host.hostId, set);
+    totals.accepted++;
+    void attach(socket, host);
+  });
+
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    refused[RefuseReason.HANDSHAKE]++;
+    log.warn(
+      {
+        reason: RefuseReason.HANDSHAKE,
+        code: err.code,
+        detail: err.message,
+        remoteAddress: socket.remoteAddress,
+      },
+      'syslog connection refused',
+    );
+  });
+
+  const unsubscribe = options.pins.onRevoked((hostId) => {
+    const dropped = dropHost(hostId, CloseReason.HOST_REVOKED);
+    if (dropped > 0) log.info({ hostId, dropped }, 'syslog connections of a revoked host closed');
+  });
+
+  function dropHost(hostId: string, reason: CloseReason = CloseReason.HOST_REVOKED): number {
+    const sockets = [...(byHost.get(hostId) ?? [])];
+    for (const socket of sockets) {
+      const conn = connections.get(socket);
+      if (conn) conn.close(reason);
+      else socket.destroy();
+    }
+    return sockets.length;
+  }
+
+  async function close(): Promise<void> {
+    closing ??= (async () => {
+      unsubscribe();
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const hostId of [...byHost.keys()]) dropHost(hostId, CloseReason.LISTENER_CLOSING);
+      for (const socket of sockets) socket.destroy();
+      await stopped;
+      await writers.closeAll();
+    })();
+    return closing;
+  }
+
+  return {
+    async listen(host, port) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host, port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return server.address() as AddressInfo;
+    },
+    address() {
+      const addr = server.address();
+      return addr && typeof addr === 'object' ? addr : undefined;
+    },
+    dropHost: (hostId) => dropHost(hostId),
+    stats() {
+      return {
+        connectionsOpen: connections.size,
+        connectionsAccepted: totals.accepted,
+        refused: { ...refused },
+        closed: { ...closedCounts },
+        linesIngested: totals.lines,
+        bytesIngested: totals.bytes,
+        linesDuplicate: totals.duplicates,
+      };
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

@@ -1,0 +1,252 @@
+/**
+ * Shared fixtures for the log forwarder/listener tests and benchmark: real certificates from
+ * our pki/, a pin table, RFC 5424 lines with sequence numbers and an exactly-once check.
+ */
+import { appendFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino, { type Logger } from 'pino';
+import {
+  createSyslogListener,
+  type PinLookup,
+  type PinnedHost,
+  type SyslogListener,
+} from '../controller/syslog/index.js';
+import { createCa, writeBundle, type CertificateAuthority } from '../pki/index.js';
+import type { TlsMaterial } from '../pki/tls-options.js';
+
+export interface HostIdentity extends TlsMaterial {
+  readonly hostId: string;
+  readonly hostName: string;
+  readonly fingerprint: string;
+}
+
+export interface TestPki {
+  readonly ca: CertificateAuthority & { keyPem: string };
+  /** The controller's server identity (role controller, SAN 127.0.0.1 and localhost). */
+  readonly controller: TlsMaterial & { fingerprint: string };
+  host(hostId: string): Promise<HostIdentity>;
+}
+
+export async function makePki(): Promise<TestPki> {
+  const ca = await createCa({ commonName: 'Corral test CA' });
+  const server = await ca.issue({
+    role: 'controller',
+    commonName: 'controller',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+  });
+  return {
+    ca,
+    controller: {
+      caPem: ca.certPem,
+      certPem: server.certPem,
+      keyPem: server.keyPem,
+      fingerprint: server.fingerprint,
+    },
+    async host(hostId) {
+      const agent = await ca.issue({ role: 'agent', hostId, commonName: hostId, ipAddresses: ['127.0.0.1'] });
+      return {
+        hostId,
+        hostName: hostId,
+        caPem: ca.certPem,
+        certPem: agent.certPem,
+        keyPem: agent.keyPem,
+        fingerprint: agent.fingerprint,
+      };
+    },
+  };
+}
+
+/** The test's pin table: a PinLookup over a plain Map, as the controller's registry would answer. */
+export class TestPinTable implements PinLookup {
+  private readonly pins = new Map<string, PinnedHost>();
+  private readonly listeners = new Set<(hostId: string) => void>();
+
+  pin(identity: HostIdentity): void {
+    this.pins.set(identity.fingerprint, { hostId: identity.hostId, hostName: identity.hostName });
+  }
+
+  /** Decommission: drops the host's pins and tells the listener. */
+  revoke(hostId: string): void {
+    for (const [fp, host] of this.pins) if (host.hostId === hostId) this.pins.delete(fp);
+    for (const l of this.listeners) l(hostId);
+  }
+
+  lookup(fingerprint: string): PinnedHost | undefined {
+    return this.pins.get(fingerprint);
+  }
+
+  onRevoked(listener: (hostId: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+export interface CapturedLog {
+  readonly log: Logger;
+  readonly entries: Record<string, unknown>[];
+}
+
+/** A pino logger whose entries land in an array (warn and above unless told). */
+export function captureLog(level = 'warn'): CapturedLog {
+  const entries: Record<string, unknown>[] = [];
+  const log = pino(
+    { level },
+    {
+      write(line: string) {
+        entries.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    },
+  );
+  return { log, entries };
+}
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `corral-${prefix}-`));
+}
+
+export async function startListener(
+  pki: TestPki,
+  pins: PinLookup,
+  logDir: string,
+  options: {
+    log?: Logger;
+    port?: number;
+    maxFrameBytes?: number;
+    idleTimeoutMs?: number;
+    maxConnectionsPerHost?: number;
+  } = {},
+): Promise<{ listener: SyslogListener; port: number }> {
+  const listener = createSyslogListener({
+    tls: pki.controller,
+    logDir,
+    pins,
+    log: options.log ?? pino({ level: 'silent' }),
+    maxFrameBytes: options.maxFrameBytes,
+    idleTimeoutMs: options.idleTimeoutMs,
+    maxConnectionsPerHost: options.maxConnectionsPerHost,
+  });
+  const addr = await listener.listen('127.0.0.1', options.port ?? 0);
+  return { listener, port: addr.port };
+}
+
+const PAD = 'x'.repeat(400);
+
+/** RFC 5424 line number `seq` (no LF), about `size` bytes long. */
+export function logLine(seq: number, size = 200, hostName = 'web-1'): string {
+  const head = `<134>1 2025-01-01T00:00:00.000Z ${hostName} app 4242 - - seq=${String(seq).padStart(9, '0')} `;
+  return head + PAD.slice(0, Math.max(0, size - head.length));
+}
+
+/** Appends lines `from` .. `to - 1`, in slices, so a large range does not build one huge string. */
+export async function appendLines(path: string, from: number, to: number, size = 200): Promise<void> {
+  const slice = 5000;
+  for (let start = from; start < to; start += slice) {
+    const lines: string[] = [];
+    for (let i = start; i < Math.min(to, start + slice); i++) lines.push(logLine(i, size));
+    await appendFile(path, `${lines.join('\n')}\n`);
+  }
+}
+
+export async function writeLines(path: string, from: number, to: number, size = 200): Promise<void> {
+  await writeFile(path, '');
+  await appendLines(path, from, to, size);
+}
+
+/** The sequence numbers in an ingest file, in file order. */
+export async function sequencesIn(path: string): Promise<number[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    const m = / seq=(\d{9}) /.exec(line);
+    if (m) out.push(Number(m[1]));
+  }
+  return out;
+}
+
+/** Describes how `seqs` differs from exactly from..from+count-1 in order, or undefined when it does not. */
+export function exactlyOnceProblem(seqs: readonly number[], count: number, from = 0): string | undefined {
+  for (let i = 0; i < seqs.length; i++) {
+    if (seqs[i] !== from + i) {
+      return `line ${i} has seq ${seqs[i]} (expected ${from + i}; previous ${seqs[i - 1]})`;
+    }
+  }
+  if (seqs.length !== count) return `got ${seqs.length} lines, expected ${count}`;
+  return undefined;
+}
+
+/** Polls `check` until it returns true; throws after `timeoutMs` with `what`. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+/** Waits until the ingest file holds `count` sequenced lines. */
+export async function waitForLines(path: string, count: number, timeoutMs = 60_000): Promise<number[]> {
+  let seqs: number[] = [];
+  await waitFor(
+    `${count} lines in ${path}`,
+    async () => {
+      seqs = await sequencesIn(path);
+      return seqs.length >= count;
+    },
+    timeoutMs,
+  );
+  return seqs;
+}
+
+/** A worker state dir with a bundle whose agent identity is `host` and whose syslog is `port`. */
+export async function workerStateDir(pki: TestPki, host: HostIdentity, port: number): Promise<string> {
+  const dir = await tempDir('worker');
+  await writeBundle(join(dir, 'bundle'), {
+    caPem: pki.ca.certPem,
+    manifest: {
+      version: 1,
+      hostId: host.hostId,
+      hostName: host.hostName,
+      address: '127.0.0.1',
+      agentPort: 8765,
+      updaterPort: 8766,
+      controller: '127.0.0.1:8771',
+      syslog: `127.0.0.1:${port}`,
+      controllerClientFingerprint: pki.controller.fingerprint,
+      caFingerprint: pki.ca.fingerprint,
+    },
+    identities: { agent: { certPem: host.certPem, keyPem: host.keyPem } },
+  });
+  await mkdir(join(dir, 'logs'), { recursive: true });
+  return dir;
+}
+
+/**
+ * Appends lines from..to-1 in small steps (`perStep` lines every `stepMs`), the way a busy
+ * service writes, so that what a test does meanwhile happens mid-stream.
+ */
+export async function appendSlowly(
+  path: string,
+  from: number,
+  to: number,
+  options: { perStep?: number; stepMs?: number } = {},
+): Promise<void> {
+  const perStep = options.perStep ?? 200;
+  for (let i = from; i < to; i += perStep) {
+    await appendLines(path, i, Math.min(to, i + perStep));
+    await sleep(options.stepMs ?? 5);
+  }
+}

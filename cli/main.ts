@@ -21,7 +21,7 @@ function describeError(e: unknown): string {
 
 /** The CLI entry: parses argv, runs one command, and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram({ version: readVersion(), io: stdio });
+  const program = await buildProgram({ version: readVersion(), io: stdio }, argv.slice(2));
   try {
     await program.parseAsync([...argv]);
     return EXIT_OK;

@@ -1,10 +1,4 @@
 import { Command, CommanderError } from 'commander';
-import { registerAgentCommands } from './commands/agent.js';
-import { registerControllerCommands } from './commands/controller.js';
-import { registerForwarderCommands } from './commands/forwarder.js';
-import { registerPkiCommands } from './commands/pki.js';
-import { registerUpCommand } from './commands/up.js';
-import { registerUpdaterCommands } from './commands/updater.js';
 import type { Output } from './output.js';
 
 export interface ProgramContext {
@@ -12,8 +6,58 @@ export interface ProgramContext {
   readonly io: Output;
 }
 
-/** Builds the whole `corral` command tree. Groups are filled by their own modules. */
-export function buildProgram(ctx: ProgramContext): Command {
+type Register = (program: Command, io: Output) => unknown;
+
+interface Group {
+  readonly description: string;
+  /** Loads the group's module only when the group is used: a daemon pays for its own code alone. */
+  readonly load: () => Promise<Register>;
+}
+
+const GROUPS: Record<string, Group> = {
+  controller: {
+    description: 'run and drive the controller: CA, enrollment, fleet state',
+    load: async () => (await import('./commands/controller.js')).registerControllerCommands,
+  },
+  agent: {
+    description: 'run the worker agent that supervises services',
+    load: async () => (await import('./commands/agent.js')).registerAgentCommands,
+  },
+  updater: {
+    description: 'run the worker updater that installs pushed releases',
+    load: async () => (await import('./commands/updater.js')).registerUpdaterCommands,
+  },
+  forwarder: {
+    description: 'ship worker logs to the controller over syslog-over-TLS',
+    load: async () => (await import('./commands/forwarder.js')).registerForwarderCommands,
+  },
+  up: {
+    description: 'bring up a local fleet on loopback to try Corral',
+    load: async () => (await import('./commands/up.js')).registerUpCommand,
+  },
+  pki: {
+    description: 'inspect certificates, bundles and CAs',
+    load: async () => (await import('./commands/pki.js')).registerPkiCommands,
+  },
+};
+
+/** The group a command line names (`corral help X` names X), if any. */
+export function groupOf(args: readonly string[]): string | undefined {
+  const words = args.filter((a) => !a.startsWith('-'));
+  const first = words[0] === 'help' ? words[1] : words[0];
+  return first !== undefined && first in GROUPS ? first : undefined;
+}
+
+/**
+ * Builds the `corral` command tree for one command line: the group it names is loaded in
+ * full, the others appear by name and description only (enough for `corral --help`).
+ * `groups: 'all'` loads every group (for tests that walk the whole tree).
+ */
+export async function buildProgram(
+  ctx: ProgramContext,
+  args: readonly string[] = [],
+  groups: 'named' | 'all' = 'named',
+): Promise<Command> {
   const program = new Command('corral')
     .description('Corral: a self-hosted fleet control plane over mutual TLS')
     .version(ctx.version, '-V, --version', 'print the version')
@@ -26,12 +70,11 @@ export function buildProgram(ctx: ProgramContext): Command {
       throw err;
     });
 
-  registerControllerCommands(program, ctx.io);
-  registerAgentCommands(program, ctx.io);
-  registerUpdaterCommands(program, ctx.io);
-  registerForwarderCommands(program, ctx.io);
-  registerUpCommand(program, ctx.io);
-  registerPkiCommands(program, ctx.io);
+  const wanted = groupOf(args);
+  for (const [name, group] of Object.entries(GROUPS)) {
+    if (groups === 'all' || name === wanted) (await group.load())(program, ctx.io);
+    else program.command(name).description(group.description);
+  }
 
   applyToTree(program, (cmd) => {
     cmd.exitOverride((err: CommanderError) => {

@@ -14,3 +14,5 @@ export * from './service-spec.js';
 export * from './agent-api.js';
 export * from './release.js';
 export * from './updater-api.js';
+export * from './deployment.js';
+export * from './operations.js';

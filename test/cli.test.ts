@@ -35,6 +35,23 @@ describe('corral executable', () => {
     expect(stdout.trim()).toBe(pkg.version);
   });
 
+  it('loads a group only when named, and then shows its subcommands', async () => {
+    const expected: [string, string][] = [
+      ['controller', 'init'],
+      ['agent', 'serve'],
+      ['updater', 'serve'],
+      ['forwarder', 'run'],
+      ['pki', 'inspect'],
+    ];
+    for (const [group, sub] of expected) {
+      const { code, stdout } = await corral([group, '--help']);
+      expect(code).toBe(0);
+      expect(stdout).toMatch(new RegExp(`^\\s+${sub}\\b`, 'm'));
+      const viaHelp = await corral(['help', group]);
+      expect(viaHelp.stdout).toMatch(new RegExp(`^\\s+${sub}\\b`, 'm'));
+    }
+  });
+
   it('exits 2 on an unknown command', async () => {
     const { code, stderr } = await corral(['no-such-command']);
     expect(code).toBe(2);

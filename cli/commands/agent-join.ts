@@ -1,7 +1,61 @@
 import type { Command } from 'commander';
-import type { Output } from '../output.js';
+import { joinFleet } from '../../agent/join.js';
+import { CliExit, EXIT_USAGE } from '../exit.js';
+import { renderJson, renderRecord, type Output } from '../output.js';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+function portOf(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new CliExit(EXIT_USAGE, `${flag} must be a port (1-65535)`);
+  return port;
+}
 
 /** `corral agent join …`: enroll this worker with a join token (keys made locally). */
-export function registerAgentJoinCommand(_agent: Command, _io: Output): void {
-  // Filled by the controller/enrollment work.
+export function registerAgentJoinCommand(agent: Command, io: Output): void {
+  agent
+    .command('join')
+    .description('enroll this worker with a single-use join token; its keys never leave it')
+    .requiredOption(
+      '--controller <host:port>',
+      "the controller's join address (as `controller token create` prints it)",
+    )
+    .requiredOption('--token <token>', 'the join token')
+    .requiredOption('--ca-pin <sha256:hex>', "the controller CA's pin")
+    .requiredOption('--state-dir <dir>', 'agent state dir; the bundle is written to <dir>/bundle')
+    .option('--address <address>', 'address the controller reaches this worker at (default: ours toward it)')
+    .option('--agent-port <port>', 'agent port (default 8765)')
+    .option('--updater-port <port>', 'updater port (default 8766)')
+    .option('--san <name>', 'extra DNS name or IP for our certificates (repeatable)', collect, [])
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: {
+        controller: string;
+        token: string;
+        caPin: string;
+        stateDir: string;
+        address?: string;
+        agentPort?: string;
+        updaterPort?: string;
+        san: string[];
+        json?: boolean;
+      }) => {
+        const agentPort = portOf('--agent-port', opts.agentPort);
+        const updaterPort = portOf('--updater-port', opts.updaterPort);
+        const result = await joinFleet({
+          controller: opts.controller,
+          token: opts.token,
+          caPin: opts.caPin,
+          stateDir: opts.stateDir,
+          ...(opts.address !== undefined ? { address: opts.address } : {}),
+          ...(agentPort !== undefined ? { agentPort } : {}),
+          ...(updaterPort !== undefined ? { updaterPort } : {}),
+          sans: opts.san,
+        });
+        const view = { bundleDir: result.bundleDir, ...result.manifest };
+        io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
+      },
+    );
 }

@@ -1,0 +1,255 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import Fastify from 'fastify';
+import { Client } from 'undici';
+import { initControllerState, loadControllerIdentity } from '../controller/index.js';
+import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
+import { parseHostPort } from '../protocol/endpoints-file.js';
+import type { EnrollResponse } from '../protocol/enrollment.js';
+import type { HeartbeatRequest } from '../protocol/heartbeat.js';
+import { startControllerProcess, ROOT } from './lib/controller-process.js';
+import { fmt, percentile } from './lib/stats.js';
+
+/**
+ * `npm run bench -- heartbeat [--workers N] [--seconds S]`: N simulated workers, each with
+ * its own enrolled certificate and one persistent mTLS connection, post heartbeats as fast
+ * as answers come back to a real `corral controller serve` (real SQLite file, batched
+ * writes, pins checked per request). In the same run the same clients hit a bare fastify
+ * mutual-TLS endpoint that does no work, as the ceiling. Both servers run in a child
+ * process; the load generator is this process.
+ */
+const DEFAULT_WORKERS = 200;
+const DEFAULT_SECONDS = 10;
+const WARMUP_MS = 2_000;
+const GOAL_PER_SECOND = 2_000;
+/** USER_HZ on Linux. */
+const CLOCK_TICKS_PER_S = 100;
+
+interface Run {
+  readonly count: number;
+  readonly errors: number;
+  readonly seconds: number;
+  readonly latenciesMs: number[];
+  /** CPU the server process used in the measured window, in ms (user + system). */
+  readonly serverCpuMs: number;
+}
+
+/** utime + stime of a process, in ms, from /proc (Linux). */
+async function processCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS_PER_S;
+}
+
+function arg(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(name);
+  const v = i >= 0 ? Number(args[i + 1]) : fallback;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+  return v;
+}
+
+function heartbeat(hostId: string): HeartbeatRequest {
+  return {
+    hostId,
+    agentVersion: '0.1.0',
+    generation: 3,
+    metrics: {
+      load1: 0.42,
+      load5: 0.38,
+      load15: 0.3,
+      memTotalBytes: 8_000_000_000,
+      memAvailableBytes: 5_100_000_000,
+      diskTotalBytes: 100_000_000_000,
+      diskFreeBytes: 61_000_000_000,
+      uptimeSeconds: 86_400,
+    },
+    services: ['api', 'worker', 'cron'].map((name, i) => ({
+      name,
+      state: 'running' as const,
+      restarts: i,
+      lastError: null,
+      pid: 1000 + i,
+      since: '2024-01-01T00:00:00.000Z',
+    })),
+    events: [],
+  };
+}
+
+function clientFor(endpoint: string, material: TlsMaterial): Client {
+  const { host, port } = parseHostPort(endpoint);
+  return new Client(`https://${host}:${port}`, {
+    connect: { ...clientTlsOptions(material, { roles: ['controller'] }), servername: 'localhost' },
+    pipelining: 1,
+    keepAliveTimeout: 60_000,
+  });
+}
+
+/** Every worker loops: post, wait for the answer, post again. Measures after a warm-up. */
+async function drive(
+  endpoint: string,
+  workers: readonly { material: TlsMaterial; body: string }[],
+  seconds: number,
+  serverPid: number,
+): Promise<Run> {
+  const clients = workers.map((w) => clientFor(endpoint, w.material));
+  const latencies: number[] = [];
+  let count = 0;
+  let errors = 0;
+  let measuring = false;
+  const warmEnd = performance.now() + WARMUP_MS;
+  const end = warmEnd + seconds * 1000;
+  let cpuAtStart = 0;
+  let cpuAtEnd = 0;
+  const sampler = (async () => {
+    await sleep(warmEnd - performance.now());
+    cpuAtStart = await processCpuMs(serverPid);
+    await sleep(end - performance.now());
+    cpuAtEnd = await processCpuMs(serverPid);
+  })();
+  await Promise.all(
+    clients.map(async (client, i) => {
+      const body = workers[i]!.body;
+      while (performance.now() < end) {
+        const started = performance.now();
+        try {
+          const res = await client.request({
+            method: 'POST',
+            path: '/v1/heartbeat',
+            headers: { 'content-type': 'application/json' },
+            body,
+          });
+          await res.body.dump();
+          if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+          if (started >= warmEnd && measuring) {
+            count++;
+            latencies.push(performance.now() - started);
+          }
+        } catch {
+          // Counted: a refused or failed heartbeat is an error of the run, not of the bench.
+          if (measuring) errors++;
+        }
+        if (!measuring && performance.now() >= warmEnd) measuring = true;
+      }
+    }),
+  );
+  await sampler;
+  await Promise.all(clients.map((c) => c.close()));
+  return { count, errors, seconds, latenciesMs: latencies, serverCpuMs: cpuAtEnd - cpuAtStart };
+}
+
+/** Child mode: a bare fastify mTLS endpoint with the controller's TLS material, doing nothing. */
+async function serveCeiling(stateDir: string): Promise<void> {
+  const identity = await loadControllerIdentity(stateDir);
+  const app = Fastify({
+    https: {
+      ca: identity.server.caPem,
+      cert: identity.server.certPem,
+      key: identity.server.keyPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    },
+    keepAliveTimeout: 75_000,
+  });
+  app.post('/v1/heartbeat', async () => ({ ok: true }));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  process.stdout.write(`LISTENING ${typeof address === 'object' && address ? address.port : 0}\n`);
+  await once(process, 'SIGTERM');
+  await app.close();
+}
+
+function report(label: string, run: Run): number {
+  const rate = run.count / run.seconds;
+  console.log(
+    `${label.padEnd(28)} ${fmt(rate).padStart(9)} /s   p50 ${fmt(percentile(run.latenciesMs, 50), 2).padStart(7)} ms` +
+      `   p99 ${fmt(percentile(run.latenciesMs, 99), 2).padStart(7)} ms   server CPU ${fmt((run.serverCpuMs * 1000) / Math.max(1, run.count), 0).padStart(4)} µs/req` +
+      `   errors ${run.errors}`,
+  );
+  return rate;
+}
+
+export async function run(args: string[]): Promise<void> {
+  if (args[0] === '--ceiling-server') {
+    await serveCeiling(args[1] ?? '');
+    return;
+  }
+  const n = arg(args, '--workers', DEFAULT_WORKERS);
+  const seconds = arg(args, '--seconds', DEFAULT_SECONDS);
+  const dir = await mkdtemp(join(tmpdir(), 'corral-bench-hb-'));
+  try {
+    await initControllerState({ stateDir: dir });
+    // CORRAL_BENCH_PROFILE=DIR writes CPU profiles of the controller and the ceiling there.
+    const profile = process.env.CORRAL_BENCH_PROFILE;
+    const controller = await startControllerProcess(
+      dir,
+      [],
+      profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}/controller`] : [],
+    );
+    const workers: { material: TlsMaterial; body: string }[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = await controller.admin<EnrollResponse>('POST', '/v1/enroll', {
+        name: `bench-${i}`,
+        address: '127.0.0.1',
+      });
+      workers.push({
+        material: { caPem: e.caPem, certPem: e.agent.certPem, keyPem: e.agent.keyPem },
+        body: JSON.stringify(heartbeat(e.hostId)),
+      });
+    }
+    console.log(`heartbeat: ${n} workers with distinct certificates, one persistent mTLS connection each,`);
+    console.log(
+      `${seconds}s measured after ${WARMUP_MS / 1000}s warm-up; node ${process.version}, ${cpus().length} cores`,
+    );
+    console.log('');
+    const ours = await drive(controller.endpoints.worker ?? '', workers, seconds, controller.child.pid ?? 0);
+    const batches = await controller.metric('corral_heartbeat_batches_total');
+    const accepted = await controller.metric('corral_heartbeats_accepted_total');
+    const code = await controller.stop();
+    if (code !== 0) console.log(`(controller exited ${code})`);
+
+    const ceilingChild = spawn(
+      process.execPath,
+      [
+        ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}/ceiling`] : []),
+        join(ROOT, 'bin', 'bench.js'),
+        'heartbeat',
+        '--ceiling-server',
+        dir,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    const lines = createInterface({ input: ceilingChild.stdout });
+    const [line] = (await once(lines, 'line')) as [string];
+    const port = Number(/^LISTENING (\d+)$/.exec(line)?.[1]);
+    const ceiling = await drive(`127.0.0.1:${port}`, workers, seconds, ceilingChild.pid ?? 0);
+    ceilingChild.kill('SIGTERM');
+    await once(ceilingChild, 'exit');
+
+    const oursRate = report('corral controller', ours);
+    const ceilingRate = report('bare fastify mTLS (ceiling)', ceiling);
+    console.log('');
+    console.log(
+      `controller wrote ${accepted} heartbeats in ${batches} transactions (${fmt(accepted / batches, 1)} per commit)`,
+    );
+    console.log(`ratio controller/ceiling: ${fmt(oursRate / ceilingRate, 2)}   (goal ≥ 0.50)`);
+    const cpuRatio = ceiling.serverCpuMs / ceiling.count / (ours.serverCpuMs / ours.count);
+    console.log(
+      `server CPU per request, ceiling/controller: ${fmt(cpuRatio, 2)}   (the same ratio, measured in CPU time)`,
+    );
+    console.log(
+      `goal ${GOAL_PER_SECOND}/s (60,000 workers at 30 s): ${oursRate >= GOAL_PER_SECOND ? 'met' : 'NOT met'} — ` +
+        `${fmt(oursRate * 30, 0)} workers at a 30 s interval`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,94 @@
+import { request } from 'undici';
+import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
+import { ErrorEnvelope } from '../protocol/errors.js';
+import { Value } from '@sinclair/typebox/value';
+import { CliExit, EXIT_FAILURE } from './exit.js';
+import { resolveAdminTarget, type AdminTargetOptions } from './controller-home.js';
+
+/** Largest admin API answer the CLI reads, in bytes. */
+const MAX_ADMIN_RESPONSE_BYTES = 64 * 1024 * 1024;
+const ADMIN_TIMEOUT_MS = 120_000;
+
+/** An error answer of the admin API: its CORRAL_ERR_* code, message and HTTP status. */
+export class AdminApiError extends Error {
+  override readonly name = 'AdminApiError';
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface AdminClient {
+  readonly url: string;
+  get<T>(path: string): Promise<T>;
+  post<T>(path: string, body?: unknown): Promise<T>;
+  /** Raw text (for /metrics). */
+  text(path: string): Promise<string>;
+}
+
+export function createAdminClient(target: { url: string; token: string }): AdminClient {
+  async function send(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; text: string }> {
+    const headers: Record<string, string> = { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res;
+    try {
+      res = await request(`${target.url}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
+      });
+    } catch (e: unknown) {
+      const code = (e as { code?: unknown }).code;
+      throw new CliExit(
+        EXIT_FAILURE,
+        `cannot reach the controller at ${target.url}: ${typeof code === 'string' ? code : String(e)}`,
+      );
+    }
+    const text = await res.body.text();
+    if (text.length > MAX_ADMIN_RESPONSE_BYTES)
+      throw new CliExit(EXIT_FAILURE, 'admin API answer is too large');
+    if (res.statusCode >= 400) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // Not an envelope: described by its status below.
+        parsed = undefined;
+      }
+      if (Value.Check(ErrorEnvelope, parsed)) {
+        throw new AdminApiError(parsed.error.code, parsed.error.message, res.statusCode);
+      }
+      throw new AdminApiError(
+        'CORRAL_ERR_INTERNAL',
+        `the controller answered ${res.statusCode}`,
+        res.statusCode,
+      );
+    }
+    return { status: res.statusCode, text };
+  }
+  return {
+    url: target.url,
+    async get<T>(path: string) {
+      return JSON.parse((await send('GET', path)).text) as T;
+    },
+    async post<T>(path: string, body: unknown = {}) {
+      return JSON.parse((await send('POST', path, body)).text) as T;
+    },
+    async text(path) {
+      return (await send('GET', path)).text;
+    },
+  };
+}
+
+/** The admin client for a command's `--state-dir`/`--url`/`--token` options. */
+export async function adminClientFor(opts: AdminTargetOptions): Promise<AdminClient> {
+  return createAdminClient(await resolveAdminTarget(opts));
+}

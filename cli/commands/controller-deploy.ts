@@ -1,0 +1,164 @@
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import type {
+  DeployResponse,
+  HostDispatchResult,
+  ServiceListResponse,
+  ServiceTeardownRequest,
+  ServiceTeardownResponse,
+} from '../../protocol/deployment.js';
+import { SERVICE_STATES } from '../../protocol/heartbeat.js';
+import { adminClientFor } from '../admin-client.js';
+import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
+import { readDeploymentFile } from '../deployment-file.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { renderJson, renderTable, type Output } from '../output.js';
+
+type JsonOpt = AdminTargetOptions & { json?: boolean };
+
+function hostTable(hosts: readonly HostDispatchResult[]): string {
+  return renderTable(
+    ['host', 'result', 'generation', 'services', 'reason'],
+    hosts.map((h) => [h.host, h.outcome, h.generation, h.services, h.reason]),
+  );
+}
+
+function failIfAnyHostFailed(hosts: readonly HostDispatchResult[], operationId: string | null): void {
+  const failed = hosts.filter((h) => h.outcome === 'failed').length;
+  if (failed > 0) {
+    throw new CliExit(
+      EXIT_FAILURE,
+      `${failed} of ${hosts.length} hosts failed; their services are marked failed` +
+        (operationId ? ` (corral controller ops show ${operationId})` : ''),
+    );
+  }
+}
+
+/** `corral controller deploy`, `services`, `teardown`. */
+export function registerControllerDeployCommands(controller: Command, io: Output): void {
+  addAdminTargetOptions(
+    controller
+      .command('deploy')
+      .description('place a deployment spec (YAML or JSON) on the fleet and send every affected host its set')
+      .argument('<spec>', 'deployment spec file')
+      .option('--dry-run', 'print the plan; change nothing')
+      .option('--json', 'print JSON'),
+  ).action(async (file: string, opts: JsonOpt & { dryRun?: boolean }) => {
+    const spec = await readDeploymentFile(file);
+    const admin = await adminClientFor(opts);
+    const res = await admin.post<DeployResponse>('/v1/deploy', { spec, dryRun: opts.dryRun ?? false });
+    if (opts.json) {
+      io.out(renderJson(res));
+    } else {
+      io.out(
+        renderTable(
+          ['service', 'host', 'change', 'previous host'],
+          res.plan.map((p) => [p.service, p.host, p.change, p.previousHost]),
+        ),
+      );
+      if (res.removed.length > 0) {
+        io.out('\n');
+        io.out(
+          renderTable(
+            ['removed service', 'from host'],
+            res.removed.map((r) => [r.service, r.host]),
+          ),
+        );
+      }
+      if (res.dryRun) {
+        io.out('\ndry run: nothing was changed\n');
+      } else {
+        io.out('\n');
+        io.out(hostTable(res.hosts));
+        io.out(`\noperation ${res.operationId ?? '-'}\n`);
+      }
+    }
+    failIfAnyHostFailed(res.hosts, res.operationId);
+  });
+
+  addAdminTargetOptions(
+    controller
+      .command('services')
+      .description('deployed services: host, desired and observed state, restarts, last error')
+      .option('--host <name>', 'only services on this host')
+      .option('--state <state>', `only services in this observed state (${SERVICE_STATES.join(', ')})`)
+      .option('--json', 'print JSON'),
+  ).action(async (opts: JsonOpt & { host?: string; state?: string }) => {
+    if (opts.state !== undefined && !(SERVICE_STATES as readonly string[]).includes(opts.state)) {
+      throw new CliExit(EXIT_USAGE, `--state must be one of ${SERVICE_STATES.join(', ')}`);
+    }
+    const query = new URLSearchParams();
+    if (opts.host !== undefined) query.set('host', opts.host);
+    if (opts.state !== undefined) query.set('state', opts.state);
+    const admin = await adminClientFor(opts);
+    const qs = query.size > 0 ? `?${query.toString()}` : '';
+    const { services } = await admin.get<ServiceListResponse>(`/v1/services${qs}`);
+    io.out(
+      opts.json
+        ? renderJson(services)
+        : renderTable(
+            ['service', 'host', 'desired', 'observed', 'restarts', 'last error', 'updated'],
+            services.map((s) => [
+              s.service,
+              s.host,
+              s.desired,
+              s.observed,
+              s.restarts,
+              s.lastError,
+              s.updatedAt,
+            ]),
+          ),
+    );
+  });
+
+  addAdminTargetOptions(
+    controller
+      .command('teardown')
+      .description('stop and remove deployed services: all, one host, or one service')
+      .option('--host <name>', "only this host's services")
+      .option('--service <name>', 'only this service')
+      .option('--yes', 'do not ask for confirmation')
+      .option('--json', 'print JSON'),
+  ).action(async (opts: JsonOpt & { host?: string; service?: string; yes?: boolean }) => {
+    const what = [
+      opts.service !== undefined ? `service ${opts.service}` : '',
+      opts.host !== undefined ? `the services on ${opts.host}` : '',
+    ]
+      .filter(Boolean)
+      .join(' of ');
+    const scope = what || 'EVERY deployed service';
+    if (!opts.yes) {
+      if (!process.stdin.isTTY) {
+        throw new CliExit(
+          EXIT_USAGE,
+          `refusing to tear down ${scope} without --yes (not an interactive terminal)`,
+        );
+      }
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      const answer = await rl.question(`Tear down ${scope}? Type yes to confirm: `);
+      rl.close();
+      if (answer.trim() !== 'yes') throw new CliExit(EXIT_FAILURE, 'not confirmed; nothing was changed');
+    }
+    const body: ServiceTeardownRequest = {};
+    if (opts.host !== undefined) body.host = opts.host;
+    if (opts.service !== undefined) body.service = opts.service;
+    const admin = await adminClientFor(opts);
+    const res = await admin.post<ServiceTeardownResponse>('/v1/teardown', body);
+    if (opts.json) {
+      io.out(renderJson(res));
+    } else if (res.operationId === null) {
+      io.out('nothing is deployed; nothing was changed\n');
+    } else {
+      io.out(
+        renderTable(
+          ['removed service', 'from host'],
+          res.removed.map((r) => [r.service, r.host]),
+        ),
+      );
+      io.out('\n');
+      io.out(hostTable(res.hosts));
+      io.out(`\noperation ${res.operationId}\n`);
+    }
+    failIfAnyHostFailed(res.hosts, res.operationId);
+  });
+}

@@ -1,0 +1,182 @@
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import type {
+  CheckResponse,
+  DecommissionResponse,
+  HostDetail,
+  HostListResponse,
+} from '../../protocol/admin-hosts.js';
+import { HOST_STATUSES, type HostView } from '../../protocol/host.js';
+import { adminClientFor } from '../admin-client.js';
+import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
+
+const FINGERPRINT_PREFIX = 12;
+const labelsText = (labels: Record<string, string>): string =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+const short = (fp: string | null): string | null => (fp === null ? null : fp.slice(0, FINGERPRINT_PREFIX));
+
+function hostRows(hosts: readonly HostView[]) {
+  return hosts.map((h) => [
+    h.name,
+    h.address,
+    h.status,
+    h.lastSeen,
+    h.agentVersion,
+    labelsText(h.labels),
+    short(h.agentFingerprint),
+  ]);
+}
+
+type JsonOpt = AdminTargetOptions & { json?: boolean };
+
+/** `corral controller hosts`, `host`, `decommission`, `check`. */
+export function registerControllerHostCommands(controller: Command, io: Output): void {
+  addAdminTargetOptions(
+    controller
+      .command('hosts')
+      .description('list hosts: status, last seen, agent version, labels, fingerprint')
+      .option('--status <status>', `only hosts in this status (${HOST_STATUSES.join(', ')})`)
+      .option('--json', 'print JSON'),
+  ).action(async (opts: JsonOpt & { status?: string }) => {
+    if (opts.status !== undefined && !(HOST_STATUSES as readonly string[]).includes(opts.status)) {
+      throw new CliExit(EXIT_USAGE, `--status must be one of ${HOST_STATUSES.join(', ')}`);
+    }
+    const admin = await adminClientFor(opts);
+    const query = opts.status ? `?status=${opts.status}` : '';
+    const { hosts } = await admin.get<HostListResponse>(`/v1/hosts${query}`);
+    io.out(
+      opts.json
+        ? renderJson(hosts)
+        : renderTable(
+            ['name', 'address', 'status', 'last seen', 'agent version', 'labels', 'fingerprint'],
+            hostRows(hosts),
+          ),
+    );
+  });
+
+  addAdminTargetOptions(
+    controller
+      .command('host')
+      .description('show one host in full')
+      .argument('<name>', 'host name')
+      .option('--json', 'print JSON'),
+  ).action(async (name: string, opts: JsonOpt) => {
+    const admin = await adminClientFor(opts);
+    const detail = await admin.get<HostDetail>(`/v1/hosts/${encodeURIComponent(name)}`);
+    if (opts.json) {
+      io.out(renderJson(detail));
+      return;
+    }
+    const h = detail.host;
+    const m = h.metrics;
+    io.out(
+      renderRecord([
+        ['name', h.name],
+        ['id', h.id],
+        ['status', h.status],
+        ['address', h.address],
+        ['agent port', h.agentPort],
+        ['updater port', h.updaterPort],
+        ['sans', detail.sans.join(', ')],
+        ['labels', labelsText(h.labels)],
+        ['enrolled', `${h.enrolledAt} (${detail.enrolledVia})`],
+        ['last seen', h.lastSeen],
+        ['agent version', h.agentVersion],
+        ['generation', h.generation],
+        ['agent fingerprint', h.agentFingerprint],
+        ['updater fingerprint', h.updaterFingerprint],
+        ['load', m ? `${m.load1} ${m.load5} ${m.load15}` : null],
+        ['memory available', m ? `${m.memAvailableBytes} / ${m.memTotalBytes} bytes` : null],
+        ['disk free', m ? `${m.diskFreeBytes} / ${m.diskTotalBytes} bytes` : null],
+        ['decommissioned', h.decommissionedAt],
+      ]),
+    );
+    if (detail.services.length > 0) {
+      io.out('\n');
+      io.out(
+        renderTable(
+          ['service', 'state', 'restarts', 'pid', 'since', 'last error'],
+          detail.services.map((s) => [s.name, s.state, s.restarts, s.pid, s.since, s.lastError]),
+        ),
+      );
+    }
+  });
+
+  addAdminTargetOptions(
+    controller
+      .command('decommission')
+      .description("make the agent self-destruct, drop the host's pins and close its connections")
+      .argument('<name>', 'host name')
+      .option('--yes', 'do not ask for confirmation')
+      .option('--json', 'print JSON'),
+  ).action(async (name: string, opts: JsonOpt & { yes?: boolean }) => {
+    if (!opts.yes) {
+      if (!process.stdin.isTTY) {
+        throw new CliExit(
+          EXIT_USAGE,
+          `refusing to decommission ${name} without --yes (not an interactive terminal)`,
+        );
+      }
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      const answer = await rl.question(
+        `Decommission ${name}? Its certificates stop working for good. Type the name to confirm: `,
+      );
+      rl.close();
+      if (answer.trim() !== name) throw new CliExit(EXIT_FAILURE, 'not confirmed; nothing was changed');
+    }
+    const admin = await adminClientFor(opts);
+    const res = await admin.post<DecommissionResponse>(`/v1/hosts/${encodeURIComponent(name)}/decommission`);
+    io.out(
+      opts.json
+        ? renderJson(res)
+        : renderRecord([
+            ['host', res.host.name],
+            ['status', res.host.status],
+            [
+              'self-destruct',
+              res.selfDestruct.ok
+                ? 'accepted by the agent'
+                : `not confirmed (${res.selfDestruct.message ?? ''})`,
+            ],
+            ['connections closed', res.closedConnections],
+          ]),
+    );
+  });
+
+  addAdminTargetOptions(
+    controller
+      .command('check')
+      .description("probe every host's agent over mutual TLS (pin checked) and show reachability")
+      .option('--timeout <ms>', 'per-host timeout in ms', '5000')
+      .option('--json', 'print JSON'),
+  ).action(async (opts: JsonOpt & { timeout: string }) => {
+    const timeoutMs = Number(opts.timeout);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 60_000) {
+      throw new CliExit(EXIT_USAGE, '--timeout must be an integer between 100 and 60000');
+    }
+    const admin = await adminClientFor(opts);
+    const { results } = await admin.post<CheckResponse>('/v1/check', { timeoutMs });
+    io.out(
+      opts.json
+        ? renderJson(results)
+        : renderTable(
+            ['name', 'address', 'status', 'reachable', 'latency ms', 'agent version', 'error'],
+            results.map((r) => [
+              r.name,
+              r.address,
+              r.status,
+              r.reachable ? 'yes' : 'no',
+              r.latencyMs,
+              r.agentVersion,
+              r.error ? `${r.error.code}: ${r.error.message}` : null,
+            ]),
+          ),
+    );
+    const down = results.filter((r) => !r.reachable).length;
+    if (down > 0) throw new CliExit(EXIT_FAILURE, `${down} of ${results.length} hosts did not answer`);
+  });
+}

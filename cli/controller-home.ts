@@ -1,0 +1,71 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from './exit.js';
+
+/** Options every command that talks to the admin API takes. */
+export interface AdminTargetOptions {
+  stateDir?: string;
+  url?: string;
+  token?: string;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** `--state-dir`, else `$CORRAL_HOME`, else `~/.corral/controller`. */
+export function controllerStateDir(flag: string | undefined, env: Env = process.env): string {
+  return flag ?? env.CORRAL_HOME ?? join(homedir(), '.corral', 'controller');
+}
+
+export function addStateDirOption(cmd: Command): Command {
+  return cmd.option(
+    '--state-dir <dir>',
+    'controller state dir (default $CORRAL_HOME or ~/.corral/controller)',
+  );
+}
+
+/** Adds `--state-dir`, `--url` and `--token` to a command that calls the admin API. */
+export function addAdminTargetOptions(cmd: Command): Command {
+  return addStateDirOption(cmd)
+    .option('--url <url>', 'admin API URL (default $CORRAL_URL, or found in the state dir)')
+    .option('--token <token>', 'admin token (default $CORRAL_TOKEN, or read from the state dir)');
+}
+
+/**
+ * Finds the admin API and its token: `--url`/`$CORRAL_URL` and `--token`/`$CORRAL_TOKEN`
+ * win; otherwise the running controller's `run/endpoints.json` and `admin-token` in the
+ * state dir.
+ */
+export async function resolveAdminTarget(
+  opts: AdminTargetOptions,
+  env: Env = process.env,
+): Promise<{ url: string; token: string }> {
+  const stateDir = controllerStateDir(opts.stateDir, env);
+  let url = opts.url ?? env.CORRAL_URL;
+  if (url === undefined) {
+    const endpoints = await readEndpointsFile(stateDir);
+    url = endpoints?.admin;
+    if (url === undefined) {
+      throw new CliExit(
+        EXIT_FAILURE,
+        `no running controller found in ${stateDir} (no run/endpoints.json); start one with ` +
+          `corral controller serve --state-dir ${stateDir}, or pass --url`,
+      );
+    }
+  }
+  if (!/^https?:\/\/[^\s/]+$/.test(url.replace(/\/+$/, ''))) {
+    throw new CliExit(EXIT_USAGE, `--url must look like http://127.0.0.1:8770, got ${url}`);
+  }
+  let token = opts.token ?? env.CORRAL_TOKEN;
+  if (token === undefined) {
+    try {
+      token = (await readFile(join(stateDir, 'admin-token'), 'utf8')).trim();
+    } catch (e: unknown) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      throw new CliExit(EXIT_FAILURE, `no admin token: pass --token, set CORRAL_TOKEN, or use --state-dir`);
+    }
+  }
+  return { url: url.replace(/\/+$/, ''), token };
+}

@@ -1,0 +1,130 @@
+import { sql, SqliteAdapter, type Kysely, type Migration } from 'kysely';
+import { deployMigration } from './migration-deploy.js';
+
+/**
+ * The controller's schema, as an ordered list: append new migrations at the end with the
+ * next number and never edit a shipped one. Names sort in application order.
+ */
+export const MIGRATIONS: readonly (readonly [name: string, migration: Migration])[] = [
+  ['0001-fleet', { up: fleet }],
+  ['0002-audit', { up: audit }],
+  ['0003-deploy', { up: deployMigration }],
+];
+
+async function fleet(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable('hosts')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('address', 'text', (c) => c.notNull())
+    .addColumn('agent_port', 'integer', (c) => c.notNull())
+    .addColumn('updater_port', 'integer', (c) => c.notNull())
+    .addColumn('sans', 'text', (c) => c.notNull().defaultTo('[]'))
+    .addColumn('labels', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('enrolled_at', 'text', (c) => c.notNull())
+    .addColumn('enrolled_via', 'text', (c) => c.notNull())
+    .addColumn('last_seen', 'text')
+    .addColumn('agent_version', 'text')
+    .addColumn('generation', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('metrics', 'text')
+    .addColumn('decommissioned_at', 'text')
+    .execute();
+  // Names are unique among hosts that are not decommissioned, so a name can be enrolled again.
+  await db.schema
+    .createIndex('hosts_active_name')
+    .on('hosts')
+    .column('name')
+    .unique()
+    .where(sql.ref('decommissioned_at'), 'is', null)
+    .execute();
+
+  await db.schema
+    .createTable('pins')
+    .addColumn('fingerprint', 'text', (c) => c.primaryKey())
+    .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+    .addColumn('role', 'text', (c) => c.notNull())
+    .addColumn('not_after', 'text', (c) => c.notNull())
+    .addColumn('active', 'integer', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('superseded_at', 'text')
+    .addColumn('retired_at', 'text')
+    .execute();
+  await db.schema.createIndex('pins_host').on('pins').columns(['host_id', 'role']).execute();
+
+  await db.schema
+    .createTable('join_tokens')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('hash', 'text', (c) => c.notNull().unique())
+    .addColumn('labels', 'text', (c) => c.notNull().defaultTo('{}'))
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('expires_at', 'text', (c) => c.notNull())
+    .addColumn('used_at', 'text')
+    .addColumn('revoked_at', 'text')
+    .addColumn('host_id', 'text', (c) => c.references('hosts.id'))
+    .execute();
+
+  await db.schema
+    .createTable('service_observed')
+    .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+    .addColumn('service', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('restarts', 'integer', (c) => c.notNull())
+    .addColumn('last_error', 'text')
+    .addColumn('pid', 'integer')
+    .addColumn('since', 'text')
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .addPrimaryKeyConstraint('service_observed_pk', ['host_id', 'service'])
+    .execute();
+
+  await db.schema
+    .createTable('events')
+    .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+    .addColumn('event_id', 'text', (c) => c.notNull())
+    .addColumn('type', 'text', (c) => c.notNull())
+    .addColumn('time', 'text', (c) => c.notNull())
+    .addColumn('service', 'text')
+    .addColumn('generation', 'integer')
+    .addColumn('operation_id', 'text')
+    .addColumn('detail', 'text')
+    .addColumn('received_at', 'text', (c) => c.notNull())
+    .addPrimaryKeyConstraint('events_pk', ['host_id', 'event_id'])
+    .execute();
+
+  await db.schema
+    .createTable('admin_tokens')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('hash', 'text', (c) => c.notNull().unique())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('revoked_at', 'text')
+    .execute();
+
+  await db.schema
+    .createTable('settings')
+    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('value', 'text', (c) => c.notNull())
+    .execute();
+}
+
+async function audit(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable('audit')
+    .addColumn('seq', 'integer', (c) => c.primaryKey())
+    .addColumn('time', 'text', (c) => c.notNull())
+    .addColumn('actor', 'text', (c) => c.notNull())
+    .addColumn('action', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('details', 'text', (c) => c.notNull())
+    .addColumn('prev_hash', 'text', (c) => c.notNull())
+    .addColumn('hash', 'text', (c) => c.notNull())
+    .execute();
+  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
+    // A PostgreSQL dialect adds its own append-only rule here (a trigger function raising).
+    throw new Error('audit append-only triggers are written for SQLite only');
+  }
+  await sql`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
+  await sql`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
+}

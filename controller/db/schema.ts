@@ -1,0 +1,122 @@
+import type {
+  DesiredServicesTable,
+  HostDesiredTable,
+  OperationLogTable,
+  OperationStepsTable,
+  OperationsTable,
+  ServiceDispatchTable,
+} from './deploy-schema.js';
+
+/**
+ * The controller's tables as kysely sees them. Times are ISO-8601 UTC text, JSON is text,
+ * flags are integers 0/1: all of it means the same on SQLite and PostgreSQL.
+ */
+export interface HostsTable {
+  id: string;
+  name: string;
+  address: string;
+  agent_port: number;
+  updater_port: number;
+  /** JSON array of extra SANs (DNS names or IPs) for the worker's certificates. */
+  sans: string;
+  /** JSON object of labels. */
+  labels: string;
+  enrolled_at: string;
+  /** 'bundle' (keys made on the controller) or 'join' (CSR with a join token). */
+  enrolled_via: string;
+  last_seen: string | null;
+  agent_version: string | null;
+  generation: number;
+  /** JSON HostMetrics from the last heartbeat. */
+  metrics: string | null;
+  decommissioned_at: string | null;
+}
+
+export interface PinsTable {
+  fingerprint: string;
+  host_id: string;
+  role: string;
+  not_after: string;
+  active: number;
+  created_at: string;
+  /** Set when a renewal replaced this pin; it stays valid until the new one is seen. */
+  superseded_at: string | null;
+  retired_at: string | null;
+}
+
+export interface JoinTokensTable {
+  id: string;
+  name: string;
+  hash: string;
+  labels: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  revoked_at: string | null;
+  host_id: string | null;
+}
+
+export interface ServiceObservedTable {
+  host_id: string;
+  service: string;
+  state: string;
+  restarts: number;
+  last_error: string | null;
+  pid: number | null;
+  since: string | null;
+  updated_at: string;
+}
+
+export interface EventsTable {
+  host_id: string;
+  event_id: string;
+  type: string;
+  time: string;
+  service: string | null;
+  generation: number | null;
+  /** The agent operation (apply, teardown) the event closes, when there is one. */
+  operation_id: string | null;
+  detail: string | null;
+  received_at: string;
+}
+
+export interface AuditTable {
+  seq: number;
+  time: string;
+  actor: string;
+  action: string;
+  target: string;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AdminTokensTable {
+  id: string;
+  name: string;
+  hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+export interface ControllerDatabase {
+  hosts: HostsTable;
+  pins: PinsTable;
+  join_tokens: JoinTokensTable;
+  service_observed: ServiceObservedTable;
+  events: EventsTable;
+  audit: AuditTable;
+  admin_tokens: AdminTokensTable;
+  settings: SettingsTable;
+  desired_services: DesiredServicesTable;
+  host_desired: HostDesiredTable;
+  service_dispatch: ServiceDispatchTable;
+  operations: OperationsTable;
+  operation_steps: OperationStepsTable;
+  operation_log: OperationLogTable;
+}

@@ -1,0 +1,290 @@
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import {
+  duplicateServiceNames,
+  hostVariableProblem,
+  type DeploymentSpec,
+  type DeployResponse,
+  type ServiceTeardownRequest,
+  type ServiceTeardownResponse,
+} from '../../protocol/deployment.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import type { OperationSummary } from '../../protocol/operations.js';
+import type { WorkerClient } from '../agent-client.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import { isoAt, type Clock } from '../clock.js';
+import type { ControllerDatabase } from '../db/schema.js';
+import type { Liveness } from '../fleet/host-store.js';
+import type { PinRegistry } from '../pins/pin-registry.js';
+import { DEFAULT_APPLY_TIMEOUT_MS } from './agent-apply.js';
+import {
+  hostSets,
+  loadSnapshot,
+  storeDesired,
+  type DesiredEntry,
+  type FleetSnapshot,
+  type HostSet,
+} from './desired-state.js';
+import { createOperations, RESTART_REASON, type OperationRecorder, type Operations } from './operations.js';
+import { planDeploy } from './deploy-plan.js';
+import { rollout, type RolloutResult } from './rollout.js';
+
+/** Hosts sent their sets at once, at most. */
+export const DEFAULT_DISPATCH_CONCURRENCY = 16;
+/** Deploys and teardowns waiting for the one running, at most; beyond it they are refused. */
+const MAX_WAITING = 16;
+
+export interface DeployerOptions {
+  readonly db: Kysely<ControllerDatabase>;
+  readonly client: WorkerClient;
+  readonly pins: PinRegistry;
+  readonly audit: AuditLog;
+  readonly clock: Clock;
+  readonly log: Logger;
+  live(): Liveness;
+  readonly concurrency?: number;
+  /** Per host, in ms. */
+  readonly applyTimeoutMs?: number;
+}
+
+export interface Deployer {
+  readonly operations: Operations;
+  /**
+   * Places the spec's services on eligible online hosts (stable), stores the desired state and
+   * sends every affected host its whole set. Throws CORRAL_ERR_PLACEMENT, naming every service
+   * no host can take, before anything is stored; CORRAL_ERR_VALIDATION for repeated names.
+   */
+  deploy(spec: DeploymentSpec, o: { dryRun: boolean; actor: string }): Promise<DeployResponse>;
+  /** Removes matching services from the desired state and sends the affected hosts their sets. */
+  teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse>;
+  /**
+   * Start-up repair: operations left running by a controller that died become failed, and so
+   * does the dispatch of services whose host never confirmed.
+   */
+  recover(): Promise<string[]>;
+  /** Waits for the deploy or teardown in flight. Idempotent. */
+  close(): Promise<void>;
+}
+
+export function createDeployer(o: DeployerOptions): Deployer {
+  const { db, clock, log } = o;
+  const operations = createOperations({ db, clock, log });
+  const deps = {
+    client: o.client,
+    pins: o.pins,
+    concurrency: o.concurrency ?? DEFAULT_DISPATCH_CONCURRENCY,
+    timeoutMs: o.applyTimeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS,
+  };
+  let queue: Promise<unknown> = Promise.resolve();
+  let waiting = 0;
+  let closed = false;
+
+  /** One deploy or teardown at a time: each reads the state the previous one left. */
+  function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (closed) return Promise.reject(new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down'));
+    if (waiting >= MAX_WAITING) {
+      return Promise.reject(new CorralError(ErrorCode.UNAVAILABLE, 'too many deploys waiting; retry later'));
+    }
+    waiting++;
+    const run = queue.then(() => {
+      waiting--;
+      return fn();
+    });
+    queue = run.catch(() => undefined /* the caller gets the error */);
+    return run;
+  }
+
+  const hostName = (snap: FleetSnapshot, id: string): string => snap.hosts.get(id)?.name ?? id;
+
+  /** A rollout that broke (the database failed under it) still ends its operation, if it can. */
+  async function guardedRollout(
+    op: OperationRecorder,
+    sets: readonly HostSet[],
+    summary: Omit<OperationSummary, 'failedHosts'>,
+    kind: 'deploy' | 'teardown',
+  ): Promise<RolloutResult> {
+    try {
+      return await rollout(deps, op, sets, summary, kind);
+    } catch (e: unknown) {
+      log.error({ err: e, operationId: op.id }, 'rollout broke off');
+      await op
+        .finish(
+          'failed',
+          { ...summary, failedHosts: sets.length },
+          { level: 'error', message: `${kind} broke off: ${e instanceof Error ? e.message : String(e)}` },
+        )
+        .catch((err: unknown) => log.error({ err, operationId: op.id }, 'operation could not be closed'));
+      throw e;
+    }
+  }
+
+  async function deploy(
+    spec: DeploymentSpec,
+    opts: { dryRun: boolean; actor: string },
+  ): Promise<DeployResponse> {
+    const dups = duplicateServiceNames(spec);
+    if (dups.length > 0) {
+      throw new CorralError(ErrorCode.VALIDATION, `spec/services: service names repeat: ${dups.join(', ')}`);
+    }
+    const variables = hostVariableProblem(spec);
+    if (variables) throw new CorralError(ErrorCode.VALIDATION, `spec${variables}`);
+    return exclusive(async () => {
+      const snap = await loadSnapshot(db, o.live());
+      const { plan, next, removed } = planDeploy(snap, spec);
+      const sets = hostSets(snap, next, true);
+      if (opts.dryRun) return { operationId: null, dryRun: true, plan, removed, hosts: [], ok: true };
+
+      const summary = { services: next.length, removed: removed.length, hosts: sets.length };
+      const op = await db.transaction().execute(async (trx) => {
+        await storeDesired(trx, snap, next, sets, isoAt(clock.now()));
+        const moved = plan.filter((p) => p.change === 'moved');
+        const recorder = await operations.begin(
+          trx,
+          {
+            kind: 'deploy',
+            actor: opts.actor,
+            target: `${next.length} services`,
+            summary: { ...summary, failedHosts: 0 },
+            steps: sets.map((s) => ({
+              hostId: s.host.id,
+              hostName: s.host.name,
+              generation: s.generation,
+              services: s.services.length,
+            })),
+          },
+          [
+            {
+              level: 'info',
+              message: `deploy of ${next.length} services to ${sets.length} hosts started by ${opts.actor}`,
+            },
+            ...moved.map((p) => ({
+              level: 'info' as const,
+              message: `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`,
+            })),
+            ...removed.map((r) => ({
+              level: 'info' as const,
+              host: r.host,
+              message: `${r.service} is no longer in the spec and is removed`,
+            })),
+          ],
+        );
+        await o.audit.append(
+          {
+            actor: opts.actor,
+            action: 'deploy',
+            target: recorder.id,
+            details: {
+              services: next.map((e) => e.service),
+              hosts: sets.map((s) => s.host.name),
+              removed: removed.map((r) => r.service),
+            },
+          },
+          trx,
+        );
+        return recorder;
+      });
+      log.info({ operationId: op.id, services: next.length, hosts: sets.length }, 'deploy started');
+      const result = await guardedRollout(op, sets, summary, 'deploy');
+      log.info({ operationId: op.id, state: result.state, failedHosts: result.failed }, 'deploy finished');
+      return {
+        operationId: op.id,
+        dryRun: false,
+        plan,
+        removed,
+        hosts: result.hosts,
+        ok: result.failed === 0,
+      };
+    });
+  }
+
+  async function teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse> {
+    return exclusive(async () => {
+      const snap = await loadSnapshot(db, o.live());
+      let hostIds: Set<string> | undefined;
+      if (filter.host !== undefined) {
+        hostIds = new Set([...snap.hosts.values()].filter((h) => h.name === filter.host).map((h) => h.id));
+        if (hostIds.size === 0) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${filter.host}`);
+      }
+      const matches = (d: DesiredEntry): boolean =>
+        (hostIds === undefined || hostIds.has(d.hostId)) &&
+        (filter.service === undefined || d.service === filter.service);
+      const gone = snap.desired.filter(matches);
+      const target = [
+        filter.service !== undefined ? `service ${filter.service}` : '',
+        filter.host !== undefined ? `host ${filter.host}` : '',
+      ]
+        .filter(Boolean)
+        .join(' on ');
+      if (gone.length === 0 && target !== '') {
+        throw new CorralError(ErrorCode.NOT_FOUND, `no deployed service matches ${target}`);
+      }
+      const next = snap.desired.filter((d) => !matches(d));
+      const removed = gone.map((d) => ({ service: d.service, host: hostName(snap, d.hostId) }));
+      // Hosts still owed an earlier change get it again, even when nothing new is removed.
+      const sets = hostSets(snap, next, false);
+      if (gone.length === 0 && sets.length === 0) return { operationId: null, removed, hosts: [], ok: true };
+      const summary = { services: gone.length, removed: gone.length, hosts: sets.length };
+      const op = await db.transaction().execute(async (trx) => {
+        await storeDesired(trx, snap, next, sets, isoAt(clock.now()));
+        const recorder = await operations.begin(
+          trx,
+          {
+            kind: 'teardown',
+            actor,
+            target: target || 'all',
+            summary: { ...summary, failedHosts: 0 },
+            steps: sets.map((s) => ({
+              hostId: s.host.id,
+              hostName: s.host.name,
+              generation: s.generation,
+              services: s.services.length,
+            })),
+          },
+          [
+            {
+              level: 'info',
+              message: `teardown of ${gone.length} services (${target || 'all'}) on ${sets.length} hosts started by ${actor}`,
+            },
+          ],
+        );
+        await o.audit.append(
+          {
+            actor,
+            action: 'teardown',
+            target: target || 'all',
+            details: { operationId: recorder.id, removed: removed.map((r) => `${r.service}@${r.host}`) },
+          },
+          trx,
+        );
+        return recorder;
+      });
+      log.info({ operationId: op.id, services: gone.length, hosts: sets.length }, 'teardown started');
+      const result = await guardedRollout(op, sets, summary, 'teardown');
+      log.info({ operationId: op.id, state: result.state, failedHosts: result.failed }, 'teardown finished');
+      return { operationId: op.id, removed, hosts: result.hosts, ok: result.failed === 0 };
+    });
+  }
+
+  return {
+    operations,
+    deploy,
+    teardown,
+    async recover() {
+      const ids = await operations.failInterrupted(RESTART_REASON);
+      await db
+        .updateTable('service_dispatch')
+        .set({
+          state: 'failed',
+          reason: 'the controller restarted before the agent confirmed this change',
+          updated_at: isoAt(clock.now()),
+        })
+        .where('state', '=', 'pending')
+        .execute();
+      return ids;
+    },
+    async close() {
+      closed = true;
+      await queue;
+    },
+  };
+}

@@ -1,0 +1,293 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Selectable } from 'kysely';
+import type { Logger } from 'pino';
+import type {
+  LogLevel,
+  OperationDetail,
+  OperationKind,
+  OperationLogEntry,
+  OperationState,
+  OperationStepView,
+  OperationSummary,
+  OperationView,
+  StepState,
+} from '../../protocol/operations.js';
+import { MAX_OPERATION_LOG_PAGE } from '../../protocol/operations.js';
+import { isoAt, type Clock } from '../clock.js';
+import type { OperationsTable, OperationStepsTable } from '../db/deploy-schema.js';
+import type { ControllerDatabase } from '../db/schema.js';
+
+type Db = Kysely<ControllerDatabase>;
+
+export const RESTART_REASON = 'controller restarted while the operation was running';
+export const DEFAULT_OPERATION_LIST = 100;
+
+export interface LogLine {
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly host?: string | null;
+}
+
+export interface StepUpdate {
+  readonly hostId: string;
+  readonly state: StepState;
+  readonly detail?: string | null;
+  readonly generation?: number;
+}
+
+export interface NewOperation {
+  readonly kind: OperationKind;
+  readonly actor: string;
+  readonly target: string;
+  readonly summary: OperationSummary;
+  readonly steps: readonly {
+    hostId: string;
+    hostName: string;
+    generation: number;
+    services: number;
+  }[];
+}
+
+/**
+ * A running operation. Every write (log lines, step changes, the caller's own rows) goes
+ * through one queue in call order, each in its own transaction, so log sequence numbers are
+ * committed in order and a reader following with `afterSeq` never skips a line.
+ */
+export interface OperationRecorder {
+  readonly id: string;
+  record(
+    lines: readonly LogLine[],
+    step?: StepUpdate,
+    extra?: (trx: Db, nowIso: string) => Promise<void>,
+  ): Promise<void>;
+  finish(state: OperationState, summary: OperationSummary, line: LogLine): Promise<void>;
+}
+
+export interface Operations {
+  /** Inserts a running operation with pending steps inside `trx` (the change it carries out). */
+  begin(trx: Db, op: NewOperation, first: readonly LogLine[]): Promise<OperationRecorder>;
+  /**
+   * Marks every operation still `running` as failed (they belonged to a controller that
+   * died), with a log line, and their unfinished steps too. Returns their ids.
+   */
+  failInterrupted(reason?: string): Promise<string[]>;
+  list(limit?: number): Promise<OperationView[]>;
+  detail(id: string, afterSeq?: number): Promise<OperationDetail | undefined>;
+}
+
+async function insertLines(trx: Db, id: string, firstSeq: number, lines: readonly LogLine[], nowIso: string) {
+  if (lines.length === 0) return;
+  await trx
+    .insertInto('operation_log')
+    .values(
+      lines.map((l, i) => ({
+        operation_id: id,
+        seq: firstSeq + i,
+        time: nowIso,
+        level: l.level,
+        host: l.host ?? null,
+        message: l.message.slice(0, 2000),
+      })),
+    )
+    .execute();
+}
+
+export function createOperations(deps: { db: Db; clock: Clock; log: Logger }): Operations {
+  const { db, clock, log } = deps;
+  const now = (): string => isoAt(clock.now());
+
+  function recorder(id: string, nextSeq: number): OperationRecorder {
+    let queue: Promise<unknown> = Promise.resolve();
+    let seq = nextSeq;
+    const serialized = (fn: () => Promise<void>): Promise<void> => {
+      const run = queue.then(fn);
+      queue = run.catch(() => undefined /* the caller gets the error */);
+      return run;
+    };
+    return {
+      id,
+      record(lines, step, extra) {
+        return serialized(async () => {
+          const nowIso = now();
+          await db.transaction().execute(async (trx) => {
+            if (extra) await extra(trx, nowIso);
+            if (step) {
+              const running = step.state === 'running';
+              await trx
+                .updateTable('operation_steps')
+                .set({
+                  state: step.state,
+                  ...(step.detail !== undefined && { detail: step.detail }),
+                  ...(step.generation !== undefined && { generation: step.generation }),
+                  ...(running ? { started_at: nowIso } : { finished_at: nowIso }),
+                })
+                .where('operation_id', '=', id)
+                .where('host_id', '=', step.hostId)
+                .execute();
+            }
+            await insertLines(trx, id, seq, lines, nowIso);
+          });
+          seq += lines.length;
+        });
+      },
+      finish(state, summary, line) {
+        return serialized(async () => {
+          const nowIso = now();
+          await db.transaction().execute(async (trx) => {
+            await trx
+              .updateTable('operations')
+              .set({ state, finished_at: nowIso, summary: JSON.stringify(summary) })
+              .where('id', '=', id)
+              .execute();
+            await insertLines(trx, id, seq, [line], nowIso);
+          });
+          seq += 1;
+        });
+      },
+    };
+  }
+
+  return {
+    async begin(trx, op, first) {
+      const id = randomUUID();
+      const nowIso = now();
+      await trx
+        .insertInto('operations')
+        .values({
+          id,
+          kind: op.kind,
+          state: 'running',
+          actor: op.actor,
+          target: op.target,
+          created_at: nowIso,
+          finished_at: null,
+          reason: null,
+          summary: JSON.stringify(op.summary),
+        })
+        .execute();
+      if (op.steps.length > 0) {
+        await trx
+          .insertInto('operation_steps')
+          .values(
+            op.steps.map((s) => ({
+              operation_id: id,
+              host_id: s.hostId,
+              host_name: s.hostName,
+              state: 'pending',
+              generation: s.generation,
+              services: s.services,
+              detail: null,
+              started_at: null,
+              finished_at: null,
+            })),
+          )
+          .execute();
+      }
+      await insertLines(trx, id, 1, first, nowIso);
+      return recorder(id, first.length + 1);
+    },
+
+    async failInterrupted(reason = RESTART_REASON) {
+      const running = await db.selectFrom('operations').select('id').where('state', '=', 'running').execute();
+      for (const { id } of running) {
+        const nowIso = now();
+        await db.transaction().execute(async (trx) => {
+          const last = await trx
+            .selectFrom('operation_log')
+            .select((eb) => eb.fn.max('seq').as('seq'))
+            .where('operation_id', '=', id)
+            .executeTakeFirst();
+          await trx
+            .updateTable('operations')
+            .set({ state: 'failed', reason, finished_at: nowIso })
+            .where('id', '=', id)
+            .execute();
+          await trx
+            .updateTable('operation_steps')
+            .set({ state: 'failed', detail: reason, finished_at: nowIso })
+            .where('operation_id', '=', id)
+            .where('state', 'in', ['pending', 'running'])
+            .execute();
+          await insertLines(
+            trx,
+            id,
+            Number(last?.seq ?? 0) + 1,
+            [{ level: 'error', message: reason }],
+            nowIso,
+          );
+        });
+        log.warn({ operationId: id, reason }, 'interrupted operation marked failed');
+      }
+      return running.map((r) => r.id);
+    },
+
+    async list(limit = DEFAULT_OPERATION_LIST) {
+      const rows = await db
+        .selectFrom('operations')
+        .selectAll()
+        .orderBy('created_at', 'desc')
+        .orderBy('id')
+        .limit(limit)
+        .execute();
+      return rows.map(toView);
+    },
+
+    async detail(id, afterSeq = 0) {
+      const row = await db.selectFrom('operations').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!row) return undefined;
+      const [steps, lines] = await Promise.all([
+        db
+          .selectFrom('operation_steps')
+          .selectAll()
+          .where('operation_id', '=', id)
+          .orderBy('host_name')
+          .execute(),
+        db
+          .selectFrom('operation_log')
+          .selectAll()
+          .where('operation_id', '=', id)
+          .where('seq', '>', afterSeq)
+          .orderBy('seq')
+          .limit(MAX_OPERATION_LOG_PAGE)
+          .execute(),
+      ]);
+      return {
+        operation: toView(row),
+        steps: steps.map(toStepView),
+        log: lines.map((l): OperationLogEntry => ({
+          seq: l.seq,
+          time: l.time,
+          level: l.level as LogLevel,
+          host: l.host,
+          message: l.message,
+        })),
+      };
+    },
+  };
+}
+
+function toView(row: Selectable<OperationsTable>): OperationView {
+  return {
+    id: row.id,
+    kind: row.kind as OperationKind,
+    state: row.state as OperationState,
+    actor: row.actor,
+    target: row.target,
+    createdAt: row.created_at,
+    finishedAt: row.finished_at,
+    reason: row.reason,
+    summary: JSON.parse(row.summary) as OperationSummary,
+  };
+}
+
+function toStepView(row: Selectable<OperationStepsTable>): OperationStepView {
+  return {
+    host: row.host_name,
+    state: row.state as StepState,
+    generation: row.generation,
+    services: row.services,
+    detail: row.detail,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}

@@ -1,0 +1,26 @@
+/**
+ * Error codes raised inside the controller process (not on the wire; wire errors use
+ * protocol/errors.ts). Callers match on `code`.
+ */
+export const ControllerErrorCode = {
+  MIGRATION_FAILED: 'CORRAL_ERR_MIGRATION_FAILED',
+  DATABASE_OPEN: 'CORRAL_ERR_DATABASE_OPEN',
+  STATE_MISSING: 'CORRAL_ERR_STATE_MISSING',
+  STATE_INVALID: 'CORRAL_ERR_STATE_INVALID',
+} as const;
+
+export type ControllerErrorCode = (typeof ControllerErrorCode)[keyof typeof ControllerErrorCode];
+
+export class ControllerError extends Error {
+  override readonly name = 'ControllerError';
+  readonly code: ControllerErrorCode;
+
+  constructor(code: ControllerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export function isControllerError(e: unknown, code?: ControllerErrorCode): e is ControllerError {
+  return e instanceof ControllerError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { HeartbeatRequest } from '../../protocol/heartbeat.js';
+import { ErrorCode } from '../../protocol/errors.js';
+import { openDatabase, type ControllerDb } from '../db/open-database.js';
+import { createHeartbeatWriter } from './heartbeat-writer.js';
+
+let dir: string;
+let db: ControllerDb;
+const log = pino({ level: 'silent' });
+const clock = { now: () => Date.parse('2024-05-01T00:00:00.000Z') };
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'corral-hbw-'));
+  db = await openDatabase(join(dir, 'corral.db'));
+  for (let i = 0; i < 20; i++) {
+    await db
+      .insertInto('hosts')
+      .values({
+        id: `h-${i}`,
+        name: `n-${i}`,
+        address: '10.0.0.1',
+        agent_port: 8765,
+        updater_port: 8766,
+        sans: '[]',
+        labels: '{}',
+        enrolled_at: '2024-01-01T00:00:00.000Z',
+        enrolled_via: 'bundle',
+        last_seen: null,
+        agent_version: null,
+        generation: 0,
+        metrics: null,
+        decommissioned_at: i === 19 ? '2024-02-01T00:00:00.000Z' : null,
+      })
+      .execute();
+  }
+});
+afterEach(async () => {
+  await db.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const hb = (hostId: string, over: Partial<HeartbeatRequest> = {}): HeartbeatRequest => ({
+  hostId,
+  agentVersion: '1.0.0',
+  generation: 2,
+  metrics: {
+    load1: 1,
+    load5: 1,
+    load15: 1,
+    memTotalBytes: 2,
+    memAvailableBytes: 1,
+    diskTotalBytes: 2,
+    diskFreeBytes: 1,
+    uptimeSeconds: 5,
+  },
+  services: [],
+  events: [],
+  ...over,
+});
+
+describe('heartbeat writer', () => {
+  it('writes many hosts in few transactions and acknowledges events once they are stored', async () => {
+    const writer = createHeartbeatWriter({ db, clock, log, flushMs: 20 });
+    const events = [{ id: randomUUID(), type: 'agent-started' as const, time: '2024-05-01T00:00:00.000Z' }];
+    const acks = await Promise.all(
+      Array.from({ length: 19 }, (_, i) =>
+        writer.submit(
+          `h-${i}`,
+          hb(`h-${i}`, {
+            events: i === 0 ? events : [],
+            services: [{ name: 'api', state: 'running', restarts: 0, lastError: null, pid: 9, since: null }],
+          }),
+        ),
+      ),
+    );
+    expect(acks[0]).toEqual([events[0]!.id]);
+    expect(writer.stats()).toMatchObject({ written: 19, pending: 0 });
+    expect(writer.stats().batches).toBeLessThan(19);
+    const rows = await db
+      .selectFrom('hosts')
+      .select(['id', 'last_seen', 'generation'])
+      .where('last_seen', 'is not', null)
+      .execute();
+    expect(rows).toHaveLength(19);
+    expect(rows[0]).toMatchObject({ last_seen: '2024-05-01T00:00:00.000Z', generation: 2 });
+    expect(await db.selectFrom('service_observed').selectAll().execute()).toHaveLength(19);
+    // Re-sent events are acknowledged again and stored once.
+    expect(await writer.submit('h-0', hb('h-0', { events }))).toEqual([events[0]!.id]);
+    expect(await db.selectFrom('events').selectAll().execute()).toHaveLength(1);
+    await writer.close();
+  });
+
+  it('never brings a decommissioned host back', async () => {
+    const writer = createHeartbeatWriter({ db, clock, log });
+    await writer.submit('h-19', hb('h-19'));
+    const row = await db
+      .selectFrom('hosts')
+      .select('last_seen')
+      .where('id', '=', 'h-19')
+      .executeTakeFirstOrThrow();
+    expect(row.last_seen).toBeNull();
+    await writer.close();
+  });
+
+  it('refuses beyond its bound, writes what is queued on close, and refuses after', async () => {
+    const writer = createHeartbeatWriter({ db, clock, log, flushMs: 1000, maxPending: 3 });
+    const queued = [0, 1, 2].map((i) => writer.submit(`h-${i}`, hb(`h-${i}`)));
+    await expect(writer.submit('h-3', hb('h-3'))).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    expect(writer.stats().refused).toBe(1);
+    await writer.close();
+    await expect(Promise.all(queued)).resolves.toHaveLength(3);
+    await expect(writer.submit('h-4', hb('h-4'))).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+  });
+
+  it('isolates a heartbeat that cannot be stored: the rest of its batch still lands', async () => {
+    const writer = createHeartbeatWriter({ db, clock, log });
+    const events = [{ id: randomUUID(), type: 'agent-started' as const, time: 'not-a-time-but-text' }];
+    // An event for a host that does not exist breaks the foreign key: the whole batch fails.
+    const results = await Promise.allSettled([
+      writer.submit('h-1', hb('h-1')),
+      writer.submit('nope', hb('nope', { events })),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    const row = await db
+      .selectFrom('hosts')
+      .select('last_seen')
+      .where('id', '=', 'h-1')
+      .executeTakeFirstOrThrow();
+    expect(row.last_seen).not.toBeNull();
+    expect(await db.selectFrom('events').selectAll().execute()).toEqual([]);
+    await writer.close();
+  });
+});

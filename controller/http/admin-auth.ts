@@ -1,0 +1,42 @@
+import type { FastifyRequest } from 'fastify';
+import { AUTHORIZATION_SCHEME } from '../../protocol/constants.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { hashesEqual, secretHash } from '../secrets.js';
+
+/** An operator token the admin API accepts (the database keeps only its hash). */
+export interface AdminCredential {
+  readonly name: string;
+  readonly hash: string;
+}
+
+/** Routes that answer without a token. */
+const PUBLIC_ROUTES = new Set(['/health']);
+const actors = new WeakMap<FastifyRequest, string>();
+const BEARER_RE = new RegExp(`^${AUTHORIZATION_SCHEME}\\s+(\\S{1,512})$`, 'i');
+
+/**
+ * onRequest hook for the admin API: every route but `/health` needs `Authorization: Bearer
+ * <token>` whose SHA-256 matches a stored hash (compared in constant time, against every
+ * credential). A missing or wrong token is the same 401.
+ */
+export function adminAuthHook(credentials: () => readonly AdminCredential[]) {
+  return async (request: FastifyRequest): Promise<void> => {
+    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? BEARER_RE.exec(header) : null;
+    let who: string | undefined;
+    if (match?.[1]) {
+      const presented = secretHash(match[1]);
+      for (const c of credentials()) {
+        if (hashesEqual(presented, c.hash) && who === undefined) who = c.name;
+      }
+    }
+    if (who === undefined) throw new CorralError(ErrorCode.UNAUTHENTICATED, 'missing or invalid admin token');
+    actors.set(request, who);
+  };
+}
+
+/** Who made an admin request, for the audit log. */
+export function adminActor(request: FastifyRequest): string {
+  return actors.get(request) ?? 'unknown';
+}

@@ -1,0 +1,105 @@
+import { HOST_STATUSES, type HostStatus } from '../../protocol/host.js';
+
+/** Request latency histogram buckets, in seconds. */
+const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] as const;
+/** Distinct latency series kept at most (listener × route × status class). */
+const MAX_LATENCY_SERIES = 256;
+
+export const HEARTBEAT_REJECT_REASONS = [
+  'no-certificate',
+  'unknown-certificate',
+  'wrong-role',
+  'host-mismatch',
+  'validation',
+  'too-large',
+  'overloaded',
+  'other',
+] as const;
+export type HeartbeatRejectReason = (typeof HEARTBEAT_REJECT_REASONS)[number];
+
+interface Histogram {
+  readonly labels: string;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface ControllerMetrics {
+  heartbeatAccepted(): void;
+  heartbeatRejected(reason: HeartbeatRejectReason): void;
+  observeRequest(listener: string, route: string, statusCode: number, seconds: number): void;
+  /** Prometheus text exposition; the caller supplies the current host counts. */
+  render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
+}
+
+const escapeLabel = (v: string): string =>
+  v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+export function createMetrics(): ControllerMetrics {
+  let accepted = 0;
+  const rejected = new Map<HeartbeatRejectReason, number>(HEARTBEAT_REJECT_REASONS.map((r) => [r, 0]));
+  const latency = new Map<string, Histogram>();
+  let droppedSeries = 0;
+
+  return {
+    heartbeatAccepted() {
+      accepted++;
+    },
+    heartbeatRejected(reason) {
+      rejected.set(reason, (rejected.get(reason) ?? 0) + 1);
+    },
+    observeRequest(listener, route, statusCode, seconds) {
+      const cacheKey = `${listener} ${route} ${Math.floor(statusCode / 100)}`;
+      let h = latency.get(cacheKey);
+      if (!h) {
+        if (latency.size >= MAX_LATENCY_SERIES) {
+          droppedSeries++;
+          return;
+        }
+        h = {
+          labels: `listener="${escapeLabel(listener)}",route="${escapeLabel(route)}",status="${Math.floor(statusCode / 100)}xx"`,
+          counts: LATENCY_BUCKETS_S.map(() => 0),
+          sum: 0,
+          count: 0,
+        };
+        latency.set(cacheKey, h);
+      }
+      for (let i = 0; i < LATENCY_BUCKETS_S.length; i++) {
+        if (seconds <= (LATENCY_BUCKETS_S[i] ?? 0)) h.counts[i] = (h.counts[i] ?? 0) + 1;
+      }
+      h.sum += seconds;
+      h.count++;
+    },
+    render(hostsByStatus, extra = []) {
+      const out: string[] = [
+        '# HELP corral_hosts Hosts by status.',
+        '# TYPE corral_hosts gauge',
+        ...HOST_STATUSES.map((s) => `corral_hosts{status="${s}"} ${hostsByStatus[s]}`),
+        '# HELP corral_heartbeats_accepted_total Heartbeats accepted.',
+        '# TYPE corral_heartbeats_accepted_total counter',
+        `corral_heartbeats_accepted_total ${accepted}`,
+        '# HELP corral_heartbeats_rejected_total Heartbeats refused, by reason.',
+        '# TYPE corral_heartbeats_rejected_total counter',
+        ...[...rejected].map(([r, n]) => `corral_heartbeats_rejected_total{reason="${r}"} ${n}`),
+        '# HELP corral_http_request_duration_seconds Request latency by listener, route and status class.',
+        '# TYPE corral_http_request_duration_seconds histogram',
+      ];
+      for (const h of latency.values()) {
+        const labels = h.labels;
+        LATENCY_BUCKETS_S.forEach((le, i) => {
+          out.push(`corral_http_request_duration_seconds_bucket{${labels},le="${le}"} ${h.counts[i] ?? 0}`);
+        });
+        out.push(`corral_http_request_duration_seconds_bucket{${labels},le="+Inf"} ${h.count}`);
+        out.push(`corral_http_request_duration_seconds_sum{${labels}} ${h.sum}`);
+        out.push(`corral_http_request_duration_seconds_count{${labels}} ${h.count}`);
+      }
+      out.push(
+        '# HELP corral_metrics_series_dropped_total Latency series not kept (cardinality cap).',
+        '# TYPE corral_metrics_series_dropped_total counter',
+        `corral_metrics_series_dropped_total ${droppedSeries}`,
+        ...extra,
+      );
+      return `${out.join('\n')}\n`;
+    },
+  };
+}

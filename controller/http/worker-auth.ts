@@ -1,0 +1,49 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { peerOfRequest } from '../../pki/index.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import type { PinMatch, PinRegistry } from '../pins/pin-registry.js';
+import type { HeartbeatRejectReason } from './metrics.js';
+
+/** An authenticated worker: its pinned certificate, checked on the connection of this request. */
+export type WorkerPeer = PinMatch;
+
+const peers = new WeakMap<FastifyRequest, WorkerPeer>();
+const refusals = new WeakMap<FastifyRequest, HeartbeatRejectReason>();
+
+/**
+ * The one refusal every unauthenticated worker call gets, whatever the cause (no certificate,
+ * unknown or unpinned certificate, wrong role, another host's id, decommissioned host): the
+ * cause goes to metrics and logs, never to the caller.
+ */
+export function workerRefused(request: FastifyRequest, reason: HeartbeatRejectReason): CorralError {
+  refusals.set(request, reason);
+  return new CorralError(ErrorCode.FORBIDDEN, 'client certificate is not accepted here');
+}
+
+/**
+ * onRequest hook for the worker API: the peer must present a certificate whose fingerprint
+ * is pinned, active and of the agent role. Runs before the body is read.
+ */
+export function workerAuthHook(pins: PinRegistry) {
+  return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
+    const identity = peerOfRequest(request.raw);
+    if (!identity) return done(workerRefused(request, 'no-certificate'));
+    const pin = pins.lookup(identity.fingerprint);
+    if (!pin) return done(workerRefused(request, 'unknown-certificate'));
+    if (pin.role !== 'agent') return done(workerRefused(request, 'wrong-role'));
+    peers.set(request, pin);
+    done();
+  };
+}
+
+/** The authenticated peer of a worker API request (the auth hook has run). */
+export function workerPeer(request: FastifyRequest): WorkerPeer {
+  const peer = peers.get(request);
+  if (!peer) throw workerRefused(request, 'no-certificate');
+  return peer;
+}
+
+/** Why a worker request was refused, when the refusal was an authentication one. */
+export function refusalReason(request: FastifyRequest): HeartbeatRejectReason | undefined {
+  return refusals.get(request);
+}

@@ -1,0 +1,13 @@
+export * from './errors.js';
+export * from './clock.js';
+export * from './controller.js';
+export * from './serve.js';
+export * from './agent-client.js';
+export type { AuditLog, AuditInput } from './audit/audit-log.js';
+export type { PinRegistry, PinMatch, PinRevocation, PinRole } from './pins/pin-registry.js';
+export type { PinKeeper } from './pins/pin-keeper.js';
+export { openDatabase, type ControllerDb } from './db/open-database.js';
+export { initControllerState, type InitResult } from './state/init-state.js';
+export { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
+export { statePaths, type StatePaths } from './state/state-paths.js';
+export { DEFAULT_JOIN_TOKEN_TTL_SECONDS } from './fleet/token-store.js';

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { createPinRegistry, type Pin, type PinRevocation } from './pin-registry.js';
+
+const pin = (fingerprint: string, hostId: string, over: Partial<Pin> = {}): Pin => ({
+  fingerprint,
+  hostId,
+  hostName: `${hostId}-name`,
+  role: 'agent',
+  notAfterMs: 2_000,
+  superseded: false,
+  ...over,
+});
+
+describe('pin registry', () => {
+  it('matches only active, unexpired pins and tells subscribers about revocations', () => {
+    let now = 1_000;
+    const pins = createPinRegistry({ now: () => now }, [
+      pin('a', 'h1'),
+      pin('b', 'h1', { role: 'updater' }),
+      pin('c', 'h2'),
+    ]);
+    const seen: PinRevocation[] = [];
+    const hosts: string[] = [];
+    pins.onRevoke((r) => seen.push(r));
+    const off = pins.onRevoked((h) => hosts.push(h));
+    expect(pins.lookup('a')).toMatchObject({
+      fingerprint: 'a',
+      hostId: 'h1',
+      hostName: 'h1-name',
+      role: 'agent',
+    });
+    expect(pins.lookup('zz')).toBeUndefined();
+    expect(pins.fingerprintsFor('h1', 'updater')).toEqual(['b']);
+
+    pins.revokeHost('h1');
+    expect(pins.lookup('a')).toBeUndefined();
+    expect(pins.lookup('b')).toBeUndefined();
+    expect(seen).toEqual([{ hostId: 'h1', fingerprints: ['a', 'b'], wholeHost: true }]);
+    expect(hosts).toEqual(['h1']);
+
+    pins.add([pin('d', 'h2', { notAfterMs: 3_000 })]);
+    pins.supersede(['c']);
+    expect(pins.supersededFor('h2', 'agent')).toEqual(['c']);
+    expect(pins.hasSuperseded('h2')).toBe(true);
+    pins.retire(['c']);
+    expect(pins.hasSuperseded('h2')).toBe(false);
+    expect(seen.at(-1)).toEqual({ hostId: 'h2', fingerprints: ['c'], wholeHost: false });
+    expect(hosts).toEqual(['h1']);
+    off();
+
+    now = 3_000;
+    expect(pins.lookup('d')).toBeUndefined();
+    expect(pins.size).toBe(1);
+  });
+});

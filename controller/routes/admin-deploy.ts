@@ -1,0 +1,57 @@
+import type { Server as HttpServer } from 'node:http';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Kysely } from 'kysely';
+import {
+  DeployRequest,
+  DeployResponse,
+  MAX_DEPLOYMENT_SPEC_BYTES,
+  ServiceListQuery,
+  ServiceListResponse,
+  ServiceTeardownRequest,
+  ServiceTeardownResponse,
+} from '../../protocol/deployment.js';
+import type { ControllerDatabase } from '../db/schema.js';
+import type { Deployer } from '../deploy/deployer.js';
+import { listServiceViews } from '../deploy/service-views.js';
+import type { Liveness } from '../fleet/host-store.js';
+import { adminActor } from '../http/admin-auth.js';
+
+export interface DeployRouteOptions {
+  readonly deployer: Deployer;
+  readonly db: Kysely<ControllerDatabase>;
+  live(): Liveness;
+}
+
+/** A spec of MAX_DEPLOYMENT_SPEC_BYTES as YAML grows a little as JSON; room for that. */
+const DEPLOY_BODY_LIMIT_BYTES = 2 * MAX_DEPLOYMENT_SPEC_BYTES;
+
+/** Deploy, the services view, and teardown. */
+export const adminDeployRoutes: FastifyPluginAsyncTypebox<DeployRouteOptions, HttpServer> = async (
+  app,
+  o,
+) => {
+  app.post(
+    '/v1/deploy',
+    {
+      bodyLimit: DEPLOY_BODY_LIMIT_BYTES,
+      schema: { body: DeployRequest, response: { 200: DeployResponse } },
+    },
+    async (request) =>
+      o.deployer.deploy(request.body.spec, {
+        dryRun: request.body.dryRun ?? false,
+        actor: adminActor(request),
+      }),
+  );
+
+  app.get(
+    '/v1/services',
+    { schema: { querystring: ServiceListQuery, response: { 200: ServiceListResponse } } },
+    async (request) => ({ services: await listServiceViews(o.db, o.live(), request.query) }),
+  );
+
+  app.post(
+    '/v1/teardown',
+    { schema: { body: ServiceTeardownRequest, response: { 200: ServiceTeardownResponse } } },
+    async (request) => o.deployer.teardown(request.body, adminActor(request)),
+  );
+};

@@ -1,0 +1,96 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ENDPOINTS_FILE } from '../protocol/constants.js';
+import { writeEndpointsFile } from '../protocol/endpoints-file.js';
+import { runShutdown, type PhaseOutcome } from '../protocol/lifecycle.js';
+import { createController, type Controller, type ControllerListen } from './controller.js';
+import { openDatabase } from './db/open-database.js';
+import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
+import { loadControllerIdentity } from './state/load-state.js';
+
+/** Something else that listens beside the controller (the syslog listener), started after it. */
+export interface ExtraListener {
+  /** Key in `run/endpoints.json`, e.g. `syslog`. */
+  readonly name: string;
+  start(controller: Controller): Promise<{
+    /** Written to `run/endpoints.json` under `name`. */
+    readonly endpoint: string;
+    close(): Promise<void>;
+  }>;
+}
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+export interface ServeOptions extends ControllerListen {
+  readonly stateDir: string;
+  readonly log: Logger;
+  readonly heartbeatIntervalMs?: number;
+  readonly extras?: readonly ExtraListener[];
+}
+
+export interface ServingController {
+  readonly controller: Controller;
+  readonly endpoints: Record<string, string>;
+  /** Shutdown in phases: stop accepting and drain → extra listeners → database → endpoints file. */
+  close(): Promise<PhaseOutcome[]>;
+}
+
+/**
+ * `corral controller serve`: loads the state made by `init` (the same CA, certificates and
+ * tokens on every start), opens the database, listens, and writes `run/endpoints.json`.
+ */
+export async function serveController(options: ServeOptions): Promise<ServingController> {
+  const identity = await loadControllerIdentity(options.stateDir);
+  const db = await openDatabase(identity.paths.database);
+  const started: { name: string; close(): Promise<void> }[] = [];
+  let controller: Controller | undefined;
+  try {
+    const addresses = JSON.parse((await getSetting(db, SETTING_ADDRESSES)) ?? '[]') as string[];
+    controller = await createController({
+      db,
+      identity,
+      log: options.log,
+      ...(options.heartbeatIntervalMs !== undefined
+        ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
+        : {}),
+      ...(addresses[0] !== undefined ? { advertiseHost: addresses[0] } : {}),
+    });
+    const bound = await controller.listen(options);
+    if (addresses.length === 0 && WILDCARD_HOSTS.has(options.worker.host)) {
+      options.log.warn(
+        { worker: bound.worker },
+        'no --address was given to init: bundles name 127.0.0.1, which only this machine can reach',
+      );
+    }
+    const endpoints: Record<string, string> = { ...bound };
+    for (const extra of options.extras ?? []) {
+      const running = await extra.start(controller);
+      started.push({ name: extra.name, close: () => running.close() });
+      endpoints[extra.name] = running.endpoint;
+    }
+    await writeEndpointsFile(options.stateDir, endpoints);
+    const running = controller;
+    let closing: Promise<PhaseOutcome[]> | undefined;
+    return {
+      controller: running,
+      endpoints,
+      close: () =>
+        (closing ??= runShutdown([
+          { name: 'stop-accepting', run: () => running.close(), timeoutMs: 15_000 },
+          ...started.map((s) => ({ name: `close-${s.name}`, run: () => s.close() })),
+          { name: 'close-database', run: () => db.destroy() },
+          {
+            name: 'remove-endpoints',
+            run: () => rm(join(options.stateDir, ENDPOINTS_FILE), { force: true }),
+          },
+        ])),
+    };
+  } catch (e: unknown) {
+    for (const s of started.reverse())
+      await s.close().catch(() => undefined /* already failing: keep the first error */);
+    await controller?.close();
+    await db.destroy();
+    throw e;
+  }
+}

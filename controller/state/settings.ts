@@ -1,0 +1,10 @@
+import type { Kysely } from 'kysely';
+import type { ControllerDatabase } from '../db/schema.js';
+
+/** JSON array of the addresses given to the first `controller init`. */
+export const SETTING_ADDRESSES = 'addresses';
+
+export async function getSetting(db: Kysely<ControllerDatabase>, key: string): Promise<string | undefined> {
+  const row = await db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+  return row?.value;
+}

@@ -1,0 +1,222 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Labels, Name, Reason, Timestamp } from './common.js';
+import { ServiceState } from './heartbeat.js';
+import {
+  HealthCheck,
+  HOST_VARIABLES,
+  RESTART_POLICIES,
+  SERVICE_RUNTIMES,
+  ServiceName,
+  ServiceSpec,
+  ENV_NAME_RE,
+} from './service-spec.js';
+
+/**
+ * A deployment spec, as operators write it (YAML or JSON): services with their runtime spec,
+ * restart policy, health check and placement. Fields the agent's ServiceSpec requires get
+ * defaults here (`runtime: process`, `args: []`, `env: {}`, `restart: on-failure`).
+ */
+export const MAX_DEPLOYMENT_SERVICES = 500;
+/** Largest spec file or body, in bytes. */
+export const MAX_DEPLOYMENT_SPEC_BYTES = 1024 * 1024;
+
+export const Placement = Type.Object(
+  {
+    hosts: Type.Optional(Type.Array(Name, { minItems: 1, maxItems: 256 })),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false },
+);
+export type Placement = Static<typeof Placement>;
+
+const spec = ServiceSpec.properties;
+export const DeploymentService = Type.Object(
+  {
+    name: ServiceName,
+    runtime: Type.Optional(Type.Union(SERVICE_RUNTIMES.map((r) => Type.Literal(r)))),
+    command: spec.command,
+    args: Type.Optional(spec.args),
+    env: Type.Optional(
+      Type.Record(Type.String({ pattern: ENV_NAME_RE.source }), Type.String({ maxLength: 4096 }), {
+        maxProperties: 64,
+      }),
+    ),
+    workingDir: spec.workingDir,
+    restart: Type.Optional(Type.Union(RESTART_POLICIES.map((r) => Type.Literal(r)))),
+    healthCheck: Type.Optional(HealthCheck),
+    stopGraceMs: spec.stopGraceMs,
+    placement: Type.Optional(Placement),
+  },
+  { additionalProperties: false },
+);
+export type DeploymentService = Static<typeof DeploymentService>;
+
+export const DeploymentSpec = Type.Object(
+  { services: Type.Array(DeploymentService, { minItems: 1, maxItems: MAX_DEPLOYMENT_SERVICES }) },
+  { additionalProperties: false },
+);
+export type DeploymentSpec = Static<typeof DeploymentSpec>;
+
+/** The agent's ServiceSpec for a deployment service (defaults filled, placement dropped). */
+export function toServiceSpec(service: DeploymentService): ServiceSpec {
+  const out: ServiceSpec = {
+    name: service.name,
+    runtime: service.runtime ?? 'process',
+    command: service.command,
+    args: service.args ?? [],
+    env: service.env ?? {},
+    restart: service.restart ?? 'on-failure',
+  };
+  if (service.workingDir !== undefined) out.workingDir = service.workingDir;
+  if (service.healthCheck !== undefined) out.healthCheck = service.healthCheck;
+  if (service.stopGraceMs !== undefined) out.stopGraceMs = service.stopGraceMs;
+  return out;
+}
+
+const VARIABLE_RE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
+
+/**
+ * The first misuse of host variables in a spec, as `/services/I/FIELD …`, or undefined. The
+ * worker resolves `${host.*}`; this finds unknown names and unterminated `${` before anything
+ * is sent, so a typo is one clear error instead of a failure on every host.
+ */
+export function hostVariableProblem(spec: DeploymentSpec): string | undefined {
+  const check = (value: string, field: string): string | undefined => {
+    for (const m of value.matchAll(VARIABLE_RE)) {
+      if (m[0] === '$${') continue;
+      const name = m[1];
+      if (name === undefined) return `${field} has an unterminated \${`;
+      if (!(HOST_VARIABLES as readonly string[]).includes(name.trim())) {
+        return `${field} uses unknown variable \${${name}} (known: ${HOST_VARIABLES.join(', ')})`;
+      }
+    }
+    return undefined;
+  };
+  for (const [i, svc] of spec.services.entries()) {
+    const at = `/services/${i}`;
+    const fields: [string, string][] = [[`${at}/command`, svc.command]];
+    (svc.args ?? []).forEach((a, j) => fields.push([`${at}/args/${j}`, a]));
+    for (const [k, v] of Object.entries(svc.env ?? {})) fields.push([`${at}/env/${k}`, v]);
+    if (svc.workingDir !== undefined) fields.push([`${at}/workingDir`, svc.workingDir]);
+    const hc = svc.healthCheck;
+    if (hc?.type === 'command') {
+      fields.push([`${at}/healthCheck/command`, hc.command]);
+      (hc.args ?? []).forEach((a, j) => fields.push([`${at}/healthCheck/args/${j}`, a]));
+    } else if (hc?.type === 'tcp' && hc.host !== undefined) {
+      fields.push([`${at}/healthCheck/host`, hc.host]);
+    } else if (hc?.type === 'http') {
+      fields.push([`${at}/healthCheck/url`, hc.url]);
+    }
+    for (const [field, value] of fields) {
+      const problem = check(value, field);
+      if (problem) return problem;
+    }
+  }
+  return undefined;
+}
+
+/** Names that appear more than once in a spec (a spec with any is refused). */
+export function duplicateServiceNames(spec: DeploymentSpec): string[] {
+  const seen = new Set<string>();
+  const dups = new Set<string>();
+  for (const s of spec.services) (seen.has(s.name) ? dups : seen).add(s.name);
+  return [...dups];
+}
+
+export const DeployRequest = Type.Object(
+  { spec: DeploymentSpec, dryRun: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false },
+);
+export type DeployRequest = Static<typeof DeployRequest>;
+
+export const HostDispatchResult = Type.Object(
+  {
+    host: Name,
+    outcome: Type.Union([Type.Literal('applied'), Type.Literal('unchanged'), Type.Literal('failed')]),
+    generation: Type.Integer({ minimum: 0 }),
+    services: Type.Integer({ minimum: 0 }),
+    reason: Type.Union([Reason, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type HostDispatchResult = Static<typeof HostDispatchResult>;
+
+export const PlanEntry = Type.Object(
+  {
+    service: ServiceName,
+    host: Name,
+    change: Type.Union([Type.Literal('kept'), Type.Literal('placed'), Type.Literal('moved')]),
+    previousHost: Type.Union([Name, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type PlanEntry = Static<typeof PlanEntry>;
+
+export const DeployResponse = Type.Object(
+  {
+    operationId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    dryRun: Type.Boolean(),
+    plan: Type.Array(PlanEntry, { maxItems: MAX_DEPLOYMENT_SERVICES }),
+    /** Services removed from the desired state because the new spec no longer has them. */
+    removed: Type.Array(Type.Object({ service: ServiceName, host: Name }, { additionalProperties: false }), {
+      maxItems: MAX_DEPLOYMENT_SERVICES,
+    }),
+    hosts: Type.Array(HostDispatchResult, { maxItems: 10_000 }),
+    ok: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type DeployResponse = Static<typeof DeployResponse>;
+
+/** One row of `corral controller services`. */
+export const ServiceView = Type.Object(
+  {
+    service: ServiceName,
+    host: Name,
+    desired: Type.Union([Type.Literal('running'), Type.Literal('removed')]),
+    observed: ServiceState,
+    restarts: Type.Integer({ minimum: 0 }),
+    lastError: Type.Union([Reason, Type.Null()]),
+    updatedAt: Type.Union([Timestamp, Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type ServiceView = Static<typeof ServiceView>;
+
+/** Admin API: `GET /v1/services?host=H&state=S` (state is the observed state). */
+export const ServiceListQuery = Type.Object(
+  { host: Type.Optional(Name), state: Type.Optional(ServiceState) },
+  { additionalProperties: false },
+);
+export type ServiceListQuery = Static<typeof ServiceListQuery>;
+
+export const ServiceListResponse = Type.Object(
+  { services: Type.Array(ServiceView, { maxItems: 1_000_000 }) },
+  { additionalProperties: false },
+);
+export type ServiceListResponse = Static<typeof ServiceListResponse>;
+
+/**
+ * Admin API: `POST /v1/teardown`. Removes deployed services from the desired state (all of
+ * them, those of one host, one service, or one service on one host) and sends the affected
+ * hosts their new sets.
+ */
+export const ServiceTeardownRequest = Type.Object(
+  { host: Type.Optional(Name), service: Type.Optional(ServiceName) },
+  { additionalProperties: false },
+);
+export type ServiceTeardownRequest = Static<typeof ServiceTeardownRequest>;
+
+export const ServiceTeardownResponse = Type.Object(
+  {
+    /** Null when nothing was deployed, so there was nothing to do. */
+    operationId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    removed: Type.Array(Type.Object({ service: ServiceName, host: Name }, { additionalProperties: false }), {
+      maxItems: 1_000_000,
+    }),
+    hosts: Type.Array(HostDispatchResult, { maxItems: 10_000 }),
+    ok: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type ServiceTeardownResponse = Static<typeof ServiceTeardownResponse>;

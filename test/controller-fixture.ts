@@ -1,0 +1,271 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { Client, request } from 'undici';
+import { clientTlsOptions, peerOfRequest, type TlsMaterial } from '../pki/index.js';
+import { parseHostPort } from '../protocol/endpoints-file.js';
+import type { EnrollResponse } from '../protocol/enrollment.js';
+import type { HeartbeatRequest, LifecycleEvent } from '../protocol/heartbeat.js';
+import {
+  createController,
+  initControllerState,
+  loadControllerIdentity,
+  openDatabase,
+  type Clock,
+  type Controller,
+  type ControllerDb,
+  type ControllerEndpoints,
+  type ControllerIdentity,
+} from '../controller/index.js';
+
+/** A real controller on loopback, port 0, with a real SQLite file in a temp dir. */
+export interface TestController extends AsyncDisposable {
+  readonly dir: string;
+  readonly controller: Controller;
+  readonly endpoints: ControllerEndpoints;
+  readonly identity: ControllerIdentity;
+  readonly db: ControllerDb;
+  readonly adminToken: string;
+  admin<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string | null,
+  ): Promise<{ status: number; body: T }>;
+  enroll(name: string, extra?: Record<string, unknown>): Promise<EnrollResponse>;
+  close(): Promise<void>;
+}
+
+export const silentLog = pino({ level: 'silent' });
+const execFileAsync = promisify(execFile);
+
+export async function startController(
+  options: { heartbeatIntervalMs?: number; decommissionWaitMs?: number; dir?: string; clock?: Clock } = {},
+): Promise<TestController> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
+  await initControllerState({ stateDir: dir });
+  const identity = await loadControllerIdentity(dir);
+  const db = await openDatabase(identity.paths.database);
+  const controller = await createController({
+    db,
+    identity,
+    log: silentLog,
+    ...(options.heartbeatIntervalMs !== undefined
+      ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
+      : {}),
+    decommissionWaitMs: options.decommissionWaitMs ?? 2_000,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  const loopback = { host: '127.0.0.1', port: 0 };
+  const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });
+  const adminToken = (await readFile(identity.paths.adminToken, 'utf8')).trim();
+
+  async function admin<T>(method: string, path: string, body?: unknown, token: string | null = adminToken) {
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await request(`${endpoints.admin}${path}`, {
+      method: method as 'GET',
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    const parsed = (res.headers['content-type'] ?? '').toString().includes('json') ? JSON.parse(text) : text;
+    return { status: res.statusCode, body: parsed as T };
+  }
+
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await controller.close();
+    await db.destroy();
+    if (!options.dir) await rm(dir, { recursive: true, force: true });
+  };
+  return {
+    dir,
+    controller,
+    endpoints,
+    identity,
+    db,
+    adminToken,
+    admin,
+    async enroll(name, extra = {}) {
+      const res = await admin<EnrollResponse>('POST', '/v1/enroll', { name, address: '127.0.0.1', ...extra });
+      if (res.status !== 200) throw new Error(`enroll ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** The agent identity of an enrollment, as TLS material. */
+export function agentMaterial(enrolled: EnrollResponse): TlsMaterial {
+  return { caPem: enrolled.caPem, certPem: enrolled.agent.certPem, keyPem: enrolled.agent.keyPem };
+}
+
+/** A persistent (keep-alive) mTLS client to the worker API, as an agent holds one. */
+export function workerClient(
+  endpoint: string,
+  material: Partial<TlsMaterial> & { caPem: string },
+): Client & AsyncDisposable {
+  const { host, port } = parseHostPort(endpoint);
+  const tls = clientTlsOptions(
+    { caPem: material.caPem, certPem: material.certPem ?? '', keyPem: material.keyPem ?? '' },
+    { roles: ['controller'] },
+  );
+  const connect: Record<string, unknown> = { ...tls, servername: 'localhost' };
+  if (!material.certPem) {
+    delete connect.cert;
+    delete connect.key;
+  }
+  const client = new Client(`https://${host}:${port}`, { connect, pipelining: 1 });
+  return Object.assign(client, { [Symbol.asyncDispose]: () => client.destroy() });
+}
+
+export function heartbeatBody(hostId: string, overrides: Partial<HeartbeatRequest> = {}): HeartbeatRequest {
+  return {
+    hostId,
+    agentVersion: '0.1.0',
+    generation: 0,
+    metrics: {
+      load1: 0.5,
+      load5: 0.4,
+      load15: 0.3,
+      memTotalBytes: 8e9,
+      memAvailableBytes: 4e9,
+      diskTotalBytes: 1e11,
+      diskFreeBytes: 5e10,
+      uptimeSeconds: 1234,
+    },
+    services: [],
+    events: [],
+    ...overrides,
+  };
+}
+
+export function lifecycleEvent(overrides: Partial<LifecycleEvent> = {}): LifecycleEvent {
+  return { id: randomUUID(), type: 'agent-started', time: new Date().toISOString(), ...overrides };
+}
+
+export async function postJson(
+  client: Client,
+  path: string,
+  body: unknown,
+): Promise<{
+  status: number;
+  body: { error?: { code: string; message: string } } & Record<string, unknown>;
+}> {
+  const res = await client.request({
+    method: 'POST',
+    path,
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, body: text ? JSON.parse(text) : {} };
+}
+
+/** Polls `check` until it returns true or the time runs out (for conditions, never for timing). */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export interface StandInAgentCall {
+  readonly method: string;
+  readonly path: string;
+  readonly body: unknown;
+  /** Role and fingerprint of the client certificate the caller presented. */
+  readonly peer: { role: string | undefined; fingerprint: string } | undefined;
+}
+
+/**
+ * A stand-in for a worker's agent API (GET /v1/health, POST /v1/self-destruct) over real
+ * mutual TLS, armed with a certificate after the host is enrolled (the port is needed first).
+ * Stands in for `corral agent serve`, which these controller tests do not depend on.
+ */
+export async function standInAgent(): Promise<{
+  readonly port: number;
+  readonly calls: StandInAgentCall[];
+  arm(material: TlsMaterial, hostId: string): void;
+  close(): Promise<void>;
+}> {
+  const calls: StandInAgentCall[] = [];
+  let hostId = '';
+  const server = createHttpsServer(
+    { requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
+    (req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        const id = peerOfRequest(req);
+        calls.push({
+          method: req.method ?? '',
+          path: req.url ?? '',
+          body: body ? JSON.parse(body) : undefined,
+          peer: id ? { role: id.role, fingerprint: id.fingerprint } : undefined,
+        });
+        res.setHeader('content-type', 'application/json');
+        if (req.method === 'GET' && req.url === '/v1/health') {
+          res.end(JSON.stringify({ version: '9.9.9', hostId, uptimeSeconds: 12 }));
+        } else if (req.method === 'POST' && req.url === '/v1/self-destruct') {
+          res.statusCode = 202;
+          res.end(JSON.stringify({ operationId: randomUUID(), hostId, startedAt: new Date().toISOString() }));
+        } else {
+          res.statusCode = 404;
+          res.end('{}');
+        }
+      });
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    calls,
+    arm(material, id) {
+      hostId = id;
+      server.setSecureContext({ ca: material.caPem, cert: material.certPem, key: material.keyPem });
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Runs the built `corral` binary as a user would; never throws, returns code and output. */
+export async function corral(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(
+      process.execPath,
+      [join(ROOT, 'bin', 'corral.js'), ...args],
+      {
+        env: { ...process.env, ...env },
+      },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (e: unknown) {
+    const err = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: err.code ?? 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+  }
+}

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadBundle } from '../pki/index.js';
+import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { corral, waitFor } from './controller-fixture.js';
+import { logLine, sequencesIn } from './logs-fixtures.js';
+
+/**
+ * The syslog listener as part of `corral controller serve`: bundles name it, a worker's
+ * forwarder (run through the CLI) ships its log home under the pinned host, and a
+ * decommissioned host's forwarder is refused from then on.
+ */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(ROOT, 'bin', 'corral.js');
+let dir: string;
+let controllerDir: string;
+
+const children: ChildProcess[] = [];
+
+function start(args: string[]): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: false,
+  });
+  children.push(child);
+  return child;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'corral-logs-ctl-'));
+  controllerDir = join(dir, 'controller');
+  const init = await corral(['controller', 'init', '--state-dir', controllerDir, '--address', '127.0.0.1']);
+  expect(init.code).toBe(0);
+  start([
+    'controller',
+    'serve',
+    '--state-dir',
+    controllerDir,
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--worker-listen',
+    '127.0.0.1:0',
+    '--log-level',
+    'warn',
+  ]);
+  await waitFor(
+    async () => (await readEndpointsFile(controllerDir).catch(() => undefined))?.syslog !== undefined,
+    30_000,
+  );
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await Promise.all(children.filter((c) => c.exitCode === null).map((c) => once(c, 'exit')));
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('syslog listener inside controller serve', () => {
+  it('is advertised in bundles and ingests a worker forwarder under its pinned host; refused once decommissioned', async () => {
+    const endpoints = await readEndpointsFile(controllerDir);
+    expect(endpoints?.syslog).toMatch(/^127\.0\.0\.1:\d+$/);
+    const worker = join(dir, 'worker');
+    const enrolled = await corral([
+      'controller',
+      'enroll',
+      '--state-dir',
+      controllerDir,
+      '--name',
+      'logger-1',
+      '--address',
+      '127.0.0.1',
+      '--out-dir',
+      join(worker, 'bundle'),
+      '--json',
+    ]);
+    expect(enrolled.code).toBe(0);
+    const bundle = await loadBundle(join(worker, 'bundle'));
+    expect(bundle.manifest.syslog).toBe(endpoints?.syslog);
+
+    const logFile = join(worker, 'logs', 'worker.log');
+    await mkdir(dirname(logFile), { recursive: true });
+    // The message claims another HOSTNAME; provenance must come from the certificate.
+    const lines = Array.from({ length: 200 }, (_, i) => `${logLine(i, 120, 'not-logger-1')}\n`).join('');
+    await appendFile(logFile, lines);
+    const forwarder = start(['forwarder', 'run', '--state-dir', worker, '--file', logFile]);
+    const ingest = join(controllerDir, 'logs', 'hosts', `${bundle.manifest.hostId}.log`);
+    await waitFor(async () => (await sequencesIn(ingest).catch(() => [])).length >= 200, 60_000);
+    expect(await sequencesIn(ingest)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+
+    const gone = await corral([
+      'controller',
+      'decommission',
+      'logger-1',
+      '--yes',
+      '--state-dir',
+      controllerDir,
+    ]);
+    expect(gone.code).toBe(0);
+    await appendFile(logFile, `${logLine(200, 120)}\n`);
+    // The forwarder keeps retrying; nothing more may be ingested for a decommissioned host.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await readFile(ingest, 'utf8')).split('\n').filter(Boolean)).toHaveLength(200);
+    forwarder.kill('SIGTERM');
+  });
+});

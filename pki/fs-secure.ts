@@ -14,16 +14,24 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
 
 /**
  * Writes `data` to `path` so that readers see either the old file or the whole new one:
- * a temp file in the same directory, fsync, then rename. The file gets `mode` before any
- * byte is written, so a key is never readable by others even for an instant.
+ * a temp file in the same directory, fsync, then rename (and fsync of the directory). The
+ * file gets `mode` before any byte is written, so a key is never readable by others even for
+ * an instant. `durable: false` skips the fsyncs, for data whose loss after a crash only
+ * repeats work (offsets, caches); the rename still keeps readers from a half-written file.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o644,
+  options: { readonly durable?: boolean } = {},
+): Promise<void> {
+  const durable = options.durable ?? true;
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.chmod(mode);
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } finally {
     await fh.close();
   }
@@ -33,7 +41,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await unlink(tmp).catch(() => undefined /* already gone: nothing to clean */);
     throw e;
   }
-  await syncDir(dirname(path));
+  if (durable) await syncDir(dirname(path));
 }
 
 /** fsyncs a directory so a rename in it survives a crash. */

@@ -1,10 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import type { TSchema, Static } from '@sinclair/typebox';
 import { writeFileAtomic } from '../pki/index.js';
 import {
   HistoryFile,
   MAX_HISTORY_ENTRIES,
-  parseJsonWith,
+  readJsonFileWith,
   UpdaterStateFile,
   type HistoryEntry,
 } from '../protocol/index.js';
@@ -20,22 +18,6 @@ export const EMPTY_STATE: UpdaterStateFile = {
   intent: null,
   self: { installed: [] },
 };
-
-async function readJson<T extends TSchema>(
-  schema: T,
-  path: string,
-  what: string,
-  maxBytes: number,
-): Promise<Static<T> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e: unknown) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  return parseJsonWith(schema, text, what, maxBytes);
-}
 
 /**
  * The updater's journal (`state.json`) and release history (`history.json`), each replaced
@@ -54,9 +36,13 @@ export class StateStore {
 
   async load(): Promise<void> {
     this.#state =
-      (await readJson(UpdaterStateFile, this.#layout.stateFile, 'updater state', MAX_STATE_FILE_BYTES)) ??
-      EMPTY_STATE;
-    const history = await readJson(
+      (await readJsonFileWith(
+        UpdaterStateFile,
+        this.#layout.stateFile,
+        'updater state',
+        MAX_STATE_FILE_BYTES,
+      )) ?? EMPTY_STATE;
+    const history = await readJsonFileWith(
       HistoryFile,
       this.#layout.historyFile,
       'release history',

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { request } from 'undici';
 import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
 import { ErrorEnvelope } from '../protocol/errors.js';
@@ -27,6 +28,14 @@ export interface AdminClient {
   post<T>(path: string, body?: unknown): Promise<T>;
   /** Raw text (for /metrics). */
   text(path: string): Promise<string>;
+  /** POSTs a raw body (`application/octet-stream`, streamed) and waits up to `timeoutMs`. */
+  postStream<T>(path: string, body: Readable, bytes: number, timeoutMs: number): Promise<T>;
+}
+
+interface RawBody {
+  readonly stream: Readable;
+  readonly bytes: number;
+  readonly timeoutMs: number;
 }
 
 export function createAdminClient(target: { url: string; token: string }): AdminClient {
@@ -34,16 +43,23 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     method: 'GET' | 'POST',
     path: string,
     body?: unknown,
+    raw?: RawBody,
   ): Promise<{ status: number; text: string }> {
     const headers: Record<string, string> = { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
+    if (raw) {
+      headers['content-type'] = 'application/octet-stream';
+      headers['content-length'] = String(raw.bytes);
+    }
+    const timeoutMs = raw?.timeoutMs ?? ADMIN_TIMEOUT_MS;
     let res;
     try {
       res = await request(`${target.url}${path}`, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
+        body: raw ? raw.stream : body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+        ...(raw && { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
       });
     } catch (e: unknown) {
       const code = (e as { code?: unknown }).code;
@@ -84,6 +100,9 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     },
     async text(path) {
       return (await send('GET', path)).text;
+    },
+    async postStream<T>(path: string, stream: Readable, bytes: number, timeoutMs: number) {
+      return JSON.parse((await send('POST', path, undefined, { stream, bytes, timeoutMs })).text) as T;
     },
   };
 }

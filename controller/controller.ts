@@ -1,4 +1,7 @@
 import type { AddressInfo } from 'node:net';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
@@ -30,6 +33,9 @@ import { loadActivePins } from './pins/pin-store.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import { adminDeployRoutes } from './routes/admin-deploy.js';
 import { adminOpsRoutes } from './routes/admin-ops.js';
+import { adminReleasesRoutes } from './routes/admin-releases.js';
+import { adminUpdateRoutes } from './routes/admin-update.js';
+import { createReleaseUpdater, type ReleaseUpdater } from './release/update-operation.js';
 import { adminEnrollRoutes } from './routes/admin-enroll.js';
 import { adminHostRoutes } from './routes/admin-hosts.js';
 import { adminSystemRoutes } from './routes/admin-system.js';
@@ -72,6 +78,13 @@ export interface ControllerOptions {
   readonly decommissionWaitMs?: number;
   /** Deploy dispatch: hosts called at once, and how long one host may take (ms). */
   readonly deploy?: { readonly concurrency?: number; readonly applyTimeoutMs?: number };
+  /**
+   * Private directory (0700, created on use) for release uploads in flight. Default: a
+   * per-process directory under the system temp dir; `serve` passes one under the state dir.
+   */
+  readonly uploadDir?: string;
+  /** Release pushes: hosts updated at once, and how long one host may take (ms). */
+  readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number };
 }
 
 export interface Controller extends AsyncDisposable {
@@ -84,6 +97,8 @@ export interface Controller extends AsyncDisposable {
   readonly metrics: ControllerMetrics;
   /** Deploys, teardowns and their operations. */
   readonly deployer: Deployer;
+  /** Release pushes to updaters (`update` operations) and their release views. */
+  readonly releaseUpdater: ReleaseUpdater;
   readonly db: Kysely<ControllerDatabase>;
   readonly heartbeatIntervalMs: number;
   /** Set once `listen` has bound everything. */
@@ -128,6 +143,16 @@ export async function createController(options: ControllerOptions): Promise<Cont
     live: () => ({ nowMs: clock.now(), intervalMs }),
     ...options.deploy,
   });
+  const releaseUpdater = createReleaseUpdater({
+    db,
+    operations: deployer.operations,
+    audit,
+    pins,
+    tls: identity.client,
+    log: log.child({ component: 'update' }),
+    ...options.update,
+  });
+  const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
   const sockets: LiveSockets = createLiveSockets(pins);
@@ -191,6 +216,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
     void admin.register(adminAuditRoutes, { ctx });
     void admin.register(adminDeployRoutes, { deployer, db, live: () => ctx.live() });
     void admin.register(adminOpsRoutes, { operations: deployer.operations });
+    void admin.register(adminUpdateRoutes, { updater: releaseUpdater, uploadDir });
+    void admin.register(adminReleasesRoutes, { updater: releaseUpdater });
 
     // The chain (leaf + CA) is presented so `agent join` can find the CA its pin names.
     const worker = createHttpsApp({
@@ -240,6 +267,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       sockets.dispose();
       await deployer.close();
       await workerClient.close();
+      if (options.uploadDir === undefined) await rm(uploadDir, { recursive: true, force: true });
     })();
     return closing;
   }
@@ -251,6 +279,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     workerClient,
     metrics,
     deployer,
+    releaseUpdater,
     db,
     heartbeatIntervalMs: intervalMs,
     get endpoints() {

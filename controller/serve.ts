@@ -51,6 +51,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       db,
       identity,
       log: options.log,
+      uploadDir: join(options.stateDir, 'uploads'),
       ...(options.heartbeatIntervalMs !== undefined
         ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
         : {}),

@@ -1,6 +1,76 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { packRelease } from '../../controller/release/pack.js';
-import { renderJson, renderRecord, type Output } from '../output.js';
+import { sha256File } from '../../controller/release/read-release.js';
+import {
+  ADMIN_RELEASES_PATH,
+  ADMIN_UPDATE_PATH,
+  type AdminReleasesResponse,
+  type AdminUpdateResponse,
+} from '../../protocol/admin-update.js';
+import type { OperationDetail, OperationListResponse } from '../../protocol/operations.js';
+import { adminClientFor, type AdminClient } from '../admin-client.js';
+import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
+
+type JsonOpt = AdminTargetOptions & { json?: boolean };
+type UpdateOpts = JsonOpt & {
+  release: string;
+  host?: string[];
+  all?: boolean;
+  includeSelf?: boolean;
+  dryRun?: boolean;
+  force?: boolean;
+};
+
+/** The whole update request may take this long (many hosts, each up to minutes). */
+const UPDATE_REQUEST_TIMEOUT_MS = 6 * 60 * 60_000;
+const PROGRESS_POLL_MS = 500;
+/** History entries shown per host in the table. */
+const HISTORY_SHOWN = 4;
+
+const collect = (value: string, previous: string[] = []): string[] => [
+  ...previous,
+  ...value.split(',').filter(Boolean),
+];
+
+interface Follow {
+  id: string | undefined;
+  afterSeq: number;
+}
+
+/** Prints the operation's log lines after `f.afterSeq` (to stderr) and moves `f` on. */
+async function printNewLines(admin: AdminClient, io: Output, f: Follow, id: string): Promise<void> {
+  const d = await admin.get<OperationDetail>(`/v1/ops/${encodeURIComponent(id)}?afterSeq=${f.afterSeq}`);
+  for (const l of d.log) {
+    io.err(`${l.host ? `[${l.host}] ` : ''}${l.message}\n`);
+    f.afterSeq = l.seq;
+  }
+}
+
+/**
+ * Follows the newest `update` operation started since `since` until `signal` aborts (the
+ * admin API answers the update only when it is done; its id is found in the list).
+ */
+async function followProgress(admin: AdminClient, io: Output, f: Follow, since: string, signal: AbortSignal) {
+  for (let i = 0; i < 100_000 && !signal.aborted; i++) {
+    try {
+      if (f.id === undefined) {
+        const { operations } = await admin.get<OperationListResponse>('/v1/ops?limit=5');
+        f.id = operations.find(
+          (op) => op.kind === 'update' && op.state === 'running' && op.createdAt >= since,
+        )?.id;
+      }
+      if (f.id !== undefined && !signal.aborted) await printNewLines(admin, io, f, f.id);
+    } catch (e: unknown) {
+      void e; // progress is best effort; the update's own answer decides
+    }
+    await sleep(PROGRESS_POLL_MS, undefined, { signal }).catch(() => undefined /* aborted: done */);
+  }
+}
 
 /** `corral controller release pack`, `update`, `releases`: pushing releases to updaters. */
 export function registerControllerReleaseCommands(controller: Command, io: Output): void {
@@ -24,4 +94,117 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
       };
       io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
     });
+
+  addAdminTargetOptions(
+    controller
+      .command('update')
+      .description('push a release to workers through their updaters; health-checked, rolled back on failure')
+      .requiredOption('--release <file>', 'release .tar.gz (from `controller release pack`)')
+      .option('--host <name...>', 'hosts to update (repeat or comma-separate)', collect)
+      .option('--all', 'every active host')
+      .option('--include-self', "also replace each host's updater with this release")
+      .option('--dry-run', 'ask each updater what would happen; change nothing')
+      .option('--force', 'push even a version that rolled back on a host before')
+      .option('--json', 'print JSON'),
+  ).action(async (opts: UpdateOpts) => {
+    const hosts = opts.host ?? [];
+    if (hosts.length > 0 === (opts.all === true)) {
+      throw new CliExit(EXIT_USAGE, 'name hosts with --host, or use --all (not both)');
+    }
+    let bytes: number;
+    try {
+      bytes = (await stat(opts.release)).size;
+    } catch (e: unknown) {
+      throw new CliExit(EXIT_USAGE, `cannot read ${opts.release}: ${(e as Error).message}`);
+    }
+    const sha256 = await sha256File(opts.release);
+    const q = new URLSearchParams({ sha256 });
+    if (opts.all) q.set('all', 'true');
+    else q.set('hosts', hosts.join(','));
+    if (opts.includeSelf) q.set('includeSelf', 'true');
+    if (opts.dryRun) q.set('dryRun', 'true');
+    if (opts.force) q.set('force', 'true');
+    const admin = await adminClientFor(opts);
+    const since = new Date(Date.now() - 5000).toISOString();
+    const stop = new AbortController();
+    const follow: Follow = { id: undefined, afterSeq: 0 };
+    const showProgress = !opts.json && !opts.dryRun;
+    const progress = showProgress ? followProgress(admin, io, follow, since, stop.signal) : undefined;
+    let res: AdminUpdateResponse;
+    try {
+      res = await admin.postStream<AdminUpdateResponse>(
+        `${ADMIN_UPDATE_PATH}?${q.toString()}`,
+        createReadStream(opts.release),
+        bytes,
+        UPDATE_REQUEST_TIMEOUT_MS,
+      );
+    } finally {
+      stop.abort();
+      await progress;
+    }
+    if (showProgress && res.operationId !== null) {
+      if (follow.id !== res.operationId) follow.afterSeq = 0;
+      await printNewLines(admin, io, follow, res.operationId).catch(() => undefined /* best effort */);
+    }
+    if (opts.json) {
+      io.out(renderJson(res));
+    } else {
+      io.out(
+        renderTable(
+          ['host', 'outcome', 'version', 'reason'],
+          res.hosts.map((h) => [h.host, h.outcome, h.version, h.reason]),
+        ),
+      );
+      io.out(
+        res.dryRun
+          ? `\ndry run of ${res.version}: nothing was changed\n`
+          : `\nrelease ${res.version} (sha256 ${res.sha256.slice(0, 12)}), operation ${res.operationId ?? '-'}\n`,
+      );
+    }
+    if (!res.ok) {
+      const off = res.hosts.filter((h) => h.outcome !== 'updated' && h.outcome !== 'self-updated').length;
+      throw new CliExit(
+        EXIT_FAILURE,
+        res.dryRun
+          ? 'some hosts could not be asked'
+          : `${off} of ${res.hosts.length} hosts did not end on ${res.version}` +
+              (res.operationId ? ` (corral controller ops show ${res.operationId})` : ''),
+      );
+    }
+  });
+
+  addAdminTargetOptions(
+    controller
+      .command('releases')
+      .description("each host's current release and recent history, asked of its updater")
+      .option('--host <name>', 'only this host')
+      .option('--json', 'print JSON'),
+  ).action(async (opts: JsonOpt & { host?: string }) => {
+    const admin = await adminClientFor(opts);
+    const qs = opts.host !== undefined ? `?host=${encodeURIComponent(opts.host)}` : '';
+    const { hosts } = await admin.get<AdminReleasesResponse>(`${ADMIN_RELEASES_PATH}${qs}`);
+    if (opts.json) {
+      io.out(renderJson(hosts));
+    } else {
+      io.out(
+        renderTable(
+          ['host', 'current', 'previous', 'updater', 'history', 'error'],
+          hosts.map((h) => [
+            h.host,
+            h.current,
+            h.previous,
+            h.updater,
+            h.history
+              .slice(-HISTORY_SHOWN)
+              .map((e) => `${e.version}:${e.outcome}`)
+              .join(' '),
+            h.error,
+          ]),
+        ),
+      );
+    }
+    if (hosts.some((h) => h.error !== null)) {
+      throw new CliExit(EXIT_FAILURE, 'some updaters could not be asked');
+    }
+  });
 }

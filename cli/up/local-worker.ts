@@ -1,0 +1,251 @@
+import { mkdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readEndpointsFile } from '../../protocol/endpoints-file.js';
+import { WORKER_LOG_FILE } from '../../protocol/agent-api.js';
+import { corralJson, type CorralCommand } from './corral-cli.js';
+import { spawnDaemon, type Daemon } from './daemon.js';
+import { DEFAULT_START_TIMEOUT_MS, isolatedEnv, POLL_MS, type LocalController } from './local-controller.js';
+import { tailOf } from './log-tail.js';
+
+/** Where one worker lives and how its daemons are started. */
+export interface WorkerPlan {
+  readonly name: string;
+  /** The address the controller reaches the worker at; the agent and updater listen there. */
+  readonly address: string;
+  /** Command prefix for the worker's daemons, e.g. `['ip', 'netns', 'exec', NS]`. */
+  readonly prefix?: readonly string[];
+  /** Ports on `address`; default: free loopback ports picked now. */
+  readonly agentPort?: number;
+  readonly updaterPort?: number;
+}
+
+export interface WorkerOptions {
+  readonly cli: CorralCommand;
+  readonly controller: LocalController;
+  /** The worker's state dir: bundle/, services/, logs/, run/. */
+  readonly stateDir: string;
+  readonly heartbeatIntervalMs: number;
+  readonly updater?: boolean;
+  /** Start a forwarder (only when the controller has a syslog listener). */
+  readonly forwarder?: boolean;
+  readonly startTimeoutMs?: number;
+}
+
+/** One worker of a local fleet: its bundle and the daemons that run on it. */
+export interface LocalWorker {
+  readonly name: string;
+  readonly hostId: string;
+  readonly stateDir: string;
+  readonly address: string;
+  readonly agentPort: number;
+  readonly updaterPort: number;
+  /** The agent running now (replaced by `startAgent`). */
+  readonly agent: Daemon;
+  readonly updater: Daemon | undefined;
+  readonly forwarder: Daemon | undefined;
+  /** Starts the agent again (after it stopped or was killed) and waits for its lock and endpoint. */
+  startAgent(): Promise<Daemon>;
+  /** SIGTERM to the forwarder, updater and agent (SIGKILL after a grace), all at once. */
+  stopDaemons(): Promise<void>;
+  /** Stops every service process the worker's records name (the agent must be stopped first). */
+  stopServices(): Promise<string[]>;
+}
+
+/** A TCP port that was free on `host` a moment ago (bound to port 0, then released). */
+export async function freePort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port: 0 }, resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port bound');
+  return address.port;
+}
+
+const isLoopback = (address: string): boolean => address === '127.0.0.1' || address === '::1';
+
+/** Enrolls a worker through `corral controller enroll`, writing its bundle into `stateDir/bundle`. */
+export async function enrollWorker(
+  o: WorkerOptions,
+  plan: WorkerPlan,
+): Promise<{ hostId: string; agentPort: number; updaterPort: number }> {
+  const pick = async (given: number | undefined, fallback: number): Promise<number> =>
+    given ?? (isLoopback(plan.address) && plan.prefix === undefined ? freePort(plan.address) : fallback);
+  const agentPort = await pick(plan.agentPort, 8765);
+  const updaterPort = await pick(plan.updaterPort, 8766);
+  await mkdir(o.stateDir, { recursive: true, mode: 0o700 });
+  const enrolled = await corralJson<{ hostId: string }>(
+    o.cli,
+    [
+      'controller',
+      'enroll',
+      '--state-dir',
+      o.controller.stateDir,
+      '--name',
+      plan.name,
+      '--address',
+      plan.address,
+      '--agent-port',
+      String(agentPort),
+      '--updater-port',
+      String(updaterPort),
+      '--out-dir',
+      join(o.stateDir, 'bundle'),
+      '--json',
+    ],
+    { env: o.controller.env },
+  );
+  return { hostId: enrolled.hostId, agentPort, updaterPort };
+}
+
+async function waitUntil(
+  what: string,
+  daemon: Daemon,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (!daemon.running()) throw new Error(`${what} exited: ${await tailOf(daemon.logFile)}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not start: ${await tailOf(daemon.logFile)}`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** Enrolls the worker and starts its agent, then its updater and forwarder (when asked). */
+export async function startLocalWorker(o: WorkerOptions, plan: WorkerPlan): Promise<LocalWorker> {
+  const { hostId, agentPort, updaterPort } = await enrollWorker(o, plan);
+  const stateDir = o.stateDir;
+  const logDir = join(stateDir, 'daemon-logs');
+  await mkdir(logDir, { recursive: true, mode: 0o700 });
+  const timeoutMs = o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const prefix = plan.prefix ?? [];
+  const node = o.cli.node ?? process.execPath;
+  const daemonOf = (name: string, args: string[]): Promise<Daemon> =>
+    spawnDaemon({
+      name: `${plan.name}/${name}`,
+      command: prefix[0] ?? node,
+      args: [...(prefix.length > 0 ? [...prefix.slice(1), node] : []), o.cli.bin, ...args],
+      logFile: join(logDir, `${name}.log`),
+      env: isolatedEnv(),
+    });
+  const endpoint = async (key: string): Promise<string | undefined> =>
+    (await readEndpointsFile(stateDir).catch(() => undefined /* half-written: retry */))?.[key];
+
+  let agent: Daemon | undefined;
+  const startAgent = async (): Promise<Daemon> => {
+    const daemon = await daemonOf('agent', [
+      'agent',
+      'serve',
+      '--state-dir',
+      stateDir,
+      '--listen',
+      `${plan.address}:${agentPort}`,
+      '--heartbeat-interval-ms',
+      String(o.heartbeatIntervalMs),
+      '--log-level',
+      'warn',
+      '--no-systemd',
+    ]);
+    agent = daemon;
+    const lockPid = async (): Promise<number | undefined> => {
+      try {
+        return (JSON.parse(await readFile(join(stateDir, 'run', 'agent.pid'), 'utf8')) as { pid?: number })
+          .pid;
+      } catch {
+        return undefined; // ENOENT or half-written: the agent has not taken its lock yet
+      }
+    };
+    try {
+      await waitUntil(
+        `${plan.name} agent`,
+        daemon,
+        async () => (await lockPid()) === daemon.pid && (await endpoint('agent')) !== undefined,
+        timeoutMs,
+      );
+    } catch (e: unknown) {
+      await daemon.stop();
+      throw e;
+    }
+    return daemon;
+  };
+
+  const started: Daemon[] = [];
+  try {
+    const first = await startAgent();
+    started.push(first);
+    let updater: Daemon | undefined;
+    if (o.updater ?? true) {
+      updater = await daemonOf('updater', [
+        'updater',
+        'serve',
+        '--state-dir',
+        stateDir,
+        '--root',
+        join(stateDir, 'root'),
+        '--listen',
+        `${plan.address}:${updaterPort}`,
+      ]);
+      started.push(updater);
+      const daemon = updater;
+      await waitUntil(
+        `${plan.name} updater`,
+        daemon,
+        async () => (await endpoint('updater')) !== undefined,
+        timeoutMs,
+      );
+    }
+    let forwarder: Daemon | undefined;
+    if (o.forwarder && o.controller.endpoints.syslog !== undefined) {
+      forwarder = await daemonOf('forwarder', [
+        'forwarder',
+        'run',
+        '--state-dir',
+        stateDir,
+        '--file',
+        join(stateDir, WORKER_LOG_FILE),
+        '--log-level',
+        'warn',
+      ]);
+      started.push(forwarder);
+    }
+    const stopServices = async (): Promise<string[]> => {
+      const { planFromDisk, runReaper, serviceDirs, DEFAULT_STOP_GRACE_MS } =
+        await import('../../agent/index.js');
+      const found = await planFromDisk(
+        stateDir,
+        { stateDir, installDirs: [], extraDirs: [], keepDirs: [], units: [], logFile: null },
+        serviceDirs(join(stateDir, 'services')),
+        DEFAULT_STOP_GRACE_MS,
+      );
+      const report = await runReaper({ ...found, deleteDirs: [], keepDirs: [], units: [], logFile: null });
+      if (report.errors.length > 0) throw new Error(`${plan.name}: ${report.errors.join('; ')}`);
+      return report.stoppedServices;
+    };
+    return {
+      name: plan.name,
+      hostId,
+      stateDir,
+      address: plan.address,
+      agentPort,
+      updaterPort,
+      get agent() {
+        return agent ?? first;
+      },
+      updater,
+      forwarder,
+      startAgent,
+      async stopDaemons() {
+        await Promise.all([forwarder?.stop(), updater?.stop(), agent?.stop()]);
+      },
+      stopServices,
+    };
+  } catch (e: unknown) {
+    await Promise.all(started.map((d) => d.stop()));
+    throw e;
+  }
+}

@@ -1,0 +1,88 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { access, readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, isAlive, pidsWhere, poll } from './fleet-fixture.js';
+
+const WORKERS = 2;
+const SAMPLE_SERVICES = 5;
+
+async function servicePids(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (let n = 1; n <= WORKERS; n++) {
+    const root = join(dir, `worker-${n}`, 'services');
+    for (const name of await readdir(root).catch(() => [] as string[])) {
+      const rec = JSON.parse(await readFile(join(root, name, 'state.json'), 'utf8')) as {
+        process: { pid: number } | null;
+      };
+      if (rec.process) pids.push(rec.process.pid);
+    }
+  }
+  return pids;
+}
+
+describe('corral up', () => {
+  it('brings up a fleet, shows hosts online and services running, and on Ctrl-C stops all of it and removes its dir', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI.bin,
+        'up',
+        '--workers',
+        String(WORKERS),
+        '--refresh',
+        '1s',
+        '--heartbeat-interval',
+        '2s',
+        '--for',
+        '150s',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = once(child, 'exit');
+    let dir = '';
+    let pids: number[] = [];
+    try {
+      dir = await poll(
+        'the temp dir announced',
+        async () => /^corral up: \d+ workers? in (\S+)$/m.exec(out)?.[1],
+      );
+      const snapshot = await poll(
+        'a snapshot with every host online and every service running',
+        async () => {
+          if (child.exitCode !== null) throw new Error(`corral up exited: ${err}`);
+          const last = out.split('\n--- ').at(-1) ?? '';
+          const hosts = last.split('\n').filter((l) => /^worker-\d+ /.test(l));
+          const services = last.split('\n').filter((l) => / worker-\d+ /.test(l) && !/^worker-/.test(l));
+          const ok =
+            hosts.length === WORKERS &&
+            hosts.every((l) => / online /.test(l)) &&
+            services.length === SAMPLE_SERVICES &&
+            services.every((l) => / running /.test(l));
+          return ok ? last : undefined;
+        },
+        120_000,
+      );
+      expect(out).toContain(`CORRAL_HOME=${join(dir, 'controller')} npx corral controller services`);
+      expect(snapshot).toMatch(/^HOST +ADDRESS +STATUS/m);
+      pids = await servicePids(dir);
+      expect(pids).toHaveLength(SAMPLE_SERVICES);
+      for (const pid of pids) expect(await isAlive(pid)).toBe(true);
+      expect((await pidsWhere((c) => c.includes(dir))).length).toBeGreaterThanOrEqual(1 + 3 * WORKERS);
+    } finally {
+      child.kill('SIGINT');
+      await exited;
+    }
+    expect(child.exitCode).toBe(0);
+    expect(out).toContain(`stopped ${SAMPLE_SERVICES} service processes`);
+    expect(out).toContain(`removed ${dir}`);
+    await expect(access(dir)).rejects.toThrow();
+    for (const pid of pids) expect(await isAlive(pid)).toBe(false);
+    expect(await pidsWhere((c) => c.includes(dir))).toEqual([]);
+  }, 180_000);
+});

@@ -1,0 +1,213 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { LocalFleet } from '../cli/up/local-fleet.js';
+import type { ServiceView } from '../protocol/deployment.js';
+import { readFile } from 'node:fs/promises';
+import {
+  deploy,
+  findFiles,
+  hostsJson,
+  isAlive,
+  loggingSpec,
+  pidsWithMarker,
+  placementOf,
+  poll,
+  recordedPids,
+  servicesJson,
+} from './fleet-fixture.js';
+
+export interface FleetScenarioOptions {
+  /** Marks this run's service processes (unique per test file). */
+  readonly tag: string;
+  readonly services: number;
+  start(): Promise<LocalFleet>;
+  /** After the fleet is closed (even when it never started). */
+  cleanup?(): Promise<void>;
+}
+
+const STEP_TIMEOUT_MS = 120_000;
+
+/**
+ * The end-to-end scenario of issue 5, against a fleet of real `corral` processes: deploy and
+ * see every service running; kill -9 one agent and see its host go stale then offline while
+ * its services keep running (unknown to the controller); restart it and see it online with its
+ * services re-adopted; redeploy and see placement unchanged; deploy with one agent down and
+ * see only that host's services fail. Every command goes through the CLI.
+ */
+export function fleetScenario(o: FleetScenarioOptions): void {
+  let fleet: LocalFleet | undefined;
+  const spec = loggingSpec(o.services, o.tag);
+  const seenPids = new Set<number>();
+  let placement: Record<string, string> = {};
+  const f = (): LocalFleet => {
+    if (!fleet) throw new Error('the fleet did not start');
+    return fleet;
+  };
+  const rowsOf = (rows: ServiceView[], host: string): ServiceView[] => rows.filter((r) => r.host === host);
+
+  beforeAll(async () => {
+    fleet = await o.start();
+  }, 240_000);
+
+  afterAll(async () => {
+    try {
+      if (fleet) {
+        const report = await fleet.close();
+        expect(report.errors).toEqual([]);
+      }
+      for (const pid of seenPids) expect(await isAlive(pid), `service pid ${pid} after close`).toBe(false);
+      for (const s of spec.services) expect(await pidsWithMarker(`MARK-${o.tag}-${s.name}`)).toEqual([]);
+    } finally {
+      await o.cleanup?.();
+    }
+  }, 180_000);
+
+  it(
+    'deploys through the CLI and sees every service running',
+    async () => {
+      const names = f().workers.map((w) => w.name);
+      const res = await deploy(f(), spec);
+      expect(res.ok).toBe(true);
+      expect(res.exitCode).toBe(0);
+      expect(res.plan).toHaveLength(o.services);
+      expect(res.hosts.map((h) => [h.host, h.outcome]).sort()).toEqual(names.map((n) => [n, 'applied']));
+      placement = placementOf(res.plan);
+      expect(new Set(Object.values(placement))).toEqual(new Set(names));
+
+      const rows = await poll('every service running', async () => {
+        const r = await servicesJson(f());
+        return r.length === o.services && r.every((s) => s.observed === 'running') ? r : undefined;
+      });
+      expect(placementOf(rows)).toEqual(placement);
+      for (const w of f().workers) {
+        const pids = await recordedPids(w);
+        expect(Object.keys(pids).sort()).toEqual(
+          rowsOf(rows, w.name)
+            .map((r) => r.service)
+            .sort(),
+        );
+        for (const pid of Object.values(pids)) {
+          expect(await isAlive(pid)).toBe(true);
+          seenPids.add(pid);
+        }
+      }
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "carries every worker's service output home (forwarder → the controller's syslog listener)",
+    async () => {
+      expect(f().syslog).toBe(true);
+      for (const w of f().workers) {
+        const mine = Object.entries(placement).find(([, host]) => host === w.name)?.[0];
+        await poll(`${w.name}'s lines at the controller`, async () => {
+          for (const file of await findFiles(f().controller.stateDir, `${w.hostId}.log`)) {
+            const text = await readFile(file, 'utf8');
+            if (text.includes(`${o.tag} ${mine} on ${w.name}`)) return true;
+          }
+          return undefined;
+        });
+      }
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    'kill -9 of one agent: its host goes stale then offline, its services keep running as unknown',
+    async () => {
+      const victim = f().workers[1]!;
+      const before = await recordedPids(victim);
+      expect(Object.keys(before).length).toBeGreaterThan(0);
+      expect(victim.agent.signal('SIGKILL')).toBe(true);
+      await victim.agent.exited;
+
+      const seen: string[] = [];
+      await poll(
+        'host offline',
+        async () => {
+          const host = (await hostsJson(f())).find((h) => h.name === victim.name);
+          if (host && seen.at(-1) !== host.status) seen.push(host.status);
+          return host?.status === 'offline' ? true : undefined;
+        },
+        60_000,
+        50,
+      );
+      expect(seen).toEqual(['online', 'stale', 'offline'].slice(seen[0] === 'online' ? 0 : 1));
+
+      for (const pid of Object.values(before)) expect(await isAlive(pid)).toBe(true);
+      const rows = await servicesJson(f());
+      expect(rowsOf(rows, victim.name).map((r) => r.observed)).toEqual(
+        Object.keys(before).map(() => 'unknown'),
+      );
+      for (const r of rows.filter((x) => x.host !== victim.name)) expect(r.observed).toBe('running');
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    'restarted, the agent is online again and has re-adopted its services',
+    async () => {
+      const victim = f().workers[1]!;
+      const before = await recordedPids(victim);
+      await victim.startAgent();
+      await f().controller.waitForHosts([victim.name], ['online']);
+      await poll('the services of the restarted host running', async () => {
+        const rows = rowsOf(await servicesJson(f()), victim.name);
+        return rows.length > 0 && rows.every((r) => r.observed === 'running') ? rows : undefined;
+      });
+      expect(await recordedPids(victim)).toEqual(before);
+      for (const service of Object.keys(before)) {
+        expect(await pidsWithMarker(`MARK-${o.tag}-${service}`)).toEqual([before[service]]);
+      }
+      const hosts = await hostsJson(f());
+      expect(hosts.map((h) => h.status)).toEqual(f().workers.map(() => 'online'));
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    'a redeploy of the same spec keeps every service where it was',
+    async () => {
+      const res = await deploy(f(), spec);
+      expect(res.ok).toBe(true);
+      expect(placementOf(res.plan)).toEqual(placement);
+      expect(res.plan.every((p) => p.change === 'kept')).toBe(true);
+      const rows = await servicesJson(f());
+      expect(placementOf(rows)).toEqual(placement);
+      for (const w of f().workers) {
+        for (const pid of Object.values(await recordedPids(w))) expect(seenPids.has(pid)).toBe(true);
+      }
+    },
+    STEP_TIMEOUT_MS,
+  );
+
+  it(
+    "a deploy while one agent is down fails only that host's services",
+    async () => {
+      const down = f().workers[2]!;
+      await down.agent.stop();
+      const changed = {
+        services: spec.services.map((s) => ({ ...s, env: { RELEASE: 'two' } })),
+      };
+      const res = await deploy(f(), changed, 'spec-two');
+      expect(res.ok).toBe(false);
+      expect(res.exitCode).toBe(1);
+      const outcome = Object.fromEntries(res.hosts.map((h) => [h.host, h.outcome]));
+      for (const w of f().workers) expect(outcome[w.name]).toBe(w === down ? 'failed' : 'applied');
+      expect(placementOf(res.plan)).toEqual(placement);
+
+      const rows = await poll('the other hosts running the new spec', async () => {
+        const r = await servicesJson(f());
+        const others = r.filter((x) => x.host !== down.name);
+        return others.every((x) => x.observed === 'running') ? r : undefined;
+      });
+      const failed = rowsOf(rows, down.name);
+      expect(failed.length).toBeGreaterThan(0);
+      for (const r of failed) expect(r.observed).toBe('failed');
+      for (const r of rows.filter((x) => x.host !== down.name)) expect(r.observed).toBe('running');
+      for (const pid of Object.values(await recordedPids(down))) seenPids.add(pid);
+      for (const w of f().workers) for (const pid of Object.values(await recordedPids(w))) seenPids.add(pid);
+    },
+    STEP_TIMEOUT_MS,
+  );
+}

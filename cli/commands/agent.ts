@@ -3,11 +3,9 @@ import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
 import type { SelfDestructConfig } from '../../agent/index.js';
-import { isPkiError, loadBundle, PkiErrorCode } from '../../pki/index.js';
 import {
   DEFAULT_AGENT_PORT,
   LOG_REDACT_PATHS,
-  parseHostPort,
   parseJsonWith,
   RELEASE_VERSION_ENV,
   runShutdown,
@@ -15,6 +13,7 @@ import {
 } from '../../protocol/index.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
+import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 import { registerAgentJoinCommand } from './agent-join.js';
 
 /** The agent's modules load only for the agent's own commands. */
@@ -89,28 +88,11 @@ function agentVersion(fallback: string): string {
 
 async function serve(o: ServeOptions, version: string): Promise<void> {
   const stateDir = resolve(o.stateDir);
-  let manifest;
-  try {
-    manifest = (await loadBundle(join(stateDir, 'bundle'))).manifest;
-  } catch (e: unknown) {
-    if (
-      isPkiError(e, PkiErrorCode.BUNDLE_MISSING) ||
-      isPkiError(e, PkiErrorCode.BUNDLE_INVALID) ||
-      isPkiError(e, PkiErrorCode.KEY_PERMISSIONS)
-    ) {
-      throw new CliExit(
-        EXIT_USAGE,
-        `${e.message} (${e.code}); enroll this worker first: corral agent join, or copy a bundle from corral controller enroll into ${join(stateDir, 'bundle')}`,
-      );
-    }
-    throw e;
-  }
-  let listen: { host: string; port: number };
-  try {
-    listen = parseHostPort(o.listen ?? `0.0.0.0:${manifest.agentPort || DEFAULT_AGENT_PORT}`);
-  } catch (e: unknown) {
-    throw new CliExit(EXIT_USAGE, `--listen: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const { manifest } = (await loadWorkerIdentity(stateDir, 'agent')).bundle;
+  const listen = hostPortOption(
+    '--listen',
+    o.listen ?? `0.0.0.0:${manifest.agentPort || DEFAULT_AGENT_PORT}`,
+  );
   const log = pino({ name: 'corral-agent', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
   const sd = selfDestructConfig(o);
   const script = process.argv[1];

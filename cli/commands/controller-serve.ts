@@ -16,16 +16,9 @@ import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
+import { hostPortOption } from '../worker-bundle.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
-
-function listenAddress(flag: string, value: string): { host: string; port: number } {
-  try {
-    return parseHostPort(value);
-  } catch (e: unknown) {
-    throw new CliExit(EXIT_USAGE, `${flag}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-}
 
 /**
  * Listeners that run beside the controller in `serve`: the syslog listener. It is started
@@ -136,13 +129,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       logLevel: string;
     }) => {
       const stateDir = controllerStateDir(opts.stateDir);
-      const admin = listenAddress('--admin-listen', opts.adminListen);
-      const worker = listenAddress('--worker-listen', opts.workerListen);
+      const admin = hostPortOption('--admin-listen', opts.adminListen);
+      const worker = hostPortOption('--worker-listen', opts.workerListen);
       const join = opts.joinListen
-        ? listenAddress('--join-listen', opts.joinListen)
+        ? hostPortOption('--join-listen', opts.joinListen)
         : { host: worker.host, port: worker.port === 0 ? 0 : worker.port + 1 };
       const syslog = opts.syslogListen
-        ? listenAddress('--syslog-listen', opts.syslogListen)
+        ? hostPortOption('--syslog-listen', opts.syslogListen)
         : { host: worker.host, port: worker.port === 0 ? 0 : DEFAULT_SYSLOG_PORT };
       let heartbeatIntervalMs: number;
       try {

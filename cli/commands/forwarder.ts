@@ -7,10 +7,11 @@ import {
   openPositionStore,
   type ForwarderMode,
 } from '../../forwarder/index.js';
-import { ensurePrivateDir, isPkiError, loadBundle, PkiErrorCode } from '../../pki/index.js';
-import { LOG_REDACT_PATHS, parseHostPort, runShutdown } from '../../protocol/index.js';
+import { ensurePrivateDir } from '../../pki/index.js';
+import { LOG_REDACT_PATHS, runShutdown } from '../../protocol/index.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
+import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
 /** Where, under the worker state dir, the forwarder keeps its positions. */
 export const FORWARDER_POSITIONS_FILE = 'forwarder/positions.db';
@@ -37,27 +38,10 @@ function isMode(value: string): value is ForwarderMode {
 async function run(o: RunOptions): Promise<void> {
   if (!isMode(o.mode)) throw new CliExit(EXIT_USAGE, `--mode must be one of ${FORWARDER_MODES.join(', ')}`);
   const pollIntervalMs = positiveInt(o.pollIntervalMs, '--poll-interval-ms');
-  const bundleDir = join(o.stateDir, 'bundle');
-  let bundle;
-  try {
-    bundle = await loadBundle(bundleDir);
-  } catch (e: unknown) {
-    if (isPkiError(e, PkiErrorCode.BUNDLE_MISSING)) {
-      throw new CliExit(EXIT_USAGE, `${e.message}; enroll this worker first (${e.code})`);
-    }
-    throw e;
-  }
-  const agent = bundle.identities.agent;
-  if (!agent)
-    throw new CliExit(EXIT_USAGE, `${bundleDir} holds no agent identity (CORRAL_ERR_BUNDLE_INVALID)`);
+  const { bundle, identity: agent } = await loadWorkerIdentity(o.stateDir, 'agent');
   const target = o.controller ?? bundle.manifest.syslog;
   if (!target) throw new CliExit(EXIT_USAGE, 'no --controller given and the bundle names no syslog address');
-  let controller;
-  try {
-    controller = parseHostPort(target);
-  } catch (e: unknown) {
-    throw new CliExit(EXIT_USAGE, `--controller: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const controller = hostPortOption('--controller', target);
 
   const log = pino({ name: 'corral-forwarder', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
   await ensurePrivateDir(join(o.stateDir, 'forwarder'));

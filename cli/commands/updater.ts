@@ -1,15 +1,13 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { isPkiError, loadBundle, PkiErrorCode } from '../../pki/index.js';
 import {
   DEFAULT_MAX_RELEASE_BYTES,
   DEFAULT_UPDATER_LISTEN,
   LOG_REDACT_PATHS,
-  parseHostPort,
   RELEASE_VERSION_RE,
   UPDATER_VERSION_ENV,
 } from '../../protocol/index.js';
@@ -25,6 +23,7 @@ import {
 } from '../../updater/index.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
+import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
 /** Test hook, read only here: `CORRAL_TEST_UPDATER_PAUSE=<phase>:<ms>` holds updates at a phase. */
 const PAUSE_ENV = 'CORRAL_TEST_UPDATER_PAUSE';
@@ -124,25 +123,8 @@ function startSuccessor(o: ServeOptions, release: AgentRelease): void {
 }
 
 async function serve(o: ServeOptions, version: string): Promise<void> {
-  const bundleDir = join(o.stateDir, 'bundle');
-  let bundle;
-  try {
-    bundle = await loadBundle(bundleDir);
-  } catch (e: unknown) {
-    if (isPkiError(e, PkiErrorCode.BUNDLE_MISSING)) {
-      throw new CliExit(EXIT_USAGE, `${e.message}; enroll this worker first (${e.code})`);
-    }
-    throw e;
-  }
-  const identity = bundle.identities.updater;
-  if (!identity)
-    throw new CliExit(EXIT_USAGE, `${bundleDir} holds no updater identity (CORRAL_ERR_BUNDLE_INVALID)`);
-  let listen;
-  try {
-    listen = parseHostPort(o.listen);
-  } catch (e: unknown) {
-    throw new CliExit(EXIT_USAGE, `--listen: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const { bundle, identity } = await loadWorkerIdentity(o.stateDir, 'updater');
+  const listen = hostPortOption('--listen', o.listen);
   const log = pino({ name: 'corral-updater', redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;

@@ -1,5 +1,4 @@
 import { mkdir, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readEndpointsFile } from '../../protocol/endpoints-file.js';
@@ -8,6 +7,7 @@ import { corralJson, type CorralCommand } from './corral-cli.js';
 import { spawnDaemon, type Daemon } from './daemon.js';
 import { DEFAULT_START_TIMEOUT_MS, isolatedEnv, POLL_MS, type LocalController } from './local-controller.js';
 import { tailOf } from './log-tail.js';
+import { freePort } from './free-port.js';
 
 /** Where one worker lives and how its daemons are started. */
 export interface WorkerPlan {
@@ -51,19 +51,6 @@ export interface LocalWorker {
   stopDaemons(): Promise<void>;
   /** Stops every service process the worker's records name (the agent must be stopped first). */
   stopServices(): Promise<string[]>;
-}
-
-/** A TCP port that was free on `host` a moment ago (bound to port 0, then released). */
-export async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port: 0 }, resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port bound');
-  return address.port;
 }
 
 const isLoopback = (address: string): boolean => address === '127.0.0.1' || address === '::1';

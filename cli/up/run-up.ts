@@ -7,7 +7,7 @@ import type { Output } from '../output.js';
 import { runCorral, type CorralCommand } from './corral-cli.js';
 import { runLiveView } from './live-view.js';
 import { startLocalFleet, type LocalFleet } from './local-fleet.js';
-import { freePort } from './local-worker.js';
+import { freePort } from './free-port.js';
 import { sampleDeployment } from './sample-spec.js';
 
 export interface UpOptions {

@@ -7,13 +7,17 @@ import { runShutdown, type PhaseOutcome } from '../protocol/lifecycle.js';
 import { createController, type Controller, type ControllerListen } from './controller.js';
 import { openDatabase } from './db/open-database.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
-import { loadControllerIdentity } from './state/load-state.js';
+import { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
 
 /** Something else that listens beside the controller (the syslog listener), started after it. */
 export interface ExtraListener {
   /** Key in `run/endpoints.json`, e.g. `syslog`. */
   readonly name: string;
-  start(controller: Controller): Promise<{
+  /** Gets the controller and the identity serve loaded (so nothing reads it twice). */
+  start(
+    controller: Controller,
+    identity: ControllerIdentity,
+  ): Promise<{
     /** Written to `run/endpoints.json` under `name`. */
     readonly endpoint: string;
     close(): Promise<void>;
@@ -66,7 +70,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
     }
     const endpoints: Record<string, string> = { ...bound };
     for (const extra of options.extras ?? []) {
-      const running = await extra.start(controller);
+      const running = await extra.start(controller, identity);
       started.push({ name: extra.name, close: () => running.close() });
       endpoints[extra.name] = running.endpoint;
     }

@@ -4,7 +4,6 @@ import { initControllerState, serveController, type ExtraListener } from '../../
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createSyslogListener } from '../../controller/syslog/index.js';
-import { loadControllerIdentity } from '../../controller/state/load-state.js';
 import {
   DEFAULT_ADMIN_LISTEN,
   DEFAULT_SYSLOG_PORT,
@@ -33,8 +32,7 @@ export function controllerExtraListeners(
   return [
     {
       name: 'syslog',
-      async start(controller) {
-        const identity = await loadControllerIdentity(stateDir);
+      async start(controller, identity) {
         const listener = createSyslogListener({
           tls: identity.server,
           logDir: join(stateDir, 'logs', 'hosts'),

@@ -8,7 +8,6 @@ import {
   lifecycleEvent,
   postJson,
   startController,
-  waitFor,
   workerClient,
   type TestController,
 } from './controller-fixture.js';
@@ -163,27 +162,49 @@ describe('heartbeats over mutual TLS', () => {
 
 describe('liveness from heartbeat age', () => {
   it('goes pending → online → stale → offline, and back online, without touching anything else', async () => {
-    await using fast = await startController({ heartbeatIntervalMs: 200 });
+    // The controller's clock is driven by the test: each status is read at a chosen heartbeat
+    // age, on both sides of each threshold, so no step depends on how fast the machine is.
+    const intervalMs = 30_000;
+    let nowMs = Date.now();
+    await using fast = await startController({
+      heartbeatIntervalMs: intervalMs,
+      clock: { now: () => nowMs },
+    });
     const web = await fast.enroll('live-1');
     const status = async (): Promise<string> =>
       (await fast.admin<HostDetail>('GET', '/v1/hosts/live-1')).body.host.status;
+    const listed = async (s: string): Promise<string[]> =>
+      (await fast.admin<HostListResponse>('GET', `/v1/hosts?status=${s}`)).body.hosts.map((h) => h.name);
     expect(await status()).toBe('pending');
+    nowMs += 10 * intervalMs;
+    expect(await status()).toBe('pending');
+
     await using client = workerClient(fast.endpoints.worker, agentMaterial(web));
     const hb = heartbeatBody(web.hostId, {
       services: [{ name: 'api', state: 'running', restarts: 0, lastError: null, pid: 7, since: null }],
     });
     expect((await postJson(client, '/v1/heartbeat', hb)).status).toBe(200);
-    // A status is derived from the heartbeat's age when read: poll for it, never time it.
-    await waitFor(async () => (await status()) === 'offline');
-    const listed = (await fast.admin<HostListResponse>('GET', '/v1/hosts?status=offline')).body.hosts;
-    expect(listed.map((h) => h.name)).toEqual(['live-1']);
+    const seenMs = nowMs;
+    const at = async (ageMs: number): Promise<string> => {
+      nowMs = seenMs + ageMs;
+      return status();
+    };
+    expect(await at(0)).toBe('online');
+    expect(await listed('online')).toEqual(['live-1']);
+    expect(await at(2 * intervalMs - 1)).toBe('online');
+    expect(await at(2 * intervalMs)).toBe('stale');
+    expect(await listed('stale')).toEqual(['live-1']);
+    expect(await at(3 * intervalMs - 1)).toBe('stale');
+    expect(await at(3 * intervalMs)).toBe('offline');
+    expect(await listed('offline')).toEqual(['live-1']);
+    expect(await at(100 * intervalMs)).toBe('offline');
+
     // Offline destroyed nothing: pins and observed services are intact, and it comes back.
     const detail = (await fast.admin<HostDetail>('GET', '/v1/hosts/live-1')).body;
     expect(detail.services.map((s) => s.name)).toEqual(['api']);
     expect(detail.host.agentFingerprint).toBe(web.agent.fingerprint);
-    await waitFor(
-      async () =>
-        (await postJson(client, '/v1/heartbeat', hb)).status === 200 && (await status()) === 'online',
-    );
+    expect((await postJson(client, '/v1/heartbeat', hb)).status).toBe(200);
+    expect(await status()).toBe('online');
+    expect(await listed('offline')).toEqual([]);
   });
 });

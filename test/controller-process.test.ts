@@ -1,14 +1,25 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadBundle } from '../pki/index.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
-import { corral, heartbeatBody, postJson, waitFor, workerClient } from './controller-fixture.js';
+import { clientTlsOptions, loadBundle, type TlsMaterial } from '../pki/index.js';
+import { parseHostPort, readEndpointsFile } from '../protocol/endpoints-file.js';
+import type { HeartbeatRequest } from '../protocol/heartbeat.js';
+import {
+  corral,
+  heartbeatBody,
+  lifecycleEvent,
+  postJson,
+  waitFor,
+  workerClient,
+} from './controller-fixture.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 let dir: string;
@@ -62,6 +73,75 @@ async function serve(): Promise<Served> {
 async function stop(s: Served): Promise<number | null> {
   s.child.kill('SIGTERM');
   return s.exited;
+}
+
+/** Resolves with whether a plain TCP connection to `endpoint` is refused (nothing listens). */
+function refused(endpoint: string): Promise<boolean> {
+  const { host, port } = parseHostPort(endpoint);
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
+ * A heartbeat held in flight: `POST /v1/heartbeat` with `Expect: 100-continue` on a keep-alive
+ * connection (as an agent holds one), resolved once the controller has answered 100 Continue —
+ * it has parsed the request and handed it to the route — and half of the body has been sent,
+ * so the route is waiting for the rest. `finish()` sends the rest and returns the answer.
+ */
+async function heldHeartbeat(
+  endpoint: string,
+  material: TlsMaterial,
+  body: HeartbeatRequest,
+): Promise<{ finish(): Promise<{ status: number; body: Record<string, unknown> }>; close(): void }> {
+  const { host, port } = parseHostPort(endpoint);
+  const agent = new HttpsAgent({ keepAlive: true });
+  const payload = Buffer.from(JSON.stringify(body));
+  const req = httpsRequest({
+    ...clientTlsOptions(material, { roles: ['controller'] }),
+    servername: 'localhost',
+    host,
+    port,
+    method: 'POST',
+    path: '/v1/heartbeat',
+    agent,
+    headers: {
+      'content-type': 'application/json',
+      'content-length': payload.length,
+      expect: '100-continue',
+    },
+  });
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req.once('response', resolve);
+    req.once('error', reject);
+  });
+  req.flushHeaders();
+  await Promise.race([
+    once(req, 'continue'),
+    response.then(() => Promise.reject(new Error('answered early'))),
+  ]);
+  const half = Math.floor(payload.length / 2);
+  await new Promise<void>((resolve, reject) =>
+    req.write(payload.subarray(0, half), (e) => (e ? reject(e) : resolve())),
+  );
+  return {
+    async finish() {
+      req.end(payload.subarray(half));
+      const res = await response;
+      let text = '';
+      for await (const chunk of res) text += String(chunk);
+      return { status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> };
+    },
+    close() {
+      req.destroy();
+      agent.destroy();
+    },
+  };
 }
 
 const json = <T>(r: { code: number; stdout: string; stderr: string }): T => {
@@ -167,7 +247,27 @@ describe('corral controller as real processes', () => {
       ),
     );
 
-    expect(await stop(first)).toBe(0);
+    // Drain: a heartbeat the controller is reading when SIGTERM arrives is served to the end
+    // and committed, while new connections are refused; then the process exits 0.
+    const drained = lifecycleEvent({ type: 'agent-started', detail: 'in flight at SIGTERM' });
+    const held = await heldHeartbeat(
+      first.endpoints.worker!,
+      material,
+      heartbeatBody(enrolled.hostId, { agentVersion: '7.0.1', events: [drained] }),
+    );
+    try {
+      first.child.kill('SIGTERM');
+      await waitFor(
+        async () => (await refused(first.endpoints.worker!)) && (await refused(first.endpoints.join!)),
+      );
+      expect(await refused(first.endpoints.admin!.replace(/^http:\/\//, ''))).toBe(true);
+      expect(first.child.exitCode).toBeNull();
+      const answer = await held.finish();
+      expect(answer).toMatchObject({ status: 200, body: { ackedEventIds: [drained.id] } });
+    } finally {
+      held.close();
+    }
+    expect(await first.exited).toBe(0);
     await expect(access(join(state, 'run', 'endpoints.json'))).rejects.toThrow();
     const down = await corral(['controller', 'hosts', '--state-dir', state]);
     expect(down.code).toBe(1);
@@ -179,13 +279,16 @@ describe('corral controller as real processes', () => {
         await corral(['controller', 'init', '--state-dir', state, '--json']),
       );
       expect(after.caPin).toBe(init.caPin);
-      const detail = json<{ host: { status: string; agentFingerprint: string; agentVersion: string } }>(
-        await corral(['controller', 'host', 'web-1', '--state-dir', state, '--json']),
-      );
+      const detail = json<{
+        host: { status: string; agentFingerprint: string; agentVersion: string };
+        recentEvents: { id: string }[];
+      }>(await corral(['controller', 'host', 'web-1', '--state-dir', state, '--json']));
+      // What the heartbeat drained at SIGTERM carried was committed before the process exited.
       expect(detail.host).toMatchObject({
         agentFingerprint: bundle.identities.agent!.fingerprint,
-        agentVersion: '7.0.0',
+        agentVersion: '7.0.1',
       });
+      expect(detail.recentEvents.map((e) => e.id)).toContain(drained.id);
       // The same bundle (pins reloaded from the database) still heartbeats.
       await using client = workerClient(second.endpoints.worker!, material);
       expect((await postJson(client, '/v1/heartbeat', heartbeatBody(enrolled.hostId))).status).toBe(200);

@@ -1,11 +1,12 @@
 import { readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pushRelease } from '../controller/release/push.js';
 import { fetchReleases, requestRollback } from '../controller/release/updater-client.js';
 import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
-import type { Updater } from '../updater/index.js';
+import type { PausePhase, Updater } from '../updater/index.js';
 import {
   agentHealth,
   agentVersion,
@@ -167,26 +168,51 @@ describe('updater with a real agent process (the stand-in agent shipped in each 
   });
 
   it('pushes to several hosts concurrently and reports progress per host', async () => {
-    const a = await worker();
-    const b = await worker();
+    // Each updater holds its update once the upload is staged, until every updater has one
+    // staged, or for at most HOLD_MS. A pusher that waits for one host's answer before it
+    // uploads to the next leaves every host but the last to wait out the bound: named below.
+    const HOSTS = 3;
+    const HOLD_MS = 15_000;
+    const stagedAt: number[] = [];
+    const waitedOut: number[] = [];
+    let allStaged!: () => void;
+    const everyone = new Promise<void>((resolve) => (allStaged = resolve));
+    const hold =
+      (host: number) =>
+      async (phase: PausePhase): Promise<void> => {
+        if (phase !== 'staged') return;
+        stagedAt.push(host);
+        if (stagedAt.length === HOSTS) allStaged();
+        const bound = new AbortController();
+        const outcome = await Promise.race([
+          everyone.then(() => 'together' as const),
+          sleep(HOLD_MS, 'alone' as const, { signal: bound.signal }),
+        ]);
+        bound.abort();
+        if (outcome === 'alone') waitedOut.push(host);
+      };
+    const hosts = [];
+    for (let i = 0; i < HOSTS; i++) hosts.push(await worker({ pause: hold(i) }));
     const phases: string[] = [];
     const report = await pushRelease({
       file: v1.file,
-      targets: [target(a.w, a.u.port), target(b.w, b.u.port)],
+      targets: hosts.map((h) => target(h.w, h.u.port)),
       tls: fleet.controllerClient,
-      concurrency: 2,
+      concurrency: HOSTS,
       onProgress: (p) => phases.push(`${p.hostName}:${p.phase}`),
     });
+    expect(stagedAt.sort()).toEqual([0, 1, 2]);
+    expect(waitedOut, 'hosts held with no other upload staged beside them').toEqual([]);
     expect(report.ok).toBe(true);
-    expect(report.results.map((r) => [r.hostName, r.outcome])).toEqual([
-      [a.w.name, 'updated'],
-      [b.w.name, 'updated'],
-    ]);
-    for (const w of [a.w, b.w]) {
+    expect(report.results.map((r) => [r.hostName, r.outcome])).toEqual(
+      hosts.map((h) => [h.w.name, 'updated']),
+    );
+    for (const { w } of hosts) {
       expect(phases).toContain(`${w.name}:uploading`);
       expect(phases).toContain(`${w.name}:done`);
+      expect(await agentVersion(w)).toBe('1.0.0');
     }
-  });
+  }, 120_000);
 
   it('fails a host whose updater certificate is not the pinned one', async () => {
     const a = await worker();

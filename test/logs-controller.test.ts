@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { appendFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../pki/index.js';
@@ -21,33 +22,50 @@ let dir: string;
 let controllerDir: string;
 
 const children: ChildProcess[] = [];
+/** The controller's log (pino JSON on its stdout), one parsed record per line. */
+const controllerLog: Record<string, unknown>[] = [];
 
-function start(args: string[]): ChildProcess {
+/** Runs `corral ARGS`; `stdout: 'pipe'` only for a child whose output the test reads. */
+function start(args: string[], stdout: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
   const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', stdout, 'pipe'],
     detached: false,
   });
   children.push(child);
   return child;
 }
 
+/** Refusals the controller's syslog listener logged for connections made with `fingerprint`. */
+const refusalsOf = (fingerprint: string): Record<string, unknown>[] =>
+  controllerLog.filter((r) => r.msg === 'syslog connection refused' && r.fingerprint === fingerprint);
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'corral-logs-ctl-'));
   controllerDir = join(dir, 'controller');
   const init = await corral(['controller', 'init', '--state-dir', controllerDir, '--address', '127.0.0.1']);
   expect(init.code).toBe(0);
-  start([
-    'controller',
-    'serve',
-    '--state-dir',
-    controllerDir,
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--worker-listen',
-    '127.0.0.1:0',
-    '--log-level',
-    'warn',
-  ]);
+  const controller = start(
+    [
+      'controller',
+      'serve',
+      '--state-dir',
+      controllerDir,
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--worker-listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ],
+    'pipe',
+  );
+  createInterface({ input: controller.stdout! }).on('line', (line) => {
+    try {
+      controllerLog.push(JSON.parse(line) as Record<string, unknown>);
+    } catch (e: unknown) {
+      if (!(e instanceof SyntaxError)) throw e; // a line that is not JSON is not a log record
+    }
+  });
   await waitFor(
     async () => (await readEndpointsFile(controllerDir).catch(() => undefined))?.syslog !== undefined,
     30_000,
@@ -91,6 +109,8 @@ describe('syslog listener inside controller serve', () => {
     const ingest = join(controllerDir, 'logs', 'hosts', `${bundle.manifest.hostId}.log`);
     await waitFor(async () => (await sequencesIn(ingest).catch(() => [])).length >= 200, 60_000);
     expect(await sequencesIn(ingest)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+    const fingerprint = bundle.identities.agent!.fingerprint;
+    expect(refusalsOf(fingerprint)).toEqual([]);
 
     const gone = await corral([
       'controller',
@@ -101,10 +121,14 @@ describe('syslog listener inside controller serve', () => {
       controllerDir,
     ]);
     expect(gone.code).toBe(0);
+    const refusedBefore = refusalsOf(fingerprint).length;
     await appendFile(logFile, `${logLine(200, 120)}\n`);
-    // The forwarder keeps retrying; nothing more may be ingested for a decommissioned host.
-    await new Promise((r) => setTimeout(r, 3000));
+    // The forwarder, with a line to send, keeps trying: the listener refuses it by its pin.
+    await waitFor(() => refusalsOf(fingerprint).length > refusedBefore, 60_000);
+    expect(refusalsOf(fingerprint).at(-1)).toMatchObject({ level: 40, reason: 'unpinned' });
+    expect(forwarder.exitCode).toBeNull();
+    // Refused before any data is read, the line never reached the host's ingest file.
     expect((await readFile(ingest, 'utf8')).split('\n').filter(Boolean)).toHaveLength(200);
     forwarder.kill('SIGTERM');
-  });
+  }, 120_000);
 });

@@ -26,7 +26,16 @@ import { fmt, percentile } from './lib/stats.js';
 const DEFAULT_WORKERS = 200;
 const DEFAULT_SECONDS = 10;
 const WARMUP_MS = 2_000;
+/** Goals for the controller's row; each gets a verdict line. */
 const GOAL_PER_SECOND = 2_000;
+const GOAL_RATIO_TO_CEILING = 0.5;
+const GOAL_ERRORS = 0;
+/**
+ * Our own figure (no issue names one): a heartbeat answered within half a second at saturation.
+ * Every worker has a request in flight at once (a closed loop), so p99 includes the queueing.
+ */
+const GOAL_P99_MS = 500;
+const HEARTBEAT_INTERVAL_S = 30;
 /** USER_HZ on Linux. */
 const CLOCK_TICKS_PER_S = 100;
 
@@ -175,6 +184,14 @@ function report(label: string, run: Run): number {
   return rate;
 }
 
+/** One goal's line: measured value, goal, met or NOT met (a NaN measurement compares false: NOT met). */
+function verdict(name: string, value: string, goal: string, met: boolean): { line: string; met: boolean } {
+  return {
+    line: `  ${name.padEnd(22)} ${value.padStart(12)}   goal ${goal.padEnd(12)} ${met ? 'met' : 'NOT met'}`,
+    met,
+  };
+}
+
 export async function run(args: string[]): Promise<void> {
   if (args[0] === '--ceiling-server') {
     await serveCeiling(args[1] ?? '');
@@ -240,14 +257,35 @@ export async function run(args: string[]): Promise<void> {
     console.log(
       `controller wrote ${accepted} heartbeats in ${batches} transactions (${fmt(accepted / batches, 1)} per commit)`,
     );
-    console.log(`ratio controller/ceiling: ${fmt(oursRate / ceilingRate, 2)}   (goal ≥ 0.50)`);
     const cpuRatio = ceiling.serverCpuMs / ceiling.count / (ours.serverCpuMs / ours.count);
     console.log(
-      `server CPU per request, ceiling/controller: ${fmt(cpuRatio, 2)}   (the same ratio, measured in CPU time)`,
+      `server CPU per request, ceiling/controller: ${fmt(cpuRatio, 2)}   (the throughput ratio, measured in CPU time)`,
+    );
+    console.log('');
+    const ratio = oursRate / ceilingRate;
+    const p99 = percentile(ours.latenciesMs, 99);
+    const verdicts = [
+      verdict('rate', `${fmt(oursRate)} /s`, `≥ ${GOAL_PER_SECOND} /s`, oursRate >= GOAL_PER_SECOND),
+      verdict(
+        'ratio to the ceiling',
+        fmt(ratio, 2),
+        `≥ ${fmt(GOAL_RATIO_TO_CEILING, 2)}`,
+        ratio >= GOAL_RATIO_TO_CEILING,
+      ),
+      verdict('errors', String(ours.errors), `${GOAL_ERRORS}`, ours.errors <= GOAL_ERRORS),
+      verdict('p99', `${fmt(p99, 2)} ms`, `≤ ${GOAL_P99_MS} ms`, p99 <= GOAL_P99_MS),
+    ];
+    console.log(`goals, corral controller (${n} workers):`);
+    for (const v of verdicts) console.log(v.line);
+    console.log(`${verdicts.filter((v) => v.met).length} of ${verdicts.length} goals met`);
+    console.log('');
+    console.log(
+      `extrapolated, not measured: ${fmt(oursRate)} /s × ${HEARTBEAT_INTERVAL_S} s ≈ ` +
+        `${fmt(oursRate * HEARTBEAT_INTERVAL_S, 0)} workers at a ${HEARTBEAT_INTERVAL_S} s interval`,
     );
     console.log(
-      `goal ${GOAL_PER_SECOND}/s (60,000 workers at 30 s): ${oursRate >= GOAL_PER_SECOND ? 'met' : 'NOT met'} — ` +
-        `${fmt(oursRate * 30, 0)} workers at a 30 s interval`,
+      `  (the goal's 60,000 workers at ${HEARTBEAT_INTERVAL_S} s is ${GOAL_PER_SECOND} /s; this run had ` +
+        `${n} connections posting back to back, not that many hosts)`,
     );
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -257,10 +257,11 @@ describe('corral controller as real processes', () => {
     );
     try {
       first.child.kill('SIGTERM');
-      await waitFor(
-        async () => (await refused(first.endpoints.worker!)) && (await refused(first.endpoints.join!)),
-      );
-      expect(await refused(first.endpoints.admin!.replace(/^http:\/\//, ''))).toBe(true);
+      const listeners = [first.endpoints.worker!, first.endpoints.join!, first.endpoints.admin!];
+      await waitFor(async () => {
+        for (const l of listeners) if (!(await refused(l.replace(/^http:\/\//, '')))) return false;
+        return true;
+      });
       expect(first.child.exitCode).toBeNull();
       const answer = await held.finish();
       expect(answer).toMatchObject({ status: 200, body: { ackedEventIds: [drained.id] } });

@@ -39,7 +39,11 @@ interface Served {
   readonly exited: Promise<number | null>;
 }
 
-/** Starts `corral controller serve` on loopback port 0 and waits for its endpoints file. */
+/**
+ * Starts `corral controller serve` on loopback port 0 and waits for its endpoints file. The
+ * heartbeat interval is 10 minutes, so a host that heartbeated once stays `online` (two
+ * intervals) across the many CLI start-ups between that heartbeat and the listings that show it.
+ */
 async function serve(): Promise<Served> {
   const child = spawn(
     process.execPath,
@@ -55,6 +59,8 @@ async function serve(): Promise<Served> {
       '127.0.0.1:0',
       '--log-level',
       'warn',
+      '--heartbeat-interval',
+      '10m',
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );

@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import { fingerprintDer } from '../pki/index.js';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -17,6 +18,7 @@ import { createDeployer, type Deployer } from './deploy/deployer.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ControllerDatabase } from './db/schema.js';
 import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
+import { createClockOffsets } from './fleet/clock-offsets.js';
 import { createEnrollment } from './fleet/enrollment.js';
 import { createHeartbeatWriter, type HeartbeatWriter } from './fleet/heartbeat-writer.js';
 import { createRenewal } from './fleet/renewal.js';
@@ -26,9 +28,10 @@ import type { AdminContext } from './http/admin-context.js';
 import { createHttpApp, createHttpsApp, type HttpApp, type HttpsApp } from './http/fastify-base.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
+import { watchTlsRefusals } from './http/tls-refusals.js';
 import { workerAuthHook } from './http/worker-auth.js';
 import { createPinKeeper, type PinKeeper } from './pins/pin-keeper.js';
-import { createPinRegistry, type PinRegistry } from './pins/pin-registry.js';
+import { createPinRegistry, type Pin, type PinRegistry } from './pins/pin-registry.js';
 import { loadActivePins } from './pins/pin-store.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import { adminDeployRoutes } from './routes/admin-deploy.js';
@@ -133,6 +136,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
   });
   const workerClient = createWorkerClient(identity.client);
   const metrics = createMetrics();
+  const clocks = createClockOffsets(log.child({ component: 'clocks' }));
+  const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: clocks.get });
   const deployer = createDeployer({
     db,
     client: workerClient,
@@ -193,7 +198,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     sockets,
     metrics,
     caFingerprint: identity.ca.fingerprint,
-    live: () => ({ nowMs: clock.now(), intervalMs }),
+    live,
     joinAddress: () => endpoints?.join ?? '127.0.0.1:0',
     decommissionWaitMs: options.decommissionWaitMs ?? DEFAULT_SELF_DESTRUCT_WAIT_MS,
   };
@@ -237,8 +242,30 @@ export async function createController(options: ControllerOptions): Promise<Cont
       },
     });
     worker.server.on('secureConnection', (socket: TLSSocket) => sockets.track(socket));
-    worker.addHook('onRequest', workerAuthHook(pins));
-    void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs });
+    const workerLog = log.child({ component: 'worker-tls' });
+    const expired = (pin: Pin): void => {
+      metrics.certificateExpired(pin.hostName);
+      workerLog.warn(
+        {
+          hostId: pin.hostId,
+          hostName: pin.hostName,
+          fingerprint: pin.fingerprint,
+          notAfter: new Date(pin.notAfterMs).toISOString(),
+        },
+        'refused an expired worker certificate; the host must be enrolled again',
+      );
+    };
+    watchTlsRefusals(worker.server, (refusal) => {
+      metrics.workerTlsRefused(refusal.reason);
+      if (refusal.reason !== 'expired' || !refusal.certificate) return;
+      const pin = pins.lookupExpired(fingerprintDer(new Uint8Array(refusal.certificate.raw)));
+      if (pin) expired(pin);
+    });
+    worker.addHook(
+      'onRequest',
+      workerAuthHook(pins, expired),
+    );
+    void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
 
     const join = createHttpsApp({

@@ -116,6 +116,7 @@ export async function signLeaf(
   return {
     certPem: pemText(cert.toString('pem')),
     fingerprint: fingerprintDer(new Uint8Array(cert.rawData)),
-    notAfter,
+    // As encoded (whole seconds), so a pin expires exactly when its certificate does.
+    notAfter: cert.notAfter,
   };
 }

@@ -137,7 +137,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const workerClient = createWorkerClient(identity.client);
   const metrics = createMetrics();
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
-  const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: clocks.get });
+  const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: (hostId: string) => clocks.get(hostId) });
   const deployer = createDeployer({
     db,
     client: workerClient,
@@ -261,10 +261,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       const pin = pins.lookupExpired(fingerprintDer(new Uint8Array(refusal.certificate.raw)));
       if (pin) expired(pin);
     });
-    worker.addHook(
-      'onRequest',
-      workerAuthHook(pins, expired),
-    );
+    worker.addHook('onRequest', workerAuthHook(pins, expired));
     void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
 

@@ -152,7 +152,9 @@ describe('certificate lifecycle with real processes', () => {
 
     const agent = await startAgent(w, ['--backoff-base-ms', '300', '--backoff-cap-ms', '600']);
     const expiredLines = await poll('four expiry lines in the agent log', async () => {
-      const lines = (await logLines(agent.logFile)).filter((l) => String(l.msg).startsWith('heartbeat failed'));
+      const lines = (await logLines(agent.logFile)).filter((l) =>
+        String(l.msg).startsWith('heartbeat failed'),
+      );
       return lines.length >= 4 ? lines : undefined;
     });
     const expectedAt = minted.notAfter.toISOString();
@@ -170,9 +172,16 @@ describe('certificate lifecycle with real processes', () => {
     console.log('agent log line:', JSON.stringify(expiredLines[0]));
 
     const text = await admin.text('/metrics');
-    expect(metricValue(text, 'corral_worker_certificates_expired_total{host="exp-1"}')).toBeGreaterThanOrEqual(4);
+    expect(
+      metricValue(text, 'corral_worker_certificates_expired_total{host="exp-1"}'),
+    ).toBeGreaterThanOrEqual(4);
     expect(metricValue(text, 'corral_worker_tls_refused_total{reason="expired"}')).toBeGreaterThanOrEqual(4);
-    console.log(text.split('\n').filter((l) => l.includes('expired')).join('\n'));
+    console.log(
+      text
+        .split('\n')
+        .filter((l) => l.includes('expired'))
+        .join('\n'),
+    );
     const refused = (await logLines(join(dir, 'controller.log'))).filter(
       (l) => l.msg === 'refused an expired worker certificate; the host must be enrolled again',
     );
@@ -183,10 +192,18 @@ describe('certificate lifecycle with real processes', () => {
   it('repeated renewals by a real agent keep the host online, on its newest certificate', async () => {
     const w = await enroll('renew-loop');
     // Always due (renew 100 days before a 90-day expiry): the agent renews after every heartbeat.
-    const agent = await startAgent(w, ['--heartbeat-interval-ms', '500', '--renew-before-ms', String(100 * 86_400_000)]);
+    const agent = await startAgent(w, [
+      '--heartbeat-interval-ms',
+      '500',
+      '--renew-before-ms',
+      String(100 * 86_400_000),
+    ]);
     const renewals = async (): Promise<number> =>
       (await admin.get<AuditListResponse>('/v1/audit?limit=1000')).entries.filter(
-        (e) => e.action === 'renew' && e.target === 'renew-loop' && (e.details as { role?: string }).role === 'agent',
+        (e) =>
+          e.action === 'renew' &&
+          e.target === 'renew-loop' &&
+          (e.details as { role?: string }).role === 'agent',
       ).length;
     const statuses = new Set<string>();
     await poll(

@@ -25,7 +25,8 @@ const fakedNow = (offset: string): string =>
   }).stdout.trim();
 const faketime =
   LIBFAKETIME !== undefined && Math.abs(Number(fakedNow('-1h')) + 3600 - Date.now() / 1000) < 60;
-if (!faketime) console.warn('clock-skew tests skipped: libfaketime is not installed (apt-get install faketime)');
+if (!faketime)
+  console.warn('clock-skew tests skipped: libfaketime is not installed (apt-get install faketime)');
 
 const HEARTBEAT_MS = 1000;
 /** Estimates are within a few seconds on loopback; this is far inside the offsets tested. */
@@ -108,7 +109,9 @@ describe.skipIf(!faketime)('agents with skewed clocks (real processes under fake
       expect(detail.host.status).toBe('online');
       const clock = detail.host.clock;
       expect(clock, s.name).toMatchObject({ warning: true, warnAfterMs: CLOCK_OFFSET_WARN_MS });
-      expect(Math.abs((clock?.offsetMs ?? 0) - s.expectMs), `${s.name}: ${clock?.offsetMs}`).toBeLessThan(SLACK_MS);
+      expect(Math.abs((clock?.offsetMs ?? 0) - s.expectMs), `${s.name}: ${clock?.offsetMs}`).toBeLessThan(
+        SLACK_MS,
+      );
 
       const text = await runCorral(CLI, ['controller', 'host', s.name], { env: controller.env });
       expect(text.code).toBe(0);

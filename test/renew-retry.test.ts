@@ -152,8 +152,9 @@ describe('renewal survives a lost answer', () => {
     expect(identityFromPem(identity.material().certPem)).toMatchObject({ role: 'agent', hostId: e.hostId });
     await t.controller.keeper.settle();
     expect(await activePins(e.hostId, 'agent')).toEqual([[now, false]]);
-    const detail = (await t.admin<{ host: { agentFingerprint: string; status: string } }>('GET', '/v1/hosts/retry-cut'))
-      .body.host;
+    const detail = (
+      await t.admin<{ host: { agentFingerprint: string; status: string } }>('GET', '/v1/hosts/retry-cut')
+    ).body.host;
     expect(detail).toMatchObject({ agentFingerprint: now, status: 'online' });
     // The old certificate is refused from now on.
     await using late = workerClient(t.endpoints.worker, agentMaterial(e));
@@ -196,8 +197,9 @@ describe('renewal survives a lost answer', () => {
       await t.controller.keeper.settle();
       expect(await activePins(e.hostId, 'agent')).toEqual([[fp, false]]);
       expect((await activePins(e.hostId, 'updater')).length).toBeLessThanOrEqual(2);
-      const host = (await t.admin<{ host: { status: string; agentFingerprint: string } }>('GET', '/v1/hosts/retry-repeat'))
-        .body.host;
+      const host = (
+        await t.admin<{ host: { status: string; agentFingerprint: string } }>('GET', '/v1/hosts/retry-repeat')
+      ).body.host;
       expect(host).toEqual(expect.objectContaining({ status: 'online', agentFingerprint: fp }));
     }
   });

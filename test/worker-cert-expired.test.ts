@@ -85,8 +85,8 @@ describe('expired worker certificates', () => {
       (metricValue(after, series) ?? 0) - (metricValue(before, series) ?? 0);
     expect(delta('corral_worker_tls_refused_total{reason="expired"}')).toBe(1);
     expect(delta('corral_worker_tls_refused_total{reason="untrusted"}')).toBe(1);
-    expect(after.split('\n').filter((l) => l.startsWith('corral_worker_certificates_expired_total{'))).toEqual([
-      'corral_worker_certificates_expired_total{host="exp-1"} 3',
-    ]);
+    expect(
+      after.split('\n').filter((l) => l.startsWith('corral_worker_certificates_expired_total{')),
+    ).toEqual(['corral_worker_certificates_expired_total{host="exp-1"} 3']);
   });
 });

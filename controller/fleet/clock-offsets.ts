@@ -11,7 +11,11 @@ import { isoAt } from '../clock.js';
  */
 export interface ClockOffsets {
   /** Records a heartbeat's clock; logs when a host's offset goes past the bound or back. */
-  record(host: { hostId: string; hostName: string }, clock: AgentClock | undefined, receivedAtMs: number): void;
+  record(
+    host: { hostId: string; hostName: string },
+    clock: AgentClock | undefined,
+    receivedAtMs: number,
+  ): void;
   get(hostId: string): HostClock | undefined;
   forget(hostId: string): void;
 }

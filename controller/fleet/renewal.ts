@@ -28,7 +28,8 @@ export interface Renewal {
   renew(caller: PinMatch, request: RenewRequest): Promise<RenewResponse>;
 }
 
-const refused = (): CorralError => new CorralError(ErrorCode.FORBIDDEN, 'client certificate is not accepted here');
+const refused = (): CorralError =>
+  new CorralError(ErrorCode.FORBIDDEN, 'client certificate is not accepted here');
 
 export function createRenewal(deps: {
   db: Kysely<ControllerDatabase>;

@@ -10,10 +10,18 @@ export interface TlsRefusal {
   readonly remoteAddress: string | undefined;
 }
 
-/** OpenSSL verification codes (Node's `authorizationError`) to a refusal reason. */
+/**
+ * OpenSSL verification codes to a refusal reason. Node sets `authorizationError` to the code
+ * as a string (its type says Error); both are read.
+ */
 function reasonOf(authorizationError: unknown): TlsRefusalReason {
-  if (authorizationError === undefined || authorizationError === null) return 'handshake';
-  const code = typeof authorizationError === 'string' ? authorizationError : String(authorizationError);
+  const code =
+    typeof authorizationError === 'string'
+      ? authorizationError
+      : authorizationError instanceof Error
+        ? ((authorizationError as NodeJS.ErrnoException).code ?? authorizationError.message)
+        : undefined;
+  if (code === undefined) return 'handshake';
   if (code === 'CERT_HAS_EXPIRED') return 'expired';
   if (code === 'CERT_NOT_YET_VALID') return 'not-yet-valid';
   return 'untrusted';

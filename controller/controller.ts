@@ -3,7 +3,6 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { fingerprintDer } from '../pki/index.js';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -28,10 +27,10 @@ import type { AdminContext } from './http/admin-context.js';
 import { createHttpApp, createHttpsApp, type HttpApp, type HttpsApp } from './http/fastify-base.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
-import { watchTlsRefusals } from './http/tls-refusals.js';
+import { trackWorkerRefusals } from './http/tls-refusals.js';
 import { workerAuthHook } from './http/worker-auth.js';
 import { createPinKeeper, type PinKeeper } from './pins/pin-keeper.js';
-import { createPinRegistry, type Pin, type PinRegistry } from './pins/pin-registry.js';
+import { createPinRegistry, type PinRegistry } from './pins/pin-registry.js';
 import { loadActivePins } from './pins/pin-store.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import { adminDeployRoutes } from './routes/admin-deploy.js';
@@ -242,24 +241,11 @@ export async function createController(options: ControllerOptions): Promise<Cont
       },
     });
     worker.server.on('secureConnection', (socket: TLSSocket) => sockets.track(socket));
-    const workerLog = log.child({ component: 'worker-tls' });
-    const expired = (pin: Pin): void => {
-      metrics.certificateExpired(pin.hostName);
-      workerLog.warn(
-        {
-          hostId: pin.hostId,
-          hostName: pin.hostName,
-          fingerprint: pin.fingerprint,
-          notAfter: new Date(pin.notAfterMs).toISOString(),
-        },
-        'refused an expired worker certificate; the host must be enrolled again',
-      );
-    };
-    watchTlsRefusals(worker.server, (refusal) => {
-      metrics.workerTlsRefused(refusal.reason);
-      if (refusal.reason !== 'expired' || !refusal.certificate) return;
-      const pin = pins.lookupExpired(fingerprintDer(new Uint8Array(refusal.certificate.raw)));
-      if (pin) expired(pin);
+    const expired = trackWorkerRefusals({
+      server: worker.server,
+      pins,
+      metrics,
+      log: log.child({ component: 'worker-tls' }),
     });
     worker.addHook('onRequest', workerAuthHook(pins, expired));
     void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs, clocks });

@@ -124,7 +124,7 @@ describe.skipIf(!faketime)('agents with skewed clocks (real processes under fake
       expect(text.stderr).toContain(`warning: ${s.name}: clock`);
       console.log(`corral controller host ${s.name}:\n${text.stdout}${text.stderr}`);
     }
-  });
+  }, 240_000);
 
   it('an agent on time is shown without a warning, and the list warns only about the skewed ones', async () => {
     await onlineWithClock('on-time');
@@ -147,5 +147,5 @@ describe.skipIf(!faketime)('agents with skewed clocks (real processes under fake
       .map((l) => l.split(':')[1]?.trim())
       .sort();
     expect(warned).toEqual(['ahead-50m', 'behind-10m', 'behind-50m']);
-  });
+  }, 120_000);
 });

@@ -1,6 +1,9 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
-import type { TlsRefusalReason } from './metrics.js';
+import type { Logger } from 'pino';
+import { fingerprintDer } from '../../pki/index.js';
+import type { Pin, PinRegistry } from '../pins/pin-registry.js';
+import type { ControllerMetrics, TlsRefusalReason } from './metrics.js';
 
 /** A connection the server's TLS refused, with the certificate the client presented. */
 export interface TlsRefusal {
@@ -67,4 +70,37 @@ export function watchTlsRefusals(server: TlsServer, onRefused: (refusal: TlsRefu
     server.off('keylog', onKeylog);
     server.off('tlsClientError', onClientError);
   };
+}
+
+/**
+ * The worker listener's refusals into metrics: every TLS refusal by reason, and an expired
+ * certificate under the host it is pinned to (logged too; an agent retries at most about once
+ * a minute). A certificate nobody pinned is counted by reason only, so strangers add no series.
+ * Returns the reporter for expired pins met later, on a request (the auth hook's `onExpired`).
+ */
+export function trackWorkerRefusals(o: {
+  server: TlsServer;
+  pins: PinRegistry;
+  metrics: ControllerMetrics;
+  log: Logger;
+}): (pin: Pin) => void {
+  const expired = (pin: Pin): void => {
+    o.metrics.certificateExpired(pin.hostName);
+    o.log.warn(
+      {
+        hostId: pin.hostId,
+        hostName: pin.hostName,
+        fingerprint: pin.fingerprint,
+        notAfter: new Date(pin.notAfterMs).toISOString(),
+      },
+      'refused an expired worker certificate; the host must be enrolled again',
+    );
+  };
+  watchTlsRefusals(o.server, (refusal) => {
+    o.metrics.workerTlsRefused(refusal.reason);
+    if (refusal.reason !== 'expired' || !refusal.certificate) return;
+    const pin = o.pins.lookupExpired(fingerprintDer(new Uint8Array(refusal.certificate.raw)));
+    if (pin) expired(pin);
+  });
+  return expired;
 }

@@ -136,6 +136,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const workerClient = createWorkerClient(identity.client);
   const metrics = createMetrics();
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
+  pins.onRevoked((hostId) => clocks.forget(hostId));
   const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: (hostId: string) => clocks.get(hostId) });
   const deployer = createDeployer({
     db,

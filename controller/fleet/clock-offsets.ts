@@ -36,11 +36,12 @@ export function createClockOffsets(log: Logger, warnAfterMs = CLOCK_OFFSET_WARN_
       if (offsetMs === undefined) return;
       const warning = Math.abs(offsetMs) > warnAfterMs;
       const before = byHost.get(host.hostId);
+      const who = { hostId: host.hostId, hostName: host.hostName };
       byHost.set(host.hostId, { offsetMs, measuredAt: isoAt(receivedAtMs), warning, warnAfterMs });
       if (warning && !before?.warning) {
-        log.warn({ ...host, offsetMs, warnAfterMs }, 'host clock is off; fix its time sync');
+        log.warn({ ...who, offsetMs, warnAfterMs }, 'host clock is off; fix its time sync');
       } else if (!warning && before?.warning) {
-        log.info({ ...host, offsetMs }, 'host clock is back within bounds');
+        log.info({ ...who, offsetMs }, 'host clock is back within bounds');
       }
     },
     get: (hostId) => byHost.get(hostId),

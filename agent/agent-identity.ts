@@ -27,7 +27,8 @@ export interface AgentIdentity {
   readonly bundleDir: string;
   readonly manifest: BundleManifest;
   material(): TlsMaterial;
-  fingerprint(): string;
+  /** Fingerprint of the agent's certificate, or of another role's present in the bundle. */
+  fingerprint(role?: BundleRole): string | undefined;
   /** Expiry per role present in the bundle. */
   notAfter(role?: BundleRole): Date | undefined;
   /** Checks and installs a renewed certificate with its key (crash-safe), then notifies. */
@@ -75,9 +76,13 @@ export async function loadAgentIdentity(dir: string): Promise<AgentIdentity> {
   }
   let current = { certPem: agent.certPem, keyPem: agent.keyPem, fingerprint: agent.fingerprint };
   const expiry = new Map<BundleRole, Date>();
+  const fingerprints = new Map<BundleRole, string>();
   for (const role of BUNDLE_ROLES) {
-    const notAfter = bundle.identities[role]?.notAfter;
-    if (notAfter) expiry.set(role, notAfter);
+    const loaded = bundle.identities[role];
+    if (loaded) {
+      expiry.set(role, loaded.notAfter);
+      fingerprints.set(role, loaded.fingerprint);
+    }
   }
   const listeners: ((m: TlsMaterial) => void)[] = [];
   const ca = new X509Certificate(bundle.caPem);
@@ -86,7 +91,7 @@ export async function loadAgentIdentity(dir: string): Promise<AgentIdentity> {
     bundleDir: dir,
     manifest: bundle.manifest,
     material: () => ({ caPem: bundle.caPem, certPem: current.certPem, keyPem: current.keyPem }),
-    fingerprint: () => current.fingerprint,
+    fingerprint: (role = 'agent') => (role === 'agent' ? current.fingerprint : fingerprints.get(role)),
     notAfter: (role = 'agent') => expiry.get(role),
     onChange: (listener) => void listeners.push(listener),
     async replace(role, certPem, keyPem) {
@@ -108,6 +113,7 @@ export async function loadAgentIdentity(dir: string): Promise<AgentIdentity> {
       await writeFileAtomic(join(dir, `${role}.crt${NEXT}`), certPem, 0o644);
       await recoverPendingRenewal(dir);
       expiry.set(role, id.notAfter);
+      fingerprints.set(role, id.fingerprint);
       if (role !== 'agent') return;
       current = { certPem, keyPem, fingerprint: id.fingerprint };
       for (const listener of listeners) listener(identity.material());

@@ -242,6 +242,14 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
               metrics: await metrics(),
               services: (await core.status()).services,
             }),
+            certificate: {
+              notAfter: () => identity.notAfter('agent'),
+              now,
+              reEnroll:
+                `on the controller: corral controller decommission ${manifest.hostName} --yes, then ` +
+                `corral controller token create --name ${manifest.hostName}; on this worker: move ` +
+                `${identity.bundleDir} aside and run the corral agent join line it prints with --state-dir ${o.stateDir}`,
+            },
             afterBeat: async (signal) => {
               await renewIfDue(
                 {

@@ -4,13 +4,15 @@ import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
 import { HEADER_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../protocol/constants.js';
 import { RenewResponse, type RenewRequest } from '../protocol/enrollment.js';
 import { ErrorEnvelope } from '../protocol/errors.js';
-import { HeartbeatResponse, type HeartbeatRequest } from '../protocol/heartbeat.js';
+import { HeartbeatResponse, type AgentClock, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { parseJsonWith } from '../protocol/validate.js';
 import { Value } from '@sinclair/typebox/value';
 
 /** Largest answer read from the controller, in bytes. */
 const MAX_RESPONSE_BYTES = 256 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** Largest round trip reported (the schema's bound), in ms. */
+const MAX_ROUND_TRIP_MS = 600_000;
 
 /** The controller answered with an error envelope (or an unexpected status). */
 export class ControllerCallError extends Error {
@@ -31,6 +33,7 @@ export class ControllerCallError extends Error {
  * new connections after a renewal.
  */
 export interface ControllerClient {
+  /** Posts a heartbeat stamped with this host's clock (`clock`), so the controller can tell the offset. */
   heartbeat(body: HeartbeatRequest, signal?: AbortSignal): Promise<HeartbeatResponse>;
   renew(body: RenewRequest, signal?: AbortSignal): Promise<RenewResponse>;
   reload(material: TlsMaterial): void;
@@ -97,8 +100,20 @@ export function createControllerClient(controller: string, material: TlsMaterial
     );
   }
 
+  /** Round trip of the last heartbeat that was answered, in ms (monotonic clock). */
+  let lastRoundTripMs: number | undefined;
+
   return {
-    heartbeat: (body, signal) => post('/v1/heartbeat', body, HeartbeatResponse, signal),
+    async heartbeat(body, signal) {
+      const startedMs = performance.now();
+      const clock: AgentClock = {
+        sentAt: new Date().toISOString(),
+        ...(lastRoundTripMs !== undefined ? { lastRoundTripMs } : {}),
+      };
+      const res = await post('/v1/heartbeat', { ...body, clock }, HeartbeatResponse, signal);
+      lastRoundTripMs = Math.min(MAX_ROUND_TRIP_MS, Math.round(performance.now() - startedMs));
+      return res;
+    },
     renew: (body, signal) => post('/v1/renew', body, RenewResponse, signal),
     reload(m) {
       const old = dispatcher;

@@ -25,6 +25,16 @@ export interface HeartbeatLoopOptions {
   collect(): Promise<Omit<HeartbeatRequest, 'events'>>;
   /** Runs after each successful heartbeat (certificate renewal). */
   afterBeat(signal: AbortSignal): Promise<void>;
+  /**
+   * The agent certificate, so that while it has expired every failed heartbeat (one per
+   * backoff) says so, with when and how to enroll again, instead of only "other side closed".
+   */
+  readonly certificate?: {
+    notAfter(): Date | undefined;
+    now(): number;
+    /** What the operator does to enroll this worker again. */
+    readonly reEnroll: string;
+  };
 }
 
 /** Floor of a backoff sleep, in ms, so an unlucky jitter of 0 never spins. */
@@ -59,8 +69,22 @@ export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSig
       if (signal.aborted) return;
       failures++;
       delay = Math.max(MIN_BACKOFF_MS, backoffDelayMs(failures, t.backoffBaseMs, t.backoffCapMs, o.random));
-      const level = failures === 1 || failures % 10 === 0 ? 'warn' : 'debug';
-      o.log[level]({ err, failures, delayMs: delay }, 'heartbeat failed');
+      const notAfter = o.certificate?.notAfter();
+      if (o.certificate && notAfter && notAfter.getTime() <= o.certificate.now()) {
+        o.log.error(
+          {
+            err,
+            failures,
+            delayMs: delay,
+            expiredAt: notAfter.toISOString(),
+            reEnroll: o.certificate.reEnroll,
+          },
+          'heartbeat failed: the agent certificate has expired and the controller refuses it; enroll this worker again',
+        );
+      } else {
+        const level = failures === 1 || failures % 10 === 0 ? 'warn' : 'debug';
+        o.log[level]({ err, failures, delayMs: delay }, 'heartbeat failed');
+      }
     }
     try {
       await sleep(delay, undefined, { signal });

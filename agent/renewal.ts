@@ -19,7 +19,9 @@ export interface RenewalOptions {
  * and the updater's (serverAuth-only, so it cannot call the controller itself). Each gets a
  * fresh key made here (it never leaves the worker) and a CSR sent over the agent's current
  * mTLS identity; the answer is checked against our CA, role and host id, then installed
- * crash-safely in the bundle. Resolves with the roles renewed.
+ * crash-safely in the bundle. Resolves with the roles renewed. Safe to call again after a
+ * failure at any point (a lost answer included): the controller keeps the held certificate
+ * pinned and answers the next request with a new successor.
  */
 export async function renewIfDue(o: RenewalOptions, signal?: AbortSignal): Promise<string[]> {
   const renewed: string[] = [];
@@ -28,7 +30,9 @@ export async function renewIfDue(o: RenewalOptions, signal?: AbortSignal): Promi
     if (!notAfter || notAfter.getTime() - o.now() > o.renewBeforeMs) continue;
     o.log.info({ role, notAfter: notAfter.toISOString() }, 'renewing certificate');
     const { csrPem, keyPem } = await createCsr(o.identity.manifest.hostName);
-    const res = await o.client().renew({ role, csrPem }, signal);
+    // Naming the certificate held keeps it pinned if this answer is lost and we ask again.
+    const replaces = o.identity.fingerprint(role);
+    const res = await o.client().renew({ role, csrPem, ...(replaces ? { replaces } : {}) }, signal);
     await o.identity.replace(role, res.certPem, keyPem);
     o.log.info({ role, fingerprint: res.fingerprint, notAfter: res.notAfter }, 'certificate renewed');
     renewed.push(role);

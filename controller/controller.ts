@@ -17,6 +17,7 @@ import { createDeployer, type Deployer } from './deploy/deployer.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ControllerDatabase } from './db/schema.js';
 import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
+import { createClockOffsets } from './fleet/clock-offsets.js';
 import { createEnrollment } from './fleet/enrollment.js';
 import { createHeartbeatWriter, type HeartbeatWriter } from './fleet/heartbeat-writer.js';
 import { createRenewal } from './fleet/renewal.js';
@@ -26,6 +27,7 @@ import type { AdminContext } from './http/admin-context.js';
 import { createHttpApp, createHttpsApp, type HttpApp, type HttpsApp } from './http/fastify-base.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
+import { trackWorkerRefusals } from './http/tls-refusals.js';
 import { workerAuthHook } from './http/worker-auth.js';
 import { createPinKeeper, type PinKeeper } from './pins/pin-keeper.js';
 import { createPinRegistry, type PinRegistry } from './pins/pin-registry.js';
@@ -133,6 +135,9 @@ export async function createController(options: ControllerOptions): Promise<Cont
   });
   const workerClient = createWorkerClient(identity.client);
   const metrics = createMetrics();
+  const clocks = createClockOffsets(log.child({ component: 'clocks' }));
+  pins.onRevoked((hostId) => clocks.forget(hostId));
+  const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: (hostId: string) => clocks.get(hostId) });
   const deployer = createDeployer({
     db,
     client: workerClient,
@@ -193,7 +198,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     sockets,
     metrics,
     caFingerprint: identity.ca.fingerprint,
-    live: () => ({ nowMs: clock.now(), intervalMs }),
+    live,
     joinAddress: () => endpoints?.join ?? '127.0.0.1:0',
     decommissionWaitMs: options.decommissionWaitMs ?? DEFAULT_SELF_DESTRUCT_WAIT_MS,
   };
@@ -237,8 +242,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
       },
     });
     worker.server.on('secureConnection', (socket: TLSSocket) => sockets.track(socket));
-    worker.addHook('onRequest', workerAuthHook(pins));
-    void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs });
+    const expired = trackWorkerRefusals({
+      server: worker.server,
+      pins,
+      metrics,
+      log: log.child({ component: 'worker-tls' }),
+    });
+    worker.addHook('onRequest', workerAuthHook(pins, expired));
+    void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
 
     const join = createHttpsApp({

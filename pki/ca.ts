@@ -17,6 +17,7 @@ import {
 } from './keys.js';
 import {
   escapeDnValue,
+  NOT_BEFORE_SKEW_MS,
   randomSerial,
   signLeaf,
   type IssuedCertificate,
@@ -66,7 +67,7 @@ export async function createCa(options: CaOptions = {}): Promise<CertificateAuth
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
     name: `CN=${escapeDnValue(options.commonName ?? 'Corral CA')}, O=Corral`,
-    notBefore: new Date(now - 5 * 60 * 1000),
+    notBefore: new Date(now - NOT_BEFORE_SKEW_MS),
     notAfter: new Date(now + CA_VALIDITY_DAYS * 86_400_000),
     keys,
     signingAlgorithm: signingAlgorithmFor(keys.privateKey),

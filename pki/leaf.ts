@@ -8,8 +8,13 @@ import { HOST_ID_RE, HOST_URI_PREFIX, ROLE_EKUS, ROLE_URI_PREFIX, WORKER_ROLES, 
 
 /** Default leaf validity, in days. Workers renew well before this runs out. */
 export const DEFAULT_LEAF_VALIDITY_DAYS = 90;
-/** Backdating of notBefore, to tolerate small clock skew between hosts. */
-export const NOT_BEFORE_SKEW_MS = 5 * 60 * 1000;
+/**
+ * How far notBefore is backdated, in ms: a host whose clock is up to this far behind the
+ * issuer's still accepts the certificate (and the CA). A day, so that a worker a few minutes
+ * or an hour off never fails with "certificate is not yet valid"; pins, not validity windows,
+ * decide who is trusted, so an earlier notBefore gives nothing away.
+ */
+export const NOT_BEFORE_SKEW_MS = 24 * 60 * 60 * 1000;
 
 /** The signing half of a CA, as leaf issuance needs it. */
 export interface Issuer {
@@ -111,6 +116,7 @@ export async function signLeaf(
   return {
     certPem: pemText(cert.toString('pem')),
     fingerprint: fingerprintDer(new Uint8Array(cert.rawData)),
-    notAfter,
+    // As encoded (whole seconds), so a pin expires exactly when its certificate does.
+    notAfter: cert.notAfter,
   };
 }

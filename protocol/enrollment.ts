@@ -124,6 +124,12 @@ export const RenewRequest = Type.Object(
   {
     role: Type.Union([Type.Literal('agent'), Type.Literal('updater')]),
     csrPem: Pem,
+    /**
+     * The certificate the worker holds now for this role (the one to keep pinned until the
+     * new one is used). Only read for the updater's role: for the agent's, the controller
+     * takes the certificate of the connection.
+     */
+    replaces: Type.Optional(Fingerprint),
   },
   { additionalProperties: false },
 );

@@ -70,6 +70,20 @@ export const LifecycleEvent = Type.Object(
 );
 export type LifecycleEvent = Static<typeof LifecycleEvent>;
 
+/**
+ * The agent's clock when it sent a heartbeat, so the controller can estimate the offset
+ * between the two (agent − controller), correcting for half the previous round trip.
+ */
+export const AgentClock = Type.Object(
+  {
+    sentAt: Timestamp,
+    /** The previous heartbeat's round trip as the agent measured it, in ms. */
+    lastRoundTripMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+export type AgentClock = Static<typeof AgentClock>;
+
 export const MAX_HEARTBEAT_SERVICES = 1000;
 export const MAX_HEARTBEAT_EVENTS = 200;
 
@@ -82,6 +96,7 @@ export const HeartbeatRequest = Type.Object(
     metrics: HostMetrics,
     services: Type.Array(ServiceStatus, { maxItems: MAX_HEARTBEAT_SERVICES }),
     events: Type.Array(LifecycleEvent, { maxItems: MAX_HEARTBEAT_EVENTS }),
+    clock: Type.Optional(AgentClock),
   },
   { additionalProperties: false },
 );

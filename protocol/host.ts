@@ -6,6 +6,27 @@ export const HOST_STATUSES = ['pending', 'online', 'stale', 'offline', 'decommis
 export type HostStatus = (typeof HOST_STATUSES)[number];
 export const HostStatus = Type.Union(HOST_STATUSES.map((s) => Type.Literal(s)));
 
+/**
+ * A host's clock offset beyond which it is shown with a warning, in ms. A minute: far more
+ * than the error of the estimate (half a round trip, seconds at worst), far less than the
+ * day of backdating that keeps certificates valid on a slow clock; a worker past it has a
+ * broken time sync, which makes its log and event times misleading.
+ */
+export const CLOCK_OFFSET_WARN_MS = 60_000;
+
+/** The last estimate of a host's clock offset (agent clock − controller clock). */
+export const HostClock = Type.Object(
+  {
+    offsetMs: Type.Integer(),
+    measuredAt: Timestamp,
+    /** True when |offsetMs| exceeds `warnAfterMs`. */
+    warning: Type.Boolean(),
+    warnAfterMs: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type HostClock = Static<typeof HostClock>;
+
 /** A host as the admin API shows it. Also the allow-list of what leaves the controller. */
 export const HostView = Type.Object(
   {
@@ -24,6 +45,8 @@ export const HostView = Type.Object(
     updaterFingerprint: Type.Union([Fingerprint, Type.Null()]),
     metrics: Type.Union([HostMetrics, Type.Null()]),
     decommissionedAt: Type.Union([Timestamp, Type.Null()]),
+    /** Null until a heartbeat since the controller started carried the agent's clock. */
+    clock: Type.Optional(Type.Union([HostClock, Type.Null()])),
   },
   { additionalProperties: false },
 );

@@ -6,7 +6,7 @@ import type {
   HostDetail,
   HostListResponse,
 } from '../../protocol/admin-hosts.js';
-import { HOST_STATUSES, type HostView } from '../../protocol/host.js';
+import { HOST_STATUSES, type HostClock, type HostView } from '../../protocol/host.js';
 import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
@@ -33,6 +33,37 @@ function hostRows(hosts: readonly HostView[]) {
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 
+/** `+50m 3s`, `-10m 0s`, `+850ms`: the sign says which way the agent's clock is off. */
+export function offsetText(ms: number): string {
+  const sign = ms < 0 ? '-' : '+';
+  const abs = Math.abs(ms);
+  if (abs < 1000) return `${sign}${abs}ms`;
+  const s = Math.round(abs / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = s % 60;
+  return `${sign}${h > 0 ? `${h}h ` : ''}${h > 0 || m > 0 ? `${m}m ` : ''}${rest}s`;
+}
+
+function clockText(clock: HostClock | null | undefined): string | null {
+  if (!clock) return null;
+  const way = clock.offsetMs < 0 ? 'behind' : 'ahead of';
+  const text = `${offsetText(clock.offsetMs)} (agent ${way} the controller, measured ${clock.measuredAt})`;
+  return clock.warning ? `${text}  WARNING: more than ${offsetText(clock.warnAfterMs).slice(1)} off` : text;
+}
+
+/** One line per host whose clock is past the bound, for stderr under a table. */
+function clockWarnings(hosts: readonly HostView[]): string {
+  return hosts
+    .filter((h) => h.clock?.warning)
+    .map(
+      (h) =>
+        `warning: ${h.name}: clock ${offsetText(h.clock?.offsetMs ?? 0)} off the controller's ` +
+        `(bound ${offsetText(h.clock?.warnAfterMs ?? 0).slice(1)}); fix its time sync\n`,
+    )
+    .join('');
+}
+
 /** `corral controller hosts`, `host`, `decommission`, `check`. */
 export function registerControllerHostCommands(controller: Command, io: Output): void {
   addAdminTargetOptions(
@@ -56,6 +87,7 @@ export function registerControllerHostCommands(controller: Command, io: Output):
             hostRows(hosts),
           ),
     );
+    if (!opts.json) io.err(clockWarnings(hosts));
   });
 
   addAdminTargetOptions(
@@ -87,6 +119,7 @@ export function registerControllerHostCommands(controller: Command, io: Output):
         ['last seen', h.lastSeen],
         ['agent version', h.agentVersion],
         ['generation', h.generation],
+        ['clock offset', clockText(h.clock)],
         ['agent fingerprint', h.agentFingerprint],
         ['updater fingerprint', h.updaterFingerprint],
         ['load', m ? `${m.load1} ${m.load5} ${m.load15}` : null],
@@ -95,6 +128,7 @@ export function registerControllerHostCommands(controller: Command, io: Output):
         ['decommissioned', h.decommissionedAt],
       ]),
     );
+    if (!opts.json) io.err(clockWarnings([h]));
     if (detail.services.length > 0) {
       io.out('\n');
       io.out(

@@ -1,7 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { HostDetail, PinView } from '../../protocol/admin-hosts.js';
 import type { HostMetrics, ServiceState } from '../../protocol/heartbeat.js';
-import type { HostView } from '../../protocol/host.js';
+import type { HostClock, HostView } from '../../protocol/host.js';
 import type { ControllerDatabase, HostsTable, PinsTable } from '../db/schema.js';
 import { deriveHostStatus } from './host-status.js';
 
@@ -14,6 +14,8 @@ const RECENT_EVENTS = 20;
 export interface Liveness {
   readonly nowMs: number;
   readonly intervalMs: number;
+  /** The last clock offset estimate of a host; when given, views carry `clock`. */
+  readonly clockOf?: (hostId: string) => HostClock | undefined;
 }
 
 /** The active pin of a role: the newest one that a renewal has not superseded. */
@@ -45,6 +47,7 @@ export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness
     updaterFingerprint: decommissioned ? null : currentPin(pins, 'updater'),
     metrics: row.metrics === null ? null : (JSON.parse(row.metrics) as HostMetrics),
     decommissionedAt: row.decommissioned_at,
+    ...(live.clockOf ? { clock: decommissioned ? null : (live.clockOf(row.id) ?? null) } : {}),
   };
 }
 

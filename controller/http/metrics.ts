@@ -8,6 +8,7 @@ const MAX_LATENCY_SERIES = 256;
 export const HEARTBEAT_REJECT_REASONS = [
   'no-certificate',
   'unknown-certificate',
+  'expired-certificate',
   'wrong-role',
   'host-mismatch',
   'validation',
@@ -16,6 +17,12 @@ export const HEARTBEAT_REJECT_REASONS = [
   'other',
 ] as const;
 export type HeartbeatRejectReason = (typeof HEARTBEAT_REJECT_REASONS)[number];
+
+/** Why the worker listener's TLS refused a connection (Node's own verification decides). */
+export const TLS_REFUSAL_REASONS = ['expired', 'not-yet-valid', 'untrusted', 'handshake'] as const;
+export type TlsRefusalReason = (typeof TLS_REFUSAL_REASONS)[number];
+/** Hosts counted by name at most in the expired-certificate series (bounded like any buffer). */
+const MAX_EXPIRED_HOST_SERIES = 10_000;
 
 interface Histogram {
   readonly labels: string;
@@ -27,6 +34,10 @@ interface Histogram {
 export interface ControllerMetrics {
   heartbeatAccepted(): void;
   heartbeatRejected(reason: HeartbeatRejectReason): void;
+  /** A worker connection or request was refused because its pinned certificate had expired. */
+  certificateExpired(hostName: string): void;
+  /** The worker listener's TLS refused a connection before any request. */
+  workerTlsRefused(reason: TlsRefusalReason): void;
   observeRequest(listener: string, route: string, statusCode: number, seconds: number): void;
   /** Prometheus text exposition; the caller supplies the current host counts. */
   render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
@@ -40,6 +51,8 @@ export function createMetrics(): ControllerMetrics {
   const rejected = new Map<HeartbeatRejectReason, number>(HEARTBEAT_REJECT_REASONS.map((r) => [r, 0]));
   const latency = new Map<string, Histogram>();
   let droppedSeries = 0;
+  const expiredByHost = new Map<string, number>();
+  const tlsRefused = new Map<TlsRefusalReason, number>(TLS_REFUSAL_REASONS.map((r) => [r, 0]));
 
   return {
     heartbeatAccepted() {
@@ -47,6 +60,17 @@ export function createMetrics(): ControllerMetrics {
     },
     heartbeatRejected(reason) {
       rejected.set(reason, (rejected.get(reason) ?? 0) + 1);
+    },
+    certificateExpired(hostName) {
+      const n = expiredByHost.get(hostName);
+      if (n === undefined && expiredByHost.size >= MAX_EXPIRED_HOST_SERIES) {
+        droppedSeries++;
+        return;
+      }
+      expiredByHost.set(hostName, (n ?? 0) + 1);
+    },
+    workerTlsRefused(reason) {
+      tlsRefused.set(reason, (tlsRefused.get(reason) ?? 0) + 1);
     },
     observeRequest(listener, route, statusCode, seconds) {
       const cacheKey = `${listener} ${route} ${Math.floor(statusCode / 100)}`;
@@ -81,6 +105,14 @@ export function createMetrics(): ControllerMetrics {
         '# HELP corral_heartbeats_rejected_total Heartbeats refused, by reason.',
         '# TYPE corral_heartbeats_rejected_total counter',
         ...[...rejected].map(([r, n]) => `corral_heartbeats_rejected_total{reason="${r}"} ${n}`),
+        '# HELP corral_worker_certificates_expired_total Worker connections and requests refused because the pinned certificate had expired, by host.',
+        '# TYPE corral_worker_certificates_expired_total counter',
+        ...[...expiredByHost].map(
+          ([host, n]) => `corral_worker_certificates_expired_total{host="${escapeLabel(host)}"} ${n}`,
+        ),
+        '# HELP corral_worker_tls_refused_total Worker API connections refused by TLS, by reason.',
+        '# TYPE corral_worker_tls_refused_total counter',
+        ...[...tlsRefused].map(([r, n]) => `corral_worker_tls_refused_total{reason="${r}"} ${n}`),
         '# HELP corral_http_request_duration_seconds Request latency by listener, route and status class.',
         '# TYPE corral_http_request_duration_seconds histogram',
       ];
@@ -94,7 +126,7 @@ export function createMetrics(): ControllerMetrics {
         out.push(`corral_http_request_duration_seconds_count{${labels}} ${h.count}`);
       }
       out.push(
-        '# HELP corral_metrics_series_dropped_total Latency series not kept (cardinality cap).',
+        '# HELP corral_metrics_series_dropped_total Series not kept (cardinality cap): latency, expired certificates by host.',
         '# TYPE corral_metrics_series_dropped_total counter',
         `corral_metrics_series_dropped_total ${droppedSeries}`,
         ...extra,

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { peerOfRequest } from '../../pki/index.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
-import type { PinMatch, PinRegistry } from '../pins/pin-registry.js';
+import type { Pin, PinMatch, PinRegistry } from '../pins/pin-registry.js';
 import type { HeartbeatRejectReason } from './metrics.js';
 
 /** An authenticated worker: its pinned certificate, checked on the connection of this request. */
@@ -22,14 +22,20 @@ export function workerRefused(request: FastifyRequest, reason: HeartbeatRejectRe
 
 /**
  * onRequest hook for the worker API: the peer must present a certificate whose fingerprint
- * is pinned, active and of the agent role. Runs before the body is read.
+ * is pinned, active and of the agent role. Runs before the body is read. A pinned certificate
+ * that has expired (one TLS let through on a resumed session) is refused like an unknown one,
+ * and `onExpired` hears whose it was.
  */
-export function workerAuthHook(pins: PinRegistry) {
+export function workerAuthHook(pins: PinRegistry, onExpired?: (pin: Pin) => void) {
   return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
     const identity = peerOfRequest(request.raw);
     if (!identity) return done(workerRefused(request, 'no-certificate'));
     const pin = pins.lookup(identity.fingerprint);
-    if (!pin) return done(workerRefused(request, 'unknown-certificate'));
+    if (!pin) {
+      const expired = pins.lookupExpired(identity.fingerprint);
+      if (expired) onExpired?.(expired);
+      return done(workerRefused(request, expired ? 'expired-certificate' : 'unknown-certificate'));
+    }
     if (pin.role !== 'agent') return done(workerRefused(request, 'wrong-role'));
     peers.set(request, pin);
     done();

@@ -52,4 +52,21 @@ describe('pin registry', () => {
     expect(pins.lookup('d')).toBeUndefined();
     expect(pins.size).toBe(1);
   });
+
+  it('ignores pins added for a host after it was revoked, and tells expired pins apart', () => {
+    let now = 1_000;
+    const pins = createPinRegistry({ now: () => now }, [pin('a', 'h1'), pin('b', 'h2')]);
+    pins.revokeHost('h1');
+    // A renewal that committed before the decommission but reached the registry after it.
+    pins.add([pin('late', 'h1'), pin('c', 'h2')]);
+    expect(pins.lookup('late')).toBeUndefined();
+    expect(pins.fingerprintsFor('h1', 'agent')).toEqual([]);
+    expect(pins.lookup('c')).toMatchObject({ hostId: 'h2' });
+
+    expect(pins.lookupExpired('b')).toBeUndefined();
+    now = 2_000;
+    expect(pins.lookup('b')).toBeUndefined();
+    expect(pins.lookupExpired('b')).toMatchObject({ hostId: 'h2', hostName: 'h2-name', notAfterMs: 2_000 });
+    expect(pins.lookupExpired('unknown')).toBeUndefined();
+  });
 });

@@ -38,6 +38,11 @@ export interface PinRevocation {
 export interface PinRegistry {
   /** The host and role pinned to this certificate fingerprint, if active and unexpired. */
   lookup(fingerprint: string): PinMatch | undefined;
+  /**
+   * The host and role of a pinned certificate that has expired (active otherwise), so a
+   * refusal can be told apart from an unknown certificate and counted under its host.
+   */
+  lookupExpired(fingerprint: string): Pin | undefined;
   /** Active fingerprints for a host's role, newest first (for calls to that host). */
   fingerprintsFor(hostId: string, role: PinRole): string[];
   /** Whether any pin of the host is superseded (cheap: checked on every heartbeat). */
@@ -58,7 +63,11 @@ export interface MutablePinRegistry extends PinRegistry {
   supersede(fingerprints: readonly string[]): void;
   /** Drops single fingerprints (a renewed certificate's predecessor). */
   retire(fingerprints: readonly string[]): void;
-  /** Drops every pin of a host and tells subscribers. */
+  /**
+   * Drops every pin of a host and tells subscribers. The host stays revoked: pins added for
+   * it later (a renewal that committed before the decommission but got here after it) are
+   * ignored. Host ids are never reused.
+   */
   revokeHost(hostId: string): void;
 }
 
@@ -66,6 +75,7 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
   const byFingerprint = new Map<string, Pin>();
   const byHost = new Map<string, Set<string>>();
   const listeners = new Set<(r: PinRevocation) => void>();
+  const revokedHosts = new Set<string>();
   /** Superseded pins per host, kept so the heartbeat path can skip the search. */
   const supersededCount = new Map<string, number>();
   const countSuperseded = (hostId: string, delta: number): void => {
@@ -109,6 +119,10 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
       const pin = byFingerprint.get(fingerprint);
       return pin && pin.notAfterMs > clock.now() ? pin : undefined;
     },
+    lookupExpired(fingerprint) {
+      const pin = byFingerprint.get(fingerprint);
+      return pin && pin.notAfterMs <= clock.now() ? pin : undefined;
+    },
     fingerprintsFor(hostId, role) {
       return ofHost(hostId, role).map((p) => p.fingerprint);
     },
@@ -135,7 +149,7 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
       return byFingerprint.size;
     },
     add(pins) {
-      for (const pin of pins) put(pin);
+      for (const pin of pins) if (!revokedHosts.has(pin.hostId)) put(pin);
     },
     supersede(fingerprints) {
       for (const fp of fingerprints) {
@@ -152,6 +166,7 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
       for (const [hostId, fps] of byHostId) notify({ hostId, fingerprints: fps, wholeHost: false });
     },
     revokeHost(hostId) {
+      revokedHosts.add(hostId);
       const fps = [...(byHost.get(hostId) ?? [])];
       for (const fp of fps) drop(fp);
       notify({ hostId, fingerprints: fps, wholeHost: true });

@@ -2,6 +2,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { HeartbeatRequest, HeartbeatResponse } from '../../protocol/heartbeat.js';
 import { isoAt, type Clock } from '../clock.js';
+import type { ClockOffsets } from '../fleet/clock-offsets.js';
 import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
 import type { ControllerMetrics, HeartbeatRejectReason } from '../http/metrics.js';
 import { refusalReason, workerPeer, workerRefused } from '../http/worker-auth.js';
@@ -13,6 +14,7 @@ export interface HeartbeatRouteOptions {
   readonly metrics: ControllerMetrics;
   readonly clock: Clock;
   readonly intervalMs: number;
+  readonly clocks?: ClockOffsets;
 }
 
 function reasonFor(statusCode: number): HeartbeatRejectReason {
@@ -49,6 +51,7 @@ export const heartbeatRoute: FastifyPluginAsyncTypebox<HeartbeatRouteOptions, Ht
       const peer = workerPeer(request);
       if (request.body.hostId !== peer.hostId) throw workerRefused(request, 'host-mismatch');
       opts.keeper.seen(peer.fingerprint);
+      opts.clocks?.record(peer, request.body.clock, nowMs);
       const ackedEventIds = await opts.writer.submit(peer.hostId, request.body);
       return { ackedEventIds, intervalMs: opts.intervalMs, serverTime: serverTime.iso };
     },

@@ -29,6 +29,8 @@ import { createControllerClient } from './controller-client.js';
 /** Where `agent join` writes the worker's bundle, under the agent state dir. */
 export const BUNDLE_DIR = 'bundle';
 export const JOIN_TIMEOUT_MS = 30_000;
+/** How long the controller gets to acknowledge a written bundle before the join gives up asking, in ms. */
+const CONFIRM_TIMEOUT_MS = 10_000;
 const MAX_JOIN_RESPONSE_BYTES = 256 * 1024;
 
 export const JoinErrorCode = {
@@ -205,7 +207,11 @@ export async function joinFleet(options: JoinOptions): Promise<JoinResult> {
     },
   });
   const loaded = await loadBundle(bundleDir);
-  return { bundleDir, manifest: loaded.manifest, confirmed: await confirmWritten(loaded, timeoutMs) };
+  return {
+    bundleDir,
+    manifest: loaded.manifest,
+    confirmed: await confirmWritten(loaded, Math.min(timeoutMs, CONFIRM_TIMEOUT_MS)),
+  };
 }
 
 /**

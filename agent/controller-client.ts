@@ -2,7 +2,12 @@ import { Agent, request } from 'undici';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
 import { HEADER_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../protocol/constants.js';
-import { RenewResponse, type RenewRequest } from '../protocol/enrollment.js';
+import {
+  BundleWrittenResponse,
+  RenewResponse,
+  type BundleWrittenRequest,
+  type RenewRequest,
+} from '../protocol/enrollment.js';
 import { ErrorEnvelope } from '../protocol/errors.js';
 import { HeartbeatResponse, type AgentClock, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { parseJsonWith } from '../protocol/validate.js';
@@ -36,6 +41,8 @@ export interface ControllerClient {
   /** Posts a heartbeat stamped with this host's clock (`clock`), so the controller can tell the offset. */
   heartbeat(body: HeartbeatRequest, signal?: AbortSignal): Promise<HeartbeatResponse>;
   renew(body: RenewRequest, signal?: AbortSignal): Promise<RenewResponse>;
+  /** Tells the controller a freshly joined worker's bundle is on disk. */
+  bundleWritten(body: BundleWrittenRequest, signal?: AbortSignal): Promise<BundleWrittenResponse>;
   reload(material: TlsMaterial): void;
   close(): Promise<void>;
 }
@@ -115,6 +122,7 @@ export function createControllerClient(controller: string, material: TlsMaterial
       return res;
     },
     renew: (body, signal) => post('/v1/renew', body, RenewResponse, signal),
+    bundleWritten: (body, signal) => post('/v1/bundle-written', body, BundleWrittenResponse, signal),
     reload(m) {
       const old = dispatcher;
       dispatcher = makeDispatcher(m);

@@ -24,10 +24,13 @@ import { JoinResponse, type JoinRequest } from '../protocol/enrollment.js';
 import { ErrorEnvelope } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';
 import { Value } from '@sinclair/typebox/value';
+import { createControllerClient } from './controller-client.js';
 
 /** Where `agent join` writes the worker's bundle, under the agent state dir. */
 export const BUNDLE_DIR = 'bundle';
 export const JOIN_TIMEOUT_MS = 30_000;
+/** How long the controller gets to acknowledge a written bundle before the join gives up asking, in ms. */
+const CONFIRM_TIMEOUT_MS = 10_000;
 const MAX_JOIN_RESPONSE_BYTES = 256 * 1024;
 
 export const JoinErrorCode = {
@@ -68,6 +71,12 @@ export interface JoinOptions {
 export interface JoinResult {
   readonly bundleDir: string;
   readonly manifest: BundleManifest;
+  /**
+   * Whether the controller recorded that the bundle is written. Until it has (or until the
+   * agent's first heartbeat), `controller enroll --replace` may take the host's name over.
+   */
+  readonly confirmed:
+    { readonly ok: true; readonly at: string } | { readonly ok: false; readonly reason: string };
 }
 
 /** The local address a connection to the controller leaves from: reachable from it, most likely. */
@@ -198,5 +207,37 @@ export async function joinFleet(options: JoinOptions): Promise<JoinResult> {
     },
   });
   const loaded = await loadBundle(bundleDir);
-  return { bundleDir, manifest: loaded.manifest };
+  return {
+    bundleDir,
+    manifest: loaded.manifest,
+    confirmed: await confirmWritten(loaded, Math.min(timeoutMs, CONFIRM_TIMEOUT_MS)),
+  };
+}
+
+/**
+ * Tells the controller the bundle is on disk, over its worker API with the agent identity just
+ * loaded back from disk. Best effort: a join whose confirmation is lost still succeeded.
+ */
+async function confirmWritten(
+  bundle: Awaited<ReturnType<typeof loadBundle>>,
+  timeoutMs: number,
+): Promise<JoinResult['confirmed']> {
+  const agent = bundle.identities.agent;
+  if (!agent) return { ok: false, reason: 'the bundle holds no agent identity' };
+  const client = createControllerClient(bundle.manifest.controller, {
+    caPem: bundle.caPem,
+    certPem: agent.certPem,
+    keyPem: agent.keyPem,
+  });
+  try {
+    const res = await client.bundleWritten(
+      { hostId: bundle.manifest.hostId },
+      AbortSignal.timeout(timeoutMs),
+    );
+    return { ok: true, at: res.bundleWrittenAt };
+  } catch (e: unknown) {
+    return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+  } finally {
+    await client.close();
+  }
 }

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { createProcessRuntime } from './process-runtime.js';
 import { isSameProcess, signalProcess } from './proc.js';
 import { formatSyslogLine } from './rfc5424.js';
-import { checkDeletable, isWithin, type ReaperPlan } from './self-destruct-plan.js';
+import { checkDeletable, checkDirectoryOnDisk, isWithin, type ReaperPlan } from './self-destruct-plan.js';
 
 const execFileAsync = promisify(execFile);
 const AGENT_STOP_GRACE_MS = 10_000;
@@ -42,10 +42,13 @@ async function stopAgent(agent: NonNullable<ReaperPlan['agent']>): Promise<boole
 }
 
 /**
- * Deletes `dir` except the kept directories (and the path down to them). Symbolic links are
- * removed, never followed; nothing outside `dir` is touched.
+ * Deletes `dir` except the kept directories (and the path down to them). `dir` itself must
+ * still be a directory (lstat, as at plan time): a symbolic link put there since is refused
+ * and nothing is deleted. Links inside are removed, never followed; nothing outside `dir` is
+ * touched.
  */
 async function deleteExcept(dir: string, keep: readonly string[], report: ReaperReport): Promise<void> {
+  if ((await checkDirectoryOnDisk(dir)) === 'missing') return;
   let real: string;
   try {
     real = await realpath(dir);

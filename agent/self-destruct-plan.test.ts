@@ -1,6 +1,8 @@
-import { homedir } from 'node:os';
-import { describe, expect, it } from 'vitest';
-import { checkDeletable, isWithin } from './self-destruct-plan.js';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkDeletable, checkDirectoryOnDisk, isWithin } from './self-destruct-plan.js';
 
 describe('what the reaper may delete', () => {
   it.each(['/var/lib/corral', '/opt/corral', '/tmp/corral-x/state', '/srv/corral/releases'])(
@@ -31,5 +33,35 @@ describe('what the reaper may delete', () => {
     expect(isWithin('/a/b', '/a/b')).toBe(true);
     expect(isWithin('/a/bc', '/a/b')).toBe(false);
     expect(isWithin('/a', '/a/b')).toBe(false);
+  });
+});
+
+describe('what is on disk where the reaper would delete', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'corral-sdp-'));
+    await mkdir(join(root, 'real'));
+    await writeFile(join(root, 'file'), 'x');
+    await symlink(join(root, 'real'), join(root, 'link'));
+    await symlink(join(root, 'nowhere'), join(root, 'dangling'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('accepts a directory and a missing path', async () => {
+    expect(await checkDirectoryOnDisk(join(root, 'real'))).toBe('directory');
+    expect(await checkDirectoryOnDisk(join(root, 'missing'))).toBe('missing');
+  });
+
+  it('refuses a symbolic link to a directory, a dangling link and a plain file', async () => {
+    await expect(checkDirectoryOnDisk(join(root, 'link'))).rejects.toMatchObject({
+      code: 'CORRAL_ERR_VALIDATION',
+      message: expect.stringContaining('is a symbolic link') as unknown,
+    });
+    await expect(checkDirectoryOnDisk(join(root, 'dangling'))).rejects.toMatchObject({
+      code: 'CORRAL_ERR_VALIDATION',
+    });
+    await expect(checkDirectoryOnDisk(join(root, 'file'))).rejects.toThrow(/not a directory/);
   });
 });

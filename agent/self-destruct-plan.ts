@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, normalize, relative, sep } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
@@ -101,6 +102,42 @@ export function checkDeletable(dir: string): string {
     throw new CorralError(ErrorCode.VALIDATION, `refusing to delete ${path}: too close to the root`);
   }
   return path;
+}
+
+/**
+ * Checks what is on disk at `dir` without following it (lstat): a directory, or nothing yet.
+ * A symbolic link is refused, since deleting "it" would delete whatever it points to; so is
+ * any other kind of file. Done when the plan is made and again by the reaper right before it
+ * deletes, so a directory swapped for a link in between is refused too.
+ * Throws CORRAL_ERR_VALIDATION.
+ */
+export async function checkDirectoryOnDisk(dir: string): Promise<'directory' | 'missing'> {
+  let st;
+  try {
+    st = await lstat(dir);
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw e;
+  }
+  if (st.isSymbolicLink()) {
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `refusing to delete ${dir}: it is a symbolic link; name the directory itself`,
+    );
+  }
+  if (!st.isDirectory()) {
+    throw new CorralError(ErrorCode.VALIDATION, `refusing to delete ${dir}: it is not a directory`);
+  }
+  return 'directory';
+}
+
+/** `buildReaperPlan`, then every directory it would delete checked on disk (`checkDirectoryOnDisk`). */
+export async function buildCheckedReaperPlan(
+  ...args: Parameters<typeof buildReaperPlan>
+): Promise<ReaperPlan> {
+  const plan = buildReaperPlan(...args);
+  for (const dir of plan.deleteDirs) await checkDirectoryOnDisk(dir);
+  return plan;
 }
 
 export interface SelfDestructConfig {

@@ -10,7 +10,7 @@ import { Type } from '@sinclair/typebox';
 import { writeJsonAtomic } from './json-file.js';
 import { isSameProcess, type ProcessIdentity } from './proc.js';
 import { launchReaper, type SystemdMode } from './reaper-launch.js';
-import { buildReaperPlan, type ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
+import { buildCheckedReaperPlan, type ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
 import type { ServiceDirs } from './service-record.js';
 
 /** Gives the agent's reply time to leave before the reaper stops the agent, in ms. */
@@ -46,7 +46,7 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
       if (!command || command.length === 0) {
         throw new CorralError(ErrorCode.UNAVAILABLE, 'this agent has no reaper configured');
       }
-      const plan = buildReaperPlan(
+      const plan = await buildCheckedReaperPlan(
         deps.config,
         deps.hostname,
         { ...deps.agent, pgid: deps.agent.pid },
@@ -104,5 +104,5 @@ export async function planFromDisk(
       services.push({ name, process: rec.process, stopGraceMs: rec.spec.stopGraceMs ?? defaultStopGraceMs });
     }
   }
-  return buildReaperPlan(config, '-', agent, services, 0);
+  return buildCheckedReaperPlan(config, '-', agent, services, 0);
 }

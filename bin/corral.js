@@ -1,11 +1,9 @@
 #!/usr/bin/env node
 // The `corral` executable: runs the compiled CLI (built by `npm install` through the prepare script).
-import { main } from '../dist/cli/main.js';
+// runCli ends the process itself, once the output is drained.
+import { runCli } from '../dist/cli/main.js';
 
-main(process.argv).then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`corral: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(1);
-  },
-);
+runCli(process.argv).catch((e) => {
+  process.stderr.write(`corral: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,4 +1,4 @@
-/** Exit codes the CLI uses. Only cli/main.ts turns them into process exits. */
+/** Exit codes the CLI uses. Only cli/main.ts (runCli) turns them into process exits. */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;

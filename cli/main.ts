@@ -4,6 +4,7 @@ import { CommanderError } from 'commander';
 import { CliExit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit.js';
 import { stdio } from './output.js';
 import { buildProgram } from './program.js';
+import { drained, watchStdio } from './stdio-drain.js';
 
 function readVersion(): string {
   const pkgPath = fileURLToPath(new URL('../../package.json', import.meta.url));
@@ -43,4 +44,33 @@ export async function main(argv: readonly string[]): Promise<number> {
     stdio.err(`corral: ${describeError(e)}\n`);
     return EXIT_FAILURE;
   }
+}
+
+/**
+ * Runs the CLI as the process and is the only place that ends it. The command's exit code is
+ * set as `process.exitCode` and the process ends only once stdout and stderr have been handed
+ * to the OS, so piped output is complete however slowly it is read. The exit comes even if
+ * something still holds the event loop (a daemon whose drain was cut short by a second
+ * signal, a phase that timed out); a signal while output is still draining ends it at once.
+ */
+export async function runCli(argv: readonly string[]): Promise<void> {
+  const watch = watchStdio();
+  let code: number;
+  try {
+    code = await main(argv);
+  } catch (e: unknown) {
+    stdio.err(`corral: ${describeError(e)}\n`);
+    code = EXIT_FAILURE;
+  }
+  const failure = watch.failure();
+  if (failure) {
+    stdio.err(`corral: the output was not fully written: ${failure.message}\n`);
+    if (code === EXIT_OK) code = EXIT_FAILURE;
+  }
+  process.exitCode = code;
+  const exit = (): never => process.exit(code);
+  process.once('SIGTERM', exit);
+  process.once('SIGINT', exit);
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  exit();
 }

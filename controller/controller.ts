@@ -19,6 +19,7 @@ import type { ControllerDatabase } from './db/schema.js';
 import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
 import { createClockOffsets } from './fleet/clock-offsets.js';
 import { createEnrollment } from './fleet/enrollment.js';
+import { createJoinPolicy, type JoinPolicyOptions } from './fleet/join-policy.js';
 import { createHeartbeatWriter, type HeartbeatWriter } from './fleet/heartbeat-writer.js';
 import { createRenewal } from './fleet/renewal.js';
 import { createTokenStore } from './fleet/token-store.js';
@@ -42,6 +43,7 @@ import { adminEnrollRoutes } from './routes/admin-enroll.js';
 import { adminHostRoutes } from './routes/admin-hosts.js';
 import { adminSystemRoutes } from './routes/admin-system.js';
 import { joinRoute } from './routes/join.js';
+import { bundleWrittenRoute } from './routes/worker-bundle-written.js';
 import { heartbeatRoute } from './routes/worker-heartbeat.js';
 import { renewRoute } from './routes/worker-renew.js';
 import type { ControllerIdentity } from './state/load-state.js';
@@ -87,6 +89,8 @@ export interface ControllerOptions {
   readonly uploadDir?: string;
   /** Release pushes: hosts updated at once, and how long one host may take (ms). */
   readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number };
+  /** What a joining worker may claim (default: any address). A bad CIDR throws VALIDATION. */
+  readonly joinPolicy?: JoinPolicyOptions;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -176,6 +180,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'enrollment' }),
     controllerClientFingerprint: identity.client.fingerprint,
     advertised: () => ({ controller: endpoints?.worker ?? '127.0.0.1:0', ...advertised }),
+    joinPolicy: createJoinPolicy(options.joinPolicy),
   });
   const renewal = createRenewal({
     db,
@@ -251,6 +256,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     worker.addHook('onRequest', workerAuthHook(pins, expired));
     void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
+    void worker.register(bundleWrittenRoute, { enrollment });
 
     const join = createHttpsApp({
       log: log.child({ component: 'join-api' }),

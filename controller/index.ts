@@ -11,3 +11,4 @@ export { initControllerState, type InitResult } from './state/init-state.js';
 export { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
 export { statePaths, type StatePaths } from './state/state-paths.js';
 export { DEFAULT_JOIN_TOKEN_TTL_SECONDS } from './fleet/token-store.js';
+export { DEFAULT_JOIN_POLICY, parseCidr, type JoinPolicyOptions } from './fleet/join-policy.js';

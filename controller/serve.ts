@@ -5,6 +5,7 @@ import { ENDPOINTS_FILE } from '../protocol/constants.js';
 import { writeEndpointsFile } from '../protocol/endpoints-file.js';
 import { runShutdown, type PhaseOutcome } from '../protocol/lifecycle.js';
 import { createController, type Controller, type ControllerListen } from './controller.js';
+import type { JoinPolicyOptions } from './fleet/join-policy.js';
 import { openDatabase } from './db/open-database.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
 import { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
@@ -31,6 +32,8 @@ export interface ServeOptions extends ControllerListen {
   readonly log: Logger;
   readonly heartbeatIntervalMs?: number;
   readonly extras?: readonly ExtraListener[];
+  /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
+  readonly joinPolicy?: JoinPolicyOptions;
 }
 
 export interface ServingController {
@@ -60,6 +63,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
         ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
         : {}),
       ...(addresses[0] !== undefined ? { advertiseHost: addresses[0] } : {}),
+      ...(options.joinPolicy !== undefined ? { joinPolicy: options.joinPolicy } : {}),
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && WILDCARD_HOSTS.has(options.worker.host)) {

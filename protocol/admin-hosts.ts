@@ -67,6 +67,10 @@ export const HostDetail = Type.Object(
     host: HostView,
     sans: Type.Array(Type.String({ maxLength: 253 }), { maxItems: 32 }),
     enrolledVia: Type.Union([Type.Literal('bundle'), Type.Literal('join')]),
+    /** The address the join request came from (null for `enroll`); `host.address` is the one claimed. */
+    joinSource: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+    /** When the worker's bundle was confirmed written; null: never confirmed. */
+    bundleWrittenAt: Type.Union([Timestamp, Type.Null()]),
     services: Type.Array(ObservedServiceView, { maxItems: 1000 }),
     pins: Type.Array(PinView, { maxItems: 16 }),
     recentEvents: Type.Array(HostEventView, { maxItems: 100 }),

@@ -11,6 +11,11 @@ export const EnrollRequest = Type.Object(
     /** Extra SANs (DNS names or IPs) for the worker's server certificates. */
     sans: Type.Optional(Type.Array(Address, { maxItems: 32 })),
     labels: Type.Optional(Labels),
+    /**
+     * Take the name over from a host whose enrollment never completed (pending, bundle never
+     * confirmed written, never seen); refused (409 CORRAL_ERR_REPLACE_REFUSED) for any other.
+     */
+    replace: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -45,10 +50,26 @@ export const EnrollResponse = Type.Object(
     manifest: BundleManifestWire,
     agent: Identity,
     updater: Identity,
+    /** The id of the pending host this enrollment replaced (`replace`), if it replaced one. */
+    replaced: Type.Optional(HostId),
   },
   { additionalProperties: false },
 );
 export type EnrollResponse = Static<typeof EnrollResponse>;
+
+/**
+ * Admin API `POST /v1/hosts/:name/bundle-written` (after `enroll` wrote the bundle) and worker
+ * API `POST /v1/bundle-written` (mTLS, after `agent join` wrote it): the bundle is on disk, so
+ * the host is no longer one whose enrollment was cut short.
+ */
+export const BundleWrittenRequest = Type.Object({ hostId: HostId }, { additionalProperties: false });
+export type BundleWrittenRequest = Static<typeof BundleWrittenRequest>;
+
+export const BundleWrittenResponse = Type.Object(
+  { hostId: HostId, bundleWrittenAt: Timestamp },
+  { additionalProperties: false },
+);
+export type BundleWrittenResponse = Static<typeof BundleWrittenResponse>;
 
 /** Admin API: make a single-use join token for a host name. */
 export const TokenCreateRequest = Type.Object(

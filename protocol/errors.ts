@@ -26,6 +26,10 @@ export const ErrorCode = {
   DIGEST_MISMATCH: 'CORRAL_ERR_DIGEST_MISMATCH',
   UNSAFE_ARCHIVE: 'CORRAL_ERR_UNSAFE_ARCHIVE',
   ROLLED_BACK: 'CORRAL_ERR_ROLLED_BACK',
+  /** A join claimed an address outside the controller's allowed CIDRs; the token is still good. */
+  JOIN_ADDRESS_REFUSED: 'CORRAL_ERR_JOIN_ADDRESS_REFUSED',
+  /** `enroll --replace` of a host that was seen or whose bundle was written. */
+  REPLACE_REFUSED: 'CORRAL_ERR_REPLACE_REFUSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -53,6 +57,8 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_DIGEST_MISMATCH: 400,
   CORRAL_ERR_UNSAFE_ARCHIVE: 400,
   CORRAL_ERR_ROLLED_BACK: 502,
+  CORRAL_ERR_JOIN_ADDRESS_REFUSED: 403,
+  CORRAL_ERR_REPLACE_REFUSED: 409,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

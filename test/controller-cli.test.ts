@@ -93,11 +93,14 @@ describe('controller CLI against a running controller', () => {
       controller: t.endpoints.join,
       caPin: `sha256:${t.identity.ca.fingerprint}`,
     });
+    // The join line reads the token from stdin: it never goes on a command line, where ps shows it.
     expect(created.command).toBe(
-      `corral agent join --controller ${t.endpoints.join} --token ${created.token} --ca-pin ${created.caPin} --state-dir <agent-state-dir>`,
+      `corral agent join --controller ${t.endpoints.join} --ca-pin ${created.caPin} --state-dir <agent-state-dir> --token-file -`,
     );
+    expect(created.command).not.toContain(created.token);
     const human = await run('controller', 'token', 'create', '--name', 'cli-3');
-    expect(human.out).toContain('On the worker:\n  corral agent join --controller');
+    expect(human.out).toContain('it never shows in ps):\n  corral agent join --controller');
+    expect(human.out).toMatch(/--token-file -\n$/);
     const list = await run('controller', 'token', 'list');
     expect(list.out).toMatch(new RegExp(`^${created.id}\\s+cli-2\\s+active\\s`, 'm'));
     expect((await run('controller', 'token', 'revoke', created.id)).exit).toBe(0);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { joinFleet } from '../../agent/join.js';
 import { CliExit, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
+import { readSecret } from '../secret-input.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -22,7 +23,8 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
       '--controller <host:port>',
       "the controller's join address (as `controller token create` prints it)",
     )
-    .requiredOption('--token <token>', 'the join token')
+    .option('--token-file <path>', 'read the join token from this file (first line), or from stdin with -')
+    .option('--token <token>', 'the join token itself (other users can read it in ps: prefer --token-file)')
     .requiredOption('--ca-pin <sha256:hex>', "the controller CA's pin")
     .requiredOption('--state-dir <dir>', 'agent state dir; the bundle is written to <dir>/bundle')
     .option('--address <address>', 'address the controller reaches this worker at (default: ours toward it)')
@@ -33,7 +35,8 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
     .action(
       async (opts: {
         controller: string;
-        token: string;
+        token?: string;
+        tokenFile?: string;
         caPin: string;
         stateDir: string;
         address?: string;
@@ -42,11 +45,17 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
         san: string[];
         json?: boolean;
       }) => {
+        if ((opts.token === undefined) === (opts.tokenFile === undefined))
+          throw new CliExit(
+            EXIT_USAGE,
+            'give the join token with exactly one of --token-file FILE|- or --token',
+          );
         const agentPort = portOf('--agent-port', opts.agentPort);
         const updaterPort = portOf('--updater-port', opts.updaterPort);
+        const token = opts.token ?? (await readSecret('--token-file', opts.tokenFile ?? '-', io));
         const result = await joinFleet({
           controller: opts.controller,
-          token: opts.token,
+          token,
           caPin: opts.caPin,
           stateDir: opts.stateDir,
           ...(opts.address !== undefined ? { address: opts.address } : {}),
@@ -54,7 +63,15 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
           ...(updaterPort !== undefined ? { updaterPort } : {}),
           sans: opts.san,
         });
-        const view = { bundleDir: result.bundleDir, ...result.manifest };
+        const view = {
+          bundleDir: result.bundleDir,
+          ...result.manifest,
+          bundleConfirmed: result.confirmed.ok ? result.confirmed.at : null,
+        };
+        if (!result.confirmed.ok)
+          io.err(
+            `corral: warning: the bundle is written, but the controller could not be told (${result.confirmed.reason}); until the agent is first seen, \`controller enroll --replace\` could take ${result.manifest.hostName} over\n`,
+          );
         io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
       },
     );

@@ -131,18 +131,27 @@ async function serve(o: ServeOptions, version: string): Promise<void> {
     },
   });
 
+  // The first signal starts the drain; a second one ends the wait for it (the CLI entry then
+  // exits), however long a service's stop grace still has to run.
   let signals = 0;
-  await new Promise<void>((resolveStop, rejectStop) => {
+  let stop: () => void = () => undefined;
+  const stopRequested = new Promise<void>((resolveStop) => (stop = resolveStop));
+  const forced = new Promise<never>((_resolve, reject) => {
     const onSignal = (signal: NodeJS.Signals): void => {
       signals++;
       log.info({ signal }, 'agent stopping');
-      if (signals > 1) rejectStop(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
-      else resolveStop();
+      if (signals > 1) reject(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
+      else stop();
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  const outcomes = await runShutdown([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }]);
+  forced.catch(() => undefined /* observed through the race below */);
+  await stopRequested;
+  const outcomes = await Promise.race([
+    runShutdown([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }]),
+    forced,
+  ]);
   for (const o of outcomes)
     if (!o.ok) log.error({ phase: o.name, err: o.error, timedOut: o.timedOut }, 'shutdown phase failed');
   log.flush();

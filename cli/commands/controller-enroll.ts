@@ -1,11 +1,16 @@
 import type { Command } from 'commander';
 import { writeBundle } from '../../pki/index.js';
 import type { TokenListResponse, TokenRevokeResponse } from '../../protocol/admin-tokens.js';
-import type { EnrollRequest, EnrollResponse, TokenCreateResponse } from '../../protocol/enrollment.js';
+import type {
+  BundleWrittenResponse,
+  EnrollRequest,
+  EnrollResponse,
+  TokenCreateResponse,
+} from '../../protocol/enrollment.js';
 import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
-import { CliExit, EXIT_USAGE } from '../exit.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -43,6 +48,10 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
       .option('--san <name>', 'extra DNS name or IP for the worker certificates (repeatable)', collect, [])
       .option('--label <key=value>', 'label for placement (repeatable)', collect, [])
       .requiredOption('--out-dir <dir>', 'where to write the bundle (created 0700)')
+      .option(
+        '--replace',
+        'take the name over from a pending host whose enrollment never completed (never seen, bundle never written)',
+      )
       .option('--json', 'print JSON'),
   ).action(
     async (
@@ -54,6 +63,7 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
         san: string[];
         label: string[];
         outDir: string;
+        replace?: boolean;
       },
     ) => {
       const agentPort = portOf('--agent-port', opts.agentPort);
@@ -65,21 +75,44 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
         ...(updaterPort !== undefined ? { updaterPort } : {}),
         ...(opts.san.length > 0 ? { sans: opts.san } : {}),
         ...(opts.label.length > 0 ? { labels: labelsOf(opts.label) } : {}),
+        ...(opts.replace ? { replace: true } : {}),
       };
       const admin = await adminClientFor(opts);
       const e = await admin.post<EnrollResponse>('/v1/enroll', body);
-      await writeBundle(opts.outDir, {
-        caPem: e.caPem,
-        manifest: e.manifest,
-        identities: {
-          agent: { certPem: e.agent.certPem, keyPem: e.agent.keyPem },
-          updater: { certPem: e.updater.certPem, keyPem: e.updater.keyPem },
-        },
-      });
+      try {
+        await writeBundle(opts.outDir, {
+          caPem: e.caPem,
+          manifest: e.manifest,
+          identities: {
+            agent: { certPem: e.agent.certPem, keyPem: e.agent.keyPem },
+            updater: { certPem: e.updater.certPem, keyPem: e.updater.keyPem },
+          },
+        });
+      } catch (err: unknown) {
+        throw new CliExit(
+          EXIT_FAILURE,
+          `${e.name} is enrolled but its bundle could not be written to ${opts.outDir}: ${err instanceof Error ? err.message : String(err)}; run the same command with --replace (and a usable --out-dir) to enroll it afresh`,
+        );
+      }
+      // Only now is the host more than an enrollment cut short; until then --replace may take it over.
+      let bundleWrittenAt: string | null = null;
+      try {
+        const confirmed = await admin.post<BundleWrittenResponse>(
+          `/v1/hosts/${encodeURIComponent(e.name)}/bundle-written`,
+          { hostId: e.hostId },
+        );
+        bundleWrittenAt = confirmed.bundleWrittenAt;
+      } catch (err: unknown) {
+        io.err(
+          `corral: warning: the bundle is written, but the controller could not be told (${err instanceof Error ? err.message : String(err)}); until the worker is first seen, \`enroll --replace\` could take ${e.name} over\n`,
+        );
+      }
       const view = {
         hostId: e.hostId,
         name: e.name,
+        ...(e.replaced !== undefined ? { replaced: e.replaced } : {}),
         bundleDir: opts.outDir,
+        bundleWrittenAt,
         controller: e.manifest.controller,
         agentFingerprint: e.agent.fingerprint,
         updaterFingerprint: e.updater.fingerprint,
@@ -112,7 +145,8 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
       ttlSeconds,
       ...(opts.label.length > 0 ? { labels: labelsOf(opts.label) } : {}),
     });
-    const command = `corral agent join --controller ${res.controller} --token ${res.token} --ca-pin ${res.caPin} --state-dir <agent-state-dir>`;
+    // The token goes in on stdin, never on the command line, where `ps` shows it to every user.
+    const command = `corral agent join --controller ${res.controller} --ca-pin ${res.caPin} --state-dir <agent-state-dir> --token-file -`;
     const view = {
       id: res.view.id,
       name: res.view.name,
@@ -136,7 +170,9 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
         ['expires', view.expiresAt],
       ]),
     );
-    io.out(`\nOn the worker:\n  ${command}\n`);
+    io.out(
+      `\nOn the worker (paste the token when asked, or pipe it in; it never shows in ps):\n  ${command}\n`,
+    );
   });
 
   addAdminTargetOptions(

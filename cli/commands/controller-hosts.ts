@@ -64,6 +64,16 @@ function clockWarnings(hosts: readonly HostView[]): string {
     .join('');
 }
 
+/**
+ * The address a join came from, shown when it is not the one the worker claimed (the
+ * controller dials the claimed one): a worker behind NAT, or one naming another machine.
+ */
+function joinSourceLine(detail: HostDetail): [string, string][] {
+  const claimed = detail.host.address.replace(/^\[(.*)\]$/, '$1');
+  if (detail.joinSource === null || detail.joinSource === claimed) return [];
+  return [['join source', `${detail.joinSource} (differs from the claimed address ${detail.host.address})`]];
+}
+
 /** `corral controller hosts`, `host`, `decommission`, `check`. */
 export function registerControllerHostCommands(controller: Command, io: Output): void {
   addAdminTargetOptions(
@@ -111,11 +121,13 @@ export function registerControllerHostCommands(controller: Command, io: Output):
         ['id', h.id],
         ['status', h.status],
         ['address', h.address],
+        ...joinSourceLine(detail),
         ['agent port', h.agentPort],
         ['updater port', h.updaterPort],
         ['sans', detail.sans.join(', ')],
         ['labels', labelsText(h.labels)],
         ['enrolled', `${h.enrolledAt} (${detail.enrolledVia})`],
+        ['bundle written', detail.bundleWrittenAt ?? 'not confirmed'],
         ['last seen', h.lastSeen],
         ['agent version', h.agentVersion],
         ['generation', h.generation],

@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { initControllerState, serveController, type ExtraListener } from '../../controller/index.js';
+import {
+  initControllerState,
+  parseCidr,
+  serveController,
+  type ExtraListener,
+  type JoinPolicyOptions,
+} from '../../controller/index.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createSyslogListener } from '../../controller/syslog/index.js';
@@ -111,6 +117,12 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         `syslog-over-TLS listener (default: the worker host, port ${DEFAULT_SYSLOG_PORT}; port 0 when the worker port is 0)`,
       )
       .option(
+        '--join-allowed-cidr <cidr>',
+        'joining workers may claim only addresses in this CIDR (IPv4 or IPv6; repeatable; default: any address)',
+        collect,
+        [],
+      )
+      .option(
         '--heartbeat-interval <duration>',
         'expected heartbeat interval; liveness derives from it',
         '30s',
@@ -123,6 +135,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       workerListen: string;
       joinListen?: string;
       syslogListen?: string;
+      joinAllowedCidr: string[];
       heartbeatInterval: string;
       logLevel: string;
     }) => {
@@ -135,6 +148,15 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const syslog = opts.syslogListen
         ? hostPortOption('--syslog-listen', opts.syslogListen)
         : { host: worker.host, port: worker.port === 0 ? 0 : DEFAULT_SYSLOG_PORT };
+      // One object for everything about joins, so a config file can feed it later.
+      const joinPolicy: JoinPolicyOptions = { allowedCidrs: opts.joinAllowedCidr };
+      for (const cidr of joinPolicy.allowedCidrs) {
+        try {
+          parseCidr(cidr);
+        } catch (e: unknown) {
+          throw new CliExit(EXIT_USAGE, `--join-allowed-cidr: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
       let heartbeatIntervalMs: number;
       try {
         heartbeatIntervalMs = parseDurationMs(opts.heartbeatInterval);
@@ -153,8 +175,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         join,
         log,
         heartbeatIntervalMs,
+        joinPolicy,
         extras: controllerExtraListeners(stateDir, syslog, log),
       });
+      if (joinPolicy.allowedCidrs.length > 0)
+        log.info({ allowedCidrs: joinPolicy.allowedCidrs }, 'joins may claim only these addresses');
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));
         process.once('SIGINT', () => resolve('SIGINT'));

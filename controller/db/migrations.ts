@@ -1,5 +1,6 @@
 import { sql, SqliteAdapter, type Kysely, type Migration } from 'kysely';
 import { deployMigration } from './migration-deploy.js';
+import { enrollmentMigration } from './migration-enrollment.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -9,6 +10,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0001-fleet', { up: fleet }],
   ['0002-audit', { up: audit }],
   ['0003-deploy', { up: deployMigration }],
+  ['0004-enrollment', { up: enrollmentMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -30,6 +30,10 @@ export interface HostsTable {
   /** JSON HostMetrics from the last heartbeat. */
   metrics: string | null;
   decommissioned_at: string | null;
+  /** The peer address a join came from (null for `enroll`); `address` is what the worker claimed. */
+  join_source: string | null;
+  /** When the worker's bundle was confirmed written (null: never confirmed). */
+  bundle_written_at: string | null;
 }
 
 export interface PinsTable {

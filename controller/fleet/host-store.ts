@@ -135,6 +135,8 @@ export async function hostDetail(db: Db, name: string, live: Liveness): Promise<
     host: toHostView(row, hostPins, live),
     sans: JSON.parse(row.sans) as string[],
     enrolledVia: row.enrolled_via === 'join' ? 'join' : 'bundle',
+    joinSource: row.join_source,
+    bundleWrittenAt: row.bundle_written_at,
     services: services.map((s) => ({
       name: s.service,
       state: s.state as ServiceState,

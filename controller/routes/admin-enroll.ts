@@ -1,12 +1,17 @@
 import type { Server as HttpServer } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { HostNameParams } from '../../protocol/admin-hosts.js';
 import { TokenIdParams, TokenListResponse, TokenRevokeResponse } from '../../protocol/admin-tokens.js';
 import {
+  BundleWrittenRequest,
+  BundleWrittenResponse,
   EnrollRequest,
   EnrollResponse,
   TokenCreateRequest,
   TokenCreateResponse,
 } from '../../protocol/enrollment.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { findHostByName } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
 import type { AdminContext } from '../http/admin-context.js';
 
@@ -19,6 +24,28 @@ export const adminEnrollRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext },
     '/v1/enroll',
     { schema: { body: EnrollRequest, response: { 200: EnrollResponse } } },
     async (request) => ctx.enrollment.enroll(request.body, adminActor(request)),
+  );
+
+  // `controller enroll` confirms here once it has written the bundle it was given.
+  app.post(
+    '/v1/hosts/:name/bundle-written',
+    {
+      schema: {
+        params: HostNameParams,
+        body: BundleWrittenRequest,
+        response: { 200: BundleWrittenResponse },
+      },
+    },
+    async (request) => {
+      const host = await findHostByName(ctx.db, request.params.name);
+      if (!host || host.id !== request.body.hostId || host.decommissioned_at !== null)
+        throw new CorralError(
+          ErrorCode.NOT_FOUND,
+          `no active host ${request.params.name} with id ${request.body.hostId}`,
+        );
+      const at = await ctx.enrollment.bundleWritten(host.id, adminActor(request));
+      return { hostId: host.id, bundleWrittenAt: at };
+    },
   );
 
   app.post(

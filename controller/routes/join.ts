@@ -9,8 +9,9 @@ export const MAX_CONCURRENT_JOINS = 32;
 
 /**
  * `POST /v1/join` on the join listener (server-authenticated TLS, no client certificate):
- * redeems a single-use join token for the worker's two CSRs. The worker has already checked
- * this server's chain against its CA pin before sending the token.
+ * redeems a single-use join token for the worker's two CSRs, recording the address the
+ * request came from beside the one the worker claims. The worker has already checked this
+ * server's chain against its CA pin before sending the token.
  */
 export const joinRoute: FastifyPluginAsyncTypebox<{ enrollment: Enrollment }, HttpsServer> = async (
   app,
@@ -25,14 +26,15 @@ export const joinRoute: FastifyPluginAsyncTypebox<{ enrollment: Enrollment }, Ht
         throw new CorralError(ErrorCode.UNAVAILABLE, 'too many joins at once; retry');
       inFlight++;
       try {
-        return await opts.enrollment.join(request.body);
+        // request.ip is the peer of this connection (no proxy is trusted on this listener).
+        return await opts.enrollment.join(request.body, { source: request.ip });
       } finally {
         inFlight--;
       }
     },
   );
   // Worker routes exist here too, so a caller without a certificate gets the same 403 as anywhere.
-  for (const url of ['/v1/heartbeat', '/v1/renew']) {
+  for (const url of ['/v1/heartbeat', '/v1/renew', '/v1/bundle-written']) {
     app.post(url, async () => {
       throw new CorralError(ErrorCode.FORBIDDEN, 'client certificate is not accepted here');
     });

@@ -112,6 +112,7 @@ export async function runUp(o: UpOptions, deps: UpDeps): Promise<void> {
           : { at: new Date(), hosts, services };
       },
       write: (text) => io.out(text),
+      clear: () => io.clearScreen?.(),
       tty: deps.tty,
       intervalMs: o.refreshMs,
       header: `\ncorral up: ${plural(o.workers, 'worker')}; Ctrl-C stops everything\n${hint(fleet)}`,

@@ -19,9 +19,22 @@ export class ControllerCallError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** How long the controller asked to wait (its `Retry-After`), in ms, when it said. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
+}
+
+/** Longest wait a `Retry-After` may ask for, in ms; a larger one is taken as this. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/** `Retry-After` as whole seconds or an HTTP date, in ms from `nowMs`; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, nowMs: number): number | undefined {
+  const text = Array.isArray(header) ? header[0] : header;
+  if (text === undefined) return undefined;
+  const ms = /^\d{1,9}$/.test(text.trim()) ? Number(text.trim()) * 1000 : Date.parse(text) - nowMs;
+  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : undefined;
 }
 
 /**
@@ -83,17 +96,20 @@ export function createControllerClient(controller: string, material: TlsMaterial
     } catch {
       envelope = undefined; // SyntaxError: not an envelope; reported by status alone
     }
+    const wait = retryAfterMs(res.headers['retry-after'], Date.now());
     if (Value.Check(ErrorEnvelope, envelope)) {
       throw new ControllerCallError(
         res.statusCode,
         envelope.error.code,
         `${path}: ${envelope.error.message}`,
+        wait,
       );
     }
     throw new ControllerCallError(
       res.statusCode,
       'CORRAL_ERR_UNAVAILABLE',
       `${path}: status ${res.statusCode}`,
+      wait,
     );
   }
 

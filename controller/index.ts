@@ -11,3 +11,9 @@ export { initControllerState, type InitResult } from './state/init-state.js';
 export { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
 export { statePaths, type StatePaths } from './state/state-paths.js';
 export { DEFAULT_JOIN_TOKEN_TTL_SECONDS } from './fleet/token-store.js';
+export {
+  checkHeartbeatBudget,
+  DEFAULT_HEARTBEAT_BUDGET,
+  type HeartbeatBudgetLimits,
+} from './fleet/heartbeat-budget.js';
+export { DEFAULT_EVENT_RETENTION, type EventRetention } from './fleet/event-retention.js';

@@ -26,6 +26,7 @@ export const ErrorCode = {
   DIGEST_MISMATCH: 'CORRAL_ERR_DIGEST_MISMATCH',
   UNSAFE_ARCHIVE: 'CORRAL_ERR_UNSAFE_ARCHIVE',
   ROLLED_BACK: 'CORRAL_ERR_ROLLED_BACK',
+  RATE_LIMITED: 'CORRAL_ERR_RATE_LIMITED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -53,6 +54,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_DIGEST_MISMATCH: 400,
   CORRAL_ERR_UNSAFE_ARCHIVE: 400,
   CORRAL_ERR_ROLLED_BACK: 502,
+  CORRAL_ERR_RATE_LIMITED: 429,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -13,6 +13,7 @@ export const HEARTBEAT_REJECT_REASONS = [
   'validation',
   'too-large',
   'overloaded',
+  'rate-limited',
   'other',
 ] as const;
 export type HeartbeatRejectReason = (typeof HEARTBEAT_REJECT_REASONS)[number];
@@ -27,6 +28,8 @@ interface Histogram {
 export interface ControllerMetrics {
   heartbeatAccepted(): void;
   heartbeatRejected(reason: HeartbeatRejectReason): void;
+  /** A heartbeat of `bytes` refused for its host's budget (it is also counted as `rate-limited`). */
+  heartbeatThrottled(bytes: number): void;
   observeRequest(listener: string, route: string, statusCode: number, seconds: number): void;
   /** Prometheus text exposition; the caller supplies the current host counts. */
   render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
@@ -37,6 +40,7 @@ const escapeLabel = (v: string): string =>
 
 export function createMetrics(): ControllerMetrics {
   let accepted = 0;
+  let throttledBytes = 0;
   const rejected = new Map<HeartbeatRejectReason, number>(HEARTBEAT_REJECT_REASONS.map((r) => [r, 0]));
   const latency = new Map<string, Histogram>();
   let droppedSeries = 0;
@@ -47,6 +51,9 @@ export function createMetrics(): ControllerMetrics {
     },
     heartbeatRejected(reason) {
       rejected.set(reason, (rejected.get(reason) ?? 0) + 1);
+    },
+    heartbeatThrottled(bytes) {
+      throttledBytes += bytes;
     },
     observeRequest(listener, route, statusCode, seconds) {
       const cacheKey = `${listener} ${route} ${Math.floor(statusCode / 100)}`;
@@ -81,6 +88,9 @@ export function createMetrics(): ControllerMetrics {
         '# HELP corral_heartbeats_rejected_total Heartbeats refused, by reason.',
         '# TYPE corral_heartbeats_rejected_total counter',
         ...[...rejected].map(([r, n]) => `corral_heartbeats_rejected_total{reason="${r}"} ${n}`),
+        '# HELP corral_heartbeat_throttled_bytes_total Request bytes of heartbeats refused for their host\'s budget.',
+        '# TYPE corral_heartbeat_throttled_bytes_total counter',
+        `corral_heartbeat_throttled_bytes_total ${throttledBytes}`,
         '# HELP corral_http_request_duration_seconds Request latency by listener, route and status class.',
         '# TYPE corral_http_request_duration_seconds histogram',
       ];

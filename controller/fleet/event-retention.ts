@@ -27,7 +27,8 @@ type Db = Kysely<ControllerDatabase>;
 
 /** Checks the limits; throws a RangeError naming the one that cannot work. */
 export function checkEventRetention(r: EventRetention): void {
-  if (!(r.maxAgeMs > 0 && Number.isFinite(r.maxAgeMs))) throw new RangeError('event max age must be positive');
+  if (!(r.maxAgeMs > 0 && Number.isFinite(r.maxAgeMs)))
+    throw new RangeError('event max age must be positive');
   if (!(Number.isSafeInteger(r.maxPerHost) && r.maxPerHost >= 1))
     throw new RangeError('events kept per host must be a whole number of at least 1');
   if (!(r.pruneEveryMs > 0 && Number.isFinite(r.pruneEveryMs)))

@@ -57,7 +57,9 @@ export function checkHeartbeatBudget(limits: HeartbeatBudgetLimits): void {
   if (!(bytesPerSecond > 0 && Number.isFinite(bytesPerSecond)))
     throw new RangeError('heartbeat byte rate must be positive');
   if (!(burstBytes >= MAX_WORKER_BODY_BYTES && Number.isFinite(burstBytes)))
-    throw new RangeError(`heartbeat byte burst must be at least ${MAX_WORKER_BODY_BYTES} (one largest heartbeat)`);
+    throw new RangeError(
+      `heartbeat byte burst must be at least ${MAX_WORKER_BODY_BYTES} (one largest heartbeat)`,
+    );
 }
 
 /**

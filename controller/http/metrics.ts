@@ -88,7 +88,7 @@ export function createMetrics(): ControllerMetrics {
         '# HELP corral_heartbeats_rejected_total Heartbeats refused, by reason.',
         '# TYPE corral_heartbeats_rejected_total counter',
         ...[...rejected].map(([r, n]) => `corral_heartbeats_rejected_total{reason="${r}"} ${n}`),
-        '# HELP corral_heartbeat_throttled_bytes_total Request bytes of heartbeats refused for their host\'s budget.',
+        "# HELP corral_heartbeat_throttled_bytes_total Request bytes of heartbeats refused for their host's budget.",
         '# TYPE corral_heartbeat_throttled_bytes_total counter',
         `corral_heartbeat_throttled_bytes_total ${throttledBytes}`,
         '# HELP corral_http_request_duration_seconds Request latency by listener, route and status class.',

@@ -58,7 +58,12 @@ export const heartbeatRoute: FastifyPluginAsyncTypebox<HeartbeatRouteOptions, Ht
         opts.metrics.heartbeatThrottled(bytes);
         const seconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
         void reply.header('retry-after', String(seconds));
-        done(new CorralError(ErrorCode.RATE_LIMITED, `heartbeat budget of this host used up; retry in ${seconds} s`));
+        done(
+          new CorralError(
+            ErrorCode.RATE_LIMITED,
+            `heartbeat budget of this host used up; retry in ${seconds} s`,
+          ),
+        );
       },
       onResponse: (request, reply, done) => {
         if (reply.statusCode === 200) opts.metrics.heartbeatAccepted();

@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_EVENT_RETENTION, DEFAULT_HEARTBEAT_BUDGET } from '../controller/index.js';
+import { MAX_WORKER_BODY_BYTES } from '../protocol/constants.js';
+import { ErrorCode } from '../protocol/errors.js';
+import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
+import { addWorker } from './deploy-fixture.js';
+import { agentMaterial, heartbeatBody, startController, workerClient } from './controller-fixture.js';
+
+const FLOOD_MS = 4_000;
+const CONNECTIONS = 4;
+/**
+ * The most the database (main file plus WAL) may grow in FLOOD_MS under the default budget:
+ * its 1 MiB burst and 64 KiB/s of event-laden heartbeats, stored with their index, and the
+ * WAL pages those transactions write. (Before the budget: about 66 MB in 4 s.)
+ */
+const MAX_GROWTH_BYTES = 4 * 1024 * 1024;
+
+/** Heartbeats as large as the worker API takes: the most events, each detail as long as fits. */
+function floodBodies(hostId: string): () => string {
+  const make = (detailLength: number): HeartbeatRequest =>
+    heartbeatBody(hostId, {
+      events: Array.from({ length: MAX_HEARTBEAT_EVENTS }, () => ({
+        id: randomUUID(),
+        type: 'service-failed' as const,
+        time: new Date().toISOString(),
+        service: 'api',
+        detail: 'x'.repeat(detailLength),
+      })),
+    });
+  let detail = 2048;
+  while (Buffer.byteLength(JSON.stringify(make(detail))) > MAX_WORKER_BODY_BYTES - 512) detail -= 16;
+  return () => JSON.stringify(make(detail));
+}
+
+async function dbBytes(path: string): Promise<number> {
+  const size = async (p: string) => (await stat(p).catch(() => ({ size: 0 }))).size;
+  return (await size(path)) + (await size(`${path}-wal`));
+}
+
+function metric(text: string, sample: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line === undefined ? Number.NaN : Number(line.slice(sample.length + 1));
+}
+
+describe('a pinned worker flooding the heartbeat route', () => {
+  it('is held to its budget: 429 with Retry-After, counted in /metrics, and the database barely grows', async () => {
+    await using t = await startController({ heartbeatIntervalMs: 30_000 });
+    const enrolled = await t.enroll('flood-1');
+    const dbPath = t.identity.paths.database;
+    const before = await dbBytes(dbPath);
+    const clients = Array.from({ length: CONNECTIONS }, () =>
+      workerClient(t.endpoints.worker, agentMaterial(enrolled)),
+    );
+    let accepted = 0;
+    let limited = 0;
+    let offeredBytes = 0;
+    let connectionErrors = 0;
+    const retryAfter = new Set<string>();
+    const codes = new Set<string>();
+    const nextBody = floodBodies(enrolled.hostId);
+    const deadline = Date.now() + FLOOD_MS;
+    try {
+      await Promise.all(
+        clients.map(async (client) => {
+          while (Date.now() < deadline) {
+            const body = nextBody();
+            offeredBytes += Buffer.byteLength(body);
+            try {
+              const res = await client.request({
+                method: 'POST',
+                path: '/v1/heartbeat',
+                headers: { 'content-type': 'application/json' },
+                body,
+              });
+              const text = await res.body.text();
+              if (res.statusCode === 200) accepted++;
+              else if (res.statusCode === 429) {
+                limited++;
+                retryAfter.add(String(res.headers['retry-after']));
+                codes.add((JSON.parse(text) as { error: { code: string } }).error.code);
+              } else throw new Error(`unexpected ${res.statusCode}: ${text}`);
+            } catch (e: unknown) {
+              if (e instanceof Error && e.message.startsWith('unexpected')) throw e;
+              connectionErrors++; // a connection closed under the flood: the worker just dials again
+            }
+          }
+        }),
+      );
+    } finally {
+      await Promise.all(clients.map((c) => c.destroy()));
+    }
+    // Every accepted heartbeat was committed before it was answered.
+    const growth = (await dbBytes(dbPath)) - before;
+    const stored = await t.db
+      .selectFrom('events')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('host_id', '=', enrolled.hostId)
+      .executeTakeFirstOrThrow();
+    const metrics = (await t.admin<string>('GET', '/metrics')).body;
+    console.log(
+      `flood ${FLOOD_MS} ms over ${CONNECTIONS} connections: offered ${(offeredBytes / 1e6).toFixed(1)} MB ` +
+        `in ${accepted + limited} heartbeats; accepted ${accepted}, 429 ${limited}, connection errors ` +
+        `${connectionErrors}; events stored ${Number(stored.n)}; database grew ${(growth / 1024).toFixed(0)} KiB`,
+    );
+
+    expect(limited).toBeGreaterThan(0);
+    expect([...codes]).toEqual([ErrorCode.RATE_LIMITED]);
+    for (const value of retryAfter) expect(value).toMatch(/^[1-9]\d*$/);
+    // The burst and what trickles in at the sustained rate, never more.
+    const admittedBytesMax =
+      DEFAULT_HEARTBEAT_BUDGET.burstBytes +
+      ((FLOOD_MS + 5_000) / 1000) * DEFAULT_HEARTBEAT_BUDGET.bytesPerSecond;
+    expect(accepted).toBeLessThanOrEqual(Math.ceil(admittedBytesMax / (MAX_WORKER_BODY_BYTES - 512 - 4096)));
+    expect(Number(stored.n)).toBeLessThanOrEqual(DEFAULT_EVENT_RETENTION.maxPerHost);
+    expect(growth).toBeLessThanOrEqual(MAX_GROWTH_BYTES);
+    expect(metric(metrics, 'corral_heartbeats_rejected_total{reason="rate-limited"}')).toBe(limited);
+    expect(metric(metrics, 'corral_heartbeats_accepted_total')).toBe(accepted);
+    expect(metric(metrics, 'corral_heartbeat_throttled_bytes_total')).toBeGreaterThan(0);
+
+    // The host is not shut out: once the budget refills, an ordinary heartbeat is accepted.
+    await sleep(1_500);
+    await using client = workerClient(t.endpoints.worker, agentMaterial(enrolled));
+    const res = await client.request({
+      method: 'POST',
+      path: '/v1/heartbeat',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(heartbeatBody(enrolled.hostId)),
+    });
+    await res.body.text();
+    expect(res.statusCode).toBe(200);
+  });
+
+  it('the real agent waits as long as a 429 asks instead of retrying at once', async () => {
+    // One heartbeat a second per host; the agent is set to beat about every 100 ms.
+    await using t = await startController({
+      heartbeatIntervalMs: 30_000,
+      heartbeatBudget: {
+        perSecond: 1,
+        burst: 2,
+        bytesPerSecond: 64 * 1024,
+        burstBytes: MAX_WORKER_BODY_BYTES,
+      },
+    });
+    const worker = await addWorker(t, 'eager-1');
+    try {
+      const read = async () => {
+        const text = (await t.admin<string>('GET', '/metrics')).body;
+        return {
+          accepted: metric(text, 'corral_heartbeats_accepted_total'),
+          limited: metric(text, 'corral_heartbeats_rejected_total{reason="rate-limited"}'),
+        };
+      };
+      // Let the burst go and the agent meet its first 429.
+      for (let i = 0; i < 200 && (await read()).limited === 0; i++) await sleep(50);
+      const start = await read();
+      expect(start.limited).toBeGreaterThan(0);
+      await sleep(FLOOD_MS);
+      const end = await read();
+      const accepted = end.accepted - start.accepted;
+      const limited = end.limited - start.limited;
+      console.log(`agent over ${FLOOD_MS} ms at 1 heartbeat/s: accepted ${accepted}, 429 ${limited}`);
+      // Retrying at its own backoff (20–200 ms) it would meet dozens of 429s; waiting out each
+      // Retry-After (1 s) it meets about one per accepted heartbeat.
+      expect(accepted).toBeGreaterThan(0);
+      expect(limited).toBeLessThanOrEqual(accepted + 2);
+      const host = await t.admin<{ host: { status: string } }>('GET', '/v1/hosts/eager-1');
+      expect(host.body.host.status).toBe('online');
+    } finally {
+      await worker.destroy();
+    }
+  });
+});

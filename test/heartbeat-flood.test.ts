@@ -1,13 +1,30 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_EVENT_RETENTION, DEFAULT_HEARTBEAT_BUDGET } from '../controller/index.js';
+import { loadBundle } from '../pki/index.js';
 import { MAX_WORKER_BODY_BYTES } from '../protocol/constants.js';
+import { readEndpointsFile } from '../protocol/endpoints-file.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { addWorker } from './deploy-fixture.js';
-import { agentMaterial, heartbeatBody, startController, workerClient } from './controller-fixture.js';
+import {
+  agentMaterial,
+  corral,
+  heartbeatBody,
+  postJson,
+  startController,
+  waitFor,
+  workerClient,
+} from './controller-fixture.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 const FLOOD_MS = 4_000;
 const CONNECTIONS = 4;
@@ -170,6 +187,96 @@ describe('a pinned worker flooding the heartbeat route', () => {
       expect(host.body.host.status).toBe('online');
     } finally {
       await worker.destroy();
+    }
+  });
+
+  it('corral controller serve takes the budget from its flags, and refuses unusable ones (exit 2)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'corral-budget-'));
+    const state = join(dir, 'controller');
+    try {
+      expect((await corral(['controller', 'init', '--state-dir', state])).code).toBe(0);
+      for (const bad of [
+        ['--heartbeat-rate', '0'],
+        ['--heartbeat-rate', 'fast'],
+        ['--heartbeat-bytes', '12QB'],
+        ['--events-per-host', '1.5'],
+        ['--event-max-age', 'soon'],
+      ]) {
+        const r = await corral([
+          'controller',
+          'serve',
+          '--state-dir',
+          state,
+          '--worker-listen',
+          '127.0.0.1:0',
+          ...bad,
+        ]);
+        expect([bad[0], r.code]).toEqual([bad[0], 2]);
+        expect(r.stderr).toContain(bad[0]);
+      }
+      const child = spawn(
+        process.execPath,
+        [
+          join(ROOT, 'bin', 'corral.js'),
+          'controller',
+          'serve',
+          '--state-dir',
+          state,
+          '--admin-listen',
+          '127.0.0.1:0',
+          '--worker-listen',
+          '127.0.0.1:0',
+          '--heartbeat-rate',
+          '1',
+          '--log-level',
+          'warn',
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      const exited = once(child, 'exit');
+      try {
+        let endpoints: Record<string, string> | undefined;
+        await waitFor(async () => {
+          endpoints = await readEndpointsFile(state).catch(() => undefined);
+          return endpoints !== undefined;
+        }, 30_000);
+        const out = join(dir, 'bundle');
+        const enrolled = JSON.parse(
+          (
+            await corral([
+              'controller',
+              'enroll',
+              '--state-dir',
+              state,
+              '--name',
+              'w-1',
+              '--address',
+              '127.0.0.1',
+              '--out-dir',
+              out,
+              '--json',
+            ])
+          ).stdout,
+        ) as { hostId: string };
+        const bundle = await loadBundle(out);
+        await using client = workerClient(endpoints!.worker!, {
+          caPem: bundle.caPem,
+          certPem: bundle.identities.agent!.certPem,
+          keyPem: bundle.identities.agent!.keyPem,
+        });
+        // `--heartbeat-rate 1`: a burst of five, then one a second.
+        const statuses: number[] = [];
+        for (let i = 0; i < 20 && !statuses.includes(429); i++) {
+          statuses.push((await postJson(client, '/v1/heartbeat', heartbeatBody(enrolled.hostId))).status);
+        }
+        expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+        expect(statuses.at(-1)).toBe(429);
+      } finally {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -143,15 +143,16 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const retention: EventRetention = { ...DEFAULT_EVENT_RETENTION, ...options.eventRetention };
   checkEventRetention(retention);
   const budget = createHeartbeatBudget(options.heartbeatBudget ?? DEFAULT_HEARTBEAT_BUDGET, clock);
+  const metrics = createMetrics();
   const writer: HeartbeatWriter = createHeartbeatWriter({
     db,
     clock,
     log: log.child({ component: 'heartbeats' }),
     retention,
+    onEventsPruned: (n) => metrics.eventsPruned(n),
     ...(options.heartbeatFlushMs !== undefined ? { flushMs: options.heartbeatFlushMs } : {}),
   });
   const workerClient = createWorkerClient(identity.client);
-  const metrics = createMetrics();
   const deployer = createDeployer({
     db,
     client: workerClient,
@@ -174,7 +175,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
-  const pruner = startEventPruner({ db, clock, retention, log: log.child({ component: 'events' }) });
+  const pruner = startEventPruner({
+    db,
+    clock,
+    retention,
+    log: log.child({ component: 'events' }),
+    onPruned: (n) => metrics.eventsPruned(n),
+  });
   const sockets: LiveSockets = createLiveSockets(pins);
   const advertised: { syslog?: string } = {};
   let endpoints: ControllerEndpoints | undefined;

@@ -76,5 +76,8 @@ describe('lifecycle event retention', () => {
 
     const detail = await t.admin<{ recentEvents: unknown[] }>('GET', '/v1/hosts/keep-a');
     expect(detail.body.recentEvents).toEqual([]);
+    // Dropped, and counted: 7 over the count, then 5 + 2 + 1 by age.
+    const metrics = (await t.admin<string>('GET', '/metrics')).body;
+    expect(metrics).toMatch(/^corral_events_pruned_total 15$/m);
   });
 });

@@ -102,13 +102,18 @@ export function startEventPruner(o: {
   readonly clock: Clock;
   readonly retention: EventRetention;
   readonly log: Logger;
+  /** Told how many events each run deleted. */
+  readonly onPruned?: (count: number) => void;
 }): EventPruner {
   let running: Promise<number> | undefined;
   let closed = false;
   const run = (): Promise<number> =>
     (running ??= pruneAllEvents(o.db, o.retention, o.clock.now())
       .then((deleted) => {
-        if (deleted > 0) o.log.info({ deleted }, 'old lifecycle events pruned');
+        if (deleted > 0) {
+          o.log.info({ deleted }, 'old lifecycle events pruned');
+          o.onPruned?.(deleted);
+        }
         return deleted;
       })
       .finally(() => {

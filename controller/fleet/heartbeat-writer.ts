@@ -58,6 +58,8 @@ export interface HeartbeatWriterOptions {
   readonly maxPending?: number;
   /** Events kept per host: each host that sent events is pruned in the same transaction. */
   readonly retention?: Pick<EventRetention, 'maxAgeMs' | 'maxPerHost'>;
+  /** Told how many events retention deleted, once that is committed. */
+  readonly onEventsPruned?: (count: number) => void;
 }
 
 /**
@@ -113,6 +115,7 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
     // One timestamp per batch: last seen is when the heartbeat was stored (milliseconds late).
     const nowMs = clock.now();
     const nowIso = isoAt(nowMs);
+    let pruned = 0;
     try {
       await db.transaction().execute(async (trx) => {
         const hosts = [...latest.values()];
@@ -136,7 +139,7 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
         }
         // The count limit holds at every commit, however fast a host sends events.
         const sentEvents = new Set(batch.filter((p) => p.heartbeat.events.length > 0).map((p) => p.hostId));
-        for (const hostId of sentEvents) await pruneHostEvents(trx, hostId, retention, nowMs);
+        for (const hostId of sentEvents) pruned += await pruneHostEvents(trx, hostId, retention, nowMs);
       });
     } catch (e: unknown) {
       if (batch.length > 1) {
@@ -151,6 +154,7 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
       return;
     }
     for (const [hostId, services] of servicesToWrite) servicesWritten.set(hostId, services);
+    if (pruned > 0) options.onEventsPruned?.(pruned);
     batches++;
     written += batch.length;
     for (const p of batch) p.resolve(p.heartbeat.events.map((e) => e.id));

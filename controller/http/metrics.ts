@@ -30,6 +30,8 @@ export interface ControllerMetrics {
   heartbeatRejected(reason: HeartbeatRejectReason): void;
   /** A heartbeat of `bytes` refused for its host's budget (it is also counted as `rate-limited`). */
   heartbeatThrottled(bytes: number): void;
+  /** Lifecycle events deleted by retention (age or count per host). */
+  eventsPruned(count: number): void;
   observeRequest(listener: string, route: string, statusCode: number, seconds: number): void;
   /** Prometheus text exposition; the caller supplies the current host counts. */
   render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
@@ -41,6 +43,7 @@ const escapeLabel = (v: string): string =>
 export function createMetrics(): ControllerMetrics {
   let accepted = 0;
   let throttledBytes = 0;
+  let prunedEvents = 0;
   const rejected = new Map<HeartbeatRejectReason, number>(HEARTBEAT_REJECT_REASONS.map((r) => [r, 0]));
   const latency = new Map<string, Histogram>();
   let droppedSeries = 0;
@@ -54,6 +57,9 @@ export function createMetrics(): ControllerMetrics {
     },
     heartbeatThrottled(bytes) {
       throttledBytes += bytes;
+    },
+    eventsPruned(count) {
+      prunedEvents += count;
     },
     observeRequest(listener, route, statusCode, seconds) {
       const cacheKey = `${listener} ${route} ${Math.floor(statusCode / 100)}`;
@@ -91,6 +97,9 @@ export function createMetrics(): ControllerMetrics {
         "# HELP corral_heartbeat_throttled_bytes_total Request bytes of heartbeats refused for their host's budget.",
         '# TYPE corral_heartbeat_throttled_bytes_total counter',
         `corral_heartbeat_throttled_bytes_total ${throttledBytes}`,
+        '# HELP corral_events_pruned_total Lifecycle events deleted by retention (age or count per host).',
+        '# TYPE corral_events_pruned_total counter',
+        `corral_events_pruned_total ${prunedEvents}`,
         '# HELP corral_http_request_duration_seconds Request latency by listener, route and status class.',
         '# TYPE corral_http_request_duration_seconds histogram',
       ];

@@ -3,8 +3,8 @@ import { renderJson, renderRecord, renderTable, terminalOutput } from './output.
 import { displayWidth, MAX_COMBINING_RUN, terminalText } from './terminal-text.js';
 
 /** Bytes a terminal could act on: C0 but LF/TAB, DEL, C1, bidi/format, U+2028/9. */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const ACTIONABLE =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/;
 
 const CASES: readonly (readonly [name: string, input: string, shown: string])[] = [

@@ -33,7 +33,12 @@ const MAX_RETRY_AFTER_MS = 10 * 60_000;
 export function retryAfterMs(header: string | string[] | undefined, nowMs: number): number | undefined {
   const text = Array.isArray(header) ? header[0] : header;
   if (text === undefined) return undefined;
-  const ms = /^\d{1,9}$/.test(text.trim()) ? Number(text.trim()) * 1000 : Date.parse(text) - nowMs;
+  const t = text.trim();
+  const ms = /^\d{1,9}$/.test(t)
+    ? Number(t) * 1000
+    : /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(t)
+      ? Date.parse(t) - nowMs
+      : Number.NaN;
   return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : undefined;
 }
 

@@ -26,9 +26,27 @@ export class ControllerCallError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** How long the controller asked to wait (its `Retry-After`), in ms, when it said. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
+}
+
+/** Longest wait a `Retry-After` may ask for, in ms; a larger one is taken as this. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/** `Retry-After` as whole seconds or an HTTP date, in ms from `nowMs`; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | string[] | undefined, nowMs: number): number | undefined {
+  const text = Array.isArray(header) ? header[0] : header;
+  if (text === undefined) return undefined;
+  const t = text.trim();
+  const ms = /^\d{1,9}$/.test(t)
+    ? Number(t) * 1000
+    : /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(t)
+      ? Date.parse(t) - nowMs
+      : Number.NaN;
+  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : undefined;
 }
 
 /**
@@ -93,17 +111,20 @@ export function createControllerClient(controller: string, material: TlsMaterial
     } catch {
       envelope = undefined; // SyntaxError: not an envelope; reported by status alone
     }
+    const wait = retryAfterMs(res.headers['retry-after'], Date.now());
     if (Value.Check(ErrorEnvelope, envelope)) {
       throw new ControllerCallError(
         res.statusCode,
         envelope.error.code,
         `${path}: ${envelope.error.message}`,
+        wait,
       );
     }
     throw new ControllerCallError(
       res.statusCode,
       'CORRAL_ERR_UNAVAILABLE',
       `${path}: status ${res.statusCode}`,
+      wait,
     );
   }
 

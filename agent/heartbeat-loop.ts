@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { backoffDelayMs } from '../protocol/lifecycle.js';
-import type { ControllerClient } from './controller-client.js';
+import { ControllerCallError, type ControllerClient } from './controller-client.js';
 import type { EventOutbox } from './event-outbox.js';
 
 export interface HeartbeatTiming {
@@ -39,11 +39,26 @@ export interface HeartbeatLoopOptions {
 
 /** Floor of a backoff sleep, in ms, so an unlucky jitter of 0 never spins. */
 const MIN_BACKOFF_MS = 50;
+/** Wait after a 429 that named none, in ms. */
+const DEFAULT_RATE_LIMITED_WAIT_MS = 5_000;
+
+/**
+ * The wait before the next attempt after a failed one. A 429 (the controller's budget for this
+ * host is used up) waits at least what its `Retry-After` asked, plus up to 20 % jitter so
+ * agents told the same do not come back together; anything else backs off exponentially.
+ */
+function failureDelayMs(err: unknown, failures: number, t: HeartbeatTiming, random: () => number): number {
+  if (err instanceof ControllerCallError && err.status === 429) {
+    const asked = err.retryAfterMs ?? DEFAULT_RATE_LIMITED_WAIT_MS;
+    return Math.max(MIN_BACKOFF_MS, Math.round(asked * (1 + 0.2 * random())));
+  }
+  return Math.max(MIN_BACKOFF_MS, backoffDelayMs(failures, t.backoffBaseMs, t.backoffCapMs, random));
+}
 
 /**
  * Posts a heartbeat every interval (±20 % jitter) until the signal aborts. Events ride along
  * until the controller acknowledges them. A controller outage is ridden out with capped
- * backoff; the loop never ends on its own.
+ * backoff, a 429 by waiting as long as the controller asked; the loop never ends on its own.
  */
 export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSignal): Promise<void> {
   const t = o.timing;
@@ -68,7 +83,7 @@ export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSig
     } catch (err: unknown) {
       if (signal.aborted) return;
       failures++;
-      delay = Math.max(MIN_BACKOFF_MS, backoffDelayMs(failures, t.backoffBaseMs, t.backoffCapMs, o.random));
+      delay = failureDelayMs(err, failures, t, o.random);
       const notAfter = o.certificate?.notAfter();
       if (o.certificate && notAfter && notAfter.getTime() <= o.certificate.now()) {
         o.log.error(

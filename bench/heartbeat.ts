@@ -204,9 +204,11 @@ export async function run(args: string[]): Promise<void> {
     await initControllerState({ stateDir: dir });
     // CORRAL_BENCH_PROFILE=DIR writes CPU profiles of the controller and the ceiling there.
     const profile = process.env.CORRAL_BENCH_PROFILE;
+    // Each simulated worker posts as fast as answers come back, far above an agent's rate:
+    // the per-host heartbeat budget is off so the write path itself is measured.
     const controller = await startControllerProcess(
       dir,
-      [],
+      ['--no-heartbeat-budget'],
       profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}/controller`] : [],
     );
     const workers: { material: TlsMaterial; body: string }[] = [];

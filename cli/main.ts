@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { CliExit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit.js';
-import { stdio } from './output.js';
+import { inline, stdio } from './output.js';
 import { buildProgram } from './program.js';
 import { drained, watchStdio } from './stdio-drain.js';
 
@@ -38,10 +38,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     if (e instanceof CliExit) {
-      if (e.message) stdio.err(`corral: ${e.message}\n`);
+      if (e.message) stdio.err(`corral: ${inline(e.message)}\n`);
       return e.exitCode;
     }
-    stdio.err(`corral: ${describeError(e)}\n`);
+    // One line, escaped: the message may carry text a worker sent (an agent's refusal).
+    stdio.err(`corral: ${inline(describeError(e))}\n`);
     return EXIT_FAILURE;
   }
 }

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import type { Output } from './output.js';
+import { terminalOutput, type Output } from './output.js';
 
 export interface ProgramContext {
   readonly version: string;
@@ -58,6 +58,8 @@ export async function buildProgram(
   args: readonly string[] = [],
   groups: 'named' | 'all' = 'named',
 ): Promise<Command> {
+  // Every command writes through this one guard: whatever it prints is made terminal-safe.
+  const io = terminalOutput(ctx.io);
   const program = new Command('corral')
     .description('Corral: a self-hosted fleet control plane over mutual TLS')
     .version(ctx.version, '-V, --version', 'print the version')
@@ -65,14 +67,14 @@ export async function buildProgram(
     // Program options (-V/--version) only before the first subcommand, so a subcommand may
     // define its own --version (`controller release pack --version V`).
     .enablePositionalOptions()
-    .configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) })
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .exitOverride((err: CommanderError) => {
       throw err;
     });
 
   const wanted = groupOf(args);
   for (const [name, group] of Object.entries(GROUPS)) {
-    if (groups === 'all' || name === wanted) (await group.load())(program, ctx.io);
+    if (groups === 'all' || name === wanted) (await group.load())(program, io);
     else program.command(name).description(group.description);
   }
 
@@ -80,7 +82,7 @@ export async function buildProgram(
     cmd.exitOverride((err: CommanderError) => {
       throw err;
     });
-    cmd.configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) });
+    cmd.configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   });
   return program;
 }

@@ -20,6 +20,17 @@ import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
 import { createClockOffsets } from './fleet/clock-offsets.js';
 import { createEnrollment } from './fleet/enrollment.js';
 import { createJoinPolicy, type JoinPolicyOptions } from './fleet/join-policy.js';
+import {
+  checkEventRetention,
+  DEFAULT_EVENT_RETENTION,
+  startEventPruner,
+  type EventRetention,
+} from './fleet/event-retention.js';
+import {
+  createHeartbeatBudget,
+  DEFAULT_HEARTBEAT_BUDGET,
+  type HeartbeatBudgetLimits,
+} from './fleet/heartbeat-budget.js';
 import { createHeartbeatWriter, type HeartbeatWriter } from './fleet/heartbeat-writer.js';
 import { createRenewal } from './fleet/renewal.js';
 import { createTokenStore } from './fleet/token-store.js';
@@ -77,6 +88,10 @@ export interface ControllerOptions {
   readonly heartbeatIntervalMs?: number;
   /** How long heartbeats wait to be written together, in ms. */
   readonly heartbeatFlushMs?: number;
+  /** Per-host heartbeat budget (default DEFAULT_HEARTBEAT_BUDGET); `'unlimited'` for benchmarks. */
+  readonly heartbeatBudget?: HeartbeatBudgetLimits | 'unlimited';
+  /** Lifecycle events kept per host (defaults: DEFAULT_EVENT_RETENTION). */
+  readonly eventRetention?: Partial<EventRetention>;
   /** Host that bundles and join hints name (default: the listen host, or 127.0.0.1 for a wildcard). */
   readonly advertiseHost?: string;
   readonly decommissionWaitMs?: number;
@@ -131,14 +146,19 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const audit = createAuditLog({ db, clock });
   const tokens = createTokenStore({ db, audit, clock });
   const keeper = createPinKeeper({ db, pins, clock, log: log.child({ component: 'pins' }) });
+  const retention: EventRetention = { ...DEFAULT_EVENT_RETENTION, ...options.eventRetention };
+  checkEventRetention(retention);
+  const budget = createHeartbeatBudget(options.heartbeatBudget ?? DEFAULT_HEARTBEAT_BUDGET, clock);
+  const metrics = createMetrics();
   const writer: HeartbeatWriter = createHeartbeatWriter({
     db,
     clock,
     log: log.child({ component: 'heartbeats' }),
+    retention,
+    onEventsPruned: (n) => metrics.eventsPruned(n),
     ...(options.heartbeatFlushMs !== undefined ? { flushMs: options.heartbeatFlushMs } : {}),
   });
   const workerClient = createWorkerClient(identity.client);
-  const metrics = createMetrics();
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
   pins.onRevoked((hostId) => clocks.forget(hostId));
   const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: (hostId: string) => clocks.get(hostId) });
@@ -164,6 +184,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
+  const pruner = startEventPruner({
+    db,
+    clock,
+    retention,
+    log: log.child({ component: 'events' }),
+    onPruned: (n) => metrics.eventsPruned(n),
+  });
   const sockets: LiveSockets = createLiveSockets(pins);
   const advertised: { syslog?: string } = {};
   let endpoints: ControllerEndpoints | undefined;
@@ -254,7 +281,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       log: log.child({ component: 'worker-tls' }),
     });
     worker.addHook('onRequest', workerAuthHook(pins, expired));
-    void worker.register(heartbeatRoute, { writer, keeper, metrics, clock, intervalMs, clocks });
+    void worker.register(heartbeatRoute, { writer, budget, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
     void worker.register(bundleWrittenRoute, { enrollment });
 
@@ -280,6 +307,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     closing ??= (async () => {
       if (apps) await Promise.allSettled([apps.admin.close(), apps.worker.close(), apps.join.close()]);
       await writer.close();
+      await pruner.close();
       await keeper.settle();
       sockets.dispose();
       await deployer.close();

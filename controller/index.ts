@@ -12,3 +12,9 @@ export { loadControllerIdentity, type ControllerIdentity } from './state/load-st
 export { statePaths, type StatePaths } from './state/state-paths.js';
 export { DEFAULT_JOIN_TOKEN_TTL_SECONDS } from './fleet/token-store.js';
 export { DEFAULT_JOIN_POLICY, parseCidr, type JoinPolicyOptions } from './fleet/join-policy.js';
+export {
+  checkHeartbeatBudget,
+  DEFAULT_HEARTBEAT_BUDGET,
+  type HeartbeatBudgetLimits,
+} from './fleet/heartbeat-budget.js';
+export { DEFAULT_EVENT_RETENTION, type EventRetention } from './fleet/event-retention.js';

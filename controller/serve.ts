@@ -4,7 +4,12 @@ import type { Logger } from 'pino';
 import { ENDPOINTS_FILE } from '../protocol/constants.js';
 import { writeEndpointsFile } from '../protocol/endpoints-file.js';
 import { runShutdown, type PhaseOutcome } from '../protocol/lifecycle.js';
-import { createController, type Controller, type ControllerListen } from './controller.js';
+import {
+  createController,
+  type Controller,
+  type ControllerListen,
+  type ControllerOptions,
+} from './controller.js';
 import type { JoinPolicyOptions } from './fleet/join-policy.js';
 import { openDatabase } from './db/open-database.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
@@ -31,6 +36,8 @@ export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
   readonly log: Logger;
   readonly heartbeatIntervalMs?: number;
+  readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
+  readonly eventRetention?: ControllerOptions['eventRetention'];
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
   readonly joinPolicy?: JoinPolicyOptions;
@@ -64,6 +71,8 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
         : {}),
       ...(addresses[0] !== undefined ? { advertiseHost: addresses[0] } : {}),
       ...(options.joinPolicy !== undefined ? { joinPolicy: options.joinPolicy } : {}),
+      ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
+      ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && WILDCARD_HOSTS.has(options.worker.host)) {

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HostId, Name, Timestamp } from './common.js';
-import { HostMetrics, ServiceStatus } from './heartbeat.js';
+import { AgentVersion, HostMetrics, ServiceStatus } from './heartbeat.js';
 import { ServiceSpec } from './service-spec.js';
 
 /**
@@ -35,7 +35,7 @@ export type ApplyAccepted = Static<typeof ApplyAccepted>;
 
 export const AgentHealth = Type.Object(
   {
-    version: Type.String({ minLength: 1, maxLength: 64 }),
+    version: AgentVersion,
     hostId: HostId,
     uptimeSeconds: Type.Number({ minimum: 0 }),
   },
@@ -45,7 +45,7 @@ export type AgentHealth = Static<typeof AgentHealth>;
 
 export const AgentStatus = Type.Object(
   {
-    version: Type.String({ minLength: 1, maxLength: 64 }),
+    version: AgentVersion,
     hostId: HostId,
     uptimeSeconds: Type.Number({ minimum: 0 }),
     /** The desired generation (0 before the first apply). */

@@ -30,6 +30,7 @@ export const ErrorCode = {
   JOIN_ADDRESS_REFUSED: 'CORRAL_ERR_JOIN_ADDRESS_REFUSED',
   /** `enroll --replace` of a host that was seen or whose bundle was written. */
   REPLACE_REFUSED: 'CORRAL_ERR_REPLACE_REFUSED',
+  RATE_LIMITED: 'CORRAL_ERR_RATE_LIMITED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -59,6 +60,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_ROLLED_BACK: 502,
   CORRAL_ERR_JOIN_ADDRESS_REFUSED: 403,
   CORRAL_ERR_REPLACE_REFUSED: 409,
+  CORRAL_ERR_RATE_LIMITED: 429,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -1,5 +1,21 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { HostId, Name, Reason, Timestamp } from './common.js';
+import { HostId, Name, Timestamp } from './common.js';
+import { RELEASE_VERSION_RE } from './release.js';
+
+/** An agent's version, as it reports it: a release version (semver-ish, no spaces or controls). */
+export const AgentVersion = Type.String({ pattern: RELEASE_VERSION_RE.source, minLength: 1, maxLength: 64 });
+
+/**
+ * Free text a worker sends (service errors, event details): at most 2048 UTF-16 units, no NUL
+ * (PostgreSQL cannot store it) and no lone surrogates (no UTF-8 for them). Other control
+ * characters are accepted and stored as sent, since a service's own error output may carry
+ * them; every reader shows them escaped (the CLI through cli/terminal-text.ts). The pattern
+ * means the same with and without the regex `u` flag (Ajv sets it, TypeBox's checker not).
+ */
+export const WorkerText = Type.String({
+  maxLength: 2048,
+  pattern: '^(?:[^\\u0000\\uD800-\\uDFFF]|[\\uD800-\\uDBFF][\\uDC00-\\uDFFF])*$',
+});
 
 export const SERVICE_STATES = [
   'pending',
@@ -20,7 +36,7 @@ export const ServiceStatus = Type.Object(
     name: Name,
     state: ServiceState,
     restarts: Type.Integer({ minimum: 0 }),
-    lastError: Type.Union([Reason, Type.Null()]),
+    lastError: Type.Union([WorkerText, Type.Null()]),
     pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
     since: Type.Union([Timestamp, Type.Null()]),
   },
@@ -64,7 +80,7 @@ export const LifecycleEvent = Type.Object(
     generation: Type.Optional(Type.Integer({ minimum: 0 })),
     /** The agent operation (apply, teardown) the event closes, when there is one. */
     operationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{8,64}$' })),
-    detail: Type.Optional(Reason),
+    detail: Type.Optional(WorkerText),
   },
   { additionalProperties: false },
 );
@@ -90,7 +106,7 @@ export const MAX_HEARTBEAT_EVENTS = 200;
 export const HeartbeatRequest = Type.Object(
   {
     hostId: HostId,
-    agentVersion: Type.String({ minLength: 1, maxLength: 64 }),
+    agentVersion: AgentVersion,
     /** The desired-state generation the agent has applied. */
     generation: Type.Integer({ minimum: 0 }),
     metrics: HostMetrics,

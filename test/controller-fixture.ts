@@ -22,6 +22,7 @@ import {
   type Clock,
   type Controller,
   type ControllerDb,
+  type ControllerOptions,
   type ControllerEndpoints,
   type ControllerIdentity,
 } from '../controller/index.js';
@@ -48,7 +49,14 @@ export const silentLog = pino({ level: 'silent' });
 const execFileAsync = promisify(execFile);
 
 export async function startController(
-  options: { heartbeatIntervalMs?: number; decommissionWaitMs?: number; dir?: string; clock?: Clock } = {},
+  options: {
+    heartbeatIntervalMs?: number;
+    decommissionWaitMs?: number;
+    dir?: string;
+    clock?: Clock;
+    heartbeatBudget?: ControllerOptions['heartbeatBudget'];
+    eventRetention?: ControllerOptions['eventRetention'];
+  } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
   await initControllerState({ stateDir: dir });
@@ -63,6 +71,8 @@ export async function startController(
       : {}),
     decommissionWaitMs: options.decommissionWaitMs ?? 2_000,
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
+    ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });

@@ -8,6 +8,7 @@ import {
   LOG_REDACT_PATHS,
   parseJsonWith,
   RELEASE_VERSION_ENV,
+  RELEASE_VERSION_RE,
   runShutdown,
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
@@ -18,7 +19,6 @@ import { registerAgentJoinCommand } from './agent-join.js';
 
 /** The agent's modules load only for the agent's own commands. */
 const agentLib = () => import('../../agent/index.js');
-const VERSION_RE = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/;
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 function int(value: string | undefined, name: string): number | undefined {
@@ -83,7 +83,8 @@ function selfDestructConfig(o: CommonOptions): SelfDestructConfig & { logFile: s
 
 function agentVersion(fallback: string): string {
   const fromEnv = process.env[RELEASE_VERSION_ENV];
-  return fromEnv !== undefined && VERSION_RE.test(fromEnv) ? fromEnv : fallback;
+  // The heartbeat schema takes release versions only; anything else would be refused there.
+  return fromEnv !== undefined && RELEASE_VERSION_RE.test(fromEnv) ? fromEnv : fallback;
 }
 
 async function serve(o: ServeOptions, version: string): Promise<void> {

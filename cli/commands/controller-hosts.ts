@@ -150,6 +150,15 @@ export function registerControllerHostCommands(controller: Command, io: Output):
         ),
       );
     }
+    if (detail.recentEvents.length > 0) {
+      io.out('\n');
+      io.out(
+        renderTable(
+          ['event', 'time', 'service', 'generation', 'detail'],
+          detail.recentEvents.map((e) => [e.type, e.time, e.service, e.generation, e.detail]),
+        ),
+      );
+    }
   });
 
   addAdminTargetOptions(

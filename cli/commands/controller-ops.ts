@@ -11,14 +11,15 @@ import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
+import { inline, renderJson, renderRecord, renderTable, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 
 const FOLLOW_POLL_MS = 500;
 
+/** One log entry as one line: the message may carry worker text (an agent's refusal), escaped. */
 const logLine = (l: OperationLogEntry): string =>
-  `${l.time}  ${l.level.padEnd(5)}  ${l.host ? `[${l.host}] ` : ''}${l.message}\n`;
+  `${inline(l.time)}  ${inline(l.level).padEnd(5)}  ${l.host ? `[${inline(l.host)}] ` : ''}${inline(l.message)}\n`;
 
 /** The operation with its log from `afterSeq` on, every page of it. */
 async function fetchDetail(admin: AdminClient, id: string, afterSeq: number): Promise<OperationDetail> {

@@ -14,7 +14,7 @@ import type { OperationDetail, OperationListResponse } from '../../protocol/oper
 import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
+import { inline, renderJson, renderRecord, renderTable, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 type UpdateOpts = JsonOpt & {
@@ -46,7 +46,7 @@ interface Follow {
 async function printNewLines(admin: AdminClient, io: Output, f: Follow, id: string): Promise<void> {
   const d = await admin.get<OperationDetail>(`/v1/ops/${encodeURIComponent(id)}?afterSeq=${f.afterSeq}`);
   for (const l of d.log) {
-    io.err(`${l.host ? `[${l.host}] ` : ''}${l.message}\n`);
+    io.err(`${l.host ? `[${inline(l.host)}] ` : ''}${inline(l.message)}\n`);
     f.afterSeq = l.seq;
   }
 }

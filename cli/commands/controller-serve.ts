@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import {
+  checkHeartbeatBudget,
+  DEFAULT_EVENT_RETENTION,
+  DEFAULT_HEARTBEAT_BUDGET,
   initControllerState,
   parseCidr,
   serveController,
   type ExtraListener,
+  type HeartbeatBudgetLimits,
   type JoinPolicyOptions,
 } from '../../controller/index.js';
 import { join } from 'node:path';
@@ -14,6 +18,7 @@ import {
   DEFAULT_ADMIN_LISTEN,
   DEFAULT_SYSLOG_PORT,
   DEFAULT_WORKER_LISTEN,
+  MAX_WORKER_BODY_BYTES,
 } from '../../protocol/constants.js';
 import { formatHostPort, parseHostPort } from '../../protocol/endpoints-file.js';
 import { LOG_REDACT_PATHS } from '../../protocol/lifecycle.js';
@@ -59,6 +64,46 @@ export function controllerExtraListeners(
 }
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+/** Bursts allowed, as multiples of the sustained rates. */
+const HEARTBEAT_BURST_FACTOR = 5;
+const HEARTBEAT_BYTES_BURST_FACTOR = 16;
+const SIZE_UNITS: Record<string, number> = { '': 1, KiB: 1024, MiB: 1024 * 1024 };
+
+function positive(flag: string, text: string, parse: (t: string) => number): number {
+  let value: number;
+  try {
+    value = parse(text);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `${flag}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (!(Number.isFinite(value) && value > 0)) throw new CliExit(EXIT_USAGE, `${flag} must be positive`);
+  return value;
+}
+
+const parseSize = (text: string): number => {
+  const m = /^(\d+)(KiB|MiB)?$/.exec(text.trim());
+  if (!m) throw new Error(`expected bytes like 65536, 64KiB or 1MiB, got ${JSON.stringify(text)}`);
+  return Number(m[1]) * (SIZE_UNITS[m[2] ?? ''] ?? 1);
+};
+
+/** The per-host heartbeat budget from `--heartbeat-rate` and `--heartbeat-bytes`. */
+function heartbeatBudget(rate: string, bytes: string): HeartbeatBudgetLimits {
+  const perSecond = positive('--heartbeat-rate', rate, Number);
+  const bytesPerSecond = positive('--heartbeat-bytes', bytes, parseSize);
+  const limits = {
+    perSecond,
+    burst: Math.max(1, Math.round(perSecond * HEARTBEAT_BURST_FACTOR)),
+    bytesPerSecond,
+    burstBytes: Math.max(MAX_WORKER_BODY_BYTES, bytesPerSecond * HEARTBEAT_BYTES_BURST_FACTOR),
+  };
+  try {
+    checkHeartbeatBudget(limits);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, e instanceof Error ? e.message : String(e));
+  }
+  return limits;
+}
 
 /** `corral controller init` and `corral controller serve`. */
 export function registerControllerServeCommands(controller: Command, io: Output): void {
@@ -127,6 +172,27 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'expected heartbeat interval; liveness derives from it',
         '30s',
       )
+      .option(
+        '--heartbeat-rate <per-second>',
+        `heartbeats one host may send per second (bursts of ${HEARTBEAT_BURST_FACTOR}x); over it: 429`,
+        String(DEFAULT_HEARTBEAT_BUDGET.perSecond),
+      )
+      .option(
+        '--heartbeat-bytes <size>',
+        `heartbeat bytes one host may send per second (bursts of ${HEARTBEAT_BYTES_BURST_FACTOR}x), e.g. 64KiB`,
+        `${DEFAULT_HEARTBEAT_BUDGET.bytesPerSecond / 1024}KiB`,
+      )
+      .option('--no-heartbeat-budget', 'no per-host heartbeat budget (benchmarks)')
+      .option(
+        '--event-max-age <duration>',
+        'lifecycle events older than this are deleted',
+        `${DEFAULT_EVENT_RETENTION.maxAgeMs / 86_400_000}d`,
+      )
+      .option(
+        '--events-per-host <n>',
+        'lifecycle events kept per host (the newest)',
+        String(DEFAULT_EVENT_RETENTION.maxPerHost),
+      )
       .option('--log-level <level>', 'pino log level', 'info'),
   ).action(
     async (opts: {
@@ -137,6 +203,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       syslogListen?: string;
       joinAllowedCidr: string[];
       heartbeatInterval: string;
+      heartbeatRate: string;
+      heartbeatBytes: string;
+      heartbeatBudget: boolean;
+      eventMaxAge: string;
+      eventsPerHost: string;
       logLevel: string;
     }) => {
       const stateDir = controllerStateDir(opts.stateDir);
@@ -163,6 +234,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       } catch (e: unknown) {
         throw new CliExit(EXIT_USAGE, `--heartbeat-interval: ${e instanceof Error ? e.message : String(e)}`);
       }
+      const budget = opts.heartbeatBudget
+        ? heartbeatBudget(opts.heartbeatRate, opts.heartbeatBytes)
+        : ('unlimited' as const);
+      const maxAgeMs = positive('--event-max-age', opts.eventMaxAge, parseDurationMs);
+      const maxPerHost = positive('--events-per-host', opts.eventsPerHost, Number);
+      if (!Number.isSafeInteger(maxPerHost))
+        throw new CliExit(EXIT_USAGE, '--events-per-host must be a whole number');
       const log = pino({
         level: opts.logLevel,
         redact: [...LOG_REDACT_PATHS],
@@ -176,6 +254,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         log,
         heartbeatIntervalMs,
         joinPolicy,
+        heartbeatBudget: budget,
+        eventRetention: { maxAgeMs, maxPerHost },
         extras: controllerExtraListeners(stateDir, syslog, log),
       });
       if (joinPolicy.allowedCidrs.length > 0)

@@ -4,6 +4,7 @@ import type { HostView } from '../../protocol/host.js';
 import { renderSnapshot, runLiveView, type FleetSnapshot } from './live-view.js';
 
 const at = new Date('2026-01-01T00:00:10Z');
+const CLEARED = '<clear>';
 const host = (name: string, status: HostView['status']): HostView => ({
   id: `id-${name}`,
   name,
@@ -53,6 +54,20 @@ describe('the live view of corral up', () => {
     expect(text).toContain('(cannot read the services: exit 1)');
   });
 
+  it('shows worker-sent text escaped and bounded, so it cannot redraw or fake the table', () => {
+    const hostile = '\u001b[2J\u001b]0;owned\u0007\r\u009b31m\u202eevil\nfake-row';
+    const text = renderSnapshot({
+      ...snapshot,
+      services: [{ ...service('api', 'worker-1', 'failed'), lastError: `${hostile}${'x'.repeat(500)}` }],
+    });
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    expect(text).toContain('\\x1b[2J\\x1b]0;owned\\x07\\r\\x9b31m\\u{202e}evil\\nfake-row');
+    const row = text.split('\n').find((l) => l.startsWith('api '));
+    expect(row?.endsWith('…')).toBe(true);
+    expect(text.split('\n').some((l) => l.startsWith('fake-row'))).toBe(false);
+  });
+
   for (const tty of [true, false]) {
     it(`${tty ? 'redraws in place on a terminal' : 'prints fresh snapshots when not a terminal'}`, async () => {
       const writes: string[] = [];
@@ -61,17 +76,19 @@ describe('the live view of corral up', () => {
         snapshot: async () => snapshot,
         write: (t) => {
           writes.push(t);
-          if (writes.length >= 3) ac.abort();
+          if (writes.filter((w) => w !== CLEARED).length >= 3) ac.abort();
         },
+        clear: () => writes.push(CLEARED),
         tty,
         intervalMs: 1,
         header: 'HEADER\n',
         signal: ac.signal,
       });
-      const frames = tty ? writes : writes.slice(1);
       if (!tty) expect(writes[0]).toBe('HEADER\n');
+      const frames = tty ? writes.filter((w) => w !== CLEARED) : writes.slice(1);
+      expect(writes.includes(CLEARED)).toBe(tty);
+      if (tty) expect(writes.every((w, i) => (i % 2 === 0) === (w === CLEARED))).toBe(true);
       for (const frame of frames) {
-        expect(frame.startsWith('\u001b[H\u001b[2J')).toBe(tty);
         expect(frame.includes('HEADER')).toBe(tty);
         expect(frame).toContain('worker-1');
       }

@@ -12,9 +12,6 @@ export interface FleetSnapshot {
   readonly servicesError?: string;
 }
 
-/** ANSI: cursor home, clear screen. */
-const CLEAR_SCREEN = '\u001b[H\u001b[2J';
-
 function ago(iso: string | null, now: Date): string | null {
   if (iso === null) return null;
   const seconds = Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 1000));
@@ -52,7 +49,10 @@ export function renderSnapshot(s: FleetSnapshot): string {
 
 export interface LiveViewOptions {
   readonly snapshot: () => Promise<FleetSnapshot>;
+  /** Writes text; the caller's Output makes it terminal-safe. */
   readonly write: (text: string) => void;
+  /** Clears the screen before each redraw on a terminal (the Output's own control sequence). */
+  readonly clear: () => void;
   /** Redraw in place (a terminal) rather than print a fresh snapshot each time. */
   readonly tty: boolean;
   readonly intervalMs: number;
@@ -83,8 +83,10 @@ export async function runLiveView(o: LiveViewOptions): Promise<void> {
       .toISOString()
       .replace('T', ' ')
       .replace(/\.\d+Z$/, 'Z');
-    if (o.tty) o.write(`${CLEAR_SCREEN}${o.header}\n${stamp}\n\n${body}`);
-    else o.write(`\n--- ${stamp} ---\n${body}`);
+    if (o.tty) {
+      o.clear();
+      o.write(`${o.header}\n${stamp}\n\n${body}`);
+    } else o.write(`\n--- ${stamp} ---\n${body}`);
     try {
       await sleep(o.intervalMs, undefined, { signal: o.signal });
     } catch {

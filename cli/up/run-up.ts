@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DeployResponse } from '../../protocol/deployment.js';
-import type { Output } from '../output.js';
+import { inline, type Output } from '../output.js';
 import { runCorral, type CorralCommand } from './corral-cli.js';
 import { runLiveView } from './live-view.js';
 import { startLocalFleet, type LocalFleet } from './local-fleet.js';
@@ -44,7 +44,8 @@ async function deploySample(fleet: LocalFleet, deps: UpDeps): Promise<void> {
   const placed = res.plan.map((p) => `${p.service}→${p.host}`).join(', ');
   deps.io.out(`  deployed ${res.plan.length} sample services (${file}): ${placed}\n`);
   const failed = res.hosts.filter((h) => h.outcome === 'failed');
-  for (const h of failed) deps.io.out(`  dispatch to ${h.host} failed: ${h.reason ?? 'unknown reason'}\n`);
+  for (const h of failed)
+    deps.io.out(`  dispatch to ${inline(h.host)} failed: ${inline(h.reason ?? 'unknown reason')}\n`);
 }
 
 const firstLine = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '';
@@ -112,6 +113,7 @@ export async function runUp(o: UpOptions, deps: UpDeps): Promise<void> {
           : { at: new Date(), hosts, services };
       },
       write: (text) => io.out(text),
+      clear: () => io.clearScreen?.(),
       tty: deps.tty,
       intervalMs: o.refreshMs,
       header: `\ncorral up: ${plural(o.workers, 'worker')}; Ctrl-C stops everything\n${hint(fleet)}`,
@@ -126,7 +128,7 @@ export async function runUp(o: UpOptions, deps: UpDeps): Promise<void> {
     io.out('\nstopping…\n');
     if (fleet) {
       const report = await fleet.close();
-      for (const e of report.errors) io.err(`corral up: ${e}\n`);
+      for (const e of report.errors) io.err(`corral up: ${inline(e)}\n`);
     }
     await rm(dir, { recursive: true, force: true });
     io.out(`removed ${dir}\n`);

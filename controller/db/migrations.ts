@@ -11,6 +11,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0002-audit', { up: audit }],
   ['0003-deploy', { up: deployMigration }],
   ['0004-enrollment', { up: enrollmentMigration }],
+  ['0005-event-retention', { up: eventRetention }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {
@@ -129,4 +130,13 @@ async function audit(db: Kysely<unknown>): Promise<void> {
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
   await sql`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
+}
+
+/** Events are pruned per host by age and count, and read newest first per host. */
+async function eventRetention(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createIndex('events_host_received')
+    .on('events')
+    .columns(['host_id', 'received_at', 'event_id'])
+    .execute();
 }

@@ -4,6 +4,7 @@ import type { HeartbeatRequest, LifecycleEvent, ServiceStatus } from '../../prot
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
+import { DEFAULT_EVENT_RETENTION, pruneHostEvents, type EventRetention } from './event-retention.js';
 
 /**
  * How long the first heartbeat after a quiet spell waits for others to share its
@@ -55,6 +56,10 @@ export interface HeartbeatWriterOptions {
   readonly flushMs?: number;
   readonly maxBatch?: number;
   readonly maxPending?: number;
+  /** Events kept per host: each host that sent events is pruned in the same transaction. */
+  readonly retention?: Pick<EventRetention, 'maxAgeMs' | 'maxPerHost'>;
+  /** Told how many events retention deleted, once that is committed. */
+  readonly onEventsPruned?: (count: number) => void;
 }
 
 /**
@@ -67,6 +72,7 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
   const flushMs = options.flushMs ?? DEFAULT_HEARTBEAT_FLUSH_MS;
   const maxBatch = options.maxBatch ?? DEFAULT_HEARTBEAT_BATCH;
   const maxPending = options.maxPending ?? DEFAULT_HEARTBEAT_MAX_PENDING;
+  const retention = options.retention ?? DEFAULT_EVENT_RETENTION;
   let queue: Pending[] = [];
   let timer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> | undefined;
@@ -107,7 +113,9 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
     for (const p of batch) latest.set(p.hostId, p);
     const servicesToWrite = new Map<string, readonly ServiceStatus[]>();
     // One timestamp per batch: last seen is when the heartbeat was stored (milliseconds late).
-    const nowIso = isoAt(clock.now());
+    const nowMs = clock.now();
+    const nowIso = isoAt(nowMs);
+    let pruned = 0;
     try {
       await db.transaction().execute(async (trx) => {
         const hosts = [...latest.values()];
@@ -129,6 +137,9 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
             .onConflict((oc) => oc.columns(['host_id', 'event_id']).doNothing())
             .execute();
         }
+        // The count limit holds at every commit, however fast a host sends events.
+        const sentEvents = new Set(batch.filter((p) => p.heartbeat.events.length > 0).map((p) => p.hostId));
+        for (const hostId of sentEvents) pruned += await pruneHostEvents(trx, hostId, retention, nowMs);
       });
     } catch (e: unknown) {
       if (batch.length > 1) {
@@ -143,6 +154,7 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
       return;
     }
     for (const [hostId, services] of servicesToWrite) servicesWritten.set(hostId, services);
+    if (pruned > 0) options.onEventsPruned?.(pruned);
     batches++;
     written += batch.length;
     for (const p of batch) p.resolve(p.heartbeat.events.map((e) => e.id));

@@ -14,6 +14,7 @@ export const HEARTBEAT_REJECT_REASONS = [
   'validation',
   'too-large',
   'overloaded',
+  'rate-limited',
   'other',
 ] as const;
 export type HeartbeatRejectReason = (typeof HEARTBEAT_REJECT_REASONS)[number];
@@ -38,6 +39,10 @@ export interface ControllerMetrics {
   certificateExpired(hostName: string): void;
   /** The worker listener's TLS refused a connection before any request. */
   workerTlsRefused(reason: TlsRefusalReason): void;
+  /** A heartbeat of `bytes` refused for its host's budget (it is also counted as `rate-limited`). */
+  heartbeatThrottled(bytes: number): void;
+  /** Lifecycle events deleted by retention (age or count per host). */
+  eventsPruned(count: number): void;
   observeRequest(listener: string, route: string, statusCode: number, seconds: number): void;
   /** Prometheus text exposition; the caller supplies the current host counts. */
   render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
@@ -48,6 +53,8 @@ const escapeLabel = (v: string): string =>
 
 export function createMetrics(): ControllerMetrics {
   let accepted = 0;
+  let throttledBytes = 0;
+  let prunedEvents = 0;
   const rejected = new Map<HeartbeatRejectReason, number>(HEARTBEAT_REJECT_REASONS.map((r) => [r, 0]));
   const latency = new Map<string, Histogram>();
   let droppedSeries = 0;
@@ -71,6 +78,12 @@ export function createMetrics(): ControllerMetrics {
     },
     workerTlsRefused(reason) {
       tlsRefused.set(reason, (tlsRefused.get(reason) ?? 0) + 1);
+    },
+    heartbeatThrottled(bytes) {
+      throttledBytes += bytes;
+    },
+    eventsPruned(count) {
+      prunedEvents += count;
     },
     observeRequest(listener, route, statusCode, seconds) {
       const cacheKey = `${listener} ${route} ${Math.floor(statusCode / 100)}`;
@@ -113,6 +126,12 @@ export function createMetrics(): ControllerMetrics {
         '# HELP corral_worker_tls_refused_total Worker API connections refused by TLS, by reason.',
         '# TYPE corral_worker_tls_refused_total counter',
         ...[...tlsRefused].map(([r, n]) => `corral_worker_tls_refused_total{reason="${r}"} ${n}`),
+        "# HELP corral_heartbeat_throttled_bytes_total Request bytes of heartbeats refused for their host's budget.",
+        '# TYPE corral_heartbeat_throttled_bytes_total counter',
+        `corral_heartbeat_throttled_bytes_total ${throttledBytes}`,
+        '# HELP corral_events_pruned_total Lifecycle events deleted by retention (age or count per host).',
+        '# TYPE corral_events_pruned_total counter',
+        `corral_events_pruned_total ${prunedEvents}`,
         '# HELP corral_http_request_duration_seconds Request latency by listener, route and status class.',
         '# TYPE corral_http_request_duration_seconds histogram',
       ];

@@ -1,8 +1,11 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { MAX_WORKER_BODY_BYTES } from '../../protocol/constants.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { HeartbeatRequest, HeartbeatResponse } from '../../protocol/heartbeat.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ClockOffsets } from '../fleet/clock-offsets.js';
+import type { HeartbeatBudget } from '../fleet/heartbeat-budget.js';
 import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
 import type { ControllerMetrics, HeartbeatRejectReason } from '../http/metrics.js';
 import { refusalReason, workerPeer, workerRefused } from '../http/worker-auth.js';
@@ -10,6 +13,7 @@ import type { PinKeeper } from '../pins/pin-keeper.js';
 
 export interface HeartbeatRouteOptions {
   readonly writer: HeartbeatWriter;
+  readonly budget: HeartbeatBudget;
   readonly keeper: PinKeeper;
   readonly metrics: ControllerMetrics;
   readonly clock: Clock;
@@ -21,13 +25,22 @@ function reasonFor(statusCode: number): HeartbeatRejectReason {
   if (statusCode === 400) return 'validation';
   if (statusCode === 413) return 'too-large';
   if (statusCode === 503) return 'overloaded';
+  if (statusCode === 429) return 'rate-limited';
   return 'other';
+}
+
+/** Request bytes charged to the budget: the declared length, or the most a body may be. */
+function declaredBytes(header: string | undefined): number {
+  const n = header === undefined ? Number.NaN : Number(header);
+  return Number.isSafeInteger(n) && n >= 0 ? n : MAX_WORKER_BODY_BYTES;
 }
 
 /**
  * `POST /v1/heartbeat`: the agent's status, metrics and lifecycle events. The certificate on
  * this connection must be the agent pinned for the claimed host id. Events are acknowledged
- * only once they are committed.
+ * only once they are committed. Each host has a budget of heartbeats and bytes, charged before
+ * the body is read: over it, the answer is 429 CORRAL_ERR_RATE_LIMITED with `Retry-After`
+ * (whole seconds until the same heartbeat would fit), and nothing is parsed or stored.
  */
 export const heartbeatRoute: FastifyPluginAsyncTypebox<HeartbeatRouteOptions, HttpsServer> = async (
   app,
@@ -39,6 +52,21 @@ export const heartbeatRoute: FastifyPluginAsyncTypebox<HeartbeatRouteOptions, Ht
     '/v1/heartbeat',
     {
       schema: { body: HeartbeatRequest, response: { 200: HeartbeatResponse } },
+      onRequest: (request, reply, done) => {
+        const peer = workerPeer(request);
+        const bytes = declaredBytes(request.headers['content-length']);
+        const decision = opts.budget.take(peer.hostId, bytes);
+        if (decision.ok) return done();
+        opts.metrics.heartbeatThrottled(bytes);
+        const seconds = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+        void reply.header('retry-after', String(seconds));
+        done(
+          new CorralError(
+            ErrorCode.RATE_LIMITED,
+            `heartbeat budget of this host used up; retry in ${seconds} s`,
+          ),
+        );
+      },
       onResponse: (request, reply, done) => {
         if (reply.statusCode === 200) opts.metrics.heartbeatAccepted();
         else opts.metrics.heartbeatRejected(refusalReason(request) ?? reasonFor(reply.statusCode));

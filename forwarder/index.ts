@@ -1,2 +1,3 @@
+export * from './errors.js';
 export * from './forwarder.js';
 export * from './position-store.js';

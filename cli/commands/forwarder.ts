@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import {
   createForwarder,
   FORWARDER_MODES,
+  isForwarderError,
   openPositionStore,
   type ForwarderMode,
 } from '../../forwarder/index.js';
@@ -45,7 +46,10 @@ async function run(o: RunOptions): Promise<void> {
 
   const log = pino({ name: 'corral-forwarder', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
   await ensurePrivateDir(join(o.stateDir, 'forwarder'));
-  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE));
+  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE)).catch((e: unknown) => {
+    if (isForwarderError(e)) throw new CliExit(EXIT_FAILURE, `${e.message} (${e.code})`);
+    throw e;
+  });
   const forwarder = createForwarder({
     tls: { caPem: bundle.caPem, certPem: agent.certPem, keyPem: agent.keyPem },
     controller,
@@ -70,7 +74,8 @@ async function run(o: RunOptions): Promise<void> {
   });
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
   const running = forwarder.run(ac.signal);
-  await Promise.race([running.catch(() => undefined /* reported by the shutdown phase below */), forced]);
+  let failure: unknown;
+  await Promise.race([running.catch((e: unknown) => (failure = e)), forced]);
   ac.abort();
   const outcomes = await Promise.race([
     runShutdown([
@@ -88,6 +93,7 @@ async function run(o: RunOptions): Promise<void> {
       );
   }
   log.flush();
+  if (isForwarderError(failure)) throw new CliExit(EXIT_FAILURE, `${failure.message} (${failure.code})`);
   if (outcomes.some((outcome) => !outcome.ok))
     throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');
 }

@@ -190,6 +190,15 @@ export class FileTail {
     this.saver.save(record.streamId, position);
   }
 
+  /**
+   * Looks for new generations without shipping (while the listener cannot be reached), so
+   * their files are recorded in order and kept open before a deletion can take them.
+   */
+  async discover(): Promise<void> {
+    if (this.needsRecovery) return;
+    await this.look();
+  }
+
   /** Starts the next generation if none is being read; true when there is one. */
   async prepare(): Promise<boolean> {
     if (this.needsRecovery) return false;

@@ -145,6 +145,15 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     let attempt = 0;
     while (!signal.aborted) {
       try {
+        for (const tail of tails) await tail.discover();
+      } catch (e: unknown) {
+        if (isForwarderError(e)) {
+          fatal = e;
+          break;
+        }
+        log.warn({ err: e }, 'looking at the log files failed');
+      }
+      try {
         session = await Session.open(
           {
             tls: options.tls,

@@ -200,17 +200,39 @@ export async function waitFor(
   }
 }
 
-/** Waits until the ingest file holds `count` sequenced lines. */
-export async function waitForLines(path: string, count: number, timeoutMs = 60_000): Promise<number[]> {
+/** Which of 0..count-1 `seqs` lacks, as ranges (`1200-1399, 5000`), and how many it repeats. */
+export function missingSummary(seqs: readonly number[], count: number): string {
+  const seen = new Set(seqs);
+  const ranges: string[] = [];
+  for (let i = 0; i < count; i++) {
+    if (seen.has(i)) continue;
+    let j = i;
+    while (j + 1 < count && !seen.has(j + 1)) j++;
+    ranges.push(i === j ? `${i}` : `${i}-${j}`);
+    i = j;
+  }
+  const repeated = seqs.length - seen.size;
+  return `missing ${ranges.length > 0 ? ranges.slice(0, 20).join(', ') : 'none'}; ${repeated} repeated`;
+}
+
+/**
+ * Waits until the ingest file holds `count` sequenced lines. Times out (by default) before
+ * the test does, saying which lines are missing.
+ */
+export async function waitForLines(path: string, count: number, timeoutMs = 45_000): Promise<number[]> {
   let seqs: number[] = [];
-  await waitFor(
-    `${count} lines in ${path}`,
-    async () => {
-      seqs = await sequencesIn(path);
-      return seqs.length >= count;
-    },
-    timeoutMs,
-  );
+  try {
+    await waitFor(
+      `${count} lines in ${path}`,
+      async () => {
+        seqs = await sequencesIn(path);
+        return seqs.length >= count;
+      },
+      timeoutMs,
+    );
+  } catch (e: unknown) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}: have ${seqs.length}, ${missingSummary(seqs, count)}`);
+  }
   return seqs;
 }
 

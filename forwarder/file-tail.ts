@@ -22,7 +22,7 @@ import {
   type EncodeOptions,
 } from './line-encoder.js';
 import { PositionSaver } from './position-saver.js';
-import type { GenerationRecord, PositionStore, Recovery, StoreChange } from './position-store.js';
+import type { GenerationRecord, PathState, PositionStore, Recovery, StoreChange } from './position-store.js';
 import { markerPath } from './store-marker.js';
 
 export interface TailOptions {
@@ -109,6 +109,8 @@ export class FileTail {
   private active: Active | undefined;
   private recoveryScan: Scan | undefined;
   private baselineSiblings = false;
+  /** What the path is recorded as on each commit (`unplaced` until a first start has asked the listener). */
+  private pathState: PathState = 'followed';
   private lastGrowthAt = 0;
   private lastHeadCheckAt = 0;
   private readonly buffers: EncodeBufferPool;
@@ -151,22 +153,27 @@ export class FileTail {
     return this.lostThisRun;
   }
 
-  /** Loads the path's records and looks at what is on disk now (or marks it for recovery). */
+  /**
+   * Loads the path's records and looks at what is on disk now. A path never followed records
+   * what is there at once (rotated siblings as there before, to be passed over; the file at
+   * the path to be shipped from its start), so a forwarder killed before it reached the
+   * listener still knows, next time, which files came later. In corral mode a first start
+   * then asks the listener (does it know these files: a state dir wiped whole?), and after a
+   * loss the path waits for the listener's answers before anything is recorded.
+   */
   async init(): Promise<void> {
     const recovery = this.store.recovery();
-    if (!(await this.store.hasPath(this.path))) {
-      if (recovery === undefined) {
-        this.baselineSiblings = true;
-      } else if (!this.options.corral) {
-        if (recovery === 'lost') throw this.lostError(undefined);
-        this.baselineSiblings = true;
-      } else {
-        this.needsRecovery = recovery;
-        return;
-      }
-    } else {
-      this.records = await this.store.generations(this.path);
-      this.baselineSiblings = await this.store.needsBaseline(this.path);
+    const state = await this.store.pathState(this.path);
+    if (state === undefined && recovery === 'lost') {
+      if (!this.options.corral) throw this.lostError(undefined);
+      this.needsRecovery = 'lost';
+      return;
+    }
+    if (state !== undefined) this.records = await this.store.generations(this.path);
+    this.baselineSiblings = state === undefined || state === 'legacy';
+    if (this.options.corral && (state === 'unplaced' || (state === undefined && recovery === 'fresh'))) {
+      this.pathState = 'unplaced';
+      this.needsRecovery = 'fresh';
     }
     await this.look();
   }
@@ -195,7 +202,7 @@ export class FileTail {
    * their files are recorded in order and kept open before a deletion can take them.
    */
   async discover(): Promise<void> {
-    if (this.needsRecovery) return;
+    if (this.needsRecovery === 'lost') return;
     await this.look();
   }
 
@@ -290,8 +297,12 @@ export class FileTail {
     const files = scan.candidates;
     let kept = new Set<Candidate>();
     try {
-      let plan = planRecovery(files, answers);
-      if (plan) {
+      const plan = planRecovery(files, answers);
+      if (!plan && kind === 'fresh') {
+        // A true first start: what it recorded when it started stands.
+        this.pathState = 'followed';
+        await this.commit({});
+      } else if (plan) {
         this.log.warn(
           {
             positions: this.store.file,
@@ -305,11 +316,15 @@ export class FileTail {
             ? 'positions database lost: resuming from the positions the listener acknowledged'
             : 'no positions database and no marker, but the listener knows these files: resuming where it has got to',
         );
+        for (const fh of this.held.values()) await fh.close();
+        this.held.clear();
+        this.pathState = 'followed';
+        kept = await this.applyPlan(plan, this.records.map((r) => r.streamId));
       } else {
-        if (kind === 'lost' && files.length > 0) throw this.lostError(files.length);
-        plan = planBaseline(files);
+        if (files.length > 0) throw this.lostError(files.length);
+        this.pathState = 'followed';
+        kept = await this.applyPlan(planBaseline(files), []);
       }
-      kept = await this.applyPlan(plan);
     } finally {
       await closeCandidates(files, kept);
     }
@@ -347,7 +362,7 @@ export class FileTail {
   }
 
   /** Records the plan's generations (recovery or a first start) and keeps the queued files open. */
-  private async applyPlan(plan: readonly RecoveredFile<Candidate>[]): Promise<Set<Candidate>> {
+  private async applyPlan(plan: readonly RecoveredFile<Candidate>[], replace: readonly string[]): Promise<Set<Candidate>> {
     let seq = this.nextSeq();
     const put: GenerationRecord[] = plan.map((p) => ({
       path: this.path,
@@ -360,7 +375,7 @@ export class FileTail {
       state: p.state === 'reading' ? 'pending' : p.state,
       seq: seq++,
     }));
-    await this.commit({ put });
+    await this.commit({ put, remove: replace });
     const kept = new Set<Candidate>();
     plan.forEach((p, i) => {
       const record = put[i] as GenerationRecord;
@@ -387,7 +402,7 @@ export class FileTail {
 
   /** Persists a change and applies it to the in-memory records. */
   private async commit(change: StoreChange): Promise<void> {
-    await this.store.apply(this.path, change);
+    await this.store.apply(this.path, change, this.pathState);
     const removed = new Set(change.remove ?? []);
     this.records = this.records.filter((r) => !removed.has(r.streamId));
     for (const r of change.put ?? []) this.replace(r);

@@ -61,6 +61,13 @@ export interface StoreCounters {
   readonly lostBytes: number;
 }
 
+/**
+ * How far a followed path is: `unplaced` after a first start recorded what was there but
+ * before the listener was asked whether it knows the files (a state dir wiped whole);
+ * `legacy` for a path from a version-1 database, whose rotated siblings are not recorded.
+ */
+export type PathState = 'followed' | 'unplaced' | 'legacy';
+
 export interface StoreChange {
   readonly put?: readonly GenerationRecord[];
   readonly remove?: readonly string[];
@@ -76,14 +83,12 @@ export interface PositionStore {
    * placed by asking the listener, not started afresh.
    */
   recovery(): Recovery | undefined;
-  /** True once the path has been followed (its siblings recorded), even with no generation. */
-  hasPath(path: string): Promise<boolean>;
-  /** True when the path's records came from a version-1 database and its siblings are unrecorded. */
-  needsBaseline(path: string): Promise<boolean>;
+  /** The path's state; undefined for a path never followed. */
+  pathState(path: string): Promise<PathState | undefined>;
   /** The path's generations, oldest first. */
   generations(path: string): Promise<GenerationRecord[]>;
-  /** Applies `change` in one transaction and marks the path as followed. */
-  apply(path: string, change: StoreChange): Promise<void>;
+  /** Applies `change` in one transaction and sets the path's state (`followed` unless told). */
+  apply(path: string, change: StoreChange, state?: PathState): Promise<void>;
   /** Moves the acknowledged offset of one generation. */
   setOffset(path: string, streamId: string, offset: number): Promise<void>;
   counters(): Promise<StoreCounters>;
@@ -94,7 +99,7 @@ export interface PositionStore {
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-  `CREATE TABLE IF NOT EXISTS paths (path TEXT PRIMARY KEY, baseline INTEGER NOT NULL DEFAULT 0)`,
+  `CREATE TABLE IF NOT EXISTS paths (path TEXT PRIMARY KEY, state TEXT NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS generations (
     stream_id TEXT PRIMARY KEY,
     path TEXT NOT NULL,
@@ -221,7 +226,7 @@ async function migrateLegacy(db: Db, storeId: string): Promise<void> {
       `INSERT INTO generations (stream_id, path, dev, ino, head_hash, offset, size, state, seq, updated_at_ms)
        SELECT stream_id, path, dev, ino, head_hash, offset, offset, 'reading', 0, updated_at_ms FROM positions`,
     );
-    await db.run(`INSERT INTO paths (path, baseline) SELECT path, 1 FROM positions`);
+    await db.run(`INSERT INTO paths (path, state) SELECT path, 'legacy' FROM positions`);
     await db.run('DROP TABLE positions');
     await db.run(`INSERT INTO meta (key, value) VALUES ('schema', ?), ('store_id', ?)`, [SCHEMA_VERSION, storeId]);
     await db.run('COMMIT');
@@ -370,10 +375,13 @@ function createStore(
     file,
     opening,
     recovery: () => recovery,
-    hasPath: (path) =>
-      serial(async () => (await db.all('SELECT 1 FROM paths WHERE path = ?', [path])).length > 0),
-    needsBaseline: (path) =>
-      serial(async () => (await db.all('SELECT 1 FROM paths WHERE path = ? AND baseline = 1', [path])).length > 0),
+    pathState: (path) =>
+      serial(async () => {
+        const state = (await db.all('SELECT state FROM paths WHERE path = ?', [path]))[0]?.['state'];
+        if (state === undefined) return undefined;
+        if (state === 'followed' || state === 'unplaced' || state === 'legacy') return state;
+        throw new Error(`path ${path} has an unknown state ${String(state)}`);
+      }),
     generations: (path) =>
       serial(async () => {
         const rows = await db.all(
@@ -399,13 +407,13 @@ function createStore(
           ),
         );
       }),
-    apply: (path, change) =>
+    apply: (path, change, state = 'followed') =>
       serial(() =>
         transaction(async () => {
           const now = clock();
           await db.run(
-            'INSERT INTO paths (path, baseline) VALUES (?, 0) ON CONFLICT (path) DO UPDATE SET baseline = 0',
-            [path],
+            'INSERT INTO paths (path, state) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET state = excluded.state',
+            [path, state],
           );
           for (const id of change.remove ?? []) await db.run('DELETE FROM generations WHERE stream_id = ?', [id]);
           for (const r of change.put ?? []) {

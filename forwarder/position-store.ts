@@ -191,9 +191,15 @@ interface Inspected {
   readonly legacy: boolean;
 }
 
-async function inspect(db: Db): Promise<Inspected> {
+/** Settings of every connection (outside any transaction). */
+async function configure(db: Db): Promise<void> {
   await db.run('PRAGMA busy_timeout = 5000');
   await db.run('PRAGMA journal_mode = WAL');
+  await db.run('PRAGMA synchronous = NORMAL');
+}
+
+async function inspect(db: Db): Promise<Inspected> {
+  await configure(db);
   const check = await db.all('PRAGMA quick_check');
   const verdict = check[0]?.['quick_check'];
   if (verdict !== 'ok') throw new Error(`integrity check failed: ${String(verdict)}`);
@@ -213,7 +219,6 @@ async function inspect(db: Db): Promise<Inspected> {
 }
 
 async function createSchema(db: Db): Promise<void> {
-  await db.run('PRAGMA synchronous = NORMAL');
   for (const sql of SCHEMA) await db.run(sql);
 }
 
@@ -318,7 +323,7 @@ export async function openPositionStore(
       storeId = marker.state === 'ok' ? marker.storeId : newStoreId();
       recovery = opening.state === 'lost' ? 'lost' : 'fresh';
       db = await Db.open(file);
-      await db.run('PRAGMA journal_mode = WAL');
+      await configure(db);
       await createSchema(db);
       await db.run(`INSERT INTO meta (key, value) VALUES ('schema', ?), ('store_id', ?), ('recovery', ?)`, [
         SCHEMA_VERSION,

@@ -1,5 +1,8 @@
+import { execFile } from 'node:child_process';
 import { readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   appendLines,
@@ -20,6 +23,7 @@ import {
   type Cleanups,
 } from './logs-fixtures.js';
 
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const cleanups: Cleanups = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
@@ -145,5 +149,29 @@ describe('a lost positions database (corral forwarder run, kill -9, then the dam
     expect(again.output()).toContain('CORRAL_ERR_POSITIONS_LOST');
     expect(again.output()).toContain(s.db);
     expect((await sequencesIn(s.ingest)).length).toBe(1000);
+  });
+});
+
+describe('corral forwarder status', () => {
+  it('shows a generation that vanished before it was read: counted in the positions, with the rest in order', async () => {
+    const s = await setup();
+    await writeLines(s.file, 0, 1000);
+    const first = spawnForwarder(cleanups, s.stateDir, [s.file]);
+    await waitForLines(s.ingest, 1000);
+    await killHard(first);
+    await appendLines(s.file, 1000, 1100);
+    await rotate(s.file, 1100, 1300);
+    await unlink(`${s.file}.1`); // the generation it was reading, with 100 lines it never read
+    const second = spawnForwarder(cleanups, s.stateDir, [s.file]);
+    const seqs = await waitForLines(s.ingest, 1200);
+    expect(seqs).toEqual([...Array(1000).keys(), ...Array.from({ length: 200 }, (_, i) => 1100 + i)]);
+    expect(second.output()).toContain('a log file generation vanished before it was read');
+    const run = promisify(execFile);
+    const cli = [join(ROOT, 'bin', 'corral.js'), 'forwarder', 'status', '--state-dir', s.stateDir];
+    const json = JSON.parse((await run(process.execPath, [...cli, '--json'])).stdout) as Record<string, unknown>;
+    expect(json).toMatchObject({ file: s.db, database: 'present', marker: 'ok', lostGenerations: 1 });
+    const table = (await run(process.execPath, cli)).stdout;
+    expect(table).toContain('1 generations vanished before they were read');
+    expect(table).toMatch(new RegExp(`${s.file} +reading`));
   });
 });

@@ -51,8 +51,5 @@ export async function openIfExists(path: string): Promise<FileHandle | undefined
 
 /** A generation's content key (protocol/syslog-corral.ts): what the listener can find it by. */
 export function streamKey(path: string, headHash: string): string {
-  return createHash('sha256')
-    .update(`${STREAM_KEY_DOMAIN}\0${path}\0${headHash}`)
-    .digest('hex')
-    .slice(0, 32);
+  return createHash('sha256').update(`${STREAM_KEY_DOMAIN}\0${path}\0${headHash}`).digest('hex').slice(0, 32);
 }

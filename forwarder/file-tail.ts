@@ -281,7 +281,10 @@ export class FileTail {
   async recoveryFiles(): Promise<RecoveryFile[]> {
     if (this.recoveryScan) await closeCandidates(this.recoveryScan.candidates);
     this.recoveryScan = await this.consistentScan();
-    return this.recoveryScan.candidates.map((c) => ({ headHash: c.headHash, key: streamKey(this.path, c.headHash) }));
+    return this.recoveryScan.candidates.map((c) => ({
+      headHash: c.headHash,
+      key: streamKey(this.path, c.headHash),
+    }));
   }
 
   /**
@@ -319,7 +322,10 @@ export class FileTail {
         for (const fh of this.held.values()) await fh.close();
         this.held.clear();
         this.pathState = 'followed';
-        kept = await this.applyPlan(plan, this.records.map((r) => r.streamId));
+        kept = await this.applyPlan(
+          plan,
+          this.records.map((r) => r.streamId),
+        );
       } else {
         if (files.length > 0) throw this.lostError(files.length);
         this.pathState = 'followed';
@@ -362,7 +368,10 @@ export class FileTail {
   }
 
   /** Records the plan's generations (recovery or a first start) and keeps the queued files open. */
-  private async applyPlan(plan: readonly RecoveredFile<Candidate>[], replace: readonly string[]): Promise<Set<Candidate>> {
+  private async applyPlan(
+    plan: readonly RecoveredFile<Candidate>[],
+    replace: readonly string[],
+  ): Promise<Set<Candidate>> {
     let seq = this.nextSeq();
     const put: GenerationRecord[] = plan.map((p) => ({
       path: this.path,
@@ -419,7 +428,10 @@ export class FileTail {
       const consistent = await this.unchanged(scan);
       if (consistent || attempt >= 4) {
         if (scan.leftOut > 0) {
-          this.log.warn({ leftOut: scan.leftOut }, 'too many rotated files: only the most recently modified are followed');
+          this.log.warn(
+            { leftOut: scan.leftOut },
+            'too many rotated files: only the most recently modified are followed',
+          );
         }
         return { ...scan, consistent };
       }
@@ -495,7 +507,8 @@ export class FileTail {
             this.held.set(record.streamId, f.fh);
             keep.add(f);
           }
-          if (!skip) this.log.info({ from: f.file, streamId: record.streamId }, 'found a new file generation');
+          if (!skip)
+            this.log.info({ from: f.file, streamId: record.streamId }, 'found a new file generation');
         }
         const lost = missing.map((r) => ({ ...r, state: 'lost' as const }));
         const unread = lost.reduce((sum, r) => sum + Math.max(0, r.size - r.offset), 0);
@@ -512,7 +525,8 @@ export class FileTail {
           });
         }
         this.baselineSiblings = false;
-        for (const r of lost) await this.reportVanished(r, 'its file is gone (deleted or compressed) before it was read');
+        for (const r of lost)
+          await this.reportVanished(r, 'its file is gone (deleted or compressed) before it was read');
         return;
       } finally {
         await closeCandidates(files, keep);
@@ -536,7 +550,7 @@ export class FileTail {
 
   /** Makes the oldest queued generation the active one; true when there is one. */
   private async activateNext(): Promise<boolean> {
-    for (let looked = false; ; ) {
+    for (let looked = false; ;) {
       const next = this.records.find(isUnfinished);
       if (!next) {
         if (looked) return false;
@@ -549,25 +563,36 @@ export class FileTail {
         if (this.records.find(isUnfinished)?.streamId === next.streamId) {
           // Neither kept nor found: count it lost here rather than try it forever.
           const lost: GenerationRecord = { ...next, state: 'lost' };
-          await this.commit({ put: [lost], lost: { generations: 1, bytes: Math.max(0, next.size - next.offset) } });
+          await this.commit({
+            put: [lost],
+            lost: { generations: 1, bytes: Math.max(0, next.size - next.offset) },
+          });
           await this.reportVanished(lost, 'its file could not be found again');
         }
         continue;
       }
       const record: GenerationRecord = { ...next, state: 'reading' };
       await this.commit({ put: [record] });
-      const live = await stat(this.path, { bigint: true }).catch(() => undefined /* between rename and create */);
+      const live = await stat(this.path, { bigint: true }).catch(
+        () => undefined /* between rename and create */,
+      );
       const own = await fh.stat({ bigint: true });
       const sourceIsPath =
         live !== undefined &&
-        sameInode({ dev: live.dev.toString(), ino: live.ino.toString() }, { dev: own.dev.toString(), ino: own.ino.toString() });
+        sameInode(
+          { dev: live.dev.toString(), ino: live.ino.toString() },
+          { dev: own.dev.toString(), ino: own.ino.toString() },
+        );
       this.active = { record, fh, sourceIsPath, finished: false, seenSize: (await fh.stat()).size };
       this.sendPosition = record.offset;
       this.ackedPosition = record.offset;
       this.saver.stored(record.streamId, record.offset);
       this.lastGrowthAt = this.options.clock();
       this.lastHeadCheckAt = 0;
-      this.log.info({ streamId: record.streamId, offset: record.offset, sourceIsPath }, 'following a file generation');
+      this.log.info(
+        { streamId: record.streamId, offset: record.offset, sourceIsPath },
+        'following a file generation',
+      );
       return true;
     }
   }
@@ -650,7 +675,10 @@ export class FileTail {
         await this.commit({ put: [lost], lost: { generations: 1, bytes: unread } });
         await this.reportVanished(lost, 'the file was truncated and no copy of it was found');
       } else {
-        this.log.info({ position: this.sendPosition }, 'file truncated with nothing unread seen, and no copy found');
+        this.log.info(
+          { position: this.sendPosition },
+          'file truncated with nothing unread seen, and no copy found',
+        );
       }
       active.finished = true;
       return false;
@@ -659,7 +687,10 @@ export class FileTail {
     active.fh = copy.fh;
     active.sourceIsPath = false;
     this.lastGrowthAt = this.options.clock();
-    this.log.info({ from: copy.file, position: this.sendPosition }, 'file truncated; reading the rest from its copy');
+    this.log.info(
+      { from: copy.file, position: this.sendPosition },
+      'file truncated; reading the rest from its copy',
+    );
     return true;
   }
 
@@ -690,7 +721,9 @@ export class FileTail {
   private async isOver(): Promise<boolean> {
     const active = this.active as Active;
     if (active.sourceIsPath) {
-      const live = await stat(this.path, { bigint: true }).catch(() => undefined /* between rename and create */);
+      const live = await stat(this.path, { bigint: true }).catch(
+        () => undefined /* between rename and create */,
+      );
       const own = await active.fh.stat({ bigint: true });
       if (live && live.dev === own.dev && live.ino === own.ino) return false;
       active.sourceIsPath = false;

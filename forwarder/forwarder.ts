@@ -141,7 +141,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       for (const tail of tails) await tail.init();
       await pumpOptions.recovered();
     })());
-    let fatal: unknown;
+    let fatal: Error | undefined;
     let attempt = 0;
     while (!signal.aborted) {
       try {

@@ -17,16 +17,44 @@ function file(name: string, head: string, o: { ino?: string; size?: number; mtim
   };
 }
 
-function record(stream: string, head: string, state: GenerationRecord['state'], o: { ino?: string; offset?: number } = {}) {
-  return { streamId: id(stream), dev: '1', ino: o.ino ?? '99', headHash: hash(head), offset: o.offset ?? 0, state };
+function record(
+  stream: string,
+  head: string,
+  state: GenerationRecord['state'],
+  o: { ino?: string; offset?: number } = {},
+) {
+  return {
+    streamId: id(stream),
+    dev: '1',
+    ino: o.ino ?? '99',
+    headHash: hash(head),
+    offset: o.offset ?? 0,
+    state,
+  };
 }
 
 describe('compareAge: oldest first', () => {
   const cases: [string, FileInfo[], string[]][] = [
-    ['by modification time', [file('app.log.1', 'b', { mtime: 2 }), file('app.log.2', 'a', { mtime: 1 })], ['app.log.2', 'app.log.1']],
-    ['the path last, whatever its time', [file('app.log', 'c', { mtime: 1 }), file('app.log.1', 'b', { mtime: 5 })], ['app.log.1', 'app.log']],
-    ['a tie: the larger rotation number first', [file('app.log.2', 'b'), file('app.log.10', 'a'), file('app.log.3', 'c')], ['app.log.10', 'app.log.3', 'app.log.2']],
-    ['a tie without numbers: by name (dates sort)', [file('app.log-20240102', 'b'), file('app.log-20240101', 'a')], ['app.log-20240101', 'app.log-20240102']],
+    [
+      'by modification time',
+      [file('app.log.1', 'b', { mtime: 2 }), file('app.log.2', 'a', { mtime: 1 })],
+      ['app.log.2', 'app.log.1'],
+    ],
+    [
+      'the path last, whatever its time',
+      [file('app.log', 'c', { mtime: 1 }), file('app.log.1', 'b', { mtime: 5 })],
+      ['app.log.1', 'app.log'],
+    ],
+    [
+      'a tie: the larger rotation number first',
+      [file('app.log.2', 'b'), file('app.log.10', 'a'), file('app.log.3', 'c')],
+      ['app.log.10', 'app.log.3', 'app.log.2'],
+    ],
+    [
+      'a tie without numbers: by name (dates sort)',
+      [file('app.log-20240102', 'b'), file('app.log-20240101', 'a')],
+      ['app.log-20240101', 'app.log-20240102'],
+    ],
   ];
   for (const [name, files, order] of cases) {
     it(name, () => expect([...files].sort(compareAge).map((f) => f.file.slice(9))).toEqual(order));
@@ -45,7 +73,9 @@ describe('locate: where an unfinished generation is now', () => {
     expect(locate(record('1', 'a', 'reading'), [truncated, copy])).toBe(copy);
   });
   it('never a file shorter than what was acknowledged', () => {
-    expect(locate(record('1', 'a', 'reading', { offset: 2000 }), [file('app.log.1', 'a', { size: 1000 })])).toBeUndefined();
+    expect(
+      locate(record('1', 'a', 'reading', { offset: 2000 }), [file('app.log.1', 'a', { size: 1000 })]),
+    ).toBeUndefined();
   });
 });
 
@@ -53,7 +83,11 @@ describe('planLook: which files are new generations', () => {
   it('two rotations while stopped: the middle generation is new, and before the path', () => {
     const plan = planLook(
       [record('1', 'a', 'reading', { ino: '10' })],
-      [file('app.log', 'c', { mtime: 9 }), file('app.log.1', 'b', { mtime: 5 }), file('app.log.2', 'a', { ino: '10', mtime: 3 })],
+      [
+        file('app.log', 'c', { mtime: 9 }),
+        file('app.log.1', 'b', { mtime: 5 }),
+        file('app.log.2', 'a', { ino: '10', mtime: 3 }),
+      ],
     );
     expect(plan.located.get(id('1'))?.file).toBe('/var/log/app.log.2');
     expect(plan.fresh.map((f) => f.file)).toEqual(['/var/log/app.log.1', '/var/log/app.log']);

@@ -98,7 +98,12 @@ export function planLook<F extends FileInfo>(records: readonly Known[], files: r
 export type ListenerAnswer = { readonly streamId: string; readonly position: number } | undefined;
 
 export type RecoveredFile<F extends FileInfo> =
-  | { readonly file: F; readonly state: 'reading' | 'pending'; readonly streamId?: string; readonly offset: number }
+  | {
+      readonly file: F;
+      readonly state: 'reading' | 'pending';
+      readonly streamId?: string;
+      readonly offset: number;
+    }
   | { readonly file: F; readonly state: 'done'; readonly streamId: string; readonly offset: number }
   | { readonly file: F; readonly state: 'skipped' };
 
@@ -123,7 +128,9 @@ export function planRecovery<F extends FileInfo>(
   return ordered.map((file, i): RecoveredFile<F> => {
     const answer = answers.get(file.headHash);
     if (i < newest) {
-      return answer ? { file, state: 'done', streamId: answer.streamId, offset: answer.position } : { file, state: 'skipped' };
+      return answer
+        ? { file, state: 'done', streamId: answer.streamId, offset: answer.position }
+        : { file, state: 'skipped' };
     }
     if (i === newest && answer) {
       if (answer.position >= file.size && !file.isPath) {
@@ -138,7 +145,7 @@ export function planRecovery<F extends FileInfo>(
 
 /** A first start's plan: siblings already there are not shipped; the file at the path is, from its start. */
 export function planBaseline<F extends FileInfo>(files: readonly F[]): RecoveredFile<F>[] {
-  return [...files].sort(compareAge).map((file) =>
-    file.isPath ? { file, state: 'reading', offset: 0 } : { file, state: 'skipped' },
-  );
+  return [...files]
+    .sort(compareAge)
+    .map((file) => (file.isPath ? { file, state: 'reading', offset: 0 } : { file, state: 'skipped' }));
 }

@@ -96,7 +96,10 @@ export async function scanGenerations(path: string): Promise<Scan> {
   let leftOut = 0;
   if (siblings.length > MAX_SIBLINGS) {
     const stamped = await Promise.all(
-      siblings.map(async (file) => ({ file, mtimeMs: (await stat(file).catch(() => undefined))?.mtimeMs ?? 0 })),
+      siblings.map(async (file) => ({
+        file,
+        mtimeMs: (await stat(file).catch(() => undefined))?.mtimeMs ?? 0,
+      })),
     );
     stamped.sort((a, b) => b.mtimeMs - a.mtimeMs);
     leftOut = siblings.length - MAX_SIBLINGS;
@@ -127,6 +130,9 @@ export async function scanGenerations(path: string): Promise<Scan> {
 }
 
 /** Closes the candidates' files, except those in `keep`. */
-export async function closeCandidates(candidates: readonly Candidate[], keep?: ReadonlySet<Candidate>): Promise<void> {
+export async function closeCandidates(
+  candidates: readonly Candidate[],
+  keep?: ReadonlySet<Candidate>,
+): Promise<void> {
   for (const c of candidates) if (!keep?.has(c)) await c.fh.close();
 }

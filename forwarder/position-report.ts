@@ -48,7 +48,9 @@ export async function readPositionReport(file: string): Promise<PositionReport> 
         e ? reject(e) : resolve(handle),
       );
     });
-    const meta = new Map((await all('SELECT key, value FROM meta')).map((r) => [String(r['key']), String(r['value'])]));
+    const meta = new Map(
+      (await all('SELECT key, value FROM meta')).map((r) => [String(r['key']), String(r['value'])]),
+    );
     const rows = await all('SELECT path, state, stream_id, offset, size FROM generations ORDER BY path, seq');
     const recovery = meta.get('recovery');
     return {

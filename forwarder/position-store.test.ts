@@ -1,4 +1,14 @@
-import { copyFile, mkdtemp, readdir, readFile, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  truncate,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sqlite3 from 'sqlite3';
@@ -47,7 +57,10 @@ describe('positions store: how it opens', () => {
     expect(store.opening).toEqual({ state: 'fresh' });
     expect(store.recovery()).toBe('fresh');
     expect((await stat(marker)).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(await readFile(marker, 'utf8'))).toMatchObject({ version: 1, storeId: expect.stringMatching(/^[0-9a-f]{32}$/) });
+    expect(JSON.parse(await readFile(marker, 'utf8'))).toMatchObject({
+      version: 1,
+      storeId: expect.stringMatching(/^[0-9a-f]{32}$/),
+    });
     await store.apply(record.path, { put: [record] });
     await store.setOffset(record.path, record.streamId, 7);
     await store.finishRecovery();
@@ -89,7 +102,7 @@ describe('positions store: how it opens', () => {
     });
   }
 
-  it('another forwarder\'s database in its place: lost (foreign)', async () => {
+  it("another forwarder's database in its place: lost (foreign)", async () => {
     const a = await place();
     const b = await place();
     await open(a.file);

@@ -147,16 +147,22 @@ class Db {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve, reject) => this.handle.close((e: Error | null) => (e ? reject(e) : resolve())));
+    return new Promise((resolve, reject) =>
+      this.handle.close((e: Error | null) => (e ? reject(e) : resolve())),
+    );
   }
 }
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 function damaged(file: string, e: unknown): ForwarderError {
-  return new ForwarderError(ForwarderErrorCode.POSITIONS_DAMAGED, `positions database ${file}: ${describe(e)}`, {
-    cause: e,
-  });
+  return new ForwarderError(
+    ForwarderErrorCode.POSITIONS_DAMAGED,
+    `positions database ${file}: ${describe(e)}`,
+    {
+      cause: e,
+    },
+  );
 }
 
 async function exists(path: string): Promise<'missing' | 'empty' | 'present'> {
@@ -233,7 +239,10 @@ async function migrateLegacy(db: Db, storeId: string): Promise<void> {
     );
     await db.run(`INSERT INTO paths (path, state) SELECT path, 'legacy' FROM positions`);
     await db.run('DROP TABLE positions');
-    await db.run(`INSERT INTO meta (key, value) VALUES ('schema', ?), ('store_id', ?)`, [SCHEMA_VERSION, storeId]);
+    await db.run(`INSERT INTO meta (key, value) VALUES ('schema', ?), ('store_id', ?)`, [
+      SCHEMA_VERSION,
+      storeId,
+    ]);
     await db.run('COMMIT');
   } catch (e: unknown) {
     await db.run('ROLLBACK').catch(() => undefined /* the transaction may not have begun */);
@@ -302,7 +311,11 @@ export async function openPositionStore(
         storeId = inspected.storeId;
         recovery = inspected.recovery;
         if (recovery === 'lost') {
-          opening = { state: 'lost', reason: 'interrupted', detail: 'a recovery from the listener did not finish' };
+          opening = {
+            state: 'lost',
+            reason: 'interrupted',
+            detail: 'a recovery from the listener did not finish',
+          };
         } else if (recovery === 'fresh') opening = { state: 'fresh' };
       }
     }
@@ -337,7 +350,8 @@ export async function openPositionStore(
     await db?.close().catch(() => undefined /* already failing: the open error is the one reported */);
     throw damaged(file, e);
   }
-  if (marker.state !== 'ok' || marker.storeId !== storeId) await writeMarker(markerPath(file), storeId as string);
+  if (marker.state !== 'ok' || marker.storeId !== storeId)
+    await writeMarker(markerPath(file), storeId as string);
   return createStore(db, file, opening, recovery, clock);
 }
 
@@ -385,7 +399,7 @@ function createStore(
         const state = (await db.all('SELECT state FROM paths WHERE path = ?', [path]))[0]?.['state'];
         if (state === undefined) return undefined;
         if (state === 'followed' || state === 'unplaced' || state === 'legacy') return state;
-        throw new Error(`path ${path} has an unknown state ${String(state)}`);
+        throw new Error(`path ${path} has an unknown state ${JSON.stringify(state)}`);
       }),
     generations: (path) =>
       serial(async () => {
@@ -420,7 +434,8 @@ function createStore(
             'INSERT INTO paths (path, state) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET state = excluded.state',
             [path, state],
           );
-          for (const id of change.remove ?? []) await db.run('DELETE FROM generations WHERE stream_id = ?', [id]);
+          for (const id of change.remove ?? [])
+            await db.run('DELETE FROM generations WHERE stream_id = ?', [id]);
           for (const r of change.put ?? []) {
             await db.run(
               `INSERT INTO generations (stream_id, path, dev, ino, head_hash, offset, size, state, seq, updated_at_ms)
@@ -453,7 +468,10 @@ function createStore(
         ),
       ),
     counters: () =>
-      serial(async () => ({ lostGenerations: await meta('lost_generations'), lostBytes: await meta('lost_bytes') })),
+      serial(async () => ({
+        lostGenerations: await meta('lost_generations'),
+        lostBytes: await meta('lost_bytes'),
+      })),
     finishRecovery: () =>
       serial(async () => {
         await db.run(`DELETE FROM meta WHERE key = 'recovery'`);

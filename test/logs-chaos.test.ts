@@ -65,7 +65,12 @@ describe('chaos: kill -9 of both log sides with rotations in between', () => {
       rotations++;
       const late = Math.floor(random() * 3) === 0 ? Math.floor(random() * 30) : 0;
       const fresh = Math.floor(random() * 60);
-      await rotate(file, next + late, next + late + fresh, late > 0 ? { from: next, to: next + late } : undefined);
+      await rotate(
+        file,
+        next + late,
+        next + late + fresh,
+        late > 0 ? { from: next, to: next + late } : undefined,
+      );
       next += late + fresh;
     };
 

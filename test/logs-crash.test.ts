@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -8,12 +8,10 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createForwarder, openPositionStore } from '../forwarder/index.js';
 import {
-  appendLines,
   appendSlowly,
   exactlyOnceProblem,
   killHard,
   makePki,
-  rotate,
   sequencesIn,
   spawnForwarder,
   spawnListener,

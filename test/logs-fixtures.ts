@@ -231,7 +231,9 @@ export async function waitForLines(path: string, count: number, timeoutMs = 45_0
       timeoutMs,
     );
   } catch (e: unknown) {
-    throw new Error(`${e instanceof Error ? e.message : String(e)}: have ${seqs.length}, ${missingSummary(seqs, count)}`);
+    throw new Error(
+      `${e instanceof Error ? e.message : String(e)}: have ${seqs.length}, ${missingSummary(seqs, count)}`,
+    );
   }
   return seqs;
 }
@@ -314,7 +316,12 @@ export async function killHard(child: Child): Promise<void> {
 }
 
 /** `corral forwarder run` as a worker runs it (`extra`: more flags, e.g. `--mode rfc5425`). */
-export function spawnForwarder(cleanups: Cleanups, stateDir: string, files: readonly string[], extra: readonly string[] = []): Child {
+export function spawnForwarder(
+  cleanups: Cleanups,
+  stateDir: string,
+  files: readonly string[],
+  extra: readonly string[] = [],
+): Child {
   return track(
     cleanups,
     spawn(
@@ -377,7 +384,12 @@ export async function spawnListener(
  * `path.1`, and a new file at `path` holding lines `from`..`to - 1` (none when equal). The
  * old file may get `late` more lines first (the service writes on until it reopens its log).
  */
-export async function rotate(path: string, from: number, to: number, late?: { from: number; to: number }): Promise<void> {
+export async function rotate(
+  path: string,
+  from: number,
+  to: number,
+  late?: { from: number; to: number },
+): Promise<void> {
   const dir = dirname(path);
   const base = basename(path);
   const numbers = (await readdir(dir))

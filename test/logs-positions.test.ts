@@ -82,7 +82,9 @@ describe('a lost positions database (corral forwarder run, kill -9, then the dam
     expect(output).toContain(s.db);
     expect(output).toContain('"reason":"empty"');
     // The empty file was put aside, not deleted, and a new database carries on.
-    expect((await readdir(join(s.stateDir, 'forwarder'))).some((n) => n.startsWith('positions.db.empty-'))).toBe(true);
+    expect(
+      (await readdir(join(s.stateDir, 'forwarder'))).some((n) => n.startsWith('positions.db.empty-')),
+    ).toBe(true);
   });
 
   it('deleted, with two rotations while the forwarder was down: nothing lost, nothing twice', async () => {
@@ -109,7 +111,9 @@ describe('a lost positions database (corral forwarder run, kill -9, then the dam
     expect(output).toContain('"reason":"damaged"');
     expect(output).toContain(s.db);
     expect(output).toMatch(/file is not a database/);
-    expect((await readdir(join(s.stateDir, 'forwarder'))).some((n) => n.startsWith('positions.db.damaged-'))).toBe(true);
+    expect(
+      (await readdir(join(s.stateDir, 'forwarder'))).some((n) => n.startsWith('positions.db.damaged-')),
+    ).toBe(true);
   });
 
   it('deleted together with its marker: the listener still knows the file, so nothing is shipped twice', async () => {
@@ -127,7 +131,12 @@ describe('a lost positions database (corral forwarder run, kill -9, then the dam
     // Another listener, with no state: it has never seen these files.
     const other = await startListener(s.pki, s.pins, join(s.dir, 'other-ingest'));
     cleanups.push(() => other.listener.close());
-    const forwarder = spawnForwarder(cleanups, s.stateDir, [s.file], ['--controller', `127.0.0.1:${other.port}`]);
+    const forwarder = spawnForwarder(
+      cleanups,
+      s.stateDir,
+      [s.file],
+      ['--controller', `127.0.0.1:${other.port}`],
+    );
     const { code } = await forwarder.exited();
     expect(code).toBe(1);
     expect(forwarder.output()).toContain('CORRAL_ERR_POSITIONS_LOST');
@@ -168,7 +177,10 @@ describe('corral forwarder status', () => {
     expect(second.output()).toContain('a log file generation vanished before it was read');
     const run = promisify(execFile);
     const cli = [join(ROOT, 'bin', 'corral.js'), 'forwarder', 'status', '--state-dir', s.stateDir];
-    const json = JSON.parse((await run(process.execPath, [...cli, '--json'])).stdout) as Record<string, unknown>;
+    const json = JSON.parse((await run(process.execPath, [...cli, '--json'])).stdout) as Record<
+      string,
+      unknown
+    >;
     expect(json).toMatchObject({ file: s.db, database: 'present', marker: 'ok', lostGenerations: 1 });
     const table = (await run(process.execPath, cli)).stdout;
     expect(table).toContain('1 generations vanished before they were read');

@@ -2,7 +2,12 @@ import { copyFile, rm, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createForwarder, openPositionStore, type Forwarder, type PositionStore } from '../forwarder/index.js';
+import {
+  createForwarder,
+  openPositionStore,
+  type Forwarder,
+  type PositionStore,
+} from '../forwarder/index.js';
 import {
   appendLines,
   captureLog,
@@ -99,7 +104,10 @@ describe('rename-and-create rotation: every generation, in order, once', () => {
       // Stop it while it still has lines of the current file to read.
       await appendLines(s.file, next, next + 3000);
       next += 3000;
-      await waitFor('part of the file shipped', async () => (await sequencesIn(s.ingest)).length >= next - 2500);
+      await waitFor(
+        'part of the file shipped',
+        async () => (await sequencesIn(s.ingest)).length >= next - 2500,
+      );
       await run.stop();
       for (let r = 0; r < rotations; r++) {
         // The service writes on to the renamed file for a moment, then to the new one.
@@ -189,7 +197,10 @@ describe('rename-and-create rotation: every generation, in order, once', () => {
     await rotate(s.file, 1000, 1200); // B: 1000..1199
     await rotate(s.file, 1200, 1400); // C: 1200..1399; B is app.log.1
     const failures = first.forwarder.stats().connectFailures;
-    await waitFor('two more failed reconnects', () => first.forwarder.stats().connectFailures >= failures + 2);
+    await waitFor(
+      'two more failed reconnects',
+      () => first.forwarder.stats().connectFailures >= failures + 2,
+    );
     await first.stop(); // B and C are recorded as pending; their files are no longer held
     await unlink(`${s.file}.1`);
     const back = await startListener(s.pki, s.pins, s.logDir, { port: s.port });

@@ -119,7 +119,10 @@ async function status(o: { stateDir: string; json?: boolean }, io: Output): Prom
     renderRecord([
       ['positions', `${report.file} (${report.database}; marker ${report.marker})`],
       ['recovery', report.recovery],
-      ['lost', `${report.lostGenerations} generations vanished before they were read (${report.lostBytes} bytes unread)`],
+      [
+        'lost',
+        `${report.lostGenerations} generations vanished before they were read (${report.lostBytes} bytes unread)`,
+      ],
     ]),
   );
   const open = report.generations.filter((g) => g.state !== 'done' && g.state !== 'skipped');
@@ -130,7 +133,9 @@ async function status(o: { stateDir: string; json?: boolean }, io: Output): Prom
     )}`,
   );
   for (const [path, byState] of counts) {
-    io.out(`${path}: ${byState.get('done') ?? 0} done, ${byState.get('skipped') ?? 0} there before it was followed\n`);
+    io.out(
+      `${path}: ${byState.get('done') ?? 0} done, ${byState.get('skipped') ?? 0} there before it was followed\n`,
+    );
   }
 }
 
@@ -165,7 +170,9 @@ export function registerForwarderCommands(program: Command, io: Output): Command
     });
   forwarder
     .command('status')
-    .description("show the forwarder's positions: files, generations, and generations lost before they were read")
+    .description(
+      "show the forwarder's positions: files, generations, and generations lost before they were read",
+    )
     .requiredOption('--state-dir <dir>', 'worker state dir (positions in forwarder/positions.db)')
     .option('--json', 'print JSON')
     .action(async (opts: { stateDir: string; json?: boolean }) => {

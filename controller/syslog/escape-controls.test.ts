@@ -13,7 +13,11 @@ const CASES: [string, Buffer, Buffer][] = [
   ['BEL, BS, VT, FF and US', bytes([0x07, 0x08, 0x0b, 0x0c, 0x1f]), bytes('#007#010#013#014#037')],
   ['DEL', bytes('a\x7fb'), bytes('a#177b')],
   ['a C1 control in UTF-8 (CSI, U+009B)', bytes('x', [0xc2, 0x9b], '2J'), bytes('x#302#2332J')],
-  ['UTF-8 text around it stays (é ü © NBSP)', bytes('é ü ©', [0xc2, 0xa0], '.'), bytes('é ü ©', [0xc2, 0xa0], '.')],
+  [
+    'UTF-8 text around it stays (é ü © NBSP)',
+    bytes('é ü ©', [0xc2, 0xa0], '.'),
+    bytes('é ü ©', [0xc2, 0xa0], '.'),
+  ],
   ['bytes that are not UTF-8 stay', bytes([0xff, 0x9b, 0x80]), bytes([0xff, 0x9b, 0x80])],
 ];
 

@@ -13,7 +13,13 @@ import {
   type ListenerAnswer,
   type RecoveredFile,
 } from './generation-plan.js';
-import { closeCandidates, scanGenerations, type Candidate, type Scan } from './generation-scan.js';
+import {
+  closeCandidates,
+  scanGenerations,
+  siblingNames,
+  type Candidate,
+  type Scan,
+} from './generation-scan.js';
 import {
   EncodeBufferPool,
   encodeLines,
@@ -450,11 +456,8 @@ export class FileTail {
         throw e;
       }
     }
-    const again = await scanGenerations(this.path);
-    await closeCandidates(again.candidates);
-    if (again.candidates.length !== scan.candidates.length) return false;
-    const inodes = new Set(scan.candidates.map((c) => `${c.file}:${c.dev}:${c.ino}`));
-    return again.candidates.every((c) => inodes.has(`${c.file}:${c.dev}:${c.ino}`));
+    const names = await siblingNames(this.path);
+    return names.length === scan.names.length && names.every((n, i) => n === scan.names[i]);
   }
 
   /**
@@ -482,7 +485,8 @@ export class FileTail {
         for (const r of queued) {
           const at = plan.located.get(r.streamId);
           if (!at) continue;
-          if (at.size !== r.size) put.push({ ...r, size: at.size });
+          // Kept in memory only: it is for the unread bytes of a generation that vanishes.
+          if (at.size > r.size) this.replace({ ...r, size: at.size });
           if (!this.held.has(r.streamId) && (this.held.size < MAX_HELD_FILES || r.streamId === want)) {
             this.held.set(r.streamId, at.fh);
             keep.add(at);

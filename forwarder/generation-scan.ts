@@ -29,6 +29,8 @@ export interface Scan {
   readonly unidentified: number;
   /** Siblings beyond MAX_SIBLINGS that were left out (the least recently modified). */
   readonly leftOut: number;
+  /** Every rotated sibling name the directory listed, to tell whether a later listing differs. */
+  readonly names: readonly string[];
 }
 
 /** A sibling's name says it is a rotated copy of `base`, not another log that shares a prefix. */
@@ -92,7 +94,8 @@ export async function scanGenerations(path: string): Promise<Scan> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') names = [];
     else throw e;
   }
-  let siblings = names.filter((n) => isRotatedName(base, n)).map((n) => join(dir, n));
+  const rotated = names.filter((n) => isRotatedName(base, n)).sort();
+  let siblings = rotated.map((n) => join(dir, n));
   let leftOut = 0;
   if (siblings.length > MAX_SIBLINGS) {
     const stamped = await Promise.all(
@@ -126,7 +129,18 @@ export async function scanGenerations(path: string): Promise<Scan> {
     await closeCandidates(candidates);
     throw e;
   }
-  return { candidates, unidentified, leftOut };
+  return { candidates, unidentified, leftOut, names: rotated };
+}
+
+/** The rotated sibling names of `path` now, sorted (what `Scan.names` was when it was taken). */
+export async function siblingNames(path: string): Promise<string[]> {
+  const base = basename(path);
+  try {
+    return (await readdir(dirname(path))).filter((n) => isRotatedName(base, n)).sort();
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
 }
 
 /** Closes the candidates' files, except those in `keep`. */

@@ -263,7 +263,11 @@ export class FileTail {
     await this.saver.flush();
     const done: GenerationRecord = {
       ...active.record,
-      state: active.record.state === 'lost' ? 'lost' : 'done',
+      // Truncated with no copy: it stays counted as lost (reported to the listener or not).
+      state:
+        active.record.state === 'lost' || active.record.state === 'lost-reported'
+          ? active.record.state
+          : 'done',
       offset: this.ackedPosition,
       size: Math.max(active.record.size, this.ackedPosition),
     };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
+import { STREAM_KEY_DOMAIN } from '../protocol/syslog-corral.js';
 
 /** Bytes of a file's head that identify it, together with its inode. */
 export const HEAD_BYTES = 1024;
@@ -46,4 +47,9 @@ export async function openIfExists(path: string): Promise<FileHandle | undefined
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
+}
+
+/** A generation's content key (protocol/syslog-corral.ts): what the listener can find it by. */
+export function streamKey(path: string, headHash: string): string {
+  return createHash('sha256').update(`${STREAM_KEY_DOMAIN}\0${path}\0${headHash}`).digest('hex').slice(0, 32);
 }

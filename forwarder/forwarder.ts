@@ -5,8 +5,10 @@ import type { TlsMaterial } from '../pki/tls-options.js';
 import { backoffDelayMs } from '../protocol/lifecycle.js';
 import { MAX_SESSION_STREAMS } from '../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../protocol/syslog-frame.js';
+import { isForwarderError } from './errors.js';
 import { FileTail } from './file-tail.js';
 import type { PositionStore } from './position-store.js';
+import { markerPath } from './store-marker.js';
 import { pump, type Pump, type PumpOptions, type PumpStats } from './pump.js';
 import { Session } from './session.js';
 
@@ -45,11 +47,23 @@ export interface ForwarderStats extends PumpStats {
   readonly connected: boolean;
   readonly sessions: number;
   readonly connectFailures: number;
-  readonly files: readonly { path: string; streamId: string | undefined; acked: number; inFlight: number }[];
+  /** Generations found vanished before they were read, since this forwarder started. */
+  readonly generationsLost: number;
+  readonly files: readonly {
+    path: string;
+    streamId: string | undefined;
+    acked: number;
+    inFlight: number;
+    generationsLost: number;
+  }[];
 }
 
 export interface Forwarder {
-  /** Ships lines until `signal` aborts; reconnects with capped, jittered backoff. */
+  /**
+   * Ships lines until `signal` aborts; reconnects with capped, jittered backoff. Rejects with
+   * a ForwarderError (CORRAL_ERR_POSITIONS_LOST, CORRAL_ERR_POSITIONS_DAMAGED) when it must
+   * not go on: the positions are gone and cannot be recovered, or cannot be stored.
+   */
   run(signal: AbortSignal): Promise<void>;
   stats(): ForwarderStats;
   /** Saves acknowledged positions and closes the files (not the store, which the caller owns). */
@@ -78,6 +92,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         path: resolve(path),
         store: options.store,
         log,
+        corral: options.mode === 'corral',
         readChunkBytes,
         rotateGraceMs: options.rotateGraceMs ?? 1000,
         clock,
@@ -93,6 +108,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     drainTimeoutMs: options.drainTimeoutMs ?? 2000,
     clock,
     log,
+    recovered: async () => {
+      if (options.store.recovery() !== undefined && tails.every((t) => t.needsRecovery === undefined)) {
+        await options.store.finishRecovery();
+        log.info({ positions: options.store.file }, 'every file placed: recovery of positions finished');
+      }
+    },
   };
   const totals = { linesSent: 0, bytesSent: 0, sessions: 0, connectFailures: 0 };
   let session: Session | undefined;
@@ -102,10 +123,36 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
   async function run(signal: AbortSignal): Promise<void> {
     await (initialized ??= (async () => {
+      const opening = options.store.opening;
+      if (opening.state === 'lost') {
+        log.error(
+          {
+            positions: options.store.file,
+            marker: markerPath(options.store.file),
+            reason: opening.reason,
+            detail: opening.detail,
+            movedTo: opening.movedTo,
+          },
+          options.mode === 'corral'
+            ? 'positions database lost although this forwarder has shipped before: asking the listener where each file stands'
+            : 'positions database lost although this forwarder has shipped before',
+        );
+      }
       for (const tail of tails) await tail.init();
+      await pumpOptions.recovered();
     })());
+    let fatal: Error | undefined;
     let attempt = 0;
     while (!signal.aborted) {
+      try {
+        for (const tail of tails) await tail.discover();
+      } catch (e: unknown) {
+        if (isForwarderError(e)) {
+          fatal = e;
+          break;
+        }
+        log.warn({ err: e }, 'looking at the log files failed');
+      }
       try {
         session = await Session.open(
           {
@@ -139,7 +186,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         progressed = await active.run(signal);
       } catch (e: unknown) {
         progressed = active.progressed;
-        if (!signal.aborted) log.warn({ err: e }, 'syslog session ended');
+        if (isForwarderError(e)) fatal = e;
+        else if (!signal.aborted) log.warn({ err: e }, 'syslog session ended');
       } finally {
         session.destroy();
         session = undefined;
@@ -147,7 +195,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         totals.linesSent += active.stats.linesSent;
         totals.bytesSent += active.stats.bytesSent;
       }
-      if (signal.aborted) break;
+      if (fatal !== undefined || signal.aborted) break;
       attempt = progressed ? 0 : attempt + 1;
       const delayMs = backoffDelayMs(
         attempt,
@@ -158,6 +206,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       await sleep(delayMs, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
     }
     for (const tail of tails) await tail.flush();
+    if (fatal !== undefined) throw fatal;
   }
 
   async function close(): Promise<void> {
@@ -176,7 +225,14 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       connectFailures: totals.connectFailures,
       linesSent: totals.linesSent + (current?.stats.linesSent ?? 0),
       bytesSent: totals.bytesSent + (current?.stats.bytesSent ?? 0),
-      files: tails.map((t) => ({ path: t.path, streamId: t.streamId, acked: t.acked, inFlight: t.inFlight })),
+      generationsLost: tails.reduce((sum, t) => sum + t.lostGenerations, 0),
+      files: tails.map((t) => ({
+        path: t.path,
+        streamId: t.streamId,
+        acked: t.acked,
+        inFlight: t.inFlight,
+        generationsLost: t.lostGenerations,
+      })),
     }),
     close,
     [Symbol.asyncDispose]: close,

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CorralControl } from '../protocol/syslog-corral.js';
 import type { FileTail } from './file-tail.js';
+import type { ListenerAnswer } from './generation-plan.js';
 import type { Session } from './session.js';
 
 export interface PumpOptions {
@@ -15,6 +16,8 @@ export interface PumpOptions {
   readonly drainTimeoutMs: number;
   readonly clock: () => number;
   readonly log: Logger;
+  /** Called after a tail's generations were placed from the listener's answers. */
+  readonly recovered: () => Promise<void>;
 }
 
 export interface PumpStats {
@@ -63,6 +66,8 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
   const waker = new Waker();
   const opened: (string | undefined)[] = [];
   const positions = new Map<number, number>();
+  /** Answers to `find`, by slot and key; undefined until answered. */
+  const lookups = new Map<string, ListenerAnswer | 'waiting'>();
   const stats = { linesSent: 0, bytesSent: 0 };
   let progressed = false;
   let lastAckAt = clock();
@@ -70,6 +75,16 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
   const inFlight = (): number => tails.reduce((sum, t) => sum + t.inFlight, 0);
 
   function onControl(msg: CorralControl): void {
+    if (msg.kind === 'known' || msg.kind === 'unknown') {
+      const id = `${msg.slot}/${msg.key}`;
+      if (lookups.get(id) !== 'waiting') {
+        session.destroy(new Error(`listener answered a find that was not asked (slot ${msg.slot})`));
+        return;
+      }
+      lookups.set(id, msg.kind === 'known' ? { streamId: msg.streamId, position: msg.position } : undefined);
+      waker.wake();
+      return;
+    }
     const tail = tails[msg.slot];
     if (!tail || opened[msg.slot] === undefined) {
       session.destroy(new Error(`listener answered for slot ${msg.slot}, which is not open`));
@@ -91,7 +106,8 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
   async function open(i: number, tail: FileTail, streamId: string, signal: AbortSignal): Promise<void> {
     positions.delete(i);
     opened[i] = streamId;
-    session.send({ kind: 'open', slot: i, streamId });
+    const key = tail.streamKey;
+    session.send({ kind: 'open', slot: i, streamId, ...(key === undefined ? {} : { key }) });
     const deadline = clock() + options.responseTimeoutMs;
     while (!positions.has(i)) {
       if (!session.isOpen) throw await session.closed;
@@ -102,12 +118,51 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
     tail.resume(positions.get(i));
   }
 
+  /** Asks the listener which streams the files of a tail that lost its records are, and places them. */
+  async function recover(i: number, tail: FileTail, signal: AbortSignal): Promise<void> {
+    const files = await tail.recoveryFiles();
+    const ids = files.map((f) => `${i}/${f.key}`);
+    for (const id of ids) lookups.set(id, 'waiting');
+    for (const f of files) session.send({ kind: 'find', slot: i, key: f.key });
+    const deadline = clock() + options.responseTimeoutMs;
+    while (ids.some((id) => lookups.get(id) === 'waiting')) {
+      if (!session.isOpen) throw await session.closed;
+      if (signal.aborted) return;
+      if (clock() > deadline) throw new ResponseTimeoutError('the listener did not answer a find');
+      await waker.wait(options.pollIntervalMs, signal);
+    }
+    const answers = new Map<string, ListenerAnswer>();
+    files.forEach((f, n) => {
+      const answer = lookups.get(ids[n] as string);
+      if (answer !== 'waiting') answers.set(f.headHash, answer);
+    });
+    for (const id of ids) lookups.delete(id);
+    await tail.recover(answers);
+    await options.recovered();
+  }
+
+  /** Tells the listener of generations that vanished before they were read (best effort). */
+  async function reportLost(i: number, tail: FileTail): Promise<void> {
+    const lost = tail.unreportedLost();
+    if (lost.length === 0) return;
+    for (const r of lost) {
+      session.send({ kind: 'lost', slot: i, streamId: r.streamId, bytes: Math.max(0, r.size - r.offset) });
+    }
+    await tail.markReported(lost);
+  }
+
   async function step(signal: AbortSignal): Promise<boolean> {
     let moved = false;
     for (let i = 0; i < tails.length; i++) {
       const tail = tails[i] as FileTail;
       if (!session.isOpen || signal.aborted) break;
       if (inFlight() >= options.windowBytes) break;
+      if (tail.needsRecovery) {
+        if (corral) await recover(i, tail, signal);
+        moved = true;
+        continue;
+      }
+      if (corral) await reportLost(i, tail);
       if (!(await tail.prepare())) continue;
       const streamId = tail.streamId as string;
       if (corral && opened[i] !== streamId) {

@@ -9,7 +9,8 @@
  *
  * Session (forwarder → listener frames start with `@corral/1 `; so do the listener's answers):
  *
- *   open  <slot> <streamId>               bind slot 0..MAX_SESSION_STREAMS-1 to a stream
+ *   open  <slot> <streamId> [<key>]       bind slot 0..MAX_SESSION_STREAMS-1 to a stream;
+ *                                         `key` names the generation by its content (below)
  *     ← at  <slot> <position>             the position the listener has durably written
  *   batch <slot> <start> <end> <count>    the next `count` frames are the stream's lines
  *     <count frames>                      each one file line without its LF, consecutive,
@@ -19,6 +20,21 @@
  *                                         pieces, one batch each, so only the last counts
  *                                         the LF)
  *     ← ack <slot> <position>             sent only after the lines are written and fsynced
+ *   find  <slot> <key>                    which stream of this host has that key?
+ *     ← known   <slot> <key> <streamId> <position>   exactly one (position durably written)
+ *     ← unknown <slot> <key>                           none, or more than one
+ *   lost  <slot> <streamId> <bytes>       a generation of the slot's file vanished before it
+ *                                         was read (`bytes` unread, as far as the forwarder
+ *                                         knows; 0 when it cannot tell); no answer
+ *
+ * A *key* is the first 32 hex digits of SHA-256("corral-stream-key/1" NUL path NUL headHash),
+ * where path is the file's absolute path on the worker and headHash the lowercase hex SHA-256
+ * of the generation's first line (see forwarder/file-identity.ts). The listener keeps each
+ * stream's key with its position, so a forwarder that has lost its position database can find
+ * its streams again (`find`) and resume each where the listener has got to instead of
+ * shipping the files again. Keys are only looked up, never trusted for deduplication: two
+ * generations with the same path and first line make a key ambiguous, and `find` then
+ * answers `unknown`. A `slot` in `find` and `lost` only says which file it is about.
  *
  * The listener keeps, per host and stream, the highest position it has durably written, in a
  * state file it replaces atomically after fsyncing the ingest file. That state also records
@@ -51,9 +67,12 @@ export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 export const MAX_CONTROL_FRAME_BYTES = 200;
 
 export const STREAM_ID_RE = /^[0-9a-f]{32}$/;
+/** A generation's content key (see above): 32 lowercase hex digits. */
+export const STREAM_KEY_RE = /^[0-9a-f]{32}$/;
+export const STREAM_KEY_DOMAIN = 'corral-stream-key/1';
 
 export type CorralControl =
-  | { readonly kind: 'open'; readonly slot: number; readonly streamId: string }
+  | { readonly kind: 'open'; readonly slot: number; readonly streamId: string; readonly key?: string }
   | {
       readonly kind: 'batch';
       readonly slot: number;
@@ -62,7 +81,17 @@ export type CorralControl =
       readonly count: number;
     }
   | { readonly kind: 'at'; readonly slot: number; readonly position: number }
-  | { readonly kind: 'ack'; readonly slot: number; readonly position: number };
+  | { readonly kind: 'ack'; readonly slot: number; readonly position: number }
+  | { readonly kind: 'find'; readonly slot: number; readonly key: string }
+  | {
+      readonly kind: 'known';
+      readonly slot: number;
+      readonly key: string;
+      readonly streamId: string;
+      readonly position: number;
+    }
+  | { readonly kind: 'unknown'; readonly slot: number; readonly key: string }
+  | { readonly kind: 'lost'; readonly slot: number; readonly streamId: string; readonly bytes: number };
 
 export class CorralProtocolError extends Error {
   override readonly name = 'CorralProtocolError';
@@ -75,8 +104,11 @@ export function isCorralControl(buf: Buffer, start: number, end: number): boolea
 }
 
 const INT = '(0|[1-9][0-9]{0,15})';
+const HEX32 = '([0-9a-f]{32})';
 const CONTROL_RE = new RegExp(
-  `^@corral/1 (?:(open) ${INT} ([0-9a-f]{32})|(batch) ${INT} ${INT} ${INT} ${INT}|(at|ack) ${INT} ${INT})$`,
+  `^@corral/1 (?:(open) ${INT} ${HEX32}(?: ${HEX32})?|(batch) ${INT} ${INT} ${INT} ${INT}|(at|ack) ${INT} ${INT}` +
+    `|(find) ${INT} ${HEX32}|(known) ${INT} ${HEX32} ${HEX32} ${INT}|(unknown) ${INT} ${HEX32}` +
+    `|(lost) ${INT} ${HEX32} ${INT})$`,
 );
 
 function safeInt(text: string | undefined, what: string): number {
@@ -96,14 +128,17 @@ export function parseCorralControl(buf: Buffer, start: number, end: number): Cor
   if (end - start > MAX_CONTROL_FRAME_BYTES) throw new CorralProtocolError('control frame is too long');
   const m = CONTROL_RE.exec(buf.toString('latin1', start, end));
   if (!m) throw new CorralProtocolError('malformed control frame');
-  if (m[1] === 'open') return { kind: 'open', slot: slotOf(m[2]), streamId: m[3] ?? '' };
-  if (m[4] === 'batch') {
+  if (m[1] === 'open') {
+    const open = { kind: 'open', slot: slotOf(m[2]), streamId: m[3] ?? '' } as const;
+    return m[4] === undefined ? open : { ...open, key: m[4] };
+  }
+  if (m[5] === 'batch') {
     const batch = {
       kind: 'batch',
-      slot: slotOf(m[5]),
-      start: safeInt(m[6], 'start'),
-      end: safeInt(m[7], 'end'),
-      count: safeInt(m[8], 'count'),
+      slot: slotOf(m[6]),
+      start: safeInt(m[7], 'start'),
+      end: safeInt(m[8], 'end'),
+      count: safeInt(m[9], 'count'),
     } as const;
     if (batch.count < 1 || batch.count > MAX_BATCH_LINES) {
       throw new CorralProtocolError(`batch of ${batch.count} lines is out of range`);
@@ -113,20 +148,40 @@ export function parseCorralControl(buf: Buffer, start: number, end: number): Cor
     }
     return batch;
   }
-  const kind = m[9] === 'at' ? 'at' : 'ack';
-  return { kind, slot: slotOf(m[10]), position: safeInt(m[11], 'position') };
+  if (m[10] !== undefined) {
+    return { kind: m[10] === 'at' ? 'at' : 'ack', slot: slotOf(m[11]), position: safeInt(m[12], 'position') };
+  }
+  if (m[13] === 'find') return { kind: 'find', slot: slotOf(m[14]), key: m[15] ?? '' };
+  if (m[16] === 'known') {
+    return {
+      kind: 'known',
+      slot: slotOf(m[17]),
+      key: m[18] ?? '',
+      streamId: m[19] ?? '',
+      position: safeInt(m[20], 'position'),
+    };
+  }
+  if (m[21] === 'unknown') return { kind: 'unknown', slot: slotOf(m[22]), key: m[23] ?? '' };
+  return { kind: 'lost', slot: slotOf(m[25]), streamId: m[26] ?? '', bytes: safeInt(m[27], 'bytes') };
 }
 
 /** The message text of a control frame. */
 export function formatCorralControl(msg: CorralControl): string {
   switch (msg.kind) {
     case 'open':
-      return `${CORRAL_SYSLOG_PREFIX}open ${msg.slot} ${msg.streamId}`;
+      return `${CORRAL_SYSLOG_PREFIX}open ${msg.slot} ${msg.streamId}${msg.key === undefined ? '' : ` ${msg.key}`}`;
     case 'batch':
       return `${CORRAL_SYSLOG_PREFIX}batch ${msg.slot} ${msg.start} ${msg.end} ${msg.count}`;
     case 'at':
     case 'ack':
       return `${CORRAL_SYSLOG_PREFIX}${msg.kind} ${msg.slot} ${msg.position}`;
+    case 'find':
+    case 'unknown':
+      return `${CORRAL_SYSLOG_PREFIX}${msg.kind} ${msg.slot} ${msg.key}`;
+    case 'known':
+      return `${CORRAL_SYSLOG_PREFIX}known ${msg.slot} ${msg.key} ${msg.streamId} ${msg.position}`;
+    case 'lost':
+      return `${CORRAL_SYSLOG_PREFIX}lost ${msg.slot} ${msg.streamId} ${msg.bytes}`;
   }
 }
 

@@ -9,7 +9,7 @@ export const MAX_INGEST_STATE_BYTES = 256 * 1024;
  * `<logDir>/<hostId>.state.json`: the commit record of a host's ingest file. `logBytes` is
  * the ingest file's length when the state was written (after an fsync of the file); the
  * listener truncates the file back to it on start. `streams` maps each Corral stream id to
- * the position durably written (see syslog-corral.ts).
+ * the position durably written and the generation's key (see syslog-corral.ts).
  */
 export const IngestState = Type.Object(
   {
@@ -21,6 +21,8 @@ export const IngestState = Type.Object(
         {
           position: Type.Integer({ minimum: 0 }),
           updatedAtMs: Type.Integer({ minimum: 0 }),
+          /** The generation's content key (syslog-corral.ts), when the forwarder sent one. */
+          key: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })),
         },
         { additionalProperties: false },
       ),

@@ -1,9 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,8 +10,11 @@ import { createForwarder, openPositionStore } from '../forwarder/index.js';
 import {
   appendSlowly,
   exactlyOnceProblem,
+  killHard,
   makePki,
   sequencesIn,
+  spawnForwarder,
+  spawnListener,
   startListener,
   tempDir,
   TestPinTable,
@@ -20,80 +22,15 @@ import {
   waitForLines,
   workerStateDir,
   writeLines,
-  type HostIdentity,
-  type TestPki,
+  type Cleanups,
 } from './logs-fixtures.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const cleanups: (() => Promise<void>)[] = [];
+
+const cleanups: Cleanups = [];
 afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()?.();
 });
-
-function track(child: ChildProcess): ChildProcess {
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
-  });
-  return child;
-}
-
-async function killHard(child: ChildProcess): Promise<void> {
-  const exited = once(child, 'exit');
-  child.kill('SIGKILL');
-  await exited;
-}
-
-/** `corral forwarder run` as a worker would run it. */
-function spawnForwarder(stateDir: string, file: string): ChildProcess {
-  return track(
-    spawn(
-      process.execPath,
-      [
-        join(ROOT, 'bin', 'corral.js'),
-        'forwarder',
-        'run',
-        '--state-dir',
-        stateDir,
-        '--file',
-        file,
-        '--poll-interval-ms',
-        '20',
-        '--log-level',
-        'warn',
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    ),
-  );
-}
-
-/** The listener in a process of its own (dist/test/logs-listener-child.js); resolves with its port. */
-async function spawnListener(pki: TestPki, host: HostIdentity, logDir: string, dir: string, port: number) {
-  const config = join(dir, `listener-${port}.json`);
-  await writeFile(
-    config,
-    JSON.stringify({
-      tls: { caPem: pki.controller.caPem, certPem: pki.controller.certPem, keyPem: pki.controller.keyPem },
-      logDir,
-      port,
-      pins: [{ fingerprint: host.fingerprint, hostId: host.hostId, hostName: host.hostName }],
-    }),
-    { mode: 0o600 },
-  );
-  const child = track(
-    spawn(process.execPath, [join(ROOT, 'dist', 'test', 'logs-listener-child.js'), config], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    }),
-  );
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-  for await (const line of lines) {
-    const m = /^listening (\d+)$/.exec(line);
-    if (m) return { child, port: Number(m[1]) };
-  }
-  throw new Error('listener child exited before listening');
-}
 
 async function setup() {
   const pki = await makePki();
@@ -118,11 +55,11 @@ describe('exactly once across crashes (kill -9)', () => {
     await writeLines(file, 0, 1000);
 
     const writing = appendSlowly(file, 1000, 15_000, { perStep: 100, stepMs: 3 });
-    let forwarder = spawnForwarder(stateDir, file);
+    let forwarder = spawnForwarder(cleanups, stateDir, [file]);
     for (const atLeast of [2000, 6000]) {
       await waitFor(`${atLeast} lines`, async () => (await sequencesIn(ingest)).length >= atLeast);
       await killHard(forwarder);
-      forwarder = spawnForwarder(stateDir, file);
+      forwarder = spawnForwarder(cleanups, stateDir, [file]);
     }
     await writing;
     const seqs = await waitForLines(ingest, 15_000);
@@ -133,7 +70,7 @@ describe('exactly once across crashes (kill -9)', () => {
     const { pki, host, dir } = await setup();
     const logDir = join(dir, 'ingest');
     const ingest = join(logDir, 'web-1.log');
-    const first = await spawnListener(pki, host, logDir, dir, 0);
+    const first = await spawnListener(cleanups, pki, host, logDir, dir, 0);
     const file = join(dir, 'app.log');
     await writeLines(file, 0, 1000);
     const store = await openPositionStore(join(dir, 'positions.db'));
@@ -157,11 +94,11 @@ describe('exactly once across crashes (kill -9)', () => {
       await store.close();
     });
     const writing = appendSlowly(file, 1000, 15_000, { perStep: 100, stepMs: 3 });
-    let child = first.child;
+    let child = first;
     for (const atLeast of [2000, 6000]) {
       await waitFor(`${atLeast} lines`, async () => (await sequencesIn(ingest)).length >= atLeast);
       await killHard(child);
-      child = (await spawnListener(pki, host, logDir, dir, first.port)).child;
+      child = await spawnListener(cleanups, pki, host, logDir, dir, first.port);
     }
     await writing;
     const seqs = await waitForLines(ingest, 15_000);

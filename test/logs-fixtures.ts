@@ -2,10 +2,13 @@
  * Shared fixtures for the log forwarder/listener tests and benchmark: real certificates from
  * our pki/, a pin table, RFC 5424 lines with sequence numbers and an exactly-once check.
  */
-import { appendFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import {
   createSyslogListener,
@@ -197,17 +200,41 @@ export async function waitFor(
   }
 }
 
-/** Waits until the ingest file holds `count` sequenced lines. */
-export async function waitForLines(path: string, count: number, timeoutMs = 60_000): Promise<number[]> {
+/** Which of 0..count-1 `seqs` lacks, as ranges (`1200-1399, 5000`), and how many it repeats. */
+export function missingSummary(seqs: readonly number[], count: number): string {
+  const seen = new Set(seqs);
+  const ranges: string[] = [];
+  for (let i = 0; i < count; i++) {
+    if (seen.has(i)) continue;
+    let j = i;
+    while (j + 1 < count && !seen.has(j + 1)) j++;
+    ranges.push(i === j ? `${i}` : `${i}-${j}`);
+    i = j;
+  }
+  const repeated = seqs.length - seen.size;
+  return `missing ${ranges.length > 0 ? ranges.slice(0, 20).join(', ') : 'none'}; ${repeated} repeated`;
+}
+
+/**
+ * Waits until the ingest file holds `count` sequenced lines. Times out (by default) before
+ * the test does, saying which lines are missing.
+ */
+export async function waitForLines(path: string, count: number, timeoutMs = 45_000): Promise<number[]> {
   let seqs: number[] = [];
-  await waitFor(
-    `${count} lines in ${path}`,
-    async () => {
-      seqs = await sequencesIn(path);
-      return seqs.length >= count;
-    },
-    timeoutMs,
-  );
+  try {
+    await waitFor(
+      `${count} lines in ${path}`,
+      async () => {
+        seqs = await sequencesIn(path);
+        return seqs.length >= count;
+      },
+      timeoutMs,
+    );
+  } catch (e: unknown) {
+    throw new Error(
+      `${e instanceof Error ? e.message : String(e)}: have ${seqs.length}, ${missingSummary(seqs, count)}`,
+    );
+  }
   return seqs;
 }
 
@@ -249,4 +276,141 @@ export async function appendSlowly(
     await appendLines(path, i, Math.min(to, i + perStep));
     await sleep(options.stepMs ?? 5);
   }
+}
+
+/** The repository root, whether this runs from test/ (vitest) or dist/test/ (benchmarks). */
+const ROOT = ((): string => {
+  const up = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+  return basename(up) === 'dist' ? dirname(up) : up;
+})();
+
+/** Teardown steps a test registers; run in reverse by its afterEach. */
+export type Cleanups = (() => Promise<void>)[];
+
+/** A child process whose stdout and stderr are collected. */
+export interface Child {
+  readonly process: ChildProcess;
+  /** Everything it has written so far (stdout and stderr interleaved). */
+  output(): string;
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function track(cleanups: Cleanups, child: ChildProcess): Child {
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exit;
+  });
+  return { process: child, output: () => out, exited: () => exit };
+}
+
+/** SIGKILL, and wait for the process to be gone. */
+export async function killHard(child: Child): Promise<void> {
+  if (child.process.exitCode === null && child.process.signalCode === null) child.process.kill('SIGKILL');
+  await child.exited();
+}
+
+/** `corral forwarder run` as a worker runs it (`extra`: more flags, e.g. `--mode rfc5425`). */
+export function spawnForwarder(
+  cleanups: Cleanups,
+  stateDir: string,
+  files: readonly string[],
+  extra: readonly string[] = [],
+): Child {
+  return track(
+    cleanups,
+    spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'corral.js'),
+        'forwarder',
+        'run',
+        '--state-dir',
+        stateDir,
+        ...files.flatMap((f) => ['--file', f]),
+        '--poll-interval-ms',
+        '20',
+        '--log-level',
+        'warn',
+        ...extra,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    ),
+  );
+}
+
+/**
+ * The listener in a process of its own (dist/test/logs-listener-child.js), so a test can kill
+ * -9 it; resolves once it listens. Port 0 the first time, then the same port again.
+ */
+export async function spawnListener(
+  cleanups: Cleanups,
+  pki: TestPki,
+  host: HostIdentity,
+  logDir: string,
+  dir: string,
+  port: number,
+): Promise<Child & { port: number }> {
+  const config = join(dir, `listener-${port}.json`);
+  await writeFile(
+    config,
+    JSON.stringify({
+      tls: { caPem: pki.controller.caPem, certPem: pki.controller.certPem, keyPem: pki.controller.keyPem },
+      logDir,
+      port,
+      pins: [{ fingerprint: host.fingerprint, hostId: host.hostId, hostName: host.hostName }],
+    }),
+    { mode: 0o600 },
+  );
+  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'logs-listener-child.js'), config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines = createInterface({ input: proc.stdout });
+  const child = track(cleanups, proc);
+  for await (const line of lines) {
+    const m = /^listening (\d+)$/.exec(line);
+    if (m) return { ...child, port: Number(m[1]) };
+  }
+  throw new Error(`listener child exited before listening: ${child.output()}`);
+}
+
+/**
+ * logrotate's numbered rename-and-create: `path.N` → `path.N+1` (oldest first), `path` →
+ * `path.1`, and a new file at `path` holding lines `from`..`to - 1` (none when equal). The
+ * old file may get `late` more lines first (the service writes on until it reopens its log).
+ */
+export async function rotate(
+  path: string,
+  from: number,
+  to: number,
+  late?: { from: number; to: number },
+): Promise<void> {
+  const dir = dirname(path);
+  const base = basename(path);
+  const numbers = (await readdir(dir))
+    .map((n) => (n.startsWith(`${base}.`) ? Number(n.slice(base.length + 1)) : NaN))
+    .filter((n) => Number.isInteger(n) && n > 0)
+    .sort((a, b) => b - a);
+  for (const n of numbers) await rename(`${path}.${n}`, `${path}.${n + 1}`);
+  await rename(path, `${path}.1`);
+  if (late) await appendLines(`${path}.1`, late.from, late.to);
+  await writeFile(path, '');
+  if (to > from) await appendLines(path, from, to);
+}
+
+/** A small seeded PRNG (mulberry32), so a chaos run can be repeated from its printed seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type TLSSocket } from 'node:tls';
@@ -242,5 +242,60 @@ describe('syslog listener: limits', () => {
     second.write(encodeFrame(logLine(3)));
     await waitFor('web-2 ingested', async () => (await lineCount(join(logDir, 'web-2.log'))) === 1);
     await waitFor('web-1 ingested', async () => (await lineCount(join(logDir, 'web-1.log'))) === 2);
+  });
+});
+
+describe('syslog listener: text from workers is escaped in ingest files', () => {
+  // A worker's line with every kind of byte a terminal acts on, and some that it does not.
+  const hostile = Buffer.concat([
+    Buffer.from('<134>1 2025-01-01T00:00:00.000Z web-1 app 1 - - ', 'latin1'),
+    Buffer.from('cr\r nul\x00 esc\x1b[2J bel\x07 del\x7f tab\t c1 ', 'latin1'),
+    Buffer.from([0xc2, 0x9b]),
+    Buffer.from('31m utf8 é © end', 'utf8'),
+  ]);
+  const escaped = Buffer.concat([
+    Buffer.from('<134>1 2025-01-01T00:00:00.000Z web-1 app 1 - - ', 'latin1'),
+    Buffer.from('cr#015 nul#000 esc#033[2J bel#007 del#177 tab\t c1 #302#233', 'latin1'),
+    Buffer.from('31m utf8 é © end', 'utf8'),
+  ]);
+
+  it('a Corral forwarder: CR, NUL, ESC, other C0, DEL and C1 as #ooo; TAB and UTF-8 kept', async () => {
+    const { pki, pins, dir, logDir, port } = await setup();
+    const host = await pki.host('web-1');
+    pins.pin(host);
+    const file = join(dir, 'app.log');
+    await writeFile(file, Buffer.concat([hostile, Buffer.from('\nlast\n')]));
+    const store = await openPositionStore(join(dir, 'positions.db'));
+    const forwarder = createForwarder({
+      tls: host,
+      controller: { host: '127.0.0.1', port },
+      files: [file],
+      mode: 'corral',
+      store,
+      log: pino({ level: 'silent' }),
+      pollIntervalMs: 20,
+    });
+    const ac = new AbortController();
+    const running = forwarder.run(ac.signal);
+    cleanups.push(async () => {
+      ac.abort();
+      await running;
+      await forwarder.close();
+      await store.close();
+    });
+    const ingest = join(logDir, 'web-1.log');
+    await waitFor('both lines', async () => (await lineCount(ingest)) === 2);
+    expect((await readFile(ingest)).equals(Buffer.concat([escaped, Buffer.from('\nlast\n')]))).toBe(true);
+  });
+
+  it('a standard RFC 5425 sender: the same, and an LF inside a message as #012', async () => {
+    const { pki, pins, logDir, port } = await setup();
+    const host = await pki.host('web-1');
+    pins.pin(host);
+    const socket = await dial(host, port);
+    socket.write(encodeFrame(Buffer.concat([hostile, Buffer.from('\ninner\n')])));
+    const ingest = join(logDir, 'web-1.log');
+    await waitFor('the line', async () => (await lineCount(ingest)) === 1);
+    expect((await readFile(ingest)).equals(Buffer.concat([escaped, Buffer.from('#012inner\n')]))).toBe(true);
   });
 });

@@ -68,7 +68,8 @@ describe('forwarder encoding meets listener batch assembly', () => {
         .split('\n')
         .filter((l) => l.length > 0)
         .map((l) => (l.length > 64 ? l.match(/.{1,64}/g)!.join('\n') : l))
-        .join('\n');
+        .join('\n')
+        .replace(/\r/g, '#015');
       expect(written).toBe(`${expected}\n`);
       expect(ends[ends.length - 1]).toBe(consumed);
     });

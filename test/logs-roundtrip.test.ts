@@ -110,7 +110,7 @@ describe('log forwarder to Corral listener (corral mode, exactly once)', () => {
     await run1.stop();
 
     const reopened = await openPositionStore(db);
-    const saved = await reopened.get(file);
+    const saved = (await reopened.generations(file)).find((g) => g.state === 'reading');
     await reopened.close();
     expect(saved?.offset).toBe(size);
 

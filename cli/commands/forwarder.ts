@@ -4,13 +4,15 @@ import { pino } from 'pino';
 import {
   createForwarder,
   FORWARDER_MODES,
+  isForwarderError,
   openPositionStore,
+  readPositionReport,
   type ForwarderMode,
 } from '../../forwarder/index.js';
 import { ensurePrivateDir } from '../../pki/index.js';
 import { LOG_REDACT_PATHS, runShutdown } from '../../protocol/index.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import type { Output } from '../output.js';
+import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
 /** Where, under the worker state dir, the forwarder keeps its positions. */
@@ -45,7 +47,10 @@ async function run(o: RunOptions): Promise<void> {
 
   const log = pino({ name: 'corral-forwarder', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
   await ensurePrivateDir(join(o.stateDir, 'forwarder'));
-  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE));
+  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE)).catch((e: unknown) => {
+    if (isForwarderError(e)) throw new CliExit(EXIT_FAILURE, `${e.message} (${e.code})`);
+    throw e;
+  });
   const forwarder = createForwarder({
     tls: { caPem: bundle.caPem, certPem: agent.certPem, keyPem: agent.keyPem },
     controller,
@@ -70,7 +75,8 @@ async function run(o: RunOptions): Promise<void> {
   });
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
   const running = forwarder.run(ac.signal);
-  await Promise.race([running.catch(() => undefined /* reported by the shutdown phase below */), forced]);
+  let failure: unknown;
+  await Promise.race([running.catch((e: unknown) => (failure = e)), forced]);
   ac.abort();
   const outcomes = await Promise.race([
     runShutdown([
@@ -88,8 +94,49 @@ async function run(o: RunOptions): Promise<void> {
       );
   }
   log.flush();
+  if (isForwarderError(failure)) throw new CliExit(EXIT_FAILURE, `${failure.message} (${failure.code})`);
   if (outcomes.some((outcome) => !outcome.ok))
     throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');
+}
+
+/** `corral forwarder status`: each followed file's generations and the lost-generation counter. */
+async function status(o: { stateDir: string; json?: boolean }, io: Output): Promise<void> {
+  const report = await readPositionReport(join(o.stateDir, FORWARDER_POSITIONS_FILE)).catch((e: unknown) => {
+    if (isForwarderError(e)) throw new CliExit(EXIT_FAILURE, `${e.message} (${e.code})`);
+    throw e;
+  });
+  if (o.json) {
+    io.out(renderJson(report));
+    return;
+  }
+  const counts = new Map<string, Map<string, number>>();
+  for (const g of report.generations) {
+    const byState = counts.get(g.path) ?? new Map<string, number>();
+    byState.set(g.state, (byState.get(g.state) ?? 0) + 1);
+    counts.set(g.path, byState);
+  }
+  io.out(
+    renderRecord([
+      ['positions', `${report.file} (${report.database}; marker ${report.marker})`],
+      ['recovery', report.recovery],
+      [
+        'lost',
+        `${report.lostGenerations} generations vanished before they were read (${report.lostBytes} bytes unread)`,
+      ],
+    ]),
+  );
+  const open = report.generations.filter((g) => g.state !== 'done' && g.state !== 'skipped');
+  io.out(
+    `\n${renderTable(
+      ['file', 'state', 'stream', 'acked', 'size'],
+      open.map((g) => [g.path, g.state, g.streamId, g.offset, g.size]),
+    )}`,
+  );
+  for (const [path, byState] of counts) {
+    io.out(
+      `${path}: ${byState.get('done') ?? 0} done, ${byState.get('skipped') ?? 0} there before it was followed\n`,
+    );
+  }
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -97,7 +144,7 @@ function collect(value: string, previous: string[] = []): string[] {
 }
 
 /** `corral forwarder …`. */
-export function registerForwarderCommands(program: Command, _io: Output): Command {
+export function registerForwarderCommands(program: Command, io: Output): Command {
   const forwarder = program
     .command('forwarder')
     .description('ship worker logs to the controller over syslog-over-TLS');
@@ -120,6 +167,16 @@ export function registerForwarderCommands(program: Command, _io: Output): Comman
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (opts: RunOptions) => {
       await run(opts);
+    });
+  forwarder
+    .command('status')
+    .description(
+      "show the forwarder's positions: files, generations, and generations lost before they were read",
+    )
+    .requiredOption('--state-dir <dir>', 'worker state dir (positions in forwarder/positions.db)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { stateDir: string; json?: boolean }) => {
+      await status(opts, io);
     });
   return forwarder;
 }

@@ -1,4 +1,5 @@
 import { CorralProtocolError } from '../../protocol/syslog-corral.js';
+import { escapeControls, needsEscape } from './escape-controls.js';
 
 const LF = 0x0a;
 
@@ -19,7 +20,8 @@ export interface AssembledBatch {
  *
  * Lines are compacted in place inside the socket's buffer (each frame's message moves back
  * over its own length prefix and gains an LF), so a line costs one memmove and no copy into
- * another buffer. The buffers are the connection's own and nothing else reads them.
+ * another buffer. The buffers are the connection's own and nothing else reads them. Control
+ * bytes in a line are escaped (escape-controls.ts), so the ingest file is safe to `cat`.
  */
 export class BatchAssembler {
   private readonly segments: Buffer[] = [];
@@ -79,9 +81,8 @@ export class BatchAssembler {
         const own = Buffer.allocUnsafe(len + 1);
         src.copy(own, 0, from, to);
         own[len] = LF;
-        this.segments.push(own);
-        this.bytes += len + 1;
         this.checkLineFeeds(own, 1);
+        this.push(own);
         return;
       }
       this.segBuf = src;
@@ -98,10 +99,16 @@ export class BatchAssembler {
     if (!this.segBuf) return;
     const segment = this.segBuf.subarray(this.segStart, this.segEnd);
     this.checkLineFeeds(segment, this.segLines);
-    this.segments.push(segment);
-    this.bytes += segment.length;
+    this.push(segment);
     this.segBuf = undefined;
     this.segLines = 0;
+  }
+
+  /** Keeps lines (LFs checked to be only their ends), control bytes escaped for the ingest file. */
+  private push(lines: Buffer): void {
+    const out = needsEscape(lines, false) ? escapeControls(lines, false) : lines;
+    this.segments.push(out);
+    this.bytes += out.length;
   }
 
   private checkLineFeeds(segment: Buffer, lines: number): void {

@@ -20,6 +20,11 @@ export interface ConnectionEvents {
   releaseStream(conn: SyslogConnection, streamId: string): void;
   ingested(lines: number, bytes: number, duplicates: number): void;
   gap(conn: SyslogConnection, streamId: string, from: number, to: number): void;
+  /**
+   * The forwarder reports a generation of one of its files that vanished before it was read;
+   * `log` is false once the connection has reported more than a few (they are still counted).
+   */
+  lost(conn: SyslogConnection, slot: number, streamId: string, bytes: number, log: boolean): void;
   closed(conn: SyslogConnection, reason: CloseReason, detail: string | undefined): void;
 }
 
@@ -35,6 +40,9 @@ export interface ConnectionOptions {
 }
 
 type Mode = 'unknown' | 'corral' | 'plain';
+
+/** `lost` reports of one connection that are logged; later ones are only counted. */
+const LOGGED_LOST_REPORTS = 16;
 
 /**
  * One accepted, pinned connection. Its first frame decides the mode: a Corral control frame
@@ -57,6 +65,7 @@ export class SyslogConnection {
   private done = false;
   private readonly acks = new Map<number, number>();
   private acksScheduled = false;
+  private lostReports = 0;
 
   constructor(private readonly options: ConnectionOptions) {
     this.host = options.host;
@@ -146,9 +155,10 @@ export class SyslogConnection {
       if (previous !== undefined && previous !== msg.streamId) this.events.releaseStream(this, previous);
       this.slots[msg.slot] = msg.streamId;
       this.events.claimStream(this, msg.streamId);
-      const { slot, streamId } = msg;
-      // Answer after everything queued before has committed, so `at` is durable.
+      const { slot, streamId, key } = msg;
+      // Answer after everything queued before (and the key) has committed, so `at` is durable.
       this.writer.append({
+        ...(key === undefined ? {} : { stream: { id: streamId, position: 0, key } }),
         settle: (error) => {
           if (error) return this.close(CloseReason.INGEST_FAILED, error.message);
           if (this.slots[slot] === streamId) {
@@ -156,6 +166,25 @@ export class SyslogConnection {
           }
         },
       });
+      return;
+    }
+    if (msg.kind === 'find') {
+      const { slot, key } = msg;
+      this.writer.append({
+        settle: (error) => {
+          if (error) return this.close(CloseReason.INGEST_FAILED, error.message);
+          const found = this.writer.findByKey(key);
+          this.send(
+            found
+              ? { kind: 'known', slot, key, streamId: found.streamId, position: found.position }
+              : { kind: 'unknown', slot, key },
+          );
+        },
+      });
+      return;
+    }
+    if (msg.kind === 'lost') {
+      this.events.lost(this, msg.slot, msg.streamId, msg.bytes, this.lostReports++ < LOGGED_LOST_REPORTS);
       return;
     }
     if (msg.kind !== 'batch') throw new CorralProtocolError(`unexpected ${msg.kind} from a sender`);

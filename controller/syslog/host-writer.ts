@@ -8,8 +8,11 @@ import { IngestStateFile, pruneStreams, type StreamPosition } from './ingest-sta
 export interface IngestItem {
   /** Complete lines, each ending in LF, in order; absent for an item that only waits for a commit. */
   readonly data?: readonly Buffer[];
-  /** The stream position this item's lines bring the stream to. */
-  readonly stream?: { readonly id: string; readonly position: number };
+  /**
+   * The stream position this item's lines bring the stream to, and the generation's key
+   * (recorded with the stream from this commit on).
+   */
+  readonly stream?: { readonly id: string; readonly position: number; readonly key?: string };
   /** Called once: after the item is durable (no error), or when it never will be. */
   settle(error: Error | undefined): void;
 }
@@ -22,6 +25,8 @@ export interface HostWriter {
   appliedPosition(streamId: string): number;
   /** Position of a stream that is durably written. */
   committedPosition(streamId: string): number;
+  /** The one committed stream with this key and its position; undefined for none or several. */
+  findByKey(key: string): { readonly streamId: string; readonly position: number } | undefined;
   /** Queues an item; it settles after the group commit that includes it. */
   append(item: IngestItem): void;
   /** Commits what is queued, then closes the files. Idempotent. */
@@ -151,8 +156,14 @@ export async function openHostWriter(options: HostWriterOptions): Promise<HostWr
           bytes += buf.length;
         }
         const s = item.stream;
-        if (s && s.position > (written.get(s.id)?.position ?? 0)) {
-          written.set(s.id, { position: s.position, updatedAtMs: now });
+        const before = s && written.get(s.id);
+        if (s && (!before || s.position > before.position || (s.key !== undefined && s.key !== before.key))) {
+          const key = s.key ?? before?.key;
+          written.set(s.id, {
+            position: Math.max(s.position, before?.position ?? 0),
+            updatedAtMs: now,
+            ...(key === undefined ? {} : { key }),
+          });
           moved = true;
         }
       }
@@ -202,6 +213,15 @@ export async function openHostWriter(options: HostWriterOptions): Promise<HostWr
     },
     appliedPosition,
     committedPosition: (id) => committed.get(id)?.position ?? 0,
+    findByKey(key) {
+      let found: { streamId: string; position: number } | undefined;
+      for (const [streamId, p] of committed) {
+        if (p.key !== key) continue;
+        if (found) return undefined;
+        found = { streamId, position: p.position };
+      }
+      return found;
+    },
     append(item) {
       if (closed) return item.settle(new IngestClosedError(`ingest for host ${hostId} is closed`));
       if (failure) return item.settle(failure);

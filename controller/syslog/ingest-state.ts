@@ -13,6 +13,8 @@ import {
 export interface StreamPosition {
   position: number;
   updatedAtMs: number;
+  /** The generation's content key, when its forwarder sent one (protocol/syslog-corral.ts). */
+  key?: string;
 }
 
 const MAGIC = 0x434c5331; // "CLS1"
@@ -120,7 +122,14 @@ export class IngestStateFile {
       version: 1,
       logBytes,
       streams: Object.fromEntries(
-        [...streams].map(([id, p]) => [id, { position: p.position, updatedAtMs: p.updatedAtMs }]),
+        [...streams].map(([id, p]) => [
+          id,
+          {
+            position: p.position,
+            updatedAtMs: p.updatedAtMs,
+            ...(p.key === undefined ? {} : { key: p.key }),
+          },
+        ]),
       ),
     };
     const json = Buffer.from(JSON.stringify(state), 'utf8');

@@ -47,6 +47,12 @@ export interface SyslogListenerStats {
   readonly bytesIngested: number;
   /** Lines a Corral forwarder sent again that were already written, and dropped. */
   readonly linesDuplicate: number;
+  /**
+   * Log file generations forwarders reported as vanished before they were read (deleted or
+   * truncated away), and the unread bytes they knew of: lines that never reached the listener.
+   */
+  readonly generationsLost: number;
+  readonly bytesLost: number;
 }
 
 export interface SyslogListener {
@@ -85,7 +91,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
   const streams = new Map<string, SyslogConnection>();
   const refused = zeroCounts(RefuseReason);
   const closedCounts = zeroCounts(CloseReason);
-  const totals = { accepted: 0, lines: 0, bytes: 0, duplicates: 0 };
+  const totals = { accepted: 0, lines: 0, bytes: 0, duplicates: 0, generationsLost: 0, bytesLost: 0 };
   let dirReady: Promise<unknown> | undefined;
   let closing: Promise<void> | undefined;
 
@@ -130,6 +136,15 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
       log.debug(
         { hostId: conn.host.hostId, streamId, from, to },
         'syslog stream resumed past the last written position',
+      );
+    },
+    lost(conn, slot, streamId, bytes, logIt) {
+      totals.generationsLost++;
+      totals.bytesLost += bytes;
+      if (!logIt) return;
+      log.warn(
+        { hostId: conn.host.hostId, slot, streamId, bytes, generationsLost: totals.generationsLost },
+        'a forwarder reports a log generation that vanished before it was read',
       );
     },
     closed(conn, reason, detail) {
@@ -276,6 +291,8 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         linesIngested: totals.lines,
         bytesIngested: totals.bytes,
         linesDuplicate: totals.duplicates,
+        generationsLost: totals.generationsLost,
+        bytesLost: totals.bytesLost,
       };
     },
     close,

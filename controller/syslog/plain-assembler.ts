@@ -1,11 +1,13 @@
+import { escapeControls, needsEscape } from './escape-controls.js';
+
 const LF = 0x0a;
-const ESCAPED_LF = Buffer.from('#012', 'latin1');
 
 /**
  * Turns the frames of a standard RFC 5425 sender into ingest lines: one trailing LF (which
  * many senders put inside the frame) is dropped, an LF inside a message is written as `#012`
- * (rsyslog's escape), and empty messages are skipped. Lines collect into one buffer per
- * socket read, handed to the writer by `take()`.
+ * and other control bytes the same way (rsyslog's escape, see escape-controls.ts), and empty
+ * messages are skipped. Lines collect into one buffer per socket read, handed to the writer
+ * by `take()`.
  */
 export class PlainAssembler {
   private buf: Buffer | undefined;
@@ -25,7 +27,7 @@ export class PlainAssembler {
     if (end > from && src[end - 1] === LF) end--;
     if (end === from) return;
     let line = src.subarray(from, end);
-    if (line.indexOf(LF) !== -1) line = escapeLineFeeds(line);
+    if (needsEscape(line, true)) line = escapeControls(line, true);
     this.ensure(line.length + 1);
     const buf = this.buf as Buffer;
     this.length += line.copy(buf, this.length);
@@ -49,15 +51,4 @@ export class PlainAssembler {
     if (this.buf) this.buf.copy(grown, 0, 0, this.length);
     this.buf = grown;
   }
-}
-
-function escapeLineFeeds(line: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let from = 0;
-  for (let i = line.indexOf(LF); i !== -1; i = line.indexOf(LF, from)) {
-    parts.push(line.subarray(from, i), ESCAPED_LF);
-    from = i + 1;
-  }
-  parts.push(line.subarray(from));
-  return Buffer.concat(parts);
 }

@@ -42,7 +42,10 @@ function repoRoot(): string {
 export const ROOT = repoRoot();
 export const CORRAL_BIN = join(ROOT, 'bin', 'corral.js');
 
-export type StandInMode = 'good' | 'crash' | 'silent' | 'wrong-version';
+/** `crash-later`: healthy at first, then exits with code 4 after CRASH_LATER_MS. */
+export type StandInMode = 'good' | 'crash' | 'silent' | 'wrong-version' | 'crash-later';
+/** When the `crash-later` stand-in exits after it started answering health, in ms. */
+export const CRASH_LATER_MS = 3000;
 
 /** The stand-in agent: a real program, shipped inside each test release. */
 export const STAND_IN_AGENT = `// Stand-in for the corral agent binary (tests only): serves GET /v1/health on the
@@ -75,6 +78,12 @@ if (mode === 'silent') {
       uptimeSeconds: (Date.now() - started) / 1000,
     }));
   }).listen(sock, () => console.log('stand-in agent ' + version + ' healthy'));
+  if (mode === 'crash-later') {
+    setTimeout(() => {
+      console.error('stand-in agent ' + version + ': lost its database connection, exiting');
+      process.exit(4);
+    }, ${CRASH_LATER_MS});
+  }
 }
 `;
 
@@ -185,6 +194,8 @@ export async function startUpdater(worker: Worker, options: Partial<UpdaterOptio
     log: quietLog,
     healthTimeoutMs: 20_000,
     healthIntervalMs: 50,
+    // Short, so tests stay fast; tests of the watch itself set their own.
+    watchMs: 300,
     agentStopTimeoutMs: 5000,
     ...options,
   });
@@ -255,6 +266,8 @@ export async function spawnUpdater(
       options.listen ?? '127.0.0.1:0',
       '--health-timeout-ms',
       '20000',
+      '--watch',
+      '300ms',
       ...(options.extraArgs ?? []),
     ],
     { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },

@@ -42,9 +42,12 @@ function repoRoot(): string {
 export const ROOT = repoRoot();
 export const CORRAL_BIN = join(ROOT, 'bin', 'corral.js');
 
-/** `crash-later`: healthy at first, then exits with code 4 after CRASH_LATER_MS. */
-export type StandInMode = 'good' | 'crash' | 'silent' | 'wrong-version' | 'crash-later';
-/** When the `crash-later` stand-in exits after it started answering health, in ms. */
+/**
+ * `crash-later`: healthy at first, then exits with code 4 after CRASH_LATER_MS.
+ * `unhealthy-later`: healthy at first, then stops answering health after CRASH_LATER_MS but keeps running.
+ */
+export type StandInMode = 'good' | 'crash' | 'silent' | 'wrong-version' | 'crash-later' | 'unhealthy-later';
+/** When the `*-later` stand-ins go bad after they started answering health, in ms. */
 export const CRASH_LATER_MS = 3000;
 
 /** The stand-in agent: a real program, shipped inside each test release. */
@@ -68,7 +71,7 @@ if (mode === 'silent') {
   mkdirSync(join(sock, '..'), { recursive: true });
   rmSync(sock, { force: true });
   const started = Date.now();
-  createServer((req, res) => {
+  const server = createServer((req, res) => {
     req.resume();
     if (req.url !== '/v1/health') { res.statusCode = 404; res.end(); return; }
     res.setHeader('content-type', 'application/json');
@@ -82,6 +85,14 @@ if (mode === 'silent') {
     setTimeout(() => {
       console.error('stand-in agent ' + version + ': lost its database connection, exiting');
       process.exit(4);
+    }, ${CRASH_LATER_MS});
+  }
+  if (mode === 'unhealthy-later') {
+    setTimeout(() => {
+      console.error('stand-in agent ' + version + ': wedged, no longer answering');
+      server.close();
+      server.closeAllConnections();
+      setInterval(() => {}, 1000);
     }, ${CRASH_LATER_MS});
   }
 }

@@ -39,6 +39,9 @@ export interface StateOpening {
   readonly warnings: readonly string[];
 }
 
+/** Logs a warning (constant message, data in fields) and keeps its sentence for the operator. */
+type Warn = (fields: Record<string, unknown>, msg: string, text: string) => void;
+
 type CurrentLink =
   | { readonly kind: 'none' }
   | { readonly kind: 'release'; readonly version: string }
@@ -70,7 +73,7 @@ export async function openState(o: OpenStateOptions): Promise<StateOpening> {
   const found = await store.load();
   const tree = await inspectTree(layout);
   const warnings: string[] = [];
-  const warn = (fields: Record<string, unknown>, msg: string, text: string): void => {
+  const warn: Warn = (fields, msg, text) => {
     log.warn(fields, msg);
     warnings.push(text);
   };
@@ -116,39 +119,36 @@ export async function openState(o: OpenStateOptions): Promise<StateOpening> {
   };
   const asideState = found.state.kind === 'damaged' ? await moveAside(layout.stateFile, o.clock()) : null;
   await store.save(state);
-  const lost = ['the digests of the installed releases', 'any update that was in flight'];
-  const historyLost = found.history.kind !== 'ok';
-  if (historyLost) {
-    lost.push('the release history (versions that rolled back here are no longer refused)');
-    if (found.history.kind === 'damaged') await moveAside(layout.historyFile, o.clock());
+  const lost = ['the digests of the installed releases', 'whatever update may have been in flight'];
+  if (found.history.kind !== 'ok') {
+    const aside = found.history.kind === 'damaged' ? await moveAside(layout.historyFile, o.clock()) : null;
+    const how = found.history.kind === 'missing' ? 'is missing' : found.history.problem;
+    lost.push(
+      `the release history (${layout.historyFile} ${how}${aside ? `, kept as ${aside}` : ''}; ` +
+        'versions that rolled back here are no longer refused)',
+    );
     await store.saveHistory([]);
   }
+  const releases = state.installed.map((r) => r.version);
   warn(
     {
       file: layout.stateFile,
       problem,
       current,
       previous: previous?.version ?? null,
-      releases: state.installed.map((r) => r.version),
+      releases,
       movedTo: asideState,
     },
     'updater journal rebuilt from the release tree',
     `updater journal ${layout.stateFile} ${problem}${asideState ? ` (kept as ${asideState})` : ''}; rebuilt ` +
       `from the release tree: current ${current ?? '(none)'}, rollback target ` +
       `${previous ? `${previous.version} (${previous.how})` : '(none)'}, releases kept: ` +
-      `${state.installed.map((r) => r.version).join(', ') || '(none)'}. Lost: ${lost.join('; ')}` +
-      (historyLost
-        ? ` (${layout.historyFile} ${found.history.kind === 'missing' ? 'is missing' : found.history.problem})`
-        : ''),
+      `${releases.join(', ') || '(none)'}. Lost: ${lost.join('; ')}`,
   );
   return { how: 'rebuilt', warnings };
 }
 
-async function checkHistory(
-  o: OpenStateOptions,
-  history: FileCondition,
-  warn: (fields: Record<string, unknown>, msg: string, text: string) => void,
-): Promise<void> {
+async function checkHistory(o: OpenStateOptions, history: FileCondition, warn: Warn): Promise<void> {
   if (history.kind === 'ok') return;
   const { layout, store } = o;
   const hadReleases = store.state.installed.length > 0 || store.state.self.installed.length > 0;
@@ -165,11 +165,7 @@ async function checkHistory(
 }
 
 /** Journal entries for releases that are gone from disk are dropped, with a warning. */
-async function dropVanished(
-  o: OpenStateOptions,
-  tree: Tree,
-  warn: (fields: Record<string, unknown>, msg: string, text: string) => void,
-): Promise<void> {
+async function dropVanished(o: OpenStateOptions, tree: Tree, warn: Warn): Promise<void> {
   const { store, layout } = o;
   const onDisk = new Set(tree.releases.map((r) => r.version));
   const intentTo = store.state.intent?.to;
@@ -196,7 +192,7 @@ async function reinitialize(
   tree: Tree,
   problem: string,
   why: string,
-  warn: (fields: Record<string, unknown>, msg: string, text: string) => void,
+  warn: Warn,
 ): Promise<void> {
   const { layout, store } = o;
   const now = o.clock();

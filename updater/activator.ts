@@ -12,8 +12,12 @@ import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { probeOnce, waitHealthy, type ProbeResult } from './health-probe.js';
 import { swapLink, type ReleaseLayout } from './release-layout.js';
 
-/** Points in an update where a test can hold the updater (to kill it there). */
-export const PAUSE_PHASES = ['staged', 'swapped', 'agent-started'] as const;
+/**
+ * Points in an update where a test can hold the updater (to kill it there). `replacing` and
+ * `set-aside` come only when the update replaces an installed copy of its version: journaled
+ * but not moved yet, and moved aside with the new tree not yet in its place.
+ */
+export const PAUSE_PHASES = ['staged', 'replacing', 'set-aside', 'swapped', 'agent-started'] as const;
 export type PausePhase = (typeof PAUSE_PHASES)[number];
 
 export interface ActivatorOptions {

@@ -231,7 +231,9 @@ export class ReleaseManager {
             installed: s.installed.filter((r) => r.version !== version),
             intent: { ...intent, replaced: old },
           }));
+          await this.#o.activator.pause('replacing');
           await rename(layout.releaseDir(version), replacedDir(stagingDir));
+          await this.#o.activator.pause('set-aside');
         } else {
           await removeTree(layout.releaseDir(version));
         }

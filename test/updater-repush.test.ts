@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushRelease } from '../controller/release/push.js';
-import { postUpdate, updaterDispatcher } from '../controller/release/updater-client.js';
+import { fetchReleases, postUpdate, updaterDispatcher } from '../controller/release/updater-client.js';
 import {
   buildRelease,
   createFleet,
@@ -17,6 +17,7 @@ import {
   spawnUpdater,
   target,
   tempDir,
+  until,
   type BuiltRelease,
   type Fleet,
   type UpdaterProcess,
@@ -48,21 +49,28 @@ afterAll(async () => {
 });
 
 /** One raw POST /v1/update with the whole file as the body, as an older controller sends it. */
-async function rawPush(i: number): Promise<{ outcome: string; reason: string | null } | { error: string }> {
+async function rawPush(
+  i: number,
+  release = v1,
+): Promise<{ outcome: string; reason: string | null } | { error: string; code?: string }> {
   const w = workers[i]!;
   const t = target(w, procs[i]!.port);
   const d = updaterDispatcher(t, fleet.controllerClient, 60_000);
   try {
     const answer = await postUpdate(d, t, {
-      body: createReadStream(v1.file),
-      bytes: v1.bytes,
-      version: v1.version,
-      sha256: v1.sha256,
+      body: createReadStream(release.file),
+      bytes: release.bytes,
+      version: release.version,
+      sha256: release.sha256,
       force: false,
     });
     return { outcome: answer.outcome, reason: answer.reason };
   } catch (e: unknown) {
-    return { error: e instanceof Error ? e.message : String(e) };
+    const code = (e as { code?: unknown }).code;
+    return {
+      error: e instanceof Error ? e.message : String(e),
+      ...(typeof code === 'string' ? { code } : {}),
+    };
   } finally {
     await d.destroy();
   }
@@ -83,4 +91,22 @@ describe('re-push of the active version, body sent in full', () => {
     }
     expect(seen).toEqual(Array.from({ length: 30 }, () => 'updated (already active)'));
   }, 180_000);
+
+  it('a push that finds the updater busy gets CORRAL_ERR_UPDATER_BUSY after its whole body, not a cut connection', async () => {
+    const w = await createWorker(fleet, join(dir, 'busy'), 'w-busy');
+    workers.push(w);
+    // Held after the new agent started, so the update stays in flight while we push again.
+    const p = await spawnUpdater(w, { env: { CORRAL_TEST_UPDATER_PAUSE: 'agent-started:15000' } });
+    procs.push(p);
+    const i = workers.length - 1;
+    const v2 = await buildRelease(dir, '2.0.0', 'good', { padBytes: 8 * 1024 * 1024 });
+    const first = pushRelease({ file: v1.file, targets: [target(w, p.port)], tls: fleet.controllerClient });
+    await until(
+      async () => ((await fetchReleases(target(w, p.port), fleet.controllerClient)).busy ? true : undefined),
+      'the first update to be in flight',
+    );
+    const second = await rawPush(i, v2);
+    expect(second).toMatchObject({ code: 'CORRAL_ERR_UPDATER_BUSY' });
+    expect((await first).results[0]).toMatchObject({ outcome: 'updated', current: '1.0.0' });
+  }, 120_000);
 });

@@ -214,6 +214,7 @@ async function pushOne(
     }
     // Ask first: a version already active is not uploaded again.
     let answer: UpdateResponse | undefined;
+    let uploaded = false;
     for (let attempt = 0; answer === undefined; attempt++) {
       const rel = await settled(o, target, d, deadline);
       if (rel.current === version) {
@@ -245,12 +246,12 @@ async function pushOne(
       const { body, bytes } = upload();
       try {
         answer = await postUpdate(uploader, target, { ...request, body, bytes });
+        uploaded = true;
       } catch (e: unknown) {
         if (!isCorralError(e, ErrorCode.UPDATER_BUSY) || attempt >= BUSY_RETRIES) throw e;
       }
     }
-    if (answer.reason !== 'already active')
-      o.onProgress?.({ hostName: target.hostName, phase: 'installing' });
+    if (uploaded) o.onProgress?.({ hostName: target.hostName, phase: 'installing' });
     if (answer.outcome !== 'updated') {
       return result({
         outcome: answer.outcome,

@@ -1,10 +1,10 @@
-import { lstat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HistoryEntry } from '../protocol/index.js';
 import type { Activator } from './activator.js';
 import type { AgentRunner } from './agent-runner.js';
 import { probeOnce } from './health-probe.js';
-import { replacedDir, restoreReplaced, type ReleaseManager } from './release-manager.js';
+import type { ReleaseManager } from './release-manager.js';
+import { restoreReplaced } from './replaced-copy.js';
 import { readLinkVersion, removeStagingDirs, removeTree, type ReleaseLayout } from './release-layout.js';
 import type { StateStore } from './state-store.js';
 
@@ -74,7 +74,6 @@ export async function recover(o: RecoverOptions): Promise<RecoveryReport> {
     if (intent.kind === 'update' && current !== intent.to) {
       if (intent.replaced) {
         // The copy this update replaced comes back (from the staging dir, or it never left).
-        await removeTreeUnlessKept(o, intent.to, layout.stagingDir(intent.id));
         await restoreReplaced(layout, store, intent.to, layout.stagingDir(intent.id), intent.replaced);
       } else if (!store.state.installed.some((r) => r.version === intent.to)) {
         await removeTree(layout.releaseDir(intent.to));
@@ -97,21 +96,6 @@ export async function recover(o: RecoverOptions): Promise<RecoveryReport> {
     'updater state recovered',
   );
   return { interrupted: intent?.phase ?? null, current, stagingDirsRemoved, agent };
-}
-
-/**
- * The new tree in `releases/<version>` goes when the old copy waits in the staging dir; when it
- * does not, the crash came before the old copy moved and `releases/<version>` is still the old one.
- */
-async function removeTreeUnlessKept(o: RecoverOptions, version: string, stagingDir: string): Promise<void> {
-  const kept = await lstat(replacedDir(stagingDir)).then(
-    () => true,
-    (e: unknown) => {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw e;
-    },
-  );
-  if (kept) await removeTree(o.layout.releaseDir(version));
 }
 
 async function ensureAgent(o: RecoverOptions, current: string | null): Promise<RecoveryReport['agent']> {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { lstat, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rename } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import {
@@ -19,6 +18,7 @@ import type { Activator } from './activator.js';
 import type { AgentRunner } from './agent-runner.js';
 import type { ArchiveLimits } from './archive-rules.js';
 import { releasesToKeep, removeReleasesExcept } from './prune.js';
+import { replacedDir, restoreReplaced } from './replaced-copy.js';
 import { readLinkVersion, removeTree, type ReleaseLayout } from './release-layout.js';
 import { stageRelease } from './stage-release.js';
 import type { StateStore } from './state-store.js';
@@ -54,45 +54,6 @@ const MAX_REASON_CHARS = 2000;
 
 function busyError(): CorralError {
   return new CorralError(ErrorCode.UPDATER_BUSY, 'another update, rollback or self-update is in progress');
-}
-
-/** Where an installed copy that an update replaces waits, inside that update's staging dir. */
-export function replacedDir(stagingDir: string): string {
-  return join(stagingDir, 'replaced');
-}
-
-/**
- * Moves the copy of `version` kept in `stagingDir` back to `releases/<version>` and lists it as
- * installed again. Without a kept copy (the crash came before it was moved) the one in
- * `releases/` is still the old one and stays.
- */
-export async function restoreReplaced(
-  layout: ReleaseLayout,
-  store: StateStore,
-  version: string,
-  stagingDir: string,
-  replaced: InstalledRelease,
-): Promise<void> {
-  const kept = replacedDir(stagingDir);
-  if (await exists(kept)) {
-    await removeTree(layout.releaseDir(version));
-    await rename(kept, layout.releaseDir(version));
-  }
-  if (!(await exists(layout.releaseDir(version)))) return;
-  await store.update((s) => ({
-    ...s,
-    installed: [...s.installed.filter((r) => r.version !== version), replaced],
-  }));
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (e: unknown) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
 }
 
 /**

@@ -241,4 +241,18 @@ describe('updater journal damaged or lost', () => {
     expect(rel.history.map((h) => h.outcome)).toEqual(['updated', 'updated']);
     expect((await readdir(join(w.root, 'releases'))).sort()).toEqual(['1.0.0', '2.0.0']);
   });
+
+  it('a first start after a push refused before anything was journaled stays quiet', async () => {
+    const w = await createWorker(fleet, join(dir, 'fresh'), 'w-fresh');
+    workers.push(w);
+    const small = await started(w, ['--max-release-bytes', '1000']);
+    expect((await push(w, small, v1)).code).toBe('CORRAL_ERR_PAYLOAD_TOO_LARGE');
+    await small.stop();
+    procs.splice(procs.indexOf(small), 1);
+    const p = await started(w);
+    expect(p.output()).not.toContain('warning');
+    const rel = await fetchReleases(target(w, p.port), fleet.controllerClient);
+    expect(rel).toMatchObject({ current: null, previous: null, releases: [] });
+    expect(rel.history.map((h) => h.outcome)).toEqual(['refused']);
+  });
 });

@@ -61,7 +61,7 @@ interface Tree {
 
 /**
  * Loads the journal and history and decides whether the updater may start on them. A first
- * start (no files, nothing installed) starts empty. A journal that is missing, empty or
+ * start (no journal, nothing installed) starts empty. A journal that is missing, empty or
  * damaged while the tree says releases were installed is rebuilt from the tree when the tree
  * is consistent (`current` points at a release on disk, or nothing is installed at all), with
  * a warning naming the file and what was lost; otherwise it throws CORRAL_ERR_STATE_DAMAGED
@@ -80,7 +80,10 @@ export async function openState(o: OpenStateOptions): Promise<StateOpening> {
   const installedSomething =
     tree.current.kind !== 'none' || tree.releases.length > 0 || tree.selfReleases.length > 0;
 
-  if (found.state.kind === 'missing' && found.history.kind === 'missing' && !installedSomething) {
+  // No journal and nothing installed: a first start (a history may exist already, from a push
+  // that was refused before anything was journaled), and there is nothing a journal could hold.
+  if (found.state.kind === 'missing' && !installedSomething) {
+    await checkHistory(o, found.history, warn);
     return { how: 'fresh', warnings };
   }
 

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import {
   MAX_RELEASE_MANIFEST_BYTES,
@@ -7,7 +8,6 @@ import {
   RELEASE_MANIFEST_FILE,
   ReleaseManifest,
 } from '../protocol/index.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { probeOnce, waitHealthy, type ProbeResult } from './health-probe.js';
 import { swapLink, type ReleaseLayout } from './release-layout.js';

@@ -31,6 +31,8 @@ export const ErrorCode = {
   /** `enroll --replace` of a host that was seen or whose bundle was written. */
   REPLACE_REFUSED: 'CORRAL_ERR_REPLACE_REFUSED',
   RATE_LIMITED: 'CORRAL_ERR_RATE_LIMITED',
+  UPDATER_BUSY: 'CORRAL_ERR_UPDATER_BUSY',
+  STATE_DAMAGED: 'CORRAL_ERR_STATE_DAMAGED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -61,6 +63,8 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_JOIN_ADDRESS_REFUSED: 403,
   CORRAL_ERR_REPLACE_REFUSED: 409,
   CORRAL_ERR_RATE_LIMITED: 429,
+  CORRAL_ERR_UPDATER_BUSY: 409,
+  CORRAL_ERR_STATE_DAMAGED: 500,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -115,10 +115,13 @@ export type HistoryEntry = Static<typeof HistoryEntry>;
 /** History entries kept per worker; the oldest are dropped. */
 export const MAX_HISTORY_ENTRIES = 200;
 
+/** A release's tarball digest; null when unknown (its journal entry was rebuilt from the tree). */
+const ReleaseDigest = Type.Union([Sha256Hex, Type.Null()]);
+
 export const InstalledRelease = Type.Object(
   {
     version: ReleaseVersion,
-    sha256: Sha256Hex,
+    sha256: ReleaseDigest,
     installedAt: Timestamp,
   },
   { additionalProperties: false },
@@ -133,7 +136,7 @@ export const ReleasesResponse = Type.Object(
       Type.Object(
         {
           version: ReleaseVersion,
-          sha256: Sha256Hex,
+          sha256: ReleaseDigest,
           installedAt: Timestamp,
           active: Type.Boolean(),
         },
@@ -151,6 +154,19 @@ export const ReleasesResponse = Type.Object(
     ),
     /** An update, rollback or self-update is running right now. */
     busy: Type.Boolean(),
+    /**
+     * How long an update may take on this updater after its upload, in ms: the health check's
+     * timeout and the watch period after it (absent from updaters older than the watch).
+     */
+    timing: Type.Optional(
+      Type.Object(
+        {
+          healthTimeoutMs: Type.Integer({ minimum: 0 }),
+          watchMs: Type.Integer({ minimum: 0 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -166,11 +182,19 @@ export const UpdateIntent = Type.Object(
     /**
      * `staging`: receiving or unpacking; `current` not touched yet. `activating`: the release
      * is in `releases/`, and `current` may already point at it; health not confirmed.
+     * `watching`: health was confirmed and the watch period after it is running; a restarted
+     * updater treats it like `activating` (the release was never confirmed for good).
      */
-    phase: Type.Union([Type.Literal('staging'), Type.Literal('activating')]),
+    phase: Type.Union([Type.Literal('staging'), Type.Literal('activating'), Type.Literal('watching')]),
     from: Version,
     to: ReleaseVersion,
     startedAt: Timestamp,
+    /**
+     * An installed copy of `to` that this update replaces: it is moved to
+     * `.staging-<id>/replaced` before the new tree takes its place, and put back (with this
+     * entry) when the update does not end `updated`.
+     */
+    replaced: Type.Optional(InstalledRelease),
   },
   { additionalProperties: false },
 );

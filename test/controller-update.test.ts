@@ -18,6 +18,7 @@ import { corral, startController, type TestController } from './controller-fixtu
 import { freePort } from './rsyslog-fixtures.js';
 import {
   buildRelease,
+  CRASH_LATER_MS,
   spawnUpdater,
   tempDir,
   killRecordedAgent,
@@ -34,7 +35,7 @@ let good: BuiltRelease;
 let bad: BuiltRelease;
 let next: BuiltRelease;
 
-async function enrollWorker(name: string): Promise<Worker> {
+async function enrollWorker(name: string, extraArgs: string[] = []): Promise<Worker> {
   const updaterPort = await freePort();
   const enrolled = await t.enroll(name, { agentPort: await freePort(), updaterPort });
   const wdir = join(dir, name);
@@ -51,7 +52,7 @@ async function enrollWorker(name: string): Promise<Worker> {
     root: join(wdir, 'root'),
     updaterFingerprint: enrolled.updater.fingerprint,
   };
-  updaters.push(await spawnUpdater(worker, { listen: `127.0.0.1:${updaterPort}` }));
+  updaters.push(await spawnUpdater(worker, { listen: `127.0.0.1:${updaterPort}`, extraArgs }));
   return worker;
 }
 
@@ -198,4 +199,46 @@ describe('controller update', () => {
     const table = await corral(['controller', 'releases', '--host', 'w-2'], env);
     expect(table.stdout).toMatch(/w-2\s+1\.1\.0/);
   }, 120_000);
+
+  it('re-pushing the active version is updated (already active), exit 0, ten times in a row to every host', async () => {
+    const env = { CORRAL_URL: t.endpoints.admin, CORRAL_TOKEN: t.adminToken };
+    const first = await corral(['controller', 'update', '--release', next.file, '--all'], env);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/w-1\s+updated\s+1\.1\.0\s+-/);
+    expect(first.stdout).toMatch(/w-2\s+updated\s+1\.1\.0\s+already active/);
+    const seen: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      const again = await corral(['controller', 'update', '--release', next.file, '--all', '--json'], env);
+      const res = JSON.parse(again.stdout) as AdminUpdateResponse;
+      seen.push(
+        `exit ${again.code}: ${res.hosts.map((h) => `${h.host} ${h.outcome} (${h.reason ?? ''})`).join(', ')}`,
+      );
+    }
+    expect(seen).toEqual(
+      Array.from({ length: 10 }, () => 'exit 0: w-1 updated (already active), w-2 updated (already active)'),
+    );
+    // The table shows the same.
+    const table = await corral(['controller', 'update', '--release', next.file, '--host', 'w-1,w-2'], env);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/w-1\s+updated\s+1\.1\.0\s+already active/);
+  }, 300_000);
+
+  it(`reports rolled-back for a release whose agent passes health and crashes ${CRASH_LATER_MS / 1000} s later`, async () => {
+    const env = { CORRAL_URL: t.endpoints.admin, CORRAL_TOKEN: t.adminToken };
+    workers.push(await enrollWorker('w-3', ['--watch', '10s']));
+    const crashLater = await buildRelease(dir, '3.0.0', 'crash-later');
+    expect((await corral(['controller', 'update', '--release', next.file, '--host', 'w-3'], env)).code).toBe(
+      0,
+    );
+    const res = await corral(['controller', 'update', '--release', crashLater.file, '--host', 'w-3'], env);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toMatch(
+      /w-3\s+rolled-back\s+1\.1\.0\s+release 3\.0\.0: agent exited with code 4, \d+\.\d s after it reported healthy \(watch 10\.0 s\)/,
+    );
+    expect(res.stderr).toContain('1 of 1 hosts did not end on 3.0.0');
+    const rel = await corral(['controller', 'releases', '--host', 'w-3', '--json'], env);
+    const [host] = JSON.parse(rel.stdout) as AdminReleasesResponse['hosts'];
+    expect(host).toMatchObject({ current: '1.1.0', busy: false });
+    expect(host?.history.at(-1)).toMatchObject({ version: '3.0.0', outcome: 'rolled-back' });
+  }, 180_000);
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pushRelease } from '../controller/release/push.js';
-import { fetchReleases } from '../controller/release/updater-client.js';
+import { fetchReleases, requestRollback } from '../controller/release/updater-client.js';
 import type { UpdaterStateFile } from '../protocol/index.js';
 import { isAlive } from '../updater/process-tools.js';
 import {
@@ -138,6 +138,84 @@ describe('updater crash safety (kill -9 of a real updater process mid-update)', 
     expect((await agentHealth(w))?.pid).toBe(before.pid);
     const rel = await fetchReleases(target(w, again.port), fleet.controllerClient);
     expect(rel.history.at(-1)).toMatchObject({ version: '2.0.0', outcome: 'interrupted' });
+  });
+
+  it('a kill at any step of a re-push that replaces the rollback target leaves the old copy in place', async () => {
+    const broken = await buildRelease(dir, '1.0.0', 'crash');
+    const w = await workerOnV1();
+    const toV2 = async (p: UpdaterProcess): Promise<void> => {
+      const r = await pushRelease({
+        file: v2.file,
+        targets: [target(w, p.port)],
+        tls: fleet.controllerClient,
+      });
+      expect(r.results[0]).toMatchObject({ outcome: 'updated', current: '2.0.0' });
+    };
+    let live = await started(w);
+    await toV2(live);
+    for (const phase of ['staged', 'replacing', 'set-aside', 'swapped', 'agent-started'] as const) {
+      // On 2.0.0 with 1.0.0 (good) as the rollback target; a broken build named 1.0.0 is pushed.
+      await live.stop();
+      procs.splice(procs.indexOf(live), 1);
+      const held = await started(w, { CORRAL_TEST_UPDATER_PAUSE: `${phase}:120000` });
+      const pushing = pushRelease({
+        file: broken.file,
+        targets: [target(w, held.port)],
+        tls: fleet.controllerClient,
+      });
+      const staging = async (): Promise<string[]> => {
+        const d = (await stagingDirs(w))[0];
+        return d ? readdir(join(w.root, d)).catch((): string[] => []) : [];
+      };
+      // Each phase shows on disk: what the journal says, and what the staging dir holds.
+      const reached: Record<typeof phase, () => Promise<boolean>> = {
+        staged: async () =>
+          (await state(w)).intent?.phase === 'staging' && (await staging()).includes('tree'),
+        replacing: async () => (await state(w)).intent?.replaced !== undefined,
+        'set-aside': async () => (await staging()).includes('replaced'),
+        swapped: async () => (await state(w)).intent?.phase === 'activating',
+        'agent-started': async () => (await state(w)).intent?.phase === 'activating',
+      };
+      await until(async () => ((await reached[phase]()) ? true : undefined), `the re-push to reach ${phase}`);
+      if (phase === 'staged') {
+        await until(async () => {
+          const tree = await readdir(join(w.root, (await stagingDirs(w))[0]!, 'tree')).catch(
+            (): string[] => [],
+          );
+          return tree.includes('manifest.json') ? true : undefined;
+        }, 'the release to be staged');
+      }
+      await killHard(held);
+      expect((await pushing).results[0]?.outcome).toBe('failed');
+
+      const again = await started(w);
+      expect(await readlink(join(w.root, 'current'))).toBe('releases/2.0.0');
+      expect((await readdir(join(w.root, 'releases'))).sort()).toEqual(['1.0.0', '2.0.0']);
+      expect(await readFile(join(w.root, 'releases', '1.0.0', 'manifest.json'), 'utf8')).toContain('"good"');
+      expect(await stagingDirs(w)).toEqual([]);
+      const rel = await fetchReleases(target(w, again.port), fleet.controllerClient);
+      expect(rel).toMatchObject({ current: '2.0.0', previous: '1.0.0' });
+      expect(rel.releases.find((r) => r.version === '1.0.0')?.sha256).toBe(v1.sha256);
+      const rb = await requestRollback(target(w, again.port), fleet.controllerClient);
+      expect(rb).toMatchObject({ outcome: 'rolled-back', current: '1.0.0' });
+      expect(await agentVersion(w)).toBe('1.0.0');
+      await toV2(again);
+      live = again;
+    }
+  }, 300_000);
+
+  it('refuses --keep below 2, as a usage error', async () => {
+    const w = await createWorker(fleet, join(dir, 'keep1'), 'w-k1');
+    const run = promisify(execFile);
+    const args = [CORRAL_BIN, 'updater', 'serve', '--state-dir', w.stateDir, '--root', w.root, '--keep', '1'];
+    const err = await run(process.execPath, args).then(
+      () => undefined,
+      (e: unknown) => e as { code: number; stderr: string },
+    );
+    expect(err?.code).toBe(2);
+    expect(err?.stderr).toContain(
+      '--keep must be at least 2 (the current release and the one a rollback goes to)',
+    );
   });
 
   it('refuses to start without its identity', async () => {

@@ -42,7 +42,13 @@ function repoRoot(): string {
 export const ROOT = repoRoot();
 export const CORRAL_BIN = join(ROOT, 'bin', 'corral.js');
 
-export type StandInMode = 'good' | 'crash' | 'silent' | 'wrong-version';
+/**
+ * `crash-later`: healthy at first, then exits with code 4 after CRASH_LATER_MS.
+ * `unhealthy-later`: healthy at first, then stops answering health after CRASH_LATER_MS but keeps running.
+ */
+export type StandInMode = 'good' | 'crash' | 'silent' | 'wrong-version' | 'crash-later' | 'unhealthy-later';
+/** When the `*-later` stand-ins go bad after they started answering health, in ms. */
+export const CRASH_LATER_MS = 3000;
 
 /** The stand-in agent: a real program, shipped inside each test release. */
 export const STAND_IN_AGENT = `// Stand-in for the corral agent binary (tests only): serves GET /v1/health on the
@@ -65,7 +71,7 @@ if (mode === 'silent') {
   mkdirSync(join(sock, '..'), { recursive: true });
   rmSync(sock, { force: true });
   const started = Date.now();
-  createServer((req, res) => {
+  const server = createServer((req, res) => {
     req.resume();
     if (req.url !== '/v1/health') { res.statusCode = 404; res.end(); return; }
     res.setHeader('content-type', 'application/json');
@@ -75,6 +81,20 @@ if (mode === 'silent') {
       uptimeSeconds: (Date.now() - started) / 1000,
     }));
   }).listen(sock, () => console.log('stand-in agent ' + version + ' healthy'));
+  if (mode === 'crash-later') {
+    setTimeout(() => {
+      console.error('stand-in agent ' + version + ': lost its database connection, exiting');
+      process.exit(4);
+    }, ${CRASH_LATER_MS});
+  }
+  if (mode === 'unhealthy-later') {
+    setTimeout(() => {
+      console.error('stand-in agent ' + version + ': wedged, no longer answering');
+      server.close();
+      server.closeAllConnections();
+      setInterval(() => {}, 1000);
+    }, ${CRASH_LATER_MS});
+  }
 }
 `;
 
@@ -185,6 +205,8 @@ export async function startUpdater(worker: Worker, options: Partial<UpdaterOptio
     log: quietLog,
     healthTimeoutMs: 20_000,
     healthIntervalMs: 50,
+    // Short, so tests stay fast; tests of the watch itself set their own.
+    watchMs: 300,
     agentStopTimeoutMs: 5000,
     ...options,
   });
@@ -255,6 +277,8 @@ export async function spawnUpdater(
       options.listen ?? '127.0.0.1:0',
       '--health-timeout-ms',
       '20000',
+      '--watch',
+      '300ms',
       ...(options.extraArgs ?? []),
     ],
     { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },

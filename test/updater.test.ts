@@ -224,6 +224,65 @@ describe('updater with a real agent process (the stand-in agent shipped in each 
   });
 });
 
+describe('pruning never removes the rollback target', () => {
+  const releases = async (w: Worker): Promise<string[]> => (await readdir(join(w.root, 'releases'))).sort();
+
+  it('keep 1 (raised to 2) keeps current and previous through updates, rollbacks and a failed push', async () => {
+    const { w, u } = await worker({ keep: 1 });
+    const t = target(w, u.port);
+    const r = Object.fromEntries(
+      await Promise.all(
+        ['1.0.0', '2.0.0', '3.0.0', '4.0.0'].map(async (v) => [v, await buildRelease(dir, v)] as const),
+      ),
+    );
+    for (const v of ['1.0.0', '2.0.0', '3.0.0']) expect((await push(w, u, r[v]!)).outcome).toBe('updated');
+    expect(await releases(w)).toEqual(['2.0.0', '3.0.0']);
+    expect(await requestRollback(t, fleet.controllerClient)).toMatchObject({
+      current: '2.0.0',
+      previous: '3.0.0',
+    });
+    expect(await releases(w)).toEqual(['2.0.0', '3.0.0']);
+    // The new release's rollback target is 2.0.0 (where it came from), not the newer 3.0.0.
+    expect((await push(w, u, r['4.0.0']!)).outcome).toBe('updated');
+    expect(await releases(w)).toEqual(['2.0.0', '4.0.0']);
+    expect((await fetchReleases(t, fleet.controllerClient)).previous).toBe('2.0.0');
+    // A release that rolls back changes neither.
+    const bad = await buildRelease(dir, '5.0.0', 'crash');
+    expect((await push(w, u, bad)).outcome).toBe('rolled-back');
+    expect(await releases(w)).toEqual(['2.0.0', '4.0.0']);
+    expect(await requestRollback(t, fleet.controllerClient)).toMatchObject({
+      outcome: 'rolled-back',
+      current: '2.0.0',
+    });
+    expect(await agentVersion(w)).toBe('2.0.0');
+  });
+
+  it('a failed re-push of the rollback target under its own version puts the old copy back', async () => {
+    const { w, u } = await worker({ keep: 2 });
+    const t = target(w, u.port);
+    await push(w, u, v1);
+    await push(w, u, v2);
+    const before = (await fetchReleases(t, fleet.controllerClient)).releases.find(
+      (x) => x.version === '1.0.0',
+    );
+    // A different (broken) build named 1.0.0: it replaces the copy on disk only if it works.
+    const broken = await buildRelease(dir, '1.0.0', 'crash');
+    const result = await push(w, u, broken);
+    expect(result).toMatchObject({ outcome: 'rolled-back', current: '2.0.0' });
+    expect(await releases(w)).toEqual(['1.0.0', '2.0.0']);
+    const rel = await fetchReleases(t, fleet.controllerClient);
+    expect(rel.previous).toBe('1.0.0');
+    expect(rel.releases.find((x) => x.version === '1.0.0')).toEqual(before);
+    const manifest = await readFile(join(w.root, 'releases', '1.0.0', 'manifest.json'), 'utf8');
+    expect(manifest).toContain('"good"');
+    expect(await requestRollback(t, fleet.controllerClient)).toMatchObject({
+      outcome: 'rolled-back',
+      current: '1.0.0',
+    });
+    expect(await agentVersion(w)).toBe('1.0.0');
+  });
+});
+
 /** Stands in for a service manager (`systemctl restart corral-agent`): restarts the agent from ROOT/current. */
 const RESTART_SCRIPT = `import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';

@@ -16,6 +16,7 @@ import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { DEFAULT_MAX_ARCHIVE_ENTRIES } from './archive-rules.js';
 import { CommandAgentRunner } from './command-agent-runner.js';
 import { ProcessAgentRunner } from './process-agent-runner.js';
+import { openState, type StateOpening } from './open-state.js';
 import { recover, type RecoveryReport } from './recover.js';
 import { ensureLayout, releaseLayout } from './release-layout.js';
 import { ReleaseManager } from './release-manager.js';
@@ -29,6 +30,8 @@ export const DEFAULT_KEEP_RELEASES = 3;
 export const MAX_KEEP_RELEASES = 32;
 export const DEFAULT_HEALTH_TIMEOUT_MS = 30_000;
 export const DEFAULT_HEALTH_INTERVAL_MS = 200;
+/** How long a new release is watched after its health check, in ms. */
+export const DEFAULT_WATCH_MS = 30_000;
 
 export interface UpdaterOptions {
   /** `R`: releases, `current`, journal and history live here. */
@@ -56,6 +59,13 @@ export interface UpdaterOptions {
   readonly maxExtractedBytes?: number;
   readonly healthTimeoutMs?: number;
   readonly healthIntervalMs?: number;
+  /**
+   * After a new release reported healthy, it is watched this long (0: not at all) and rolled
+   * back if its agent exits or turns unhealthy meanwhile; the update answers after it, in ms.
+   */
+  readonly watchMs?: number;
+  /** Start over where the journal is unusable and the tree cannot rebuild it (see open-state.ts). */
+  readonly reinitialize?: boolean;
   /** Called after a self-update's 202 went out, with the release to restart into. */
   readonly onSelfUpdate?: (release: AgentRelease) => void;
   /** Test hook: holds an update at a phase (tests kill the updater there). */
@@ -68,6 +78,8 @@ export interface Updater {
   readonly endpoint: string;
   readonly port: number;
   readonly recovery: RecoveryReport;
+  /** How the journal was opened, and what the operator must be told about it. */
+  readonly opening: StateOpening;
   readonly manager: ReleaseManager;
   /** Stops accepting, aborts an update in flight, stops the agent unless `keepAgent`. Idempotent. */
   close(options?: { keepAgent?: boolean }): Promise<void>;
@@ -75,8 +87,9 @@ export interface Updater {
 }
 
 /**
- * Starts a worker's updater: lays out the root, recovers from whatever a previous process left
- * (before listening), then serves the mTLS API and records its address in
+ * Starts a worker's updater: lays out the root, opens its journal (rebuilt from the tree where
+ * it was lost and the tree allows; else CORRAL_ERR_STATE_DAMAGED, see open-state.ts), recovers
+ * from whatever a previous process left (before listening), then serves the mTLS API and records its address in
  * `<stateDir>/run/endpoints.json` (merged with what else is there, e.g. the agent's).
  */
 export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
@@ -86,7 +99,9 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
   const layout = releaseLayout(o.root);
   await ensureLayout(layout);
   const store = new StateStore(layout);
-  await store.load();
+  const opening = await openState({ layout, store, log, clock, reinitialize: o.reinitialize ?? false });
+  const healthTimeoutMs = o.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
+  const watchMs = o.watchMs ?? DEFAULT_WATCH_MS;
   const lifetime = new AbortController();
   const vars = (release: AgentRelease): StartVars => ({
     release: release.dir,
@@ -117,8 +132,9 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
     layout,
     runner,
     healthSocket,
-    healthTimeoutMs: o.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+    healthTimeoutMs,
     healthIntervalMs: o.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS,
+    watchMs,
     log,
     signal: lifetime.signal,
     ...(o.pause ? { pause: o.pause } : {}),
@@ -139,6 +155,7 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
     maxReleaseBytes,
     limits,
     updaterVersion: o.updaterVersion,
+    timing: { healthTimeoutMs, watchMs },
   });
 
   let recovery: RecoveryReport;
@@ -153,6 +170,7 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
     tls: o.tls,
     controllerClientFingerprint: o.controllerClientFingerprint,
     manager,
+    maxReleaseBytes,
     installSelf: (upload) =>
       installSelfRelease(
         {
@@ -200,6 +218,7 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
     endpoint,
     port: bound.port,
     recovery,
+    opening,
     manager,
     close,
     [Symbol.asyncDispose]: () => close(),

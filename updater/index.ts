@@ -6,3 +6,4 @@ export { CommandAgentRunner } from './command-agent-runner.js';
 export { expandStart } from './start-spec.js';
 export { releaseLayout, type ReleaseLayout } from './release-layout.js';
 export type { RecoveryReport } from './recover.js';
+export { REINITIALIZE_DESTROYS, type StateOpening } from './open-state.js';

@@ -152,7 +152,7 @@ export class ProcessAgentRunner implements AgentRunner {
     try {
       return parseJsonWith(AgentProcessFile, text, 'agent process file', 4096);
     } catch (e: unknown) {
-      this.#o.log.warn({ err: e }, 'agent process file unreadable; ignoring it');
+      this.#o.log.warn({ err: e, file: this.#o.processFile }, 'agent process file unreadable; ignoring it');
       return undefined;
     }
   }

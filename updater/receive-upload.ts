@@ -56,3 +56,25 @@ export async function receiveUpload(body: Readable, file: string, maxBytes: numb
   }
   return { bytes, sha256: hash.digest('hex') };
 }
+
+/**
+ * Reads and discards what is left of an upload the updater answers without using (the version
+ * is already active, or the update was refused before it read the body), so the answer goes
+ * out after the whole request and the sender never sees its connection cut mid-body. Reads at
+ * most `maxBytes`; resolves false when there was more (or the stream broke), and the caller
+ * closes the connection instead.
+ */
+export async function discardUpload(body: Readable, maxBytes: number): Promise<boolean> {
+  if (body.readableEnded) return true;
+  let bytes = 0;
+  try {
+    for await (const chunk of body) {
+      bytes += (chunk as Buffer).length;
+      if (bytes > maxBytes) return false;
+    }
+    return true;
+  } catch (e: unknown) {
+    void e; // the sender went away or the stream was destroyed: nothing left to drain
+    return false;
+  }
+}

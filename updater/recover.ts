@@ -4,6 +4,7 @@ import type { Activator } from './activator.js';
 import type { AgentRunner } from './agent-runner.js';
 import { probeOnce } from './health-probe.js';
 import type { ReleaseManager } from './release-manager.js';
+import { restoreReplaced } from './replaced-copy.js';
 import { readLinkVersion, removeStagingDirs, removeTree, type ReleaseLayout } from './release-layout.js';
 import type { StateStore } from './state-store.js';
 
@@ -20,7 +21,7 @@ export interface RecoverOptions {
 
 export interface RecoveryReport {
   /** What the journal said was in flight, if anything. */
-  readonly interrupted: 'staging' | 'activating' | null;
+  readonly interrupted: 'staging' | 'activating' | 'watching' | null;
   /** The release `current` points at once recovery is done. */
   readonly current: string | null;
   readonly stagingDirsRemoved: number;
@@ -30,14 +31,15 @@ export interface RecoveryReport {
 
 /**
  * Brings the root back to a consistent state at startup, whatever step a previous updater
- * process died at: staging dirs are removed; a release that was staged but never activated is
- * removed; a swap whose health was never confirmed is undone (`current` back to where it was,
- * the previous agent restarted and probed); orphaned release dirs are pruned; then the agent
- * of `current` is found running (adopted) or restarted. Runs before the API listens.
+ * process died at: a swap whose health was never confirmed, or whose watch period never ended,
+ * is undone (`current` back to where it was, the previous agent restarted and probed); a
+ * release that was staged but never activated is removed, and an installed copy it was to
+ * replace is put back; then staging dirs are removed, orphaned release dirs are pruned, and
+ * the agent of `current` is found running (adopted) or restarted. Runs before the API listens,
+ * after open-state.ts has vouched for the journal.
  */
 export async function recover(o: RecoverOptions): Promise<RecoveryReport> {
   const { layout, store, log } = o;
-  const stagingDirsRemoved = await removeStagingDirs(layout);
   await o.runner.adopt();
   const intent = store.state.intent;
   let current = await readLinkVersion(layout.currentLink);
@@ -47,17 +49,19 @@ export async function recover(o: RecoverOptions): Promise<RecoveryReport> {
 
   if (intent) {
     log.warn({ intent, current }, 'recovering from an interrupted update');
-    if (intent.phase === 'activating' && current === intent.to && intent.from !== intent.to) {
+    const unconfirmed = intent.phase === 'activating' || intent.phase === 'watching';
+    if (unconfirmed && current === intent.to && intent.from !== intent.to) {
       const back = await o.activator
         .switchTo(intent.from)
         .catch((e: unknown) => ({ ok: false as const, reason: e instanceof Error ? e.message : String(e) }));
       current = intent.from;
       agent = back.ok ? 'restarted' : 'unhealthy';
+      const when = intent.phase === 'watching' ? 'during the watch period of' : 'before it confirmed';
       await record({
         version: intent.to,
         from: intent.from,
         outcome: 'recovered',
-        reason: `updater stopped before ${intent.to} was confirmed healthy; rolled back to ${intent.from ?? '(none)'}${back.ok ? '' : ` (which is unhealthy: ${back.reason})`}`,
+        reason: `updater stopped ${when} ${intent.to}; rolled back to ${intent.from ?? '(none)'}${back.ok ? '' : ` (which is unhealthy: ${back.reason})`}`,
       });
     } else {
       await record({
@@ -67,19 +71,22 @@ export async function recover(o: RecoverOptions): Promise<RecoveryReport> {
         reason: `updater stopped while ${intent.phase === 'staging' ? 'receiving' : 'activating'} the release; nothing was activated`,
       });
     }
-    if (
-      intent.kind === 'update' &&
-      current !== intent.to &&
-      !store.state.installed.some((r) => r.version === intent.to)
-    ) {
-      await removeTree(layout.releaseDir(intent.to));
+    if (intent.kind === 'update' && current !== intent.to) {
+      if (intent.replaced) {
+        // The copy this update replaced comes back (from the staging dir, or it never left).
+        await restoreReplaced(layout, store, intent.to, layout.stagingDir(intent.id), intent.replaced);
+      } else if (!store.state.installed.some((r) => r.version === intent.to)) {
+        await removeTree(layout.releaseDir(intent.to));
+      }
     }
+    const restored = store.state.installed.some((r) => r.version === intent.to);
     await store.update((s) => ({
       ...s,
-      previous: s.previous === intent.to && intent.kind === 'update' ? null : s.previous,
+      previous: s.previous === intent.to && intent.kind === 'update' && !restored ? null : s.previous,
       intent: null,
     }));
   }
+  const stagingDirsRemoved = await removeStagingDirs(layout);
   await o.manager.prune();
 
   agent ??= await ensureAgent(o, current);

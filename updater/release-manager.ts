@@ -11,12 +11,14 @@ import {
   type ReleasesResponse,
   type RollbackResponse,
   type UpdateQuery,
+  type UpdateIntent,
   type UpdateResponse,
 } from '../protocol/index.js';
 import type { Activator } from './activator.js';
 import type { AgentRunner } from './agent-runner.js';
 import type { ArchiveLimits } from './archive-rules.js';
 import { releasesToKeep, removeReleasesExcept } from './prune.js';
+import { replacedDir, restoreReplaced } from './replaced-copy.js';
 import { readLinkVersion, removeTree, type ReleaseLayout } from './release-layout.js';
 import { stageRelease } from './stage-release.js';
 import type { StateStore } from './state-store.js';
@@ -33,6 +35,8 @@ export interface ReleaseManagerOptions {
   readonly maxReleaseBytes: number;
   readonly limits: ArchiveLimits;
   readonly updaterVersion: string;
+  /** Reported in GET /v1/releases, so the controller can wait long enough for an answer. */
+  readonly timing: { readonly healthTimeoutMs: number; readonly watchMs: number };
 }
 
 export interface Upload {
@@ -49,11 +53,11 @@ export function clip(text: string): string {
 const MAX_REASON_CHARS = 2000;
 
 function busyError(): CorralError {
-  return new CorralError(ErrorCode.CONFLICT, 'another update, rollback or self-update is in progress');
+  return new CorralError(ErrorCode.UPDATER_BUSY, 'another update, rollback or self-update is in progress');
 }
 
 /**
- * The updater's release logic: one operation at a time (others get CORRAL_ERR_CONFLICT), each
+ * The updater's release logic: one operation at a time (others get CORRAL_ERR_UPDATER_BUSY), each
  * journaled in `state.json` before it changes anything so a restarted updater can finish or
  * undo it (see recover.ts), and each ending in a history entry.
  */
@@ -117,9 +121,12 @@ export class ReleaseManager {
   }
 
   /**
-   * Installs and activates a pushed release; rolls back on its own when the new agent does not
-   * report the new version in time. Refusals (digest, unsafe archive, size, rolled back before)
-   * throw CorralError and change nothing outside the staging dir.
+   * Installs and activates a pushed release, then watches it; rolls back on its own when the
+   * new agent does not report the new version in time, or exits or turns unhealthy within the
+   * watch period. Refusals (digest, unsafe archive, size, rolled back before, busy) throw
+   * CorralError and change nothing outside the staging dir. An installed copy of the same
+   * version that this push replaces is kept aside and put back unless the push ends `updated`,
+   * so a rollback target is never lost to a failed re-push.
    */
   update(upload: Upload): Promise<UpdateResponse> {
     return this.exclusive(async () => {
@@ -135,7 +142,7 @@ export class ReleaseManager {
       });
       if (from === version) {
         const active = store.state.installed.find((r) => r.version === version);
-        if (active && active.sha256 !== sha256) {
+        if (active?.sha256 && active.sha256 !== sha256) {
           throw new CorralError(
             ErrorCode.CONFLICT,
             `release ${version} is already active with different content`,
@@ -152,16 +159,18 @@ export class ReleaseManager {
       await this.#admit(upload, from);
 
       const id = randomBytes(8).toString('hex');
-      const intent = {
+      const intent: UpdateIntent = {
         id,
-        kind: 'update' as const,
-        phase: 'staging' as const,
+        kind: 'update',
+        phase: 'staging',
         from,
         to: version,
         startedAt: this.#o.clock().toISOString(),
       };
       await store.update((s) => ({ ...s, intent }));
       const stagingDir = layout.stagingDir(id);
+      const forced = upload.query.force ? { forced: true } : {};
+      let replaced: InstalledRelease | undefined;
       try {
         const staged = await stageRelease({
           body: upload.body,
@@ -172,39 +181,51 @@ export class ReleaseManager {
           limits: this.#o.limits,
         });
         this.#o.log.info({ version, bytes: staged.bytes }, 'release staged');
+        await removeTree(staged.uploadFile);
         await this.#o.activator.pause('staged');
-        await removeTree(layout.releaseDir(version));
+        replaced = store.state.installed.find((r) => r.version === version);
+        if (replaced) {
+          // Journaled first: a restarted updater finds the old copy by this entry (recover.ts).
+          const old = replaced;
+          await store.update((s) => ({
+            ...s,
+            installed: s.installed.filter((r) => r.version !== version),
+            intent: { ...intent, replaced: old },
+          }));
+          await this.#o.activator.pause('replacing');
+          await rename(layout.releaseDir(version), replacedDir(stagingDir));
+          await this.#o.activator.pause('set-aside');
+        } else {
+          await removeTree(layout.releaseDir(version));
+        }
         await rename(staged.treeDir, layout.releaseDir(version));
       } catch (e: unknown) {
+        await this.#putBack(version, stagingDir, replaced);
         await removeTree(stagingDir);
         await store.update((s) => ({ ...s, intent: null }));
         const reason = isCorralError(e) ? e.message : 'release could not be staged';
-        await this.#record({
-          version,
-          from,
-          outcome: 'refused',
-          reason,
-          ...(upload.query.force ? { forced: true } : {}),
-        });
+        await this.#record({ version, from, outcome: 'refused', reason, ...forced });
         throw e;
       }
       await store.update((s) => ({
         ...s,
-        installed: s.installed.filter((r) => r.version !== version),
-        intent: { ...intent, phase: 'activating' },
+        intent: { ...intent, phase: 'activating', ...(replaced ? { replaced } : {}) },
       }));
-      await removeTree(stagingDir);
 
-      const result = await this.#o.activator.switchTo(version, true);
-      const forced = upload.query.force ? { forced: true } : {};
+      let result = await this.#o.activator.switchTo(version, true);
+      if (result.ok) {
+        await store.update((s) => (s.intent ? { ...s, intent: { ...s.intent, phase: 'watching' } } : s));
+        result = await this.#o.activator.watch(version, result);
+      }
       if (result.ok) {
         const installed: InstalledRelease = { version, sha256, installedAt: this.#o.clock().toISOString() };
         await store.update((s) => ({
           ...s,
           previous: from,
-          installed: [...s.installed, installed],
+          installed: [...s.installed.filter((r) => r.version !== version), installed],
           intent: null,
         }));
+        await removeTree(stagingDir);
         await this.#record({ version, from, outcome: 'updated', reason: null, ...forced });
         await this.prune();
         this.#o.log.info({ version, from }, 'release updated');
@@ -220,7 +241,10 @@ export class ReleaseManager {
       this.#o.log.warn({ version, from, reason: result.reason }, 'release unhealthy; rolling back');
       const back = await this.#o.activator.switchTo(from);
       await removeTree(layout.releaseDir(version));
-      const previous = store.state.previous === version ? null : store.state.previous;
+      await this.#putBack(version, stagingDir, replaced);
+      await removeTree(stagingDir);
+      const keepPrevious = store.state.previous !== version || replaced !== undefined;
+      const previous = keepPrevious ? store.state.previous : null;
       await store.update((s) => ({ ...s, previous, intent: null }));
       const agentOutput = result.agentOutput ?? null;
       if (back.ok) {
@@ -231,6 +255,12 @@ export class ReleaseManager {
       await this.#record({ version, from, outcome: 'failed', reason, ...forced });
       return done({ outcome: 'failed', current: from, previous, reason, agentOutput });
     });
+  }
+
+  /** Puts a replaced copy of `version` back in `releases/` (and in the journal), if there was one. */
+  async #putBack(version: string, stagingDir: string, replaced: InstalledRelease | undefined): Promise<void> {
+    if (!replaced) return;
+    await restoreReplaced(this.#o.layout, this.#o.store, version, stagingDir, replaced);
   }
 
   /** Swaps back to the previous release (health-checked; on failure the current one returns). */
@@ -305,6 +335,7 @@ export class ReleaseManager {
       history: [...store.history],
       updater: { version: this.#o.updaterVersion, pid: process.pid },
       busy: this.#busy,
+      timing: { ...this.#o.timing },
     };
   }
 }

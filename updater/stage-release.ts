@@ -27,6 +27,8 @@ export interface StageOptions {
 export interface StagedRelease {
   /** The unpacked release, inside the staging dir. */
   readonly treeDir: string;
+  /** The received tarball, inside the staging dir (no longer needed once unpacked). */
+  readonly uploadFile: string;
   readonly manifest: ReleaseManifest;
   readonly bytes: number;
 }
@@ -75,5 +77,5 @@ export async function stageRelease(options: StageOptions): Promise<StagedRelease
   }
   expandStart(manifest.start, DUMMY_VARS);
   if (manifest.updater) expandStart(manifest.updater, DUMMY_VARS);
-  return { treeDir, manifest, bytes: received.bytes };
+  return { treeDir, uploadFile: upload, manifest, bytes: received.bytes };
 }

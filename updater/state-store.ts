@@ -1,8 +1,11 @@
+import { readFile, rename } from 'node:fs/promises';
+import type { Static, TSchema } from '@sinclair/typebox';
 import { writeFileAtomic } from '../pki/index.js';
 import {
   HistoryFile,
+  isCorralError,
   MAX_HISTORY_ENTRIES,
-  readJsonFileWith,
+  parseJsonWith,
   UpdaterStateFile,
   type HistoryEntry,
 } from '../protocol/index.js';
@@ -19,11 +22,23 @@ export const EMPTY_STATE: UpdaterStateFile = {
   self: { installed: [] },
 };
 
+/** What `load` found in one file. `problem` reads after the file's path ("… is empty"). */
+export type FileCondition =
+  | { readonly kind: 'ok' }
+  | { readonly kind: 'missing' }
+  | { readonly kind: 'damaged'; readonly problem: string };
+
+export interface LoadReport {
+  readonly state: FileCondition;
+  readonly history: FileCondition;
+}
+
 /**
  * The updater's journal (`state.json`) and release history (`history.json`), each replaced
  * atomically on every write (temp file, fsync, rename, fsync dir): after a crash a reader finds
- * the old file or the new one. A file that fails its schema stops the updater (fail closed).
- * Callers serialize writes (the updater's operation lock).
+ * the old file or the new one. `load` never takes a damaged file for an empty one: it reports
+ * what it found and leaves the decision to open-state.ts. Callers serialize writes (the
+ * updater's operation lock).
  */
 export class StateStore {
   readonly #layout: ReleaseLayout;
@@ -34,21 +49,13 @@ export class StateStore {
     this.#layout = layout;
   }
 
-  async load(): Promise<void> {
-    this.#state =
-      (await readJsonFileWith(
-        UpdaterStateFile,
-        this.#layout.stateFile,
-        'updater state',
-        MAX_STATE_FILE_BYTES,
-      )) ?? EMPTY_STATE;
-    const history = await readJsonFileWith(
-      HistoryFile,
-      this.#layout.historyFile,
-      'release history',
-      MAX_HISTORY_FILE_BYTES,
-    );
-    this.#history = history ? [...history.entries] : [];
+  /** Reads both files; a missing or damaged one leaves its part empty in memory (not on disk). */
+  async load(): Promise<LoadReport> {
+    const state = await readCondition(this.#layout.stateFile, UpdaterStateFile, MAX_STATE_FILE_BYTES);
+    const history = await readCondition(this.#layout.historyFile, HistoryFile, MAX_HISTORY_FILE_BYTES);
+    this.#state = state.value ?? EMPTY_STATE;
+    this.#history = history.value ? [...history.value.entries] : [];
+    return { state: state.condition, history: history.condition };
   }
 
   get state(): UpdaterStateFile {
@@ -71,10 +78,15 @@ export class StateStore {
   }
 
   async record(entry: HistoryEntry): Promise<void> {
-    const entries = [...this.#history, entry].slice(-MAX_HISTORY_ENTRIES);
-    const file: HistoryFile = { version: 1, entries };
+    await this.saveHistory([...this.#history, entry]);
+  }
+
+  /** Replaces the whole history (the newest MAX_HISTORY_ENTRIES are kept). */
+  async saveHistory(entries: readonly HistoryEntry[]): Promise<void> {
+    const kept = entries.slice(-MAX_HISTORY_ENTRIES);
+    const file: HistoryFile = { version: 1, entries: kept };
     await writeFileAtomic(this.#layout.historyFile, `${JSON.stringify(file, null, 2)}\n`, 0o600);
-    this.#history = entries;
+    this.#history = kept;
   }
 
   /**
@@ -90,4 +102,41 @@ export class StateStore {
     }
     return undefined;
   }
+}
+
+async function readCondition<T extends TSchema>(
+  path: string,
+  schema: T,
+  maxBytes: number,
+): Promise<{ condition: FileCondition; value?: Static<T> }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { condition: { kind: 'missing' } };
+    throw e;
+  }
+  if (text.trim() === '') return { condition: { kind: 'damaged', problem: 'is empty' } };
+  try {
+    return { condition: { kind: 'ok' }, value: parseJsonWith(schema, text, CONTENTS, maxBytes) };
+  } catch (e: unknown) {
+    if (!isCorralError(e)) throw e;
+    const detail = e.message.startsWith(`${CONTENTS} is `)
+      ? e.message.slice(CONTENTS.length + 4)
+      : e.message.startsWith(`${CONTENTS}: `)
+        ? `fails its schema at ${e.message.slice(CONTENTS.length + 2)}`
+        : e.message;
+    return { condition: { kind: 'damaged', problem: `is damaged (${detail})` } };
+  }
+}
+const CONTENTS = 'contents';
+
+/**
+ * Moves a damaged file aside as `<file>.damaged-<time>` (nothing is destroyed silently) and
+ * returns where it went.
+ */
+export async function moveAside(path: string, now: Date): Promise<string> {
+  const aside = `${path}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
+  await rename(path, aside);
+  return aside;
 }

@@ -21,6 +21,7 @@ import {
   UpdateResponse,
 } from '../protocol/index.js';
 import type { AgentRelease } from './agent-runner.js';
+import { discardUpload } from './receive-upload.js';
 import type { ReleaseManager, Upload } from './release-manager.js';
 
 export interface UpdaterServerOptions {
@@ -28,6 +29,8 @@ export interface UpdaterServerOptions {
   /** The only client certificate allowed to call: the controller-client in the bundle. */
   readonly controllerClientFingerprint: string;
   readonly manager: ReleaseManager;
+  /** The upload cap: a body the updater did not use is drained up to this size before answering. */
+  readonly maxReleaseBytes: number;
   readonly installSelf: (upload: Upload) => Promise<{ release: AgentRelease; response: SelfUpdateResponse }>;
   /** Called once the 202 of a self-update has gone out. */
   readonly onSelfUpdate: (release: AgentRelease) => void;
@@ -84,13 +87,32 @@ export function buildUpdaterServer(o: UpdaterServerOptions): FastifyInstance {
     query: request.query,
     contentLength: contentLength(request.headers['content-length'] as string | undefined),
   });
-  const unreadBodyCloses =
-    <T>(raw: { readableEnded: boolean }, reply: { header(k: string, v: string): unknown }) =>
-    (e: unknown): T => {
-      // A refusal may come before the body was read: do not reuse the connection.
-      if (!raw.readableEnded) reply.header('connection', 'close');
-      throw e;
+  /**
+   * Every answer to an upload goes out after the whole body was read: a body the update did
+   * not consume (already active, refused before reading, busy) is drained first, up to the
+   * size cap. Only a body that is larger than the cap, or broke off, gets its connection closed.
+   */
+  const answering = async <T>(
+    request: { body: unknown; headers: Record<string, unknown> },
+    reply: { header(k: string, v: string): unknown },
+    run: Promise<T>,
+  ): Promise<T> => {
+    const finish = async (): Promise<void> => {
+      const body = request.body as Readable;
+      if (body.readableEnded) return;
+      const declared = contentLength(request.headers['content-length'] as string | undefined);
+      const fits = declared !== undefined && declared <= o.maxReleaseBytes;
+      if (!fits || !(await discardUpload(body, o.maxReleaseBytes))) reply.header('connection', 'close');
     };
+    try {
+      const result = await run;
+      await finish();
+      return result;
+    } catch (e: unknown) {
+      await finish();
+      throw e;
+    }
+  };
 
   app.post(
     UPDATER_UPDATE_PATH,
@@ -100,12 +122,7 @@ export function buildUpdaterServer(o: UpdaterServerOptions): FastifyInstance {
         return reply
           .code(415)
           .send(errorEnvelope(ErrorCode.BAD_REQUEST, `send the release as ${RELEASE_CONTENT_TYPE}`));
-      const result = await o.manager
-        .update(upload(request))
-        .catch(unreadBodyCloses<UpdateResponse>(request.raw, reply));
-      // Answered without reading the upload (already active): do not reuse the connection.
-      if (!request.raw.readableEnded) void reply.header('connection', 'close');
-      return result;
+      return answering(request, reply, o.manager.update(upload(request)));
     },
   );
 
@@ -117,9 +134,7 @@ export function buildUpdaterServer(o: UpdaterServerOptions): FastifyInstance {
         return reply
           .code(415)
           .send(errorEnvelope(ErrorCode.BAD_REQUEST, `send the release as ${RELEASE_CONTENT_TYPE}`));
-      const { release, response } = await o
-        .installSelf(upload(request))
-        .catch(unreadBodyCloses<{ release: AgentRelease; response: SelfUpdateResponse }>(request.raw, reply));
+      const { release, response } = await answering(request, reply, o.installSelf(upload(request)));
       reply.raw.once('close', () => o.onSelfUpdate(release));
       return reply.code(202).header('connection', 'close').send(response);
     },

@@ -15,12 +15,15 @@ import {
   createUpdater,
   DEFAULT_HEALTH_TIMEOUT_MS,
   DEFAULT_KEEP_RELEASES,
+  DEFAULT_WATCH_MS,
   expandStart,
   PAUSE_PHASES,
+  REINITIALIZE_DESTROYS,
   releaseLayout,
   type AgentRelease,
   type PausePhase,
 } from '../../updater/index.js';
+import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
@@ -38,12 +41,35 @@ interface ServeOptions {
   keep: string;
   maxReleaseBytes: string;
   healthTimeoutMs: string;
+  watch: string;
+  reinitialize?: boolean;
 }
 
 function positiveInt(value: string, name: string): number {
   if (!/^\d{1,15}$/.test(value) || Number(value) < 1)
     throw new CliExit(EXIT_USAGE, `${name} must be a positive integer`);
   return Number(value);
+}
+
+/** `--keep`: the current release and its rollback target always stay, so at least 2. */
+function keepOption(value: string): number {
+  const keep = positiveInt(value, '--keep');
+  if (keep < 2)
+    throw new CliExit(
+      EXIT_USAGE,
+      '--keep must be at least 2 (the current release and the one a rollback goes to)',
+    );
+  return keep;
+}
+
+/** `--watch`: a duration (`30s`, `5m`, `500ms`), or 0 for no watch. */
+function watchOption(value: string): number {
+  if (/^0+(?:\.0+)?(?:ms|s|m|h)?$/.test(value.trim())) return 0;
+  try {
+    return parseDurationMs(value);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `--watch: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 function pauseFromEnv(): ((phase: PausePhase) => Promise<void>) | undefined {
@@ -82,6 +108,8 @@ function serveArgs(o: ServeOptions): string[] {
     o.maxReleaseBytes,
     '--health-timeout-ms',
     o.healthTimeoutMs,
+    '--watch',
+    o.watch,
   ];
 }
 
@@ -122,9 +150,11 @@ function startSuccessor(o: ServeOptions, release: AgentRelease): void {
   }
 }
 
-async function serve(o: ServeOptions, version: string): Promise<void> {
+async function serve(o: ServeOptions, version: string, io: Output): Promise<void> {
   const { bundle, identity } = await loadWorkerIdentity(o.stateDir, 'updater');
   const listen = hostPortOption('--listen', o.listen);
+  const keep = keepOption(o.keep);
+  const watchMs = watchOption(o.watch);
   const log = pino({ name: 'corral-updater', redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
@@ -143,15 +173,19 @@ async function serve(o: ServeOptions, version: string): Promise<void> {
     env: process.env,
     updaterVersion: ownVersion(version),
     log,
-    keep: positiveInt(o.keep, '--keep'),
+    keep,
     maxReleaseBytes: positiveInt(o.maxReleaseBytes, '--max-release-bytes'),
     healthTimeoutMs: positiveInt(o.healthTimeoutMs, '--health-timeout-ms'),
+    watchMs,
+    reinitialize: o.reinitialize === true,
     onSelfUpdate: (release) => {
       selfUpdating = release;
       wake();
     },
     ...(pause ? { pause } : {}),
   });
+  // Said on stderr as well as in the log: the operator must not miss what was lost.
+  for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
 
   let signals = 0;
   const forced = new Promise<never>((_resolve, reject) => {
@@ -177,7 +211,7 @@ async function serve(o: ServeOptions, version: string): Promise<void> {
 }
 
 /** `corral updater …`. */
-export function registerUpdaterCommands(program: Command, _io: Output): Command {
+export function registerUpdaterCommands(program: Command, io: Output): Command {
   const updater = program
     .command('updater')
     .description('run the worker updater that installs pushed releases');
@@ -208,9 +242,18 @@ export function registerUpdaterCommands(program: Command, _io: Output): Command 
       'how long a new agent has to report its version',
       String(DEFAULT_HEALTH_TIMEOUT_MS),
     )
+    .option(
+      '--watch <duration>',
+      'after the health check, watch a new release this long and roll back if its agent exits or turns unhealthy (0: no watch)',
+      `${DEFAULT_WATCH_MS / 1000}s`,
+    )
+    .option(
+      '--reinitialize',
+      `only where the journal is unusable and cannot be rebuilt from the release tree: start over, which ${REINITIALIZE_DESTROYS}`,
+    )
     .action(async (opts: ServeOptions, cmd: Command) => {
       const version = cmd.parent?.parent?.version() ?? '0.0.0';
-      await serve(opts, version);
+      await serve(opts, version, io);
     });
   return updater;
 }

@@ -2,7 +2,13 @@ import { createReadStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TlsMaterial } from '../../pki/index.js';
-import { isCorralError } from '../../protocol/index.js';
+import {
+  CorralError,
+  ErrorCode,
+  isCorralError,
+  type ReleasesResponse,
+  type UpdateResponse,
+} from '../../protocol/index.js';
 import { readReleaseFile, type ReleaseFileInfo } from './read-release.js';
 import {
   DEFAULT_UPDATE_TIMEOUT_MS,
@@ -30,7 +36,7 @@ export interface HostPushResult {
   readonly durationMs: number;
 }
 
-export type PushPhase = 'queued' | 'uploading' | 'installing' | 'self-updating' | 'done';
+export type PushPhase = 'queued' | 'waiting' | 'uploading' | 'installing' | 'self-updating' | 'done';
 
 export interface PushProgress {
   readonly hostName: string;
@@ -75,6 +81,12 @@ export interface PushReport {
 export const DEFAULT_PUSH_CONCURRENCY = 8;
 const PROGRESS_STEP_BYTES = 1024 * 1024;
 const SELF_CONFIRM_INTERVAL_MS = 250;
+/** How often a busy updater is asked again whether its operation is over, in ms. */
+const BUSY_POLL_MS = 500;
+/** Pushes that found the updater busy after all (it started something in between) are retried this often. */
+const BUSY_RETRIES = 3;
+/** Added to an updater's own health timeout and watch for the upload and the swap, in ms. */
+const UPDATE_MARGIN_MS = 2 * 60_000;
 
 function describe(e: unknown): { reason: string; code: string | null } {
   const code = (e as { code?: unknown }).code;
@@ -117,6 +129,33 @@ export async function pushRelease(o: PushOptions): Promise<PushReport> {
   };
 }
 
+/**
+ * Asks the updater what it runs, waiting (bounded by `deadline`) while it is busy: an update
+ * that outlived the controller which started it (killed mid-update) ends on its own, and the
+ * push goes on from what it left.
+ */
+async function settled(
+  o: PushOptions,
+  target: UpdaterTarget,
+  d: ReturnType<typeof updaterDispatcher>,
+  deadline: number,
+): Promise<ReleasesResponse> {
+  let waited = false;
+  for (;;) {
+    const rel = await getReleases(d, target, o.signal);
+    if (!rel.busy) return rel;
+    if (performance.now() >= deadline) {
+      throw new CorralError(
+        ErrorCode.UPDATER_BUSY,
+        `${target.hostName}: the updater stayed busy with another operation for the whole timeout`,
+      );
+    }
+    if (!waited) o.onProgress?.({ hostName: target.hostName, phase: 'waiting' });
+    waited = true;
+    await sleep(BUSY_POLL_MS, undefined, { signal: o.signal });
+  }
+}
+
 async function pushOne(
   o: PushOptions,
   info: ReleaseFileInfo,
@@ -124,7 +163,9 @@ async function pushOne(
 ): Promise<HostPushResult> {
   const started = performance.now();
   const version = info.manifest.version;
-  const d = updaterDispatcher(target, o.tls, o.timeoutMs ?? DEFAULT_UPDATE_TIMEOUT_MS);
+  const timeoutMs = o.timeoutMs ?? DEFAULT_UPDATE_TIMEOUT_MS;
+  const deadline = started + timeoutMs;
+  const d = updaterDispatcher(target, o.tls, timeoutMs);
   const result = (
     r: Omit<HostPushResult, 'hostName' | 'durationMs' | 'agentOutput' | 'code'> &
       Partial<Pick<HostPushResult, 'agentOutput' | 'code'>>,
@@ -156,6 +197,7 @@ async function pushOne(
     return { body: createReadStream(info.file).pipe(meter), bytes: info.bytes };
   };
   const request = { version, sha256: info.sha256, force: o.force ?? false, signal: o.signal };
+  let uploader: ReturnType<typeof updaterDispatcher> | undefined;
   try {
     if (o.dryRun) {
       const rel = await getReleases(d, target, o.signal);
@@ -170,9 +212,46 @@ async function pushOne(
             : `would update ${rel.current ?? '(none)'} -> ${version}${o.includeSelf ? ` and the updater ${rel.updater.version} -> ${version}` : ''}`;
       return result({ outcome: 'dry-run', current: rel.current, reason });
     }
-    const { body, bytes } = upload();
-    const answer = await postUpdate(d, target, { ...request, body, bytes });
-    o.onProgress?.({ hostName: target.hostName, phase: 'installing' });
+    // Ask first: a version already active is not uploaded again.
+    let answer: UpdateResponse | undefined;
+    let uploaded = false;
+    for (let attempt = 0; answer === undefined; attempt++) {
+      const rel = await settled(o, target, d, deadline);
+      if (rel.current === version) {
+        const active = rel.releases.find((r) => r.version === version);
+        if (active?.sha256 && active.sha256 !== info.sha256) {
+          return result({
+            outcome: 'failed',
+            current: rel.current,
+            reason: `release ${version} is already active with different content (sha256 ${active.sha256.slice(0, 12)}); give the new build a new version`,
+            code: ErrorCode.CONFLICT,
+          });
+        }
+        answer = {
+          outcome: 'updated',
+          version,
+          current: version,
+          previous: rel.previous,
+          reason: 'already active',
+          agentOutput: null,
+          durationMs: 0,
+        };
+        break;
+      }
+      // The answer comes after the updater's health check and watch: wait at least that long.
+      const answerMs = rel.timing
+        ? Math.max(timeoutMs, rel.timing.healthTimeoutMs + rel.timing.watchMs + UPDATE_MARGIN_MS)
+        : timeoutMs;
+      uploader ??= updaterDispatcher(target, o.tls, answerMs);
+      const { body, bytes } = upload();
+      try {
+        answer = await postUpdate(uploader, target, { ...request, body, bytes });
+        uploaded = true;
+      } catch (e: unknown) {
+        if (!isCorralError(e, ErrorCode.UPDATER_BUSY) || attempt >= BUSY_RETRIES) throw e;
+      }
+    }
+    if (uploaded) o.onProgress?.({ hostName: target.hostName, phase: 'installing' });
     if (answer.outcome !== 'updated') {
       return result({
         outcome: answer.outcome,
@@ -195,6 +274,7 @@ async function pushOne(
     return result({ outcome: 'failed', current: null, reason, code: isCorralError(e) ? e.code : code });
   } finally {
     await d.destroy().catch(() => undefined /* already closed */);
+    await uploader?.destroy().catch(() => undefined /* already closed */);
   }
 }
 

@@ -10,6 +10,12 @@ export function progressLine(
   switch (p.phase) {
     case 'queued':
       return undefined;
+    case 'waiting':
+      return {
+        lines: [
+          { level: 'info', host, message: 'updater busy with another operation; waiting for it to end' },
+        ],
+      };
     case 'uploading':
       // Only the end of the upload is logged; byte counts would flood the log.
       if (p.sentBytes === undefined || p.totalBytes === undefined) return undefined;
@@ -21,7 +27,7 @@ export function progressLine(
       }
       return undefined;
     case 'installing':
-      return { lines: [{ level: 'info', host, message: 'installed; health checked' }] };
+      return { lines: [{ level: 'info', host, message: 'installed; health checked and watched' }] };
     case 'self-updating':
       return { lines: [{ level: 'info', host, message: 'replacing the updater' }] };
     case 'done': {

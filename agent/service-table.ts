@@ -13,6 +13,9 @@ import {
 } from './service-supervisor.js';
 import type { WorkerLog } from './worker-log.js';
 
+/** Matches no resolved spec: a service labelled with it is replaced by the next reconcile. */
+export const UNKNOWN_SPEC_HASH = '0'.repeat(64);
+
 export interface ServiceTableDeps extends SupervisorDeps {
   readonly hostname: string;
   readonly workerLog: WorkerLog;
@@ -101,11 +104,24 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
         const recorded = rec.process;
         let keep =
           recorded && found.find((p) => p.pid === recorded.pid && p.startTime === recorded.startTime);
-        if (!keep && found[0] && !(recorded && (await isSameProcess(recorded)))) {
-          // Spawned by an agent that died before recording it: adopt it rather than start another.
-          keep = found[0];
-          rec = { ...rec, process: { ...keep, pgid: keep.pid } };
-          log.warn({ service: name, pid: keep.pid }, 'unrecorded service process found; adopting it');
+        if (!keep && found.length > 0 && !(recorded && (await isSameProcess(recorded)))) {
+          // Spawned by an agent that died before recording it: adopt it rather than start another
+          // (the one on the recorded spec, if there is one; the others are stopped below).
+          const wanted = rec.specHash;
+          keep = found.find((p) => p.specHash === wanted) ?? found[0];
+          if (keep) {
+            rec = {
+              ...rec,
+              process: { pid: keep.pid, startTime: keep.startTime, bootId: keep.bootId, pgid: keep.pid },
+            };
+            log.warn({ service: name, pid: keep.pid }, 'unrecorded service process found; adopting it');
+          }
+        }
+        if (keep?.specHash !== undefined && keep.specHash !== rec.specHash) {
+          // Its environment says it runs another spec than the record names: never take it
+          // for the recorded one, so the startup reconcile replaces it.
+          log.warn({ service: name, pid: keep.pid }, 'service process runs another spec than recorded');
+          rec = { ...rec, specHash: UNKNOWN_SPEC_HASH };
         }
         leaders.set(
           name,

@@ -51,6 +51,7 @@ interface ServeOptions extends CommonOptions {
   adoptPollMs?: string;
   logPollMs?: string;
   stopGraceMs?: string;
+  concurrency?: string;
 }
 
 function withCommon(cmd: Command): Command {
@@ -121,6 +122,7 @@ async function serve(o: ServeOptions, version: string): Promise<void> {
     ...(o.adoptPollMs && { adoptPollMs: int(o.adoptPollMs, '--adopt-poll-ms') }),
     ...(o.logPollMs && { logPollMs: int(o.logPollMs, '--log-poll-ms') }),
     ...(o.stopGraceMs && { defaultStopGraceMs: int(o.stopGraceMs, '--stop-grace-ms') }),
+    ...(o.concurrency && { concurrency: Math.max(1, int(o.concurrency, '--concurrency') ?? 1) }),
     selfDestruct: {
       installDirs: sd.installDirs,
       extraDirs: sd.extraDirs,
@@ -218,6 +220,7 @@ export function registerAgentCommands(program: Command, io: Output): Command {
     ['--adopt-poll-ms <n>', 'how often re-adopted processes are checked'],
     ['--log-poll-ms <n>', 'how often service output is copied to the worker log'],
     ['--stop-grace-ms <n>', 'default time between SIGTERM and SIGKILL'],
+    ['--concurrency <n>', 'services started or stopped at once by a reconcile'],
   ] as const) {
     serveCmd.addOption(new Option(flag, help).hideHelp());
   }

@@ -182,7 +182,6 @@ describe('agent SIGKILLed during a replace-all apply (separate processes)', () =
       address = await addressOf(agent, address);
       c = agentCaller(address, pki.controllerClient, worker.agentFingerprint);
       const st = await settled(round);
-      console.log('TIMING up', t1 - t0, 'settled', Date.now() - t1);
       // Past any restart backoff: an orphan started by a late restart would be visible now.
       await sleep(400);
       const found = await leaders(instance);

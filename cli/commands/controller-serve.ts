@@ -1,6 +1,11 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { initControllerState, serveController, type ExtraListener } from '../../controller/index.js';
+import {
+  initControllerState,
+  serveController,
+  type ExtraListener,
+  type InitResult,
+} from '../../controller/index.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { createSyslogListener } from '../../controller/syslog/index.js';
@@ -54,6 +59,20 @@ export function controllerExtraListeners(
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
 
+const REINITIALIZE_HELP =
+  'replace state files that are missing or damaged (moved aside as *.damaged-TIME), saying what that destroys';
+
+/** What `--reinitialize` replaced and destroyed, for stderr. */
+function reinitializeReport(result: InitResult): string {
+  if (result.reinitialized.length === 0) return 'corral: --reinitialize: nothing to replace; the state is whole\n';
+  const lines = ['corral: --reinitialize replaced:'];
+  for (const r of result.reinitialized) {
+    lines.push(`  ${r.file} (${r.problem})${r.movedTo ? `: moved to ${r.movedTo}` : ''}`);
+  }
+  lines.push('and destroyed:', ...result.destroyed.map((d) => `  - ${d}`));
+  return `${lines.join('\n')}\n`;
+}
+
 /** `corral controller init` and `corral controller serve`. */
 export function registerControllerServeCommands(controller: Command, io: Output): void {
   addStateDirOption(
@@ -61,36 +80,43 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .command('init')
       .description('create the CA, certificates, admin token and database (idempotent)')
       .option('--address <host>', 'name or IP workers reach the controller at (repeatable)', collect, [])
+      .option('--reinitialize', REINITIALIZE_HELP)
       .option('--json', 'print JSON'),
-  ).action(async (opts: { stateDir?: string; address: string[]; json?: boolean }) => {
-    const result = await initControllerState({
-      stateDir: controllerStateDir(opts.stateDir),
-      addresses: opts.address,
-    });
-    const view = {
-      stateDir: result.stateDir,
-      caPin: `sha256:${result.caFingerprint}`,
-      created: result.created,
-      addresses: result.addresses,
-      adminTokenFile: result.adminTokenFile,
-    };
-    if (opts.json) {
-      io.out(renderJson(view));
-      return;
-    }
-    io.out(
-      renderRecord([
-        ['state dir', view.stateDir],
-        ['CA pin', view.caPin],
-        ['created', view.created.length > 0 ? view.created.join(', ') : 'nothing (already initialized)'],
-        ['addresses', view.addresses.join(', ')],
-        ['admin token', view.adminTokenFile],
-      ]),
-    );
-    if (result.addressesIgnored) {
-      io.err('corral: the addresses of the first init are kept; --address was ignored\n');
-    }
-  });
+  ).action(
+    async (opts: { stateDir?: string; address: string[]; reinitialize?: boolean; json?: boolean }) => {
+      const result = await initControllerState({
+        stateDir: controllerStateDir(opts.stateDir),
+        addresses: opts.address,
+        reinitialize: opts.reinitialize === true,
+      });
+      const view = {
+        stateDir: result.stateDir,
+        caPin: `sha256:${result.caFingerprint}`,
+        created: result.created,
+        addresses: result.addresses,
+        adminTokenFile: result.adminTokenFile,
+        reinitialized: result.reinitialized,
+        destroyed: result.destroyed,
+      };
+      if (opts.json) {
+        io.out(renderJson(view));
+        return;
+      }
+      io.out(
+        renderRecord([
+          ['state dir', view.stateDir],
+          ['CA pin', view.caPin],
+          ['created', view.created.length > 0 ? view.created.join(', ') : 'nothing (already initialized)'],
+          ['addresses', view.addresses.join(', ')],
+          ['admin token', view.adminTokenFile],
+        ]),
+      );
+      if (opts.reinitialize) io.err(reinitializeReport(result));
+      if (result.addressesIgnored) {
+        io.err('corral: the addresses of the first init are kept; --address was ignored\n');
+      }
+    },
+  );
 
   addStateDirOption(
     controller
@@ -115,7 +141,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'expected heartbeat interval; liveness derives from it',
         '30s',
       )
-      .option('--log-level <level>', 'pino log level', 'info'),
+      .option('--log-level <level>', 'pino log level', 'info')
+      .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
     async (opts: {
       stateDir?: string;
@@ -125,6 +152,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       syslogListen?: string;
       heartbeatInterval: string;
       logLevel: string;
+      reinitialize?: boolean;
     }) => {
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
@@ -146,6 +174,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         redact: [...LOG_REDACT_PATHS],
         base: { process: 'controller' },
       });
+      if (opts.reinitialize) {
+        const result = await initControllerState({ stateDir, reinitialize: true });
+        io.err(reinitializeReport(result));
+        if (result.reinitialized.length > 0) {
+          log.warn({ replaced: result.reinitialized.map((r) => r.file) }, 'state reinitialized');
+        }
+      }
       const serving = await serveController({
         stateDir,
         admin,

@@ -1,16 +1,19 @@
+import { join } from 'node:path';
 import type { ServiceStatus } from '../protocol/heartbeat.js';
 import { createLogCapture, type LogCapture } from './log-capture.js';
 import { findServiceLeaders } from './orphans.js';
 import { isSameProcess, type ProcessIdentity } from './proc.js';
 import type { CurrentService, DesiredService } from './plan.js';
 import type { ProcessRecord } from './runtime.js';
-import type { ServiceRecord } from './service-record.js';
+import { RECORD_FILE, type ServiceRecord } from './service-record.js';
+import { damagedRecordError } from './state-check.js';
 import {
   createSupervisor,
   restoreSupervisor,
   type ServiceSupervisor,
   type SupervisorDeps,
 } from './service-supervisor.js';
+import type { StateFiles } from './state-manifest.js';
 import type { WorkerLog } from './worker-log.js';
 
 /** Matches no resolved spec: a service labelled with it is replaced by the next reconcile. */
@@ -20,6 +23,8 @@ export interface ServiceTableDeps extends SupervisorDeps {
   readonly hostname: string;
   readonly workerLog: WorkerLog;
   readonly truncateLogsAboveBytes?: number;
+  /** Told of each service's log offsets file (see state-manifest.ts). */
+  readonly stateFiles?: StateFiles;
 }
 
 /** Every service this agent supervises, with its log capture. */
@@ -58,6 +63,7 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
         pid: () => sup.pid(),
         ...(deps.truncateLogsAboveBytes !== undefined && { truncateAboveBytes: deps.truncateLogsAboveBytes }),
         now: deps.now,
+        ...(deps.stateFiles && { stateFiles: deps.stateFiles }),
       }),
     );
   }
@@ -95,9 +101,8 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
         try {
           rec = await deps.dirs.load(name);
         } catch (err: unknown) {
-          log.error({ err, service: name }, 'service record unreadable; leaving it alone');
-          leaders.delete(name);
-          continue;
+          // Never run on without it: its process would be left alone and a second one started.
+          throw damagedRecordError(join(deps.dirs.dir(name), RECORD_FILE), err);
         }
         if (!rec || rec.spec.name !== name) continue;
         const found = leaders.get(name) ?? [];
@@ -162,6 +167,7 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
       await sup.stop();
       await sup.flush();
       await pumpOne(name);
+      await captures.get(name)?.close();
       sups.delete(name);
       captures.delete(name);
       await deps.dirs.remove(name);

@@ -26,6 +26,8 @@ export const ErrorCode = {
   DIGEST_MISMATCH: 'CORRAL_ERR_DIGEST_MISMATCH',
   UNSAFE_ARCHIVE: 'CORRAL_ERR_UNSAFE_ARCHIVE',
   ROLLED_BACK: 'CORRAL_ERR_ROLLED_BACK',
+  /** A daemon's state file that existed is missing, empty or damaged; it refuses to start. */
+  STATE_DAMAGED: 'CORRAL_ERR_STATE_DAMAGED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -53,6 +55,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_DIGEST_MISMATCH: 400,
   CORRAL_ERR_UNSAFE_ARCHIVE: 400,
   CORRAL_ERR_ROLLED_BACK: 502,
+  CORRAL_ERR_STATE_DAMAGED: 500,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -64,7 +64,8 @@ const REINITIALIZE_HELP =
 
 /** What `--reinitialize` replaced and destroyed, for stderr. */
 function reinitializeReport(result: InitResult): string {
-  if (result.reinitialized.length === 0) return 'corral: --reinitialize: nothing to replace; the state is whole\n';
+  if (result.reinitialized.length === 0)
+    return 'corral: --reinitialize: nothing to replace; the state is whole\n';
   const lines = ['corral: --reinitialize replaced:'];
   for (const r of result.reinitialized) {
     lines.push(`  ${r.file} (${r.problem})${r.movedTo ? `: moved to ${r.movedTo}` : ''}`);
@@ -82,41 +83,39 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .option('--address <host>', 'name or IP workers reach the controller at (repeatable)', collect, [])
       .option('--reinitialize', REINITIALIZE_HELP)
       .option('--json', 'print JSON'),
-  ).action(
-    async (opts: { stateDir?: string; address: string[]; reinitialize?: boolean; json?: boolean }) => {
-      const result = await initControllerState({
-        stateDir: controllerStateDir(opts.stateDir),
-        addresses: opts.address,
-        reinitialize: opts.reinitialize === true,
-      });
-      const view = {
-        stateDir: result.stateDir,
-        caPin: `sha256:${result.caFingerprint}`,
-        created: result.created,
-        addresses: result.addresses,
-        adminTokenFile: result.adminTokenFile,
-        reinitialized: result.reinitialized,
-        destroyed: result.destroyed,
-      };
-      if (opts.json) {
-        io.out(renderJson(view));
-        return;
-      }
-      io.out(
-        renderRecord([
-          ['state dir', view.stateDir],
-          ['CA pin', view.caPin],
-          ['created', view.created.length > 0 ? view.created.join(', ') : 'nothing (already initialized)'],
-          ['addresses', view.addresses.join(', ')],
-          ['admin token', view.adminTokenFile],
-        ]),
-      );
-      if (opts.reinitialize) io.err(reinitializeReport(result));
-      if (result.addressesIgnored) {
-        io.err('corral: the addresses of the first init are kept; --address was ignored\n');
-      }
-    },
-  );
+  ).action(async (opts: { stateDir?: string; address: string[]; reinitialize?: boolean; json?: boolean }) => {
+    const result = await initControllerState({
+      stateDir: controllerStateDir(opts.stateDir),
+      addresses: opts.address,
+      reinitialize: opts.reinitialize === true,
+    });
+    const view = {
+      stateDir: result.stateDir,
+      caPin: `sha256:${result.caFingerprint}`,
+      created: result.created,
+      addresses: result.addresses,
+      adminTokenFile: result.adminTokenFile,
+      reinitialized: result.reinitialized,
+      destroyed: result.destroyed,
+    };
+    if (opts.json) {
+      io.out(renderJson(view));
+      return;
+    }
+    io.out(
+      renderRecord([
+        ['state dir', view.stateDir],
+        ['CA pin', view.caPin],
+        ['created', view.created.length > 0 ? view.created.join(', ') : 'nothing (already initialized)'],
+        ['addresses', view.addresses.join(', ')],
+        ['admin token', view.adminTokenFile],
+      ]),
+    );
+    if (opts.reinitialize) io.err(reinitializeReport(result));
+    if (result.addressesIgnored) {
+      io.err('corral: the addresses of the first init are kept; --address was ignored\n');
+    }
+  });
 
   addStateDirOption(
     controller

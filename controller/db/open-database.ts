@@ -33,7 +33,9 @@ function exec(db: sqlite3.Database, text: string): Promise<void> {
 }
 
 function all<T>(db: sqlite3.Database, text: string): Promise<T[]> {
-  return new Promise((resolve, reject) => db.all<T>(text, (err, rows) => (err ? reject(err) : resolve(rows))));
+  return new Promise((resolve, reject) =>
+    db.all<T>(text, (err, rows) => (err ? reject(err) : resolve(rows))),
+  );
 }
 
 const damaged = (path: string, problem: string, cause?: unknown): ControllerError =>

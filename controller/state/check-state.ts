@@ -47,7 +47,8 @@ export interface InspectOptions {
   readonly missingOk: boolean;
 }
 
-type Read = { readonly kind: 'missing' } | { readonly kind: 'empty' } | { readonly kind: 'text'; text: string };
+type Read =
+  { readonly kind: 'missing' } | { readonly kind: 'empty' } | { readonly kind: 'text'; text: string };
 
 async function readBounded(path: string): Promise<Read> {
   let fh;
@@ -153,7 +154,9 @@ export async function inspectControllerState(paths: StatePaths, o: InspectOption
     problems.push({ file: join(paths.root, rel), group, problem });
   };
   let token: string | undefined;
-  const ordered = [...STATE_FILES].sort((a, b) => Number(a.rel.endsWith('.key')) - Number(b.rel.endsWith('.key')));
+  const ordered = [...STATE_FILES].sort(
+    (a, b) => Number(a.rel.endsWith('.key')) - Number(b.rel.endsWith('.key')),
+  );
   for (const f of ordered) {
     if (f.group === 'database') continue;
     const read = await readBounded(join(paths.root, f.rel));

@@ -2,10 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PRIVATE_FILE_MODE, writeFileAtomic } from '../../pki/index.js';
 import { isCorralError } from '../../protocol/errors.js';
-import {
-  ControllerStateManifest,
-  MAX_STATE_MANIFEST_BYTES,
-} from '../../protocol/state-manifest.js';
+import { ControllerStateManifest, MAX_STATE_MANIFEST_BYTES } from '../../protocol/state-manifest.js';
 import { parseJsonWith } from '../../protocol/validate.js';
 import { STATE_FILES, type StateProblem } from './state-files.js';
 import type { StatePaths } from './state-paths.js';

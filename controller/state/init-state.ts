@@ -26,12 +26,7 @@ import {
 } from './controller-manifest.js';
 import { moveAside, type Reinitialized } from './reinitialize.js';
 import { getSetting, SETTING_ADDRESSES, SETTING_STATE_ID } from './settings.js';
-import {
-  describeDestruction,
-  groupsToReplace,
-  stateDamagedError,
-  type StateGroup,
-} from './state-files.js';
+import { describeDestruction, groupsToReplace, stateDamagedError, type StateGroup } from './state-files.js';
 import { statePaths, type StatePaths } from './state-paths.js';
 
 export { ADMIN_TOKEN_PREFIX } from './admin-token.js';
@@ -113,7 +108,12 @@ interface Plan {
  * files aside. Throws CORRAL_ERR_STATE_DAMAGED (nothing changed) for a state dir whose files
  * existed and are now missing, empty or damaged.
  */
-async function plan(paths: StatePaths, requested: readonly string[], o: InitOptions, clock: Clock): Promise<Plan> {
+async function plan(
+  paths: StatePaths,
+  requested: readonly string[],
+  o: InitOptions,
+  clock: Clock,
+): Promise<Plan> {
   const read = await readControllerManifest(paths);
   if (read.kind === 'absent' && !(await anyStateFilePresent(paths))) {
     return { manifest: newManifest(newStateId(), requested), reinitialized: [], groups: [] };

@@ -1,7 +1,12 @@
 import { migrateDatabase, type ControllerDb } from '../db/open-database.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
 import { anyStateFilePresent, inspectControllerState } from './check-state.js';
-import { newManifest, newStateId, readControllerManifest, writeControllerManifest } from './controller-manifest.js';
+import {
+  newManifest,
+  newStateId,
+  readControllerManifest,
+  writeControllerManifest,
+} from './controller-manifest.js';
 import { getSetting, SETTING_ADDRESSES, SETTING_STATE_ID } from './settings.js';
 import { stateDamagedError } from './state-files.js';
 import { statePaths } from './state-paths.js';

@@ -16,7 +16,10 @@ export interface Reinitialized {
 
 /** `20240102T030405Z`: sorts by time and holds no characters a shell would mind. */
 function stamp(clock: Clock): string {
-  return new Date(clock.now()).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return new Date(clock.now())
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 async function moveIfPresent(from: string, to: string): Promise<boolean> {

@@ -37,7 +37,10 @@ export async function openControllerState(stateDir: string): Promise<ControllerD
   const inspection = await inspectControllerState(paths, { manifest, missingOk: false });
   const problems = [...(read.kind === 'damaged' ? [read.problem] : []), ...inspection.problems];
   const db = inspection.db;
-  if (problems.length > 0 || !db) throw stateDamagedError(stateDir, problems);
+  if (problems.length > 0 || !db) {
+    await db?.destroy();
+    throw stateDamagedError(stateDir, problems);
+  }
   try {
     await migrateDatabase(db);
     if (!manifest) {

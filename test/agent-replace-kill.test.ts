@@ -176,6 +176,11 @@ describe('agent SIGKILLed during a replace-all apply (separate processes)', () =
       agent.kill('SIGKILL');
       await once(agent, 'exit');
       await c.close();
+      // Where the kill landed: how many services were on the new spec already, how many on the old.
+      const atKill = await leaders(instance);
+      const landed = `${atKill.filter((l) => l.round === String(round)).length} new, ${
+        atKill.filter((l) => l.round === String(round - 1)).length
+      } old`;
 
       const restartBaseMs = 20 + Math.floor(Math.random() * 1000);
       agent = serve(restartBaseMs);
@@ -199,7 +204,7 @@ describe('agent SIGKILLed during a replace-all apply (separate processes)', () =
         (v) => v.processes !== 1 || v.rounds[0] !== String(round) || !v.cmdlineRound || !v.pidMatchesStatus,
       );
       report.push(
-        `round ${round}: kill after ${delayMs} ms, restart base ${restartBaseMs} ms, ${bad.length} services wrong`,
+        `round ${round}: kill after ${delayMs} ms (${landed} running), restart base ${restartBaseMs} ms: ${bad.length} services wrong`,
       );
       expect({ round, delayMs, bad }).toEqual({ round, delayMs, bad: [] });
       expect(found.length).toBe(SERVICES);

@@ -28,6 +28,8 @@ const SERVICES = 10;
 const ROUNDS = 12;
 /** Kill points are drawn in [0, this) ms after the apply was accepted. */
 const MAX_KILL_DELAY_MS = 900;
+/** An agent start can take this long on a loaded machine (CI runs two test files at once). */
+const AGENT_START_TIMEOUT_MS = 90_000;
 
 let pki: TestPki;
 let worker: TestWorker;
@@ -82,13 +84,17 @@ function serve(restartBaseMs = 20) {
 
 /** The address the agent process `child` wrote (the endpoints file outlives a killed agent). */
 async function addressOf(child: ReturnType<typeof spawnCorral>, previous?: string): Promise<string> {
-  return waitFor(`agent ${child.pid} listening (${child.output()})`, async () => {
-    if (child.exitCode !== null) throw new Error(`agent exited: ${child.output()}`);
-    const lock = await readFile(join(worker.stateDir, 'run/agent.pid'), 'utf8').catch(() => '');
-    if (!lock.includes(`"pid":${child.pid}`)) return undefined;
-    const endpoints = await readEndpointsFile(worker.stateDir).catch(() => undefined);
-    return endpoints?.agent !== previous ? endpoints?.agent : undefined;
-  });
+  return waitFor(
+    `agent ${child.pid} listening (${child.output()})`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`agent exited: ${child.output()}`);
+      const lock = await readFile(join(worker.stateDir, 'run/agent.pid'), 'utf8').catch(() => '');
+      if (!lock.includes(`"pid":${child.pid}`)) return undefined;
+      const endpoints = await readEndpointsFile(worker.stateDir).catch(() => undefined);
+      return endpoints?.agent !== previous ? endpoints?.agent : undefined;
+    },
+    AGENT_START_TIMEOUT_MS,
+  );
 }
 
 /** The spec of `name` in round `round`: its command line and environment both carry the round. */
@@ -155,7 +161,7 @@ describe('agent SIGKILLed during a replace-all apply (separate processes)', () =
             st.services.every((s) => s.state === 'running' && s.pid !== null);
           return done ? st : undefined;
         },
-        60_000,
+        AGENT_START_TIMEOUT_MS,
       );
     const first = await c.call('POST', '/v1/apply', {
       generation: 1,
@@ -213,5 +219,5 @@ describe('agent SIGKILLed during a replace-all apply (separate processes)', () =
     await c.close();
     agent.kill('SIGTERM');
     await once(agent, 'exit');
-  }, 300_000);
+  }, 900_000);
 });

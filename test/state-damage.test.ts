@@ -40,7 +40,8 @@ import {
  * its own process (the built CLI: `npx tsc -p .` first), and checks what an operator sees:
  * a non-zero exit, the file named, the way back named, and the disk left exactly as it was.
  */
-const CASE_TIMEOUT_MS = 60_000;
+/** A daemon start (or refusal) can take this long on a loaded machine. */
+const CASE_TIMEOUT_MS = 90_000;
 
 interface Run {
   readonly code: number | null;

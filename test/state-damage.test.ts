@@ -62,6 +62,12 @@ async function corral(args: string[], timeoutMs = CASE_TIMEOUT_MS): Promise<Run>
   return { code, output };
 }
 
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+}
+
 /** Every entry under `dir`: type, mode, size and content hash, by relative path. */
 async function snapshot(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -148,13 +154,16 @@ describe('controller state files (corral controller serve as a process)', () => 
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const endpoints = await waitFor(
-      `controller serve up (${stderr})`,
+      'controller serve up',
       async () => {
         if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${stderr}`);
         return readEndpointsFile(state).catch(() => undefined);
       },
       CASE_TIMEOUT_MS,
-    );
+    ).catch(async (e: unknown) => {
+      await kill(child); // so it cannot write into the next case's state dir
+      throw new Error(`${e instanceof Error ? e.message : String(e)}; its stderr: ${stderr}`);
+    });
     return { admin: endpoints.admin ?? '', output: () => stderr };
   }
 
@@ -352,7 +361,7 @@ describe('agent state files (corral agent serve as a process)', () => {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const address = await waitFor(
-      `agent up (${stderr})`,
+      'agent up',
       async () => {
         if (child.exitCode !== null) throw new Error(`agent exited ${child.exitCode}: ${stderr}`);
         const lock = await readFile(join(worker.stateDir, 'run/agent.pid'), 'utf8').catch(() => '');
@@ -361,7 +370,10 @@ describe('agent state files (corral agent serve as a process)', () => {
         return now !== previous ? now : undefined;
       },
       CASE_TIMEOUT_MS,
-    );
+    ).catch(async (e: unknown) => {
+      await kill(child);
+      throw new Error(`${e instanceof Error ? e.message : String(e)}; its stderr: ${stderr}`);
+    });
     const c = agentCaller(address, pki.controllerClient, worker.agentFingerprint);
     return { c, output: () => stderr };
   }

@@ -309,6 +309,7 @@ describe('controller state files (corral controller serve as a process)', () => 
     await restore(backup, state);
     await unlink(join(state, 'admin-token'));
     const { admin, output } = await serve(['--reinitialize']);
+    await waitFor('the reinitialize report', () => output().includes('and destroyed:'));
     expect(output()).toContain(`${join(state, 'admin-token')} (is missing)`);
     expect(output()).toContain('the initial admin token (it is revoked and a new one written)');
     const fresh = (await readFile(join(state, 'admin-token'), 'utf8')).trim();
@@ -497,6 +498,8 @@ describe('agent state files (corral agent serve as a process)', () => {
     const old = await leadersOf('da');
     const { c, output } = await serve(['--reinitialize']);
     try {
+      // The report goes to stderr once the agent is up, just after it writes its address.
+      await waitFor('the reinitialize report', () => output().includes('and destroyed:'));
       expect(output()).toContain(`${path} (is damaged`);
       expect(output()).toMatch(/moved to .*services\/da\/state\.json\.damaged-\d{8}T\d{6}Z/);
       expect(output()).toContain('the record of service da');
@@ -510,8 +513,8 @@ describe('agent state files (corral agent serve as a process)', () => {
       expect((await leadersOf('db')).length).toBe(1);
     } finally {
       await c.close();
+      await stop();
     }
-    await stop();
   }, 240_000);
 
   it('restoring the backup brings the services back as they were', async () => {
@@ -527,7 +530,7 @@ describe('agent state files (corral agent serve as a process)', () => {
       expect(st.services.find((s) => s.name === 'db')?.pid).toBe(before[0]);
     } finally {
       await c.close();
+      await stop();
     }
-    await stop();
   }, 240_000);
 });

@@ -16,12 +16,15 @@ import { resolveSpec, type HostFacts } from './host-vars.js';
 import type { DesiredService } from './plan.js';
 import type { Reconciler } from './reconciler.js';
 import type { ServiceTable } from './service-table.js';
+import type { StateFiles } from './state-manifest.js';
 import { desiredSetHash, specHash } from './spec-hash.js';
 
 export interface AgentCoreDeps {
   readonly version: string;
   readonly hostId: string;
   readonly statePath: string;
+  /** Told of `statePath` once it is on disk (see state-manifest.ts). */
+  readonly stateFiles?: StateFiles;
   readonly initial: DesiredState;
   readonly facts: HostFacts;
   readonly table: ServiceTable;
@@ -148,7 +151,7 @@ export function createAgentCore(deps: AgentCoreDeps): AgentCore {
           operationId,
           services: req.services,
         };
-        await saveDesiredState(deps.statePath, state);
+        await saveDesiredState(deps.statePath, state, deps.stateFiles);
         desired = state;
         resolved = next;
         unresolved.clear();
@@ -168,7 +171,7 @@ export function createAgentCore(deps: AgentCoreDeps): AgentCore {
         const gone = req.service !== undefined ? [req.service] : [...known].sort();
         const keep = (name: string): boolean => !gone.includes(name);
         const state: DesiredState = { ...desired, services: desired.services.filter((s) => keep(s.name)) };
-        await saveDesiredState(deps.statePath, state);
+        await saveDesiredState(deps.statePath, state, deps.stateFiles);
         desired = state;
         resolved = resolved.filter((d) => keep(d.spec.name));
         for (const name of gone) unresolved.delete(name);

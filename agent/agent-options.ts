@@ -29,6 +29,11 @@ export interface AgentOptions {
   readonly defaultStopGraceMs?: number;
   /** Steps of one kind run this many at a time. */
   readonly concurrency?: number;
+  /**
+   * Replace state files that are missing or damaged (moved aside as `*.damaged-TIME`) instead
+   * of refusing to start; what that destroys is in the result and the log.
+   */
+  readonly reinitialize?: boolean;
   readonly selfDestruct?: {
     readonly installDirs?: readonly string[];
     readonly extraDirs?: readonly string[];

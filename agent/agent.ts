@@ -10,8 +10,8 @@ import { loadAgentIdentity } from './agent-identity.js';
 import { createAgentCore, type AgentCore } from './agent-core.js';
 import * as D from './agent-options.js';
 import { createControllerClient } from './controller-client.js';
-import { loadDesiredState } from './desired-store.js';
-import { openEventOutbox, type NewEvent } from './event-outbox.js';
+import { DESIRED_STATE_FILE, loadDesiredState } from './desired-store.js';
+import { openEventOutbox, OUTBOX_FILE, type NewEvent } from './event-outbox.js';
 import { runHeartbeatLoop } from './heartbeat-loop.js';
 import { readHostMetrics } from './host-metrics.js';
 import { readDefaultRouteInterface } from './host-vars.js';
@@ -26,12 +26,16 @@ import { createSelfDestruct, AGENT_LOCK_FILE } from './self-destruct.js';
 import { createAgentServer } from './server.js';
 import { serviceDirs } from './service-record.js';
 import { createServiceTable } from './service-table.js';
+import { checkAgentState, SERVICES_DIR, type Reinitialized } from './state-check.js';
+import { trackStateFiles } from './state-manifest.js';
 import { createWorkerLog } from './worker-log.js';
 
 export interface Agent {
   /** host:port the mTLS API is bound to. */
   readonly address: string;
   readonly hostId: string;
+  /** What `reinitialize` replaced at this start (empty when the state was whole). */
+  readonly reinitialized: readonly Reinitialized[];
   readonly core: AgentCore;
   /** Resolves when no reconcile is running or queued. */
   idle(): Promise<void>;
@@ -43,7 +47,9 @@ export interface Agent {
 /**
  * Starts the worker agent on an enrolled state dir. Throws a PkiError
  * (CORRAL_ERR_BUNDLE_MISSING / _INVALID / _KEY_PERMISSIONS) when there is no usable identity,
- * and CORRAL_ERR_CONFLICT when another agent runs on the same state dir.
+ * CORRAL_ERR_CONFLICT when another agent runs on the same state dir, and
+ * CORRAL_ERR_STATE_DAMAGED (naming each file and the way back; nothing changed) when a state
+ * file that existed is missing, empty or damaged, unless `reinitialize` asks to replace it.
  */
 export async function createAgent(o: AgentOptions): Promise<Agent> {
   const now = o.now ?? Date.now;
@@ -64,18 +70,30 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
     }
   };
   try {
+    // Before anything reads or writes state: a lost or damaged state file stops the start here.
+    const checked = await checkAgentState(o.stateDir, { reinitialize: o.reinitialize ?? false, now });
+    for (const r of checked.reinitialized) {
+      log.warn(
+        { file: r.file, problem: r.problem, movedTo: r.movedTo, destroyed: r.destroyed },
+        'state file reinitialized',
+      );
+    }
+    const stateFiles = trackStateFiles(o.stateDir, checked.files, (err) =>
+      log.error({ err }, 'state manifest not saved'),
+    );
     const logFile = o.logFile ?? join(o.stateDir, D.WORKER_LOG_FILE);
     const workerLog = createWorkerLog(logFile);
     cleanups.push(() => workerLog.close());
-    const outbox = await openEventOutbox(join(o.stateDir, 'outbox.json'), {
+    const outbox = await openEventOutbox(join(o.stateDir, OUTBOX_FILE), {
       now,
       onError: (err) => log.error({ err }, 'event outbox not saved'),
+      stateFiles,
     });
     cleanups.push(() => outbox.flush());
     const emit = (e: NewEvent): void => void outbox.add(e);
     const runtime = createProcessRuntime({ adoptPollMs: o.adoptPollMs ?? D.DEFAULT_ADOPT_POLL_MS });
     cleanups.push(() => runtime.close());
-    const dirs = serviceDirs(join(o.stateDir, 'services'));
+    const dirs = serviceDirs(join(o.stateDir, SERVICES_DIR), stateFiles);
     const defaultStopGraceMs = o.defaultStopGraceMs ?? D.DEFAULT_STOP_GRACE_MS;
     const table = createServiceTable({
       runtime,
@@ -91,6 +109,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
         emit({ type: e.type, service: e.service, ...(e.detail !== undefined && { detail: e.detail }) }),
       hostname: manifest.hostName,
       workerLog,
+      stateFiles,
     });
     await table.restore();
     cleanups.push(() => table.detachAll());
@@ -119,8 +138,9 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
     const core = createAgentCore({
       version: o.version,
       hostId: manifest.hostId,
-      statePath: join(o.stateDir, 'agent-state.json'),
-      initial: await loadDesiredState(join(o.stateDir, 'agent-state.json')),
+      statePath: join(o.stateDir, DESIRED_STATE_FILE),
+      stateFiles,
+      initial: await loadDesiredState(join(o.stateDir, DESIRED_STATE_FILE)),
       facts: {
         name: manifest.hostName,
         id: manifest.hostId,
@@ -280,6 +300,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
     return {
       address,
       hostId: manifest.hostId,
+      reinitialized: checked.reinitialized,
       core,
       idle: () => reconciler.idle(),
       close,

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { MAX_APPLY_BODY_BYTES, MAX_APPLY_SERVICES } from '../protocol/agent-api.js';
 import { ServiceSpec } from '../protocol/service-spec.js';
 import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
 /**
  * `agent-state.json`: the desired generation and set, as the controller sent them (host
@@ -22,6 +23,9 @@ export const DesiredState = Type.Object(
 );
 export type DesiredState = Static<typeof DesiredState>;
 
+export const DESIRED_STATE_FILE = 'agent-state.json';
+export const MAX_DESIRED_STATE_BYTES = 2 * MAX_APPLY_BODY_BYTES;
+
 export const EMPTY_DESIRED: DesiredState = {
   version: 1,
   generation: 0,
@@ -31,9 +35,15 @@ export const EMPTY_DESIRED: DesiredState = {
 };
 
 export async function loadDesiredState(path: string): Promise<DesiredState> {
-  return (await readJsonFile(path, DesiredState, 'agent state', 2 * MAX_APPLY_BODY_BYTES)) ?? EMPTY_DESIRED;
+  return (await readJsonFile(path, DesiredState, 'agent state', MAX_DESIRED_STATE_BYTES)) ?? EMPTY_DESIRED;
 }
 
-export function saveDesiredState(path: string, state: DesiredState): Promise<void> {
-  return writeJsonAtomic(path, state, true);
+/** Durable; the file is listed in the state manifest once it is on disk. */
+export async function saveDesiredState(
+  path: string,
+  state: DesiredState,
+  stateFiles: StateFiles = UNTRACKED,
+): Promise<void> {
+  await writeJsonAtomic(path, state, true);
+  await stateFiles.note(path);
 }

@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { LifecycleEvent } from '../protocol/heartbeat.js';
 import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
 /** Events kept until acknowledged; past this the oldest are dropped (and counted). */
 export const MAX_OUTBOX_EVENTS = 1000;
-const MAX_OUTBOX_BYTES = 4 * 1024 * 1024;
+export const MAX_OUTBOX_BYTES = 4 * 1024 * 1024;
+export const OUTBOX_FILE = 'outbox.json';
 
-const OutboxFile = Type.Object(
+export const OutboxFile = Type.Object(
   {
     version: Type.Literal(1),
     events: Type.Array(LifecycleEvent, { maxItems: MAX_OUTBOX_EVENTS }),
@@ -35,21 +37,23 @@ export interface EventOutbox {
 
 export async function openEventOutbox(
   path: string,
-  options: { now: () => number; onError: (err: unknown) => void },
+  options: { now: () => number; onError: (err: unknown) => void; stateFiles?: StateFiles },
 ): Promise<EventOutbox> {
-  const saved = await readJsonFile(path, OutboxFile, 'event outbox', MAX_OUTBOX_BYTES).catch(
-    (err: unknown) => {
-      options.onError(err);
-      return undefined; // unreadable outbox: start empty rather than refuse to run
-    },
-  );
+  // The agent's start-up check (state-check.ts) has refused a damaged outbox already.
+  const saved = await readJsonFile(path, OutboxFile, 'event outbox', MAX_OUTBOX_BYTES);
+  const stateFiles = options.stateFiles ?? UNTRACKED;
   let events: LifecycleEvent[] = saved ? [...saved.events] : [];
   let dropped = saved?.dropped ?? 0;
   let writes: Promise<void> = Promise.resolve();
 
   const persist = (): void => {
     const snapshot = { version: 1 as const, events: [...events], dropped };
-    writes = writes.then(() => writeJsonAtomic(path, snapshot, true)).catch(options.onError);
+    writes = writes
+      .then(async () => {
+        await writeJsonAtomic(path, snapshot, true);
+        await stateFiles.note(path);
+      })
+      .catch(options.onError);
   };
 
   return {

@@ -4,4 +4,5 @@ export { runReaper, type ReaperReport } from './reaper.js';
 export { ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
 export { planFromDisk } from './self-destruct.js';
 export { serviceDirs } from './service-record.js';
+export type { Reinitialized } from './state-check.js';
 export type { SystemdMode } from './reaper-launch.js';

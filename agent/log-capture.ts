@@ -2,6 +2,7 @@ import { open, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { UNTRACKED, type StateFiles } from './state-manifest.js';
 import { formatSyslogLine, type Severity } from './rfc5424.js';
 import type { WorkerLog } from './worker-log.js';
 
@@ -22,7 +23,8 @@ export const streamFile = (serviceDir: string, stream: StreamName): string =>
   join(serviceDir, `${stream}.log`);
 
 const SEVERITY_OF: Record<StreamName, Severity> = { stdout: 'info', stderr: 'err' };
-const OFFSETS_FILE = 'log-offsets.json';
+export const OFFSETS_FILE = 'log-offsets.json';
+export const MAX_OFFSETS_BYTES = 4096;
 /** Largest read per stream per pump, in bytes: bounds memory with many chatty services. */
 const MAX_CHUNK_BYTES = 256 * 1024;
 /** A line longer than this is shipped in pieces. */
@@ -30,7 +32,8 @@ const MAX_LINE_BYTES = 8192;
 export const DEFAULT_TRUNCATE_ABOVE_BYTES = 8 * 1024 * 1024;
 
 const Position = Type.Object({ ino: Type.Integer(), offset: Type.Integer({ minimum: 0 }) });
-const Offsets = Type.Object({ stdout: Position, stderr: Position });
+/** `services/<name>/log-offsets.json`: how far each stream has been shipped. */
+export const Offsets = Type.Object({ stdout: Position, stderr: Position });
 
 interface StreamState {
   ino: number;
@@ -40,8 +43,10 @@ interface StreamState {
 }
 
 export interface LogCapture {
-  /** Ships whatever is new; returns the number of lines written to the worker log. */
+  /** Ships whatever is new; returns the number of lines written to the worker log. Pumps take turns. */
   pump(): Promise<number>;
+  /** Waits for a pump in progress; later pumps ship nothing (the service's directory is going). */
+  close(): Promise<void>;
 }
 
 export interface LogCaptureOptions {
@@ -53,6 +58,8 @@ export interface LogCaptureOptions {
   readonly pid: () => number | null;
   readonly truncateAboveBytes?: number;
   readonly now?: () => number;
+  /** Learns of the offsets file once written (see state-manifest.ts). */
+  readonly stateFiles?: StateFiles;
 }
 
 export function createLogCapture(options: LogCaptureOptions): LogCapture {
@@ -60,11 +67,11 @@ export function createLogCapture(options: LogCaptureOptions): LogCapture {
   const truncateAbove = options.truncateAboveBytes ?? DEFAULT_TRUNCATE_ABOVE_BYTES;
   const now = options.now ?? Date.now;
   let states: Record<StreamName, StreamState> | undefined;
+  let noted = false;
 
   async function load(): Promise<Record<StreamName, StreamState>> {
-    const saved = await readJsonFile(offsetsPath, Offsets, 'log offsets', 4096).catch(
-      () => undefined /* unreadable offsets: start over (duplicates, never loss) */,
-    );
+    // The agent's start-up check (state-check.ts) has refused damaged offsets already.
+    const saved = await readJsonFile(offsetsPath, Offsets, 'log offsets', MAX_OFFSETS_BYTES);
     return {
       stdout: { ...(saved?.stdout ?? { ino: -1, offset: 0 }), lastSize: -1 },
       stderr: { ...(saved?.stderr ?? { ino: -1, offset: 0 }), lastSize: -1 },
@@ -135,29 +142,45 @@ export function createLogCapture(options: LogCaptureOptions): LogCapture {
     );
   }
 
+  async function pumpOnce(): Promise<number> {
+    if (closed) return 0;
+    states ??= await load();
+    const before = `${states.stdout.ino}:${states.stdout.offset}/${states.stderr.ino}:${states.stderr.offset}`;
+    let shipped = 0;
+    for (const stream of STREAMS) {
+      const lines = await pumpStream(stream, states[stream]);
+      if (lines.length > 0) await options.workerLog.append(lines);
+      shipped += lines.length;
+    }
+    const after = `${states.stdout.ino}:${states.stdout.offset}/${states.stderr.ino}:${states.stderr.offset}`;
+    if (after !== before) {
+      const { stdout, stderr } = states;
+      // The first write of each start is durable, as it may list the file in the manifest.
+      await writeJsonAtomic(
+        offsetsPath,
+        {
+          stdout: { ino: stdout.ino, offset: stdout.offset },
+          stderr: { ino: stderr.ino, offset: stderr.offset },
+        },
+        !noted,
+      );
+      if (!noted) await (options.stateFiles ?? UNTRACKED).note(offsetsPath);
+      noted = true;
+    }
+    return shipped;
+  }
+
+  let closed = false;
+  let turn: Promise<unknown> = Promise.resolve();
   return {
-    async pump() {
-      states ??= await load();
-      const before = `${states.stdout.ino}:${states.stdout.offset}/${states.stderr.ino}:${states.stderr.offset}`;
-      let shipped = 0;
-      for (const stream of STREAMS) {
-        const lines = await pumpStream(stream, states[stream]);
-        if (lines.length > 0) await options.workerLog.append(lines);
-        shipped += lines.length;
-      }
-      const after = `${states.stdout.ino}:${states.stdout.offset}/${states.stderr.ino}:${states.stderr.offset}`;
-      if (after !== before) {
-        const { stdout, stderr } = states;
-        await writeJsonAtomic(
-          offsetsPath,
-          {
-            stdout: { ino: stdout.ino, offset: stdout.offset },
-            stderr: { ino: stderr.ino, offset: stderr.offset },
-          },
-          false,
-        );
-      }
-      return shipped;
+    pump() {
+      const run = turn.then(pumpOnce);
+      turn = run.catch(() => undefined /* the caller of pump gets the error */);
+      return run;
+    },
+    async close() {
+      closed = true;
+      await turn;
     },
   };
 }

@@ -5,6 +5,15 @@ import { bootId, readProcStat, type ProcessIdentity } from './proc.js';
 /** Set in every service's environment: which agent (state dir) started it, and as what. */
 export const INSTANCE_ENV = 'CORRAL_AGENT_INSTANCE';
 export const SERVICE_ENV = 'CORRAL_SERVICE';
+/** The hash of the resolved spec the process was started with (see spec-hash.ts). */
+export const SPEC_HASH_ENV = 'CORRAL_SPEC_HASH';
+const SPEC_HASH_RE = /^[0-9a-f]{64}$/;
+
+/** A service's process-group leader found in /proc by its environment. */
+export interface FoundLeader extends ProcessIdentity {
+  /** From its environment; undefined for processes an agent older than this one started. */
+  readonly specHash: string | undefined;
+}
 const MAX_ENVIRON_BYTES = 256 * 1024;
 
 /** A stable token for the agent owning `stateDir` (an absolute path). */
@@ -18,8 +27,8 @@ export function agentInstance(stateDir: string): string {
  * spawn and the write of `state.json`), so the next agent adopts or stops them instead of
  * starting a second copy.
  */
-export async function findServiceLeaders(instance: string): Promise<Map<string, ProcessIdentity[]>> {
-  const found = new Map<string, ProcessIdentity[]>();
+export async function findServiceLeaders(instance: string): Promise<Map<string, FoundLeader[]>> {
+  const found = new Map<string, FoundLeader[]>();
   const boot = await bootId();
   const marker = `${INSTANCE_ENV}=${instance}`;
   for (const entry of await readdir('/proc')) {
@@ -38,7 +47,14 @@ export async function findServiceLeaders(instance: string): Promise<Map<string, 
     if (!vars.includes(marker)) continue;
     const name = vars.find((v) => v.startsWith(`${SERVICE_ENV}=`))?.slice(SERVICE_ENV.length + 1);
     if (!name) continue;
-    found.set(name, [...(found.get(name) ?? []), { pid, startTime: stat.startTime, bootId: boot }]);
+    const hash = vars.find((v) => v.startsWith(`${SPEC_HASH_ENV}=`))?.slice(SPEC_HASH_ENV.length + 1);
+    const leader = {
+      pid,
+      startTime: stat.startTime,
+      bootId: boot,
+      specHash: hash !== undefined && SPEC_HASH_RE.test(hash) ? hash : undefined,
+    };
+    found.set(name, [...(found.get(name) ?? []), leader]);
   }
   return found;
 }

@@ -5,11 +5,12 @@ import { NAME_RE, Reason, Timestamp } from '../protocol/common.js';
 import { ServiceState } from '../protocol/heartbeat.js';
 import { ServiceSpec } from '../protocol/service-spec.js';
 import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
 /** Restart times kept per service: enough for any sane crash-loop window. */
 export const MAX_RESTART_HISTORY = 100;
-const MAX_RECORD_BYTES = 1024 * 1024;
-const RECORD_FILE = 'state.json';
+export const MAX_RECORD_BYTES = 1024 * 1024;
+export const RECORD_FILE = 'state.json';
 
 export const ProcessRecordSchema = Type.Object(
   {
@@ -52,7 +53,11 @@ export interface ServiceDirs {
   remove(name: string): Promise<void>;
 }
 
-export function serviceDirs(root: string): ServiceDirs {
+/**
+ * `stateFiles` learns of each record after its first durable write and forgets a service's
+ * files before its directory goes (see state-manifest.ts).
+ */
+export function serviceDirs(root: string, stateFiles: StateFiles = UNTRACKED): ServiceDirs {
   const dir = (name: string): string => {
     if (!NAME_RE.test(name)) throw new Error(`not a service name: ${name}`);
     return join(root, name);
@@ -83,9 +88,13 @@ export function serviceDirs(root: string): ServiceDirs {
     },
     async save(record, durable) {
       const d = await this.ensure(record.spec.name);
-      await writeJsonAtomic(join(d, RECORD_FILE), record, durable);
+      const file = join(d, RECORD_FILE);
+      await writeJsonAtomic(file, record, durable);
+      // Listed only once durable: a record lost before its first fsync is allowed to be missing.
+      if (durable) await stateFiles.note(file);
     },
     async remove(name) {
+      await stateFiles.forget(dir(name));
       await rm(dir(name), { recursive: true, force: true });
     },
   };

@@ -8,7 +8,7 @@ import { decideAfterExit, restartsInWindow, type ExitInfo, type RestartLimits } 
 import type { RunHandle, Runtime } from './runtime.js';
 import { MAX_RESTART_HISTORY, type ServiceDirs, type ServiceRecord } from './service-record.js';
 import { streamFile } from './log-capture.js';
-import { INSTANCE_ENV, SERVICE_ENV } from './orphans.js';
+import { INSTANCE_ENV, SERVICE_ENV, SPEC_HASH_ENV } from './orphans.js';
 
 export interface ServiceEvent {
   readonly type: LifecycleEventType;
@@ -60,8 +60,11 @@ const ACTIVE: readonly ServiceState[] = ['starting', 'running', 'degraded', 'res
  * gives up after too many restarts in the window, runs its health check, and records what the
  * next agent needs in `services/<name>/state.json`.
  *
- * Invariant: at most one process per service. Every launch bumps `incarnation`; exit and
- * health callbacks of an older incarnation, or of a life that stop() aborted, do nothing.
+ * Invariant: at most one process per service. Launches and stops take turns (`exclusive`),
+ * so a replace or stop that arrives while a restart is spawning waits for that spawn and then
+ * stops what it started, instead of launching beside it; and the record pairs a process with
+ * the spec it was launched with. Every launch bumps `incarnation`; exit and health callbacks
+ * of an older incarnation, or of a life that stop() aborted, do nothing.
  */
 export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): ServiceSupervisor {
   const name = initial.spec.name;
@@ -78,6 +81,20 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
   let incarnation = 0;
   let life = new AbortController();
   let writes: Promise<void> = Promise.resolve();
+  /** The tail of the queue of launches and stops; see the invariant above. */
+  let turn: Promise<void> = Promise.resolve();
+  /** Set by detach(): a process a launch in progress then starts is left for the next agent. */
+  let detached = false;
+
+  /** Runs `fn` after every launch or stop queued before it has finished. */
+  function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = turn.then(fn);
+    turn = run.then(
+      () => undefined,
+      () => undefined /* the caller of exclusive gets the error */,
+    );
+    return run;
+  }
 
   const setState = (next: ServiceState): void => {
     if (next !== state) since = new Date(deps.now()).toISOString();
@@ -108,7 +125,13 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
   }
 
   function env(): Record<string, string> {
-    return { ...deps.baseEnv, ...spec.env, [SERVICE_ENV]: name, [INSTANCE_ENV]: deps.instance };
+    return {
+      ...deps.baseEnv,
+      ...spec.env,
+      [SERVICE_ENV]: name,
+      [INSTANCE_ENV]: deps.instance,
+      [SPEC_HASH_ENV]: specHash,
+    };
   }
 
   function cwd(): string {
@@ -133,6 +156,10 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     const inc = ++incarnation;
     setState(spec.healthCheck ? 'starting' : 'running');
     void persist(true);
+    if (detached) {
+      h.detach();
+      return;
+    }
     void h.exited.then((exit) => onExit(exit, inc, signal));
     if (spec.healthCheck) {
       void healthLoop({
@@ -193,20 +220,25 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     } catch {
       return; // AbortError: stopped or replaced while waiting
     }
-    if (inc !== incarnation || signal.aborted) return;
-    restartTimes = [...restartsInWindow(restartTimes, deps.now(), deps.limits.windowMs), deps.now()];
-    restarts++;
-    deps.emit({
-      type: 'service-restarted',
-      service: name,
-      detail: `${decision.reason}; restart ${restarts} after ${decision.delayMs} ms`,
+    const error = await exclusive(async (): Promise<string | undefined> => {
+      // Re-checked in turn: a replace or stop queued meanwhile has superseded this restart.
+      if (inc !== incarnation || signal.aborted) return undefined;
+      restartTimes = [...restartsInWindow(restartTimes, deps.now(), deps.limits.windowMs), deps.now()];
+      restarts++;
+      deps.emit({
+        type: 'service-restarted',
+        service: name,
+        detail: `${decision.reason}; restart ${restarts} after ${decision.delayMs} ms`,
+      });
+      try {
+        await launch(signal);
+        return undefined;
+      } catch (e: unknown) {
+        return e instanceof Error ? e.message : String(e);
+      }
     });
-    try {
-      await launch(signal);
-    } catch (e: unknown) {
-      const error = e instanceof Error ? e.message : String(e);
-      await onExit({ known: true, code: null, signal: null, error }, inc, signal);
-    }
+    // Outside the turn: the next attempt queues a turn of its own.
+    if (error !== undefined) await onExit({ known: true, code: null, signal: null, error }, inc, signal);
   }
 
   async function stopProcess(): Promise<void> {
@@ -230,38 +262,44 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     current: () => ({ name, specHash, state, generation }),
     status: () => ({ name, state, restarts, lastError, pid: handle?.record.pid ?? null, since }),
 
-    async start(desired, gen) {
-      await stopProcess();
-      spec = desired.spec;
-      specHash = desired.specHash;
-      generation = gen;
-      restarts = 0;
-      restartTimes = [];
-      lastError = null;
-      setState('pending');
-      try {
-        await launch(life.signal);
-        return undefined;
-      } catch (e: unknown) {
-        lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
-        setState('failed');
-        deps.emit({ type: 'service-failed', service: name, detail: lastError });
-        log.warn({ reason: lastError }, 'service failed');
-        await persist(true);
-        return lastError;
-      }
+    start(desired, gen) {
+      life.abort(); // at once: a restart waiting out its backoff gives up now
+      return exclusive(async () => {
+        await stopProcess();
+        spec = desired.spec;
+        specHash = desired.specHash;
+        generation = gen;
+        restarts = 0;
+        restartTimes = [];
+        lastError = null;
+        setState('pending');
+        try {
+          await launch(life.signal);
+          return undefined;
+        } catch (e: unknown) {
+          lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
+          setState('failed');
+          deps.emit({ type: 'service-failed', service: name, detail: lastError });
+          log.warn({ reason: lastError }, 'service failed');
+          await persist(true);
+          return lastError;
+        }
+      });
     },
 
-    async stop() {
-      try {
-        await stopProcess();
-      } catch (e: unknown) {
-        lastError = `stop failed: ${e instanceof Error ? e.message : String(e)}`;
-        throw e;
-      } finally {
-        if (ACTIVE.includes(state) || state === 'pending') setState('stopped');
-        await persist(true);
-      }
+    stop() {
+      life.abort();
+      return exclusive(async () => {
+        try {
+          await stopProcess();
+        } catch (e: unknown) {
+          lastError = `stop failed: ${e instanceof Error ? e.message : String(e)}`;
+          throw e;
+        } finally {
+          if (ACTIVE.includes(state) || state === 'pending') setState('stopped');
+          await persist(true);
+        }
+      });
     },
 
     adopt(h) {
@@ -274,11 +312,13 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     },
 
     detach() {
+      detached = true;
       life.abort();
       handle?.detach();
     },
 
-    flush: () => writes,
+    /** Waits for a launch or stop in progress, then for the record writes. */
+    flush: () => turn.then(() => writes),
   };
 }
 

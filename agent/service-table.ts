@@ -1,22 +1,30 @@
+import { join } from 'node:path';
 import type { ServiceStatus } from '../protocol/heartbeat.js';
 import { createLogCapture, type LogCapture } from './log-capture.js';
 import { findServiceLeaders } from './orphans.js';
 import { isSameProcess, type ProcessIdentity } from './proc.js';
 import type { CurrentService, DesiredService } from './plan.js';
 import type { ProcessRecord } from './runtime.js';
-import type { ServiceRecord } from './service-record.js';
+import { RECORD_FILE, type ServiceRecord } from './service-record.js';
+import { damagedRecordError } from './state-check.js';
 import {
   createSupervisor,
   restoreSupervisor,
   type ServiceSupervisor,
   type SupervisorDeps,
 } from './service-supervisor.js';
+import type { StateFiles } from './state-manifest.js';
 import type { WorkerLog } from './worker-log.js';
+
+/** Matches no resolved spec: a service labelled with it is replaced by the next reconcile. */
+export const UNKNOWN_SPEC_HASH = '0'.repeat(64);
 
 export interface ServiceTableDeps extends SupervisorDeps {
   readonly hostname: string;
   readonly workerLog: WorkerLog;
   readonly truncateLogsAboveBytes?: number;
+  /** Told of each service's log offsets file (see state-manifest.ts). */
+  readonly stateFiles?: StateFiles;
 }
 
 /** Every service this agent supervises, with its log capture. */
@@ -55,6 +63,7 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
         pid: () => sup.pid(),
         ...(deps.truncateLogsAboveBytes !== undefined && { truncateAboveBytes: deps.truncateLogsAboveBytes }),
         now: deps.now,
+        ...(deps.stateFiles && { stateFiles: deps.stateFiles }),
       }),
     );
   }
@@ -92,20 +101,32 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
         try {
           rec = await deps.dirs.load(name);
         } catch (err: unknown) {
-          log.error({ err, service: name }, 'service record unreadable; leaving it alone');
-          leaders.delete(name);
-          continue;
+          // Never run on without it: its process would be left alone and a second one started.
+          throw damagedRecordError(join(deps.dirs.dir(name), RECORD_FILE), err);
         }
         if (!rec || rec.spec.name !== name) continue;
         const found = leaders.get(name) ?? [];
         const recorded = rec.process;
         let keep =
           recorded && found.find((p) => p.pid === recorded.pid && p.startTime === recorded.startTime);
-        if (!keep && found[0] && !(recorded && (await isSameProcess(recorded)))) {
-          // Spawned by an agent that died before recording it: adopt it rather than start another.
-          keep = found[0];
-          rec = { ...rec, process: { ...keep, pgid: keep.pid } };
-          log.warn({ service: name, pid: keep.pid }, 'unrecorded service process found; adopting it');
+        if (!keep && found.length > 0 && !(recorded && (await isSameProcess(recorded)))) {
+          // Spawned by an agent that died before recording it: adopt it rather than start another
+          // (the one on the recorded spec, if there is one; the others are stopped below).
+          const wanted = rec.specHash;
+          keep = found.find((p) => p.specHash === wanted) ?? found[0];
+          if (keep) {
+            rec = {
+              ...rec,
+              process: { pid: keep.pid, startTime: keep.startTime, bootId: keep.bootId, pgid: keep.pid },
+            };
+            log.warn({ service: name, pid: keep.pid }, 'unrecorded service process found; adopting it');
+          }
+        }
+        if (keep?.specHash !== undefined && keep.specHash !== rec.specHash) {
+          // Its environment says it runs another spec than the record names: never take it
+          // for the recorded one, so the startup reconcile replaces it.
+          log.warn({ service: name, pid: keep.pid }, 'service process runs another spec than recorded');
+          rec = { ...rec, specHash: UNKNOWN_SPEC_HASH };
         }
         leaders.set(
           name,
@@ -146,6 +167,7 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
       await sup.stop();
       await sup.flush();
       await pumpOne(name);
+      await captures.get(name)?.close();
       sups.delete(name);
       captures.delete(name);
       await deps.dirs.remove(name);

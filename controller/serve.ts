@@ -11,9 +11,9 @@ import {
   type ControllerOptions,
 } from './controller.js';
 import type { JoinPolicyOptions } from './fleet/join-policy.js';
-import { openDatabase } from './db/open-database.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
 import { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
+import { openControllerState } from './state/open-state.js';
 
 /** Something else that listens beside the controller (the syslog listener), started after it. */
 export interface ExtraListener {
@@ -51,12 +51,20 @@ export interface ServingController {
 }
 
 /**
- * `corral controller serve`: loads the state made by `init` (the same CA, certificates and
- * tokens on every start), opens the database, listens, and writes `run/endpoints.json`.
+ * `corral controller serve`: checks and loads the state made by `init` (the same CA,
+ * certificates and tokens on every start; a state file that existed and is now missing or
+ * damaged is CORRAL_ERR_STATE_DAMAGED and nothing starts), opens the database, listens, and
+ * writes `run/endpoints.json`.
  */
 export async function serveController(options: ServeOptions): Promise<ServingController> {
-  const identity = await loadControllerIdentity(options.stateDir);
-  const db = await openDatabase(identity.paths.database);
+  const db = await openControllerState(options.stateDir);
+  let identity: ControllerIdentity;
+  try {
+    identity = await loadControllerIdentity(options.stateDir);
+  } catch (e: unknown) {
+    await db.destroy();
+    throw e;
+  }
   const started: { name: string; close(): Promise<void> }[] = [];
   let controller: Controller | undefined;
   try {

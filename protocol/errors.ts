@@ -32,6 +32,7 @@ export const ErrorCode = {
   REPLACE_REFUSED: 'CORRAL_ERR_REPLACE_REFUSED',
   RATE_LIMITED: 'CORRAL_ERR_RATE_LIMITED',
   UPDATER_BUSY: 'CORRAL_ERR_UPDATER_BUSY',
+  /** A daemon's state file that existed is missing, empty or damaged; it refuses to start. */
   STATE_DAMAGED: 'CORRAL_ERR_STATE_DAMAGED',
 } as const;
 

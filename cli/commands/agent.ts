@@ -2,7 +2,7 @@ import { readFile, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
-import type { SelfDestructConfig } from '../../agent/index.js';
+import type { Reinitialized, SelfDestructConfig } from '../../agent/index.js';
 import {
   DEFAULT_AGENT_PORT,
   LOG_REDACT_PATHS,
@@ -51,6 +51,8 @@ interface ServeOptions extends CommonOptions {
   adoptPollMs?: string;
   logPollMs?: string;
   stopGraceMs?: string;
+  concurrency?: string;
+  reinitialize?: boolean;
 }
 
 function withCommon(cmd: Command): Command {
@@ -87,7 +89,18 @@ function agentVersion(fallback: string): string {
   return fromEnv !== undefined && RELEASE_VERSION_RE.test(fromEnv) ? fromEnv : fallback;
 }
 
-async function serve(o: ServeOptions, version: string): Promise<void> {
+/** What `agent serve --reinitialize` replaced and destroyed, for stderr. */
+function reinitializeReport(replaced: readonly Reinitialized[]): string {
+  if (replaced.length === 0) return 'corral: --reinitialize: nothing to replace; the state is whole\n';
+  const lines = ['corral: --reinitialize replaced:'];
+  for (const r of replaced) {
+    lines.push(`  ${r.file} (${r.problem})${r.movedTo ? `: moved to ${r.movedTo}` : ''}`);
+  }
+  lines.push('and destroyed:', ...[...new Set(replaced.map((r) => r.destroyed))].map((d) => `  - ${d}`));
+  return `${lines.join('\n')}\n`;
+}
+
+async function serve(o: ServeOptions, version: string, io: Output): Promise<void> {
   const stateDir = resolve(o.stateDir);
   const { manifest } = (await loadWorkerIdentity(stateDir, 'agent')).bundle;
   const listen = hostPortOption(
@@ -122,6 +135,8 @@ async function serve(o: ServeOptions, version: string): Promise<void> {
     ...(o.adoptPollMs && { adoptPollMs: int(o.adoptPollMs, '--adopt-poll-ms') }),
     ...(o.logPollMs && { logPollMs: int(o.logPollMs, '--log-poll-ms') }),
     ...(o.stopGraceMs && { defaultStopGraceMs: int(o.stopGraceMs, '--stop-grace-ms') }),
+    ...(o.concurrency && { concurrency: Math.max(1, int(o.concurrency, '--concurrency') ?? 1) }),
+    reinitialize: o.reinitialize === true,
     selfDestruct: {
       installDirs: sd.installDirs,
       extraDirs: sd.extraDirs,
@@ -131,6 +146,8 @@ async function serve(o: ServeOptions, version: string): Promise<void> {
       ...(script && { reaperCommand: [process.execPath, resolve(script), 'agent', 'reap', '--plan'] }),
     },
   });
+
+  if (o.reinitialize) io.err(reinitializeReport(agent.reinitialized));
 
   // The first signal starts the drain; a second one ends the wait for it (the CLI entry then
   // exits), however long a service's stop grace still has to run.
@@ -216,6 +233,10 @@ export function registerAgentCommands(program: Command, io: Output): Command {
     )
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--no-systemd', 'never start the self-destruct reaper through systemd-run')
+    .option(
+      '--reinitialize',
+      'replace state files that are missing or damaged (moved aside as *.damaged-TIME), saying what that destroys',
+    )
     .option('--heartbeat-interval-ms <n>', 'heartbeat interval before the controller sets one');
   for (const [flag, help] of [
     ['--heartbeat-min-interval-ms <n>', 'shortest heartbeat interval honoured'],
@@ -228,11 +249,12 @@ export function registerAgentCommands(program: Command, io: Output): Command {
     ['--adopt-poll-ms <n>', 'how often re-adopted processes are checked'],
     ['--log-poll-ms <n>', 'how often service output is copied to the worker log'],
     ['--stop-grace-ms <n>', 'default time between SIGTERM and SIGKILL'],
+    ['--concurrency <n>', 'services started or stopped at once by a reconcile'],
   ] as const) {
     serveCmd.addOption(new Option(flag, help).hideHelp());
   }
   serveCmd.action(async (opts: ServeOptions, cmd: Command) => {
-    await serve(opts, agentVersion(cmd.parent?.parent?.version() ?? '0.0.0'));
+    await serve(opts, agentVersion(cmd.parent?.parent?.version() ?? '0.0.0'), io);
   });
 
   withCommon(

@@ -9,6 +9,7 @@ import {
   serveController,
   type ExtraListener,
   type HeartbeatBudgetLimits,
+  type InitResult,
   type JoinPolicyOptions,
 } from '../../controller/index.js';
 import { join } from 'node:path';
@@ -105,6 +106,21 @@ function heartbeatBudget(rate: string, bytes: string): HeartbeatBudgetLimits {
   return limits;
 }
 
+const REINITIALIZE_HELP =
+  'replace state files that are missing or damaged (moved aside as *.damaged-TIME), saying what that destroys';
+
+/** What `--reinitialize` replaced and destroyed, for stderr. */
+function reinitializeReport(result: InitResult): string {
+  if (result.reinitialized.length === 0)
+    return 'corral: --reinitialize: nothing to replace; the state is whole\n';
+  const lines = ['corral: --reinitialize replaced:'];
+  for (const r of result.reinitialized) {
+    lines.push(`  ${r.file} (${r.problem})${r.movedTo ? `: moved to ${r.movedTo}` : ''}`);
+  }
+  lines.push('and destroyed:', ...result.destroyed.map((d) => `  - ${d}`));
+  return `${lines.join('\n')}\n`;
+}
+
 /** `corral controller init` and `corral controller serve`. */
 export function registerControllerServeCommands(controller: Command, io: Output): void {
   addStateDirOption(
@@ -112,11 +128,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .command('init')
       .description('create the CA, certificates, admin token and database (idempotent)')
       .option('--address <host>', 'name or IP workers reach the controller at (repeatable)', collect, [])
+      .option('--reinitialize', REINITIALIZE_HELP)
       .option('--json', 'print JSON'),
-  ).action(async (opts: { stateDir?: string; address: string[]; json?: boolean }) => {
+  ).action(async (opts: { stateDir?: string; address: string[]; reinitialize?: boolean; json?: boolean }) => {
     const result = await initControllerState({
       stateDir: controllerStateDir(opts.stateDir),
       addresses: opts.address,
+      reinitialize: opts.reinitialize === true,
     });
     const view = {
       stateDir: result.stateDir,
@@ -124,6 +142,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       created: result.created,
       addresses: result.addresses,
       adminTokenFile: result.adminTokenFile,
+      reinitialized: result.reinitialized,
+      destroyed: result.destroyed,
     };
     if (opts.json) {
       io.out(renderJson(view));
@@ -138,6 +158,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         ['admin token', view.adminTokenFile],
       ]),
     );
+    if (opts.reinitialize) io.err(reinitializeReport(result));
     if (result.addressesIgnored) {
       io.err('corral: the addresses of the first init are kept; --address was ignored\n');
     }
@@ -193,7 +214,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'lifecycle events kept per host (the newest)',
         String(DEFAULT_EVENT_RETENTION.maxPerHost),
       )
-      .option('--log-level <level>', 'pino log level', 'info'),
+      .option('--log-level <level>', 'pino log level', 'info')
+      .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
     async (opts: {
       stateDir?: string;
@@ -209,6 +231,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       eventMaxAge: string;
       eventsPerHost: string;
       logLevel: string;
+      reinitialize?: boolean;
     }) => {
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
@@ -246,6 +269,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         redact: [...LOG_REDACT_PATHS],
         base: { process: 'controller' },
       });
+      if (opts.reinitialize) {
+        const result = await initControllerState({ stateDir, reinitialize: true });
+        io.err(reinitializeReport(result));
+        if (result.reinitialized.length > 0) {
+          log.warn({ replaced: result.reinitialized.map((r) => r.file) }, 'state reinitialized');
+        }
+      }
       const serving = await serveController({
         stateDir,
         admin,

@@ -1,11 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sql, type Kysely } from 'kysely';
+import { Kysely, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ControllerErrorCode } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 import { openDatabase } from './open-database.js';
+import type { ControllerDatabase } from './schema.js';
+import { openSqlite3, Sqlite3Dialect } from './sqlite3-dialect.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -155,6 +157,83 @@ describe('controller database', () => {
     await db.destroy();
     await expect(openDatabase(join(dir, 'corral.db'))).rejects.toMatchObject({
       code: ControllerErrorCode.MIGRATION_FAILED,
+    });
+  });
+
+  describe('a damaged file', () => {
+    /** A database of ~2 MB, then one page of garbage written over its middle. */
+    async function withGarbagePage(path: string): Promise<void> {
+      const db = await openDatabase(path);
+      for (let i = 0; i < 20; i++) {
+        await db
+          .insertInto('settings')
+          .values(Array.from({ length: 100 }, (_, j) => ({ key: `k-${i}-${j}`, value: 'v'.repeat(1000) })))
+          .execute();
+      }
+      await db.destroy();
+      const pages = (await stat(path)).size / 4096;
+      expect(pages).toBeGreaterThan(400);
+      const fh = await open(path, 'r+');
+      await fh.write(Buffer.alloc(4096, 0xa5), 0, 4096, Math.floor(pages / 2) * 4096);
+      await fh.close();
+    }
+
+    it('is refused with CORRAL_ERR_STATE_DAMAGED naming the file, and nothing is created', async () => {
+      const path = join(dir, 'corral.db');
+      await expect(openDatabase(path, { create: false })).rejects.toMatchObject({
+        code: ControllerErrorCode.STATE_DAMAGED,
+        file: path,
+        message: `${path} is missing`,
+      });
+      await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+      await writeFile(path, '');
+      await expect(openDatabase(path, { create: false })).rejects.toMatchObject({
+        message: `${path} is empty (0 bytes)`,
+      });
+      await writeFile(path, 'not a database at all, just text');
+      await expect(openDatabase(path)).rejects.toMatchObject({
+        code: ControllerErrorCode.STATE_DAMAGED,
+        message: `${path} is not an SQLite database (its header is wrong)`,
+      });
+    });
+
+    it('with a page of garbage mid-file fails the integrity check before any migration', async () => {
+      const path = join(dir, 'corral.db');
+      await withGarbagePage(path);
+      const err = await openDatabase(path).catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: ControllerErrorCode.STATE_DAMAGED,
+        file: path,
+        message: expect.stringContaining(`${path} fails its integrity check`),
+      });
+    });
+
+    it('an SQLite file that is not the controller database is refused when it must exist', async () => {
+      const path = join(dir, 'other.db');
+      const raw = await openSqlite3(path);
+      await new Promise<void>((res, rej) => raw.exec('CREATE TABLE t (x)', (e) => (e ? rej(e) : res())));
+      await new Promise<void>((res) => raw.close(() => res()));
+      await expect(openDatabase(path, { create: false })).rejects.toMatchObject({
+        code: ControllerErrorCode.STATE_DAMAGED,
+        message: expect.stringContaining('holds no controller data'),
+      });
+    });
+
+    it('met by a query later, names the file instead of a bare SQLITE_CORRUPT', async () => {
+      const path = join(dir, 'corral.db');
+      await withGarbagePage(path);
+      // Opened without the start-up check, as a file damaged while the controller runs.
+      const db = new Kysely<ControllerDatabase>({
+        dialect: new Sqlite3Dialect(await openSqlite3(path), path),
+      });
+      const err = await db
+        .selectFrom('settings')
+        .selectAll()
+        .execute()
+        .catch((e: unknown) => e);
+      await db.destroy();
+      expect(err).toMatchObject({ code: ControllerErrorCode.STATE_DAMAGED, file: path });
+      expect((err as Error).message.startsWith(`${path}: SQLITE_CORRUPT`)).toBe(true);
     });
   });
 });

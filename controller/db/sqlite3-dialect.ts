@@ -17,6 +17,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import sqlite3 from 'sqlite3';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
 
 /** Prepared statements kept per connection, by SQL text. */
 const STATEMENT_CACHE_SIZE = 128;
@@ -24,10 +25,27 @@ const READER_RE = /^\s*(?:select|pragma|with|explain|values)\b/i;
 /** Statements never kept prepared: they change the schema or connection state. */
 const UNPREPARED_RE = /^\s*(?:create|drop|alter|pragma|vacuum|attach|detach|reindex|analyze)\b/i;
 
-/** Opens (creating if needed) a sqlite3 database file; rejects with the driver's error. */
-export function openSqlite3(path: string): Promise<sqlite3.Database> {
+/** Driver errors that mean the file itself is damaged, not the statement. */
+const DAMAGE_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB']);
+
+/**
+ * The driver's error, or, when it says the file is damaged, CORRAL_ERR_STATE_DAMAGED naming
+ * the file (the driver's own message names none).
+ */
+export function namingFile(err: Error, path: string | undefined): Error {
+  const code = (err as { code?: unknown }).code;
+  if (path === undefined || typeof code !== 'string' || !DAMAGE_CODES.has(code)) return err;
+  return new ControllerError(ControllerErrorCode.STATE_DAMAGED, `${path}: ${err.message}`, {
+    cause: err,
+    file: path,
+  });
+}
+
+/** Opens a sqlite3 database file (creating it only when `create`); rejects with the driver's error. */
+export function openSqlite3(path: string, create = true): Promise<sqlite3.Database> {
+  const mode = sqlite3.OPEN_READWRITE | (create ? sqlite3.OPEN_CREATE : 0);
   return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, (err) => {
+    const db = new sqlite3.Database(path, mode, (err) => {
       if (err) reject(err);
       else resolve(db);
     });
@@ -48,10 +66,12 @@ function returnsRows(compiled: CompiledQuery): boolean {
  */
 class Sqlite3Connection implements DatabaseConnection {
   readonly #db: sqlite3.Database;
+  readonly #path: string | undefined;
   readonly #statements = new Map<string, sqlite3.Statement>();
 
-  constructor(db: sqlite3.Database) {
+  constructor(db: sqlite3.Database, path: string | undefined) {
     this.#db = db;
+    this.#path = path;
   }
 
   #statement(sql: string): sqlite3.Statement {
@@ -76,14 +96,16 @@ class Sqlite3Connection implements DatabaseConnection {
     const reusable = !UNPREPARED_RE.test(compiled.sql);
     return new Promise((resolve, reject) => {
       if (returnsRows(compiled)) {
-        const done = (err: Error | null, rows: R[]): void => (err ? reject(err) : resolve({ rows }));
+        const done = (err: Error | null, rows: R[]): void =>
+          err ? reject(namingFile(err, this.#path)) : resolve({ rows });
         if (reusable) this.#statement(compiled.sql).all<R>(params, done);
         else this.#db.all<R>(compiled.sql, params, done);
         return;
       }
+      const path = this.#path;
       const done = function (this: sqlite3.RunResult, err: Error | null): void {
         if (err) {
-          reject(err);
+          reject(namingFile(err, path));
           return;
         }
         resolve({
@@ -119,9 +141,9 @@ class Sqlite3Driver implements Driver {
   readonly #waiters: (() => void)[] = [];
   #destroyed = false;
 
-  constructor(db: sqlite3.Database) {
+  constructor(db: sqlite3.Database, path: string | undefined) {
     this.#db = db;
-    this.#connection = new Sqlite3Connection(db);
+    this.#connection = new Sqlite3Connection(db, path);
   }
 
   async init(): Promise<void> {}
@@ -158,16 +180,21 @@ class Sqlite3Driver implements Driver {
   }
 }
 
-/** Kysely dialect for an already-open sqlite3 database (SQLite SQL, sqlite3 transport). */
+/**
+ * Kysely dialect for an already-open sqlite3 database (SQLite SQL, sqlite3 transport). With
+ * `path`, errors that mean the file is damaged name it (see namingFile).
+ */
 export class Sqlite3Dialect implements Dialect {
   readonly #db: sqlite3.Database;
+  readonly #path: string | undefined;
 
-  constructor(db: sqlite3.Database) {
+  constructor(db: sqlite3.Database, path?: string) {
     this.#db = db;
+    this.#path = path;
   }
 
   createDriver(): Driver {
-    return new Sqlite3Driver(this.#db);
+    return new Sqlite3Driver(this.#db, this.#path);
   }
 
   createQueryCompiler(): QueryCompiler {

@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import {
   assertPrivateFile,
   ensurePrivateDir,
@@ -10,23 +11,40 @@ import {
   type LeafProfile,
 } from '../../pki/index.js';
 import { Address } from '../../protocol/common.js';
+import type { ControllerStateManifest } from '../../protocol/state-manifest.js';
 import { parseWith } from '../../protocol/validate.js';
 import { createAuditLog } from '../audit/audit-log.js';
-import { systemClock, isoAt, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import { openDatabase, type ControllerDb } from '../db/open-database.js';
-import { newId, newSecret, secretHash } from '../secrets.js';
-import { getSetting, SETTING_ADDRESSES } from './settings.js';
+import { ensureAdminToken } from './admin-token.js';
+import { anyStateFilePresent, inspectControllerState } from './check-state.js';
+import {
+  newManifest,
+  newStateId,
+  readControllerManifest,
+  writeControllerManifest,
+} from './controller-manifest.js';
+import { moveAside, type Reinitialized } from './reinitialize.js';
+import { getSetting, SETTING_ADDRESSES, SETTING_STATE_ID } from './settings.js';
+import { describeDestruction, groupsToReplace, stateDamagedError, type StateGroup } from './state-files.js';
 import { statePaths, type StatePaths } from './state-paths.js';
+
+export { ADMIN_TOKEN_PREFIX } from './admin-token.js';
+export type { Reinitialized } from './reinitialize.js';
 
 /** The controller's own certificates live as long as its CA: workers pin the client one. */
 export const CONTROLLER_CERT_VALIDITY_DAYS = 3650;
-export const ADMIN_TOKEN_PREFIX = 'corral_admin';
 
 export interface InitOptions {
   readonly stateDir: string;
   /** Names and IPs workers reach the controller at; they go into its server certificate. */
   readonly addresses?: readonly string[];
   readonly clock?: Clock;
+  /**
+   * Replace the state files that are missing or damaged (moved aside, not deleted) instead
+   * of refusing. What that destroys is in state-files.ts and in the result.
+   */
+  readonly reinitialize?: boolean;
 }
 
 export interface InitResult {
@@ -38,15 +56,10 @@ export interface InitResult {
   readonly addresses: readonly string[];
   readonly addressesIgnored: boolean;
   readonly adminTokenFile: string;
-}
-
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e: unknown) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
+  /** What `reinitialize` replaced: each file, why, and where the old one went. */
+  readonly reinitialized: readonly Reinitialized[];
+  /** In words, what `reinitialize` destroyed (empty when it replaced nothing). */
+  readonly destroyed: readonly string[];
 }
 
 /** Splits addresses into certificate SANs, always including localhost and loopback. */
@@ -57,14 +70,23 @@ export function sansFor(addresses: readonly string[]): { dnsNames: string[]; ipA
   return { dnsNames: [...dnsNames], ipAddresses: [...ipAddresses] };
 }
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
 async function ensureLeaf(
   ca: CertificateAuthority,
   certPath: string,
   keyPath: string,
   profile: LeafProfile,
 ): Promise<boolean> {
-  const [cert, key] = await Promise.all([readIfExists(certPath), readIfExists(keyPath)]);
-  if (cert !== undefined && key !== undefined) {
+  if ((await exists(certPath)) && (await exists(keyPath))) {
     await assertPrivateFile(keyPath);
     return false;
   }
@@ -74,64 +96,87 @@ async function ensureLeaf(
   return true;
 }
 
-async function ensureAdminToken(db: ControllerDb, paths: StatePaths, clock: Clock): Promise<boolean> {
-  const existing = await readIfExists(paths.adminToken);
-  const token = existing?.trim() || newSecret(ADMIN_TOKEN_PREFIX);
-  if (existing === undefined) await writeFileAtomic(paths.adminToken, `${token}\n`, PRIVATE_FILE_MODE);
-  else await assertPrivateFile(paths.adminToken);
-  const hash = secretHash(token);
-  const row = await db.selectFrom('admin_tokens').select('id').where('hash', '=', hash).executeTakeFirst();
-  if (row) return existing === undefined;
-  await db
-    .insertInto('admin_tokens')
-    .values({ id: newId('adm'), name: 'admin', hash, created_at: isoAt(clock.now()), revoked_at: null })
-    .execute();
-  return true;
+interface Plan {
+  /** The manifest to write before anything is created (undefined: keep the one on disk). */
+  readonly manifest: ControllerStateManifest | undefined;
+  readonly reinitialized: Reinitialized[];
+  readonly groups: StateGroup[];
+}
+
+/**
+ * Decides what this init does, changing nothing unless `reinitialize` must move damaged
+ * files aside. Throws CORRAL_ERR_STATE_DAMAGED (nothing changed) for a state dir whose files
+ * existed and are now missing, empty or damaged.
+ */
+async function plan(
+  paths: StatePaths,
+  requested: readonly string[],
+  o: InitOptions,
+  clock: Clock,
+): Promise<Plan> {
+  const read = await readControllerManifest(paths);
+  if (read.kind === 'absent' && !(await anyStateFilePresent(paths))) {
+    return { manifest: newManifest(newStateId(), requested), reinitialized: [], groups: [] };
+  }
+  const manifest = read.kind === 'ok' ? read.manifest : undefined;
+  const inspection = await inspectControllerState(paths, {
+    manifest,
+    missingOk: manifest?.complete === false,
+  });
+  let stateId = manifest?.stateId;
+  if (inspection.db) {
+    stateId ??= await getSetting(inspection.db, SETTING_STATE_ID);
+    await inspection.db.destroy();
+  }
+  const problems = [...(read.kind === 'damaged' ? [read.problem] : []), ...inspection.problems];
+  if (problems.length === 0) {
+    // A state dir from before manifests, whole: adopt it as it is.
+    const adopt = manifest ? undefined : newManifest(stateId ?? newStateId(), requested);
+    return { manifest: adopt, reinitialized: [], groups: [] };
+  }
+  if (!o.reinitialize) throw stateDamagedError(paths.root, problems);
+  const groups = groupsToReplace(problems);
+  const reinitialized = await moveAside(paths, groups, problems, clock);
+  const next = newManifest(stateId ?? newStateId(), manifest?.addresses ?? requested);
+  return { manifest: next, reinitialized, groups };
 }
 
 /**
  * Creates the controller's state: CA, server and controller-client certificates, the admin
- * token (0600; the database keeps only its hash) and the database. Idempotent: whatever
- * exists is kept, so running it again changes nothing.
+ * token (0600; the database keeps only its hash), the database, and `state-manifest.json`
+ * naming them. Idempotent: on a whole state dir it changes nothing. A state dir whose files
+ * existed and are now missing or damaged is refused with CORRAL_ERR_STATE_DAMAGED (naming
+ * each file), unless `reinitialize` asks to replace them.
  */
 export async function initControllerState(options: InitOptions): Promise<InitResult> {
   const clock = options.clock ?? systemClock;
   const requested = [...new Set(options.addresses ?? [])];
   for (const a of requested) parseWith(Address, a, '--address');
   const paths = statePaths(options.stateDir);
+  const decided = await plan(paths, requested, options, clock);
   await ensurePrivateDir(paths.root);
   await ensurePrivateDir(paths.tlsDir);
   await ensurePrivateDir(paths.runDir);
+  const started = decided.manifest ?? (await readManifestOrThrow(paths));
+  if (decided.manifest) await writeControllerManifest(paths, decided.manifest);
+
   const created: string[] = [];
-  const caExisted = (await readIfExists(`${paths.caDir}/ca.key`)) !== undefined;
+  const caExisted = await exists(join(paths.caDir, 'ca.key'));
   const ca = await loadOrCreateCa(paths.caDir);
   if (!caExisted) created.push('ca');
 
+  // plan() has checked an existing database (and its state id); this creates or migrates it.
   const db = await openDatabase(paths.database);
   try {
-    let addresses = requested;
-    let addressesIgnored = false;
-    const stored = await getSetting(db, SETTING_ADDRESSES);
-    if (stored === undefined) {
-      await db.transaction().execute(async (trx) => {
-        await trx
-          .insertInto('settings')
-          .values({ key: SETTING_ADDRESSES, value: JSON.stringify(requested) })
-          .execute();
-        await createAuditLog({ db, clock }).append(
-          {
-            actor: 'local',
-            action: 'init',
-            target: 'controller',
-            details: { caFingerprint: ca.fingerprint },
-          },
-          trx,
-        );
+    const { addresses, fresh } = await ensureSettings(db, started, requested, ca, clock);
+    if (fresh) created.push('database');
+    if (decided.groups.length > 0) {
+      await createAuditLog({ db, clock }).append({
+        actor: 'local',
+        action: 'reinitialize',
+        target: 'controller',
+        details: { replaced: decided.groups, files: decided.reinitialized.map((r) => r.file) },
       });
-      created.push('database');
-    } else {
-      addresses = JSON.parse(stored) as string[];
-      addressesIgnored = requested.length > 0 && JSON.stringify(requested) !== JSON.stringify(addresses);
     }
     const server = await ensureLeaf(ca, paths.serverCert, paths.serverKey, {
       role: 'controller',
@@ -146,16 +191,63 @@ export async function initControllerState(options: InitOptions): Promise<InitRes
       validityDays: CONTROLLER_CERT_VALIDITY_DAYS,
     });
     if (client) created.push('client-certificate');
-    if (await ensureAdminToken(db, paths, clock)) created.push('admin-token');
+    const revokeOthers = decided.groups.includes('token');
+    if (await ensureAdminToken(db, paths.adminToken, clock, { revokeOthers })) created.push('admin-token');
+    const finished = { ...started, complete: true, caFingerprint: ca.fingerprint, addresses: [...addresses] };
+    if (JSON.stringify(finished) !== JSON.stringify(started)) await writeControllerManifest(paths, finished);
     return {
       stateDir: paths.root,
       caFingerprint: ca.fingerprint,
       created,
       addresses,
-      addressesIgnored,
+      addressesIgnored: requested.length > 0 && JSON.stringify(requested) !== JSON.stringify(addresses),
       adminTokenFile: paths.adminToken,
+      reinitialized: decided.reinitialized,
+      destroyed: describeDestruction(decided.groups),
     };
   } finally {
     await db.destroy();
   }
+}
+
+async function readManifestOrThrow(paths: StatePaths): Promise<ControllerStateManifest> {
+  const read = await readControllerManifest(paths);
+  if (read.kind === 'ok') return read.manifest;
+  throw stateDamagedError(paths.root, read.kind === 'damaged' ? [read.problem] : []);
+}
+
+/**
+ * The settings a new database gets (addresses, state id, and the `init` audit entry) in one
+ * transaction; on an existing one only a missing state id is filled in.
+ */
+async function ensureSettings(
+  db: ControllerDb,
+  manifest: ControllerStateManifest,
+  requested: readonly string[],
+  ca: CertificateAuthority,
+  clock: Clock,
+): Promise<{ addresses: readonly string[]; fresh: boolean }> {
+  const stored = await getSetting(db, SETTING_ADDRESSES);
+  const hasId = (await getSetting(db, SETTING_STATE_ID)) !== undefined;
+  if (!hasId) {
+    await db.insertInto('settings').values({ key: SETTING_STATE_ID, value: manifest.stateId }).execute();
+  }
+  if (stored !== undefined) return { addresses: JSON.parse(stored) as string[], fresh: false };
+  const addresses = manifest.addresses.length > 0 ? manifest.addresses : requested;
+  await db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('settings')
+      .values({ key: SETTING_ADDRESSES, value: JSON.stringify(addresses) })
+      .execute();
+    await createAuditLog({ db, clock }).append(
+      {
+        actor: 'local',
+        action: 'init',
+        target: 'controller',
+        details: { caFingerprint: ca.fingerprint },
+      },
+      trx,
+    );
+  });
+  return { addresses, fresh: true };
 }

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { STATE_MANIFEST_FILE } from '../../protocol/state-manifest.js';
 
 /** Where everything lives under a controller state dir (all directories 0700, keys 0600). */
 export interface StatePaths {
@@ -12,6 +13,8 @@ export interface StatePaths {
   readonly adminToken: string;
   readonly database: string;
   readonly runDir: string;
+  /** `state-manifest.json`: which of the files above must exist (see state-files.ts). */
+  readonly manifest: string;
 }
 
 export function statePaths(root: string): StatePaths {
@@ -27,5 +30,6 @@ export function statePaths(root: string): StatePaths {
     adminToken: join(root, 'admin-token'),
     database: join(root, 'corral.db'),
     runDir: join(root, 'run'),
+    manifest: join(root, STATE_MANIFEST_FILE),
   };
 }

@@ -1,0 +1,65 @@
+import { migrateDatabase, type ControllerDb } from '../db/open-database.js';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
+import { anyStateFilePresent, inspectControllerState } from './check-state.js';
+import {
+  newManifest,
+  newStateId,
+  readControllerManifest,
+  writeControllerManifest,
+} from './controller-manifest.js';
+import { getSetting, SETTING_ADDRESSES, SETTING_STATE_ID } from './settings.js';
+import { stateDamagedError } from './state-files.js';
+import { statePaths } from './state-paths.js';
+
+/**
+ * For `serve`: checks the whole state dir (see inspectControllerState) and opens its
+ * database; nothing is created. Throws CORRAL_ERR_STATE_MISSING when `init` never ran (or
+ * did not finish), and CORRAL_ERR_STATE_DAMAGED, naming each file and the way back, when a
+ * state file that existed is missing, empty or damaged; the disk is left as it was. A whole
+ * state dir from before manifests gets one.
+ */
+export async function openControllerState(stateDir: string): Promise<ControllerDb> {
+  const paths = statePaths(stateDir);
+  const read = await readControllerManifest(paths);
+  if (read.kind === 'absent' && !(await anyStateFilePresent(paths))) {
+    throw new ControllerError(
+      ControllerErrorCode.STATE_MISSING,
+      `${stateDir} is not initialized; run: corral controller init --state-dir ${stateDir}`,
+    );
+  }
+  if (read.kind === 'ok' && !read.manifest.complete) {
+    throw new ControllerError(
+      ControllerErrorCode.STATE_MISSING,
+      `controller init did not finish in ${stateDir}; run it again: corral controller init --state-dir ${stateDir}`,
+    );
+  }
+  const manifest = read.kind === 'ok' ? read.manifest : undefined;
+  const inspection = await inspectControllerState(paths, { manifest, missingOk: false });
+  const problems = [...(read.kind === 'damaged' ? [read.problem] : []), ...inspection.problems];
+  const db = inspection.db;
+  if (problems.length > 0 || !db) {
+    await db?.destroy();
+    throw stateDamagedError(stateDir, problems);
+  }
+  try {
+    await migrateDatabase(db);
+    if (!manifest) {
+      let stateId = await getSetting(db, SETTING_STATE_ID);
+      if (stateId === undefined) {
+        stateId = newStateId();
+        await db.insertInto('settings').values({ key: SETTING_STATE_ID, value: stateId }).execute();
+      }
+      const addresses = JSON.parse((await getSetting(db, SETTING_ADDRESSES)) ?? '[]') as string[];
+      const ca = inspection.caFingerprint;
+      await writeControllerManifest(paths, {
+        ...newManifest(stateId, addresses),
+        complete: true,
+        caFingerprint: ca ?? null,
+      });
+    }
+  } catch (e: unknown) {
+    await db.destroy();
+    throw e;
+  }
+  return db;
+}

@@ -20,6 +20,17 @@ function describeError(e: unknown): string {
   return String(e);
 }
 
+/**
+ * An error for stderr: `corral: ` and the message, each of its lines escaped on its own (the
+ * message may carry text a worker sent, such as an agent's refusal). Lines after the first are
+ * indented, so no part of a message can pass for a line of its own or a table row.
+ */
+export function errorLines(message: string): string {
+  const [first = '', ...rest] = message.split('\n');
+  const more = rest.map((line) => `\n  ${inline(line)}`).join('');
+  return `corral: ${inline(first)}${more}\n`;
+}
+
 /** The CLI entry: parses argv, runs one command, and returns the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const program = await buildProgram({ version: readVersion(), io: stdio }, argv.slice(2));
@@ -38,11 +49,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     if (e instanceof CliExit) {
-      if (e.message) stdio.err(`corral: ${inline(e.message)}\n`);
+      if (e.message) stdio.err(errorLines(e.message));
       return e.exitCode;
     }
-    // One line, escaped: the message may carry text a worker sent (an agent's refusal).
-    stdio.err(`corral: ${inline(describeError(e))}\n`);
+    stdio.err(errorLines(describeError(e)));
     return EXIT_FAILURE;
   }
 }

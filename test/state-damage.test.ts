@@ -121,6 +121,9 @@ function expectRefusal(run: Run, file: string, daemon: 'controller' | 'agent'): 
   );
   expect(run.output).toContain('--reinitialize');
   expect(run.output).toContain('which destroys');
+  // Read as a person reads it: the file named on a line of its own, not behind an escaped \n.
+  expect(run.output).not.toContain('\\n');
+  expect(run.output.split('\n').some((line) => line.trim().startsWith(file))).toBe(true);
 }
 
 describe('controller state files (corral controller serve as a process)', () => {

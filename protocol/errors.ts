@@ -44,7 +44,9 @@ export const ErrorCode = {
   PROCESS_FAILED: 'CORRAL_ERR_PROCESS_FAILED',
   /** A file write did not complete (short write, a record too large for its file). */
   WRITE_FAILED: 'CORRAL_ERR_WRITE_FAILED',
-  /** A sender on a syslog connection broke the framing or the `@corral/1` control protocol. */
+  /** A syslog byte stream's frame has a malformed length prefix (RFC 6587 octet counting). */
+  SYSLOG_FRAME: 'CORRAL_ERR_SYSLOG_FRAME',
+  /** A peer on a syslog connection broke the `@corral/1` control protocol. */
   SYSLOG_PROTOCOL: 'CORRAL_ERR_SYSLOG_PROTOCOL',
 } as const;
 
@@ -81,6 +83,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_COMMAND_FAILED: 500,
   CORRAL_ERR_PROCESS_FAILED: 500,
   CORRAL_ERR_WRITE_FAILED: 500,
+  CORRAL_ERR_SYSLOG_FRAME: 400,
   CORRAL_ERR_SYSLOG_PROTOCOL: 400,
 };
 
@@ -116,7 +119,10 @@ export class CorralError<C extends string = ErrorCode> extends Error {
   constructor(code: C, message: string, options?: { cause?: unknown; status?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.statusCode = options?.status ?? (isWireCode(code) ? ERROR_STATUS[code] : undefined);
+    // Only a plain CorralError takes its code's status: a package's family is for its own
+    // callers, and its messages (file paths) must not reach a client unless it says so.
+    this.statusCode =
+      options?.status ?? (new.target === CorralError && isWireCode(code) ? ERROR_STATUS[code] : undefined);
   }
 
   toEnvelope(): ErrorEnvelope {
@@ -142,6 +148,17 @@ export class RemoteError extends CorralError<string> {
   }
 }
 
+/** The error envelope `text` holds, or undefined when it is not one (not JSON, or another shape). */
+export function envelopeOf(text: string): ErrorEnvelope | undefined {
+  let parsed: unknown;
+  try {
+    parsed = text.length > 0 ? JSON.parse(text) : undefined;
+  } catch (e: unknown) {
+    void e; // SyntaxError: not an envelope
+  }
+  return Value.Check(ErrorEnvelope, parsed) ? parsed : undefined;
+}
+
 /**
  * The RemoteError for an error answer: the envelope's code and message when `text` is one,
  * else CORRAL_ERR_UNAVAILABLE naming the status. `what` names the call (`/v1/renew`).
@@ -152,16 +169,10 @@ export function remoteErrorOf(
   what: string,
   options?: { retryAfterMs?: number | undefined },
 ): RemoteError {
-  let envelope: unknown;
-  try {
-    envelope = text.length > 0 ? JSON.parse(text) : undefined;
-  } catch (e: unknown) {
-    void e; // SyntaxError: not an envelope; reported by status alone
-  }
-  if (Value.Check(ErrorEnvelope, envelope)) {
-    return new RemoteError(envelope.error.code, `${what}: ${envelope.error.message}`, status, options);
-  }
-  return new RemoteError(ErrorCode.UNAVAILABLE, `${what}: HTTP ${status}`, status, options);
+  const envelope = envelopeOf(text);
+  return envelope
+    ? new RemoteError(envelope.error.code, `${what}: ${envelope.error.message}`, status, options)
+    : new RemoteError(ErrorCode.UNAVAILABLE, `${what}: status ${status}`, status, options);
 }
 
 const WIRE_CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));

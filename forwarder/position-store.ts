@@ -209,7 +209,10 @@ async function inspect(db: Db): Promise<Inspected> {
   const check = await db.all('PRAGMA quick_check');
   const verdict = check[0]?.['quick_check'];
   if (verdict !== 'ok')
-    throw new ForwarderError(ForwarderErrorCode.POSITIONS_DAMAGED, `integrity check failed: ${String(verdict)}`);
+    throw new ForwarderError(
+      ForwarderErrorCode.POSITIONS_DAMAGED,
+      `integrity check failed: ${String(verdict)}`,
+    );
   const tables = new Set(
     (await db.all(`SELECT name FROM sqlite_master WHERE type = 'table'`)).map((r) => String(r['name'])),
   );

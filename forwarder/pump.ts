@@ -84,7 +84,9 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
     if (msg.kind === 'known' || msg.kind === 'unknown') {
       const id = `${msg.slot}/${msg.key}`;
       if (lookups.get(id) !== 'waiting') {
-        session.destroy(new CorralProtocolError(`listener answered a find that was not asked (slot ${msg.slot})`));
+        session.destroy(
+          new CorralProtocolError(`listener answered a find that was not asked (slot ${msg.slot})`),
+        );
         return;
       }
       lookups.set(id, msg.kind === 'known' ? { streamId: msg.streamId, position: msg.position } : undefined);

@@ -141,7 +141,12 @@ export class RemoteError extends CorralError<string> {
   /** How long the other side asked to wait (its `Retry-After`), in ms, when it said. */
   readonly retryAfterMs: number | undefined;
 
-  constructor(code: string, message: string, status: number, options?: { retryAfterMs?: number | undefined }) {
+  constructor(
+    code: string,
+    message: string,
+    status: number,
+    options?: { retryAfterMs?: number | undefined },
+  ) {
     super(code, message, { status });
     this.status = status;
     this.retryAfterMs = options?.retryAfterMs;

@@ -1,11 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import {
-  CorralError,
-  ErrorCode,
-  errorEnvelope,
-  ERROR_STATUS,
-  isCorralError,
-} from './errors.js';
+import { CorralError, ErrorCode, errorEnvelope, ERROR_STATUS, isCorralError } from './errors.js';
 
 /**
  * Makes every error a fastify app answers with the one envelope `{ error: { code, message } }`:
@@ -25,7 +19,11 @@ export function installErrorEnvelope(app: FastifyInstance): void {
   });
 }
 
-function classify(err: FastifyError | CorralError | Error): { code: string; message: string; status: number } {
+function classify(err: FastifyError | CorralError | Error): {
+  code: string;
+  message: string;
+  status: number;
+} {
   if (isCorralError(err) && err.statusCode !== undefined)
     return { code: err.code, message: err.message, status: err.statusCode };
   const { code, message } = classifyOther(err);

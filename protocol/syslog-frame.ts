@@ -20,7 +20,9 @@ const DIGIT_9 = 0x39;
  * Why a byte stream stopped being a valid sequence of frames: CORRAL_ERR_SYSLOG_FRAME for a
  * malformed length prefix, CORRAL_ERR_PAYLOAD_TOO_LARGE for a frame over the cap.
  */
-export class FrameError extends CorralError<typeof ErrorCode.SYSLOG_FRAME | typeof ErrorCode.PAYLOAD_TOO_LARGE> {
+export class FrameError extends CorralError<
+  typeof ErrorCode.SYSLOG_FRAME | typeof ErrorCode.PAYLOAD_TOO_LARGE
+> {
   override readonly name: string = 'FrameError';
 }
 
@@ -84,10 +86,7 @@ export class FrameParser {
         i++;
       }
       if (n > this.maxFrameBytes) {
-        throw new FrameError(
-          ErrorCode.PAYLOAD_TOO_LARGE,
-          `frame is larger than ${this.maxFrameBytes} bytes`,
-        );
+        throw new FrameError(ErrorCode.PAYLOAD_TOO_LARGE, `frame is larger than ${this.maxFrameBytes} bytes`);
       }
       if (i === len) {
         chunk.copy(this.digits, 0, pos, len);
@@ -112,10 +111,7 @@ export class FrameParser {
     }
     const next = n * 10 + (c - DIGIT_0);
     if (next > this.maxFrameBytes) {
-      throw new FrameError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        `frame is larger than ${this.maxFrameBytes} bytes`,
-      );
+      throw new FrameError(ErrorCode.PAYLOAD_TOO_LARGE, `frame is larger than ${this.maxFrameBytes} bytes`);
     }
     return next;
   }

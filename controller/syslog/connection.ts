@@ -122,10 +122,11 @@ export class SyslogConnection {
     if (failure === undefined) return;
     if (failure instanceof FrameError) {
       const reason =
-        failure.code === ErrorCode.PAYLOAD_TOO_LARGE ? CloseReason.FRAME_TOO_LARGE : CloseReason.MALFORMED_LENGTH;
+        failure.code === ErrorCode.PAYLOAD_TOO_LARGE
+          ? CloseReason.FRAME_TOO_LARGE
+          : CloseReason.MALFORMED_LENGTH;
       this.close(reason, failure.message);
-    }
-    else if (failure instanceof CorralProtocolError) this.close(CloseReason.PROTOCOL, failure.message);
+    } else if (failure instanceof CorralProtocolError) this.close(CloseReason.PROTOCOL, failure.message);
     else
       this.close(
         CloseReason.INTERNAL,

@@ -152,7 +152,9 @@ export class IngestStateFile {
     json.copy(out, HEADER_BYTES);
     const { bytesWritten } = await this.fh.write(out, 0, out.length, (sequence % 2) * SLOT_BYTES);
     if (bytesWritten !== out.length)
-      throw new ControllerError(ControllerErrorCode.WRITE_FAILED, `${this.path}: short write`, { file: this.path });
+      throw new ControllerError(ControllerErrorCode.WRITE_FAILED, `${this.path}: short write`, {
+        file: this.path,
+      });
     await this.fh.datasync();
     this.sequence = sequence;
   }

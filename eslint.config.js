@@ -19,6 +19,21 @@ export default tseslint.config(
     },
   },
   {
+    // Errors in product code carry a registered code: CorralError or a package's family.
+    files: ['{controller,agent,updater,forwarder,protocol,pki,kit,cli}/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "NewExpression[callee.name='Error'], CallExpression[callee.name='Error']",
+          message:
+            'Throw a coded error (CorralError, or the package family: PkiError, ControllerError, ...).',
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-assignment': 'off',

@@ -8,30 +8,15 @@ import {
   type BundleWrittenRequest,
   type RenewRequest,
 } from '../protocol/enrollment.js';
-import { ErrorEnvelope } from '../protocol/errors.js';
+import { CorralError, ErrorCode, RemoteError, remoteErrorOf } from '../protocol/errors.js';
 import { HeartbeatResponse, type AgentClock, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { parseJsonWith } from '../protocol/validate.js';
-import { Value } from '@sinclair/typebox/value';
 
 /** Largest answer read from the controller, in bytes. */
 const MAX_RESPONSE_BYTES = 256 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 /** Largest round trip reported (the schema's bound), in ms. */
 const MAX_ROUND_TRIP_MS = 600_000;
-
-/** The controller answered with an error envelope (or an unexpected status). */
-export class ControllerCallError extends Error {
-  override readonly name = 'ControllerCallError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    /** How long the controller asked to wait (its `Retry-After`), in ms, when it said. */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-}
 
 /** Longest wait a `Retry-After` may ask for, in ms; a larger one is taken as this. */
 const MAX_RETRY_AFTER_MS = 10 * 60_000;
@@ -70,7 +55,7 @@ export function createControllerClient(controller: string, material: TlsMaterial
   const makeDispatcher = (m: TlsMaterial): Agent =>
     new Agent({ connect: clientTlsOptions(m, { roles: ['controller'] }), keepAliveTimeout: 10_000 });
   let dispatcher = makeDispatcher(material);
-  let closed = false;
+  let closing: Promise<void> | undefined;
 
   async function post<T extends TSchema>(
     path: string,
@@ -78,7 +63,7 @@ export function createControllerClient(controller: string, material: TlsMaterial
     schema: T,
     signal?: AbortSignal,
   ): Promise<Static<T>> {
-    if (closed) throw new Error('controller client is closed');
+    if (closing) throw new CorralError(ErrorCode.CLOSED, 'controller client is closed');
     const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
     const res = await request(`${base}${path}`, {
       dispatcher,
@@ -93,11 +78,7 @@ export function createControllerClient(controller: string, material: TlsMaterial
       size += chunk.length;
       if (size > MAX_RESPONSE_BYTES) {
         res.body.destroy();
-        throw new ControllerCallError(
-          res.statusCode,
-          'CORRAL_ERR_PAYLOAD_TOO_LARGE',
-          `${path}: answer too large`,
-        );
+        throw new RemoteError(ErrorCode.PAYLOAD_TOO_LARGE, `${path}: answer too large`, res.statusCode);
       }
       chunks.push(chunk);
     }
@@ -105,27 +86,9 @@ export function createControllerClient(controller: string, material: TlsMaterial
     if (res.statusCode >= 200 && res.statusCode < 300) {
       return parseJsonWith(schema, text, `controller ${path} answer`, MAX_RESPONSE_BYTES);
     }
-    let envelope: unknown;
-    try {
-      envelope = JSON.parse(text);
-    } catch {
-      envelope = undefined; // SyntaxError: not an envelope; reported by status alone
-    }
-    const wait = retryAfterMs(res.headers['retry-after'], Date.now());
-    if (Value.Check(ErrorEnvelope, envelope)) {
-      throw new ControllerCallError(
-        res.statusCode,
-        envelope.error.code,
-        `${path}: ${envelope.error.message}`,
-        wait,
-      );
-    }
-    throw new ControllerCallError(
-      res.statusCode,
-      'CORRAL_ERR_UNAVAILABLE',
-      `${path}: status ${res.statusCode}`,
-      wait,
-    );
+    throw remoteErrorOf(res.statusCode, text, path, {
+      retryAfterMs: retryAfterMs(res.headers['retry-after'], Date.now()),
+    });
   }
 
   /** Round trip of the last heartbeat that was answered, in ms (monotonic clock). */
@@ -149,10 +112,9 @@ export function createControllerClient(controller: string, material: TlsMaterial
       dispatcher = makeDispatcher(m);
       void old.close().catch(() => undefined /* already destroyed: nothing to drain */);
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await dispatcher.close();
+    close() {
+      closing ??= dispatcher.close();
+      return closing;
     },
   };
 }

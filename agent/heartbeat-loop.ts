@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { backoffDelayMs } from '../protocol/lifecycle.js';
-import { ControllerCallError, type ControllerClient } from './controller-client.js';
+import { RemoteError } from '../protocol/errors.js';
+import type { ControllerClient } from './controller-client.js';
 import type { EventOutbox } from './event-outbox.js';
 
 export interface HeartbeatTiming {
@@ -48,7 +49,7 @@ const DEFAULT_RATE_LIMITED_WAIT_MS = 5_000;
  * agents told the same do not come back together; anything else backs off exponentially.
  */
 function failureDelayMs(err: unknown, failures: number, t: HeartbeatTiming, random: () => number): number {
-  if (err instanceof ControllerCallError && err.status === 429) {
+  if (err instanceof RemoteError && err.status === 429) {
     const asked = err.retryAfterMs ?? DEFAULT_RATE_LIMITED_WAIT_MS;
     return Math.max(MIN_BACKOFF_MS, Math.round(asked * (1 + 0.2 * random())));
   }

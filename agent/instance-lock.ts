@@ -21,7 +21,7 @@ export interface InstanceLock {
  */
 export async function acquireInstanceLock(path: string): Promise<InstanceLock> {
   const me = await identityOf(process.pid);
-  if (!me) throw new Error('cannot read this process in /proc');
+  if (!me) throw new CorralError(ErrorCode.PROCESS_FAILED, 'cannot read this process in /proc');
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await open(path, 'wx', 0o644);

@@ -21,9 +21,8 @@ import {
 } from '../pki/index.js';
 import { parseHostPort } from '../protocol/endpoints-file.js';
 import { JoinResponse, type JoinRequest } from '../protocol/enrollment.js';
-import { ErrorEnvelope } from '../protocol/errors.js';
+import { CorralError, envelopeOf, RemoteError } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';
-import { Value } from '@sinclair/typebox/value';
 import { createControllerClient } from './controller-client.js';
 
 /** Where `agent join` writes the worker's bundle, under the agent state dir. */
@@ -40,16 +39,11 @@ export const JoinErrorCode = {
   BAD_RESPONSE: 'CORRAL_ERR_JOIN_BAD_RESPONSE',
 } as const;
 
-/** A join that did not complete; `code` is ours or the controller's CORRAL_ERR_* code. */
-export class JoinError extends Error {
-  override readonly name = 'JoinError';
-  constructor(
-    readonly code: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+export type JoinErrorCode = (typeof JoinErrorCode)[keyof typeof JoinErrorCode];
+
+/** A join that did not complete on this side; a refusal by the controller is a RemoteError with its code. */
+export class JoinError extends CorralError<JoinErrorCode> {
+  override readonly name: string = 'JoinError';
 }
 
 export interface JoinOptions {
@@ -171,15 +165,8 @@ export async function joinFleet(options: JoinOptions): Promise<JoinResult> {
     throw new JoinError(JoinErrorCode.BAD_RESPONSE, 'join response is too large');
   }
   if (status !== 200) {
-    let envelope: unknown;
-    try {
-      envelope = JSON.parse(text);
-    } catch {
-      // Not our envelope: reported by status below.
-      envelope = undefined;
-    }
-    if (Value.Check(ErrorEnvelope, envelope))
-      throw new JoinError(envelope.error.code, envelope.error.message);
+    const envelope = envelopeOf(text);
+    if (envelope) throw new RemoteError(envelope.error.code, envelope.error.message, status);
     throw new JoinError(JoinErrorCode.REFUSED, `the controller answered ${status}`);
   }
   const answer = parseJsonWith(JoinResponse, text, 'join response', MAX_JOIN_RESPONSE_BYTES);

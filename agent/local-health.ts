@@ -10,6 +10,7 @@ import { errorEnvelope, ErrorCode } from '../protocol/errors.js';
  */
 export interface LocalHealthServer {
   readonly path: string;
+  /** Stops listening and removes the socket; a second call waits for the same. */
   close(): Promise<void>;
 }
 
@@ -34,15 +35,16 @@ export async function startLocalHealth(
   server.listen(path);
   await once(server, 'listening');
   await chmod(path, 0o600);
-  let closed = false;
+  let closing: Promise<void> | undefined;
   return {
     path,
-    async close() {
-      if (closed) return;
-      closed = true;
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await unlink(path).catch(() => undefined /* ENOENT: server.close removed it */);
+    close() {
+      closing ??= (async () => {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await unlink(path).catch(() => undefined /* ENOENT: server.close removed it */);
+      })();
+      return closing;
     },
   };
 }

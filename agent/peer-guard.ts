@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { isPkiError, peerOfRequest, PkiErrorCode, requirePeer } from '../pki/index.js';
-import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { CorralError, ERROR_STATUS, ErrorCode } from '../protocol/errors.js';
 
 /**
  * Lets through only the controller-client identity pinned in the bundle, checked on the TLS
@@ -16,7 +16,10 @@ export function installPeerGuard(app: FastifyInstance, pinnedFingerprint: () => 
       });
     } catch (e: unknown) {
       if (isPkiError(e, PkiErrorCode.PIN_MISMATCH)) {
-        throw new CorralError(ErrorCode.PIN_MISMATCH, 'caller is not the pinned controller client');
+        // The code is pki's (its one registry); on the wire it is a 403 like FORBIDDEN.
+        throw new CorralError(PkiErrorCode.PIN_MISMATCH, 'caller is not the pinned controller client', {
+          status: ERROR_STATUS[ErrorCode.FORBIDDEN],
+        });
       }
       if (isPkiError(e))
         throw new CorralError(ErrorCode.FORBIDDEN, `only the controller may call the agent (${e.message})`);

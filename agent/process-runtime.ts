@@ -10,6 +10,7 @@ import {
   readProcStat,
   signalGroup,
 } from './proc.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import type { ExitInfo } from './restart-policy.js';
 import type { ProcessRecord, RunHandle, Runtime, StartRequest } from './runtime.js';
 
@@ -108,7 +109,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       }
       child.unref();
       const pid = child.pid;
-      if (pid === undefined) throw new Error('spawned process has no pid');
+      if (pid === undefined) throw new CorralError(ErrorCode.PROCESS_FAILED, 'spawned process has no pid');
       const identity = (await identityOf(pid)) ?? { pid, startTime: 'exited', bootId: await bootId() };
       return {
         record: { ...identity, pgid: pid },
@@ -145,7 +146,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         if (await groupGone(record)) return;
         await sleep(STOP_POLL_MS);
       }
-      throw new Error(`process group ${record.pgid} survived SIGKILL`);
+      throw new CorralError(ErrorCode.PROCESS_FAILED, `process group ${record.pgid} survived SIGKILL`);
     },
 
     close() {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 export type SystemdMode = 'auto' | 'never';
 
@@ -23,7 +24,7 @@ export async function launchReaper(
   mode: SystemdMode,
 ): Promise<'systemd-run' | 'detached'> {
   const [command, ...args] = argv;
-  if (!command) throw new Error('empty reaper command');
+  if (!command) throw new CorralError(ErrorCode.VALIDATION, 'empty reaper command');
   if (mode === 'auto' && (await initIsSystemd())) {
     const child = spawn(
       'systemd-run',
@@ -31,7 +32,8 @@ export async function launchReaper(
       { stdio: 'ignore' },
     );
     const [code] = (await once(child, 'exit')) as [number | null];
-    if (code !== 0) throw new Error(`systemd-run exited with ${code ?? 'a signal'}`);
+    if (code !== 0)
+      throw new CorralError(ErrorCode.COMMAND_FAILED, `systemd-run exited with ${code ?? 'a signal'}`);
     return 'systemd-run';
   }
   const child = spawn(command, args, { detached: true, stdio: 'ignore' });

@@ -4,6 +4,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { NAME_RE, Reason, Timestamp } from '../protocol/common.js';
 import { ServiceState } from '../protocol/heartbeat.js';
 import { ServiceSpec } from '../protocol/service-spec.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { readJsonFile, writeJsonAtomic } from './json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
@@ -59,7 +60,7 @@ export interface ServiceDirs {
  */
 export function serviceDirs(root: string, stateFiles: StateFiles = UNTRACKED): ServiceDirs {
   const dir = (name: string): string => {
-    if (!NAME_RE.test(name)) throw new Error(`not a service name: ${name}`);
+    if (!NAME_RE.test(name)) throw new CorralError(ErrorCode.VALIDATION, `not a service name: ${name}`);
     return join(root, name);
   };
   return {

@@ -1,5 +1,6 @@
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 /**
  * The worker's RFC 5424 log file, which the forwarder tails. Appends are serialized and
@@ -8,8 +9,9 @@ import { dirname } from 'node:path';
  */
 export interface WorkerLog {
   readonly path: string;
-  /** Appends lines (each without its newline). Resolves once written. */
+  /** Appends lines (each without its newline). Resolves once written; CORRAL_ERR_CLOSED after `close()`. */
   append(lines: readonly string[]): Promise<void>;
+  /** Writes what was appended, then closes the file; a second call waits for the same. */
   close(): Promise<void>;
 }
 
@@ -19,7 +21,7 @@ export function createWorkerLog(path: string): WorkerLog {
   let fh: FileHandle | undefined;
   let ino = -1;
   let chain: Promise<void> = Promise.resolve();
-  let closed = false;
+  let closing: Promise<void> | undefined;
 
   async function ensureOpen(): Promise<FileHandle> {
     let current: number | undefined;
@@ -45,17 +47,18 @@ export function createWorkerLog(path: string): WorkerLog {
   return {
     path,
     append(lines) {
-      if (closed) return Promise.reject(new Error('worker log is closed'));
+      if (closing) return Promise.reject(new CorralError(ErrorCode.CLOSED, 'worker log is closed'));
       const next = chain.then(() => write(lines));
       chain = next.catch(() => undefined /* the caller of this append gets the error */);
       return next;
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await chain;
-      await fh?.close();
-      fh = undefined;
+    close() {
+      closing ??= (async () => {
+        await chain;
+        await fh?.close();
+        fh = undefined;
+      })();
+      return closing;
     },
   };
 }

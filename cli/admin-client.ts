@@ -1,26 +1,13 @@
 import type { Readable } from 'node:stream';
 import { request } from 'undici';
 import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
-import { ErrorEnvelope } from '../protocol/errors.js';
-import { Value } from '@sinclair/typebox/value';
+import { envelopeOf, ErrorCode, RemoteError } from '../protocol/errors.js';
 import { CliExit, EXIT_FAILURE } from './exit.js';
 import { resolveAdminTarget, type AdminTargetOptions } from './controller-home.js';
 
 /** Largest admin API answer the CLI reads, in bytes. */
 const MAX_ADMIN_RESPONSE_BYTES = 64 * 1024 * 1024;
 const ADMIN_TIMEOUT_MS = 120_000;
-
-/** An error answer of the admin API: its CORRAL_ERR_* code, message and HTTP status. */
-export class AdminApiError extends Error {
-  override readonly name = 'AdminApiError';
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-  }
-}
 
 export interface AdminClient {
   readonly url: string;
@@ -72,21 +59,9 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     if (text.length > MAX_ADMIN_RESPONSE_BYTES)
       throw new CliExit(EXIT_FAILURE, 'admin API answer is too large');
     if (res.statusCode >= 400) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // Not an envelope: described by its status below.
-        parsed = undefined;
-      }
-      if (Value.Check(ErrorEnvelope, parsed)) {
-        throw new AdminApiError(parsed.error.code, parsed.error.message, res.statusCode);
-      }
-      throw new AdminApiError(
-        'CORRAL_ERR_INTERNAL',
-        `the controller answered ${res.statusCode}`,
-        res.statusCode,
-      );
+      const envelope = envelopeOf(text);
+      if (envelope) throw new RemoteError(envelope.error.code, envelope.error.message, res.statusCode);
+      throw new RemoteError(ErrorCode.INTERNAL, `the controller answered ${res.statusCode}`, res.statusCode);
     }
     return { status: res.statusCode, text };
   }

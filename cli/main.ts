@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
+import { hasErrorCode } from '../protocol/errors.js';
 import { CliExit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit.js';
 import { inline, stdio } from './output.js';
 import { buildProgram } from './program.js';
@@ -13,11 +14,8 @@ function readVersion(): string {
 }
 
 function describeError(e: unknown): string {
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' && code.startsWith('CORRAL_ERR_') ? `${e.message} (${code})` : e.message;
-  }
-  return String(e);
+  if (hasErrorCode(e)) return `${e.message} (${e.code})`;
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**

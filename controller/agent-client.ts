@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
 import { clientTlsOptions, type Role, type TlsMaterial } from '../pki/index.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 /** Largest response body read from a worker daemon, in bytes. */
 export const MAX_WORKER_RESPONSE_BYTES = 1024 * 1024;
@@ -40,7 +41,9 @@ export interface WorkerReply {
  * (CORRAL_ERR_PIN_MISMATCH, CORRAL_ERR_PEER_ROLE) or undici's (timeouts, refused).
  */
 export interface WorkerClient {
+  /** Throws CORRAL_ERR_CLOSED once `close()` began. */
   call(target: WorkerTarget, call: WorkerCall): Promise<WorkerReply>;
+  /** Waits for the calls in flight, then closes every connection; every call waits for the same drain. */
   close(): Promise<void>;
 }
 
@@ -56,7 +59,10 @@ async function readBounded(body: Dispatcher.ResponseData['body']): Promise<strin
     size += chunk.length;
     if (size > MAX_WORKER_RESPONSE_BYTES) {
       body.destroy();
-      throw new Error(`worker response larger than ${MAX_WORKER_RESPONSE_BYTES} bytes`);
+      throw new CorralError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        `worker response larger than ${MAX_WORKER_RESPONSE_BYTES} bytes`,
+      );
     }
     chunks.push(chunk);
   }
@@ -65,7 +71,7 @@ async function readBounded(body: Dispatcher.ResponseData['body']): Promise<strin
 
 export function createWorkerClient(material: TlsMaterial): WorkerClient {
   const dispatchers = new Map<string, Agent>();
-  let closed = false;
+  let closing: Promise<void> | undefined;
 
   function dispatcherFor(target: WorkerTarget): Agent {
     const role = target.role ?? 'agent';
@@ -90,7 +96,7 @@ export function createWorkerClient(material: TlsMaterial): WorkerClient {
 
   return {
     async call(target, call) {
-      if (closed) throw new Error('worker client is closed');
+      if (closing) throw new CorralError(ErrorCode.CLOSED, 'worker client is closed');
       const timeoutMs = call.timeoutMs ?? DEFAULT_WORKER_CALL_TIMEOUT_MS;
       const signal = call.signal
         ? AbortSignal.any([call.signal, AbortSignal.timeout(timeoutMs)])
@@ -115,12 +121,13 @@ export function createWorkerClient(material: TlsMaterial): WorkerClient {
       }
       return { statusCode: res.statusCode, json };
     },
-    async close() {
-      if (closed) return;
-      closed = true;
-      const all = [...dispatchers.values()];
-      dispatchers.clear();
-      await Promise.all(all.map((d) => d.close()));
+    close() {
+      closing ??= (async () => {
+        const all = [...dispatchers.values()];
+        dispatchers.clear();
+        await Promise.all(all.map((d) => d.close()));
+      })();
+      return closing;
     },
   };
 }

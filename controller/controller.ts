@@ -11,6 +11,7 @@ import {
   DEFAULT_HEARTBEAT_INTERVAL_MS,
 } from '../protocol/constants.js';
 import { formatHostPort } from '../protocol/endpoints-file.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createWorkerClient, type WorkerClient } from './agent-client.js';
 import { createAuditLog, type AuditLog } from './audit/audit-log.js';
 import { createDeployer, type Deployer } from './deploy/deployer.js';
@@ -334,7 +335,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       advertised[name] = hostPort;
     },
     async listen(on) {
-      if (apps) throw new Error('controller is already listening');
+      if (apps) throw new CorralError(ErrorCode.CONFLICT, 'controller is already listening');
       apps = buildApps();
       await apps.admin.listen({ host: on.admin.host, port: on.admin.port });
       await apps.worker.listen({ host: on.worker.host, port: on.worker.port });

@@ -14,6 +14,7 @@ import type { JoinPolicyOptions } from './fleet/join-policy.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
 import { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
 import { openControllerState } from './state/open-state.js';
+import { decodeJsonColumn, StoredNames } from './db/json-column.js';
 
 /** Something else that listens beside the controller (the syslog listener), started after it. */
 export interface ExtraListener {
@@ -68,7 +69,11 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
   const started: { name: string; close(): Promise<void> }[] = [];
   let controller: Controller | undefined;
   try {
-    const addresses = JSON.parse((await getSetting(db, SETTING_ADDRESSES)) ?? '[]') as string[];
+    const addresses = decodeJsonColumn(StoredNames, (await getSetting(db, SETTING_ADDRESSES)) ?? '[]', {
+      table: 'settings',
+      column: 'value',
+      row: SETTING_ADDRESSES,
+    });
     controller = await createController({
       db,
       identity,

@@ -1,4 +1,9 @@
-/** Error codes raised by forwarder/. Callers match on `code`, never on message text. */
+import { CorralError, ErrorCode } from '../protocol/errors.js';
+
+/**
+ * Error codes raised by forwarder/ (codes of protocol/errors.ts are referred to, not spelled
+ * again). Callers match on `code`, never on message text.
+ */
 export const ForwarderErrorCode = {
   /**
    * The positions database is gone (missing, empty, damaged or another one) although this
@@ -7,17 +12,21 @@ export const ForwarderErrorCode = {
   POSITIONS_LOST: 'CORRAL_ERR_POSITIONS_LOST',
   /** The positions database or its marker cannot be read or written. */
   POSITIONS_DAMAGED: 'CORRAL_ERR_POSITIONS_DAMAGED',
+  /** The connection to the listener ended (closed by the peer, failed, or timed out connecting). */
+  SESSION_CLOSED: 'CORRAL_ERR_SESSION_CLOSED',
+  /** The listener did not answer a request in time. */
+  RESPONSE_TIMEOUT: 'CORRAL_ERR_RESPONSE_TIMEOUT',
+  SYSLOG_PROTOCOL: ErrorCode.SYSLOG_PROTOCOL,
+  CLOSED: ErrorCode.CLOSED,
 } as const;
 
 export type ForwarderErrorCode = (typeof ForwarderErrorCode)[keyof typeof ForwarderErrorCode];
 
-export class ForwarderError extends Error {
-  override readonly name = 'ForwarderError';
-  readonly code: ForwarderErrorCode;
+export class ForwarderError extends CorralError<ForwarderErrorCode> {
+  override readonly name: string = 'ForwarderError';
 
   constructor(code: ForwarderErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
   }
 }
 

@@ -208,7 +208,11 @@ async function inspect(db: Db): Promise<Inspected> {
   await configure(db);
   const check = await db.all('PRAGMA quick_check');
   const verdict = check[0]?.['quick_check'];
-  if (verdict !== 'ok') throw new Error(`integrity check failed: ${String(verdict)}`);
+  if (verdict !== 'ok')
+    throw new ForwarderError(
+      ForwarderErrorCode.POSITIONS_DAMAGED,
+      `integrity check failed: ${String(verdict)}`,
+    );
   const tables = new Set(
     (await db.all(`SELECT name FROM sqlite_master WHERE type = 'table'`)).map((r) => String(r['name'])),
   );
@@ -399,7 +403,10 @@ function createStore(
         const state = (await db.all('SELECT state FROM paths WHERE path = ?', [path]))[0]?.['state'];
         if (state === undefined) return undefined;
         if (state === 'followed' || state === 'unplaced' || state === 'legacy') return state;
-        throw new Error(`path ${path} has an unknown state ${JSON.stringify(state)}`);
+        throw new ForwarderError(
+          ForwarderErrorCode.POSITIONS_DAMAGED,
+          `${file}: path ${path} has an unknown state ${JSON.stringify(state)}`,
+        );
       }),
     generations: (path) =>
       serial(async () => {

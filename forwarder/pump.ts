@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { CorralControl } from '../protocol/syslog-corral.js';
+import { CorralProtocolError, type CorralControl } from '../protocol/syslog-corral.js';
+import { ForwarderError, ForwarderErrorCode } from './errors.js';
 import type { FileTail } from './file-tail.js';
 import type { ListenerAnswer } from './generation-plan.js';
 import type { Session } from './session.js';
@@ -34,8 +35,13 @@ export interface Pump {
   readonly stats: PumpStats;
 }
 
-export class ResponseTimeoutError extends Error {
-  override readonly name = 'ResponseTimeoutError';
+/** The listener did not answer in time (CORRAL_ERR_RESPONSE_TIMEOUT). */
+export class ResponseTimeoutError extends ForwarderError {
+  override readonly name: string = 'ResponseTimeoutError';
+
+  constructor(message: string) {
+    super(ForwarderErrorCode.RESPONSE_TIMEOUT, message);
+  }
 }
 
 /** Resolves a sleeping loop early when something it waits for happens (even just before it sleeps). */
@@ -78,7 +84,9 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
     if (msg.kind === 'known' || msg.kind === 'unknown') {
       const id = `${msg.slot}/${msg.key}`;
       if (lookups.get(id) !== 'waiting') {
-        session.destroy(new Error(`listener answered a find that was not asked (slot ${msg.slot})`));
+        session.destroy(
+          new CorralProtocolError(`listener answered a find that was not asked (slot ${msg.slot})`),
+        );
         return;
       }
       lookups.set(id, msg.kind === 'known' ? { streamId: msg.streamId, position: msg.position } : undefined);
@@ -87,7 +95,7 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
     }
     const tail = tails[msg.slot];
     if (!tail || opened[msg.slot] === undefined) {
-      session.destroy(new Error(`listener answered for slot ${msg.slot}, which is not open`));
+      session.destroy(new CorralProtocolError(`listener answered for slot ${msg.slot}, which is not open`));
       return;
     }
     if (msg.kind === 'at') {
@@ -97,7 +105,7 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
       lastAckAt = clock();
       progressed = true;
     } else {
-      session.destroy(new Error(`unexpected ${msg.kind} from the listener`));
+      session.destroy(new CorralProtocolError(`unexpected ${msg.kind} from the listener`));
     }
     waker.wake();
   }

@@ -11,6 +11,7 @@ import {
   type CorralControl,
 } from '../protocol/syslog-corral.js';
 import { FrameParser } from '../protocol/syslog-frame.js';
+import { ForwarderError, ForwarderErrorCode } from './errors.js';
 
 export interface SessionOptions {
   readonly tls: TlsMaterial;
@@ -21,8 +22,13 @@ export interface SessionOptions {
   readonly onControl: (msg: CorralControl) => void;
 }
 
-export class SessionClosedError extends Error {
-  override readonly name = 'SessionClosedError';
+/** The connection to the listener ended (CORRAL_ERR_SESSION_CLOSED); the message says how. */
+export class SessionClosedError extends ForwarderError {
+  override readonly name: string = 'SessionClosedError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ForwarderErrorCode.SESSION_CLOSED, message, options);
+  }
 }
 
 /**
@@ -55,7 +61,7 @@ export class Session {
           onControl(parseCorralControl(buf, start, end));
         });
       } catch (e: unknown) {
-        this.destroy(e instanceof Error ? e : new Error(String(e)));
+        this.destroy(e instanceof Error ? e : new SessionClosedError(String(e), { cause: e }));
       }
     });
   }

@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ENDPOINTS_FILE } from './constants.js';
 import { Endpoints } from './endpoints.js';
+import { CorralError, ErrorCode } from './errors.js';
 import { parseJsonWith } from './validate.js';
 
 const MAX_ENDPOINTS_FILE_BYTES = 16 * 1024;
@@ -38,6 +39,7 @@ export function formatHostPort(host: string, port: number): string {
 export function parseHostPort(value: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new Error(`expected HOST:PORT, got ${JSON.stringify(value)}`);
+  if (!m || port > 65535)
+    throw new CorralError(ErrorCode.VALIDATION, `expected HOST:PORT, got ${JSON.stringify(value)}`);
   return { host: m[1] ?? m[2] ?? '', port };
 }

@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { CorralError, ErrorCode } from './errors.js';
 import { installErrorEnvelope } from './fastify-errors.js';
 
+/** A package's own family (as ControllerError is): for its callers, not for clients. */
+class LocalError extends CorralError<typeof ErrorCode.STATE_DAMAGED> {}
+
 async function app() {
   const a = Fastify({ bodyLimit: 64 });
   installErrorEnvelope(a);
@@ -14,6 +17,12 @@ async function app() {
   );
   a.get('/conflict', async () => {
     throw new CorralError(ErrorCode.NAME_TAKEN, 'name web-1 is taken');
+  });
+  a.get('/local', async () => {
+    throw new LocalError(ErrorCode.STATE_DAMAGED, '/var/lib/corral/corral.db is damaged');
+  });
+  a.get('/pin', async () => {
+    throw new CorralError('CORRAL_ERR_PIN_MISMATCH', 'caller is not the pinned one', { status: 403 });
   });
   a.get('/boom', async () => {
     throw new Error('secret /var/lib/corral path');
@@ -42,6 +51,20 @@ describe('error envelope', () => {
     expect(res.statusCode).toBe(500);
     expect(res.body).not.toContain('/var/lib');
     expect(res.json()).toEqual({ error: { code: ErrorCode.INTERNAL, message: 'internal error' } });
+  });
+
+  it("answers a package family's error as internal, without its message", async () => {
+    const res = await (await app()).inject({ method: 'GET', url: '/local' });
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toEqual({ error: { code: ErrorCode.INTERNAL, message: 'internal error' } });
+  });
+
+  it('sends a code of another registry with the status it was given', async () => {
+    const res = await (await app()).inject({ method: 'GET', url: '/pin' });
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toEqual({
+      error: { code: 'CORRAL_ERR_PIN_MISMATCH', message: 'caller is not the pinned one' },
+    });
   });
 
   it('answers oversize bodies and unknown routes in the envelope', async () => {

@@ -1,23 +1,15 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import {
-  CorralError,
-  ErrorCode,
-  errorEnvelope,
-  ERROR_STATUS,
-  isCorralError,
-  type ErrorCode as Code,
-} from './errors.js';
+import { CorralError, ErrorCode, errorEnvelope, ERROR_STATUS, isCorralError } from './errors.js';
 
 /**
  * Makes every error a fastify app answers with the one envelope `{ error: { code, message } }`:
  * schema failures become CORRAL_ERR_VALIDATION naming the field, oversize bodies
- * CORRAL_ERR_PAYLOAD_TOO_LARGE, CorralErrors keep their code; anything else is
+ * CORRAL_ERR_PAYLOAD_TOO_LARGE, CorralErrors that carry a status keep their code and status; anything else is
  * CORRAL_ERR_INTERNAL with a generic message (the detail goes to the log, never the wire).
  */
 export function installErrorEnvelope(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | CorralError | Error, request, reply) => {
-    const { code, message } = classify(err);
-    const status = ERROR_STATUS[code];
+    const { code, message, status } = classify(err);
     if (status >= 500) request.log.error({ err }, 'request failed');
     else request.log.debug({ code, message }, 'request refused');
     void reply.code(status).send(errorEnvelope(code, message));
@@ -27,8 +19,18 @@ export function installErrorEnvelope(app: FastifyInstance): void {
   });
 }
 
-function classify(err: FastifyError | CorralError | Error): { code: Code; message: string } {
-  if (isCorralError(err)) return { code: err.code, message: err.message };
+function classify(err: FastifyError | CorralError | Error): {
+  code: string;
+  message: string;
+  status: number;
+} {
+  if (isCorralError(err) && err.statusCode !== undefined)
+    return { code: err.code, message: err.message, status: err.statusCode };
+  const { code, message } = classifyOther(err);
+  return { code, message, status: ERROR_STATUS[code] };
+}
+
+function classifyOther(err: FastifyError | Error): { code: ErrorCode; message: string } {
   const fe = err as FastifyError;
   if (fe.validation) {
     const context = fe.validationContext ?? 'body';

@@ -53,6 +53,7 @@
  */
 
 import { encodeFrame } from './syslog-frame.js';
+import { CorralError, ErrorCode } from './errors.js';
 
 export const CORRAL_SYSLOG_PREFIX = '@corral/1 ';
 const PREFIX_BYTES = Buffer.from(CORRAL_SYSLOG_PREFIX, 'latin1');
@@ -93,8 +94,13 @@ export type CorralControl =
   | { readonly kind: 'unknown'; readonly slot: number; readonly key: string }
   | { readonly kind: 'lost'; readonly slot: number; readonly streamId: string; readonly bytes: number };
 
-export class CorralProtocolError extends Error {
-  override readonly name = 'CorralProtocolError';
+/** A peer broke the `@corral/1` control protocol (CORRAL_ERR_SYSLOG_PROTOCOL). */
+export class CorralProtocolError extends CorralError<typeof ErrorCode.SYSLOG_PROTOCOL> {
+  override readonly name: string = 'CorralProtocolError';
+
+  constructor(message: string) {
+    super(ErrorCode.SYSLOG_PROTOCOL, message);
+  }
 }
 
 /** True when the message at `buf[start, end)` is a Corral control frame. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, FrameError, FrameParser, frameSize } from './syslog-frame.js';
 import { formatCorralControl, parseCorralControl, CorralProtocolError } from './syslog-corral.js';
+import { ErrorCode } from './errors.js';
 
 function parseAll(input: Buffer, cuts: readonly number[], max?: number): string[] {
   const parser = new FrameParser(max);
@@ -31,11 +32,11 @@ describe('octet-counted frames', () => {
   });
 
   it.each([
-    ['a letter for a length', 'abc def', 'malformed-length'],
-    ['a leading zero', '05 hello', 'malformed-length'],
-    ['a zero length', '0 ', 'malformed-length'],
-    ['a length that runs into text', '12x hello', 'malformed-length'],
-    ['a length over the cap', '70000 x', 'frame-too-large'],
+    ['a letter for a length', 'abc def', ErrorCode.SYSLOG_FRAME],
+    ['a leading zero', '05 hello', ErrorCode.SYSLOG_FRAME],
+    ['a zero length', '0 ', ErrorCode.SYSLOG_FRAME],
+    ['a length that runs into text', '12x hello', ErrorCode.SYSLOG_FRAME],
+    ['a length over the cap', '70000 x', ErrorCode.PAYLOAD_TOO_LARGE],
     ['a cap-sized length split across reads', '655', undefined],
   ])('reports %s', (_name, text, reason) => {
     const parser = new FrameParser(65_536);
@@ -49,7 +50,7 @@ describe('octet-counted frames', () => {
       expect(error).toBeUndefined();
     } else {
       expect(error).toBeInstanceOf(FrameError);
-      expect((error as FrameError).reason).toBe(reason);
+      expect((error as FrameError).code).toBe(reason);
     }
   });
 

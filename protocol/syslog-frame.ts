@@ -4,6 +4,8 @@
  * leading zero. Both directions of Corral's log protocol use it (see syslog-corral.ts).
  */
 
+import { CorralError, ErrorCode } from './errors.js';
+
 /** Largest message a frame may carry by default, in bytes. */
 export const DEFAULT_SYSLOG_MAX_FRAME_BYTES = 64 * 1024;
 /** MSG-LEN digits we accept before calling the prefix malformed (2^32 has 10). */
@@ -14,21 +16,14 @@ const DIGIT_0 = 0x30;
 const DIGIT_1 = 0x31;
 const DIGIT_9 = 0x39;
 
-/** Why a byte stream stopped being a valid sequence of frames. */
-export const FrameErrorReason = {
-  MALFORMED_LENGTH: 'malformed-length',
-  FRAME_TOO_LARGE: 'frame-too-large',
-} as const;
-export type FrameErrorReason = (typeof FrameErrorReason)[keyof typeof FrameErrorReason];
-
-export class FrameError extends Error {
-  override readonly name = 'FrameError';
-  constructor(
-    readonly reason: FrameErrorReason,
-    message: string,
-  ) {
-    super(message);
-  }
+/**
+ * Why a byte stream stopped being a valid sequence of frames: CORRAL_ERR_SYSLOG_FRAME for a
+ * malformed length prefix, CORRAL_ERR_PAYLOAD_TOO_LARGE for a frame over the cap.
+ */
+export class FrameError extends CorralError<
+  typeof ErrorCode.SYSLOG_FRAME | typeof ErrorCode.PAYLOAD_TOO_LARGE
+> {
+  override readonly name: string = 'FrameError';
 }
 
 /**
@@ -82,7 +77,7 @@ export class FrameParser {
     while (pos < len) {
       const first = chunk[pos] ?? 0;
       if (first < DIGIT_1 || first > DIGIT_9) {
-        throw new FrameError(FrameErrorReason.MALFORMED_LENGTH, 'frame does not start with a length');
+        throw new FrameError(ErrorCode.SYSLOG_FRAME, 'frame does not start with a length');
       }
       let n = first - DIGIT_0;
       let i = pos + 1;
@@ -91,10 +86,7 @@ export class FrameParser {
         i++;
       }
       if (n > this.maxFrameBytes) {
-        throw new FrameError(
-          FrameErrorReason.FRAME_TOO_LARGE,
-          `frame is larger than ${this.maxFrameBytes} bytes`,
-        );
+        throw new FrameError(ErrorCode.PAYLOAD_TOO_LARGE, `frame is larger than ${this.maxFrameBytes} bytes`);
       }
       if (i === len) {
         chunk.copy(this.digits, 0, pos, len);
@@ -115,14 +107,11 @@ export class FrameParser {
   /** Adds the digit `c` (the `index`th of its prefix) to `n`; throws if that breaks a rule. */
   private addDigit(n: number, c: number, index: number): number {
     if (c < DIGIT_0 || c > DIGIT_9 || index >= MAX_MSG_LEN_DIGITS) {
-      throw new FrameError(FrameErrorReason.MALFORMED_LENGTH, 'frame length is not a decimal number');
+      throw new FrameError(ErrorCode.SYSLOG_FRAME, 'frame length is not a decimal number');
     }
     const next = n * 10 + (c - DIGIT_0);
     if (next > this.maxFrameBytes) {
-      throw new FrameError(
-        FrameErrorReason.FRAME_TOO_LARGE,
-        `frame is larger than ${this.maxFrameBytes} bytes`,
-      );
+      throw new FrameError(ErrorCode.PAYLOAD_TOO_LARGE, `frame is larger than ${this.maxFrameBytes} bytes`);
     }
     return next;
   }

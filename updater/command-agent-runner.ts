@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
-import { MAX_AGENT_OUTPUT_BYTES, RELEASE_VERSION_ENV } from '../protocol/index.js';
+import { CorralError, ErrorCode, MAX_AGENT_OUTPUT_BYTES, RELEASE_VERSION_ENV } from '../protocol/index.js';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { Serial } from './process-tools.js';
 
@@ -25,7 +25,8 @@ export class CommandAgentRunner implements AgentRunner {
   #failure: string | undefined;
 
   constructor(options: CommandAgentRunnerOptions) {
-    if (options.restartCommand.length === 0) throw new Error('restart command is empty');
+    if (options.restartCommand.length === 0)
+      throw new CorralError(ErrorCode.VALIDATION, 'restart command is empty');
     this.#o = options;
   }
 

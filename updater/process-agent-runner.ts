@@ -62,7 +62,7 @@ export class ProcessAgentRunner implements AgentRunner {
   /** Bumped by every supervise() call, so a pending revival notices it is stale. */
   #generation = 0;
   #attempt = 0;
-  #closed = false;
+  #closing: Promise<void> | undefined;
   readonly #loopDone: Promise<void>;
 
   constructor(options: ProcessAgentRunnerOptions) {
@@ -125,9 +125,13 @@ export class ProcessAgentRunner implements AgentRunner {
     this.#attempt = 0;
   }
 
-  async close(options: { keepAgent?: boolean } = {}): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  /** Stops supervising and (unless `keepAgent`) the agent; a second call waits for the first. */
+  close(options: { keepAgent?: boolean } = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
+  }
+
+  async #close(options: { keepAgent?: boolean }): Promise<void> {
     this.#supervised = null;
     this.#loop.abort();
     await this.#loopDone;

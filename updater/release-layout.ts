@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readlink, rename, rm, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensurePrivateDir, syncDir } from '../pki/index.js';
-import { RELEASE_VERSION_RE } from '../protocol/index.js';
+import { CorralError, ErrorCode, RELEASE_VERSION_RE } from '../protocol/index.js';
 
 export const STAGING_PREFIX = '.staging-';
 
@@ -49,7 +49,8 @@ export function releaseLayout(root: string): ReleaseLayout {
 }
 
 function checkedVersion(version: string): string {
-  if (!RELEASE_VERSION_RE.test(version)) throw new Error(`not a release version: ${JSON.stringify(version)}`);
+  if (!RELEASE_VERSION_RE.test(version))
+    throw new CorralError(ErrorCode.VALIDATION, `not a release version: ${JSON.stringify(version)}`);
   return version;
 }
 

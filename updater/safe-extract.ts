@@ -54,7 +54,7 @@ function runTar(
     });
     const sink = makeSink((reason) => {
       refused ??= reason;
-      sink.abort(new Error(reason));
+      sink.abort(unsafe(reason));
     });
     const fail = (e: unknown): void => {
       if (refused !== undefined) finish(unsafe(refused));

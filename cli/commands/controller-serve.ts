@@ -28,6 +28,7 @@ import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -84,7 +85,11 @@ function positive(flag: string, text: string, parse: (t: string) => number): num
 
 const parseSize = (text: string): number => {
   const m = /^(\d+)(KiB|MiB)?$/.exec(text.trim());
-  if (!m) throw new Error(`expected bytes like 65536, 64KiB or 1MiB, got ${JSON.stringify(text)}`);
+  if (!m)
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `expected bytes like 65536, 64KiB or 1MiB, got ${JSON.stringify(text)}`,
+    );
   return Number(m[1]) * (SIZE_UNITS[m[2] ?? ''] ?? 1);
 };
 

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /** The result of one `corral …` command run as a child process. */
 export interface CliResult {
@@ -50,7 +51,10 @@ export async function corralJson<T>(
 ): Promise<T> {
   const r = await runCorral(cli, args, o);
   if (r.code !== 0) {
-    throw new Error(`corral ${args.slice(0, 2).join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+    throw new CorralError(
+      ErrorCode.COMMAND_FAILED,
+      `corral ${args.slice(0, 2).join(' ')} exited ${r.code}: ${r.stderr.trim()}`,
+    );
   }
   return JSON.parse(r.stdout) as T;
 }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /** How a daemon ended: its exit code, or the signal that ended it. */
 export interface DaemonExit {
@@ -66,7 +67,7 @@ export async function spawnDaemon(o: SpawnDaemonOptions): Promise<Daemon> {
   // Later errors (a failed kill) are seen through `signal`'s own checks and `exited`.
   child.on('error', () => undefined);
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`${o.name}: no pid after spawn`);
+  if (pid === undefined) throw new CorralError(ErrorCode.PROCESS_FAILED, `${o.name}: no pid after spawn`);
   let done = false;
   void exited.then(() => (done = true));
 

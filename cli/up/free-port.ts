@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /**
  * Ports handed to daemons that must be told their port before they start (the controller
@@ -31,5 +32,8 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
       return port;
     }
   }
-  throw new Error(`no free port on ${host} in ${LOW_PORT}-${HIGH_PORT} after ${MAX_TRIES} tries`);
+  throw new CorralError(
+    ErrorCode.UNAVAILABLE,
+    `no free port on ${host} in ${LOW_PORT}-${HIGH_PORT} after ${MAX_TRIES} tries`,
+  );
 }

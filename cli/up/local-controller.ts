@@ -9,6 +9,7 @@ import { createAdminClient, type AdminClient } from '../admin-client.js';
 import { corralJson, type CorralCommand } from './corral-cli.js';
 import { spawnDaemon, type Daemon } from './daemon.js';
 import { tailOf } from './log-tail.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /** How often start-up conditions are polled, in ms. */
 export const POLL_MS = 100;
@@ -92,8 +93,10 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
     const deadline = Date.now() + (o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
     let endpoints: Record<string, string> | undefined;
     while (!endpoints?.admin) {
-      if (!daemon.running()) throw new Error(`the controller exited: ${await tailOf(o.logFile)}`);
-      if (Date.now() > deadline) throw new Error(`the controller did not start: ${await tailOf(o.logFile)}`);
+      if (!daemon.running())
+        throw new CorralError(ErrorCode.UNAVAILABLE, `the controller exited: ${await tailOf(o.logFile)}`);
+      if (Date.now() > deadline)
+        throw new CorralError(ErrorCode.TIMEOUT, `the controller did not start: ${await tailOf(o.logFile)}`);
       await sleep(POLL_MS);
       endpoints = await readEndpointsFile(o.stateDir).catch(() => undefined /* half-written: retry */);
     }
@@ -116,7 +119,8 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
           const waiting = names.filter((n) => !statuses.includes(byName.get(n) ?? 'pending'));
           if (waiting.length === 0) return;
           if (Date.now() > until) {
-            throw new Error(
+            throw new CorralError(
+              ErrorCode.TIMEOUT,
               `hosts not ${statuses.join('/')} in time: ${waiting.map((n) => `${n}=${byName.get(n) ?? 'missing'}`).join(', ')}`,
             );
           }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { CorralCommand } from './corral-cli.js';
 import { startLocalController, type LocalController } from './local-controller.js';
 import { startLocalWorker, type LocalWorker, type WorkerPlan } from './local-worker.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 export interface LocalFleetOptions {
   /** An existing directory the fleet owns: controller/ and one dir per worker go in it. */
@@ -106,7 +107,7 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
       Array.from({ length: Math.min(queue.length, o.concurrency ?? DEFAULT_CONCURRENCY) }, async () => {
         for (let plan = queue.shift(); plan && failures.length === 0; plan = queue.shift()) {
           if (o.signal?.aborted) {
-            failures.push(new Error('stopped while starting'));
+            failures.push(new CorralError(ErrorCode.CLOSED, 'stopped while starting'));
             break;
           }
           try {
@@ -156,7 +157,7 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
     syslog,
     worker(name) {
       const w = workers.find((x) => x.name === name);
-      if (!w) throw new Error(`no worker named ${name}`);
+      if (!w) throw new CorralError(ErrorCode.NOT_FOUND, `no worker named ${name}`);
       return w;
     },
     close,

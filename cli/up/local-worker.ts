@@ -8,6 +8,7 @@ import { spawnDaemon, type Daemon } from './daemon.js';
 import { DEFAULT_START_TIMEOUT_MS, isolatedEnv, POLL_MS, type LocalController } from './local-controller.js';
 import { tailOf } from './log-tail.js';
 import { freePort } from './free-port.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /** Where one worker lives and how its daemons are started. */
 export interface WorkerPlan {
@@ -97,8 +98,10 @@ async function waitUntil(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (!daemon.running()) throw new Error(`${what} exited: ${await tailOf(daemon.logFile)}`);
-    if (Date.now() > deadline) throw new Error(`${what} did not start: ${await tailOf(daemon.logFile)}`);
+    if (!daemon.running())
+      throw new CorralError(ErrorCode.UNAVAILABLE, `${what} exited: ${await tailOf(daemon.logFile)}`);
+    if (Date.now() > deadline)
+      throw new CorralError(ErrorCode.TIMEOUT, `${what} did not start: ${await tailOf(daemon.logFile)}`);
     await sleep(POLL_MS);
   }
 }
@@ -210,7 +213,8 @@ export async function startLocalWorker(o: WorkerOptions, plan: WorkerPlan): Prom
         DEFAULT_STOP_GRACE_MS,
       );
       const report = await runReaper({ ...found, deleteDirs: [], keepDirs: [], units: [], logFile: null });
-      if (report.errors.length > 0) throw new Error(`${plan.name}: ${report.errors.join('; ')}`);
+      if (report.errors.length > 0)
+        throw new CorralError(ErrorCode.PROCESS_FAILED, `${plan.name}: ${report.errors.join('; ')}`);
       return report.stoppedServices;
     };
     return {

@@ -9,6 +9,7 @@ import { runLiveView } from './live-view.js';
 import { startLocalFleet, type LocalFleet } from './local-fleet.js';
 import { freePort } from './free-port.js';
 import { sampleDeployment } from './sample-spec.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 export interface UpOptions {
   readonly workers: number;
@@ -39,7 +40,7 @@ async function deploySample(fleet: LocalFleet, deps: UpDeps): Promise<void> {
     { env: fleet.controller.env },
   );
   if (r.code !== 0 && !r.stdout.startsWith('{'))
-    throw new Error(`the sample deployment failed: ${r.stderr.trim()}`);
+    throw new CorralError(ErrorCode.COMMAND_FAILED, `the sample deployment failed: ${r.stderr.trim()}`);
   const res = JSON.parse(r.stdout) as DeployResponse;
   const placed = res.plan.map((p) => `${p.service}→${p.host}`).join(', ');
   deps.io.out(`  deployed ${res.plan.length} sample services (${file}): ${placed}\n`);

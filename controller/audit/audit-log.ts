@@ -4,6 +4,7 @@ import type { AuditBreak, AuditEntry, AuditVerification } from '../../protocol/a
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { canonicalJson } from './canonical-json.js';
+import { decodeJsonColumn, StoredDetails } from '../db/json-column.js';
 
 export const AUDIT_GENESIS_HASH = '0'.repeat(64);
 const VERIFY_PAGE_ROWS = 1000;
@@ -60,7 +61,11 @@ function toEntry(row: AuditRow): AuditEntry {
     actor: row.actor,
     action: row.action,
     target: row.target,
-    details: JSON.parse(row.details) as Record<string, unknown>,
+    details: decodeJsonColumn(StoredDetails, row.details, {
+      table: 'audit',
+      column: 'details',
+      row: row.seq,
+    }),
     prevHash: row.prev_hash,
     hash: row.hash,
   };

@@ -1,4 +1,5 @@
 import { sql, SqliteAdapter, type Kysely } from 'kysely';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
 
 /**
  * Deploy state: desired services per host, each host's desired generation, what the last
@@ -84,7 +85,10 @@ export async function deployMigration(db: Kysely<unknown>): Promise<void> {
     .execute();
   if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
     // A PostgreSQL dialect adds its own append-only rule here (a trigger function raising).
-    throw new Error('operation log append-only triggers are written for SQLite only');
+    throw new ControllerError(
+      ControllerErrorCode.UNSUPPORTED,
+      'operation log append-only triggers are written for SQLite only',
+    );
   }
   await sql`CREATE TRIGGER operation_log_no_update BEFORE UPDATE ON operation_log
     BEGIN SELECT RAISE(ABORT, 'operation log is append-only'); END`.execute(db);

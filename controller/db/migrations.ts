@@ -1,6 +1,7 @@
 import { sql, SqliteAdapter, type Kysely, type Migration } from 'kysely';
 import { deployMigration } from './migration-deploy.js';
 import { enrollmentMigration } from './migration-enrollment.js';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -124,7 +125,10 @@ async function audit(db: Kysely<unknown>): Promise<void> {
     .execute();
   if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
     // A PostgreSQL dialect adds its own append-only rule here (a trigger function raising).
-    throw new Error('audit append-only triggers are written for SQLite only');
+    throw new ControllerError(
+      ControllerErrorCode.UNSUPPORTED,
+      'audit append-only triggers are written for SQLite only',
+    );
   }
   await sql`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);

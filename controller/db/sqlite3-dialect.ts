@@ -121,7 +121,10 @@ class Sqlite3Connection implements DatabaseConnection {
 
   // eslint-disable-next-line require-yield
   async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
-    throw new Error('streaming is not supported by the sqlite3 driver');
+    throw new ControllerError(
+      ControllerErrorCode.UNSUPPORTED,
+      'streaming is not supported by the sqlite3 driver',
+    );
   }
 
   finalizeAll(): void {

@@ -1,6 +1,7 @@
 import { Value } from '@sinclair/typebox/value';
 import { AgentStatus, ApplyAccepted } from '../../protocol/agent-api.js';
 import { ErrorCode, ErrorEnvelope } from '../../protocol/errors.js';
+import { PkiErrorCode } from '../../pki/index.js';
 import type { ServiceSpec } from '../../protocol/service-spec.js';
 import type { WorkerClient, WorkerReply } from '../agent-client.js';
 import { describeCallError } from '../fleet/call-errors.js';
@@ -23,7 +24,7 @@ export type ApplyOutcome =
 const LABELS: Record<string, string> = {
   [ErrorCode.UNAVAILABLE]: 'unreachable',
   [ErrorCode.TIMEOUT]: 'no answer in time',
-  [ErrorCode.PIN_MISMATCH]: 'pin mismatch',
+  [PkiErrorCode.PIN_MISMATCH]: 'pin mismatch',
 };
 
 function describeReply(reply: WorkerReply): string {

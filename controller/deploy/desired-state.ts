@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { HostStatus } from '../../protocol/host.js';
-import type { ServiceSpec } from '../../protocol/service-spec.js';
+import { Labels } from '../../protocol/common.js';
+import { ServiceSpec } from '../../protocol/service-spec.js';
 import { canonicalJson } from '../audit/canonical-json.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { deriveHostStatus } from '../fleet/host-status.js';
 import type { Liveness } from '../fleet/host-store.js';
+import { decodeJsonColumn } from '../db/json-column.js';
 
 type Db = Kysely<ControllerDatabase>;
 
@@ -73,7 +75,7 @@ export async function loadSnapshot(db: Db, live: Liveness): Promise<FleetSnapsho
       name: r.name,
       address: r.address,
       agentPort: r.agent_port,
-      labels: JSON.parse(r.labels) as Record<string, string>,
+      labels: decodeJsonColumn(Labels, r.labels, { table: 'hosts', column: 'labels', row: r.id }),
       status: deriveHostStatus(
         { lastSeenMs: r.last_seen === null ? null : Date.parse(r.last_seen), decommissioned },
         live.nowMs,
@@ -87,7 +89,11 @@ export async function loadSnapshot(db: Db, live: Liveness): Promise<FleetSnapsho
     desired: desiredRows.map((r) => ({
       hostId: r.host_id,
       service: r.service,
-      spec: JSON.parse(r.spec) as ServiceSpec,
+      spec: decodeJsonColumn(ServiceSpec, r.spec, {
+        table: 'desired_services',
+        column: 'spec',
+        row: `${r.host_id}/${r.service}`,
+      }),
       specHash: r.spec_hash,
     })),
     hostDesired: new Map(

@@ -8,11 +8,11 @@ import type {
   OperationLogEntry,
   OperationState,
   OperationStepView,
-  OperationSummary,
   OperationView,
   StepState,
 } from '../../protocol/operations.js';
-import { MAX_OPERATION_LOG_PAGE } from '../../protocol/operations.js';
+import { MAX_OPERATION_LOG_PAGE, OperationSummary } from '../../protocol/operations.js';
+import { decodeJsonColumn } from '../db/json-column.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { OperationsTable, OperationStepsTable } from '../db/deploy-schema.js';
 import type { ControllerDatabase } from '../db/schema.js';
@@ -276,7 +276,11 @@ function toView(row: Selectable<OperationsTable>): OperationView {
     createdAt: row.created_at,
     finishedAt: row.finished_at,
     reason: row.reason,
-    summary: JSON.parse(row.summary) as OperationSummary,
+    summary: decodeJsonColumn(OperationSummary, row.summary, {
+      table: 'operations',
+      column: 'summary',
+      row: row.id,
+    }),
   };
 }
 

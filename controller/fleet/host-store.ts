@@ -1,9 +1,11 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { HostDetail, PinView } from '../../protocol/admin-hosts.js';
-import type { HostMetrics, ServiceState } from '../../protocol/heartbeat.js';
+import { HostMetrics, type ServiceState } from '../../protocol/heartbeat.js';
+import { Labels } from '../../protocol/common.js';
 import type { HostClock, HostView } from '../../protocol/host.js';
 import type { ControllerDatabase, HostsTable, PinsTable } from '../db/schema.js';
 import { deriveHostStatus } from './host-status.js';
+import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
 
 export type HostRow = Selectable<HostsTable>;
 export type PinRow = Selectable<PinsTable>;
@@ -38,14 +40,17 @@ export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness
       live.nowMs,
       live.intervalMs,
     ),
-    labels: JSON.parse(row.labels) as Record<string, string>,
+    labels: decodeJsonColumn(Labels, row.labels, { table: 'hosts', column: 'labels', row: row.id }),
     enrolledAt: row.enrolled_at,
     lastSeen: row.last_seen,
     agentVersion: row.agent_version,
     generation: row.generation,
     agentFingerprint: decommissioned ? null : currentPin(pins, 'agent'),
     updaterFingerprint: decommissioned ? null : currentPin(pins, 'updater'),
-    metrics: row.metrics === null ? null : (JSON.parse(row.metrics) as HostMetrics),
+    metrics:
+      row.metrics === null
+        ? null
+        : decodeJsonColumn(HostMetrics, row.metrics, { table: 'hosts', column: 'metrics', row: row.id }),
     decommissionedAt: row.decommissioned_at,
     ...(live.clockOf ? { clock: decommissioned ? null : (live.clockOf(row.id) ?? null) } : {}),
   };
@@ -133,7 +138,7 @@ export async function hostDetail(db: Db, name: string, live: Liveness): Promise<
   const hostPins = pins.get(row.id) ?? [];
   return {
     host: toHostView(row, hostPins, live),
-    sans: JSON.parse(row.sans) as string[],
+    sans: decodeJsonColumn(StoredNames, row.sans, { table: 'hosts', column: 'sans', row: row.id }),
     enrolledVia: row.enrolled_via === 'join' ? 'join' : 'bundle',
     joinSource: row.join_source,
     bundleWrittenAt: row.bundle_written_at,

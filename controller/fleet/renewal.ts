@@ -8,6 +8,7 @@ import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { MutablePinRegistry, PinMatch } from '../pins/pin-registry.js';
 import { insertPins, signWorkerCsr } from './worker-identity.js';
+import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
 
 export interface Renewal {
   /**
@@ -54,7 +55,7 @@ export function createRenewal(deps: {
         id: host.id,
         name: host.name,
         address: host.address,
-        sans: JSON.parse(host.sans) as string[],
+        sans: decodeJsonColumn(StoredNames, host.sans, { table: 'hosts', column: 'sans', row: host.id }),
       };
       const issued = await signWorkerCsr(ca, request.csrPem, request.role, subject);
       // The certificate the worker holds for this role: for its own role the one on this very

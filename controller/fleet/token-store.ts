@@ -7,6 +7,8 @@ import type { ControllerDatabase, JoinTokensTable } from '../db/schema.js';
 import { newId, newSecret, secretHash } from '../secrets.js';
 import { isNameActive } from './host-store.js';
 import { assertNameAllowed } from './worker-identity.js';
+import { Labels } from '../../protocol/common.js';
+import { decodeJsonColumn } from '../db/json-column.js';
 
 /** Default lifetime of a join token, in seconds (15 minutes). */
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 15 * 60;
@@ -133,7 +135,12 @@ export function createTokenStore(deps: {
         .where('hash', '=', secretHash(secret))
         .executeTakeFirst();
       if (!row || stateOf(row, isoAt(clock.now())) !== 'active') throw joinRefused();
-      return { id: row.id, name: row.name, labels: JSON.parse(row.labels) as Record<string, string> };
+      const labels = decodeJsonColumn(Labels, row.labels, {
+        table: 'join_tokens',
+        column: 'labels',
+        row: row.id,
+      });
+      return { id: row.id, name: row.name, labels };
     },
 
     async claim(trx, id) {

@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { Header, Pax } from 'tar';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /** Every entry's modification time: fixed, so the same input gives the same bytes. */
 export const FIXED_MTIME = new Date('2000-01-01T00:00:00.000Z');
@@ -61,7 +62,8 @@ export async function* tarBytes(entries: readonly TarEntry[]): AsyncGenerator<Bu
         yield buf;
       }
     }
-    if (written !== entry.size) throw new Error(`${entry.path} changed while it was being packed`);
+    if (written !== entry.size)
+      throw new CorralError(ErrorCode.CONFLICT, `${entry.path} changed while it was being packed`);
     const pad = (BLOCK_BYTES - (entry.size % BLOCK_BYTES)) % BLOCK_BYTES;
     if (pad > 0) yield Buffer.alloc(pad);
   }

@@ -5,12 +5,13 @@ import { clientTlsOptions, type TlsMaterial } from '../../pki/index.js';
 import {
   CorralError,
   ErrorCode,
-  ErrorEnvelope,
+  envelopeOf,
   formatHostPort,
   MAX_UPDATER_RESPONSE_BYTES,
   parseJsonWith,
   RELEASE_CONTENT_TYPE,
   ReleasesResponse,
+  RemoteError,
   RollbackResponse,
   SelfUpdateResponse,
   UPDATER_RELEASES_PATH,
@@ -19,7 +20,6 @@ import {
   UPDATER_UPDATE_SELF_PATH,
   UpdateResponse,
 } from '../../protocol/index.js';
-import { Value } from '@sinclair/typebox/value';
 
 /** One worker's updater, as the controller knows it. */
 export interface UpdaterTarget {
@@ -50,7 +50,7 @@ function origin(target: UpdaterTarget): string {
   return `https://${formatHostPort(target.address, target.updaterPort)}`;
 }
 
-/** Reads a bounded JSON answer; an error envelope becomes a CorralError with its code. */
+/** Reads a bounded JSON answer; an error answer becomes a RemoteError with the updater's code and status. */
 async function answer<T extends TSchema>(
   res: Dispatcher.ResponseData,
   schema: T,
@@ -71,17 +71,9 @@ async function answer<T extends TSchema>(
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (res.statusCode >= 400) {
-    let envelope: unknown;
-    try {
-      envelope = JSON.parse(text);
-    } catch (e: unknown) {
-      void e; // not JSON: reported by status below
-    }
-    if (Value.Check(ErrorEnvelope, envelope)) {
-      const code = Object.values(ErrorCode).find((c) => c === envelope.error.code) ?? ErrorCode.INTERNAL;
-      throw new CorralError(code, envelope.error.message);
-    }
-    throw new CorralError(ErrorCode.UNAVAILABLE, `${what}: HTTP ${res.statusCode}`);
+    const envelope = envelopeOf(text);
+    if (envelope) throw new RemoteError(envelope.error.code, envelope.error.message, res.statusCode);
+    throw new RemoteError(ErrorCode.UNAVAILABLE, `${what}: HTTP ${res.statusCode}`, res.statusCode);
   }
   return parseJsonWith(schema, text, what, MAX_UPDATER_RESPONSE_BYTES);
 }

@@ -28,6 +28,7 @@ import { moveAside, type Reinitialized } from './reinitialize.js';
 import { getSetting, SETTING_ADDRESSES, SETTING_STATE_ID } from './settings.js';
 import { describeDestruction, groupsToReplace, stateDamagedError, type StateGroup } from './state-files.js';
 import { statePaths, type StatePaths } from './state-paths.js';
+import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
 
 export { ADMIN_TOKEN_PREFIX } from './admin-token.js';
 export type { Reinitialized } from './reinitialize.js';
@@ -232,7 +233,10 @@ async function ensureSettings(
   if (!hasId) {
     await db.insertInto('settings').values({ key: SETTING_STATE_ID, value: manifest.stateId }).execute();
   }
-  if (stored !== undefined) return { addresses: JSON.parse(stored) as string[], fresh: false };
+  if (stored !== undefined) {
+    const at = { table: 'settings', column: 'value', row: SETTING_ADDRESSES };
+    return { addresses: decodeJsonColumn(StoredNames, stored, at), fresh: false };
+  }
   const addresses = manifest.addresses.length > 0 ? manifest.addresses : requested;
   await db.transaction().execute(async (trx) => {
     await trx

@@ -10,6 +10,7 @@ import {
 import { getSetting, SETTING_ADDRESSES, SETTING_STATE_ID } from './settings.js';
 import { stateDamagedError } from './state-files.js';
 import { statePaths } from './state-paths.js';
+import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
 
 /**
  * For `serve`: checks the whole state dir (see inspectControllerState) and opens its
@@ -49,7 +50,11 @@ export async function openControllerState(stateDir: string): Promise<ControllerD
         stateId = newStateId();
         await db.insertInto('settings').values({ key: SETTING_STATE_ID, value: stateId }).execute();
       }
-      const addresses = JSON.parse((await getSetting(db, SETTING_ADDRESSES)) ?? '[]') as string[];
+      const addresses = decodeJsonColumn(StoredNames, (await getSetting(db, SETTING_ADDRESSES)) ?? '[]', {
+        table: 'settings',
+        column: 'value',
+        row: SETTING_ADDRESSES,
+      });
       const ca = inspection.caFingerprint;
       await writeControllerManifest(paths, {
         ...newManifest(stateId, addresses),

@@ -7,6 +7,7 @@ import {
   type CorralControl,
 } from '../../protocol/syslog-corral.js';
 import { FrameError, FrameParser } from '../../protocol/syslog-frame.js';
+import { ErrorCode } from '../../protocol/errors.js';
 import { BatchAssembler } from './batch-assembler.js';
 import type { HostWriter } from './host-writer.js';
 import type { PinnedHost } from './pin-lookup.js';
@@ -119,8 +120,13 @@ export class SyslogConnection {
     // Whole messages before a bad frame are kept; the connection ends at the bad frame.
     if (this.mode === 'plain') this.flushPlain();
     if (failure === undefined) return;
-    if (failure instanceof FrameError) this.close(failure.reason, failure.message);
-    else if (failure instanceof CorralProtocolError) this.close(CloseReason.PROTOCOL, failure.message);
+    if (failure instanceof FrameError) {
+      const reason =
+        failure.code === ErrorCode.PAYLOAD_TOO_LARGE
+          ? CloseReason.FRAME_TOO_LARGE
+          : CloseReason.MALFORMED_LENGTH;
+      this.close(reason, failure.message);
+    } else if (failure instanceof CorralProtocolError) this.close(CloseReason.PROTOCOL, failure.message);
     else
       this.close(
         CloseReason.INTERNAL,

@@ -3,6 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { IngestStateFile, pruneStreams, type StreamPosition } from './ingest-state.js';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
 
 /** One unit of work for a host's ingest file. */
 export interface IngestItem {
@@ -40,8 +41,20 @@ export interface HostWriterOptions {
   readonly clock: () => number;
 }
 
-export class IngestClosedError extends Error {
-  override readonly name = 'IngestClosedError';
+/** An item appended after `close()` began (CORRAL_ERR_CLOSED). */
+export class IngestClosedError extends ControllerError {
+  override readonly name: string = 'IngestClosedError';
+
+  constructor(message: string) {
+    super(ControllerErrorCode.CLOSED, message);
+  }
+}
+
+/** `e` when it is an Error, else a CORRAL_ERR_WRITE_FAILED carrying it. */
+function writeFailure(e: unknown, file: string): Error {
+  return e instanceof Error
+    ? e
+    : new ControllerError(ControllerErrorCode.WRITE_FAILED, `${file}: ${String(e)}`, { cause: e, file });
 }
 
 /** Groups written but not yet committed; more waits for the disk instead of queueing memory. */
@@ -127,7 +140,7 @@ export async function openHostWriter(options: HostWriterOptions): Promise<HostWr
         await stateFile.write(group.endBytes, group.streams);
       }
     } catch (e: unknown) {
-      return fail(e instanceof Error ? e : new Error(String(e)), group.items);
+      return fail(writeFailure(e, logPath), group.items);
     }
     committedBytes = group.endBytes;
     committed.clear();
@@ -171,10 +184,14 @@ export async function openHostWriter(options: HostWriterOptions): Promise<HostWr
         if (bytes > 0) {
           const { bytesWritten } = await fh.writev(buffers, writtenBytes);
           if (bytesWritten !== bytes)
-            throw new Error(`short write to ${logPath}: ${bytesWritten} of ${bytes} bytes`);
+            throw new ControllerError(
+              ControllerErrorCode.WRITE_FAILED,
+              `short write to ${logPath}: ${bytesWritten} of ${bytes} bytes`,
+              { file: logPath },
+            );
         }
       } catch (e: unknown) {
-        fail(e instanceof Error ? e : new Error(String(e)), items);
+        fail(writeFailure(e, logPath), items);
         return;
       }
       writtenBytes += bytes;

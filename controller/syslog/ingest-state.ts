@@ -9,6 +9,7 @@ import {
   MAX_INGEST_STATE_BYTES,
   MAX_INGEST_STREAMS_PER_HOST,
 } from '../../protocol/syslog-state.js';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
 
 export interface StreamPosition {
   position: number;
@@ -134,7 +135,11 @@ export class IngestStateFile {
     };
     const json = Buffer.from(JSON.stringify(state), 'utf8');
     if (json.length > MAX_INGEST_STATE_BYTES)
-      throw new Error(`${this.path}: state of ${json.length} bytes is too large`);
+      throw new ControllerError(
+        ControllerErrorCode.WRITE_FAILED,
+        `${this.path}: state of ${json.length} bytes is too large`,
+        { file: this.path },
+      );
     const sequence = this.sequence + 1;
     const seqHi = Math.floor(sequence / 2 ** 32);
     const seqLo = sequence % 2 ** 32;
@@ -146,7 +151,10 @@ export class IngestStateFile {
     digest(seqHi, seqLo, json).copy(out, 16);
     json.copy(out, HEADER_BYTES);
     const { bytesWritten } = await this.fh.write(out, 0, out.length, (sequence % 2) * SLOT_BYTES);
-    if (bytesWritten !== out.length) throw new Error(`${this.path}: short write`);
+    if (bytesWritten !== out.length)
+      throw new ControllerError(ControllerErrorCode.WRITE_FAILED, `${this.path}: short write`, {
+        file: this.path,
+      });
     await this.fh.datasync();
     this.sequence = sequence;
   }

@@ -1,7 +1,7 @@
 import { open, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { readJsonFile, writeJsonAtomic } from '../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
 import { formatSyslogLine, type Severity } from './rfc5424.js';
 import type { WorkerLog } from './worker-log.js';

@@ -1,6 +1,6 @@
 import { relative, sep } from 'node:path';
 import { STATE_MANIFEST_FILE, type AgentStateManifest } from '../protocol/state-manifest.js';
-import { writeJsonAtomic } from './json-file.js';
+import { writeJsonAtomic } from '../kit/json-file.js';
 
 /**
  * Which of the agent's state files exist, kept in `state-manifest.json` so the next start can

@@ -2,8 +2,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ENDPOINTS_FILE } from '../protocol/constants.js';
-import { writeEndpointsFile } from '../protocol/endpoints-file.js';
-import { runShutdown, type PhaseOutcome } from '../protocol/lifecycle.js';
+import { writeEndpointsFile } from '../kit/endpoints-file.js';
+import { runShutdown, type PhaseOutcome } from '../kit/shutdown.js';
 import {
   createController,
   type Controller,

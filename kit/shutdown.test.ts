@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelayMs, runShutdown } from './lifecycle.js';
-import { formatHostPort, parseHostPort } from './endpoints-file.js';
+import { backoffDelayMs } from './backoff.js';
+import { formatHostPort, parseHostPort } from './host-port.js';
+import { runShutdown } from './shutdown.js';
 
 describe('shutdown phases', () => {
   it('runs every phase in order even when one throws or overruns', async () => {

@@ -43,26 +43,66 @@ export async function runShutdown(phases: readonly ShutdownPhase[]): Promise<Pha
   return outcomes;
 }
 
-/** Sleeps for a backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)]. */
-export function backoffDelayMs(
-  attempt: number,
-  baseMs: number,
-  capMs: number,
-  random: () => number = Math.random,
-): number {
-  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
+export const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+
+export interface WaitForShutdownOptions {
+  /**
+   * true: a second signal while the phases run ends the wait at once (`forcedBy` says which);
+   * what is still running is abandoned to the process exit. false: later signals are only
+   * reported through `onSignal`, and the phases always run to their end.
+   */
+  readonly forceOnSecondSignal: boolean;
+  /** Starts the shutdown without a signal when it settles (the daemon's own loop ended). */
+  readonly until?: Promise<unknown>;
+  /** Told of every signal, with how many have arrived (1 for the first). */
+  readonly onSignal?: (signal: NodeJS.Signals, count: number) => void;
+  readonly signals?: readonly NodeJS.Signals[];
 }
 
-/** Pino redaction paths for anything that could carry key material or secrets. */
-export const LOG_REDACT_PATHS: readonly string[] = [
-  '*.keyPem',
-  '*.key',
-  '*.token',
-  '*.password',
-  'keyPem',
-  'token',
-  'req.headers.authorization',
-  'headers.authorization',
-  '*.privateKey',
-];
+export interface ShutdownResult {
+  /** The signal that started the shutdown; undefined when `until` did. */
+  readonly signal: NodeJS.Signals | undefined;
+  /** The second signal that cut the phases short, when `forceOnSecondSignal` is on. */
+  readonly forcedBy: NodeJS.Signals | undefined;
+  /** One per phase, in order; empty when a forcing signal came before the last one ended. */
+  readonly outcomes: readonly PhaseOutcome[];
+}
+
+/**
+ * The one shutdown path of every daemon: waits for SIGTERM/SIGINT (or `until`), then runs the
+ * phases with runShutdown. `phases` may be a function, called once the shutdown starts, for
+ * daemons whose last steps depend on why they stop. The handlers are removed before this
+ * returns, so the CLI entry's own handling of a later signal applies; nothing here exits.
+ */
+export async function waitForShutdown(
+  phases: readonly ShutdownPhase[] | (() => readonly ShutdownPhase[]),
+  options: WaitForShutdownOptions,
+): Promise<ShutdownResult> {
+  const signals = options.signals ?? SHUTDOWN_SIGNALS;
+  let count = 0;
+  let first: (signal: NodeJS.Signals) => void = () => undefined;
+  let second: (signal: NodeJS.Signals) => void = () => undefined;
+  const firstSignal = new Promise<NodeJS.Signals>((resolve) => (first = resolve));
+  const secondSignal = new Promise<NodeJS.Signals>((resolve) => (second = resolve));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    count++;
+    options.onSignal?.(signal, count);
+    if (count === 1) first(signal);
+    else if (options.forceOnSecondSignal) second(signal);
+  };
+  for (const s of signals) process.on(s, onSignal);
+  try {
+    const until = options.until?.then(
+      () => undefined,
+      () => undefined /* the caller sees the failure through its own promise */,
+    );
+    const signal = await (until ? Promise.race([firstSignal, until]) : firstSignal);
+    const list = typeof phases === 'function' ? phases() : phases;
+    const outcomes: PhaseOutcome[] = [];
+    const running = runShutdown(list).then((all) => void outcomes.push(...all));
+    const forcedBy = await Promise.race([running.then(() => undefined), secondSignal]);
+    return { signal, forcedBy, outcomes };
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
+}

@@ -6,11 +6,11 @@ import type { Logger } from 'pino';
 import { writeFileAtomic } from '../pki/index.js';
 import {
   AgentProcessFile,
-  backoffDelayMs,
   MAX_AGENT_OUTPUT_BYTES,
   parseJsonWith,
   RELEASE_VERSION_ENV,
 } from '../protocol/index.js';
+import { backoffDelayMs } from '../kit/backoff.js';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { hasEnvToken, isAlive, Serial, signalPid, tailFile, waitGone } from './process-tools.js';
 

@@ -5,13 +5,13 @@ import { pino } from 'pino';
 import type { Reinitialized, SelfDestructConfig } from '../../agent/index.js';
 import {
   DEFAULT_AGENT_PORT,
-  LOG_REDACT_PATHS,
   parseJsonWith,
   RELEASE_VERSION_ENV,
   RELEASE_VERSION_RE,
-  runShutdown,
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { runShutdown } from '../../kit/shutdown.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';

@@ -21,8 +21,8 @@ import {
   DEFAULT_WORKER_LISTEN,
   MAX_WORKER_BODY_BYTES,
 } from '../../protocol/constants.js';
-import { formatHostPort, parseHostPort } from '../../protocol/endpoints-file.js';
-import { LOG_REDACT_PATHS } from '../../protocol/lifecycle.js';
+import { formatHostPort, parseHostPort } from '../../kit/host-port.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';

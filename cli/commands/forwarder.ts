@@ -10,7 +10,8 @@ import {
   type ForwarderMode,
 } from '../../forwarder/index.js';
 import { ensurePrivateDir } from '../../pki/index.js';
-import { LOG_REDACT_PATHS, runShutdown } from '../../protocol/index.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { runShutdown } from '../../kit/shutdown.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';

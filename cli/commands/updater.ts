@@ -7,10 +7,10 @@ import { pino } from 'pino';
 import {
   DEFAULT_MAX_RELEASE_BYTES,
   DEFAULT_UPDATER_LISTEN,
-  LOG_REDACT_PATHS,
   RELEASE_VERSION_RE,
   UPDATER_VERSION_ENV,
 } from '../../protocol/index.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import {
   createUpdater,
   DEFAULT_HEALTH_TIMEOUT_MS,

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { CheckResult } from '../../protocol/admin-hosts.js';
 import { AgentHealth } from '../../protocol/agent-api.js';
-import { formatHostPort } from '../../protocol/endpoints-file.js';
+import { formatHostPort } from '../../kit/host-port.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import type { WorkerClient } from '../agent-client.js';
 import type { ControllerDatabase } from '../db/schema.js';

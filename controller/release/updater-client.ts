@@ -6,7 +6,6 @@ import {
   CorralError,
   ErrorCode,
   ErrorEnvelope,
-  formatHostPort,
   MAX_UPDATER_RESPONSE_BYTES,
   parseJsonWith,
   RELEASE_CONTENT_TYPE,
@@ -19,6 +18,7 @@ import {
   UPDATER_UPDATE_SELF_PATH,
   UpdateResponse,
 } from '../../protocol/index.js';
+import { formatHostPort } from '../../kit/host-port.js';
 import { Value } from '@sinclair/typebox/value';
 
 /** One worker's updater, as the controller knows it. */

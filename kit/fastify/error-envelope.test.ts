@@ -1,8 +1,8 @@
 import Fastify from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
-import { CorralError, ErrorCode } from './errors.js';
-import { installErrorEnvelope } from './fastify-errors.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { installErrorEnvelope } from './error-envelope.js';
 
 async function app() {
   const a = Fastify({ bodyLimit: 64 });

@@ -1,4 +1,12 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyError,
+  FastifyInstance,
+  FastifyTypeProvider,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+} from 'fastify';
 import {
   CorralError,
   ErrorCode,
@@ -6,7 +14,7 @@ import {
   ERROR_STATUS,
   isCorralError,
   type ErrorCode as Code,
-} from './errors.js';
+} from '../../protocol/errors.js';
 
 /**
  * Makes every error a fastify app answers with the one envelope `{ error: { code, message } }`:
@@ -14,7 +22,11 @@ import {
  * CORRAL_ERR_PAYLOAD_TOO_LARGE, CorralErrors keep their code; anything else is
  * CORRAL_ERR_INTERNAL with a generic message (the detail goes to the log, never the wire).
  */
-export function installErrorEnvelope(app: FastifyInstance): void {
+export function installErrorEnvelope<
+  S extends RawServerBase,
+  L extends FastifyBaseLogger,
+  P extends FastifyTypeProvider,
+>(app: FastifyInstance<S, RawRequestDefaultExpression<S>, RawReplyDefaultExpression<S>, L, P>): void {
   app.setErrorHandler((err: FastifyError | CorralError | Error, request, reply) => {
     const { code, message } = classify(err);
     const status = ERROR_STATUS[code];

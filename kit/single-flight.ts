@@ -86,7 +86,10 @@ export class SingleFlight {
   #enqueue<T>(fn: () => Promise<T>, onStart: () => void): Promise<T> {
     if (this.#waiting >= this.#maxQueued) {
       return Promise.reject(
-        new CorralError(ErrorCode.UNAVAILABLE, `${this.#name}: ${this.#maxQueued} tasks already wait`),
+        new CorralError(
+          ErrorCode.UNAVAILABLE,
+          `${this.#name}: ${this.#maxQueued} already waiting; retry later`,
+        ),
       );
     }
     this.#waiting++;

@@ -21,7 +21,7 @@ import {
   DEFAULT_WORKER_LISTEN,
   MAX_WORKER_BODY_BYTES,
 } from '../../protocol/constants.js';
-import { formatHostPort, parseHostPort } from '../../kit/host-port.js';
+import { formatHostPort, isWildcardHost, parseHostPort } from '../../kit/host-port.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
@@ -55,7 +55,7 @@ export function controllerExtraListeners(
         const workerHost = controller.endpoints
           ? parseHostPort(controller.endpoints.worker).host
           : '127.0.0.1';
-        const host = WILDCARD_HOSTS.has(bound.address) ? workerHost : bound.address;
+        const host = isWildcardHost(bound.address) ? workerHost : bound.address;
         const endpoint = formatHostPort(host, bound.port);
         controller.advertise('syslog', endpoint);
         return { endpoint, close: () => listener.close() };
@@ -63,8 +63,6 @@ export function controllerExtraListeners(
     },
   ];
 }
-
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
 
 /** Bursts allowed, as multiples of the sustained rates. */
 const HEARTBEAT_BURST_FACTOR = 5;

@@ -28,6 +28,11 @@ import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
+import { waitForShutdown, type PhaseOutcome } from '../../kit/shutdown.js';
+import { settleShutdown } from '../shutdown-result.js';
+
+/** Longer than the sum of the controller's own phase timeouts (controller/serve.ts). */
+const CONTROLLER_CLOSE_TIMEOUT_MS = 120_000;
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -288,20 +293,25 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       });
       if (joinPolicy.allowedCidrs.length > 0)
         log.info({ allowedCidrs: joinPolicy.allowedCidrs }, 'joins may claim only these addresses');
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-        process.once('SIGINT', () => resolve('SIGINT'));
-      });
-      log.info({ signal }, 'shutting down');
-      const forced = new Promise<never>((_, reject) => {
-        const force = (): void =>
-          reject(new CliExit(EXIT_FAILURE, 'second signal: exiting without draining'));
-        process.once('SIGTERM', force);
-        process.once('SIGINT', force);
-      });
-      const outcomes = await Promise.race([serving.close(), forced]);
-      const failed = outcomes.filter((o) => !o.ok);
-      for (const o of failed)
+      // The controller runs its own phases (controller/serve.ts); this waits for them once.
+      let outcomes: readonly PhaseOutcome[] = [];
+      const result = await waitForShutdown(
+        [
+          {
+            name: 'controller',
+            run: async () => void (outcomes = await serving.close()),
+            timeoutMs: CONTROLLER_CLOSE_TIMEOUT_MS,
+          },
+        ],
+        {
+          forceOnSecondSignal: true,
+          onSignal: (signal, count) => {
+            if (count === 1) log.info({ signal }, 'shutting down');
+          },
+        },
+      );
+      const failed = [...settleShutdown(log, result), ...outcomes.filter((o) => !o.ok)];
+      for (const o of outcomes.filter((x) => !x.ok))
         log.error({ phase: o.name, timedOut: o.timedOut ?? false, err: o.error }, 'shutdown phase failed');
       log.info({ phases: outcomes.length, failed: failed.length }, 'stopped');
       await new Promise<void>((resolve) => log.flush(() => resolve()));

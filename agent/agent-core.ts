@@ -18,6 +18,10 @@ import type { Reconciler } from './reconciler.js';
 import type { ServiceTable } from './service-table.js';
 import type { StateFiles } from './state-manifest.js';
 import { desiredSetHash, specHash } from './spec-hash.js';
+import { SingleFlight } from '../kit/single-flight.js';
+
+/** Applies and teardowns that may wait behind the running one (the controller sends one at a time). */
+const DESIRED_CHANGES_MAX_QUEUED = 64;
 
 export interface AgentCoreDeps {
   readonly version: string;
@@ -58,16 +62,12 @@ export function createAgentCore(deps: AgentCoreDeps): AgentCore {
   let desired = deps.initial;
   let applied = 0;
   let frozen = false;
-  let queue: Promise<unknown> = Promise.resolve();
   /** Resolved specs of `desired.services`, and the names that did not resolve on this host. */
   let resolved: DesiredService[] = [];
   const unresolved = new Map<string, string>();
 
-  const serialized = <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = queue.then(fn);
-    queue = run.catch(() => undefined /* the caller gets the error */);
-    return run;
-  };
+  const turns = new SingleFlight({ name: 'desired-set changes', maxQueued: DESIRED_CHANGES_MAX_QUEUED });
+  const serialized = <T>(fn: () => Promise<T>): Promise<T> => turns.run(fn);
 
   function resolveAll(services: readonly ServiceSpec[]): DesiredService[] {
     const seen = new Set<string>();

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { MAX_APPLY_BODY_BYTES, MAX_APPLY_SERVICES } from '../protocol/agent-api.js';
 import { ServiceSpec } from '../protocol/service-spec.js';
-import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { readJsonFile, writeJsonAtomic } from '../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
 /**

@@ -8,7 +8,7 @@ import {
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { diskUsage, readMeminfo } from './host-metrics.js';
 import { streamFile } from './log-capture.js';
-import { listProcesses } from './proc.js';
+import { listProcesses } from '../kit/proc.js';
 
 export interface DiagnosticsContext {
   /** Filesystems reported by `disk`. */

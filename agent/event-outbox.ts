@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { LifecycleEvent } from '../protocol/heartbeat.js';
-import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { readJsonFile, writeJsonAtomic } from '../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
 /** Events kept until acknowledged; past this the oldest are dropped (and counted). */

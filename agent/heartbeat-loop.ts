@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
-import { backoffDelayMs } from '../protocol/lifecycle.js';
+import { backoffDelayMs } from '../kit/backoff.js';
 import { RemoteError } from '../protocol/errors.js';
 import type { ControllerClient } from './controller-client.js';
 import type { EventOutbox } from './event-outbox.js';

@@ -2,7 +2,7 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import { Type } from '@sinclair/typebox';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';
-import { identityOf, isSameProcess, type ProcessIdentity } from './proc.js';
+import { identityOf, isSameProcess, type ProcessIdentity } from '../kit/proc.js';
 
 const LockFile = Type.Object({
   pid: Type.Integer({ minimum: 1 }),

@@ -19,7 +19,7 @@ import {
   writeBundle,
   type BundleManifest,
 } from '../pki/index.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import { JoinResponse, type JoinRequest } from '../protocol/enrollment.js';
 import { CorralError, envelopeOf, RemoteError } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';

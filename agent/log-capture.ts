@@ -1,10 +1,11 @@
 import { open, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { readJsonFile, writeJsonAtomic } from '../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
 import { formatSyslogLine, type Severity } from './rfc5424.js';
 import type { WorkerLog } from './worker-log.js';
+import { SingleFlight } from '../kit/single-flight.js';
 
 /**
  * Why files and not pipes: a service's stdout and stderr are opened by the agent as append-only
@@ -171,16 +172,15 @@ export function createLogCapture(options: LogCaptureOptions): LogCapture {
   }
 
   let closed = false;
-  let turn: Promise<unknown> = Promise.resolve();
+  // A pump asked for while one waits is the same pump: it reads up to the end of the file.
+  const turns = new SingleFlight({ name: 'log capture', maxQueued: 1 });
   return {
     pump() {
-      const run = turn.then(pumpOnce);
-      turn = run.catch(() => undefined /* the caller of pump gets the error */);
-      return run;
+      return turns.coalesce('pump', pumpOnce);
     },
     async close() {
       closed = true;
-      await turn;
+      await turns.idle();
     },
   };
 }

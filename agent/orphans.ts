@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { bootId, readProcStat, type ProcessIdentity } from './proc.js';
+import { readdir } from 'node:fs/promises';
+import { bootId, environValue, readEnviron, readProcStat, type ProcessIdentity } from '../kit/proc.js';
 
 /** Set in every service's environment: which agent (state dir) started it, and as what. */
 export const INSTANCE_ENV = 'CORRAL_AGENT_INSTANCE';
@@ -14,7 +14,6 @@ export interface FoundLeader extends ProcessIdentity {
   /** From its environment; undefined for processes an agent older than this one started. */
   readonly specHash: string | undefined;
 }
-const MAX_ENVIRON_BYTES = 256 * 1024;
 
 /** A stable token for the agent owning `stateDir` (an absolute path). */
 export function agentInstance(stateDir: string): string {
@@ -36,18 +35,11 @@ export async function findServiceLeaders(instance: string): Promise<Map<string, 
     const pid = Number(entry);
     const stat = await readProcStat(pid);
     if (!stat || stat.pgrp !== pid || stat.state === 'Z' || stat.state === 'X') continue;
-    let environ: Buffer;
-    try {
-      environ = await readFile(`/proc/${pid}/environ`);
-    } catch {
-      continue; // ENOENT or EACCES: gone, or not ours to read (so not ours at all)
-    }
-    if (environ.length > MAX_ENVIRON_BYTES) continue;
-    const vars = environ.toString('utf8').split('\0');
-    if (!vars.includes(marker)) continue;
-    const name = vars.find((v) => v.startsWith(`${SERVICE_ENV}=`))?.slice(SERVICE_ENV.length + 1);
+    const vars = await readEnviron(pid);
+    if (!vars?.includes(marker)) continue; // gone, not ours to read, or not ours at all
+    const name = environValue(vars, SERVICE_ENV);
     if (!name) continue;
-    const hash = vars.find((v) => v.startsWith(`${SPEC_HASH_ENV}=`))?.slice(SPEC_HASH_ENV.length + 1);
+    const hash = environValue(vars, SPEC_HASH_ENV);
     const leader = {
       pid,
       startTime: stat.startTime,

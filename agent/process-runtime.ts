@@ -9,7 +9,7 @@ import {
   isSameProcess,
   readProcStat,
   signalGroup,
-} from './proc.js';
+} from '../kit/proc.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import type { ExitInfo } from './restart-policy.js';
 import type { ProcessRecord, RunHandle, Runtime, StartRequest } from './runtime.js';

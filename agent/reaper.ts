@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createProcessRuntime } from './process-runtime.js';
-import { isSameProcess, signalProcess } from './proc.js';
+import { isSameProcess, signalProcess } from '../kit/proc.js';
 import { formatSyslogLine } from './rfc5424.js';
 import { checkDeletable, checkDirectoryOnDisk, isWithin, type ReaperPlan } from './self-destruct-plan.js';
 

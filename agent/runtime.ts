@@ -1,5 +1,5 @@
 import type { ServiceSpec } from '../protocol/service-spec.js';
-import type { ProcessIdentity } from './proc.js';
+import type { ProcessIdentity } from '../kit/proc.js';
 import type { ExitInfo } from './restart-policy.js';
 
 /** What the agent persists to find a service's process again after it restarts. */

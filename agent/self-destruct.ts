@@ -7,8 +7,8 @@ import type { SelfDestructAccepted, SelfDestructRequest } from '../protocol/agen
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';
 import { Type } from '@sinclair/typebox';
-import { writeJsonAtomic } from './json-file.js';
-import { isSameProcess, type ProcessIdentity } from './proc.js';
+import { writeJsonAtomic } from '../kit/json-file.js';
+import { isSameProcess, type ProcessIdentity } from '../kit/proc.js';
 import { launchReaper, type SystemdMode } from './reaper-launch.js';
 import { buildCheckedReaperPlan, type ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
 import type { ServiceDirs } from './service-record.js';

@@ -1,12 +1,10 @@
-import type { Server as HttpsServer } from 'node:https';
-import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { serverTlsOptions, type TlsMaterial } from '../pki/index.js';
 import { MAX_WORKER_BODY_BYTES } from '../protocol/constants.js';
-import { installErrorEnvelope } from '../protocol/fastify-errors.js';
+import { createTlsApp, type TlsApp } from '../kit/fastify/create-app.js';
+import { pinnedPeer } from '../kit/fastify/pinned-peer.js';
 import type { AgentCore } from './agent-core.js';
 import type { DiagnosticsContext } from './diagnostics.js';
-import { installPeerGuard } from './peer-guard.js';
 import { registerApplyRoute } from './routes/apply.js';
 import { registerDiagnosticsRoute } from './routes/diagnostics.js';
 import { registerHealthRoute } from './routes/health.js';
@@ -24,7 +22,7 @@ export interface AgentServerOptions {
 }
 
 export interface AgentServer {
-  readonly app: FastifyInstance;
+  readonly app: TlsApp;
   /** New TLS connections use `material` from now on (after a certificate renewal). */
   reloadTls(material: TlsMaterial): void;
 }
@@ -34,20 +32,17 @@ export interface AgentServer {
  * refused, never silently dropped: dropping them would also corrupt union matching).
  */
 export function createAgentServer(o: AgentServerOptions): AgentServer {
-  const app = Fastify({
+  const app = createTlsApp({
     https: serverTlsOptions(o.material),
-    // Per-request lines are info: this keeps warnings and errors, not one line per call.
-    loggerInstance: o.log.child(
-      { component: 'agent-api' },
-      { level: o.log.levelVal > 40 ? o.log.level : 'warn' },
-    ),
+    // Refusals are warnings; per-request lines are off, and info stays out of this log.
+    log: o.log.child({ component: 'agent-api' }, { level: o.log.levelVal > 40 ? o.log.level : 'warn' }),
     bodyLimit: MAX_WORKER_BODY_BYTES,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
-    return503OnClosing: true,
-  }) as unknown as FastifyInstance; // the https server's type differs only in the raw server
-
-  installErrorEnvelope(app);
-  installPeerGuard(app, o.pinnedFingerprint);
+  });
+  void app.register(pinnedPeer, {
+    role: 'controller-client',
+    fingerprint: o.pinnedFingerprint,
+    guarded: 'agent',
+  });
   registerHealthRoute(app, o.core);
   registerStatusRoute(app, o.core);
   registerApplyRoute(app, o.core);
@@ -57,7 +52,7 @@ export function createAgentServer(o: AgentServerOptions): AgentServer {
   return {
     app,
     reloadTls(material) {
-      (app.server as HttpsServer).setSecureContext(serverTlsOptions(material));
+      app.server.setSecureContext(serverTlsOptions(material));
     },
   };
 }

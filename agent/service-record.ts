@@ -5,7 +5,7 @@ import { NAME_RE, Reason, Timestamp } from '../protocol/common.js';
 import { ServiceState } from '../protocol/heartbeat.js';
 import { ServiceSpec } from '../protocol/service-spec.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
-import { readJsonFile, writeJsonAtomic } from './json-file.js';
+import { readJsonFile, writeJsonAtomic } from '../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
 
 /** Restart times kept per service: enough for any sane crash-loop window. */

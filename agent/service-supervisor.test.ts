@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ServiceSpec } from '../protocol/service-spec.js';
 import { agentInstance, INSTANCE_ENV, SERVICE_ENV, SPEC_HASH_ENV } from './orphans.js';
 import { plan } from './plan.js';
-import { bootId, identityOf } from './proc.js';
+import { bootId, identityOf } from '../kit/proc.js';
 import { createProcessRuntime } from './process-runtime.js';
 import type { Runtime, StartRequest } from './runtime.js';
 import { serviceDirs, type ServiceRecord } from './service-record.js';

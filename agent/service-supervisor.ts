@@ -9,6 +9,10 @@ import type { RunHandle, Runtime } from './runtime.js';
 import { MAX_RESTART_HISTORY, type ServiceDirs, type ServiceRecord } from './service-record.js';
 import { streamFile } from './log-capture.js';
 import { INSTANCE_ENV, SERVICE_ENV, SPEC_HASH_ENV } from './orphans.js';
+import { SingleFlight } from '../kit/single-flight.js';
+
+/** Launches and stops of one service that may wait for their turn (the agent sends a few at most). */
+const SUPERVISOR_MAX_QUEUED = 64;
 
 export interface ServiceEvent {
   readonly type: LifecycleEventType;
@@ -81,19 +85,14 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
   let incarnation = 0;
   let life = new AbortController();
   let writes: Promise<void> = Promise.resolve();
-  /** The tail of the queue of launches and stops; see the invariant above. */
-  let turn: Promise<void> = Promise.resolve();
+  /** The queue of launches and stops; see the invariant above. */
+  const turns = new SingleFlight({ name: `service ${name}`, maxQueued: SUPERVISOR_MAX_QUEUED });
   /** Set by detach(): a process a launch in progress then starts is left for the next agent. */
   let detached = false;
 
   /** Runs `fn` after every launch or stop queued before it has finished. */
   function exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = turn.then(fn);
-    turn = run.then(
-      () => undefined,
-      () => undefined /* the caller of exclusive gets the error */,
-    );
-    return run;
+    return turns.run(fn);
   }
 
   const setState = (next: ServiceState): void => {
@@ -318,7 +317,7 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     },
 
     /** Waits for a launch or stop in progress, then for the record writes. */
-    flush: () => turn.then(() => writes),
+    flush: () => turns.idle().then(() => writes),
   };
 }
 

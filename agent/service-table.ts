@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { ServiceStatus } from '../protocol/heartbeat.js';
 import { createLogCapture, type LogCapture } from './log-capture.js';
 import { findServiceLeaders } from './orphans.js';
-import { isSameProcess, type ProcessIdentity } from './proc.js';
+import { isSameProcess, type ProcessIdentity } from '../kit/proc.js';
 import type { CurrentService, DesiredService } from './plan.js';
 import type { ProcessRecord } from './runtime.js';
 import { RECORD_FILE, type ServiceRecord } from './service-record.js';

@@ -8,7 +8,7 @@ import { AgentStateManifest, MAX_STATE_MANIFEST_BYTES } from '../protocol/state-
 import { parseJsonWith } from '../protocol/validate.js';
 import { DESIRED_STATE_FILE, DesiredState, MAX_DESIRED_STATE_BYTES } from './desired-store.js';
 import { MAX_OUTBOX_BYTES, OUTBOX_FILE, OutboxFile } from './event-outbox.js';
-import { writeJsonAtomic } from './json-file.js';
+import { writeJsonAtomic } from '../kit/json-file.js';
 import { MAX_OFFSETS_BYTES, Offsets, OFFSETS_FILE } from './log-capture.js';
 import { MAX_RECORD_BYTES, RECORD_FILE, ServiceRecord } from './service-record.js';
 import { manifestPath } from './state-manifest.js';

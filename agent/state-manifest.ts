@@ -1,6 +1,7 @@
 import { relative, sep } from 'node:path';
 import { STATE_MANIFEST_FILE, type AgentStateManifest } from '../protocol/state-manifest.js';
-import { writeJsonAtomic } from './json-file.js';
+import { writeJsonAtomic } from '../kit/json-file.js';
+import { SingleFlight } from '../kit/single-flight.js';
 
 /**
  * Which of the agent's state files exist, kept in `state-manifest.json` so the next start can
@@ -39,27 +40,25 @@ export function trackStateFiles(
   onError: (err: unknown) => void,
 ): StateFiles {
   const files = new Set(initial);
-  let version = 0;
-  let written = 0;
-  let tail: Promise<void> = Promise.resolve();
+  // Each write lists the files as they are when it starts, so a change made while one waits
+  // joins that one, and a change made while one runs queues the next.
+  const writes = new SingleFlight({ name: 'state manifest', maxQueued: 1 });
 
   const rel = (path: string): string | undefined => {
     const r = relative(stateDir, path).split(sep).join('/');
     return r === '' || r.startsWith('../') || r === '..' ? undefined : r;
   };
 
-  function save(): Promise<void> {
-    const wanted = ++version;
-    const run = tail.then(async () => {
-      if (written >= wanted) return; // a later write already carried this change
-      const target = version;
-      const manifest: AgentStateManifest = { version: 1, daemon: 'agent', files: [...files].sort() };
+  async function write(): Promise<void> {
+    const manifest: AgentStateManifest = { version: 1, daemon: 'agent', files: [...files].sort() };
+    try {
       await writeJsonAtomic(manifestPath(stateDir), manifest, true);
-      written = target;
-    });
-    tail = run.catch((err: unknown) => onError(err));
-    return run;
+    } catch (err: unknown) {
+      onError(err);
+      throw err;
+    }
   }
+  const save = (): Promise<void> => writes.coalesce('manifest', write);
 
   return {
     note(path) {

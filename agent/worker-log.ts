@@ -1,5 +1,6 @@
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { SingleFlight } from '../kit/single-flight.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 /**
@@ -16,11 +17,16 @@ export interface WorkerLog {
 }
 
 const LOG_FILE_MODE = 0o640;
+/**
+ * Appends that may wait behind the one being written: a few per service stream. A refused one
+ * fails its pump, which leaves its capture offsets alone and reads the same lines again.
+ */
+const WORKER_LOG_MAX_QUEUED = 1024;
 
 export function createWorkerLog(path: string): WorkerLog {
   let fh: FileHandle | undefined;
   let ino = -1;
-  let chain: Promise<void> = Promise.resolve();
+  const appends = new SingleFlight({ name: 'worker log', maxQueued: WORKER_LOG_MAX_QUEUED });
   let closing: Promise<void> | undefined;
 
   async function ensureOpen(): Promise<FileHandle> {
@@ -48,13 +54,12 @@ export function createWorkerLog(path: string): WorkerLog {
     path,
     append(lines) {
       if (closing) return Promise.reject(new CorralError(ErrorCode.CLOSED, 'worker log is closed'));
-      const next = chain.then(() => write(lines));
-      chain = next.catch(() => undefined /* the caller of this append gets the error */);
-      return next;
+      return appends.run(() => write(lines));
     },
     close() {
+      // A second close() waits for the first.
       closing ??= (async () => {
-        await chain;
+        await appends.idle();
         await fh?.close();
         fh = undefined;
       })();

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent as Dispatcher, request } from 'undici';
 import { clientTlsOptions, createCa, writeBundle } from '../pki/index.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { fmt, median } from './lib/stats.js';
 
 /**

@@ -5,7 +5,7 @@ import { Agent, request } from 'undici';
 import { joinFleet } from '../agent/join.js';
 import { initControllerState } from '../controller/index.js';
 import { createCsr } from '../pki/index.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import type { TokenCreateResponse } from '../protocol/enrollment.js';
 import { startControllerProcess } from './lib/controller-process.js';
 import { fmt, percentile } from './lib/stats.js';

@@ -9,7 +9,7 @@ import Fastify from 'fastify';
 import { Client } from 'undici';
 import { initControllerState, loadControllerIdentity } from '../controller/index.js';
 import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
 import type { HeartbeatRequest } from '../protocol/heartbeat.js';
 import { startControllerProcess, ROOT } from './lib/controller-process.js';

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from './exit.js';
 
 /** Options every command that talks to the admin API takes. */

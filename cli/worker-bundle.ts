@@ -6,7 +6,7 @@ import {
   type LoadedBundle,
   type LoadedIdentity,
 } from '../pki/index.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import { CliExit, EXIT_USAGE } from './exit.js';
 
 /** Where a worker daemon keeps its enrolled identity, under its state dir. */

@@ -10,7 +10,7 @@ import {
   MAX_WORKER_BODY_BYTES,
   DEFAULT_HEARTBEAT_INTERVAL_MS,
 } from '../protocol/constants.js';
-import { formatHostPort } from '../protocol/endpoints-file.js';
+import { formatHostPort, isWildcardHost } from '../kit/host-port.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createWorkerClient, type WorkerClient } from './agent-client.js';
 import { createAuditLog, type AuditLog } from './audit/audit-log.js';
@@ -35,13 +35,13 @@ import {
 import { createHeartbeatWriter, type HeartbeatWriter } from './fleet/heartbeat-writer.js';
 import { createRenewal } from './fleet/renewal.js';
 import { createTokenStore } from './fleet/token-store.js';
-import { adminAuthHook } from './http/admin-auth.js';
+import { adminAuth } from './http/admin-auth.js';
 import type { AdminContext } from './http/admin-context.js';
 import { createHttpApp, createHttpsApp, type HttpApp, type HttpsApp } from './http/fastify-base.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
 import { trackWorkerRefusals } from './http/tls-refusals.js';
-import { workerAuthHook } from './http/worker-auth.js';
+import { workerAuth } from './http/worker-auth.js';
 import { createPinKeeper, type PinKeeper } from './pins/pin-keeper.js';
 import { createPinRegistry, type PinRegistry } from './pins/pin-registry.js';
 import { loadActivePins } from './pins/pin-store.js';
@@ -131,8 +131,6 @@ export interface Controller extends AsyncDisposable {
   /** Stops accepting, drains in-flight requests, writes queued heartbeats. Idempotent. */
   close(): Promise<void>;
 }
-
-const WILDCARDS = new Set(['0.0.0.0', '::', '']);
 
 export async function createController(options: ControllerOptions): Promise<Controller> {
   const { db, identity, log } = options;
@@ -244,10 +242,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       metrics,
       coerceTypes: true,
     });
-    admin.addHook(
-      'onRequest',
-      adminAuthHook(() => credentials),
-    );
+    void admin.register(adminAuth, { credentials: () => credentials });
     void admin.register(adminSystemRoutes, { ctx });
     void admin.register(adminHostRoutes, { ctx });
     void admin.register(adminEnrollRoutes, { ctx });
@@ -281,7 +276,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       metrics,
       log: log.child({ component: 'worker-tls' }),
     });
-    worker.addHook('onRequest', workerAuthHook(pins, expired));
+    void worker.register(workerAuth, { pins, onExpired: expired });
     void worker.register(heartbeatRoute, { writer, budget, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
     void worker.register(bundleWrittenRoute, { enrollment });
@@ -300,7 +295,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
 
   const hostPortOf = (app: HttpApp | HttpsApp, listenHost: string): string => {
     const bound = app.server.address() as AddressInfo;
-    const host = options.advertiseHost ?? (WILDCARDS.has(listenHost) ? '127.0.0.1' : listenHost);
+    const host = options.advertiseHost ?? (isWildcardHost(listenHost) ? '127.0.0.1' : listenHost);
     return formatHostPort(host, bound.port);
   };
 

@@ -2,8 +2,9 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ENDPOINTS_FILE } from '../protocol/constants.js';
-import { writeEndpointsFile } from '../protocol/endpoints-file.js';
-import { runShutdown, type PhaseOutcome } from '../protocol/lifecycle.js';
+import { writeEndpointsFile } from '../kit/endpoints-file.js';
+import { isWildcardHost } from '../kit/host-port.js';
+import { runShutdown, type PhaseOutcome } from '../kit/shutdown.js';
 import {
   createController,
   type Controller,
@@ -30,8 +31,6 @@ export interface ExtraListener {
     close(): Promise<void>;
   }>;
 }
-
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
 
 export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
@@ -88,7 +87,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
     });
     const bound = await controller.listen(options);
-    if (addresses.length === 0 && WILDCARD_HOSTS.has(options.worker.host)) {
+    if (addresses.length === 0 && isWildcardHost(options.worker.host)) {
       options.log.warn(
         { worker: bound.worker },
         'no --address was given to init: bundles name 127.0.0.1, which only this machine can reach',

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/tls-options.js';
-import { backoffDelayMs } from '../protocol/lifecycle.js';
+import { backoffDelayMs } from '../kit/backoff.js';
 import { MAX_SESSION_STREAMS } from '../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../protocol/syslog-frame.js';
 import { isForwarderError } from './errors.js';

@@ -5,6 +5,11 @@ import sqlite3 from 'sqlite3';
 import { parseWith } from '../protocol/validate.js';
 import { ForwarderError, ForwarderErrorCode } from './errors.js';
 import { markerPath, readMarker, writeMarker, type MarkerState } from './store-marker.js';
+import { SingleFlight } from '../kit/single-flight.js';
+import { ErrorCode, isCorralError } from '../protocol/errors.js';
+
+/** Store operations that may wait for their turn: a few per followed file. */
+const POSITION_STORE_MAX_QUEUED = 1024;
 
 /**
  * Where a generation of a followed file stands:
@@ -368,11 +373,10 @@ function createStore(
 ): PositionStore {
   let recovery = initialRecovery;
   // One operation at a time, so a transaction never takes in another caller's statement.
-  let tail: Promise<unknown> = Promise.resolve();
+  const turns = new SingleFlight({ name: 'position store', maxQueued: POSITION_STORE_MAX_QUEUED });
   function serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = tail.then(fn, fn);
-    tail = next.catch(() => undefined /* the caller gets the error; the queue goes on */);
-    return next.catch((e: unknown) => {
+    return turns.run(fn).catch((e: unknown) => {
+      if (isCorralError(e, ErrorCode.UNAVAILABLE)) throw e; // refused by the queue, never ran
       throw damaged(file, e);
     });
   }
@@ -392,7 +396,7 @@ function createStore(
   };
 
   let closed: Promise<void> | undefined;
-  const close = (): Promise<void> => (closed ??= tail.then(() => db.close()));
+  const close = (): Promise<void> => (closed ??= turns.idle().then(() => db.close()));
 
   return {
     file,

@@ -1,6 +1,5 @@
 import type { Static, TSchema } from '@sinclair/typebox';
 import { FormatRegistry } from '@sinclair/typebox';
-import { readFile } from 'node:fs/promises';
 import { Value } from '@sinclair/typebox/value';
 import { CorralError, ErrorCode } from './errors.js';
 
@@ -37,24 +36,4 @@ export function parseJsonWith<T extends TSchema>(
     throw new CorralError(ErrorCode.VALIDATION, `${what} is not valid JSON`, { cause: e });
   }
   return parseWith(schema, value, what);
-}
-
-/**
- * Reads a JSON file of bounded size from disk and validates it; undefined when the file does
- * not exist. Throws CORRAL_ERR_VALIDATION / CORRAL_ERR_PAYLOAD_TOO_LARGE for a bad one.
- */
-export async function readJsonFileWith<T extends TSchema>(
-  schema: T,
-  path: string,
-  what: string,
-  maxBytes: number,
-): Promise<Static<T> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e: unknown) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  return parseJsonWith(schema, text, what, maxBytes);
 }

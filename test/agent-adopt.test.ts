@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentInstance } from '../agent/orphans.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {
   agentCaller,
   groupPids,

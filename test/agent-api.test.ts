@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agent/index.js';
 import type { AgentStatus, ApplyAccepted } from '../protocol/agent-api.js';
 import { ErrorCode } from '../protocol/errors.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { PkiErrorCode } from '../pki/index.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {
   agentCaller,
   killServices,
@@ -202,8 +203,12 @@ describe('agent API', () => {
             path,
             method === 'POST' ? {} : undefined,
           );
-          expect({ who, path, status: res.status }).toEqual({ who, path, status: 403 });
-          expect(res.body.error.code).toMatch(/^CORRAL_ERR_(FORBIDDEN|PIN_MISMATCH)$/);
+          expect({ who, path, status: res.status, code: res.body.error.code }).toEqual({
+            who,
+            path,
+            status: 403,
+            code: who === 'unpinned controller-client' ? PkiErrorCode.PIN_MISMATCH : ErrorCode.FORBIDDEN,
+          });
         }
       } finally {
         await c.close();

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentInstance } from '../agent/orphans.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {
   agentCaller,
   killServices,

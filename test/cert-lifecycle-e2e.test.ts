@@ -10,7 +10,7 @@ import { loadControllerIdentity, openDatabase } from '../controller/index.js';
 import { identityFromPem } from '../pki/index.js';
 import type { AuditListResponse } from '../protocol/admin-audit.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { metricValue, pinExpiredAgentCertificate } from './expired-cert-fixture.js';
 import { CLI, poll, tempDir } from './fleet-fixture.js';
 

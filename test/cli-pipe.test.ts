@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initControllerState, loadControllerIdentity, openDatabase } from '../controller/index.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import type { HostView } from '../protocol/host.js';
 import { ROOT } from './agent-fixture.js';
 import { waitFor } from './controller-fixture.js';

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { Client, request } from 'undici';
 import { clientTlsOptions, peerOfRequest, type TlsMaterial } from '../pki/index.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
 import type { HeartbeatRequest, LifecycleEvent } from '../protocol/heartbeat.js';
 import {

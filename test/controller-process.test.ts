@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import sqlite3 from 'sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientTlsOptions, loadBundle, type TlsMaterial } from '../pki/index.js';
-import { parseHostPort, readEndpointsFile } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import type { HeartbeatRequest } from '../protocol/heartbeat.js';
 import {
   corral,

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { startLocalFleet, type LocalFleet } from '../cli/up/local-fleet.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { CLI, fleetCli, hostsJson, tempDir } from './fleet-fixture.js';
 import { fleetScenario } from './fleet-scenario.js';
 import { createWorkerNamespaces, netnsUnavailable, type Namespaces } from './netns-fixture.js';

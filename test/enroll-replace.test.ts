@@ -9,7 +9,7 @@ import type { AuditListResponse } from '../protocol/admin-audit.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';
 import type { TokenListResponse } from '../protocol/admin-tokens.js';
 import type { TokenCreateResponse } from '../protocol/enrollment.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import { ROOT } from './agent-fixture.js';
 import {
   corral,

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_EVENT_RETENTION, DEFAULT_HEARTBEAT_BUDGET } from '../controller/index.js';
 import { loadBundle } from '../pki/index.js';
 import { MAX_WORKER_BODY_BYTES } from '../protocol/constants.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { ErrorCode } from '../protocol/errors.js';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { addWorker } from './deploy-fixture.js';

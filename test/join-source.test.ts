@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../protocol/admin-audit.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';
 import type { TokenView } from '../protocol/enrollment.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { ROOT } from './agent-fixture.js';
 import { corral, waitFor } from './controller-fixture.js';
 

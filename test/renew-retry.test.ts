@@ -9,7 +9,7 @@ import { createControllerClient } from '../agent/controller-client.js';
 import { renewIfDue } from '../agent/renewal.js';
 import { clientTlsOptions, createCsr, identityFromPem, writeBundle } from '../pki/index.js';
 import type { EnrollResponse, RenewResponse } from '../protocol/enrollment.js';
-import { parseHostPort } from '../protocol/endpoints-file.js';
+import { parseHostPort } from '../kit/host-port.js';
 import {
   agentMaterial,
   heartbeatBody,

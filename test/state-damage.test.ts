@@ -20,7 +20,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentInstance } from '../agent/orphans.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {
   agentCaller,
   killServices,

@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AdminUpdateResponse } from '../protocol/admin-update.js';
-import { readEndpointsFile } from '../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import type { UpdaterStateFile } from '../protocol/index.js';
 import { corral } from './controller-fixture.js';
 import { freePort } from './rsyslog-fixtures.js';

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pushRelease } from '../controller/release/push.js';
 import { fetchReleases, requestRollback } from '../controller/release/updater-client.js';
 import type { UpdaterStateFile } from '../protocol/index.js';
-import { isAlive } from '../updater/process-tools.js';
+import { isAlive } from '../kit/proc.js';
 import {
   agentHealth,
   agentVersion,

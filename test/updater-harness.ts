@@ -23,12 +23,9 @@ import {
   type CertificateAuthority,
   type TlsMaterial,
 } from '../pki/index.js';
-import {
-  AGENT_HEALTH_SOCKET,
-  parseHostPort,
-  readEndpointsFile,
-  type AgentLocalHealth,
-} from '../protocol/index.js';
+import { AGENT_HEALTH_SOCKET, type AgentLocalHealth } from '../protocol/index.js';
+import { parseHostPort } from '../kit/host-port.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { createUpdater, type Updater, type UpdaterOptions } from '../updater/index.js';
 import { probeOnce } from '../updater/health-probe.js';
 import type { UpdaterTarget } from '../controller/release/push.js';

@@ -362,10 +362,15 @@ describe('updater access', () => {
     const operator = await fleet.ca.issue({ role: 'operator', commonName: 'alice' });
     const agent = await fleet.ca.issue({ role: 'agent', hostId: 'w-9', commonName: 'w-9' });
     const otherClient = await fleet.ca.issue({ role: 'controller-client', commonName: 'controller-client' });
-    for (const cert of [operator, agent, otherClient]) {
+    // The same answers as the agent's guard (kit/fastify/pinned-peer.ts): another role is
+    // FORBIDDEN, the right role with another certificate PIN_MISMATCH.
+    for (const [cert, code] of [
+      [operator, 'CORRAL_ERR_FORBIDDEN'],
+      [agent, 'CORRAL_ERR_FORBIDDEN'],
+      [otherClient, 'CORRAL_ERR_PIN_MISMATCH'],
+    ] as const) {
       const res = await call(u.port, { caPem: fleet.ca.certPem, certPem: cert.certPem, keyPem: cert.keyPem });
-      expect(res.status).toBe(403);
-      expect(res.body.error?.code).toBe('CORRAL_ERR_FORBIDDEN');
+      expect({ status: res.status, code: res.body.error?.code }).toEqual({ status: 403, code });
     }
   });
 });

@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import { CorralError, ErrorCode, MAX_AGENT_OUTPUT_BYTES, RELEASE_VERSION_ENV } from '../protocol/index.js';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
-import { Serial } from './process-tools.js';
+import { SingleFlight } from '../kit/single-flight.js';
+
+const AGENT_RUNNER_MAX_QUEUED = 64;
 
 export interface CommandAgentRunnerOptions {
   /** argv of the restart command, e.g. ['systemctl', 'restart', 'corral-agent']; no shell. */
@@ -20,7 +22,8 @@ export interface CommandAgentRunnerOptions {
  */
 export class CommandAgentRunner implements AgentRunner {
   readonly #o: CommandAgentRunnerOptions;
-  readonly #serial = new Serial();
+  /** Start, stop and restart one at a time; the updater never has more than a few waiting. */
+  readonly #serial = new SingleFlight({ name: 'agent runner', maxQueued: AGENT_RUNNER_MAX_QUEUED });
   #output = '';
   #failure: string | undefined;
 

@@ -6,11 +6,10 @@ import {
   AGENT_HEALTH_SOCKET,
   DEFAULT_MAX_EXTRACTED_BYTES,
   DEFAULT_MAX_RELEASE_BYTES,
-  formatHostPort,
-  readEndpointsFile,
-  runShutdown,
-  writeEndpointsFile,
 } from '../protocol/index.js';
+import { formatHostPort } from '../kit/host-port.js';
+import { readEndpointsFile, writeEndpointsFile } from '../kit/endpoints-file.js';
+import { runShutdown } from '../kit/shutdown.js';
 import { Activator, type PausePhase } from './activator.js';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { DEFAULT_MAX_ARCHIVE_ENTRIES } from './archive-rules.js';

@@ -6,13 +6,17 @@ import type { Logger } from 'pino';
 import { writeFileAtomic } from '../pki/index.js';
 import {
   AgentProcessFile,
-  backoffDelayMs,
   MAX_AGENT_OUTPUT_BYTES,
   parseJsonWith,
   RELEASE_VERSION_ENV,
 } from '../protocol/index.js';
+import { backoffDelayMs } from '../kit/backoff.js';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
-import { hasEnvToken, isAlive, Serial, signalPid, tailFile, waitGone } from './process-tools.js';
+import { isAlive, signalProcess, waitGone } from '../kit/proc.js';
+import { SingleFlight } from '../kit/single-flight.js';
+import { hasEnvToken, tailFile } from './process-tools.js';
+
+const AGENT_RUNNER_MAX_QUEUED = 64;
 
 /** Environment variable carrying the token that ties an agent process to this updater. */
 export const AGENT_INSTANCE_ENV = 'CORRAL_AGENT_INSTANCE';
@@ -55,7 +59,8 @@ interface Running {
  */
 export class ProcessAgentRunner implements AgentRunner {
   readonly #o: ProcessAgentRunnerOptions;
-  readonly #serial = new Serial();
+  /** Start, stop and restart one at a time; the updater never has more than a few waiting. */
+  readonly #serial = new SingleFlight({ name: 'agent runner', maxQueued: AGENT_RUNNER_MAX_QUEUED });
   readonly #loop = new AbortController();
   #running: Running | undefined;
   #supervised: AgentRelease | null = null;
@@ -217,10 +222,10 @@ export class ProcessAgentRunner implements AgentRunner {
     if (running && running.exit === undefined && running.pid > 0) {
       const ours =
         running.child !== undefined || (await hasEnvToken(running.pid, AGENT_INSTANCE_ENV, running.instance));
-      if (ours && signalPid(running.pid, 'SIGTERM')) {
+      if (ours && signalProcess(running.pid, 'SIGTERM')) {
         if (!(await waitGone(running.pid, this.#o.stopTimeoutMs ?? 10_000))) {
           this.#o.log.warn({ pid: running.pid }, 'agent ignored SIGTERM; killing it');
-          signalPid(running.pid, 'SIGKILL');
+          signalProcess(running.pid, 'SIGKILL');
           await waitGone(running.pid, 5000);
         }
       }

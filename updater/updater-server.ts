@@ -1,13 +1,10 @@
 import type { Readable } from 'node:stream';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import { isPkiError, peerOfRequest, requirePeer, serverTlsOptions, type TlsMaterial } from '../pki/index.js';
+import { serverTlsOptions, type TlsMaterial } from '../pki/index.js';
 import {
   ErrorCode,
   errorEnvelope,
   ErrorEnvelope,
-  installErrorEnvelope,
   MAX_WORKER_BODY_BYTES,
   RELEASE_CONTENT_TYPE,
   ReleasesResponse,
@@ -20,6 +17,8 @@ import {
   UpdateQuery,
   UpdateResponse,
 } from '../protocol/index.js';
+import { createTlsApp, type TlsApp } from '../kit/fastify/create-app.js';
+import { pinnedPeer } from '../kit/fastify/pinned-peer.js';
 import type { AgentRelease } from './agent-runner.js';
 import { discardUpload } from './receive-upload.js';
 import type { ReleaseManager, Upload } from './release-manager.js';
@@ -45,35 +44,23 @@ function contentLength(header: string | undefined): number | undefined {
 /**
  * The updater's HTTPS API: mutual TLS with our CA, and every request must come from the pinned
  * controller-client certificate (checked on the very connection, before routing) or it gets
- * 403. Uploads arrive as a raw stream; JSON bodies are capped at MAX_WORKER_BODY_BYTES.
+ * 403, with the same codes as the agent (kit/fastify/pinned-peer.ts). Uploads arrive as a raw
+ * stream; JSON bodies are capped at MAX_WORKER_BODY_BYTES.
  */
-export function buildUpdaterServer(o: UpdaterServerOptions): FastifyInstance {
-  const base = Fastify({
+export function buildUpdaterServer(o: UpdaterServerOptions): TlsApp {
+  const app = createTlsApp({
     https: serverTlsOptions(o.tls),
     bodyLimit: MAX_WORKER_BODY_BYTES,
-    loggerInstance: o.log,
-    logController: new LogController({ disableRequestLogging: true }),
+    log: o.log,
     // Uploads of large releases may take long; only the pinned controller gets this far.
-    requestTimeout: 0,
-    forceCloseConnections: 'idle',
+    requestTimeoutMs: 0,
+    // As before the kit: fastify's own defaults (`force=true` in the query is coerced).
+    ajv: { coerceTypes: 'array', removeAdditional: true },
   });
-  installErrorEnvelope(base as unknown as FastifyInstance);
-  const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  app.addHook('onRequest', async (request, reply) => {
-    try {
-      requirePeer(peerOfRequest(request.raw), {
-        roles: ['controller-client'],
-        fingerprints: [o.controllerClientFingerprint],
-      });
-    } catch (e: unknown) {
-      if (!isPkiError(e)) throw e;
-      request.log.warn({ code: e.code }, 'caller refused');
-      await reply
-        .code(403)
-        .header('connection', 'close')
-        .send(errorEnvelope(ErrorCode.FORBIDDEN, `only the controller may call the updater (${e.code})`));
-      return reply;
-    }
+  void app.register(pinnedPeer, {
+    role: 'controller-client',
+    fingerprint: () => o.controllerClientFingerprint,
+    guarded: 'updater',
   });
   // The release body stays a stream: it is hashed and capped while it is written to staging.
   app.addContentTypeParser(RELEASE_CONTENT_TYPE, (_request, payload, done) => done(null, payload));
@@ -149,5 +136,5 @@ export function buildUpdaterServer(o: UpdaterServerOptions): FastifyInstance {
   app.get(UPDATER_RELEASES_PATH, { schema: { response: { 200: ReleasesResponse } } }, async () =>
     o.manager.releases(),
   );
-  return app as unknown as FastifyInstance;
+  return app;
 }

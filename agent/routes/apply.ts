@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { TlsApp } from '../../kit/fastify/create-app.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ApplyAccepted, ApplyRequest, MAX_APPLY_BODY_BYTES } from '../../protocol/agent-api.js';
 import type { AgentCore } from '../agent-core.js';
@@ -7,7 +7,7 @@ import type { AgentCore } from '../agent-core.js';
  * POST /v1/apply: the host's whole desired set. 202 with an operation id; the same generation
  * again is a no-op (`noop: true`); an older one is 409 CORRAL_ERR_STALE_GENERATION.
  */
-export function registerApplyRoute(app: FastifyInstance, core: AgentCore): void {
+export function registerApplyRoute(app: TlsApp, core: AgentCore): void {
   app
     .withTypeProvider<TypeBoxTypeProvider>()
     .post(

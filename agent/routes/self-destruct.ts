@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { TlsApp } from '../../kit/fastify/create-app.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { SelfDestructAccepted, SelfDestructRequest } from '../../protocol/agent-api.js';
 
@@ -8,7 +8,7 @@ export interface SelfDestructStarter {
 }
 
 /** POST /v1/self-destruct: replies 202 at once; the reaper starts once the reply is out. */
-export function registerSelfDestructRoute(app: FastifyInstance, starter: SelfDestructStarter): void {
+export function registerSelfDestructRoute(app: TlsApp, starter: SelfDestructStarter): void {
   app
     .withTypeProvider<TypeBoxTypeProvider>()
     .post(

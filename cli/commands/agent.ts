@@ -5,14 +5,15 @@ import { pino } from 'pino';
 import type { Reinitialized, SelfDestructConfig } from '../../agent/index.js';
 import {
   DEFAULT_AGENT_PORT,
-  LOG_REDACT_PATHS,
   parseJsonWith,
   RELEASE_VERSION_ENV,
   RELEASE_VERSION_RE,
-  runShutdown,
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { waitForShutdown } from '../../kit/shutdown.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { settleShutdown } from '../shutdown-result.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 import { registerAgentJoinCommand } from './agent-join.js';
@@ -151,27 +152,11 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
 
   // The first signal starts the drain; a second one ends the wait for it (the CLI entry then
   // exits), however long a service's stop grace still has to run.
-  let signals = 0;
-  let stop: () => void = () => undefined;
-  const stopRequested = new Promise<void>((resolveStop) => (stop = resolveStop));
-  const forced = new Promise<never>((_resolve, reject) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals++;
-      log.info({ signal }, 'agent stopping');
-      if (signals > 1) reject(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
-      else stop();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+  const result = await waitForShutdown([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }], {
+    forceOnSecondSignal: true,
+    onSignal: (signal) => log.info({ signal }, 'agent stopping'),
   });
-  forced.catch(() => undefined /* observed through the race below */);
-  await stopRequested;
-  const outcomes = await Promise.race([
-    runShutdown([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }]),
-    forced,
-  ]);
-  for (const o of outcomes)
-    if (!o.ok) log.error({ phase: o.name, err: o.error, timedOut: o.timedOut }, 'shutdown phase failed');
+  settleShutdown(log, result);
   log.flush();
 }
 

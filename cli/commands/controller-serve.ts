@@ -21,14 +21,19 @@ import {
   DEFAULT_WORKER_LISTEN,
   MAX_WORKER_BODY_BYTES,
 } from '../../protocol/constants.js';
-import { formatHostPort, parseHostPort } from '../../protocol/endpoints-file.js';
-import { LOG_REDACT_PATHS } from '../../protocol/lifecycle.js';
+import { formatHostPort, isWildcardHost, parseHostPort } from '../../kit/host-port.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { waitForShutdown, type PhaseOutcome } from '../../kit/shutdown.js';
+import { settleShutdown } from '../shutdown-result.js';
+
+/** Longer than the sum of the controller's own phase timeouts (controller/serve.ts). */
+const CONTROLLER_CLOSE_TIMEOUT_MS = 120_000;
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -56,7 +61,7 @@ export function controllerExtraListeners(
         const workerHost = controller.endpoints
           ? parseHostPort(controller.endpoints.worker).host
           : '127.0.0.1';
-        const host = WILDCARD_HOSTS.has(bound.address) ? workerHost : bound.address;
+        const host = isWildcardHost(bound.address) ? workerHost : bound.address;
         const endpoint = formatHostPort(host, bound.port);
         controller.advertise('syslog', endpoint);
         return { endpoint, close: () => listener.close() };
@@ -64,8 +69,6 @@ export function controllerExtraListeners(
     },
   ];
 }
-
-const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
 
 /** Bursts allowed, as multiples of the sustained rates. */
 const HEARTBEAT_BURST_FACTOR = 5;
@@ -295,20 +298,25 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       });
       if (joinPolicy.allowedCidrs.length > 0)
         log.info({ allowedCidrs: joinPolicy.allowedCidrs }, 'joins may claim only these addresses');
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-        process.once('SIGINT', () => resolve('SIGINT'));
-      });
-      log.info({ signal }, 'shutting down');
-      const forced = new Promise<never>((_, reject) => {
-        const force = (): void =>
-          reject(new CliExit(EXIT_FAILURE, 'second signal: exiting without draining'));
-        process.once('SIGTERM', force);
-        process.once('SIGINT', force);
-      });
-      const outcomes = await Promise.race([serving.close(), forced]);
-      const failed = outcomes.filter((o) => !o.ok);
-      for (const o of failed)
+      // The controller runs its own phases (controller/serve.ts); this waits for them once.
+      let outcomes: readonly PhaseOutcome[] = [];
+      const result = await waitForShutdown(
+        [
+          {
+            name: 'controller',
+            run: async () => void (outcomes = await serving.close()),
+            timeoutMs: CONTROLLER_CLOSE_TIMEOUT_MS,
+          },
+        ],
+        {
+          forceOnSecondSignal: true,
+          onSignal: (signal, count) => {
+            if (count === 1) log.info({ signal }, 'shutting down');
+          },
+        },
+      );
+      const failed = [...settleShutdown(log, result), ...outcomes.filter((o) => !o.ok)];
+      for (const o of outcomes.filter((x) => !x.ok))
         log.error({ phase: o.name, timedOut: o.timedOut ?? false, err: o.error }, 'shutdown phase failed');
       log.info({ phases: outcomes.length, failed: failed.length }, 'stopped');
       await new Promise<void>((resolve) => log.flush(() => resolve()));

@@ -10,8 +10,10 @@ import {
   type ForwarderMode,
 } from '../../forwarder/index.js';
 import { ensurePrivateDir } from '../../pki/index.js';
-import { LOG_REDACT_PATHS, runShutdown } from '../../protocol/index.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { waitForShutdown } from '../../kit/shutdown.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { settleShutdown } from '../shutdown-result.js';
 import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
@@ -62,41 +64,35 @@ async function run(o: RunOptions): Promise<void> {
   });
 
   const ac = new AbortController();
-  let signals = 0;
-  const forced = new Promise<never>((_resolve, reject) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals++;
-      log.info({ signal }, 'forwarder stopping');
-      if (signals > 1) reject(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
-      ac.abort();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
   const running = forwarder.run(ac.signal);
   let failure: unknown;
-  await Promise.race([running.catch((e: unknown) => (failure = e)), forced]);
-  ac.abort();
-  const outcomes = await Promise.race([
-    runShutdown([
-      { name: 'stop the forwarding loop', run: () => running },
+  void running.catch((e: unknown) => (failure = e)); // said after the shutdown
+  const result = await waitForShutdown(
+    [
+      {
+        name: 'stop the forwarding loop',
+        run: () => {
+          ac.abort();
+          return running;
+        },
+      },
       { name: 'save positions and close files', run: () => forwarder.close() },
       { name: 'close the position store', run: () => store.close() },
-    ]),
-    forced,
-  ]);
-  for (const outcome of outcomes) {
-    if (!outcome.ok)
-      log.error(
-        { phase: outcome.name, err: outcome.error, timedOut: outcome.timedOut },
-        'shutdown phase failed',
-      );
-  }
+    ],
+    {
+      forceOnSecondSignal: true,
+      until: running,
+      onSignal: (signal) => {
+        log.info({ signal }, 'forwarder stopping');
+        ac.abort();
+      },
+    },
+  );
+  const failed = settleShutdown(log, result);
   log.flush();
   if (isForwarderError(failure)) throw new CliExit(EXIT_FAILURE, `${failure.message} (${failure.code})`);
-  if (outcomes.some((outcome) => !outcome.ok))
-    throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');
+  if (failed.length > 0) throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');
 }
 
 /** `corral forwarder status`: each followed file's generations and the lost-generation counter. */

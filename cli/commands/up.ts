@@ -3,6 +3,10 @@ import type { Command } from 'commander';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
+import { waitForShutdown } from '../../kit/shutdown.js';
+
+/** How long `up` waits for its daemons to stop before it says so (they get SIGKILL earlier). */
+const UP_STOP_TIMEOUT_MS = 300_000;
 
 const MAX_WORKERS = 50;
 const TTY_REFRESH_MS = 2_000;
@@ -56,32 +60,31 @@ export function registerUpCommand(program: Command, io: Output): Command {
       if (script === undefined) throw new CliExit(EXIT_USAGE, 'cannot tell where the corral CLI is');
 
       const stop = new AbortController();
-      let signals = 0;
-      const onSignal = (signal: NodeJS.Signals): void => {
-        signals++;
-        if (signals === 1) stop.abort();
-        else io.err(`corral up: ${signal} again; still stopping what it started, please wait\n`);
-      };
       // Output closed (e.g. `corral up | head`): stop like a Ctrl-C rather than die mid-way.
       const onOutputError = (e: NodeJS.ErrnoException): void => {
         if (e.code !== 'EPIPE') throw e;
         stop.abort();
       };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      process.on('SIGHUP', onSignal);
       process.stdout.on('error', onOutputError);
       process.stderr.on('error', onOutputError);
-      try {
-        const { runUp } = await import('../up/run-up.js');
-        await runUp(
-          { workers, heartbeatIntervalMs, refreshMs, forMs, deploy: flags.deploy },
-          { cli: { bin: resolve(script) }, io, tty, stop: stop.signal },
-        );
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        process.off('SIGHUP', onSignal);
-      }
+      const { runUp } = await import('../up/run-up.js');
+      const running = runUp(
+        { workers, heartbeatIntervalMs, refreshMs, forMs, deploy: flags.deploy },
+        { cli: { bin: resolve(script) }, io, tty, stop: stop.signal },
+      );
+      // Never forced: `up` always stops what it started, however often it is asked.
+      await waitForShutdown(
+        [{ name: 'stop what up started', run: () => running, timeoutMs: UP_STOP_TIMEOUT_MS }],
+        {
+          forceOnSecondSignal: false,
+          signals: ['SIGINT', 'SIGTERM', 'SIGHUP'],
+          until: running,
+          onSignal: (signal, count) => {
+            if (count === 1) stop.abort();
+            else io.err(`corral up: ${signal} again; still stopping what it started, please wait\n`);
+          },
+        },
+      );
+      await running;
     });
 }

@@ -7,10 +7,11 @@ import { pino } from 'pino';
 import {
   DEFAULT_MAX_RELEASE_BYTES,
   DEFAULT_UPDATER_LISTEN,
-  LOG_REDACT_PATHS,
   RELEASE_VERSION_RE,
   UPDATER_VERSION_ENV,
 } from '../../protocol/index.js';
+import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { waitForShutdown } from '../../kit/shutdown.js';
 import {
   createUpdater,
   DEFAULT_HEALTH_TIMEOUT_MS,
@@ -24,9 +25,13 @@ import {
   type PausePhase,
 } from '../../updater/index.js';
 import { parseDurationMs } from '../duration.js';
-import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { settleShutdown } from '../shutdown-result.js';
+import { CliExit, EXIT_USAGE } from '../exit.js';
 import type { Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
+
+/** How long closing the updater may take: it may stop the agent (SIGTERM, then SIGKILL). */
+const UPDATER_CLOSE_TIMEOUT_MS = 60_000;
 
 /** Test hook, read only here: `CORRAL_TEST_UPDATER_PAUSE=<phase>:<ms>` holds updates at a phase. */
 const PAUSE_ENV = 'CORRAL_TEST_UPDATER_PAUSE';
@@ -187,22 +192,23 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
 
-  let signals = 0;
-  const forced = new Promise<never>((_resolve, reject) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
-      signals++;
-      log.info({ signal }, 'updater stopping');
-      if (signals > 1) reject(new CliExit(EXIT_FAILURE, `second ${signal}: exiting at once`));
-      wake();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  forced.catch(() => undefined /* observed through the races below */);
-  await Promise.race([woken, forced]);
-  const release = selfUpdating;
   // A successor takes over the running agent; a plain stop takes the agent down with it.
-  await Promise.race([updater.close({ keepAgent: release !== undefined }), forced]);
+  const result = await waitForShutdown(
+    () => [
+      {
+        name: 'updater',
+        run: () => updater.close({ keepAgent: selfUpdating !== undefined }),
+        timeoutMs: UPDATER_CLOSE_TIMEOUT_MS,
+      },
+    ],
+    {
+      forceOnSecondSignal: true,
+      until: woken,
+      onSignal: (signal) => log.info({ signal }, 'updater stopping'),
+    },
+  );
+  settleShutdown(log, result);
+  const release = selfUpdating;
   if (release) {
     startSuccessor(o, release);
     log.info({ version: release.version }, 'updater handed over to its new release');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HostListResponse } from '../../protocol/admin-hosts.js';
 import type { ServiceListResponse, ServiceView } from '../../protocol/deployment.js';
-import { readEndpointsFile } from '../../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../../kit/endpoints-file.js';
 import type { HostStatus, HostView } from '../../protocol/host.js';
 import { createAdminClient, type AdminClient } from '../admin-client.js';
 import { corralJson, type CorralCommand } from './corral-cli.js';

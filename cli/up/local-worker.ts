@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readEndpointsFile } from '../../protocol/endpoints-file.js';
+import { readEndpointsFile } from '../../kit/endpoints-file.js';
 import { WORKER_LOG_FILE } from '../../protocol/agent-api.js';
 import { corralJson, type CorralCommand } from './corral-cli.js';
 import { spawnDaemon, type Daemon } from './daemon.js';

@@ -5,7 +5,7 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type ControllerDb } from '../db/open-database.js';
 import { AUDIT_GENESIS_HASH, auditHash, createAuditLog } from './audit-log.js';
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson } from '../../kit/canonical-json.js';
 
 let dir: string;
 let db: ControllerDb;

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { AuditBreak, AuditEntry, AuditVerification } from '../../protocol/admin-audit.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
-import { canonicalJson } from './canonical-json.js';
 import { decodeJsonColumn, StoredDetails } from '../db/json-column.js';
+import { canonicalHash, canonicalJson } from '../../kit/canonical-json.js';
 
 export const AUDIT_GENESIS_HASH = '0'.repeat(64);
 const VERIFY_PAGE_ROWS = 1000;
@@ -31,7 +30,7 @@ export interface AuditLog {
 }
 
 export function auditHash(entry: Omit<AuditEntry, 'hash'>): string {
-  const material = canonicalJson({
+  return canonicalHash({
     seq: entry.seq,
     time: entry.time,
     actor: entry.actor,
@@ -40,7 +39,6 @@ export function auditHash(entry: Omit<AuditEntry, 'hash'>): string {
     details: entry.details,
     prev_hash: entry.prevHash,
   });
-  return createHash('sha256').update(material).digest('hex');
 }
 
 interface AuditRow {

@@ -101,19 +101,3 @@ export async function applyToHost(
     return { outcome: 'failed', generation: sent, reason: `${label}: ${failure.message} (${failure.code})` };
   }
 }
-
-/** Runs `fn` over `items` with at most `concurrency` at once; resolves when all are done. */
-export async function forEachBounded<T>(
-  items: readonly T[],
-  concurrency: number,
-  fn: (item: T, index: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) {
-      const item = items[i];
-      if (item !== undefined) await fn(item, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-}

@@ -28,6 +28,7 @@ import {
 import { createOperations, RESTART_REASON, type OperationRecorder, type Operations } from './operations.js';
 import { planDeploy } from './deploy-plan.js';
 import { rollout, type RolloutResult } from './rollout.js';
+import { SingleFlight } from '../../kit/single-flight.js';
 
 /** Hosts sent their sets at once, at most. */
 export const DEFAULT_DISPATCH_CONCURRENCY = 16;
@@ -75,23 +76,13 @@ export function createDeployer(o: DeployerOptions): Deployer {
     concurrency: o.concurrency ?? DEFAULT_DISPATCH_CONCURRENCY,
     timeoutMs: o.applyTimeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS,
   };
-  let queue: Promise<unknown> = Promise.resolve();
-  let waiting = 0;
+  /** One deploy or teardown at a time: each reads the state the previous one left. */
+  const turns = new SingleFlight({ name: 'deploys', maxQueued: MAX_WAITING });
   let closed = false;
 
-  /** One deploy or teardown at a time: each reads the state the previous one left. */
   function exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (closed) return Promise.reject(new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down'));
-    if (waiting >= MAX_WAITING) {
-      return Promise.reject(new CorralError(ErrorCode.UNAVAILABLE, 'too many deploys waiting; retry later'));
-    }
-    waiting++;
-    const run = queue.then(() => {
-      waiting--;
-      return fn();
-    });
-    queue = run.catch(() => undefined /* the caller gets the error */);
-    return run;
+    return turns.run(fn);
   }
 
   const hostName = (snap: FleetSnapshot, id: string): string => snap.hosts.get(id)?.name ?? id;
@@ -284,7 +275,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
     },
     async close() {
       closed = true;
-      await queue;
+      await turns.idle();
     },
   };
 }

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import type { HostStatus } from '../../protocol/host.js';
 import { Labels } from '../../protocol/common.js';
 import { ServiceSpec } from '../../protocol/service-spec.js';
-import { canonicalJson } from '../audit/canonical-json.js';
+import { canonicalHash } from '../../kit/canonical-json.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { deriveHostStatus } from '../fleet/host-status.js';
 import type { Liveness } from '../fleet/host-store.js';
@@ -55,8 +55,8 @@ export interface HostSet {
 }
 
 export const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
-export const specHashOf = (spec: ServiceSpec): string => sha256(canonicalJson(spec));
-const setHashOf = (services: readonly ServiceSpec[]): string => sha256(canonicalJson(services));
+export const specHashOf = (spec: ServiceSpec): string => canonicalHash(spec);
+const setHashOf = (services: readonly ServiceSpec[]): string => canonicalHash(services);
 
 export async function loadSnapshot(db: Db, live: Liveness): Promise<FleetSnapshot> {
   const [hostRows, desiredRows, hostDesiredRows] = await Promise.all([

@@ -16,6 +16,10 @@ import { decodeJsonColumn } from '../db/json-column.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { OperationsTable, OperationStepsTable } from '../db/deploy-schema.js';
 import type { ControllerDatabase } from '../db/schema.js';
+import { SingleFlight } from '../../kit/single-flight.js';
+
+/** Log writes of one operation that may wait behind the one being written (one per host step). */
+const OPERATION_LOG_MAX_QUEUED = 4096;
 
 type Db = Kysely<ControllerDatabase>;
 
@@ -97,13 +101,9 @@ export function createOperations(deps: { db: Db; clock: Clock; log: Logger }): O
   const now = (): string => isoAt(clock.now());
 
   function recorder(id: string, nextSeq: number): OperationRecorder {
-    let queue: Promise<unknown> = Promise.resolve();
+    const turns = new SingleFlight({ name: `operation ${id} log`, maxQueued: OPERATION_LOG_MAX_QUEUED });
     let seq = nextSeq;
-    const serialized = (fn: () => Promise<void>): Promise<void> => {
-      const run = queue.then(fn);
-      queue = run.catch(() => undefined /* the caller gets the error */);
-      return run;
-    };
+    const serialized = (fn: () => Promise<void>): Promise<void> => turns.run(fn);
     return {
       id,
       record(lines, step, extra) {

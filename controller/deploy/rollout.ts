@@ -4,7 +4,8 @@ import type { OperationState, OperationSummary } from '../../protocol/operations
 import type { WorkerClient } from '../agent-client.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
-import { applyToHost, forEachBounded } from './agent-apply.js';
+import { mapConcurrent } from '../../kit/concurrency.js';
+import { applyToHost } from './agent-apply.js';
 import { storeOutcome, type HostSet } from './desired-state.js';
 import type { OperationRecorder } from './operations.js';
 
@@ -39,7 +40,7 @@ export async function rollout(
   kind: string,
 ): Promise<RolloutResult> {
   const results = new Array<HostDispatchResult>(sets.length);
-  await forEachBounded(sets, deps.concurrency, async (set, i) => {
+  await mapConcurrent(sets, deps.concurrency, async (set, i) => {
     const host = set.host.name;
     const n = set.services.length;
     await op.record(

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
+import { SingleFlight } from '../../kit/single-flight.js';
 
 /**
  * How long and how many lifecycle events the controller keeps per host. Age is measured from
@@ -105,20 +106,18 @@ export function startEventPruner(o: {
   /** Told how many events each run deleted. */
   readonly onPruned?: (count: number) => void;
 }): EventPruner {
-  let running: Promise<number> | undefined;
+  // A run asked for while one is in flight is that run (runNow and the timer never pile up).
+  const runs = new SingleFlight({ name: 'event pruning', maxQueued: 1 });
   let closed = false;
   const run = (): Promise<number> =>
-    (running ??= pruneAllEvents(o.db, o.retention, o.clock.now())
-      .then((deleted) => {
-        if (deleted > 0) {
-          o.log.info({ deleted }, 'old lifecycle events pruned');
-          o.onPruned?.(deleted);
-        }
-        return deleted;
-      })
-      .finally(() => {
-        running = undefined;
-      }));
+    runs.share('prune', async () => {
+      const deleted = await pruneAllEvents(o.db, o.retention, o.clock.now());
+      if (deleted > 0) {
+        o.log.info({ deleted }, 'old lifecycle events pruned');
+        o.onPruned?.(deleted);
+      }
+      return deleted;
+    });
   const tick = (): void => {
     if (closed) return;
     run().catch((err: unknown) => o.log.warn({ err }, 'pruning lifecycle events failed; will retry'));
@@ -131,7 +130,7 @@ export function startEventPruner(o: {
     async close() {
       closed = true;
       clearInterval(timer);
-      await running?.catch(() => undefined /* already logged by tick */);
+      await runs.idle();
     },
   };
 }

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { CheckResult } from '../../protocol/admin-hosts.js';
 import { AgentHealth } from '../../protocol/agent-api.js';
-import { formatHostPort } from '../../protocol/endpoints-file.js';
+import { formatHostPort } from '../../kit/host-port.js';
 import { ErrorCode } from '../../protocol/errors.js';
 import type { WorkerClient } from '../agent-client.js';
 import type { ControllerDatabase } from '../db/schema.js';
@@ -9,6 +9,7 @@ import type { PinRegistry } from '../pins/pin-registry.js';
 import { listHostViews, type Liveness } from './host-store.js';
 import { describeCallError } from './call-errors.js';
 import { Value } from '@sinclair/typebox/value';
+import { mapConcurrent } from '../../kit/concurrency.js';
 
 export const DEFAULT_CHECK_TIMEOUT_MS = 5_000;
 /** Probes in flight at once. */
@@ -24,60 +25,51 @@ export async function checkFleet(
   timeoutMs = DEFAULT_CHECK_TIMEOUT_MS,
 ): Promise<CheckResult[]> {
   const hosts = (await listHostViews(deps.db, deps.live)).filter((h) => h.status !== 'decommissioned');
-  const results: CheckResult[] = new Array<CheckResult>(hosts.length);
-  let next = 0;
-  async function worker(): Promise<void> {
-    for (let i = next++; i < hosts.length; i = next++) {
-      const host = hosts[i];
-      if (!host) continue;
-      const base = {
-        name: host.name,
-        address: formatHostPort(host.address, host.agentPort),
-        status: host.status,
+  return mapConcurrent(hosts, CHECK_CONCURRENCY, async (host): Promise<CheckResult> => {
+    const base = {
+      name: host.name,
+      address: formatHostPort(host.address, host.agentPort),
+      status: host.status,
+    };
+    const fingerprints = deps.pins.fingerprintsFor(host.id, 'agent');
+    if (fingerprints.length === 0) {
+      return {
+        ...base,
+        reachable: false,
+        latencyMs: null,
+        agentVersion: null,
+        error: { code: ErrorCode.NOT_ENROLLED, message: 'no agent certificate is pinned' },
       };
-      const fingerprints = deps.pins.fingerprintsFor(host.id, 'agent');
-      if (fingerprints.length === 0) {
-        results[i] = {
-          ...base,
-          reachable: false,
-          latencyMs: null,
-          agentVersion: null,
-          error: { code: ErrorCode.NOT_ENROLLED, message: 'no agent certificate is pinned' },
-        };
-        continue;
-      }
-      const started = performance.now();
-      try {
-        const reply = await deps.client.call(
-          { hostId: host.id, address: host.address, port: host.agentPort, fingerprints },
-          { method: 'GET', path: '/v1/health', timeoutMs },
-        );
-        const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-        const health = Value.Check(AgentHealth, reply.json) ? reply.json : undefined;
-        const ok = reply.statusCode === 200 && health !== undefined && health.hostId === host.id;
-        results[i] = {
-          ...base,
-          reachable: ok,
-          latencyMs,
-          agentVersion: health?.version ?? null,
-          error: ok
-            ? null
-            : {
-                code: ErrorCode.UNAVAILABLE,
-                message: `agent answered ${reply.statusCode} without a valid health`,
-              },
-        };
-      } catch (e: unknown) {
-        results[i] = {
-          ...base,
-          reachable: false,
-          latencyMs: null,
-          agentVersion: null,
-          error: describeCallError(e),
-        };
-      }
     }
-  }
-  await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, hosts.length) }, worker));
-  return results;
+    const started = performance.now();
+    try {
+      const reply = await deps.client.call(
+        { hostId: host.id, address: host.address, port: host.agentPort, fingerprints },
+        { method: 'GET', path: '/v1/health', timeoutMs },
+      );
+      const latencyMs = Math.round((performance.now() - started) * 10) / 10;
+      const health = Value.Check(AgentHealth, reply.json) ? reply.json : undefined;
+      const ok = reply.statusCode === 200 && health !== undefined && health.hostId === host.id;
+      return {
+        ...base,
+        reachable: ok,
+        latencyMs,
+        agentVersion: health?.version ?? null,
+        error: ok
+          ? null
+          : {
+              code: ErrorCode.UNAVAILABLE,
+              message: `agent answered ${reply.statusCode} without a valid health`,
+            },
+      };
+    } catch (e: unknown) {
+      return {
+        ...base,
+        reachable: false,
+        latencyMs: null,
+        agentVersion: null,
+        error: describeCallError(e),
+      };
+    }
+  });
 }

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
 import { AUTHORIZATION_SCHEME } from '../../protocol/constants.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { hashesEqual, secretHash } from '../secrets.js';
@@ -9,18 +9,30 @@ export interface AdminCredential {
   readonly hash: string;
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The name of the admin token that authenticated this request; null before auth ran. */
+    adminActor: string | null;
+  }
+}
+
 /** Routes that answer without a token. */
 const PUBLIC_ROUTES = new Set(['/health']);
-const actors = new WeakMap<FastifyRequest, string>();
 const BEARER_RE = new RegExp(`^${AUTHORIZATION_SCHEME}\\s+(\\S{1,512})$`, 'i');
 
 /**
- * onRequest hook for the admin API: every route but `/health` needs `Authorization: Bearer
- * <token>` whose SHA-256 matches a stored hash (compared in constant time, against every
- * credential). A missing or wrong token is the same 401.
+ * The admin API's auth plugin (an onRequest hook): every route but `/health` needs
+ * `Authorization: Bearer <token>` whose SHA-256 matches a stored hash (compared in constant
+ * time, against every credential). A missing or wrong token is the same 401. Decorates the
+ * request with `adminActor`; registered on the app itself (no encapsulation).
  */
-export function adminAuthHook(credentials: () => readonly AdminCredential[]) {
-  return async (request: FastifyRequest): Promise<void> => {
+export const adminAuth: FastifyPluginCallback<{ readonly credentials: () => readonly AdminCredential[] }> = (
+  app,
+  { credentials },
+  done,
+) => {
+  app.decorateRequest('adminActor', null);
+  app.addHook('onRequest', async (request) => {
     if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? BEARER_RE.exec(header) : null;
@@ -32,11 +44,16 @@ export function adminAuthHook(credentials: () => readonly AdminCredential[]) {
       }
     }
     if (who === undefined) throw new CorralError(ErrorCode.UNAUTHENTICATED, 'missing or invalid admin token');
-    actors.set(request, who);
-  };
-}
+    request.adminActor = who;
+  });
+  done();
+};
+Object.assign(adminAuth, {
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: 'corral-admin-auth',
+});
 
 /** Who made an admin request, for the audit log. */
 export function adminActor(request: FastifyRequest): string {
-  return actors.get(request) ?? 'unknown';
+  return request.adminActor ?? 'unknown';
 }

@@ -1,13 +1,10 @@
-import type { Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer, ServerOptions as HttpsOptions } from 'node:https';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { ServerOptions as HttpsOptions } from 'node:https';
 import type { Logger } from 'pino';
-import { installErrorEnvelope } from '../../protocol/fastify-errors.js';
+import { createPlainApp, createTlsApp, type PlainApp, type TlsApp } from '../../kit/fastify/create-app.js';
 import type { ControllerMetrics } from './metrics.js';
 
-export type HttpsApp = FastifyInstance<HttpsServer, never, never, Logger, TypeBoxTypeProvider>;
-export type HttpApp = FastifyInstance<HttpServer, never, never, Logger, TypeBoxTypeProvider>;
+export type HttpsApp = TlsApp;
+export type HttpApp = PlainApp;
 
 /** Requests must arrive whole within this, in ms (slow clients are cut off). */
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -28,32 +25,24 @@ interface BaseOptions {
   readonly sharedRequestLogger?: boolean;
 }
 
-function common(options: BaseOptions) {
+function appOptions(options: BaseOptions) {
   return {
-    loggerInstance: options.log,
-    logController: new LogController({ disableRequestLogging: true }),
-    ...(options.sharedRequestLogger ? { childLoggerFactory: <L>(logger: L): L => logger } : {}),
+    log: options.log,
     bodyLimit: options.bodyLimit,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    return503OnClosing: true,
-    forceCloseConnections: 'idle' as const,
-    ajv: {
-      customOptions: {
-        removeAdditional: false as const,
-        useDefaults: false,
-        coerceTypes: options.coerceTypes,
-        allErrors: false,
-      },
-    },
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS,
+    ajv: { coerceTypes: options.coerceTypes },
+    ...(options.sharedRequestLogger ? { sharedRequestLogger: true } : {}),
   };
 }
 
-function finish<
-  T extends FastifyInstance<HttpServer | HttpsServer, never, never, Logger, TypeBoxTypeProvider>,
->(app: T, options: BaseOptions): T {
-  installErrorEnvelope(app as unknown as FastifyInstance);
-  app.addHook('onResponse', (request, reply, done) => {
+/** An onResponse hook that counts each answer by listener, route and status. */
+function observer(options: BaseOptions) {
+  return (
+    request: { readonly routeOptions: { readonly url?: string | undefined } },
+    reply: { readonly statusCode: number; readonly elapsedTime: number },
+    done: () => void,
+  ): void => {
     options.metrics.observeRequest(
       options.listener,
       request.routeOptions.url ?? 'unmatched',
@@ -61,21 +50,19 @@ function finish<
       reply.elapsedTime / 1000,
     );
     done();
-  });
-  return app;
+  };
 }
 
 /** A fastify app over plain HTTP (the admin API, loopback by default). */
 export function createHttpApp(options: BaseOptions): HttpApp {
-  const app = Fastify(common(options)).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpApp;
-  return finish(app, options);
+  const app = createPlainApp(appOptions(options));
+  app.addHook('onResponse', observer(options));
+  return app;
 }
 
 /** A fastify app over TLS (the worker and join APIs). */
 export function createHttpsApp(options: BaseOptions & { readonly https: HttpsOptions }): HttpsApp {
-  const app = Fastify({
-    ...common(options),
-    https: options.https,
-  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpsApp;
-  return finish(app, options);
+  const app = createTlsApp({ ...appOptions(options), https: options.https });
+  app.addHook('onResponse', observer(options));
+  return app;
 }

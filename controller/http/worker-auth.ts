@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
 import { peerOfRequest } from '../../pki/index.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { Pin, PinMatch, PinRegistry } from '../pins/pin-registry.js';
@@ -7,8 +7,14 @@ import type { HeartbeatRejectReason } from './metrics.js';
 /** An authenticated worker: its pinned certificate, checked on the connection of this request. */
 export type WorkerPeer = PinMatch;
 
-const peers = new WeakMap<FastifyRequest, WorkerPeer>();
-const refusals = new WeakMap<FastifyRequest, HeartbeatRejectReason>();
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The worker the auth plugin let through; null before it ran or when it refused. */
+    workerPeer: WorkerPeer | null;
+    /** Why the auth plugin refused the request; null when it did not. */
+    workerRefusal: HeartbeatRejectReason | null;
+  }
+}
 
 /**
  * The one refusal every unauthenticated worker call gets, whatever the cause (no certificate,
@@ -16,40 +22,51 @@ const refusals = new WeakMap<FastifyRequest, HeartbeatRejectReason>();
  * cause goes to metrics and logs, never to the caller.
  */
 export function workerRefused(request: FastifyRequest, reason: HeartbeatRejectReason): CorralError {
-  refusals.set(request, reason);
+  request.workerRefusal = reason;
   return new CorralError(ErrorCode.FORBIDDEN, 'client certificate is not accepted here');
 }
 
 /**
- * onRequest hook for the worker API: the peer must present a certificate whose fingerprint
- * is pinned, active and of the agent role. Runs before the body is read. A pinned certificate
- * that has expired (one TLS let through on a resumed session) is refused like an unknown one,
- * and `onExpired` hears whose it was.
+ * The worker API's auth plugin (an onRequest hook): the peer must present a certificate whose
+ * fingerprint is pinned, active and of the agent role. Runs before the body is read. A pinned
+ * certificate that has expired (one TLS let through on a resumed session) is refused like an
+ * unknown one, and `onExpired` hears whose it was. Decorates the request with `workerPeer`
+ * and `workerRefusal`; registered on the app itself (no encapsulation), like fastify-plugin.
  */
-export function workerAuthHook(pins: PinRegistry, onExpired?: (pin: Pin) => void) {
-  return (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
+export const workerAuth: FastifyPluginCallback<{
+  readonly pins: PinRegistry;
+  readonly onExpired?: (pin: Pin) => void;
+}> = (app, { pins, onExpired }, done) => {
+  app.decorateRequest('workerPeer', null);
+  app.decorateRequest('workerRefusal', null);
+  app.addHook('onRequest', (request, _reply, next) => {
     const identity = peerOfRequest(request.raw);
-    if (!identity) return done(workerRefused(request, 'no-certificate'));
+    if (!identity) return next(workerRefused(request, 'no-certificate'));
     const pin = pins.lookup(identity.fingerprint);
     if (!pin) {
       const expired = pins.lookupExpired(identity.fingerprint);
       if (expired) onExpired?.(expired);
-      return done(workerRefused(request, expired ? 'expired-certificate' : 'unknown-certificate'));
+      return next(workerRefused(request, expired ? 'expired-certificate' : 'unknown-certificate'));
     }
-    if (pin.role !== 'agent') return done(workerRefused(request, 'wrong-role'));
-    peers.set(request, pin);
-    done();
-  };
-}
+    if (pin.role !== 'agent') return next(workerRefused(request, 'wrong-role'));
+    request.workerPeer = pin;
+    next();
+  });
+  done();
+};
+Object.assign(workerAuth, {
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: 'corral-worker-auth',
+});
 
 /** The authenticated peer of a worker API request (the auth hook has run). */
 export function workerPeer(request: FastifyRequest): WorkerPeer {
-  const peer = peers.get(request);
+  const peer = request.workerPeer;
   if (!peer) throw workerRefused(request, 'no-certificate');
   return peer;
 }
 
 /** Why a worker request was refused, when the refusal was an authentication one. */
 export function refusalReason(request: FastifyRequest): HeartbeatRejectReason | undefined {
-  return refusals.get(request);
+  return request.workerRefusal ?? undefined;
 }

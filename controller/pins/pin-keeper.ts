@@ -3,6 +3,13 @@ import type { Logger } from 'pino';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { MutablePinRegistry } from './pin-registry.js';
+import { SingleFlight } from '../../kit/single-flight.js';
+
+/**
+ * Retirements that may wait: one per host and role at most. Past this, a refused one is logged
+ * and asked again by the next request that presents the new certificate.
+ */
+const PIN_RETIREMENTS_MAX_QUEUED = 4096;
 
 export interface PinKeeper {
   /**
@@ -22,7 +29,8 @@ export function createPinKeeper(deps: {
   log: Logger;
 }): PinKeeper {
   const { db, pins, clock, log } = deps;
-  const inFlight = new Map<string, Promise<void>>();
+  // One retirement at a time; a host's retirement already waiting or running is not asked again.
+  const retirements = new SingleFlight({ name: 'pin retirement', maxQueued: PIN_RETIREMENTS_MAX_QUEUED });
 
   async function retire(hostId: string, fingerprints: string[]): Promise<void> {
     await db
@@ -42,14 +50,12 @@ export function createPinKeeper(deps: {
       const superseded = pins.supersededFor(pin.hostId, pin.role);
       if (superseded.length === 0 || superseded.includes(fingerprint)) return;
       const key = `${pin.hostId}/${pin.role}`;
-      if (inFlight.has(key)) return;
-      const job = retire(pin.hostId, superseded)
-        .catch((err: unknown) => log.error({ err, hostId: pin.hostId }, 'retiring superseded pins failed'))
-        .finally(() => inFlight.delete(key));
-      inFlight.set(key, job);
+      retirements
+        .share(key, () => retire(pin.hostId, superseded))
+        .catch((err: unknown) => log.error({ err, hostId: pin.hostId }, 'retiring superseded pins failed'));
     },
     async settle() {
-      await Promise.all(inFlight.values());
+      await retirements.idle();
     },
   };
 }

@@ -18,6 +18,7 @@ import {
   updaterDispatcher,
   type UpdaterTarget,
 } from './updater-client.js';
+import { mapConcurrent } from '../../kit/concurrency.js';
 
 export type { UpdaterTarget } from './updater-client.js';
 
@@ -104,19 +105,16 @@ function describe(e: unknown): { reason: string; code: string | null } {
  */
 export async function pushRelease(o: PushOptions): Promise<PushReport> {
   const info = await readReleaseFile(o.file, o.sha256);
-  const results: HostPushResult[] = new Array<HostPushResult>(o.targets.length);
   for (const t of o.targets) o.onProgress?.({ hostName: t.hostName, phase: 'queued' });
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < o.targets.length; i = next++) {
-      const target = o.targets[i] as UpdaterTarget;
+  const results = await mapConcurrent(
+    o.targets,
+    o.concurrency ?? DEFAULT_PUSH_CONCURRENCY,
+    async (target) => {
       const result = await pushOne(o, info, target);
-      results[i] = result;
       o.onProgress?.({ hostName: target.hostName, phase: 'done', result });
-    }
-  };
-  const width = Math.max(1, Math.min(o.concurrency ?? DEFAULT_PUSH_CONCURRENCY, o.targets.length));
-  await Promise.all(Array.from({ length: width }, worker));
+      return result;
+    },
+  );
   const version = info.manifest.version;
   return {
     version,

@@ -18,6 +18,7 @@ import { pushRelease, type HostPushResult, type PushProgress } from './push.js';
 import { progressLine } from './update-progress.js';
 import { readReleaseFile } from './read-release.js';
 import { fetchReleases, type UpdaterTarget } from './updater-client.js';
+import { mapConcurrent } from '../../kit/concurrency.js';
 
 type Db = Kysely<ControllerDatabase>;
 
@@ -264,40 +265,33 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       if (host === undefined && e instanceof CorralError && e.code === ErrorCode.NOT_FOUND) return [];
       throw e;
     });
-    const out = new Array<AdminHostReleases>(hosts.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let i = next++; i < hosts.length; i = next++) {
-        const { target } = hosts[i] as Resolved;
-        try {
-          const rel = await fetchReleases(target, o.tls, {
-            timeoutMs: o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-            signal: AbortSignal.timeout(o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS),
-          });
-          out[i] = {
-            host: target.hostName,
-            current: rel.current,
-            previous: rel.previous,
-            updater: rel.updater.version,
-            busy: rel.busy,
-            history: rel.history.slice(-ADMIN_RELEASE_HISTORY_ENTRIES),
-            error: null,
-          };
-        } catch (e: unknown) {
-          out[i] = {
-            host: target.hostName,
-            current: null,
-            previous: null,
-            updater: null,
-            busy: false,
-            history: [],
-            error: describe(e),
-          };
-        }
+    return mapConcurrent(hosts, QUERY_CONCURRENCY, async ({ target }): Promise<AdminHostReleases> => {
+      try {
+        const rel = await fetchReleases(target, o.tls, {
+          timeoutMs: o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+          signal: AbortSignal.timeout(o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS),
+        });
+        return {
+          host: target.hostName,
+          current: rel.current,
+          previous: rel.previous,
+          updater: rel.updater.version,
+          busy: rel.busy,
+          history: rel.history.slice(-ADMIN_RELEASE_HISTORY_ENTRIES),
+          error: null,
+        };
+      } catch (e: unknown) {
+        return {
+          host: target.hostName,
+          current: null,
+          previous: null,
+          updater: null,
+          busy: false,
+          history: [],
+          error: describe(e),
+        };
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(QUERY_CONCURRENCY, hosts.length) }, worker));
-    return out;
+    });
   }
 
   return { update, releases };

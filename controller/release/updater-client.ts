@@ -6,7 +6,6 @@ import {
   CorralError,
   ErrorCode,
   envelopeOf,
-  formatHostPort,
   MAX_UPDATER_RESPONSE_BYTES,
   parseJsonWith,
   RELEASE_CONTENT_TYPE,
@@ -20,6 +19,7 @@ import {
   UPDATER_UPDATE_SELF_PATH,
   UpdateResponse,
 } from '../../protocol/index.js';
+import { formatHostPort } from '../../kit/host-port.js';
 
 /** One worker's updater, as the controller knows it. */
 export interface UpdaterTarget {

@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * Process facts from Linux /proc. A pid alone does not name a process (pids are reused), so
@@ -94,6 +95,36 @@ export async function listProcesses(): Promise<ProcStat[]> {
   return out;
 }
 
+/**
+ * Environments larger than this are not read into variables (a process of ours never has one:
+ * Linux caps arguments plus environment at a quarter of the stack limit, 2 MiB by default).
+ */
+export const MAX_ENVIRON_BYTES = 2 * 1024 * 1024;
+
+/**
+ * The `NAME=value` entries of process `pid`'s environment (as it was at exec), or undefined
+ * when it cannot be read: the process is gone (ENOENT), is not ours to read (EACCES, EPERM),
+ * or the environment is over MAX_ENVIRON_BYTES. How a daemon recognizes the processes it
+ * started by a marker it put in their environment, even after it restarted itself.
+ */
+export async function readEnviron(pid: number, procRoot = '/proc'): Promise<string[] | undefined> {
+  let environ: Buffer;
+  try {
+    environ = await readFile(`${procRoot}/${pid}/environ`);
+  } catch (e: unknown) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH' || code === 'EACCES' || code === 'EPERM') return undefined;
+    throw e;
+  }
+  if (environ.length > MAX_ENVIRON_BYTES) return undefined;
+  return environ.toString('utf8').split('\0');
+}
+
+/** The value of `name` in an environment read by readEnviron, or undefined. */
+export function environValue(environ: readonly string[], name: string): string | undefined {
+  return environ.find((v) => v.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
 /** Live (non-zombie) members of process group `pgid`. */
 export async function groupMembers(pgid: number): Promise<number[]> {
   if (!groupExists(pgid)) return [];
@@ -116,6 +147,37 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
     if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
     throw e;
   }
+}
+
+/** Whether `pid` is a live (non-zombie) process; one owned by another user counts as alive. */
+export async function isAlive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (e: unknown) {
+    // ESRCH: gone. EPERM: exists but belongs to someone else (alive).
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  let stat: ProcStat | undefined;
+  try {
+    stat = await readProcStat(pid);
+  } catch (e: unknown) {
+    // Any failure but ENOENT to read the stat of a pid that kill(0) found: it is there.
+    void e;
+    return true;
+  }
+  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+const WAIT_GONE_POLL_MS = 50;
+
+/** Polls until `pid` is gone or `timeoutMs` passed; true when gone. */
+export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (!(await isAlive(pid))) return true;
+    await sleep(WAIT_GONE_POLL_MS);
+  }
+  return !(await isAlive(pid));
 }
 
 /** Signals one process; false when it no longer exists. */

@@ -1,5 +1,19 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
-import { CorralError, ErrorCode, errorEnvelope, ERROR_STATUS, isCorralError } from './errors.js';
+import type {
+  FastifyBaseLogger,
+  FastifyError,
+  FastifyInstance,
+  FastifyTypeProvider,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+} from 'fastify';
+import {
+  CorralError,
+  ErrorCode,
+  errorEnvelope,
+  ERROR_STATUS,
+  isCorralError,
+} from '../../protocol/errors.js';
 
 /**
  * Makes every error a fastify app answers with the one envelope `{ error: { code, message } }`:
@@ -7,7 +21,11 @@ import { CorralError, ErrorCode, errorEnvelope, ERROR_STATUS, isCorralError } fr
  * CORRAL_ERR_PAYLOAD_TOO_LARGE, CorralErrors that carry a status keep their code and status; anything else is
  * CORRAL_ERR_INTERNAL with a generic message (the detail goes to the log, never the wire).
  */
-export function installErrorEnvelope(app: FastifyInstance): void {
+export function installErrorEnvelope<
+  S extends RawServerBase,
+  L extends FastifyBaseLogger,
+  P extends FastifyTypeProvider,
+>(app: FastifyInstance<S, RawRequestDefaultExpression<S>, RawReplyDefaultExpression<S>, L, P>): void {
   app.setErrorHandler((err: FastifyError | CorralError | Error, request, reply) => {
     const { code, message, status } = classify(err);
     if (status >= 500) request.log.error({ err }, 'request failed');

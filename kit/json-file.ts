@@ -1,6 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import type { Static, TSchema } from '@sinclair/typebox';
 import { writeFileAtomic } from '../pki/fs-secure.js';
-import { readJsonFileWith } from '../protocol/validate.js';
+import { parseJsonWith } from '../protocol/validate.js';
 
 /**
  * Writes JSON so readers see the old file or the whole new one (temp file + rename).
@@ -16,12 +17,23 @@ export async function writeJsonAtomic(
   await writeFileAtomic(path, `${JSON.stringify(value)}\n`, mode, { durable });
 }
 
-/** Reads and validates a JSON file; undefined when it does not exist. */
+/**
+ * Reads a JSON file of bounded size and validates it; undefined when the file does not exist.
+ * Throws CORRAL_ERR_VALIDATION / CORRAL_ERR_PAYLOAD_TOO_LARGE for a bad one, and the read
+ * error for any other failure than ENOENT.
+ */
 export async function readJsonFile<T extends TSchema>(
   path: string,
   schema: T,
   what: string,
   maxBytes: number,
 ): Promise<Static<T> | undefined> {
-  return readJsonFileWith(schema, path, what, maxBytes);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  return parseJsonWith(schema, text, what, maxBytes);
 }

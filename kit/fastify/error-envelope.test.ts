@@ -1,8 +1,8 @@
 import Fastify from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { describe, expect, it } from 'vitest';
-import { CorralError, ErrorCode } from './errors.js';
-import { installErrorEnvelope } from './fastify-errors.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { installErrorEnvelope } from './error-envelope.js';
 
 /** A package's own family (as ControllerError is): for its callers, not for clients. */
 class LocalError extends CorralError<typeof ErrorCode.STATE_DAMAGED> {}

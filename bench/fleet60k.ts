@@ -173,7 +173,8 @@ async function walkList(c: ControllerProcess): Promise<ListWalk> {
 function heartbeatLine(label: string, run: Run): void {
   console.log(
     `  ${label.padEnd(30)} ${fmt(run.count / run.seconds).padStart(8)} /s   p50 ${fmt(percentile(run.latenciesMs, 50), 2).padStart(8)} ms` +
-      `   p99 ${fmt(percentile(run.latenciesMs, 99), 2).padStart(8)} ms   errors ${run.errors}`,
+      `   p99 ${fmt(percentile(run.latenciesMs, 99), 2).padStart(8)} ms   errors ${run.errors}` +
+      (run.firstError === undefined ? '' : ` (first: ${run.firstError})`),
   );
 }
 

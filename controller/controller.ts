@@ -82,6 +82,12 @@ export interface ControllerEndpoints {
 
 export interface ControllerOptions {
   readonly db: Kysely<ControllerDatabase>;
+  /**
+   * A read-only connection to the same database (openReadConnection) for admin reads (host
+   * list, host detail, metrics), so they never hold the connection heartbeats are written
+   * on. Default: `db`. The caller owns and closes it.
+   */
+  readonly readDb?: Kysely<ControllerDatabase>;
   readonly identity: Pick<ControllerIdentity, 'ca' | 'server' | 'client'>;
   readonly log: Logger;
   readonly clock?: Clock;
@@ -219,6 +225,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   });
   const ctx: AdminContext = {
     db,
+    readDb: options.readDb ?? db,
     clock,
     log: log.child({ component: 'admin' }),
     pins,

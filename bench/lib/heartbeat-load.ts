@@ -28,6 +28,8 @@ export interface Run {
   readonly stormMs: number;
   /** How long the warm-up lasted, in ms. */
   readonly warmupMs: number;
+  /** What the first failed heartbeat said, if one failed. */
+  readonly firstError: string | undefined;
 }
 
 /** utime + stime of a process, in ms, from /proc (Linux). */
@@ -106,6 +108,7 @@ export async function driveHeartbeats(
   const latencies: number[] = [];
   let count = 0;
   let errors = 0;
+  let firstError: string | undefined;
   const began = performance.now();
   let answered = 0;
   let stormEnd = Number.NaN;
@@ -162,9 +165,11 @@ export async function driveHeartbeats(
             count++;
             latencies.push(now - started);
           }
-        } catch {
+        } catch (e: unknown) {
           // Counted: a refused or failed heartbeat is an error of the run, not of the bench.
           if (started >= warmEnd) errors++;
+          firstError ??=
+            e instanceof Error ? `${e.message} ${(e as { code?: string }).code ?? ''}` : String(e);
         }
       }
     }),
@@ -179,5 +184,6 @@ export async function driveHeartbeats(
     serverCpuMs: cpuAtEnd - cpuAtStart,
     stormMs: stormEnd - began,
     warmupMs: warmEnd - began,
+    firstError,
   };
 }

@@ -12,6 +12,7 @@ import type { EnrollResponse } from '../protocol/enrollment.js';
 import { startControllerProcess, type ControllerProcess } from './lib/controller-process.js';
 import {
   driveHeartbeats,
+  heartbeatClients,
   heartbeatRequest,
   mib,
   processRssBytes,
@@ -247,14 +248,18 @@ export async function run(args: string[]): Promise<void> {
 
     const endpoint = controller.endpoints.worker ?? '';
     console.log(
-      `heartbeats, ${live} workers in a closed loop, ${seconds} s each after ${HEARTBEAT_WARMUP_MS / 1000} s warm-up:`,
+      `heartbeats, ${live} workers in a closed loop on persistent connections, ${seconds} s each ` +
+        `(the first after the connect storm, the second after ${HEARTBEAT_WARMUP_MS / 1000} s with the reads running):`,
     );
+    const clients = heartbeatClients(endpoint, workers);
     const quiet = await driveHeartbeats(endpoint, workers, {
       seconds,
-      warmup: HEARTBEAT_WARMUP_MS,
+      warmup: 'auto',
       serverPid: pid,
+      clients,
     });
     heartbeatLine('alone', quiet);
+    console.log(`  (connect storm: ${live} workers answered once in ${fmt(quiet.stormMs / 1000, 1)} s)`);
 
     // Admin reads beside the heartbeats: one loop walking the whole list, one scraping.
     let reading = true;
@@ -263,6 +268,7 @@ export async function run(args: string[]): Promise<void> {
       seconds,
       warmup: HEARTBEAT_WARMUP_MS,
       serverPid: pid,
+      clients,
       onMeasuring: (phase) => {
         if (phase === 'end') reading = false;
       },
@@ -287,6 +293,7 @@ export async function run(args: string[]): Promise<void> {
     reading = false;
     await Promise.all(readers);
     heartbeatLine('with list walks and scrapes', busy);
+    await Promise.all(clients.map((c) => c.close()));
     console.log(
       `  admin reads meanwhile: ${readStats.walks} list walks (page median ${fmt(median(readStats.pageMs), 1)} ms, ` +
         `p99 ${fmt(percentile(readStats.pageMs, 99), 1)} ms), ${readStats.scrapes} scrapes (median ${fmt(median(readStats.scrapeMs), 1)} ms)`,

@@ -76,13 +76,28 @@ export function heartbeatRequest(hostId: string): HeartbeatRequest {
   };
 }
 
+/**
+ * How long a simulated worker waits for its TLS connection, in ms: a connect storm of
+ * thousands of full handshakes on a loaded 2-core machine takes longer than undici's 10 s.
+ */
+const CONNECT_TIMEOUT_MS = 120_000;
+
 function clientFor(endpoint: string, material: TlsMaterial): Client {
   const { host, port } = parseHostPort(endpoint);
   return new Client(`https://${host}:${port}`, {
-    connect: { ...clientTlsOptions(material, { roles: ['controller'] }), servername: 'localhost' },
+    connect: {
+      ...clientTlsOptions(material, { roles: ['controller'] }),
+      servername: 'localhost',
+      timeout: CONNECT_TIMEOUT_MS,
+    },
     pipelining: 1,
     keepAliveTimeout: 60_000,
   });
+}
+
+/** One client (one persistent connection once used) per worker, to share between runs. */
+export function heartbeatClients(endpoint: string, workers: readonly SimulatedWorker[]): Client[] {
+  return workers.map((w) => clientFor(endpoint, w.material));
 }
 
 export interface DriveOptions {
@@ -92,6 +107,8 @@ export interface DriveOptions {
   readonly serverPid: number;
   /** Told once the measured window starts and once it ends (e.g. to sample the server's RSS). */
   readonly onMeasuring?: (phase: 'start' | 'end') => Promise<void> | void;
+  /** Clients made by heartbeatClients (connected by an earlier run); left open. Default: new ones, closed after. */
+  readonly clients?: readonly Client[];
 }
 
 /**
@@ -104,7 +121,7 @@ export async function driveHeartbeats(
   workers: readonly SimulatedWorker[],
   options: DriveOptions,
 ): Promise<Run> {
-  const clients = workers.map((w) => clientFor(endpoint, w.material));
+  const clients = options.clients ?? heartbeatClients(endpoint, workers);
   const latencies: number[] = [];
   let count = 0;
   let errors = 0;
@@ -175,7 +192,7 @@ export async function driveHeartbeats(
     }),
   );
   await sampler;
-  await Promise.all(clients.map((c) => c.close()));
+  if (!options.clients) await Promise.all(clients.map((c) => c.close()));
   return {
     count,
     errors,

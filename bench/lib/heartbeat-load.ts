@@ -178,7 +178,8 @@ export async function driveHeartbeats(
               stormResolve?.();
             }
           }
-          if (started >= warmEnd && now <= end) {
+          // Sent in the window: counted when it is answered, however late (a stall shows in p99).
+          if (started >= warmEnd && started <= end) {
             count++;
             latencies.push(now - started);
           }

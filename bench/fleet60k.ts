@@ -15,6 +15,7 @@ import {
   heartbeatClients,
   heartbeatRequest,
   mib,
+  processCpuMs,
   processRssBytes,
   type Run,
   type SimulatedWorker,
@@ -228,6 +229,7 @@ export async function run(args: string[]): Promise<void> {
     );
 
     const metricsMs: number[] = [];
+    const cpuBeforeScrapes = await processCpuMs(pid);
     for (let i = 0; i < scrapes; i++) {
       const r = await timedGet(controller, '/metrics');
       if (r.status !== 200) throw new Error(`/metrics: ${r.status}`);
@@ -236,11 +238,18 @@ export async function run(args: string[]): Promise<void> {
     console.log(
       `/metrics, ${scrapes} scrapes               median ${fmt(median(metricsMs), 1)} ms   max ${fmt(Math.max(...metricsMs), 1)} ms`,
     );
+    const scrapeCpuMs = (await processCpuMs(pid)) - cpuBeforeScrapes;
+    const cpuBeforeWalk = await processCpuMs(pid);
     const walk = await walkList(controller);
+    const walkCpuMs = (await processCpuMs(pid)) - cpuBeforeWalk;
     console.log(
       `host list, ${walk.paged ? `paged by ${PAGE_LIMIT}` : 'NOT paged (one answer)'}: ${walk.hosts} hosts in ${walk.pages} pages, ` +
         `${fmt(walk.bytes / 1e6, 1)} MB, ${fmt(walk.totalMs, 0)} ms in all; per page median ${fmt(median(walk.pageMs), 1)} ms, ` +
         `p99 ${fmt(percentile(walk.pageMs, 99), 1)} ms, max ${fmt(Math.max(...walk.pageMs), 1)} ms`,
+    );
+    console.log(
+      `controller CPU (load-independent, 10 ms ticks): ${fmt(scrapeCpuMs / scrapes, 1)} ms per scrape, ` +
+        `${fmt(walkCpuMs / walk.pages, 1)} ms per list page`,
     );
     const rssAfterReads = await processRssBytes(pid);
     console.log(`RSS after one scrape series and one full list walk: ${fmt(mib(rssAfterReads))} MiB`);

@@ -20,7 +20,7 @@ import {
 import { fmt, percentile } from './lib/stats.js';
 
 /**
- * `npm run bench -- heartbeat [--workers N] [--seconds S] [--warmup S]`: N simulated workers, each with
+ * `npm run bench -- heartbeat [--workers N] [--seconds S] [--warmup S] [--reconnect]`: N simulated workers, each with
  * its own enrolled certificate and one persistent mTLS connection, post heartbeats as fast
  * as answers come back to a real `corral controller serve` (real SQLite file, batched
  * writes, pins checked per request). In the same run the same clients hit a bare fastify
@@ -30,7 +30,9 @@ import { fmt, percentile } from './lib/stats.js';
  * The warm-up is the connect storm: N full mTLS handshakes and each host's first heartbeat
  * writing its services, which is what a controller restart with a live fleet pays. By
  * default it lasts until every worker has had an answer (reported as the reconnect storm),
- * then SETTLE_AFTER_STORM_MS more; `--warmup S` fixes it instead.
+ * then SETTLE_AFTER_STORM_MS more; `--warmup S` fixes it instead. `--reconnect` closes the
+ * connection after every heartbeat, so each one pays a resumed TLS handshake (the cost of
+ * the idle-close connection policy, README "Connections at fleet scale").
  */
 const DEFAULT_WORKERS = 200;
 const DEFAULT_SECONDS = 10;
@@ -108,6 +110,7 @@ export async function run(args: string[]): Promise<void> {
   const n = arg(args, '--workers', DEFAULT_WORKERS);
   const seconds = arg(args, '--seconds', DEFAULT_SECONDS);
   const warmup = warmupArg(args);
+  const reconnect = args.includes('--reconnect');
   const dir = await mkdtemp(join(tmpdir(), 'corral-bench-hb-'));
   try {
     await initControllerState({ stateDir: dir });
@@ -131,7 +134,11 @@ export async function run(args: string[]): Promise<void> {
         body: JSON.stringify(heartbeatRequest(e.hostId)),
       });
     }
-    console.log(`heartbeat: ${n} workers with distinct certificates, one persistent mTLS connection each,`);
+    console.log(
+      reconnect
+        ? `heartbeat: ${n} workers with distinct certificates, a new mTLS connection per heartbeat (TLS session resumed),`
+        : `heartbeat: ${n} workers with distinct certificates, one persistent mTLS connection each,`,
+    );
     const warmupText =
       warmup === 'auto'
         ? `the connect storm + ${SETTLE_AFTER_STORM_MS / 1000}s`
@@ -149,6 +156,7 @@ export async function run(args: string[]): Promise<void> {
     const ours = await driveHeartbeats(controller.endpoints.worker ?? '', workers, {
       seconds,
       warmup,
+      reconnect,
       serverPid: controllerPid,
       onMeasuring: async (phase) => {
         if (phase === 'end') rssMeasured = await processRssBytes(controllerPid);
@@ -178,6 +186,7 @@ export async function run(args: string[]): Promise<void> {
     const ceiling = await driveHeartbeats(`127.0.0.1:${port}`, workers, {
       seconds,
       warmup,
+      reconnect,
       serverPid: ceilingChild.pid ?? 0,
     });
     ceilingChild.kill('SIGTERM');
@@ -189,6 +198,13 @@ export async function run(args: string[]): Promise<void> {
     console.log(
       `reconnect storm: ${n} workers to steady state in ${fmt(ours.stormMs / 1000, 1)} s ` +
         `(every worker connected and answered once; bare fastify: ${fmt(ceiling.stormMs / 1000, 1)} s)`,
+    );
+    console.log(
+      `  server CPU until then: controller ${fmt(ours.stormServerCpuMs / 1000, 2)} s, bare fastify ` +
+        `${fmt(ceiling.stormServerCpuMs / 1000, 2)} s (the storm's wall time on an idle machine is at least this; ` +
+        `load average now ${loadavg()
+          .map((l) => fmt(l, 2))
+          .join(' ')})`,
     );
     console.log(
       `controller RSS: ${fmt(mib(rssIdle))} MiB with the fleet enrolled and no worker connected, ` +

@@ -36,7 +36,13 @@ import { createRenewal } from './fleet/renewal.js';
 import { createTokenStore } from './fleet/token-store.js';
 import { adminAuthHook } from './http/admin-auth.js';
 import type { AdminContext } from './http/admin-context.js';
-import { createHttpApp, createHttpsApp, type HttpApp, type HttpsApp } from './http/fastify-base.js';
+import {
+  createHttpApp,
+  createHttpsApp,
+  WORKER_KEEP_ALIVE_TIMEOUT_MS,
+  type HttpApp,
+  type HttpsApp,
+} from './http/fastify-base.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
 import { trackWorkerRefusals } from './http/tls-refusals.js';
@@ -271,6 +277,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       metrics,
       coerceTypes: false,
       sharedRequestLogger: true,
+      keepAliveTimeoutMs: WORKER_KEEP_ALIVE_TIMEOUT_MS,
       https: {
         ca: identity.server.caPem,
         cert: identity.server.certPem,

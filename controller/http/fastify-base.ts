@@ -11,8 +11,16 @@ export type HttpApp = FastifyInstance<HttpServer, never, never, Logger, TypeBoxT
 
 /** Requests must arrive whole within this, in ms (slow clients are cut off). */
 export const REQUEST_TIMEOUT_MS = 30_000;
-/** Idle keep-alive connections are kept this long, in ms: longer than a heartbeat interval. */
+/** Idle keep-alive connections of the admin and join listeners are kept this long, in ms. */
 export const KEEP_ALIVE_TIMEOUT_MS = 75_000;
+/**
+ * Idle connections on the worker listener are closed after this, in ms: far shorter than a
+ * heartbeat interval, so a fleet holds about (heartbeats/s × this) connections instead of
+ * one per worker, and the next heartbeat reconnects with a resumed TLS session (README,
+ * "Connections at fleet scale"). Long enough that an agent's requests in one burst share a
+ * connection.
+ */
+export const WORKER_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
 interface BaseOptions {
   readonly log: Logger;
@@ -26,6 +34,8 @@ interface BaseOptions {
    * per heartbeat on the hot worker API; request logs lose their request id).
    */
   readonly sharedRequestLogger?: boolean;
+  /** Idle keep-alive connections are closed after this, in ms (default KEEP_ALIVE_TIMEOUT_MS). */
+  readonly keepAliveTimeoutMs?: number;
 }
 
 function common(options: BaseOptions) {
@@ -35,7 +45,7 @@ function common(options: BaseOptions) {
     ...(options.sharedRequestLogger ? { childLoggerFactory: <L>(logger: L): L => logger } : {}),
     bodyLimit: options.bodyLimit,
     requestTimeout: REQUEST_TIMEOUT_MS,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS,
     return503OnClosing: true,
     forceCloseConnections: 'idle' as const,
     ajv: {

@@ -41,7 +41,7 @@ export function terminalOutput(sink: Output): Output {
     out: (text) => sink.out(safe(text)),
     err: (text) => sink.err(safe(text)),
     clearScreen: () => (sink.clearScreen ? sink.clearScreen() : sink.out(CLEAR_SCREEN)),
-    ...(sink.flush && { flush: sink.flush }),
+    ...(sink.flush && { flush: () => sink.flush?.() ?? Promise.resolve() }),
   };
   guarded.add(output);
   return output;

@@ -1,7 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Insertable } from 'kysely';
 import { request } from 'undici';
 import { initControllerState } from '../controller/index.js';
@@ -9,7 +11,7 @@ import { openControllerState } from '../controller/state/open-state.js';
 import type { HostsTable, PinsTable } from '../controller/db/schema.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
-import { startControllerProcess, type ControllerProcess } from './lib/controller-process.js';
+import { ROOT, startControllerProcess, type ControllerProcess } from './lib/controller-process.js';
 import {
   driveHeartbeats,
   heartbeatClients,
@@ -44,6 +46,7 @@ const HEARTBEAT_WARMUP_MS = 3_000;
 const GOAL_METRICS_MS = 50;
 const GOAL_PAGE_MS = 50;
 const GOAL_P99_RATIO = 2;
+const execFileAsync = promisify(execFile);
 
 function arg(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(name);
@@ -172,6 +175,35 @@ async function walkList(c: ControllerProcess): Promise<ListWalk> {
   return { pages: pageMs.length, hosts, pageMs, totalMs: performance.now() - started, bytes, paged };
 }
 
+/** `corral controller hosts [--json]` through a real pipe: what arrived, and the CLI's own exit status. */
+async function cliThroughPipe(
+  stateDir: string,
+  json: boolean,
+): Promise<{ code: number; lines: number; bytes: number; items: number; ms: number }> {
+  const out = join(stateDir, `hosts-${json ? 'json' : 'table'}.out`);
+  const script = `"$NODE" "$CORRAL" controller hosts ${json ? '--json ' : ''}--state-dir "$STATE" | cat > "$OUT"; echo "\${PIPESTATUS[0]}"`;
+  const started = performance.now();
+  const { stdout } = await execFileAsync('bash', ['-c', script], {
+    env: {
+      ...process.env,
+      NODE: process.execPath,
+      CORRAL: join(ROOT, 'bin', 'corral.js'),
+      STATE: stateDir,
+      OUT: out,
+    },
+  });
+  const ms = performance.now() - started;
+  const text = await readFile(out, 'utf8');
+  await rm(out);
+  return {
+    code: Number(stdout.trim()),
+    lines: text.split('\n').length - 1,
+    bytes: Buffer.byteLength(text),
+    items: json ? (JSON.parse(text) as unknown[]).length : Number.NaN,
+    ms,
+  };
+}
+
 function heartbeatLine(label: string, run: Run): void {
   console.log(
     `  ${label.padEnd(30)} ${fmt(run.count / run.seconds).padStart(8)} /s   p50 ${fmt(percentile(run.latenciesMs, 50), 2).padStart(8)} ms` +
@@ -251,6 +283,13 @@ export async function run(args: string[]): Promise<void> {
       `controller CPU (load-independent, 10 ms ticks): ${fmt(scrapeCpuMs / scrapes, 1)} ms per scrape, ` +
         `${fmt(walkCpuMs / walk.pages, 1)} ms per list page`,
     );
+    for (const json of [false, true]) {
+      const piped = await cliThroughPipe(dir, json);
+      console.log(
+        `corral controller hosts${json ? ' --json' : ''} | wc: ${piped.lines} lines, ${fmt(piped.bytes / 1e6, 1)} MB ` +
+          `in ${fmt(piped.ms / 1000, 1)} s, exit ${piped.code}${json ? ` (JSON array of ${piped.items} hosts)` : ''}`,
+      );
+    }
     const rssAfterReads = await processRssBytes(pid);
     console.log(`RSS after one scrape series and one full list walk: ${fmt(mib(rssAfterReads))} MiB`);
     console.log('');

@@ -1,31 +1,41 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { cpus, tmpdir } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import Fastify from 'fastify';
-import { Client } from 'undici';
 import { initControllerState, loadControllerIdentity } from '../controller/index.js';
-import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
-import { parseHostPort } from '../kit/host-port.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
-import type { HeartbeatRequest } from '../protocol/heartbeat.js';
 import { startControllerProcess, ROOT } from './lib/controller-process.js';
+import {
+  driveHeartbeats,
+  heartbeatRequest,
+  mib,
+  processRssBytes,
+  SETTLE_AFTER_STORM_MS,
+  type Run,
+  type SimulatedWorker,
+} from './lib/heartbeat-load.js';
 import { fmt, percentile } from './lib/stats.js';
 
 /**
- * `npm run bench -- heartbeat [--workers N] [--seconds S]`: N simulated workers, each with
+ * `npm run bench -- heartbeat [--workers N] [--seconds S] [--warmup S] [--reconnect]`: N simulated workers, each with
  * its own enrolled certificate and one persistent mTLS connection, post heartbeats as fast
  * as answers come back to a real `corral controller serve` (real SQLite file, batched
  * writes, pins checked per request). In the same run the same clients hit a bare fastify
  * mutual-TLS endpoint that does no work, as the ceiling. Both servers run in a child
  * process; the load generator is this process.
+ *
+ * The warm-up is the connect storm: N full mTLS handshakes and each host's first heartbeat
+ * writing its services, which is what a controller restart with a live fleet pays. By
+ * default it lasts until every worker has had an answer (reported as the reconnect storm),
+ * then SETTLE_AFTER_STORM_MS more; `--warmup S` fixes it instead. `--reconnect` closes the
+ * connection after every heartbeat, so each one pays a resumed TLS handshake (the cost of
+ * the idle-close connection policy, README "Connections at fleet scale").
  */
 const DEFAULT_WORKERS = 200;
 const DEFAULT_SECONDS = 10;
-const WARMUP_MS = 2_000;
 /** Goals for the controller's row; each gets a verdict line. */
 const GOAL_PER_SECOND = 2_000;
 const GOAL_RATIO_TO_CEILING = 0.5;
@@ -36,25 +46,8 @@ const GOAL_ERRORS = 0;
  */
 const GOAL_P99_MS = 500;
 const HEARTBEAT_INTERVAL_S = 30;
-/** USER_HZ on Linux. */
-const CLOCK_TICKS_PER_S = 100;
-
-interface Run {
-  readonly count: number;
-  readonly errors: number;
-  readonly seconds: number;
-  readonly latenciesMs: number[];
-  /** CPU the server process used in the measured window, in ms (user + system). */
-  readonly serverCpuMs: number;
-}
-
-/** utime + stime of a process, in ms, from /proc (Linux). */
-async function processCpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / CLOCK_TICKS_PER_S;
-}
+/** Issue 13: a restart with 3,000 workers back to steady state within this. */
+const GOAL_STORM_S = 10;
 
 function arg(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(name);
@@ -63,93 +56,10 @@ function arg(args: string[], name: string, fallback: number): number {
   return v;
 }
 
-function heartbeat(hostId: string): HeartbeatRequest {
-  return {
-    hostId,
-    agentVersion: '0.1.0',
-    generation: 3,
-    metrics: {
-      load1: 0.42,
-      load5: 0.38,
-      load15: 0.3,
-      memTotalBytes: 8_000_000_000,
-      memAvailableBytes: 5_100_000_000,
-      diskTotalBytes: 100_000_000_000,
-      diskFreeBytes: 61_000_000_000,
-      uptimeSeconds: 86_400,
-    },
-    services: ['api', 'worker', 'cron'].map((name, i) => ({
-      name,
-      state: 'running' as const,
-      restarts: i,
-      lastError: null,
-      pid: 1000 + i,
-      since: '2024-01-01T00:00:00.000Z',
-    })),
-    events: [],
-  };
-}
-
-function clientFor(endpoint: string, material: TlsMaterial): Client {
-  const { host, port } = parseHostPort(endpoint);
-  return new Client(`https://${host}:${port}`, {
-    connect: { ...clientTlsOptions(material, { roles: ['controller'] }), servername: 'localhost' },
-    pipelining: 1,
-    keepAliveTimeout: 60_000,
-  });
-}
-
-/** Every worker loops: post, wait for the answer, post again. Measures after a warm-up. */
-async function drive(
-  endpoint: string,
-  workers: readonly { material: TlsMaterial; body: string }[],
-  seconds: number,
-  serverPid: number,
-): Promise<Run> {
-  const clients = workers.map((w) => clientFor(endpoint, w.material));
-  const latencies: number[] = [];
-  let count = 0;
-  let errors = 0;
-  let measuring = false;
-  const warmEnd = performance.now() + WARMUP_MS;
-  const end = warmEnd + seconds * 1000;
-  let cpuAtStart = 0;
-  let cpuAtEnd = 0;
-  const sampler = (async () => {
-    await sleep(warmEnd - performance.now());
-    cpuAtStart = await processCpuMs(serverPid);
-    await sleep(end - performance.now());
-    cpuAtEnd = await processCpuMs(serverPid);
-  })();
-  await Promise.all(
-    clients.map(async (client, i) => {
-      const body = workers[i]!.body;
-      while (performance.now() < end) {
-        const started = performance.now();
-        try {
-          const res = await client.request({
-            method: 'POST',
-            path: '/v1/heartbeat',
-            headers: { 'content-type': 'application/json' },
-            body,
-          });
-          await res.body.dump();
-          if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
-          if (started >= warmEnd && measuring) {
-            count++;
-            latencies.push(performance.now() - started);
-          }
-        } catch {
-          // Counted: a refused or failed heartbeat is an error of the run, not of the bench.
-          if (measuring) errors++;
-        }
-        if (!measuring && performance.now() >= warmEnd) measuring = true;
-      }
-    }),
-  );
-  await sampler;
-  await Promise.all(clients.map((c) => c.close()));
-  return { count, errors, seconds, latenciesMs: latencies, serverCpuMs: cpuAtEnd - cpuAtStart };
+/** `--warmup S` in ms, or `'auto'` without it. */
+function warmupArg(args: string[]): number | 'auto' {
+  if (!args.includes('--warmup')) return 'auto';
+  return arg(args, '--warmup', 1) * 1000;
 }
 
 /** Child mode: a bare fastify mTLS endpoint with the controller's TLS material, doing nothing. */
@@ -199,6 +109,8 @@ export async function run(args: string[]): Promise<void> {
   }
   const n = arg(args, '--workers', DEFAULT_WORKERS);
   const seconds = arg(args, '--seconds', DEFAULT_SECONDS);
+  const warmup = warmupArg(args);
+  const reconnect = args.includes('--reconnect');
   const dir = await mkdtemp(join(tmpdir(), 'corral-bench-hb-'));
   try {
     await initControllerState({ stateDir: dir });
@@ -211,7 +123,7 @@ export async function run(args: string[]): Promise<void> {
       ['--no-heartbeat-budget'],
       profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}/controller`] : [],
     );
-    const workers: { material: TlsMaterial; body: string }[] = [];
+    const workers: SimulatedWorker[] = [];
     for (let i = 0; i < n; i++) {
       const e = await controller.admin<EnrollResponse>('POST', '/v1/enroll', {
         name: `bench-${i}`,
@@ -219,15 +131,37 @@ export async function run(args: string[]): Promise<void> {
       });
       workers.push({
         material: { caPem: e.caPem, certPem: e.agent.certPem, keyPem: e.agent.keyPem },
-        body: JSON.stringify(heartbeat(e.hostId)),
+        body: JSON.stringify(heartbeatRequest(e.hostId)),
       });
     }
-    console.log(`heartbeat: ${n} workers with distinct certificates, one persistent mTLS connection each,`);
     console.log(
-      `${seconds}s measured after ${WARMUP_MS / 1000}s warm-up; node ${process.version}, ${cpus().length} cores`,
+      reconnect
+        ? `heartbeat: ${n} workers with distinct certificates, a new mTLS connection per heartbeat (TLS session resumed),`
+        : `heartbeat: ${n} workers with distinct certificates, one persistent mTLS connection each,`,
+    );
+    const warmupText =
+      warmup === 'auto'
+        ? `the connect storm + ${SETTLE_AFTER_STORM_MS / 1000}s`
+        : `a fixed ${fmt(warmup / 1000, 1)}s`;
+    console.log(
+      `${seconds}s measured after ${warmupText} warm-up; node ${process.version}, ${cpus().length} cores, ` +
+        `load average ${loadavg()
+          .map((l) => fmt(l, 2))
+          .join(' ')}`,
     );
     console.log('');
-    const ours = await drive(controller.endpoints.worker ?? '', workers, seconds, controller.child.pid ?? 0);
+    const controllerPid = controller.child.pid ?? 0;
+    const rssIdle = await processRssBytes(controllerPid);
+    let rssMeasured = Number.NaN;
+    const ours = await driveHeartbeats(controller.endpoints.worker ?? '', workers, {
+      seconds,
+      warmup,
+      reconnect,
+      serverPid: controllerPid,
+      onMeasuring: async (phase) => {
+        if (phase === 'end') rssMeasured = await processRssBytes(controllerPid);
+      },
+    });
     const batches = await controller.metric('corral_heartbeat_batches_total');
     const accepted = await controller.metric('corral_heartbeats_accepted_total');
     const code = await controller.stop();
@@ -249,12 +183,34 @@ export async function run(args: string[]): Promise<void> {
     const lines = createInterface({ input: ceilingChild.stdout });
     const [line] = (await once(lines, 'line')) as [string];
     const port = Number(/^LISTENING (\d+)$/.exec(line)?.[1]);
-    const ceiling = await drive(`127.0.0.1:${port}`, workers, seconds, ceilingChild.pid ?? 0);
+    const ceiling = await driveHeartbeats(`127.0.0.1:${port}`, workers, {
+      seconds,
+      warmup,
+      reconnect,
+      serverPid: ceilingChild.pid ?? 0,
+    });
     ceilingChild.kill('SIGTERM');
     await once(ceilingChild, 'exit');
 
     const oursRate = report('corral controller', ours);
     const ceilingRate = report('bare fastify mTLS (ceiling)', ceiling);
+    console.log('');
+    console.log(
+      `reconnect storm: ${n} workers to steady state in ${fmt(ours.stormMs / 1000, 1)} s ` +
+        `(every worker connected and answered once; bare fastify: ${fmt(ceiling.stormMs / 1000, 1)} s)`,
+    );
+    console.log(
+      `  server CPU until then: controller ${fmt(ours.stormServerCpuMs / 1000, 2)} s, bare fastify ` +
+        `${fmt(ceiling.stormServerCpuMs / 1000, 2)} s (the storm's wall time on an idle machine is at least this; ` +
+        `load average now ${loadavg()
+          .map((l) => fmt(l, 2))
+          .join(' ')})`,
+    );
+    console.log(
+      `controller RSS: ${fmt(mib(rssIdle))} MiB with the fleet enrolled and no worker connected, ` +
+        `${fmt(mib(rssMeasured))} MiB at the end with ${n} live connections ` +
+        `(${fmt((rssMeasured - rssIdle) / n / 1024, 1)} KiB per connection)`,
+    );
     console.log('');
     console.log(
       `controller wrote ${accepted} heartbeats in ${batches} transactions (${fmt(accepted / batches, 1)} per commit)`,
@@ -266,7 +222,9 @@ export async function run(args: string[]): Promise<void> {
     console.log('');
     const ratio = oursRate / ceilingRate;
     const p99 = percentile(ours.latenciesMs, 99);
+    const stormS = ours.stormMs / 1000;
     const verdicts = [
+      verdict('reconnect storm', `${fmt(stormS, 1)} s`, `< ${GOAL_STORM_S} s`, stormS < GOAL_STORM_S),
       verdict('rate', `${fmt(oursRate)} /s`, `≥ ${GOAL_PER_SECOND} /s`, oursRate >= GOAL_PER_SECOND),
       verdict(
         'ratio to the ceiling',

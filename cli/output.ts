@@ -5,11 +5,17 @@
  * command writes to escapes whatever else reaches it (error messages, progress lines), so no
  * command can forget. JSON output escapes the same characters as JSON `\u` escapes.
  */
+import { drained } from './stdio-drain.js';
 import { displayWidth, padColumns, terminalSafeJson, terminalText } from './terminal-text.js';
 
 export interface Output {
   out(text: string): void;
   err(text: string): void;
+  /**
+   * Resolves once what `out` was given has been handed on (a slow pipe reader has taken it):
+   * commands that stream call it between parts, so output is never held in memory whole.
+   */
+  flush?(): Promise<void>;
   /** Clears the screen and homes the cursor: the one control sequence the CLI writes itself. */
   clearScreen?(): void;
 }
@@ -35,6 +41,7 @@ export function terminalOutput(sink: Output): Output {
     out: (text) => sink.out(safe(text)),
     err: (text) => sink.err(safe(text)),
     clearScreen: () => (sink.clearScreen ? sink.clearScreen() : sink.out(CLEAR_SCREEN)),
+    ...(sink.flush && { flush: () => sink.flush?.() ?? Promise.resolve() }),
   };
   guarded.add(output);
   return output;
@@ -44,6 +51,7 @@ export const stdio: Output = terminalOutput({
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   clearScreen: () => process.stdout.write(CLEAR_SCREEN),
+  flush: () => drained(process.stdout),
 });
 
 export type Cell = string | number | boolean | null | undefined;
@@ -69,6 +77,67 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
       .join('  ')
       .trimEnd();
   return [line(head), ...text.map(line)].join('\n') + '\n';
+}
+
+export interface TableWriter {
+  /** The next rows as text (the first call also gives the header); call once per part. */
+  rows(rows: readonly (readonly Cell[])[]): string;
+}
+
+/**
+ * A table written a part at a time (rows that arrive page by page): column widths are the
+ * header's and the first part's, so a one-part table is exactly `renderTable`'s; a later
+ * cell wider than its column pushes the rest of its own line right instead of holding the
+ * output back until the last part.
+ */
+export function tableWriter(headers: readonly string[]): TableWriter {
+  let widths: number[] | undefined;
+  const line = (cells: readonly string[], w: readonly number[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : padColumns(c, w[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return {
+    rows(rows) {
+      const text = rows.map((row) => headers.map((_, i) => inline(row[i], TABLE_CELL_MAX_COLUMNS)));
+      if (widths === undefined) {
+        const head = headers.map((h) => inline(h.toUpperCase(), TABLE_CELL_MAX_COLUMNS));
+        const w = head.map((h, i) => Math.max(displayWidth(h), ...text.map((r) => displayWidth(r[i] ?? ''))));
+        widths = w;
+        return [line(head, w), ...text.map((r) => line(r, w))].join('\n') + '\n';
+      }
+      const w = widths;
+      return text.map((r) => `${line(r, w)}\n`).join('');
+    },
+  };
+}
+
+/**
+ * `JSON.stringify(items, null, 2)` of an array written a part at a time, made terminal-safe
+ * like renderJson: the parts joined are byte for byte what renderJson gives for the whole
+ * array.
+ */
+export interface JsonArrayWriter {
+  items(items: readonly unknown[]): string;
+  end(): string;
+}
+
+export function jsonArrayWriter(): JsonArrayWriter {
+  let count = 0;
+  return {
+    items(items) {
+      let out = '';
+      for (const item of items) {
+        const body = (JSON.stringify(item, null, 2) ?? 'null').replace(/\n/g, '\n  ');
+        out += `${count === 0 ? '[\n' : ',\n'}  ${body}`;
+        count++;
+      }
+      return terminalSafeJson(out);
+    },
+    end() {
+      return count === 0 ? '[]\n' : '\n]\n';
+    },
+  };
 }
 
 /** JSON of `value`, with anything a terminal could act on written as `\u` escapes. */

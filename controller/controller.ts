@@ -37,7 +37,13 @@ import { createRenewal } from './fleet/renewal.js';
 import { createTokenStore } from './fleet/token-store.js';
 import { adminAuth } from './http/admin-auth.js';
 import type { AdminContext } from './http/admin-context.js';
-import { createHttpApp, createHttpsApp, type HttpApp, type HttpsApp } from './http/fastify-base.js';
+import {
+  createHttpApp,
+  createHttpsApp,
+  WORKER_KEEP_ALIVE_TIMEOUT_MS,
+  type HttpApp,
+  type HttpsApp,
+} from './http/fastify-base.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
 import { trackWorkerRefusals } from './http/tls-refusals.js';
@@ -83,6 +89,12 @@ export interface ControllerEndpoints {
 
 export interface ControllerOptions {
   readonly db: Kysely<ControllerDatabase>;
+  /**
+   * A read-only connection to the same database (openReadConnection) for admin reads (host
+   * list, host detail, metrics), so they never hold the connection heartbeats are written
+   * on. Default: `db`. The caller owns and closes it.
+   */
+  readonly readDb?: Kysely<ControllerDatabase>;
   readonly identity: Pick<ControllerIdentity, 'ca' | 'server' | 'client'>;
   readonly log: Logger;
   readonly clock?: Clock;
@@ -218,6 +230,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   });
   const ctx: AdminContext = {
     db,
+    readDb: options.readDb ?? db,
     clock,
     log: log.child({ component: 'admin' }),
     pins,
@@ -260,6 +273,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       metrics,
       coerceTypes: false,
       sharedRequestLogger: true,
+      keepAliveTimeoutMs: WORKER_KEEP_ALIVE_TIMEOUT_MS,
       https: {
         ca: identity.server.caPem,
         cert: identity.server.certPem,

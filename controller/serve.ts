@@ -14,8 +14,10 @@ import {
 import type { JoinPolicyOptions } from './fleet/join-policy.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
 import { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
+import { openReadConnection, type ControllerDb } from './db/open-database.js';
 import { openControllerState } from './state/open-state.js';
 import { decodeJsonColumn, StoredNames } from './db/json-column.js';
+import { statePaths } from './state/state-paths.js';
 
 /** Something else that listens beside the controller (the syslog listener), started after it. */
 export interface ExtraListener {
@@ -59,8 +61,10 @@ export interface ServingController {
 export async function serveController(options: ServeOptions): Promise<ServingController> {
   const db = await openControllerState(options.stateDir);
   let identity: ControllerIdentity;
+  let readDb: ControllerDb;
   try {
     identity = await loadControllerIdentity(options.stateDir);
+    readDb = await openReadConnection(statePaths(options.stateDir).database);
   } catch (e: unknown) {
     await db.destroy();
     throw e;
@@ -75,6 +79,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
     });
     controller = await createController({
       db,
+      readDb,
       identity,
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),
@@ -109,7 +114,13 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
         (closing ??= runShutdown([
           { name: 'stop-accepting', run: () => running.close(), timeoutMs: 15_000 },
           ...started.map((s) => ({ name: `close-${s.name}`, run: () => s.close() })),
-          { name: 'close-database', run: () => db.destroy() },
+          {
+            name: 'close-database',
+            run: async () => {
+              await readDb.destroy();
+              await db.destroy();
+            },
+          },
           {
             name: 'remove-endpoints',
             run: () => rm(join(options.stateDir, ENDPOINTS_FILE), { force: true }),
@@ -120,6 +131,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
     for (const s of started.reverse())
       await s.close().catch(() => undefined /* already failing: keep the first error */);
     await controller?.close();
+    await readDb.destroy();
     await db.destroy();
     throw e;
   }

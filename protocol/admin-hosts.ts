@@ -3,15 +3,34 @@ import { Fingerprint, Name, Reason, Timestamp } from './common.js';
 import { ServiceState } from './heartbeat.js';
 import { HostStatus, HostView } from './host.js';
 
-/** Admin API: `GET /v1/hosts?status=S`. */
+/** Hosts in one answer of `GET /v1/hosts` when the request names no `limit`. */
+export const DEFAULT_HOST_PAGE_LIMIT = 500;
+/** Hosts in one answer of `GET /v1/hosts` at most. */
+export const MAX_HOST_PAGE_LIMIT = 1000;
+/** Longest `cursor` accepted, in characters (an opaque token the previous page returned). */
+export const MAX_HOST_CURSOR_CHARS = 1024;
+
+/**
+ * Admin API: `GET /v1/hosts?status=S&limit=N&cursor=C`, one page of hosts in name order.
+ * A walk from no cursor to `nextCursor: null` sees every host that existed throughout it
+ * once, whatever is enrolled or decommissioned meanwhile (keyset paging, no offsets).
+ */
 export const HostListQuery = Type.Object(
-  { status: Type.Optional(HostStatus) },
+  {
+    status: Type.Optional(HostStatus),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_HOST_PAGE_LIMIT })),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: MAX_HOST_CURSOR_CHARS })),
+  },
   { additionalProperties: false },
 );
 export type HostListQuery = Static<typeof HostListQuery>;
 
 export const HostListResponse = Type.Object(
-  { hosts: Type.Array(HostView, { maxItems: 1_000_000 }) },
+  {
+    hosts: Type.Array(HostView, { maxItems: MAX_HOST_PAGE_LIMIT }),
+    /** Pass as `cursor` for the next page; null on the last page. */
+    nextCursor: Type.Union([Type.String({ maxLength: MAX_HOST_CURSOR_CHARS }), Type.Null()]),
+  },
   { additionalProperties: false },
 );
 export type HostListResponse = Static<typeof HostListResponse>;

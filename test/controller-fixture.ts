@@ -19,6 +19,7 @@ import {
   initControllerState,
   loadControllerIdentity,
   openDatabase,
+  openReadConnection,
   type Clock,
   type Controller,
   type ControllerDb,
@@ -62,8 +63,11 @@ export async function startController(
   await initControllerState({ stateDir: dir });
   const identity = await loadControllerIdentity(dir);
   const db = await openDatabase(identity.paths.database);
+  // Admin reads on their own read-only connection, as `controller serve` runs them.
+  const readDb = await openReadConnection(identity.paths.database);
   const controller = await createController({
     db,
+    readDb,
     identity,
     log: silentLog,
     ...(options.heartbeatIntervalMs !== undefined
@@ -97,6 +101,7 @@ export async function startController(
     if (closed) return;
     closed = true;
     await controller.close();
+    await readDb.destroy();
     await db.destroy();
     if (!options.dir) await rm(dir, { recursive: true, force: true });
   };

@@ -6,11 +6,19 @@ import type {
   HostDetail,
   HostListResponse,
 } from '../../protocol/admin-hosts.js';
+import { MAX_HOST_PAGE_LIMIT } from '../../protocol/admin-hosts.js';
 import { HOST_STATUSES, type HostClock, type HostView } from '../../protocol/host.js';
-import { adminClientFor } from '../admin-client.js';
+import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
+import {
+  jsonArrayWriter,
+  renderJson,
+  renderRecord,
+  renderTable,
+  tableWriter,
+  type Output,
+} from '../output.js';
 
 const FINGERPRINT_PREFIX = 12;
 const labelsText = (labels: Record<string, string>): string =>
@@ -32,6 +40,28 @@ function hostRows(hosts: readonly HostView[]) {
 }
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
+
+/** Hosts the CLI asks for per page (the controller's largest). */
+const CLI_HOST_PAGE_LIMIT = MAX_HOST_PAGE_LIMIT;
+
+/**
+ * The host list a page at a time, first to last, following `nextCursor`. Throws when the
+ * controller hands back the cursor it was given (a walk that would never end).
+ */
+async function* hostPages(admin: AdminClient, status: string | undefined): AsyncGenerator<HostView[]> {
+  let cursor: string | undefined;
+  for (;;) {
+    const query = new URLSearchParams({ limit: String(CLI_HOST_PAGE_LIMIT) });
+    if (status !== undefined) query.set('status', status);
+    if (cursor !== undefined) query.set('cursor', cursor);
+    const page = await admin.get<HostListResponse>(`/v1/hosts?${query.toString()}`);
+    yield page.hosts;
+    if (page.nextCursor === null || page.nextCursor === undefined) return;
+    if (page.nextCursor === cursor)
+      throw new CliExit(EXIT_FAILURE, 'the controller returned the same page twice');
+    cursor = page.nextCursor;
+  }
+}
 
 /** `+50m 3s`, `-10m 0s`, `+850ms`: the sign says which way the agent's clock is off. */
 export function offsetText(ms: number): string {
@@ -87,17 +117,25 @@ export function registerControllerHostCommands(controller: Command, io: Output):
       throw new CliExit(EXIT_USAGE, `--status must be one of ${HOST_STATUSES.join(', ')}`);
     }
     const admin = await adminClientFor(opts);
-    const query = opts.status ? `?status=${opts.status}` : '';
-    const { hosts } = await admin.get<HostListResponse>(`/v1/hosts${query}`);
-    io.out(
-      opts.json
-        ? renderJson(hosts)
-        : renderTable(
-            ['name', 'address', 'status', 'last seen', 'agent version', 'labels', 'fingerprint'],
-            hostRows(hosts),
-          ),
-    );
-    if (!opts.json) io.err(clockWarnings(hosts));
+    const json = jsonArrayWriter();
+    const table = tableWriter([
+      'name',
+      'address',
+      'status',
+      'last seen',
+      'agent version',
+      'labels',
+      'fingerprint',
+    ]);
+    let first = true;
+    for await (const hosts of hostPages(admin, opts.status)) {
+      if (opts.json) io.out(json.items(hosts));
+      else if (first || hosts.length > 0) io.out(table.rows(hostRows(hosts)));
+      if (!opts.json) io.err(clockWarnings(hosts));
+      first = false;
+      await io.flush?.();
+    }
+    if (opts.json) io.out(json.end());
   });
 
   addAdminTargetOptions(

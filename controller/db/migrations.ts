@@ -13,6 +13,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0003-deploy', { up: deployMigration }],
   ['0004-enrollment', { up: enrollmentMigration }],
   ['0005-event-retention', { up: eventRetention }],
+  ['0006-host-paging', { up: hostPaging }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {
@@ -142,5 +143,23 @@ async function eventRetention(db: Kysely<unknown>): Promise<void> {
     .createIndex('events_host_received')
     .on('events')
     .columns(['host_id', 'received_at', 'event_id'])
+    .execute();
+}
+
+/**
+ * The host list is read a page at a time in (name, enrolled_at, id) order, and /metrics
+ * counts hosts by status from (decommissioned_at, last_seen) alone: both from an index, so
+ * neither reads the host rows' metrics and labels nor sorts the fleet.
+ */
+async function hostPaging(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createIndex('hosts_list_order')
+    .on('hosts')
+    .columns(['name', 'enrolled_at', 'id'])
+    .execute();
+  await db.schema
+    .createIndex('hosts_liveness')
+    .on('hosts')
+    .columns(['decommissioned_at', 'last_seen'])
     .execute();
 }

@@ -5,7 +5,7 @@ import { Kysely, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ControllerErrorCode } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
-import { openDatabase } from './open-database.js';
+import { openDatabase, openReadConnection } from './open-database.js';
 import type { ControllerDatabase } from './schema.js';
 import { openSqlite3, Sqlite3Dialect } from './sqlite3-dialect.js';
 
@@ -235,5 +235,36 @@ describe('controller database', () => {
       expect(err).toMatchObject({ code: ControllerErrorCode.STATE_DAMAGED, file: path });
       expect((err as Error).message.startsWith(`${path}: SQLITE_CORRUPT`)).toBe(true);
     });
+  });
+  it('a read connection sees every commit, refuses writes, and does not hold up the writer mid-read', async () => {
+    const path = join(dir, 'corral.db');
+    const db = await openDatabase(path);
+    const reader = await openReadConnection(path);
+    try {
+      await db.insertInto('hosts').values(host('h-1', 'one')).execute();
+      expect(await reader.selectFrom('hosts').select('name').execute()).toEqual([{ name: 'one' }]);
+      await expect(reader.insertInto('hosts').values(host('h-2', 'two')).execute()).rejects.toThrow(
+        /readonly|read-only|query_only/i,
+      );
+      // A read transaction stays open on the reader while the writer commits (WAL): the
+      // writer is not blocked, and the reader keeps its snapshot until it ends.
+      await reader.connection().execute(async (c) => {
+        await sql`begin`.execute(c);
+        expect(await c.selectFrom('hosts').select('id').execute()).toHaveLength(1);
+        await db.insertInto('hosts').values(host('h-3', 'three')).execute();
+        expect(await c.selectFrom('hosts').select('id').execute()).toHaveLength(1);
+        await sql`commit`.execute(c);
+      });
+      expect(await reader.selectFrom('hosts').select('id').execute()).toHaveLength(2);
+    } finally {
+      await reader.destroy();
+      await db.destroy();
+    }
+  });
+
+  it('a read connection to a missing file is CORRAL_ERR_DATABASE_OPEN and creates nothing', async () => {
+    const path = join(dir, 'absent.db');
+    await expect(openReadConnection(path)).rejects.toMatchObject({ code: ControllerErrorCode.DATABASE_OPEN });
+    await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

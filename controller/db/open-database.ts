@@ -141,6 +141,30 @@ export async function openDatabase(path: string, options: OpenDatabaseOptions = 
   return db;
 }
 
+/**
+ * A second, read-only connection to a database `openDatabase` already opened (WAL), for
+ * admin reads: in WAL mode readers and the writer do not block each other, so a long host
+ * list or scrape never makes heartbeat commits wait behind it, and each statement sees the
+ * last committed state. Writes through it fail (`query_only`, and the file is opened
+ * read-only). Throws CORRAL_ERR_DATABASE_OPEN.
+ */
+export async function openReadConnection(path: string): Promise<ControllerDb> {
+  let raw: sqlite3.Database | undefined;
+  try {
+    raw = await openSqlite3(path, 'readonly');
+    raw.configure('busyTimeout', DB_BUSY_TIMEOUT_MS);
+    await exec(raw, 'PRAGMA query_only = ON;');
+  } catch (e: unknown) {
+    if (raw) await closeRaw(raw);
+    throw new ControllerError(
+      ControllerErrorCode.DATABASE_OPEN,
+      `cannot open a read connection to ${path}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e, file: path },
+    );
+  }
+  return new Kysely<ControllerDatabase>({ dialect: new Sqlite3Dialect(raw, path) });
+}
+
 /** Brings the schema up to date; throws CORRAL_ERR_MIGRATION_FAILED naming the migration. */
 export async function migrateDatabase(
   db: Kysely<ControllerDatabase>,

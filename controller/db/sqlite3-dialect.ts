@@ -41,9 +41,15 @@ export function namingFile(err: Error, path: string | undefined): Error {
   });
 }
 
-/** Opens a sqlite3 database file (creating it only when `create`); rejects with the driver's error. */
-export function openSqlite3(path: string, create = true): Promise<sqlite3.Database> {
-  const mode = sqlite3.OPEN_READWRITE | (create ? sqlite3.OPEN_CREATE : 0);
+/**
+ * Opens a sqlite3 database file (creating it only when `create`; read-only with
+ * `'readonly'`); rejects with the driver's error.
+ */
+export function openSqlite3(path: string, create: boolean | 'readonly' = true): Promise<sqlite3.Database> {
+  const mode =
+    create === 'readonly'
+      ? sqlite3.OPEN_READONLY
+      : sqlite3.OPEN_READWRITE | (create ? sqlite3.OPEN_CREATE : 0);
   return new Promise((resolve, reject) => {
     const db = new sqlite3.Database(path, mode, (err) => {
       if (err) reject(err);

@@ -135,4 +135,49 @@ describe('heartbeat writer', () => {
     expect(await db.selectFrom('events').selectAll().execute()).toEqual([]);
     await writer.close();
   });
+  it("writes a restart's first heartbeats of many hosts together: lists replaced, unlisted rows gone, others kept", async () => {
+    const svc = (name: string, restarts = 0) => ({
+      name,
+      state: 'running' as const,
+      restarts,
+      lastError: null,
+      pid: 7,
+      since: null,
+    });
+    const row = (hostId: string, service: string) => ({
+      host_id: hostId,
+      service,
+      state: 'running',
+      restarts: 0,
+      last_error: null,
+      pid: 1,
+      since: null,
+      updated_at: '2024-04-01T00:00:00.000Z',
+    });
+    // What a previous controller left: this writer has seen none of it (a restart).
+    await db
+      .insertInto('service_observed')
+      .values([row('h-0', 'api'), row('h-0', 'old'), row('h-1', 'db'), row('h-5', 'keep')])
+      .execute();
+    const writer = createHeartbeatWriter({ db, clock, log, flushMs: 50 });
+    await Promise.all([
+      writer.submit('h-0', hb('h-0', { services: [svc('api', 4), svc('web')] })),
+      writer.submit('h-1', hb('h-1', { services: [] })),
+      writer.submit('h-2', hb('h-2', { services: [svc('x', 1), svc('x', 2)] })),
+    ]);
+    expect(writer.stats().batches).toBe(1);
+    const rows = await db
+      .selectFrom('service_observed')
+      .select(['host_id', 'service', 'restarts', 'updated_at'])
+      .orderBy('host_id')
+      .orderBy('service')
+      .execute();
+    expect(rows).toEqual([
+      { host_id: 'h-0', service: 'api', restarts: 4, updated_at: '2024-05-01T00:00:00.000Z' },
+      { host_id: 'h-0', service: 'web', restarts: 0, updated_at: '2024-05-01T00:00:00.000Z' },
+      { host_id: 'h-2', service: 'x', restarts: 2, updated_at: '2024-05-01T00:00:00.000Z' },
+      { host_id: 'h-5', service: 'keep', restarts: 0, updated_at: '2024-04-01T00:00:00.000Z' },
+    ]);
+    await writer.close();
+  });
 });

@@ -1,9 +1,9 @@
-import { CompiledQuery, sql, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Insertable, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { HeartbeatRequest, LifecycleEvent, ServiceStatus } from '../../protocol/heartbeat.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { isoAt, type Clock } from '../clock.js';
-import type { ControllerDatabase } from '../db/schema.js';
+import type { ControllerDatabase, ServiceObservedTable } from '../db/schema.js';
 import { DEFAULT_EVENT_RETENTION, pruneHostEvents, type EventRetention } from './event-retention.js';
 
 /**
@@ -20,6 +20,10 @@ export const DEFAULT_HEARTBEAT_MAX_PENDING = 20_000;
 const EVENT_ROWS_PER_INSERT = 100;
 /** Hosts updated per statement (5 parameters each, well under SQLite's 32,766). */
 const HOST_ROWS_PER_UPDATE = 1000;
+/** Observed-service rows per upsert statement (8 parameters each). */
+const SERVICE_ROWS_PER_UPSERT = 500;
+/** Parameters of one DELETE of services no longer listed, at most (host ids and kept rows). */
+const MAX_DELETE_PARAMS = 10_000;
 
 interface Pending {
   readonly hostId: string;
@@ -122,13 +126,11 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
         for (let i = 0; i < hosts.length; i += HOST_ROWS_PER_UPDATE) {
           await updateHosts(trx, hosts.slice(i, i + HOST_ROWS_PER_UPDATE), nowIso);
         }
-        for (const p of hosts) {
-          const services = p.heartbeat.services;
-          if (!sameServices(servicesWritten.get(p.hostId), services)) {
-            await writeServices(trx, p.hostId, p.heartbeat, nowIso);
-            servicesToWrite.set(p.hostId, services);
-          }
-        }
+        const changed = hosts.filter(
+          (p) => !sameServices(servicesWritten.get(p.hostId), p.heartbeat.services),
+        );
+        await writeServices(trx, changed, nowIso);
+        for (const p of changed) servicesToWrite.set(p.hostId, p.heartbeat.services);
         const events = batch.flatMap((p) => p.heartbeat.events.map((e) => eventRow(p.hostId, e, nowIso)));
         for (let i = 0; i < events.length; i += EVENT_ROWS_PER_INSERT) {
           await trx
@@ -268,21 +270,40 @@ function eventRow(hostId: string, e: LifecycleEvent, nowIso: string) {
   };
 }
 
+/**
+ * The observed services of `hosts` (each at most once) become exactly their heartbeats'
+ * lists, in a few statements for the whole batch: one DELETE of rows no longer listed per
+ * MAX_DELETE_PARAMS, one multi-row upsert per SERVICE_ROWS_PER_UPSERT. A restart makes every
+ * host's first heartbeat write its services, so this is the connect storm's cost.
+ */
 async function writeServices(
   trx: Kysely<ControllerDatabase>,
-  hostId: string,
-  hb: HeartbeatRequest,
+  hosts: readonly Pending[],
   nowIso: string,
 ): Promise<void> {
-  const names = hb.services.map((s) => s.name);
-  let gone = trx.deleteFrom('service_observed').where('host_id', '=', hostId);
-  if (names.length > 0) gone = gone.where('service', 'not in', names);
-  await gone.execute();
-  for (const s of hb.services) {
-    await trx
-      .insertInto('service_observed')
-      .values({
-        host_id: hostId,
+  if (hosts.length === 0) return;
+  // host_id and service are [a-z0-9-] (schema-checked), so "host/service" names one row.
+  const rowKey = sql<string>`${sql.ref('host_id')} || '/' || ${sql.ref('service')}`;
+  let ids: string[] = [];
+  let keep: string[] = [];
+  const deleteGone = async (): Promise<void> => {
+    if (ids.length === 0) return;
+    let gone = trx.deleteFrom('service_observed').where('host_id', 'in', ids);
+    if (keep.length > 0) gone = gone.where(rowKey, 'not in', keep);
+    await gone.execute();
+    ids = [];
+    keep = [];
+  };
+  // Last one wins when a list names a service twice (as one upsert per row did).
+  const rows = new Map<string, Insertable<ServiceObservedTable>>();
+  for (const p of hosts) {
+    const names = [...new Set(p.heartbeat.services.map((s) => s.name))];
+    if (ids.length > 0 && ids.length + keep.length + 1 + names.length > MAX_DELETE_PARAMS) await deleteGone();
+    ids.push(p.hostId);
+    for (const name of names) keep.push(`${p.hostId}/${name}`);
+    for (const s of p.heartbeat.services) {
+      rows.set(`${p.hostId}/${s.name}`, {
+        host_id: p.hostId,
         service: s.name,
         state: s.state,
         restarts: s.restarts,
@@ -290,7 +311,15 @@ async function writeServices(
         pid: s.pid,
         since: s.since,
         updated_at: nowIso,
-      })
+      });
+    }
+  }
+  await deleteGone();
+  const all = [...rows.values()];
+  for (let i = 0; i < all.length; i += SERVICE_ROWS_PER_UPSERT) {
+    await trx
+      .insertInto('service_observed')
+      .values(all.slice(i, i + SERVICE_ROWS_PER_UPSERT))
       .onConflict((oc) =>
         oc.columns(['host_id', 'service']).doUpdateSet((eb) => ({
           state: eb.ref('excluded.state'),

@@ -1,8 +1,18 @@
-import type { Kysely, Selectable } from 'kysely';
+import {
+  sql,
+  type Expression,
+  type ExpressionBuilder,
+  type Kysely,
+  type Selectable,
+  type SqlBool,
+} from 'kysely';
 import type { HostDetail, PinView } from '../../protocol/admin-hosts.js';
 import { HostMetrics, type ServiceState } from '../../protocol/heartbeat.js';
 import { Labels } from '../../protocol/common.js';
-import type { HostClock, HostView } from '../../protocol/host.js';
+import { OFFLINE_AFTER_INTERVALS, STALE_AFTER_INTERVALS } from '../../protocol/constants.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { HOST_STATUSES, type HostClock, type HostStatus, type HostView } from '../../protocol/host.js';
+import { isoAt } from '../clock.js';
 import type { ControllerDatabase, HostsTable, PinsTable } from '../db/schema.js';
 import { deriveHostStatus } from './host-status.js';
 import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
@@ -65,6 +75,132 @@ async function activePinsByHost(db: Db, hostIds?: readonly string[]): Promise<Ma
   const out = new Map<string, PinRow[]>();
   for (const pin of await q.execute()) out.set(pin.host_id, [...(out.get(pin.host_id) ?? []), pin]);
   return out;
+}
+
+/**
+ * Where a page ends: the sort key (name, enrolled_at, id) of its last host. Opaque to
+ * callers: base64url of a JSON array of the three strings.
+ */
+type CursorKey = readonly [name: string, enrolledAt: string, id: string];
+/** Longest part of a decoded cursor, in characters (names are ≤ 63, ids ≤ 63, times ≤ 40). */
+const MAX_CURSOR_PART_CHARS = 255;
+
+export function encodeHostCursor(key: CursorKey): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+/** The key a cursor names; throws CORRAL_ERR_VALIDATION for anything `encodeHostCursor` did not make. */
+export function decodeHostCursor(cursor: string): CursorKey {
+  const bad = (): CorralError =>
+    new CorralError(ErrorCode.VALIDATION, 'cursor is not one this controller returned; start the list again');
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw bad();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    // Not JSON inside: refused below like any other foreign cursor.
+    throw bad();
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 3) throw bad();
+  const [name, enrolledAt, id] = parsed as unknown[];
+  const part = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_CURSOR_PART_CHARS;
+  if (!part(name) || !part(enrolledAt) || !part(id)) throw bad();
+  return [name, enrolledAt, id];
+}
+
+/**
+ * The condition on `hosts` that deriveHostStatus gives `status` for, at `live.nowMs`:
+ * `last_seen` is ISO-8601 UTC text as `isoAt` writes it, so it compares in time order.
+ */
+function statusCondition(
+  eb: ExpressionBuilder<ControllerDatabase, 'hosts'>,
+  status: HostStatus,
+  live: Liveness,
+): Expression<SqlBool> {
+  const staleFrom = isoAt(live.nowMs - STALE_AFTER_INTERVALS * live.intervalMs);
+  const offlineFrom = isoAt(live.nowMs - OFFLINE_AFTER_INTERVALS * live.intervalMs);
+  const active = eb('decommissioned_at', 'is', null);
+  switch (status) {
+    case 'decommissioned':
+      return eb('decommissioned_at', 'is not', null);
+    case 'pending':
+      return eb.and([active, eb('last_seen', 'is', null)]);
+    case 'online':
+      return eb.and([active, eb('last_seen', '>', staleFrom)]);
+    case 'stale':
+      return eb.and([active, eb('last_seen', '<=', staleFrom), eb('last_seen', '>', offlineFrom)]);
+    case 'offline':
+      return eb.and([active, eb('last_seen', '<=', offlineFrom)]);
+  }
+}
+
+export interface HostPage {
+  readonly hosts: HostView[];
+  readonly nextCursor: string | null;
+}
+
+/**
+ * Up to `limit` hosts in (name, enrolled_at, id) order after `cursor`, optionally of one
+ * status; one indexed range read and the page's pins, whatever the fleet's size. Throws
+ * CORRAL_ERR_VALIDATION for a foreign cursor.
+ */
+export async function listHostPage(
+  db: Db,
+  live: Liveness,
+  page: { readonly limit: number; readonly cursor?: string; readonly status?: HostStatus },
+): Promise<HostPage> {
+  const after = page.cursor === undefined ? undefined : decodeHostCursor(page.cursor);
+  let q = db.selectFrom('hosts').selectAll();
+  if (after) {
+    q = q.where(
+      (eb) =>
+        sql<SqlBool>`(${eb.ref('name')}, ${eb.ref('enrolled_at')}, ${eb.ref('id')}) > (${after[0]}, ${after[1]}, ${after[2]})`,
+    );
+  }
+  const status = page.status;
+  if (status !== undefined) q = q.where((eb) => statusCondition(eb, status, live));
+  // One more than asked says whether another page follows.
+  const rows = await q
+    .orderBy('name')
+    .orderBy('enrolled_at')
+    .orderBy('id')
+    .limit(page.limit + 1)
+    .execute();
+  const more = rows.length > page.limit;
+  const shown = more ? rows.slice(0, page.limit) : rows;
+  const pins = await activePinsByHost(
+    db,
+    shown.map((r) => r.id),
+  );
+  const last = shown.at(-1);
+  return {
+    hosts: shown.map((row) => toHostView(row, pins.get(row.id) ?? [], live)),
+    nextCursor: more && last ? encodeHostCursor([last.name, last.enrolled_at, last.id]) : null,
+  };
+}
+
+/** Hosts by status, counted in SQL (one pass over an index, no host views built). */
+export async function countHostsByStatus(db: Db, live: Liveness): Promise<Record<HostStatus, number>> {
+  const row = await db
+    .selectFrom('hosts')
+    .select((eb) =>
+      HOST_STATUSES.map((s) =>
+        eb.fn
+          .sum<number | null>(
+            eb
+              .case()
+              .when(statusCondition(eb, s, live))
+              .then(1)
+              .else(0)
+              .end(),
+          )
+          .as(s),
+      ),
+    )
+    .executeTakeFirstOrThrow();
+  const counts = Object.fromEntries(HOST_STATUSES.map((s) => [s, 0])) as Record<HostStatus, number>;
+  for (const s of HOST_STATUSES) counts[s] = Number((row as Record<string, unknown>)[s] ?? 0);
+  return counts;
 }
 
 export async function listHostViews(db: Db, live: Liveness): Promise<HostView[]> {

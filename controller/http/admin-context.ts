@@ -16,6 +16,8 @@ import type { ControllerMetrics } from './metrics.js';
 /** What the admin API's routes work with. */
 export interface AdminContext {
   readonly db: Kysely<ControllerDatabase>;
+  /** Read-only connection for list, detail and metrics reads (may be `db` itself). */
+  readonly readDb: Kysely<ControllerDatabase>;
   readonly clock: Clock;
   readonly log: Logger;
   readonly pins: MutablePinRegistry;

@@ -8,8 +8,16 @@ export type HttpApp = PlainApp;
 
 /** Requests must arrive whole within this, in ms (slow clients are cut off). */
 export const REQUEST_TIMEOUT_MS = 30_000;
-/** Idle keep-alive connections are kept this long, in ms: longer than a heartbeat interval. */
+/** Idle keep-alive connections of the admin and join listeners are kept this long, in ms. */
 export const KEEP_ALIVE_TIMEOUT_MS = 75_000;
+/**
+ * Idle connections on the worker listener are closed after this, in ms: far shorter than a
+ * heartbeat interval, so a fleet holds about (heartbeats/s × this) connections instead of
+ * one per worker, and the next heartbeat reconnects with a resumed TLS session (README,
+ * "Connections at fleet scale"). Long enough that an agent's requests in one burst share a
+ * connection.
+ */
+export const WORKER_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
 interface BaseOptions {
   readonly log: Logger;
@@ -23,6 +31,8 @@ interface BaseOptions {
    * per heartbeat on the hot worker API; request logs lose their request id).
    */
   readonly sharedRequestLogger?: boolean;
+  /** Idle keep-alive connections are closed after this, in ms (default KEEP_ALIVE_TIMEOUT_MS). */
+  readonly keepAliveTimeoutMs?: number;
 }
 
 function appOptions(options: BaseOptions) {
@@ -30,7 +40,7 @@ function appOptions(options: BaseOptions) {
     log: options.log,
     bodyLimit: options.bodyLimit,
     requestTimeoutMs: REQUEST_TIMEOUT_MS,
-    keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS,
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS,
     ajv: { coerceTypes: options.coerceTypes },
     ...(options.sharedRequestLogger ? { sharedRequestLogger: true } : {}),
   };

@@ -4,6 +4,7 @@ import {
   CheckRequest,
   CheckResponse,
   DecommissionResponse,
+  DEFAULT_HOST_PAGE_LIMIT,
   HostDetail,
   HostListQuery,
   HostListResponse,
@@ -12,7 +13,7 @@ import {
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { decommissionHost } from '../fleet/decommission.js';
 import { checkFleet } from '../fleet/fleet-check.js';
-import { hostDetail, listHostViews } from '../fleet/host-store.js';
+import { hostDetail, listHostPage } from '../fleet/host-store.js';
 import { decommissionDeps, type AdminContext } from '../http/admin-context.js';
 import { adminActor } from '../http/admin-auth.js';
 
@@ -25,9 +26,12 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, H
     '/v1/hosts',
     { schema: { querystring: HostListQuery, response: { 200: HostListResponse } } },
     async (request) => {
-      const hosts = await listHostViews(ctx.db, ctx.live());
-      const status = request.query.status;
-      return { hosts: status === undefined ? hosts : hosts.filter((h) => h.status === status) };
+      const { status, limit, cursor } = request.query;
+      return listHostPage(ctx.readDb, ctx.live(), {
+        limit: limit ?? DEFAULT_HOST_PAGE_LIMIT,
+        ...(cursor !== undefined && { cursor }),
+        ...(status !== undefined && { status }),
+      });
     },
   );
 
@@ -35,7 +39,7 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, H
     '/v1/hosts/:name',
     { schema: { params: HostNameParams, response: { 200: HostDetail } } },
     async (request) => {
-      const detail = await hostDetail(ctx.db, request.params.name, ctx.live());
+      const detail = await hostDetail(ctx.readDb, request.params.name, ctx.live());
       if (!detail) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${request.params.name}`);
       return detail;
     },

@@ -1,8 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { HOST_STATUSES, type HostStatus } from '../../protocol/host.js';
-import { listHostViews } from '../fleet/host-store.js';
+import { countHostsByStatus } from '../fleet/host-store.js';
 import type { AdminContext } from '../http/admin-context.js';
 
 const Health = Type.Object({ ok: Type.Boolean() }, { additionalProperties: false });
@@ -15,8 +14,7 @@ export const adminSystemRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext },
   app.get('/health', { schema: { response: { 200: Health } } }, async () => ({ ok: true }));
 
   app.get('/metrics', async (_request, reply) => {
-    const counts = Object.fromEntries(HOST_STATUSES.map((s) => [s, 0])) as Record<HostStatus, number>;
-    for (const host of await listHostViews(ctx.db, ctx.live())) counts[host.status]++;
+    const counts = await countHostsByStatus(ctx.readDb, ctx.live());
     const stats = ctx.writer.stats();
     const extra = [
       '# HELP corral_heartbeat_queue Heartbeats waiting to be written.',

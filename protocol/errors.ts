@@ -34,6 +34,8 @@ export const ErrorCode = {
   UPDATER_BUSY: 'CORRAL_ERR_UPDATER_BUSY',
   /** A daemon's state file that existed is missing, empty or damaged; it refuses to start. */
   STATE_DAMAGED: 'CORRAL_ERR_STATE_DAMAGED',
+  /** Told only to a decommissioned host, on a connection presenting its own last-pinned certificate. */
+  DECOMMISSIONED: 'CORRAL_ERR_DECOMMISSIONED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -66,6 +68,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_RATE_LIMITED: 429,
   CORRAL_ERR_UPDATER_BUSY: 409,
   CORRAL_ERR_STATE_DAMAGED: 500,
+  CORRAL_ERR_DECOMMISSIONED: 410,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -1,6 +1,7 @@
 import { sql, SqliteAdapter, type Kysely, type Migration } from 'kysely';
 import { deployMigration } from './migration-deploy.js';
 import { enrollmentMigration } from './migration-enrollment.js';
+import { wipeMigration } from './migration-wipe.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -12,6 +13,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0003-deploy', { up: deployMigration }],
   ['0004-enrollment', { up: enrollmentMigration }],
   ['0005-event-retention', { up: eventRetention }],
+  ['0006-decommission-wipe', { up: wipeMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -2,6 +2,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { HostDetail, PinView } from '../../protocol/admin-hosts.js';
 import type { HostMetrics, ServiceState } from '../../protocol/heartbeat.js';
 import type { HostClock, HostView } from '../../protocol/host.js';
+import type { WipeState } from '../../protocol/wipe.js';
 import type { ControllerDatabase, HostsTable, PinsTable } from '../db/schema.js';
 import { deriveHostStatus } from './host-status.js';
 
@@ -23,6 +24,16 @@ function currentPin(pins: readonly PinRow[], role: 'agent' | 'updater'): string 
   const ofRole = pins.filter((p) => p.role === role && p.active === 1);
   const current = ofRole.find((p) => p.superseded_at === null) ?? ofRole[0];
   return current?.fingerprint ?? null;
+}
+
+/**
+ * Where a host's wipe stands: reported (`wiped`), or `pending` for a decommissioned host that
+ * was ever in use (its bundle written or a heartbeat seen), so something may still run on it.
+ */
+export function wipeState(row: HostRow): WipeState | null {
+  if (row.wiped_at !== null) return 'wiped';
+  if (row.decommissioned_at === null) return null;
+  return row.last_seen !== null || row.bundle_written_at !== null ? 'pending' : null;
 }
 
 export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness): HostView {
@@ -47,6 +58,8 @@ export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness
     updaterFingerprint: decommissioned ? null : currentPin(pins, 'updater'),
     metrics: row.metrics === null ? null : (JSON.parse(row.metrics) as HostMetrics),
     decommissionedAt: row.decommissioned_at,
+    wipe: wipeState(row),
+    wipedAt: row.wiped_at,
     ...(live.clockOf ? { clock: decommissioned ? null : (live.clockOf(row.id) ?? null) } : {}),
   };
 }

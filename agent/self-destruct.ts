@@ -8,9 +8,15 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';
 import { Type } from '@sinclair/typebox';
 import { writeJsonAtomic } from './json-file.js';
+import { findCorralDaemons } from './corral-daemons.js';
 import { isSameProcess, type ProcessIdentity } from './proc.js';
 import { launchReaper, type SystemdMode } from './reaper-launch.js';
-import { buildCheckedReaperPlan, type ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
+import {
+  buildCheckedReaperPlan,
+  type ReaperPlan,
+  type ReaperReportTarget,
+  type SelfDestructConfig,
+} from './self-destruct-plan.js';
 import type { ServiceDirs } from './service-record.js';
 
 /** Gives the agent's reply time to leave before the reaper stops the agent, in ms. */
@@ -28,12 +34,17 @@ export interface SelfDestructDeps {
   readonly defaultStopGraceMs: number;
   readonly log: Logger;
   services(): ReaperPlan['services'];
+  /** Where the reaper reports when it has finished (the controller, with this agent's identity). */
+  reportTarget(): ReaperReportTarget | null;
   /** Refuse every change from now on. */
   freeze(): void;
   now(): number;
 }
 
-/** Handles POST /v1/self-destruct: checks, freezes the agent, writes the plan, starts the reaper. */
+/**
+ * Handles POST /v1/self-destruct (and the agent's own decision when the controller says this
+ * host is decommissioned): checks, freezes the agent, writes the plan, starts the reaper.
+ */
 export function createSelfDestruct(deps: SelfDestructDeps) {
   return {
     async prepare(
@@ -52,13 +63,20 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
         { ...deps.agent, pgid: deps.agent.pid },
         deps.services(),
         REAPER_START_DELAY_MS,
+        await findCorralDaemons(deps.config.stateDir),
+        deps.reportTarget(),
       );
       deps.freeze();
       const planPath = join(tmpdir(), `corral-reaper-${randomUUID()}.json`);
       await writeJsonAtomic(planPath, plan, true);
       const operationId = randomUUID();
       deps.log.warn(
-        { operationId, deleteDirs: plan.deleteDirs, services: plan.services.length },
+        {
+          operationId,
+          deleteDirs: plan.deleteDirs,
+          services: plan.services.length,
+          daemons: plan.daemons.map((d) => `${d.name} (pid ${d.process.pid})`),
+        },
         'self-destruct accepted',
       );
       return {
@@ -104,5 +122,5 @@ export async function planFromDisk(
       services.push({ name, process: rec.process, stopGraceMs: rec.spec.stopGraceMs ?? defaultStopGraceMs });
     }
   }
-  return buildCheckedReaperPlan(config, '-', agent, services, 0);
+  return buildCheckedReaperPlan(config, '-', agent, services, 0, await findCorralDaemons(stateDir));
 }

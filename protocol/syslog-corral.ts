@@ -91,7 +91,12 @@ export type CorralControl =
       readonly position: number;
     }
   | { readonly kind: 'unknown'; readonly slot: number; readonly key: string }
-  | { readonly kind: 'lost'; readonly slot: number; readonly streamId: string; readonly bytes: number };
+  | { readonly kind: 'lost'; readonly slot: number; readonly streamId: string; readonly bytes: number }
+  /**
+   * Listener to forwarder, then the listener closes: this host is decommissioned. Sent only on
+   * a connection presenting the host's own last-pinned certificate; the forwarder exits.
+   */
+  | { readonly kind: 'decommissioned' };
 
 export class CorralProtocolError extends Error {
   override readonly name = 'CorralProtocolError';
@@ -108,7 +113,7 @@ const HEX32 = '([0-9a-f]{32})';
 const CONTROL_RE = new RegExp(
   `^@corral/1 (?:(open) ${INT} ${HEX32}(?: ${HEX32})?|(batch) ${INT} ${INT} ${INT} ${INT}|(at|ack) ${INT} ${INT}` +
     `|(find) ${INT} ${HEX32}|(known) ${INT} ${HEX32} ${HEX32} ${INT}|(unknown) ${INT} ${HEX32}` +
-    `|(lost) ${INT} ${HEX32} ${INT})$`,
+    `|(lost) ${INT} ${HEX32} ${INT}|(decommissioned))$`,
 );
 
 function safeInt(text: string | undefined, what: string): number {
@@ -162,6 +167,7 @@ export function parseCorralControl(buf: Buffer, start: number, end: number): Cor
     };
   }
   if (m[21] === 'unknown') return { kind: 'unknown', slot: slotOf(m[22]), key: m[23] ?? '' };
+  if (m[28] === 'decommissioned') return { kind: 'decommissioned' };
   return { kind: 'lost', slot: slotOf(m[25]), streamId: m[26] ?? '', bytes: safeInt(m[27], 'bytes') };
 }
 
@@ -182,6 +188,8 @@ export function formatCorralControl(msg: CorralControl): string {
       return `${CORRAL_SYSLOG_PREFIX}known ${msg.slot} ${msg.key} ${msg.streamId} ${msg.position}`;
     case 'lost':
       return `${CORRAL_SYSLOG_PREFIX}lost ${msg.slot} ${msg.streamId} ${msg.bytes}`;
+    case 'decommissioned':
+      return `${CORRAL_SYSLOG_PREFIX}decommissioned`;
   }
 }
 

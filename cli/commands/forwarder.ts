@@ -74,15 +74,25 @@ async function run(o: RunOptions): Promise<void> {
     process.on('SIGINT', onSignal);
   });
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
+  const { writeDaemonPidFile } = await import('../../agent/index.js');
+  const pidFile = await writeDaemonPidFile(o.stateDir, 'forwarder');
   const running = forwarder.run(ac.signal);
   let failure: unknown;
-  await Promise.race([running.catch((e: unknown) => (failure = e)), forced]);
+  let end: string | undefined;
+  await Promise.race([
+    running.then(
+      (e) => (end = e),
+      (e: unknown) => (failure = e),
+    ),
+    forced,
+  ]);
   ac.abort();
   const outcomes = await Promise.race([
     runShutdown([
-      { name: 'stop the forwarding loop', run: () => running },
+      { name: 'stop the forwarding loop', run: async () => void (await running) },
       { name: 'save positions and close files', run: () => forwarder.close() },
       { name: 'close the position store', run: () => store.close() },
+      { name: 'remove the pid file', run: () => pidFile.remove() },
     ]),
     forced,
   ]);
@@ -93,6 +103,8 @@ async function run(o: RunOptions): Promise<void> {
         'shutdown phase failed',
       );
   }
+  if (end === 'decommissioned')
+    log.warn('the controller says this host is decommissioned; the forwarder stopped and exits');
   log.flush();
   if (isForwarderError(failure)) throw new CliExit(EXIT_FAILURE, `${failure.message} (${failure.code})`);
   if (outcomes.some((outcome) => !outcome.ok))

@@ -22,6 +22,7 @@ import {
   releaseLayout,
   type AgentRelease,
   type PausePhase,
+  watchStanding,
 } from '../../updater/index.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
@@ -42,8 +43,12 @@ interface ServeOptions {
   maxReleaseBytes: string;
   healthTimeoutMs: string;
   watch: string;
+  standingInterval: string;
   reinitialize?: boolean;
 }
+
+/** How often the updater asks the controller whether its host is still enrolled. */
+const DEFAULT_STANDING_INTERVAL = '5m';
 
 function positiveInt(value: string, name: string): number {
   if (!/^\d{1,15}$/.test(value) || Number(value) < 1)
@@ -155,6 +160,12 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   const listen = hostPortOption('--listen', o.listen);
   const keep = keepOption(o.keep);
   const watchMs = watchOption(o.watch);
+  let standingMs: number;
+  try {
+    standingMs = parseDurationMs(o.standingInterval);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `--standing-interval: ${e instanceof Error ? e.message : String(e)}`);
+  }
   const log = pino({ name: 'corral-updater', redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
@@ -186,6 +197,23 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   });
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
+  const { writeDaemonPidFile } = await import('../../agent/index.js');
+  const pidFile = await writeDaemonPidFile(resolve(o.stateDir), 'updater', [resolve(o.root)]);
+  // A host decommissioned while it was offline: the controller tells this certificate so, and
+  // the updater stops (with its agent) and exits 0 instead of serving a host that is gone.
+  const standingStop = new AbortController();
+  let decommissioned = false;
+  const standing = watchStanding({
+    controller: bundle.manifest.controller,
+    tls: () => ({ caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem }),
+    intervalMs: standingMs,
+    log,
+    signal: standingStop.signal,
+  }).then((outcome) => {
+    if (outcome !== 'decommissioned') return;
+    decommissioned = true;
+    wake();
+  });
 
   let signals = 0;
   const forced = new Promise<never>((_resolve, reject) => {
@@ -200,13 +228,18 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   });
   forced.catch(() => undefined /* observed through the races below */);
   await Promise.race([woken, forced]);
-  const release = selfUpdating;
+  standingStop.abort();
+  await standing;
+  const release = decommissioned ? undefined : selfUpdating;
   // A successor takes over the running agent; a plain stop takes the agent down with it.
   await Promise.race([updater.close({ keepAgent: release !== undefined }), forced]);
   if (release) {
     startSuccessor(o, release);
     log.info({ version: release.version }, 'updater handed over to its new release');
   }
+  await pidFile.remove();
+  if (decommissioned)
+    log.warn('the controller says this host is decommissioned; the updater stopped and exits');
   log.flush();
 }
 
@@ -246,6 +279,11 @@ export function registerUpdaterCommands(program: Command, io: Output): Command {
       '--watch <duration>',
       'after the health check, watch a new release this long and roll back if its agent exits or turns unhealthy (0: no watch)',
       `${DEFAULT_WATCH_MS / 1000}s`,
+    )
+    .option(
+      '--standing-interval <duration>',
+      'how often to ask the controller whether this host is still enrolled (exits 0 once it is decommissioned)',
+      DEFAULT_STANDING_INTERVAL,
     )
     .option(
       '--reinitialize',

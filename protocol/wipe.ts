@@ -3,7 +3,7 @@ import { HostId, Timestamp } from './common.js';
 
 /** Worker API: a decommissioned worker reports that its self-destruct ran (the reaper sends it). */
 export const WIPE_REPORT_PATH = '/v1/wipe-report';
-/** Worker API: whether this certificate's host is still enrolled (agent or updater identity). */
+/** Worker API: whether this certificate's host is still enrolled (the worker's agent identity). */
 export const STANDING_PATH = '/v1/standing';
 
 /** What a reaper reports when it has finished; errors are what it could not do. */

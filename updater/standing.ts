@@ -14,7 +14,8 @@ const CHECK_TIMEOUT_MS = 10_000;
 const MAX_ANSWER_BYTES = 16 * 1024;
 
 /**
- * Asks the controller's worker API (`GET /v1/standing`) with the updater identity, trusting
+ * Asks the controller's worker API (`GET /v1/standing`) with the worker's agent identity (the
+ * updater's own certificate is for serving only: it carries no client-auth usage), trusting
  * only the bundle's CA and the `controller` role. `decommissioned` only for a 410 carrying
  * CORRAL_ERR_DECOMMISSIONED (told only to this host's own last-pinned certificate); anything
  * else that is not a 200 (unreachable, refused, a 403) is `unknown`, and changes nothing.

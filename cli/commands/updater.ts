@@ -198,6 +198,8 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
   const { writeDaemonPidFile } = await import('../../agent/index.js');
+  // The agent identity of the same bundle: the updater's own certificate cannot be a TLS client.
+  const { identity: agentIdentity } = await loadWorkerIdentity(o.stateDir, 'agent');
   const pidFile = await writeDaemonPidFile(resolve(o.stateDir), 'updater', [resolve(o.root)]);
   // A host decommissioned while it was offline: the controller tells this certificate so, and
   // the updater stops (with its agent) and exits 0 instead of serving a host that is gone.
@@ -205,7 +207,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   let decommissioned = false;
   const standing = watchStanding({
     controller: bundle.manifest.controller,
-    tls: () => ({ caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem }),
+    tls: () => ({ caPem: bundle.caPem, certPem: agentIdentity.certPem, keyPem: agentIdentity.keyPem }),
     intervalMs: standingMs,
     log,
     signal: standingStop.signal,

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { peerOfRequest } from '../../pki/index.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { Pin, PinMatch, PinRegistry } from '../pins/pin-registry.js';
-import { STANDING_PATH, WIPE_REPORT_PATH } from '../../protocol/wipe.js';
+import { WIPE_REPORT_PATH } from '../../protocol/wipe.js';
 import type { HeartbeatRejectReason } from './metrics.js';
 
 /** An authenticated worker: its pinned certificate, checked on the connection of this request. */
@@ -30,8 +30,7 @@ function pathOf(request: FastifyRequest): string {
 
 /**
  * onRequest hook for the worker API: the peer must present a certificate whose fingerprint
- * is pinned, active and of the agent role (the updater's role too on `GET /v1/standing`).
- * Runs before the body is read. A pinned certificate that has expired (one TLS let through on
+ * is pinned, active and of the agent role. Runs before the body is read. A pinned certificate that has expired (one TLS let through on
  * a resumed session) is refused like an unknown one, and `onExpired` hears whose it was.
  *
  * A certificate that was pinned when its host was decommissioned gets 410
@@ -59,8 +58,7 @@ export function workerAuthHook(pins: PinRegistry, onExpired?: (pin: Pin) => void
       if (expired) onExpired?.(expired);
       return done(workerRefused(request, expired ? 'expired-certificate' : 'unknown-certificate'));
     }
-    if (pin.role !== 'agent' && !(pin.role === 'updater' && pathOf(request) === STANDING_PATH))
-      return done(workerRefused(request, 'wrong-role'));
+    if (pin.role !== 'agent') return done(workerRefused(request, 'wrong-role'));
     peers.set(request, pin);
     done();
   };

@@ -46,6 +46,8 @@ export interface SelfDestructDeps {
  * host is decommissioned): checks, freezes the agent, writes the plan, starts the reaper.
  */
 export function createSelfDestruct(deps: SelfDestructDeps) {
+  /** The self-destruct under way: asked again (the controller, then a heartbeat's 410), it is the same one. */
+  let underWay: SelfDestructAccepted | undefined;
   return {
     async prepare(
       req: SelfDestructRequest,
@@ -53,6 +55,7 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
       if (req.hostId !== undefined && req.hostId !== deps.hostId) {
         throw new CorralError(ErrorCode.CONFLICT, `this worker is ${deps.hostId}, not ${req.hostId}`);
       }
+      if (underWay) return { accepted: underWay, launch: async () => undefined };
       const command = deps.reaperCommand;
       if (!command || command.length === 0) {
         throw new CorralError(ErrorCode.UNAVAILABLE, 'this agent has no reaper configured');
@@ -79,10 +82,15 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
         },
         'self-destruct accepted',
       );
+      const accepted = { operationId, hostId: deps.hostId, startedAt: new Date(deps.now()).toISOString() };
+      underWay = accepted;
       return {
-        accepted: { operationId, hostId: deps.hostId, startedAt: new Date(deps.now()).toISOString() },
+        accepted,
         launch: async () => {
-          const how = await launchReaper([...command, planPath], deps.systemd);
+          const how = await launchReaper([...command, planPath], deps.systemd).catch((e: unknown) => {
+            underWay = undefined; // no reaper runs: the next ask may try again
+            throw e;
+          });
           deps.log.warn({ operationId, how }, 'reaper started');
         },
       };

@@ -198,24 +198,26 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
   const { writeDaemonPidFile } = await import('../../agent/index.js');
-  // The agent identity of the same bundle: the updater's own certificate cannot be a TLS client.
-  const { identity: agentIdentity } = await loadWorkerIdentity(o.stateDir, 'agent');
   const pidFile = await writeDaemonPidFile(resolve(o.stateDir), 'updater', [resolve(o.root)]);
-  // A host decommissioned while it was offline: the controller tells this certificate so, and
-  // the updater stops (with its agent) and exits 0 instead of serving a host that is gone.
+  // A host decommissioned while it was offline: the controller tells this host's agent
+  // certificate so (the updater's own cannot be a TLS client), and the updater stops (with its
+  // agent) and exits 0 instead of serving a host that is gone. No agent identity: no check.
+  const agentIdentity = bundle.identities.agent;
   const standingStop = new AbortController();
   let decommissioned = false;
-  const standing = watchStanding({
-    controller: bundle.manifest.controller,
-    tls: () => ({ caPem: bundle.caPem, certPem: agentIdentity.certPem, keyPem: agentIdentity.keyPem }),
-    intervalMs: standingMs,
-    log,
-    signal: standingStop.signal,
-  }).then((outcome) => {
-    if (outcome !== 'decommissioned') return;
-    decommissioned = true;
-    wake();
-  });
+  const standing = agentIdentity
+    ? watchStanding({
+        controller: bundle.manifest.controller,
+        tls: () => ({ caPem: bundle.caPem, certPem: agentIdentity.certPem, keyPem: agentIdentity.keyPem }),
+        intervalMs: standingMs,
+        log,
+        signal: standingStop.signal,
+      }).then((outcome) => {
+        if (outcome !== 'decommissioned') return;
+        decommissioned = true;
+        wake();
+      })
+    : Promise.resolve();
 
   let signals = 0;
   const forced = new Promise<never>((_resolve, reject) => {

@@ -6,7 +6,7 @@ import { parseHostPort } from '../protocol/endpoints-file.js';
 import { WIPE_REPORT_PATH, type WipeReport } from '../protocol/wipe.js';
 import type { ReaperReportTarget } from './self-destruct-plan.js';
 
-const ATTEMPTS = 5;
+const ATTEMPTS = 4;
 const ATTEMPT_TIMEOUT_MS = 10_000;
 const FIRST_RETRY_MS = 1_000;
 

@@ -82,6 +82,12 @@ export function createPinRegistry(
   initial: readonly Pin[] = [],
   decommissioned: readonly PinMatch[] = [],
 ): MutablePinRegistry {
+  const toMatch = ({ fingerprint, hostId, hostName, role }: Pin): PinMatch => ({
+    fingerprint,
+    hostId,
+    hostName,
+    role,
+  });
   const decommissionedByFingerprint = new Map<string, PinMatch>(
     decommissioned.map((p) => [p.fingerprint, p]),
   );
@@ -165,7 +171,12 @@ export function createPinRegistry(
       return byFingerprint.size;
     },
     add(pins) {
-      for (const pin of pins) if (!revokedHosts.has(pin.hostId)) put(pin);
+      for (const pin of pins) {
+        if (!revokedHosts.has(pin.hostId)) put(pin);
+        // Committed before the decommission (so the database keeps it as decommissioned): the
+        // host is told so on it too, as after a restart.
+        else decommissionedByFingerprint.set(pin.fingerprint, toMatch(pin));
+      }
     },
     supersede(fingerprints) {
       for (const fp of fingerprints) {
@@ -186,10 +197,7 @@ export function createPinRegistry(
       const fps = [...(byHost.get(hostId) ?? [])];
       for (const fp of fps) {
         const pin = drop(fp);
-        if (pin) {
-          const { fingerprint, hostName, role } = pin;
-          decommissionedByFingerprint.set(fp, { fingerprint, hostId, hostName, role });
-        }
+        if (pin) decommissionedByFingerprint.set(fp, toMatch(pin));
       }
       notify({ hostId, fingerprints: fps, wholeHost: true });
     },

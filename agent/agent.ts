@@ -181,6 +181,10 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
         })),
       freeze: () => core.freeze(),
       now,
+      reportTarget: () =>
+        o.heartbeat?.enabled === false
+          ? null
+          : { hostId: manifest.hostId, controller: manifest.controller, ...identity.material() },
     });
 
     const server = createAgentServer({
@@ -270,6 +274,10 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
                 `on the controller: corral controller decommission ${manifest.hostName} --yes, then ` +
                 `corral controller token create --name ${manifest.hostName}; on this worker: move ` +
                 `${identity.bundleDir} aside and run the corral agent join line it prints with --state-dir ${o.stateDir}`,
+            },
+            onDecommissioned: async () => {
+              const { launch } = await selfDestruct.prepare({ hostId: manifest.hostId });
+              await launch();
             },
             afterBeat: async (signal) => {
               await renewIfDue(

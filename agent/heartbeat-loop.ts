@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../protocol/heartbeat.js';
 import { backoffDelayMs } from '../kit/backoff.js';
-import { RemoteError } from '../protocol/errors.js';
+import { ErrorCode, RemoteError } from '../protocol/errors.js';
 import type { ControllerClient } from './controller-client.js';
 import type { EventOutbox } from './event-outbox.js';
 
@@ -24,6 +24,13 @@ export interface HeartbeatLoopOptions {
   readonly log: Logger;
   /** Everything but the events. */
   collect(): Promise<Omit<HeartbeatRequest, 'events'>>;
+  /**
+   * The controller answered 410 CORRAL_ERR_DECOMMISSIONED: this host was decommissioned (told
+   * only on a verified connection to the controller, to this host's own certificate). Starts
+   * the self-destruct; once it resolves the loop ends. If it throws, the loop logs and asks
+   * again at the next attempt.
+   */
+  onDecommissioned?(): Promise<void>;
   /** Runs after each successful heartbeat (certificate renewal). */
   afterBeat(signal: AbortSignal): Promise<void>;
   /**
@@ -56,10 +63,15 @@ function failureDelayMs(err: unknown, failures: number, t: HeartbeatTiming, rand
   return Math.max(MIN_BACKOFF_MS, backoffDelayMs(failures, t.backoffBaseMs, t.backoffCapMs, random));
 }
 
+function isDecommissioned(err: unknown): boolean {
+  return err instanceof RemoteError && err.status === 410 && err.code === ErrorCode.DECOMMISSIONED;
+}
+
 /**
  * Posts a heartbeat every interval (±20 % jitter) until the signal aborts. Events ride along
  * until the controller acknowledges them. A controller outage is ridden out with capped
- * backoff, a 429 by waiting as long as the controller asked; the loop never ends on its own.
+ * backoff, a 429 by waiting as long as the controller asked; the loop ends on its own only
+ * when the controller says this host is decommissioned and the self-destruct has started.
  */
 export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSignal): Promise<void> {
   const t = o.timing;
@@ -83,6 +95,15 @@ export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSig
       });
     } catch (err: unknown) {
       if (signal.aborted) return;
+      if (isDecommissioned(err) && o.onDecommissioned) {
+        o.log.error('the controller says this host is decommissioned; self-destructing');
+        try {
+          await o.onDecommissioned();
+          return;
+        } catch (e: unknown) {
+          o.log.error({ err: e }, 'self-destruct after decommission could not start; will ask again');
+        }
+      }
       failures++;
       delay = failureDelayMs(err, failures, t, o.random);
       const notAfter = o.certificate?.notAfter();

@@ -4,21 +4,29 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { createProcessRuntime } from './process-runtime.js';
-import { isSameProcess, signalProcess } from '../kit/proc.js';
+import { isSameProcess, signalProcess, type ProcessIdentity } from '../kit/proc.js';
 import { formatSyslogLine } from './rfc5424.js';
 import { checkDeletable, checkDirectoryOnDisk, isWithin, type ReaperPlan } from './self-destruct-plan.js';
+import { sendWipeReport } from './wipe-reporter.js';
 
 const execFileAsync = promisify(execFile);
+/** SIGTERM to SIGKILL for the agent, the updater and the forwarder, in ms. */
 const AGENT_STOP_GRACE_MS = 10_000;
+const MAX_REPORTED_ERRORS = 32;
+const MAX_REPORTED_ERROR_CHARS = 2048;
 const PARALLEL_STOPS = 16;
 
 export interface ReaperReport {
   readonly stoppedServices: string[];
   readonly stoppedUnits: string[];
+  /** The updater and forwarder processes that were stopped (`updater (pid N)`). */
+  readonly stoppedDaemons: string[];
   agentStopped: boolean;
   readonly deleted: string[];
   readonly kept: string[];
   readonly errors: string[];
+  /** What the controller said to the wipe report; null when there was nobody to tell. */
+  reported: string | null;
 }
 
 async function isSystemdInit(): Promise<boolean> {
@@ -29,15 +37,20 @@ async function isSystemdInit(): Promise<boolean> {
   }
 }
 
-async function stopAgent(agent: NonNullable<ReaperPlan['agent']>): Promise<boolean> {
-  if (!(await isSameProcess(agent))) return false;
-  signalProcess(agent.pid, 'SIGTERM');
+/**
+ * Stops one daemon process named by its identity: SIGTERM, then SIGKILL after the grace. The
+ * identity (pid, start time, boot) is checked right before each signal, so a process that
+ * exited and whose pid was reused is never signalled. False when it was not running.
+ */
+async function stopProcess(id: ProcessIdentity): Promise<boolean> {
+  if (!(await isSameProcess(id))) return false;
+  signalProcess(id.pid, 'SIGTERM');
   const deadline = Date.now() + AGENT_STOP_GRACE_MS;
   while (Date.now() < deadline) {
-    if (!(await isSameProcess(agent))) return true;
+    if (!(await isSameProcess(id))) return true;
     await sleep(50);
   }
-  if (await isSameProcess(agent)) signalProcess(agent.pid, 'SIGKILL');
+  if (await isSameProcess(id)) signalProcess(id.pid, 'SIGKILL');
   return true;
 }
 
@@ -95,10 +108,12 @@ export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
   const report: ReaperReport = {
     stoppedServices: [],
     stoppedUnits: [],
+    stoppedDaemons: [],
     agentStopped: false,
     deleted: [],
     kept: [],
     errors: [],
+    reported: null,
   };
   const fail = (what: string, e: unknown): void => {
     report.errors.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
@@ -114,9 +129,24 @@ export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
       }
     }
   }
+  // The updater first: it would start the agent again. Then the forwarder, then the agent.
+  const stoppedNames: string[] = [];
+  const daemons = [...plan.daemons].sort(
+    (a, b) => Number(a.name !== 'updater') - Number(b.name !== 'updater'),
+  );
+  for (const d of daemons) {
+    try {
+      if (await stopProcess(d.process)) {
+        report.stoppedDaemons.push(`${d.name} (pid ${d.process.pid})`);
+        stoppedNames.push(d.name);
+      }
+    } catch (e: unknown) {
+      fail(`${d.name} (pid ${d.process.pid})`, e);
+    }
+  }
   if (plan.agent) {
     try {
-      report.agentStopped = await stopAgent(plan.agent);
+      report.agentStopped = await stopProcess(plan.agent);
     } catch (e: unknown) {
       fail('agent', e);
     }
@@ -151,9 +181,21 @@ export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
       procId: process.pid,
       msgId: 'self-destruct',
       severity: report.errors.length > 0 ? 'warning' : 'notice',
-      message: `self-destruct finished: ${report.stoppedServices.length} services stopped, ${report.deleted.length} paths deleted, ${report.errors.length} errors${report.errors.length ? `: ${report.errors.join('; ')}` : ''}`,
+      message: `self-destruct finished: ${report.stoppedDaemons.length} daemons and ${report.stoppedServices.length} services stopped, ${report.deleted.length} paths deleted, ${report.errors.length} errors${report.errors.length ? `: ${report.errors.join('; ')}` : ''}`,
     });
     await appendFile(plan.logFile, `${line}\n`).catch((e: unknown) => fail('final log line', e));
+  }
+  if (plan.report) {
+    report.reported = await sendWipeReport(plan.report, {
+      hostId: plan.report.hostId,
+      stoppedServices: report.stoppedServices.length,
+      stoppedDaemons: [...new Set([...stoppedNames, ...(report.agentStopped ? ['agent'] : [])])],
+      stoppedUnits: report.stoppedUnits,
+      deletedPaths: report.deleted.length,
+      keptPaths: plan.keepDirs.slice(0, 16),
+      errors: report.errors.slice(0, MAX_REPORTED_ERRORS).map((e) => e.slice(0, MAX_REPORTED_ERROR_CHARS)),
+      finishedAt: new Date().toISOString(),
+    });
   }
   return report;
 }

@@ -4,7 +4,31 @@ import { isAbsolute, normalize, relative, sep } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { MAX_APPLY_SERVICES } from '../protocol/agent-api.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { CORRAL_DAEMONS, type FoundDaemon } from './corral-daemons.js';
 import { ProcessRecordSchema } from './service-record.js';
+
+const ProcessIdentitySchema = Type.Object(
+  {
+    pid: Type.Integer({ minimum: 2 }),
+    startTime: Type.String({ maxLength: 32 }),
+    bootId: Type.String({ maxLength: 64 }),
+  },
+  { additionalProperties: false },
+);
+
+/** Where the reaper reports home when it has finished (a decommissioned worker's last call). */
+export const ReaperReportTarget = Type.Object(
+  {
+    hostId: Type.String({ maxLength: 64 }),
+    /** The controller's worker API, `HOST:PORT`. */
+    controller: Type.String({ maxLength: 300 }),
+    caPem: Type.String({ maxLength: 64 * 1024 }),
+    certPem: Type.String({ maxLength: 64 * 1024 }),
+    keyPem: Type.String({ maxLength: 64 * 1024 }),
+  },
+  { additionalProperties: false },
+);
+export type ReaperReportTarget = Static<typeof ReaperReportTarget>;
 
 /** What the reaper is told to do; written to a file it reads and then deletes. */
 export const ReaperPlan = Type.Object(
@@ -13,6 +37,20 @@ export const ReaperPlan = Type.Object(
     hostname: Type.String({ maxLength: 255 }),
     /** The agent to stop first, so it cannot restart what the reaper stops. */
     agent: Type.Union([ProcessRecordSchema, Type.Null()]),
+    /**
+     * The updater and forwarder found running on this state dir (pid file or /proc), stopped
+     * before the agent (the updater would restart it); each checked again before any signal.
+     */
+    daemons: Type.Array(
+      Type.Object(
+        {
+          name: Type.Union(CORRAL_DAEMONS.map((d) => Type.Literal(d))),
+          process: ProcessIdentitySchema,
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 16 },
+    ),
     /** systemd units of the Corral daemons, stopped and disabled when systemd is pid 1. */
     units: Type.Array(Type.String({ pattern: '^[A-Za-z0-9@._:-]{1,128}$' }), { maxItems: 16 }),
     services: Type.Array(
@@ -32,6 +70,11 @@ export const ReaperPlan = Type.Object(
     keepDirs: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 16 }),
     /** Where the reaper appends its last RFC 5424 line (inside a kept directory), if anywhere. */
     logFile: Type.Union([Type.String({ maxLength: 1024 }), Type.Null()]),
+    /**
+     * The controller to tell when it has finished, with the agent's identity (the file is 0600
+     * and the reaper deletes it as soon as it has read it); null: tell nobody.
+     */
+    report: Type.Union([ReaperReportTarget, Type.Null()]),
     /** Wait before starting, so the agent's reply is out, in ms. */
     startDelayMs: Type.Integer({ minimum: 0, maximum: 60_000 }),
   },
@@ -159,8 +202,15 @@ export function buildReaperPlan(
   agent: ReaperPlan['agent'],
   services: ReaperPlan['services'],
   startDelayMs: number,
+  daemons: readonly FoundDaemon[] = [],
+  report: ReaperReportTarget | null = null,
 ): ReaperPlan {
-  const deleteDirs = [config.stateDir, ...config.installDirs, ...config.extraDirs].map(checkDeletable);
+  const deleteDirs = [
+    config.stateDir,
+    ...config.installDirs,
+    ...config.extraDirs,
+    ...daemons.flatMap((d) => d.dirs),
+  ].map(checkDeletable);
   const keepDirs = config.keepDirs.map((d) => normalize(d).replace(/\/+$/, ''));
   for (const keep of keepDirs) {
     if (!isAbsolute(keep))
@@ -170,11 +220,13 @@ export function buildReaperPlan(
     version: 1,
     hostname,
     agent,
+    daemons: daemons.map((d) => ({ name: d.name, process: { ...d.process } })),
     units: [...config.units],
     services,
     deleteDirs: [...new Set(deleteDirs)],
     keepDirs: [...new Set(keepDirs)],
     logFile: config.logFile,
+    report,
     startDelayMs,
   };
 }

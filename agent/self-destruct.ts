@@ -8,9 +8,15 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { parseJsonWith } from '../protocol/validate.js';
 import { Type } from '@sinclair/typebox';
 import { writeJsonAtomic } from '../kit/json-file.js';
+import { findCorralDaemons } from './corral-daemons.js';
 import { isSameProcess, type ProcessIdentity } from '../kit/proc.js';
 import { launchReaper, type SystemdMode } from './reaper-launch.js';
-import { buildCheckedReaperPlan, type ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
+import {
+  buildCheckedReaperPlan,
+  type ReaperPlan,
+  type ReaperReportTarget,
+  type SelfDestructConfig,
+} from './self-destruct-plan.js';
 import type { ServiceDirs } from './service-record.js';
 
 /** Gives the agent's reply time to leave before the reaper stops the agent, in ms. */
@@ -28,13 +34,20 @@ export interface SelfDestructDeps {
   readonly defaultStopGraceMs: number;
   readonly log: Logger;
   services(): ReaperPlan['services'];
+  /** Where the reaper reports when it has finished (the controller, with this agent's identity). */
+  reportTarget(): ReaperReportTarget | null;
   /** Refuse every change from now on. */
   freeze(): void;
   now(): number;
 }
 
-/** Handles POST /v1/self-destruct: checks, freezes the agent, writes the plan, starts the reaper. */
+/**
+ * Handles POST /v1/self-destruct (and the agent's own decision when the controller says this
+ * host is decommissioned): checks, freezes the agent, writes the plan, starts the reaper.
+ */
 export function createSelfDestruct(deps: SelfDestructDeps) {
+  /** The self-destruct under way: asked again (the controller, then a heartbeat's 410), it is the same one. */
+  let underWay: SelfDestructAccepted | undefined;
   return {
     async prepare(
       req: SelfDestructRequest,
@@ -42,6 +55,7 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
       if (req.hostId !== undefined && req.hostId !== deps.hostId) {
         throw new CorralError(ErrorCode.CONFLICT, `this worker is ${deps.hostId}, not ${req.hostId}`);
       }
+      if (underWay) return { accepted: underWay, launch: async () => undefined };
       const command = deps.reaperCommand;
       if (!command || command.length === 0) {
         throw new CorralError(ErrorCode.UNAVAILABLE, 'this agent has no reaper configured');
@@ -52,19 +66,31 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
         { ...deps.agent, pgid: deps.agent.pid },
         deps.services(),
         REAPER_START_DELAY_MS,
+        await findCorralDaemons(deps.config.stateDir),
+        deps.reportTarget(),
       );
       deps.freeze();
       const planPath = join(tmpdir(), `corral-reaper-${randomUUID()}.json`);
       await writeJsonAtomic(planPath, plan, true);
       const operationId = randomUUID();
       deps.log.warn(
-        { operationId, deleteDirs: plan.deleteDirs, services: plan.services.length },
+        {
+          operationId,
+          deleteDirs: plan.deleteDirs,
+          services: plan.services.length,
+          daemons: plan.daemons.map((d) => `${d.name} (pid ${d.process.pid})`),
+        },
         'self-destruct accepted',
       );
+      const accepted = { operationId, hostId: deps.hostId, startedAt: new Date(deps.now()).toISOString() };
+      underWay = accepted;
       return {
-        accepted: { operationId, hostId: deps.hostId, startedAt: new Date(deps.now()).toISOString() },
+        accepted,
         launch: async () => {
-          const how = await launchReaper([...command, planPath], deps.systemd);
+          const how = await launchReaper([...command, planPath], deps.systemd).catch((e: unknown) => {
+            underWay = undefined; // no reaper runs: the next ask may try again
+            throw e;
+          });
           deps.log.warn({ operationId, how }, 'reaper started');
         },
       };
@@ -104,5 +130,5 @@ export async function planFromDisk(
       services.push({ name, process: rec.process, stopGraceMs: rec.spec.stopGraceMs ?? defaultStopGraceMs });
     }
   }
-  return buildCheckedReaperPlan(config, '-', agent, services, 0);
+  return buildCheckedReaperPlan(config, '-', agent, services, 0, await findCorralDaemons(stateDir));
 }

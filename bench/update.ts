@@ -1,6 +1,8 @@
 import { cpus } from 'node:os';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { installRoot } from '../cli/commands/release.js';
+import { buildCorralRelease } from '../cli/release-build.js';
 import { pushRelease, type PushReport } from '../controller/release/push.js';
 import {
   buildRelease,
@@ -22,7 +24,8 @@ import { fmt, median } from './lib/stats.js';
  * a bad release of the same size (its agent exits): time from push until every host has rolled
  * back and confirmed the old agent healthy again. Each updater watches a new release for
  * `--watch-ms` after its health check (the default of a real updater is 30 s, which would
- * dominate every figure), and a push is answered after it.
+ * dominate every figure), and a push is answered after it. Last, the size and entry count of
+ * a release of this Corral installation (`corral release build`).
  */
 function arg(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -114,6 +117,12 @@ export async function run(args: string[]): Promise<void> {
     );
     console.log(
       `per host, push to result   updated: median ${fmt(median(perHostGood), 2)} s; rolled back: median ${fmt(median(perHostBad), 2)} s`,
+    );
+    const started = performance.now();
+    const corral = await buildCorralRelease({ installRoot: installRoot(), out: join(dir, 'corral.tar.gz') });
+    const builtS = (performance.now() - started) / 1000;
+    console.log(
+      `corral release build       ${fmt(corral.bytes / 1e6, 2)} MB compressed, ${corral.entries} entries (this installation, node ${corral.node.version}; built in ${fmt(builtS, 1)} s)`,
     );
   } finally {
     for (const p of procs) await p.stop();

@@ -35,6 +35,10 @@ const GROUPS: Record<string, Group> = {
     description: 'bring up a local fleet on loopback to try Corral',
     load: async () => (await import('./commands/up.js')).registerUpCommand,
   },
+  release: {
+    description: 'build a release of Corral itself',
+    load: async () => (await import('./commands/release.js')).registerReleaseCommands,
+  },
   pki: {
     description: 'inspect certificates, bundles and CAs',
     load: async () => (await import('./commands/pki.js')).registerPkiCommands,

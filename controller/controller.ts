@@ -50,7 +50,7 @@ import { trackWorkerRefusals } from './http/tls-refusals.js';
 import { workerAuth } from './http/worker-auth.js';
 import { createPinKeeper, type PinKeeper } from './pins/pin-keeper.js';
 import { createPinRegistry, type PinRegistry } from './pins/pin-registry.js';
-import { loadActivePins } from './pins/pin-store.js';
+import { loadActivePins, loadDecommissionedPins } from './pins/pin-store.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import { adminDeployRoutes } from './routes/admin-deploy.js';
 import { adminOpsRoutes } from './routes/admin-ops.js';
@@ -64,6 +64,7 @@ import { joinRoute } from './routes/join.js';
 import { bundleWrittenRoute } from './routes/worker-bundle-written.js';
 import { heartbeatRoute } from './routes/worker-heartbeat.js';
 import { renewRoute } from './routes/worker-renew.js';
+import { wipeRoutes } from './routes/worker-wipe.js';
 import type { ControllerIdentity } from './state/load-state.js';
 
 export interface ListenAddress {
@@ -148,7 +149,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const { db, identity, log } = options;
   const clock = options.clock ?? systemClock;
   const intervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
-  const pins = createPinRegistry(clock, await loadActivePins(db));
+  const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
   const credentials = await db
     .selectFrom('admin_tokens')
     .select(['name', 'hash'])
@@ -294,6 +295,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     void worker.register(heartbeatRoute, { writer, budget, keeper, metrics, clock, intervalMs, clocks });
     void worker.register(renewRoute, { renewal });
     void worker.register(bundleWrittenRoute, { enrollment });
+    void worker.register(wipeRoutes, { db, audit, clock, log: log.child({ component: 'wipe' }) });
 
     const join = createHttpsApp({
       log: log.child({ component: 'join-api' }),

@@ -5,7 +5,7 @@ import type { TlsMaterial } from '../pki/tls-options.js';
 import { backoffDelayMs } from '../kit/backoff.js';
 import { MAX_SESSION_STREAMS } from '../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../protocol/syslog-frame.js';
-import { isForwarderError } from './errors.js';
+import { ForwarderError, ForwarderErrorCode, isForwarderError } from './errors.js';
 import { FileTail } from './file-tail.js';
 import type { PositionStore } from './position-store.js';
 import { markerPath } from './store-marker.js';
@@ -58,13 +58,20 @@ export interface ForwarderStats extends PumpStats {
   }[];
 }
 
+/**
+ * Why `run` ended: the signal (`stopped`), or the listener said this host is decommissioned
+ * (`decommissioned`: told only to this host's own certificate; there is nothing left to ship
+ * to, so the forwarder does not reconnect).
+ */
+export type ForwarderEnd = 'stopped' | 'decommissioned';
+
 export interface Forwarder {
   /**
    * Ships lines until `signal` aborts; reconnects with capped, jittered backoff. Rejects with
    * a ForwarderError (CORRAL_ERR_POSITIONS_LOST, CORRAL_ERR_POSITIONS_DAMAGED) when it must
    * not go on: the positions are gone and cannot be recovered, or cannot be stored.
    */
-  run(signal: AbortSignal): Promise<void>;
+  run(signal: AbortSignal): Promise<ForwarderEnd>;
   stats(): ForwarderStats;
   /** Saves acknowledged positions and closes the files (not the store, which the caller owns). */
   close(): Promise<void>;
@@ -121,7 +128,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   let initialized: Promise<void> | undefined;
   let closed: Promise<void> | undefined;
 
-  async function run(signal: AbortSignal): Promise<void> {
+  async function run(signal: AbortSignal): Promise<ForwarderEnd> {
     await (initialized ??= (async () => {
       const opening = options.store.opening;
       if (opening.state === 'lost') {
@@ -142,6 +149,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       await pumpOptions.recovered();
     })());
     let fatal: Error | undefined;
+    let decommissioned = false;
     let attempt = 0;
     while (!signal.aborted) {
       try {
@@ -160,7 +168,13 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             host: options.controller.host,
             port: options.controller.port,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-            onControl: (msg) => current?.onControl(msg),
+            onControl: (msg) => {
+              if (msg.kind !== 'decommissioned') return current?.onControl(msg);
+              decommissioned = true;
+              session?.destroy(
+                new ForwarderError(ForwarderErrorCode.SESSION_CLOSED, 'this host is decommissioned'),
+              );
+            },
           },
           signal,
         );
@@ -187,7 +201,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       } catch (e: unknown) {
         progressed = active.progressed;
         if (isForwarderError(e)) fatal = e;
-        else if (!signal.aborted) log.warn({ err: e }, 'syslog session ended');
+        else if (!signal.aborted && !decommissioned) log.warn({ err: e }, 'syslog session ended');
       } finally {
         session.destroy();
         session = undefined;
@@ -195,7 +209,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         totals.linesSent += active.stats.linesSent;
         totals.bytesSent += active.stats.bytesSent;
       }
-      if (fatal !== undefined || signal.aborted) break;
+      if (fatal !== undefined || signal.aborted || decommissioned) break;
       attempt = progressed ? 0 : attempt + 1;
       const delayMs = backoffDelayMs(
         attempt,
@@ -207,6 +221,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     }
     for (const tail of tails) await tail.flush();
     if (fatal !== undefined) throw fatal;
+    return decommissioned ? 'decommissioned' : 'stopped';
   }
 
   async function close(): Promise<void> {

@@ -81,6 +81,7 @@ export function pump(session: Session, tails: readonly FileTail[], options: Pump
   const inFlight = (): number => tails.reduce((sum, t) => sum + t.inFlight, 0);
 
   function onControl(msg: CorralControl): void {
+    if (msg.kind === 'decommissioned') return; // the forwarder handles it before the pump
     if (msg.kind === 'known' || msg.kind === 'unknown') {
       const id = `${msg.slot}/${msg.key}`;
       if (lookups.get(id) !== 'waiting') {

@@ -48,6 +48,8 @@ export const ErrorCode = {
   SYSLOG_FRAME: 'CORRAL_ERR_SYSLOG_FRAME',
   /** A peer on a syslog connection broke the `@corral/1` control protocol. */
   SYSLOG_PROTOCOL: 'CORRAL_ERR_SYSLOG_PROTOCOL',
+  /** Told only to a decommissioned host, on a connection presenting its own last-pinned certificate. */
+  DECOMMISSIONED: 'CORRAL_ERR_DECOMMISSIONED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -85,6 +87,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_WRITE_FAILED: 500,
   CORRAL_ERR_SYSLOG_FRAME: 400,
   CORRAL_ERR_SYSLOG_PROTOCOL: 400,
+  CORRAL_ERR_DECOMMISSIONED: 410,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

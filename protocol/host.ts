@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Fingerprint, HostId, Labels, Name, Port, Timestamp } from './common.js';
 import { HostMetrics } from './heartbeat.js';
+import { WipeStateSchema } from './wipe.js';
 
 export const HOST_STATUSES = ['pending', 'online', 'stale', 'offline', 'decommissioned'] as const;
 export type HostStatus = (typeof HOST_STATUSES)[number];
@@ -45,6 +46,9 @@ export const HostView = Type.Object(
     updaterFingerprint: Type.Union([Fingerprint, Type.Null()]),
     metrics: Type.Union([HostMetrics, Type.Null()]),
     decommissionedAt: Type.Union([Timestamp, Type.Null()]),
+    /** Optional for views from controllers that predate it (see WipeState). */
+    wipe: Type.Optional(WipeStateSchema),
+    wipedAt: Type.Optional(Type.Union([Timestamp, Type.Null()])),
     /** Null until a heartbeat since the controller started carried the agent's clock. */
     clock: Type.Optional(Type.Union([HostClock, Type.Null()])),
   },

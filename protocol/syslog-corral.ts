@@ -92,7 +92,12 @@ export type CorralControl =
       readonly position: number;
     }
   | { readonly kind: 'unknown'; readonly slot: number; readonly key: string }
-  | { readonly kind: 'lost'; readonly slot: number; readonly streamId: string; readonly bytes: number };
+  | { readonly kind: 'lost'; readonly slot: number; readonly streamId: string; readonly bytes: number }
+  /**
+   * Listener to forwarder, then the listener closes: this host is decommissioned. Sent only on
+   * a connection presenting the host's own last-pinned certificate; the forwarder exits.
+   */
+  | { readonly kind: 'decommissioned' };
 
 /** A peer broke the `@corral/1` control protocol (CORRAL_ERR_SYSLOG_PROTOCOL). */
 export class CorralProtocolError extends CorralError<typeof ErrorCode.SYSLOG_PROTOCOL> {
@@ -114,7 +119,7 @@ const HEX32 = '([0-9a-f]{32})';
 const CONTROL_RE = new RegExp(
   `^@corral/1 (?:(open) ${INT} ${HEX32}(?: ${HEX32})?|(batch) ${INT} ${INT} ${INT} ${INT}|(at|ack) ${INT} ${INT}` +
     `|(find) ${INT} ${HEX32}|(known) ${INT} ${HEX32} ${HEX32} ${INT}|(unknown) ${INT} ${HEX32}` +
-    `|(lost) ${INT} ${HEX32} ${INT})$`,
+    `|(lost) ${INT} ${HEX32} ${INT}|(decommissioned))$`,
 );
 
 function safeInt(text: string | undefined, what: string): number {
@@ -168,6 +173,7 @@ export function parseCorralControl(buf: Buffer, start: number, end: number): Cor
     };
   }
   if (m[21] === 'unknown') return { kind: 'unknown', slot: slotOf(m[22]), key: m[23] ?? '' };
+  if (m[28] === 'decommissioned') return { kind: 'decommissioned' };
   return { kind: 'lost', slot: slotOf(m[25]), streamId: m[26] ?? '', bytes: safeInt(m[27], 'bytes') };
 }
 
@@ -188,6 +194,8 @@ export function formatCorralControl(msg: CorralControl): string {
       return `${CORRAL_SYSLOG_PREFIX}known ${msg.slot} ${msg.key} ${msg.streamId} ${msg.position}`;
     case 'lost':
       return `${CORRAL_SYSLOG_PREFIX}lost ${msg.slot} ${msg.streamId} ${msg.bytes}`;
+    case 'decommissioned':
+      return `${CORRAL_SYSLOG_PREFIX}decommissioned`;
   }
 }
 

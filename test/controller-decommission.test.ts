@@ -56,12 +56,13 @@ describe('decommission', () => {
       ]);
       // The open keep-alive connection was closed by the controller…
       await disconnected;
-      // …and a new connection with the same certificate gets the same 403 as a stranger.
+      // …and a new connection with the same certificate is refused, told (it alone) that its
+      // host is decommissioned; every other caller's 403 is checked in decommission-notice.
       await using again = workerClient(t.endpoints.worker, agentMaterial(web));
       const refused = await postJson(again, '/v1/heartbeat', heartbeatBody(web.hostId));
-      expect([refused.status, refused.body.error?.code]).toEqual([403, ErrorCode.FORBIDDEN]);
+      expect([refused.status, refused.body.error?.code]).toEqual([410, ErrorCode.DECOMMISSIONED]);
       const renew = await postJson(again, '/v1/renew', { role: 'agent', csrPem: 'x' });
-      expect(renew.status).toBe(403);
+      expect(renew.status).toBe(410);
       await client.destroy();
     } finally {
       await agent.close();
@@ -90,9 +91,9 @@ describe('decommission', () => {
       (h) => h.name === 'gone-2',
     );
     expect(listed.map((h) => h.status).sort()).toEqual(['decommissioned', 'pending']);
-    // The old identity stays refused even though the name lives again.
+    // The old identity stays refused (told it is decommissioned) even though the name lives again.
     await using old = workerClient(t.endpoints.worker, agentMaterial(web));
-    expect((await postJson(old, '/v1/heartbeat', heartbeatBody(web.hostId))).status).toBe(403);
+    expect((await postJson(old, '/v1/heartbeat', heartbeatBody(web.hostId))).status).toBe(410);
   });
 });
 

@@ -79,7 +79,7 @@ afterAll(async () => {
 });
 
 describe('syslog listener inside controller serve', () => {
-  it('is advertised in bundles and ingests a worker forwarder under its pinned host; refused once decommissioned', async () => {
+  it('is advertised in bundles and ingests a worker forwarder under its pinned host; told once decommissioned, it exits 0', async () => {
     const endpoints = await readEndpointsFile(controllerDir);
     expect(endpoints?.syslog).toMatch(/^127\.0\.0\.1:\d+$/);
     const worker = join(dir, 'worker');
@@ -105,7 +105,10 @@ describe('syslog listener inside controller serve', () => {
     // The message claims another HOSTNAME; provenance must come from the certificate.
     const lines = Array.from({ length: 200 }, (_, i) => `${logLine(i, 120, 'not-logger-1')}\n`).join('');
     await appendFile(logFile, lines);
-    const forwarder = start(['forwarder', 'run', '--state-dir', worker, '--file', logFile]);
+    const forwarder = start(['forwarder', 'run', '--state-dir', worker, '--file', logFile], 'pipe');
+    let forwarderOut = '';
+    forwarder.stdout!.on('data', (b: Buffer) => (forwarderOut += b.toString('utf8')));
+    const forwarderExit = once(forwarder, 'exit') as Promise<[number | null]>;
     const ingest = join(controllerDir, 'logs', 'hosts', `${bundle.manifest.hostId}.log`);
     await waitFor(async () => (await sequencesIn(ingest).catch(() => [])).length >= 200, 60_000);
     expect(await sequencesIn(ingest)).toEqual(Array.from({ length: 200 }, (_, i) => i));
@@ -123,12 +126,13 @@ describe('syslog listener inside controller serve', () => {
     expect(gone.code).toBe(0);
     const refusedBefore = refusalsOf(fingerprint).length;
     await appendFile(logFile, `${logLine(200, 120)}\n`);
-    // The forwarder, with a line to send, keeps trying: the listener refuses it by its pin.
-    await waitFor(() => refusalsOf(fingerprint).length > refusedBefore, 60_000);
-    expect(refusalsOf(fingerprint).at(-1)).toMatchObject({ level: 40, reason: 'unpinned' });
-    expect(forwarder.exitCode).toBeNull();
-    // Refused before any data is read, the line never reached the host's ingest file.
+    // The forwarder is told, on its next connection with the host's own certificate, that the
+    // host is decommissioned: it exits 0 with one line instead of retrying forever.
+    const [code] = await forwarderExit;
+    expect(code).toBe(0);
+    expect(forwarderOut.split('\n').filter((l) => l.includes('decommissioned'))).toHaveLength(1);
+    // No refusal warnings in the controller's log for it, and the line never reached the ingest.
+    expect(refusalsOf(fingerprint)).toHaveLength(refusedBefore);
     expect((await readFile(ingest, 'utf8')).split('\n').filter(Boolean)).toHaveLength(200);
-    forwarder.kill('SIGTERM');
   }, 120_000);
 });

@@ -7,3 +7,4 @@ export { expandStart } from './start-spec.js';
 export { releaseLayout, type ReleaseLayout } from './release-layout.js';
 export type { RecoveryReport } from './recover.js';
 export { REINITIALIZE_DESTROYS, type StateOpening } from './open-state.js';
+export { checkStanding, watchStanding, type Standing } from './standing.js';

@@ -178,6 +178,7 @@ async function selfDestruct(
     const view = {
       dryRun: true,
       agent: plan.agent ? plan.agent.pid : null,
+      daemons: plan.daemons.map((d) => `${d.name} (pid ${d.process.pid})`),
       services: plan.services.map((s) => `${s.name} (pid ${s.process.pid})`),
       units: plan.units,
       delete: plan.deleteDirs,
@@ -188,6 +189,7 @@ async function selfDestruct(
         ? renderJson(view)
         : renderRecord([
             ['agent pid', view.agent],
+            ['stop daemons', view.daemons.join(', ') || null],
             ['stop services', view.services.join(', ') || null],
             ['stop units', view.units.join(', ') || null],
             ['delete', view.delete.join(', ')],

@@ -27,11 +27,16 @@ const labelsText = (labels: Record<string, string>): string =>
     .join(',');
 const short = (fp: string | null): string | null => (fp === null ? null : fp.slice(0, FINGERPRINT_PREFIX));
 
+/** `decommissioned (wipe pending)`, `decommissioned (wiped)`, or the status alone. */
+export function statusText(h: Pick<HostView, 'status' | 'wipe'>): string {
+  return h.wipe ? `${h.status} (${h.wipe === 'pending' ? 'wipe pending' : 'wiped'})` : h.status;
+}
+
 function hostRows(hosts: readonly HostView[]) {
   return hosts.map((h) => [
     h.name,
     h.address,
-    h.status,
+    statusText(h),
     h.lastSeen,
     h.agentVersion,
     labelsText(h.labels),
@@ -157,7 +162,8 @@ export function registerControllerHostCommands(controller: Command, io: Output):
       renderRecord([
         ['name', h.name],
         ['id', h.id],
-        ['status', h.status],
+        ['status', statusText(h)],
+        ...(h.wipedAt ? [['wiped', h.wipedAt] as [string, string]] : []),
         ['address', h.address],
         ...joinSourceLine(detail),
         ['agent port', h.agentPort],
@@ -228,7 +234,7 @@ export function registerControllerHostCommands(controller: Command, io: Output):
         ? renderJson(res)
         : renderRecord([
             ['host', res.host.name],
-            ['status', res.host.status],
+            ['status', statusText(res.host)],
             [
               'self-destruct',
               res.selfDestruct.ok

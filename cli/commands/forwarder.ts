@@ -65,20 +65,27 @@ async function run(o: RunOptions): Promise<void> {
 
   const ac = new AbortController();
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
+  const { writeDaemonPidFile } = await import('../../agent/index.js');
+  const pidFile = await writeDaemonPidFile(o.stateDir, 'forwarder');
   const running = forwarder.run(ac.signal);
   let failure: unknown;
-  void running.catch((e: unknown) => (failure = e)); // said after the shutdown
+  let end: string | undefined;
+  void running.then(
+    (e) => (end = e),
+    (e: unknown) => (failure = e), // said after the shutdown
+  );
   const result = await waitForShutdown(
     [
       {
         name: 'stop the forwarding loop',
-        run: () => {
+        run: async () => {
           ac.abort();
-          return running;
+          await running;
         },
       },
       { name: 'save positions and close files', run: () => forwarder.close() },
       { name: 'close the position store', run: () => store.close() },
+      { name: 'remove the pid file', run: () => pidFile.remove() },
     ],
     {
       forceOnSecondSignal: true,
@@ -90,6 +97,8 @@ async function run(o: RunOptions): Promise<void> {
     },
   );
   const failed = settleShutdown(log, result);
+  if (end === 'decommissioned')
+    log.warn('the controller says this host is decommissioned; the forwarder stopped and exits');
   log.flush();
   if (isForwarderError(failure)) throw new CliExit(EXIT_FAILURE, `${failure.message} (${failure.code})`);
   if (failed.length > 0) throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');

@@ -23,6 +23,7 @@ import {
   releaseLayout,
   type AgentRelease,
   type PausePhase,
+  watchStanding,
 } from '../../updater/index.js';
 import { parseDurationMs } from '../duration.js';
 import { settleShutdown } from '../shutdown-result.js';
@@ -47,8 +48,12 @@ interface ServeOptions {
   maxReleaseBytes: string;
   healthTimeoutMs: string;
   watch: string;
+  standingInterval: string;
   reinitialize?: boolean;
 }
+
+/** How often the updater asks the controller whether its host is still enrolled. */
+const DEFAULT_STANDING_INTERVAL = '5m';
 
 function positiveInt(value: string, name: string): number {
   if (!/^\d{1,15}$/.test(value) || Number(value) < 1)
@@ -160,6 +165,12 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   const listen = hostPortOption('--listen', o.listen);
   const keep = keepOption(o.keep);
   const watchMs = watchOption(o.watch);
+  let standingMs: number;
+  try {
+    standingMs = parseDurationMs(o.standingInterval);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `--standing-interval: ${e instanceof Error ? e.message : String(e)}`);
+  }
   const log = pino({ name: 'corral-updater', redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
@@ -191,13 +202,41 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   });
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
+  const { writeDaemonPidFile } = await import('../../agent/index.js');
+  const pidFile = await writeDaemonPidFile(resolve(o.stateDir), 'updater', [resolve(o.root)]);
+  // A host decommissioned while it was offline: the controller tells this host's agent
+  // certificate so (the updater's own cannot be a TLS client), and the updater stops (with its
+  // agent) and exits 0 instead of serving a host that is gone. No agent identity: no check.
+  const agentIdentity = bundle.identities.agent;
+  const standingStop = new AbortController();
+  let decommissioned = false;
+  const standing = agentIdentity
+    ? watchStanding({
+        controller: bundle.manifest.controller,
+        tls: () => ({ caPem: bundle.caPem, certPem: agentIdentity.certPem, keyPem: agentIdentity.keyPem }),
+        intervalMs: standingMs,
+        log,
+        signal: standingStop.signal,
+      }).then((outcome) => {
+        if (outcome !== 'decommissioned') return;
+        decommissioned = true;
+        wake();
+      })
+    : Promise.resolve();
 
   // A successor takes over the running agent; a plain stop takes the agent down with it.
   const result = await waitForShutdown(
     () => [
       {
+        name: 'standing check',
+        run: async () => {
+          standingStop.abort();
+          await standing;
+        },
+      },
+      {
         name: 'updater',
-        run: () => updater.close({ keepAgent: selfUpdating !== undefined }),
+        run: () => updater.close({ keepAgent: selfUpdating !== undefined && !decommissioned }),
         timeoutMs: UPDATER_CLOSE_TIMEOUT_MS,
       },
     ],
@@ -208,11 +247,14 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     },
   );
   settleShutdown(log, result);
-  const release = selfUpdating;
+  const release = decommissioned ? undefined : selfUpdating;
   if (release) {
     startSuccessor(o, release);
     log.info({ version: release.version }, 'updater handed over to its new release');
   }
+  await pidFile.remove();
+  if (decommissioned)
+    log.warn('the controller says this host is decommissioned; the updater stopped and exits');
   log.flush();
 }
 
@@ -252,6 +294,11 @@ export function registerUpdaterCommands(program: Command, io: Output): Command {
       '--watch <duration>',
       'after the health check, watch a new release this long and roll back if its agent exits or turns unhealthy (0: no watch)',
       `${DEFAULT_WATCH_MS / 1000}s`,
+    )
+    .option(
+      '--standing-interval <duration>',
+      'how often to ask the controller whether this host is still enrolled (exits 0 once it is decommissioned)',
+      DEFAULT_STANDING_INTERVAL,
     )
     .option(
       '--reinitialize',

@@ -212,7 +212,15 @@ export async function startLocalWorker(o: WorkerOptions, plan: WorkerPlan): Prom
         serviceDirs(join(stateDir, 'services')),
         DEFAULT_STOP_GRACE_MS,
       );
-      const report = await runReaper({ ...found, deleteDirs: [], keepDirs: [], units: [], logFile: null });
+      const report = await runReaper({
+        ...found,
+        daemons: [],
+        deleteDirs: [],
+        keepDirs: [],
+        units: [],
+        logFile: null,
+        report: null,
+      });
       if (report.errors.length > 0)
         throw new CorralError(ErrorCode.PROCESS_FAILED, `${plan.name}: ${report.errors.join('; ')}`);
       return report.stoppedServices;

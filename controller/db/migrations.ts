@@ -2,6 +2,7 @@ import { sql, SqliteAdapter, type Kysely, type Migration } from 'kysely';
 import { deployMigration } from './migration-deploy.js';
 import { enrollmentMigration } from './migration-enrollment.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
+import { wipeMigration } from './migration-wipe.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -14,6 +15,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0004-enrollment', { up: enrollmentMigration }],
   ['0005-event-retention', { up: eventRetention }],
   ['0006-host-paging', { up: hostPaging }],
+  ['0007-decommission-wipe', { up: wipeMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Generated } from 'kysely';
 import type {
   DesiredServicesTable,
   HostDesiredTable,
@@ -34,6 +35,10 @@ export interface HostsTable {
   join_source: string | null;
   /** When the worker's bundle was confirmed written (null: never confirmed). */
   bundle_written_at: string | null;
+  /** When the worker reported that it wiped itself (self-destruct finished). */
+  wiped_at: string | null;
+  /** JSON WipeReport the worker sent. */
+  wipe_report: string | null;
 }
 
 export interface PinsTable {
@@ -46,6 +51,8 @@ export interface PinsTable {
   /** Set when a renewal replaced this pin; it stays valid until the new one is seen. */
   superseded_at: string | null;
   retired_at: string | null;
+  /** 1: active when its host was decommissioned; only that host is told it is decommissioned. */
+  decommissioned: Generated<number>;
 }
 
 export interface JoinTokensTable {

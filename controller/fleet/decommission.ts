@@ -72,7 +72,7 @@ export async function decommissionHost(
     }
     await trx
       .updateTable('pins')
-      .set({ active: 0, retired_at: nowIso })
+      .set({ active: 0, retired_at: nowIso, decommissioned: 1 })
       .where('host_id', '=', host.id)
       .where('active', '=', 1)
       .execute();

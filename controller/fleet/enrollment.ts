@@ -224,6 +224,8 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
             decommissioned_at: null,
             join_source: host.joinSource,
             bundle_written_at: null,
+            wiped_at: null,
+            wipe_report: null,
           })
           .execute();
         const rows = await insertPins(trx, host, issued, now);

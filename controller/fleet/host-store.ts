@@ -13,6 +13,7 @@ import { OFFLINE_AFTER_INTERVALS, STALE_AFTER_INTERVALS } from '../../protocol/c
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { HOST_STATUSES, type HostClock, type HostStatus, type HostView } from '../../protocol/host.js';
 import { isoAt } from '../clock.js';
+import type { WipeState } from '../../protocol/wipe.js';
 import type { ControllerDatabase, HostsTable, PinsTable } from '../db/schema.js';
 import { deriveHostStatus } from './host-status.js';
 import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
@@ -35,6 +36,16 @@ function currentPin(pins: readonly PinRow[], role: 'agent' | 'updater'): string 
   const ofRole = pins.filter((p) => p.role === role && p.active === 1);
   const current = ofRole.find((p) => p.superseded_at === null) ?? ofRole[0];
   return current?.fingerprint ?? null;
+}
+
+/**
+ * Where a host's wipe stands: reported (`wiped`), or `pending` for a decommissioned host that
+ * was ever in use (its bundle written or a heartbeat seen), so something may still run on it.
+ */
+export function wipeState(row: HostRow): WipeState | null {
+  if (row.wiped_at !== null) return 'wiped';
+  if (row.decommissioned_at === null) return null;
+  return row.last_seen !== null || row.bundle_written_at !== null ? 'pending' : null;
 }
 
 export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness): HostView {
@@ -62,6 +73,8 @@ export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness
         ? null
         : decodeJsonColumn(HostMetrics, row.metrics, { table: 'hosts', column: 'metrics', row: row.id }),
     decommissionedAt: row.decommissioned_at,
+    wipe: wipeState(row),
+    wipedAt: row.wiped_at,
     ...(live.clockOf ? { clock: decommissioned ? null : (live.clockOf(row.id) ?? null) } : {}),
   };
 }

@@ -88,6 +88,7 @@ export async function insertPins(
         created_at: isoAt(nowMs),
         superseded_at: null,
         retired_at: null,
+        decommissioned: 0,
       })),
     )
     .execute();

@@ -11,6 +11,7 @@ export const HEARTBEAT_REJECT_REASONS = [
   'expired-certificate',
   'wrong-role',
   'host-mismatch',
+  'decommissioned',
   'validation',
   'too-large',
   'overloaded',

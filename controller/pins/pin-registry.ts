@@ -43,6 +43,11 @@ export interface PinRegistry {
    * refusal can be told apart from an unknown certificate and counted under its host.
    */
   lookupExpired(fingerprint: string): Pin | undefined;
+  /**
+   * The host and role of a certificate that was pinned when its host was decommissioned, so
+   * that host alone (on a connection presenting that very certificate) can be told so.
+   */
+  lookupDecommissioned(fingerprint: string): PinMatch | undefined;
   /** Active fingerprints for a host's role, newest first (for calls to that host). */
   fingerprintsFor(hostId: string, role: PinRole): string[];
   /** Whether any pin of the host is superseded (cheap: checked on every heartbeat). */
@@ -66,12 +71,26 @@ export interface MutablePinRegistry extends PinRegistry {
   /**
    * Drops every pin of a host and tells subscribers. The host stays revoked: pins added for
    * it later (a renewal that committed before the decommission but got here after it) are
-   * ignored. Host ids are never reused.
+   * ignored. Host ids are never reused. Its dropped pins are kept as decommissioned ones
+   * (`lookupDecommissioned`).
    */
   revokeHost(hostId: string): void;
 }
 
-export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): MutablePinRegistry {
+export function createPinRegistry(
+  clock: Clock,
+  initial: readonly Pin[] = [],
+  decommissioned: readonly PinMatch[] = [],
+): MutablePinRegistry {
+  const toMatch = ({ fingerprint, hostId, hostName, role }: Pin): PinMatch => ({
+    fingerprint,
+    hostId,
+    hostName,
+    role,
+  });
+  const decommissionedByFingerprint = new Map<string, PinMatch>(
+    decommissioned.map((p) => [p.fingerprint, p]),
+  );
   const byFingerprint = new Map<string, Pin>();
   const byHost = new Map<string, Set<string>>();
   const listeners = new Set<(r: PinRevocation) => void>();
@@ -123,6 +142,9 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
       const pin = byFingerprint.get(fingerprint);
       return pin && pin.notAfterMs <= clock.now() ? pin : undefined;
     },
+    lookupDecommissioned(fingerprint) {
+      return decommissionedByFingerprint.get(fingerprint);
+    },
     fingerprintsFor(hostId, role) {
       return ofHost(hostId, role).map((p) => p.fingerprint);
     },
@@ -149,7 +171,12 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
       return byFingerprint.size;
     },
     add(pins) {
-      for (const pin of pins) if (!revokedHosts.has(pin.hostId)) put(pin);
+      for (const pin of pins) {
+        if (!revokedHosts.has(pin.hostId)) put(pin);
+        // Committed before the decommission (so the database keeps it as decommissioned): the
+        // host is told so on it too, as after a restart.
+        else decommissionedByFingerprint.set(pin.fingerprint, toMatch(pin));
+      }
     },
     supersede(fingerprints) {
       for (const fp of fingerprints) {
@@ -168,7 +195,10 @@ export function createPinRegistry(clock: Clock, initial: readonly Pin[] = []): M
     revokeHost(hostId) {
       revokedHosts.add(hostId);
       const fps = [...(byHost.get(hostId) ?? [])];
-      for (const fp of fps) drop(fp);
+      for (const fp of fps) {
+        const pin = drop(fp);
+        if (pin) decommissionedByFingerprint.set(fp, toMatch(pin));
+      }
       notify({ hostId, fingerprints: fps, wholeHost: true });
     },
   };

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { peerIdentity } from '../../pki/identity.js';
 import { HOST_ID_RE, type Role } from '../../pki/roles.js';
 import { serverTlsOptions, type TlsMaterial } from '../../pki/tls-options.js';
+import { encodeCorralControlFrame } from '../../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../../protocol/syslog-frame.js';
 import { SyslogConnection, type ConnectionEvents } from './connection.js';
 import type { PinLookup, PinnedHost } from './pin-lookup.js';
@@ -210,6 +211,15 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
       });
     }
     const host = options.pins.lookup(identity.fingerprint);
+    const gone = host ? undefined : options.pins.lookupDecommissioned?.(identity.fingerprint);
+    if (gone && (identity.hostId === undefined || identity.hostId === gone.hostId)) {
+      // Told only to this host's own certificate (TLS proved the key); others get a plain close.
+      refused[RefuseReason.DECOMMISSIONED]++;
+      log.info({ hostId: gone.hostId, hostName: gone.hostName }, 'told a decommissioned host so');
+      socket.end(encodeCorralControlFrame({ kind: 'decommissioned' }));
+      socket.setTimeout(5_000, () => socket.destroy());
+      return;
+    }
     if (!host || !HOST_ID_RE.test(host.hostId)) {
       return refuse(socket, RefuseReason.UNPINNED, { fingerprint: identity.fingerprint });
     }

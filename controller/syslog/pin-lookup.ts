@@ -11,6 +11,8 @@ export interface PinnedHost {
 export interface PinLookup {
   /** The active host whose certificate has this fingerprint (lowercase hex SHA-256 of the DER). */
   lookup(fingerprint: string): PinnedHost | undefined;
+  /** The decommissioned host this certificate was pinned to when it was decommissioned. */
+  lookupDecommissioned?(fingerprint: string): PinnedHost | undefined;
   /**
    * Subscribes to pin removals (decommission); the listener closes that host's live
    * connections. Returns the unsubscribe function.

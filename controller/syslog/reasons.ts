@@ -12,6 +12,8 @@ export const RefuseReason = {
   TOO_MANY_CONNECTIONS: 'too-many-connections',
   INGEST_UNAVAILABLE: 'ingest-unavailable',
   LISTENER_CLOSING: 'listener-closing',
+  /** The host's own last-pinned certificate of a decommissioned host: told so, then closed. */
+  DECOMMISSIONED: 'decommissioned',
 } as const;
 export type RefuseReason = (typeof RefuseReason)[keyof typeof RefuseReason];
 

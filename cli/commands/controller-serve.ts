@@ -25,6 +25,8 @@ import { formatHostPort, parseHostPort } from '../../protocol/endpoints-file.js'
 import { LOG_REDACT_PATHS } from '../../protocol/lifecycle.js';
 import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
+import { configPath } from '../config/config-file.js';
+import { loadControllerConfig } from '../config/controller-config.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
@@ -215,24 +217,59 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         String(DEFAULT_EVENT_RETENTION.maxPerHost),
       )
       .option('--log-level <level>', 'pino log level', 'info')
+      .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
-    async (opts: {
-      stateDir?: string;
-      adminListen: string;
-      workerListen: string;
-      joinListen?: string;
-      syslogListen?: string;
-      joinAllowedCidr: string[];
-      heartbeatInterval: string;
-      heartbeatRate: string;
-      heartbeatBytes: string;
-      heartbeatBudget: boolean;
-      eventMaxAge: string;
-      eventsPerHost: string;
-      logLevel: string;
-      reinitialize?: boolean;
-    }) => {
+    async (
+      given: {
+        config?: string;
+        stateDir?: string;
+        adminListen: string;
+        workerListen: string;
+        joinListen?: string;
+        syslogListen?: string;
+        joinAllowedCidr: string[];
+        heartbeatInterval: string;
+        heartbeatRate: string;
+        heartbeatBytes: string;
+        heartbeatBudget: boolean;
+        eventMaxAge: string;
+        eventsPerHost: string;
+        logLevel: string;
+        reinitialize?: boolean;
+      },
+      cmd: Command,
+    ) => {
+      const file = configPath(given.config);
+      const c = (await loadControllerConfig(file)).controller ?? {};
+      const fromFile = (name: string, value: string | undefined): string | undefined =>
+        cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
+      const opts = {
+        ...given,
+        stateDir: given.stateDir ?? (file ? (await loadControllerConfig(file)).stateDir : undefined),
+        adminListen: fromFile('adminListen', c.adminListen) ?? given.adminListen,
+        workerListen: fromFile('workerListen', c.workerListen) ?? given.workerListen,
+        joinListen: given.joinListen ?? c.joinListen,
+        syslogListen: given.syslogListen ?? c.syslogListen,
+        joinAllowedCidr:
+          given.joinAllowedCidr.length > 0 ? given.joinAllowedCidr : (c.joinAllowedCidrs ?? []),
+        heartbeatInterval:
+          fromFile(
+            'heartbeatInterval',
+            c.heartbeatInterval !== undefined ? `${c.heartbeatInterval}ms` : undefined,
+          ) ?? given.heartbeatInterval,
+        heartbeatRate:
+          fromFile('heartbeatRate', c.heartbeatRate !== undefined ? String(c.heartbeatRate) : undefined) ??
+          given.heartbeatRate,
+        heartbeatBytes: fromFile('heartbeatBytes', c.heartbeatBytes) ?? given.heartbeatBytes,
+        eventMaxAge:
+          fromFile('eventMaxAge', c.eventMaxAge !== undefined ? `${c.eventMaxAge}ms` : undefined) ??
+          given.eventMaxAge,
+        eventsPerHost:
+          fromFile('eventsPerHost', c.eventsPerHost !== undefined ? String(c.eventsPerHost) : undefined) ??
+          given.eventsPerHost,
+        logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
+      };
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
       const worker = hostPortOption('--worker-listen', opts.workerListen);

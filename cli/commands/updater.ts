@@ -27,6 +27,7 @@ import { CONFIG_ENV, configPath } from '../config/config-file.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
 import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { removePidFile, writePidFile } from '../pid-file.js';
 import type { Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
@@ -248,6 +249,9 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     },
     ...(pause ? { pause } : {}),
   });
+  // Found by install, uninstall and self-destruct; removed when this updater stops.
+  const pidFile = releaseLayout(r.root).updaterPidFile;
+  await writePidFile(pidFile, 'updater serve');
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
 
@@ -267,6 +271,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   const release = selfUpdating;
   // A successor takes over the running agent; a plain stop takes the agent down with it.
   await Promise.race([updater.close({ keepAgent: release !== undefined }), forced]);
+  await removePidFile(pidFile);
   if (release) {
     startSuccessor(r, release, log);
     log.info({ version: release.version }, 'updater handed over to its new release');

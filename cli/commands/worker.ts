@@ -1,6 +1,6 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { isPkiError, loadBundle, writeFileAtomic } from '../../pki/index.js';
 import { AGENT_HEALTH_SOCKET, readEndpointsFile, WORKER_LOG_FILE } from '../../protocol/index.js';
 import { probeOnce } from '../../updater/health-probe.js';
@@ -41,6 +41,10 @@ interface InstallOptions extends Partial<Dirs> {
   systemd: boolean;
   wait: string;
   json?: boolean;
+  listenAddress: string;
+  heartbeatInterval?: string;
+  releaseFrom?: string;
+  start: boolean;
 }
 
 function portOf(flag: string, value: string | undefined, fallback: number): number {
@@ -102,6 +106,7 @@ async function joinOnce(o: InstallOptions, d: Dirs, io: Output): Promise<string>
 async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output): Promise<void> {
   const d = dirsOf(o);
   const waitMs = durationFlag('--wait', o.wait);
+  if (o.heartbeatInterval !== undefined) durationFlag('--heartbeat-interval', o.heartbeatInterval);
   const systemd = systemdFlag ? o.systemd : await pid1IsSystemd();
   const done: string[] = [];
   await mkdir(d.stateDir, { recursive: true, mode: 0o700 });
@@ -128,6 +133,7 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
     prefix: d.prefix,
     version,
     createdBy: 'corral worker install',
+    ...(o.releaseFrom !== undefined ? { linkFrom: resolve(o.releaseFrom) } : {}),
   });
   done.push(...zero.done);
 
@@ -138,8 +144,9 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
       stateDir: d.stateDir,
       root: d.prefix,
       configDir: d.configDir,
-      agentListen: `0.0.0.0:${portOf('--agent-port', o.agentPort, 8765)}`,
-      updaterListen: `0.0.0.0:${portOf('--updater-port', o.updaterPort, 8766)}`,
+      agentListen: `${o.listenAddress}:${portOf('--agent-port', o.agentPort, 8765)}`,
+      updaterListen: `${o.listenAddress}:${portOf('--updater-port', o.updaterPort, 8766)}`,
+      ...(o.heartbeatInterval !== undefined ? { heartbeatInterval: o.heartbeatInterval } : {}),
       systemd,
       units: systemd ? [...WORKER_UNITS] : [],
       logFile: join(d.stateDir, WORKER_LOG_FILE),
@@ -150,6 +157,14 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
   installKillPoint('config');
 
   const layout = releaseLayout(d.prefix);
+  if (!o.start) {
+    io.out(
+      o.json
+        ? renderJson({ name: hostName, changed: done.length > 0, done, version, config: configFile })
+        : `${done.join('\n')}\n`,
+    );
+    return;
+  }
   if (systemd) {
     const units = workerUnits({ node: process.execPath, prefix: d.prefix, configFile });
     await installUnits(units);
@@ -298,7 +313,13 @@ export function registerWorkerCommands(program: Command, io: Output): Command {
       '--no-systemd',
       'no units even when PID 1 is systemd: the updater supervises the agent and forwarder',
     )
+    .option('--listen-address <host>', 'address the agent and updater listen on, in worker.yaml', '0.0.0.0')
+    .option('--heartbeat-interval <duration>', 'heartbeat interval written to worker.yaml (default 30s)')
     .option('--wait <duration>', 'how long to wait for the node to come up', '120s')
+    .addOption(
+      new Option('--release-from <dir>', 'hard-link release 0 from this installed release').hideHelp(),
+    )
+    .addOption(new Option('--no-start', 'install only; the caller starts the updater').hideHelp())
     .option('--json', 'print JSON');
   install.action(async (opts: InstallOptions, cmd: Command) => {
     await workerInstall(opts, cmd.getOptionValueSource('systemd') === 'cli', io);

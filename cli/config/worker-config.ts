@@ -127,13 +127,14 @@ export function renderWorkerConfig(c: {
   systemd: boolean;
   units: readonly string[];
   logFile: string;
+  heartbeatInterval?: string;
 }): string {
   const doc = {
     stateDir: c.stateDir,
     agent: {
       listen: c.agentListen,
       logFile: c.logFile,
-      heartbeatInterval: '30s',
+      heartbeatInterval: c.heartbeatInterval ?? '30s',
       installDirs: [c.root],
       extraDirs: [c.configDir],
       units: [...c.units],

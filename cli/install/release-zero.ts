@@ -149,6 +149,11 @@ export async function installReleaseZero(o: {
   prefix: string;
   version: string;
   createdBy: string;
+  /**
+   * An installed release of the same version to hard-link from instead of copying (a local
+   * fleet's workers share one copy; releases are never changed in place).
+   */
+  linkFrom?: string;
   clock?: () => Date;
 }): Promise<ReleaseZero> {
   const layout = releaseLayout(o.prefix);
@@ -161,6 +166,15 @@ export async function installReleaseZero(o: {
   if (partials > 0) done.push(`removed ${partials} unfinished copies of an earlier run`);
 
   const dir = layout.releaseDir(o.version);
+  if ((await releaseAt(dir)) !== o.version && o.linkFrom !== undefined) {
+    if ((await releaseAt(o.linkFrom)) !== o.version)
+      throw new Error(`${o.linkFrom} does not hold release ${o.version}`);
+    if (await exists(dir)) await rm(dir, { recursive: true, force: true });
+    const tmp = join(layout.releasesDir, `${PARTIAL_PREFIX}${randomBytes(6).toString('hex')}`);
+    await linkTree(o.linkFrom, tmp);
+    await rename(tmp, dir);
+    done.push(`linked release ${o.version} from ${o.linkFrom} to ${dir}`);
+  }
   if ((await releaseAt(dir)) !== o.version) {
     if (await exists(dir)) await rm(dir, { recursive: true, force: true });
     const tmp = join(layout.releasesDir, `${PARTIAL_PREFIX}${randomBytes(6).toString('hex')}`);

@@ -67,7 +67,8 @@ describe('corral up', () => {
             services.every((l) => / running /.test(l));
           return ok ? last : undefined;
         },
-        120_000,
+        // Includes installing release 0 (one copy of Corral) and each worker.
+        300_000,
       );
       expect(out).toContain(`CORRAL_HOME=${join(dir, 'controller')} npx corral controller services`);
       expect(snapshot).toMatch(/^HOST +ADDRESS +STATUS/m);

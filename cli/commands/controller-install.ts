@@ -1,16 +1,12 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { initControllerState } from '../../controller/index.js';
 import { writeFileAtomic } from '../../pki/index.js';
 import { readEndpointsFile } from '../../protocol/endpoints-file.js';
 import { renderControllerConfig } from '../config/controller-config.js';
 import { durationFlag } from '../config/worker-config.js';
 import { CliExit, EXIT_FAILURE } from '../exit.js';
 import { runningRelease } from '../installation.js';
-import { installKillPoint } from '../install/kill-points.js';
-import { installUnits, pollFor, startDetached } from '../install/node-start.js';
-import { installReleaseZero } from '../install/release-zero.js';
 import { CONTROLLER_UNIT, controllerUnit, pid1IsSystemd } from '../install/systemd-units.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { runningPid } from '../pid-file.js';
@@ -46,6 +42,11 @@ async function controllerInstall(o: Options, systemdFlag: boolean, io: Output): 
   const configDir = resolve(o.configDir ?? '/etc/corral');
   const waitMs = durationFlag('--wait', o.wait);
   const systemd = systemdFlag ? o.systemd : await pid1IsSystemd();
+  // Loaded here, not with the controller group: `controller --help` stays quick.
+  const { initControllerState } = await import('../../controller/index.js');
+  const { installKillPoint } = await import('../install/kill-points.js');
+  const { installUnits, pollFor, startDetached } = await import('../install/node-start.js');
+  const { installReleaseZero } = await import('../install/release-zero.js');
   const init = await initControllerState({ stateDir, addresses: o.address });
   const done: string[] =
     init.created.length > 0 ? [`initialized ${stateDir} (${init.created.join(', ')})`] : [];

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
@@ -27,7 +28,7 @@ import { CONFIG_ENV, configPath } from '../config/config-file.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
 import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { removePidFile, writePidFile } from '../pid-file.js';
+import { removePidFile, runningPid, writePidFile } from '../pid-file.js';
 import type { Output } from '../output.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
@@ -221,37 +222,49 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   const r = resolveServe(o, await loadWorkerConfig(configFile), configFile);
   const { bundle, identity } = await loadWorkerIdentity(r.stateDir, 'updater');
   const listen = hostPortOption('--listen', r.listen);
+  // One updater per root, checked before it touches anything (a second one would start a
+  // second agent before failing to listen). Found by install, uninstall and self-destruct;
+  // removed when this updater stops.
+  const pidFile = releaseLayout(r.root).updaterPidFile;
+  const other = await runningPid(pidFile, ['updater', 'serve']);
+  if (other !== undefined && other !== process.pid)
+    throw new CliExit(EXIT_FAILURE, `another updater (pid ${other}) is running on ${r.root}`);
+  await mkdir(releaseLayout(r.root).metaDir, { recursive: true, mode: 0o700 });
+  await writePidFile(pidFile, 'updater serve');
   const log = pino({ name: 'corral-updater', level: r.logLevel, redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
   const woken = new Promise<void>((r) => (wake = r));
   const pause = pauseFromEnv();
-  const updater = await createUpdater({
-    root: r.root,
-    stateDir: r.stateDir,
-    agentStateDir: r.agentStateDir,
-    tls: { caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem },
-    controllerClientFingerprint: bundle.manifest.controllerClientFingerprint,
-    listen,
-    ...(r.agentRestartCommand ? { agentRestartCommand: r.agentRestartCommand } : {}),
-    superviseForwarder: r.superviseForwarder,
-    env: childEnv(r),
-    updaterVersion: ownVersion(version),
-    log,
-    keep: r.keep,
-    maxReleaseBytes: r.maxReleaseBytes,
-    healthTimeoutMs: r.healthTimeoutMs,
-    watchMs: r.watchMs,
-    reinitialize: o.reinitialize === true,
-    onSelfUpdate: (release) => {
-      selfUpdating = release;
-      wake();
-    },
-    ...(pause ? { pause } : {}),
-  });
-  // Found by install, uninstall and self-destruct; removed when this updater stops.
-  const pidFile = releaseLayout(r.root).updaterPidFile;
-  await writePidFile(pidFile, 'updater serve');
+  let updater: Awaited<ReturnType<typeof createUpdater>>;
+  try {
+    updater = await createUpdater({
+      root: r.root,
+      stateDir: r.stateDir,
+      agentStateDir: r.agentStateDir,
+      tls: { caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem },
+      controllerClientFingerprint: bundle.manifest.controllerClientFingerprint,
+      listen,
+      ...(r.agentRestartCommand ? { agentRestartCommand: r.agentRestartCommand } : {}),
+      superviseForwarder: r.superviseForwarder,
+      env: childEnv(r),
+      updaterVersion: ownVersion(version),
+      log,
+      keep: r.keep,
+      maxReleaseBytes: r.maxReleaseBytes,
+      healthTimeoutMs: r.healthTimeoutMs,
+      watchMs: r.watchMs,
+      reinitialize: o.reinitialize === true,
+      onSelfUpdate: (release) => {
+        selfUpdating = release;
+        wake();
+      },
+      ...(pause ? { pause } : {}),
+    });
+  } catch (e: unknown) {
+    await removePidFile(pidFile);
+    throw e;
+  }
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
 

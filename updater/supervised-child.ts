@@ -183,6 +183,10 @@ export class SupervisedChild {
     const instance = randomBytes(16).toString('hex');
     const logOffset = await sizeOf(this.#o.logFile);
     let child: ChildProcess;
+    // Set before the first await: spawn reports ENOENT (missing binary or cwd) on the next
+    // tick, and an 'error' with no listener would end the updater.
+    let spawnError: Error | undefined;
+    let onError: (e: Error) => void = (e) => (spawnError = e);
     try {
       const fh = await open(this.#o.logFile, 'a', 0o600);
       try {
@@ -192,6 +196,7 @@ export class SupervisedChild {
           stdio: ['ignore', fh.fd, fh.fd],
           env: { ...this.#o.env, [RELEASE_VERSION_ENV]: release.version, [this.#o.instanceEnv]: instance },
         });
+        child.on('error', (e: Error) => onError(e));
       } finally {
         await fh.close();
       }
@@ -209,10 +214,12 @@ export class SupervisedChild {
       logOffset,
       exit: undefined,
     };
-    // `on`, not `once`: a later failure (a kill of a gone process) must not go unhandled.
-    child.on('error', (e: Error) => {
+    // Every error, not only the first: a later failure (a kill of a gone process) must not go
+    // unhandled either.
+    onError = (e: Error) => {
       running.exit ??= `${this.#o.name} could not be started: ${e.message}`;
-    });
+    };
+    if (spawnError) onError(spawnError);
     child.once('exit', (code, signal) => {
       running.exit = signal
         ? `${this.#o.name} was killed by ${signal}`

@@ -31,6 +31,10 @@ const GROUPS: Record<string, Group> = {
     description: 'ship worker logs to the controller over syslog-over-TLS',
     load: async () => (await import('./commands/forwarder.js')).registerForwarderCommands,
   },
+  worker: {
+    description: 'install or remove a worker node on this machine',
+    load: async () => (await import('./commands/worker.js')).registerWorkerCommands,
+  },
   up: {
     description: 'bring up a local fleet on loopback to try Corral',
     load: async () => (await import('./commands/up.js')).registerUpCommand,

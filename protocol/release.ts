@@ -56,6 +56,11 @@ export const ReleaseManifest = Type.Object(
      * serve options (state dir, root, listen address) to these arguments.
      */
     updater: Type.Optional(StartSpec),
+    /**
+     * Starts the log forwarder from this release; an updater that supervises its children
+     * runs it beside the agent (and restarts it into each new release).
+     */
+    forwarder: Type.Optional(StartSpec),
     /** What was packed, as listed in the source manifest. */
     include: Include,
     createdBy: Type.Optional(Type.String({ maxLength: 256 })),
@@ -71,6 +76,7 @@ export const ReleaseSourceManifest = Type.Object(
     version: Type.Optional(ReleaseVersion),
     start: StartSpec,
     updater: Type.Optional(StartSpec),
+    forwarder: Type.Optional(StartSpec),
     include: Include,
     /** Paths under included directories to leave out (e.g. test fixtures with keys). */
     exclude: Type.Optional(Exclude),

@@ -105,8 +105,8 @@ describe('self-destruct', () => {
       d.install,
       '--extra-dir',
       d.updater,
-      '--log-poll-ms',
-      '100',
+      '--log-poll',
+      '100ms',
       '--log-level',
       'warn',
     ]);

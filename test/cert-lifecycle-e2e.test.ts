@@ -152,7 +152,7 @@ describe('certificate lifecycle with real processes', () => {
     await chmod(join(w.stateDir, 'bundle', 'agent.key'), 0o600);
     await serve();
 
-    const agent = await startAgent(w, ['--backoff-base-ms', '300', '--backoff-cap-ms', '600']);
+    const agent = await startAgent(w, ['--backoff-base', '300ms', '--backoff-cap', '600ms']);
     const expiredLines = await poll('four expiry lines in the agent log', async () => {
       const lines = (await logLines(agent.logFile)).filter((l) =>
         String(l.msg).startsWith('heartbeat failed'),
@@ -195,10 +195,10 @@ describe('certificate lifecycle with real processes', () => {
     const w = await enroll('renew-loop');
     // Always due (renew 100 days before a 90-day expiry): the agent renews after every heartbeat.
     const agent = await startAgent(w, [
-      '--heartbeat-interval-ms',
-      '500',
-      '--renew-before-ms',
-      String(100 * 86_400_000),
+      '--heartbeat-interval',
+      '500ms',
+      '--renew-before',
+      `${100 * 86_400_000}ms`,
     ]);
     const renewals = async (): Promise<number> =>
       (await admin.get<AuditListResponse>('/v1/audit?limit=1000')).entries.filter(

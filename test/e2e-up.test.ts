@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { access, readFile, readdir } from 'node:fs/promises';
+import { access, cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCorral } from '../cli/up/corral-cli.js';
 import { CLI, isAlive, pidsWhere, poll } from './fleet-fixture.js';
 
 const WORKERS = 2;
@@ -11,7 +12,7 @@ const SAMPLE_SERVICES = 5;
 async function servicePids(dir: string): Promise<number[]> {
   const pids: number[] = [];
   for (let n = 1; n <= WORKERS; n++) {
-    const root = join(dir, `worker-${n}`, 'services');
+    const root = join(dir, `worker-${n}`, 'state', 'services');
     for (const name of await readdir(root).catch(() => [] as string[])) {
       const rec = JSON.parse(await readFile(join(root, name, 'state.json'), 'utf8')) as {
         process: { pid: number } | null;
@@ -36,7 +37,7 @@ describe('corral up', () => {
         '--heartbeat-interval',
         '2s',
         '--for',
-        '150s',
+        '600s',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -66,7 +67,8 @@ describe('corral up', () => {
             services.every((l) => / running /.test(l));
           return ok ? last : undefined;
         },
-        120_000,
+        // Includes installing release 0 (one copy of Corral) and each worker.
+        300_000,
       );
       expect(out).toContain(`CORRAL_HOME=${join(dir, 'controller')} npx corral controller services`);
       expect(snapshot).toMatch(/^HOST +ADDRESS +STATUS/m);
@@ -74,6 +76,42 @@ describe('corral up', () => {
       expect(pids).toHaveLength(SAMPLE_SERVICES);
       for (const pid of pids) expect(await isAlive(pid)).toBe(true);
       expect((await pidsWhere((c) => c.includes(dir))).length).toBeGreaterThanOrEqual(1 + 3 * WORKERS);
+
+      // The updater owns each agent from the start, so the first update is an ordinary swap.
+      const version = /release (\S+) installed once for every worker \((\S+)\)/.exec(out);
+      expect(version, out).not.toBeNull();
+      const src = join(dir, 'next-src');
+      await cp(version![2]!, src, { recursive: true, verbatimSymlinks: true });
+      const manifest = JSON.parse(await readFile(join(src, 'manifest.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >;
+      await rm(join(src, 'manifest.json'));
+      await writeFile(
+        join(src, 'corral-release.json'),
+        JSON.stringify({ ...manifest, version: undefined, exclude: ['**/test/fixtures'] }),
+      );
+      const next = `${version![1]}-up.1`;
+      const env = { ...process.env, CORRAL_HOME: join(dir, 'controller') };
+      const tarball = join(dir, 'next.tar.gz');
+      const packed = await runCorral(CLI, [
+        'controller',
+        'release',
+        'pack',
+        src,
+        '--version',
+        next,
+        '--out',
+        tarball,
+      ]);
+      expect(packed.code, packed.stderr).toBe(0);
+      const update = await runCorral(CLI, ['controller', 'update', '--release', tarball, '--all', '--json'], {
+        env,
+        timeoutMs: 600_000,
+      });
+      expect(update.code, update.stderr).toBe(0);
+      const hosts = (JSON.parse(update.stdout) as { hosts: { outcome: string }[] }).hosts;
+      expect(hosts.map((h) => h.outcome)).toEqual(Array.from({ length: WORKERS }, () => 'updated'));
     } finally {
       child.kill('SIGINT');
       await exited;
@@ -84,5 +122,5 @@ describe('corral up', () => {
     await expect(access(dir)).rejects.toThrow();
     for (const pid of pids) expect(await isAlive(pid)).toBe(false);
     expect(await pidsWhere((c) => c.includes(dir))).toEqual([]);
-  }, 180_000);
+  }, 900_000);
 });

@@ -189,7 +189,7 @@ describe('updater managing the real corral agent', () => {
     expect((await agentHealth(w))?.version).toBe('1.1.0');
 
     const bad = await pushRelease({
-      file: await realAgentRelease('1.2.0', ['--heartbeat-interval-ms', 'soon']),
+      file: await realAgentRelease('1.2.0', ['--heartbeat-interval', 'soon']),
       targets: [t],
       tls,
     });
@@ -197,7 +197,7 @@ describe('updater managing the real corral agent', () => {
       outcome: 'rolled-back',
       current: '1.1.0',
     });
-    expect(bad.results[0]?.agentOutput).toContain('--heartbeat-interval-ms');
+    expect(bad.results[0]?.agentOutput).toContain('--heartbeat-interval');
     expect((await agentHealth(w))?.version).toBe('1.1.0');
   });
 });

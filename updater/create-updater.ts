@@ -45,6 +45,11 @@ export interface UpdaterOptions {
   readonly listen: { readonly host: string; readonly port: number };
   /** Restart the agent with this command (no shell) instead of supervising it as a child. */
   readonly agentRestartCommand?: readonly string[];
+  /**
+   * Whether the built-in runner also runs the forwarder a release names (default true): the
+   * updater is then the whole supervision tree of a node without a service manager.
+   */
+  readonly superviseForwarder?: boolean;
   /** Replaces the built-in runners (each is chosen from the options above otherwise). */
   readonly runner?: AgentRunner;
   /** Environment for the agent (the CLI passes its own). */
@@ -121,6 +126,18 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
           processFile: layout.agentFile,
           logFile: layout.agentLog,
           command: (release) => expandStart(release.manifest.start, vars(release)),
+          ...(o.superviseForwarder !== false
+            ? {
+                forwarder: {
+                  processFile: layout.forwarderFile,
+                  logFile: layout.forwarderLog,
+                  command: (release: AgentRelease) =>
+                    release.manifest.forwarder
+                      ? expandStart(release.manifest.forwarder, vars(release))
+                      : null,
+                },
+              }
+            : {}),
           env: o.env,
           log: log.child({ component: 'agent' }),
           clock,

@@ -20,6 +20,11 @@ export interface ReleaseLayout {
   readonly historyFile: string;
   readonly agentFile: string;
   readonly agentLog: string;
+  /** The forwarder the updater runs beside the agent: its pid file and its output. */
+  readonly forwarderFile: string;
+  readonly forwarderLog: string;
+  /** The running updater's own pid file (written by `corral updater serve`). */
+  readonly updaterPidFile: string;
   readonly updaterLog: string;
   readonly selfReleasesDir: string;
   readonly selfCurrentLink: string;
@@ -39,6 +44,9 @@ export function releaseLayout(root: string): ReleaseLayout {
     historyFile: join(metaDir, 'history.json'),
     agentFile: join(metaDir, 'agent.json'),
     agentLog: join(metaDir, 'agent.log'),
+    forwarderFile: join(metaDir, 'forwarder.json'),
+    forwarderLog: join(metaDir, 'forwarder.log'),
+    updaterPidFile: join(metaDir, 'updater.json'),
     updaterLog: join(metaDir, 'updater.log'),
     selfReleasesDir: join(root, 'self', 'releases'),
     selfCurrentLink: join(root, 'self', 'current'),

@@ -77,5 +77,6 @@ export async function stageRelease(options: StageOptions): Promise<StagedRelease
   }
   expandStart(manifest.start, DUMMY_VARS);
   if (manifest.updater) expandStart(manifest.updater, DUMMY_VARS);
+  if (manifest.forwarder) expandStart(manifest.forwarder, DUMMY_VARS);
   return { treeDir, uploadFile: upload, manifest, bytes: received.bytes };
 }

@@ -12,6 +12,10 @@ import {
 } from '../../protocol/index.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { waitForShutdown } from '../../kit/shutdown.js';
+import { configPath } from '../config/config-file.js';
+import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
+import { refuseOldSpellings } from '../config/old-flags.js';
+import { runningRelease } from '../installation.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { settleShutdown } from '../shutdown-result.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
@@ -29,7 +33,8 @@ function int(value: string | undefined, name: string): number | undefined {
 }
 
 interface CommonOptions {
-  stateDir: string;
+  config?: string;
+  stateDir?: string;
   logFile?: string;
   installDir: string[];
   extraDir: string[];
@@ -39,26 +44,44 @@ interface CommonOptions {
 
 interface ServeOptions extends CommonOptions {
   listen?: string;
-  logLevel: string;
+  logLevel?: string;
   systemd: boolean;
-  heartbeatIntervalMs?: string;
-  heartbeatMinIntervalMs?: string;
-  backoffBaseMs?: string;
-  backoffCapMs?: string;
-  renewBeforeMs?: string;
+  heartbeatInterval?: string;
+  heartbeatMinInterval?: string;
+  backoffBase?: string;
+  backoffCap?: string;
+  renewBefore?: string;
   maxRestarts?: string;
-  restartWindowMs?: string;
-  restartBaseMs?: string;
-  adoptPollMs?: string;
-  logPollMs?: string;
-  stopGraceMs?: string;
+  restartWindow?: string;
+  restartBase?: string;
+  adoptPoll?: string;
+  logPoll?: string;
+  stopGrace?: string;
   concurrency?: string;
   reinitialize?: boolean;
 }
 
+/** The agent's duration flags, once written `--NAME-ms <n>`: the old spelling is refused. */
+const AGENT_DURATION_FLAGS = [
+  'heartbeat-interval',
+  'heartbeat-min-interval',
+  'backoff-base',
+  'backoff-cap',
+  'renew-before',
+  'restart-window',
+  'restart-base',
+  'adopt-poll',
+  'log-poll',
+  'stop-grace',
+] as const;
+
 function withCommon(cmd: Command): Command {
   return cmd
-    .requiredOption('--state-dir <dir>', 'agent state dir (holds bundle/, services/, logs/)')
+    .option('--config <file>', 'worker config file (YAML; default: $CORRAL_CONFIG); flags win over it')
+    .option(
+      '--state-dir <dir>',
+      "agent state dir (holds bundle/, services/, logs/); default: the config's stateDir",
+    )
     .option('--log-file <path>', `worker RFC 5424 log (default: <state-dir>/${WORKER_LOG_FILE})`)
     .option('--install-dir <dir>', 'Corral install dir that self-destruct deletes (repeatable)', collect, [])
     .option('--extra-dir <dir>', 'other Corral dir that self-destruct deletes (repeatable)', collect, [])
@@ -71,22 +94,50 @@ function withCommon(cmd: Command): Command {
     );
 }
 
-function selfDestructConfig(o: CommonOptions): SelfDestructConfig & { logFile: string } {
-  const stateDir = resolve(o.stateDir);
-  const logFile = resolve(o.logFile ?? join(stateDir, WORKER_LOG_FILE));
+/** The state dir from the flag, else the config file; neither is a usage error. */
+export function stateDirOf(flag: string | undefined, config: WorkerConfig, file: string | undefined): string {
+  const dir = flag ?? config.stateDir;
+  if (dir === undefined)
+    throw new CliExit(
+      EXIT_USAGE,
+      file
+        ? `give --state-dir, or stateDir in ${file}`
+        : 'give --state-dir, or a config file with stateDir (--config)',
+    );
+  return resolve(dir);
+}
+
+/** A repeatable flag wins over the config's list when given at least once. */
+const listOf = (flag: string[], fromConfig: string[] | undefined): string[] =>
+  flag.length > 0 ? flag.map((d) => resolve(d)) : [...(fromConfig ?? [])];
+
+function selfDestructConfig(
+  o: CommonOptions,
+  config: WorkerConfig,
+  file: string | undefined,
+): SelfDestructConfig & { logFile: string } {
+  const stateDir = stateDirOf(o.stateDir, config, file);
+  const a = config.agent ?? {};
+  const logFile = resolve(o.logFile ?? a.logFile ?? join(stateDir, WORKER_LOG_FILE));
   return {
     stateDir,
-    installDirs: o.installDir.map((d) => resolve(d)),
-    extraDirs: o.extraDir.map((d) => resolve(d)),
-    keepDirs: [dirname(logFile), ...o.keepDir.map((d) => resolve(d))],
-    units: o.unit,
+    installDirs: listOf(o.installDir, a.installDirs),
+    extraDirs: listOf(o.extraDir, a.extraDirs),
+    keepDirs: [dirname(logFile), ...listOf(o.keepDir, a.keepDirs)],
+    units: o.unit.length > 0 ? o.unit : [...(a.units ?? [])],
     logFile,
   };
 }
 
+/**
+ * The agent's version, learned by itself: the manifest of the release it runs from (so an agent
+ * a service manager started reports the right one), else what the updater passed, else the
+ * package's. The heartbeat schema takes release versions only.
+ */
 function agentVersion(fallback: string): string {
+  const fromRelease = runningRelease().version;
+  if (fromRelease !== undefined) return fromRelease;
   const fromEnv = process.env[RELEASE_VERSION_ENV];
-  // The heartbeat schema takes release versions only; anything else would be refused there.
   return fromEnv !== undefined && RELEASE_VERSION_RE.test(fromEnv) ? fromEnv : fallback;
 }
 
@@ -101,15 +152,28 @@ function reinitializeReport(replaced: readonly Reinitialized[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-async function serve(o: ServeOptions, version: string, io: Output): Promise<void> {
-  const stateDir = resolve(o.stateDir);
+async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io: Output): Promise<void> {
+  const file = configPath(o.config);
+  const config = await loadWorkerConfig(file);
+  const a = config.agent ?? {};
+  const stateDir = stateDirOf(o.stateDir, config, file);
   const { manifest } = (await loadWorkerIdentity(stateDir, 'agent')).bundle;
   const listen = hostPortOption(
     '--listen',
-    o.listen ?? `0.0.0.0:${manifest.agentPort || DEFAULT_AGENT_PORT}`,
+    o.listen ?? a.listen ?? `0.0.0.0:${manifest.agentPort || DEFAULT_AGENT_PORT}`,
   );
-  const log = pino({ name: 'corral-agent', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
-  const sd = selfDestructConfig(o);
+  const log = pino({
+    name: 'corral-agent',
+    level: o.logLevel ?? a.logLevel ?? 'info',
+    redact: [...LOG_REDACT_PATHS],
+  });
+  const sd = selfDestructConfig(o, config, file);
+  const ms = (flag: string, value: string | undefined): number | undefined =>
+    value === undefined ? undefined : durationFlag(flag, value);
+  const heartbeatIntervalMs = ms('--heartbeat-interval', o.heartbeatInterval) ?? a.heartbeatIntervalMs;
+  const stopGraceMs = ms('--stop-grace', o.stopGrace) ?? a.stopGraceMs;
+  const concurrency = int(o.concurrency, '--concurrency') ?? a.concurrency;
+  const systemd = systemdFlag ? o.systemd : (a.systemd ?? true);
   const script = process.argv[1];
   const { createAgent } = await agentLib();
   const agent = await createAgent({
@@ -120,30 +184,30 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     logFile: sd.logFile,
     baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' },
     heartbeat: {
-      ...(o.heartbeatIntervalMs && { intervalMs: int(o.heartbeatIntervalMs, '--heartbeat-interval-ms') }),
-      ...(o.heartbeatMinIntervalMs && {
-        minIntervalMs: int(o.heartbeatMinIntervalMs, '--heartbeat-min-interval-ms'),
+      ...(heartbeatIntervalMs !== undefined && { intervalMs: heartbeatIntervalMs }),
+      ...(o.heartbeatMinInterval && {
+        minIntervalMs: ms('--heartbeat-min-interval', o.heartbeatMinInterval),
       }),
-      ...(o.backoffBaseMs && { backoffBaseMs: int(o.backoffBaseMs, '--backoff-base-ms') }),
-      ...(o.backoffCapMs && { backoffCapMs: int(o.backoffCapMs, '--backoff-cap-ms') }),
-      ...(o.renewBeforeMs && { renewBeforeMs: int(o.renewBeforeMs, '--renew-before-ms') }),
+      ...(o.backoffBase && { backoffBaseMs: ms('--backoff-base', o.backoffBase) }),
+      ...(o.backoffCap && { backoffCapMs: ms('--backoff-cap', o.backoffCap) }),
+      ...(o.renewBefore && { renewBeforeMs: ms('--renew-before', o.renewBefore) }),
     },
     restart: {
       ...(o.maxRestarts && { maxRestarts: int(o.maxRestarts, '--max-restarts') }),
-      ...(o.restartWindowMs && { windowMs: int(o.restartWindowMs, '--restart-window-ms') }),
-      ...(o.restartBaseMs && { baseDelayMs: int(o.restartBaseMs, '--restart-base-ms') }),
+      ...(o.restartWindow && { windowMs: ms('--restart-window', o.restartWindow) }),
+      ...(o.restartBase && { baseDelayMs: ms('--restart-base', o.restartBase) }),
     },
-    ...(o.adoptPollMs && { adoptPollMs: int(o.adoptPollMs, '--adopt-poll-ms') }),
-    ...(o.logPollMs && { logPollMs: int(o.logPollMs, '--log-poll-ms') }),
-    ...(o.stopGraceMs && { defaultStopGraceMs: int(o.stopGraceMs, '--stop-grace-ms') }),
-    ...(o.concurrency && { concurrency: Math.max(1, int(o.concurrency, '--concurrency') ?? 1) }),
+    ...(o.adoptPoll && { adoptPollMs: ms('--adopt-poll', o.adoptPoll) }),
+    ...(o.logPoll && { logPollMs: ms('--log-poll', o.logPoll) }),
+    ...(stopGraceMs !== undefined && { defaultStopGraceMs: stopGraceMs }),
+    ...(concurrency !== undefined && { concurrency: Math.max(1, concurrency) }),
     reinitialize: o.reinitialize === true,
     selfDestruct: {
       installDirs: sd.installDirs,
       extraDirs: sd.extraDirs,
       keepDirs: sd.keepDirs,
       units: sd.units,
-      systemd: o.systemd ? 'auto' : 'never',
+      systemd: systemd ? 'auto' : 'never',
       ...(script && { reaperCommand: [process.execPath, resolve(script), 'agent', 'reap', '--plan'] }),
     },
   });
@@ -166,7 +230,8 @@ async function selfDestruct(
 ): Promise<void> {
   if (!o.dryRun && !o.yes)
     throw new CliExit(EXIT_USAGE, 'pass --dry-run to list what would go, or --yes to do it here');
-  const config = selfDestructConfig(o);
+  const file = configPath(o.config);
+  const config = selfDestructConfig(o, await loadWorkerConfig(file), file);
   const { planFromDisk, runReaper, serviceDirs, DEFAULT_STOP_GRACE_MS } = await agentLib();
   const plan = await planFromDisk(
     config.stateDir,
@@ -218,30 +283,32 @@ export function registerAgentCommands(program: Command, io: Output): Command {
       '--listen <host:port>',
       'address to listen on (default 0.0.0.0:<agent port in the bundle>; port 0 picks one)',
     )
-    .option('--log-level <level>', 'pino log level', 'info')
+    .option('--log-level <level>', 'pino log level (default info)')
     .option('--no-systemd', 'never start the self-destruct reaper through systemd-run')
     .option(
       '--reinitialize',
       'replace state files that are missing or damaged (moved aside as *.damaged-TIME), saying what that destroys',
     )
-    .option('--heartbeat-interval-ms <n>', 'heartbeat interval before the controller sets one');
+    .option('--heartbeat-interval <duration>', 'heartbeat interval before the controller sets one (30s)');
   for (const [flag, help] of [
-    ['--heartbeat-min-interval-ms <n>', 'shortest heartbeat interval honoured'],
-    ['--backoff-base-ms <n>', 'first backoff while the controller is down'],
-    ['--backoff-cap-ms <n>', 'longest backoff while the controller is down'],
-    ['--renew-before-ms <n>', 'renew the certificate this long before it expires'],
+    ['--heartbeat-min-interval <duration>', 'shortest heartbeat interval honoured'],
+    ['--backoff-base <duration>', 'first backoff while the controller is down'],
+    ['--backoff-cap <duration>', 'longest backoff while the controller is down'],
+    ['--renew-before <duration>', 'renew the certificate this long before it expires'],
     ['--max-restarts <n>', 'restarts in the window before a service is failed'],
-    ['--restart-window-ms <n>', 'crash-loop window'],
-    ['--restart-base-ms <n>', 'first restart backoff'],
-    ['--adopt-poll-ms <n>', 'how often re-adopted processes are checked'],
-    ['--log-poll-ms <n>', 'how often service output is copied to the worker log'],
-    ['--stop-grace-ms <n>', 'default time between SIGTERM and SIGKILL'],
+    ['--restart-window <duration>', 'crash-loop window'],
+    ['--restart-base <duration>', 'first restart backoff'],
+    ['--adopt-poll <duration>', 'how often re-adopted processes are checked'],
+    ['--log-poll <duration>', 'how often service output is copied to the worker log'],
+    ['--stop-grace <duration>', 'default time between SIGTERM and SIGKILL'],
     ['--concurrency <n>', 'services started or stopped at once by a reconcile'],
   ] as const) {
     serveCmd.addOption(new Option(flag, help).hideHelp());
   }
+  refuseOldSpellings(serveCmd, AGENT_DURATION_FLAGS);
   serveCmd.action(async (opts: ServeOptions, cmd: Command) => {
-    await serve(opts, agentVersion(cmd.parent?.parent?.version() ?? '0.0.0'), io);
+    const systemdFlag = cmd.getOptionValueSource('systemd') === 'cli';
+    await serve(opts, systemdFlag, agentVersion(cmd.parent?.parent?.version() ?? '0.0.0'), io);
   });
 
   withCommon(

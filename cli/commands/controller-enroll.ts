@@ -147,6 +147,7 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
     });
     // The token goes in on stdin, never on the command line, where `ps` shows it to every user.
     const command = `corral agent join --controller ${res.controller} --ca-pin ${res.caPin} --state-dir <agent-state-dir> --token-file -`;
+    const installCommand = `corral worker install --controller ${res.controller} --ca-pin ${res.caPin} --name ${res.view.name} --token-file -`;
     const view = {
       id: res.view.id,
       name: res.view.name,
@@ -155,6 +156,7 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
       controller: res.controller,
       expiresAt: res.view.expiresAt,
       command,
+      installCommand,
     };
     if (opts.json) {
       io.out(renderJson(view));
@@ -171,7 +173,7 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
       ]),
     );
     io.out(
-      `\nOn the worker (paste the token when asked, or pipe it in; it never shows in ps):\n  ${command}\n`,
+      `\nOn a fresh worker, install and join in one go (paste the token when asked, or pipe it in; it never shows in ps):\n  ${installCommand}\nOr only join, for daemons you run yourself:\n  ${command}\n`,
     );
   });
 

@@ -25,6 +25,9 @@ import { formatHostPort, isWildcardHost, parseHostPort } from '../../kit/host-po
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
+import { configPath } from '../config/config-file.js';
+import { loadControllerConfig } from '../config/controller-config.js';
+import { removePidFile, writePidFile } from '../pid-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
@@ -223,24 +226,59 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         String(DEFAULT_EVENT_RETENTION.maxPerHost),
       )
       .option('--log-level <level>', 'pino log level', 'info')
+      .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
-    async (opts: {
-      stateDir?: string;
-      adminListen: string;
-      workerListen: string;
-      joinListen?: string;
-      syslogListen?: string;
-      joinAllowedCidr: string[];
-      heartbeatInterval: string;
-      heartbeatRate: string;
-      heartbeatBytes: string;
-      heartbeatBudget: boolean;
-      eventMaxAge: string;
-      eventsPerHost: string;
-      logLevel: string;
-      reinitialize?: boolean;
-    }) => {
+    async (
+      given: {
+        config?: string;
+        stateDir?: string;
+        adminListen: string;
+        workerListen: string;
+        joinListen?: string;
+        syslogListen?: string;
+        joinAllowedCidr: string[];
+        heartbeatInterval: string;
+        heartbeatRate: string;
+        heartbeatBytes: string;
+        heartbeatBudget: boolean;
+        eventMaxAge: string;
+        eventsPerHost: string;
+        logLevel: string;
+        reinitialize?: boolean;
+      },
+      cmd: Command,
+    ) => {
+      const file = configPath(given.config);
+      const c = (await loadControllerConfig(file)).controller ?? {};
+      const fromFile = (name: string, value: string | undefined): string | undefined =>
+        cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
+      const opts = {
+        ...given,
+        stateDir: given.stateDir ?? (file ? (await loadControllerConfig(file)).stateDir : undefined),
+        adminListen: fromFile('adminListen', c.adminListen) ?? given.adminListen,
+        workerListen: fromFile('workerListen', c.workerListen) ?? given.workerListen,
+        joinListen: given.joinListen ?? c.joinListen,
+        syslogListen: given.syslogListen ?? c.syslogListen,
+        joinAllowedCidr:
+          given.joinAllowedCidr.length > 0 ? given.joinAllowedCidr : (c.joinAllowedCidrs ?? []),
+        heartbeatInterval:
+          fromFile(
+            'heartbeatInterval',
+            c.heartbeatInterval !== undefined ? `${c.heartbeatInterval}ms` : undefined,
+          ) ?? given.heartbeatInterval,
+        heartbeatRate:
+          fromFile('heartbeatRate', c.heartbeatRate !== undefined ? String(c.heartbeatRate) : undefined) ??
+          given.heartbeatRate,
+        heartbeatBytes: fromFile('heartbeatBytes', c.heartbeatBytes) ?? given.heartbeatBytes,
+        eventMaxAge:
+          fromFile('eventMaxAge', c.eventMaxAge !== undefined ? `${c.eventMaxAge}ms` : undefined) ??
+          given.eventMaxAge,
+        eventsPerHost:
+          fromFile('eventsPerHost', c.eventsPerHost !== undefined ? String(c.eventsPerHost) : undefined) ??
+          given.eventsPerHost,
+        logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
+      };
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
       const worker = hostPortOption('--worker-listen', opts.workerListen);
@@ -296,6 +334,9 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         eventRetention: { maxAgeMs, maxPerHost },
         extras: controllerExtraListeners(stateDir, syslog, log),
       });
+      // Found by `controller install` (is it running?) and by operators; removed on stop.
+      const pidFile = `${stateDir}/run/controller.json`;
+      await writePidFile(pidFile, 'controller serve');
       if (joinPolicy.allowedCidrs.length > 0)
         log.info({ allowedCidrs: joinPolicy.allowedCidrs }, 'joins may claim only these addresses');
       // The controller runs its own phases (controller/serve.ts); this waits for them once.
@@ -318,6 +359,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const failed = [...settleShutdown(log, result), ...outcomes.filter((o) => !o.ok)];
       for (const o of outcomes.filter((x) => !x.ok))
         log.error({ phase: o.name, timedOut: o.timedOut ?? false, err: o.error }, 'shutdown phase failed');
+      await removePidFile(pidFile);
       log.info({ phases: outcomes.length, failed: failed.length }, 'stopped');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
       if (failed.length > 0)

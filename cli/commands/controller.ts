@@ -4,6 +4,7 @@ import { registerControllerAuditCommand } from './controller-audit.js';
 import { registerControllerDeployCommands } from './controller-deploy.js';
 import { registerControllerEnrollCommands } from './controller-enroll.js';
 import { registerControllerHostCommands } from './controller-hosts.js';
+import { registerControllerInstallCommand } from './controller-install.js';
 import { registerControllerOpsCommands } from './controller-ops.js';
 import { registerControllerReleaseCommands } from './controller-release.js';
 import { registerControllerServeCommands } from './controller-serve.js';
@@ -14,6 +15,7 @@ export function registerControllerCommands(program: Command, io: Output): Comman
     .command('controller')
     .description('run and drive the controller: CA, enrollment, fleet state');
   registerControllerServeCommands(controller, io);
+  registerControllerInstallCommand(controller, io);
   registerControllerEnrollCommands(controller, io);
   registerControllerHostCommands(controller, io);
   registerControllerAuditCommand(controller, io);

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import {
@@ -12,6 +12,10 @@ import {
 import { ensurePrivateDir } from '../../pki/index.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { waitForShutdown } from '../../kit/shutdown.js';
+import { WORKER_LOG_FILE } from '../../protocol/index.js';
+import { configPath } from '../config/config-file.js';
+import { refuseOldSpellings } from '../config/old-flags.js';
+import { durationFlag, loadWorkerConfig } from '../config/worker-config.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { settleShutdown } from '../shutdown-result.js';
 import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
@@ -21,27 +25,46 @@ import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 export const FORWARDER_POSITIONS_FILE = 'forwarder/positions.db';
 
 interface RunOptions {
-  stateDir: string;
+  config?: string;
+  stateDir?: string;
   file: string[];
   controller?: string;
-  mode: string;
-  pollIntervalMs: string;
-  logLevel: string;
-}
-
-function positiveInt(value: string, name: string): number {
-  if (!/^\d{1,9}$/.test(value) || Number(value) < 1)
-    throw new CliExit(EXIT_USAGE, `${name} must be a positive integer`);
-  return Number(value);
+  mode?: string;
+  pollInterval?: string;
+  logLevel?: string;
 }
 
 function isMode(value: string): value is ForwarderMode {
   return (FORWARDER_MODES as readonly string[]).includes(value);
 }
 
-async function run(o: RunOptions): Promise<void> {
-  if (!isMode(o.mode)) throw new CliExit(EXIT_USAGE, `--mode must be one of ${FORWARDER_MODES.join(', ')}`);
-  const pollIntervalMs = positiveInt(o.pollIntervalMs, '--poll-interval-ms');
+async function run(opts: RunOptions): Promise<void> {
+  const file = configPath(opts.config);
+  const config = await loadWorkerConfig(file);
+  const f = config.forwarder ?? {};
+  const stateDir = opts.stateDir ?? config.stateDir;
+  if (stateDir === undefined)
+    throw new CliExit(
+      EXIT_USAGE,
+      file ? `give --state-dir, or stateDir in ${file}` : 'give --state-dir (or --config)',
+    );
+  const mode = opts.mode ?? f.mode ?? 'corral';
+  if (!isMode(mode)) throw new CliExit(EXIT_USAGE, `--mode must be one of ${FORWARDER_MODES.join(', ')}`);
+  const files =
+    opts.file.length > 0
+      ? opts.file
+      : (f.files ?? [config.agent?.logFile ?? join(resolve(stateDir), WORKER_LOG_FILE)]);
+  const o = {
+    stateDir,
+    file: files,
+    mode,
+    logLevel: opts.logLevel ?? f.logLevel ?? 'info',
+    controller: opts.controller ?? f.controller,
+  };
+  const pollIntervalMs =
+    opts.pollInterval !== undefined
+      ? durationFlag('--poll-interval', opts.pollInterval)
+      : (f.pollIntervalMs ?? 250);
   const { bundle, identity: agent } = await loadWorkerIdentity(o.stateDir, 'agent');
   const target = o.controller ?? bundle.manifest.syslog;
   if (!target) throw new CliExit(EXIT_USAGE, 'no --controller given and the bundle names no syslog address');
@@ -154,25 +177,28 @@ export function registerForwarderCommands(program: Command, io: Output): Command
     .command('forwarder')
     .description('ship worker logs to the controller over syslog-over-TLS');
 
-  forwarder
+  const runCmd = forwarder
     .command('run')
     .description('tail RFC 5424 log files and ship every line over mutual TLS, following rotations')
-    .requiredOption(
-      '--state-dir <dir>',
-      'worker state dir (holds bundle/; positions go to forwarder/positions.db)',
+    .option('--config <file>', 'worker config file (YAML; default: $CORRAL_CONFIG); flags win over it')
+    .option('--state-dir <dir>', 'worker state dir (holds bundle/; positions go to forwarder/positions.db)')
+    .option(
+      '--file <path>',
+      `log file to follow (repeat for more; default: the config's files, else <state-dir>/${WORKER_LOG_FILE})`,
+      collect,
+      [],
     )
-    .requiredOption('--file <path>', 'log file to follow (repeat for more)', collect)
     .option('--controller <host:port>', "syslog listener to send to (default: the bundle's syslog address)")
     .option(
       '--mode <mode>',
-      `corral (exactly once, Corral's listener) or rfc5425 (any receiver, at least once)`,
-      'corral',
+      `corral (exactly once, Corral's listener; the default) or rfc5425 (any receiver, at least once)`,
     )
-    .option('--poll-interval-ms <n>', 'how often idle files are looked at again', '250')
-    .option('--log-level <level>', 'pino log level', 'info')
-    .action(async (opts: RunOptions) => {
-      await run(opts);
-    });
+    .option('--poll-interval <duration>', 'how often idle files are looked at again (default 250ms)')
+    .option('--log-level <level>', 'pino log level (default info)');
+  refuseOldSpellings(runCmd, ['poll-interval']);
+  runCmd.action(async (opts: RunOptions) => {
+    await run(opts);
+  });
   forwarder
     .command('status')
     .description(

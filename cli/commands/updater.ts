@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import {
   DEFAULT_MAX_RELEASE_BYTES,
   DEFAULT_UPDATER_LISTEN,
@@ -25,35 +26,95 @@ import {
   type PausePhase,
   watchStanding,
 } from '../../updater/index.js';
-import { parseDurationMs } from '../duration.js';
-import { settleShutdown } from '../shutdown-result.js';
-import { CliExit, EXIT_USAGE } from '../exit.js';
+import { CONFIG_ENV, configPath } from '../config/config-file.js';
+import { refuseOldSpellings } from '../config/old-flags.js';
+import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
+import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { removePidFile, runningPid, writePidFile } from '../pid-file.js';
 import type { Output } from '../output.js';
+import { settleShutdown } from '../shutdown-result.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
 
 /** How long closing the updater may take: it may stop the agent (SIGTERM, then SIGKILL). */
 const UPDATER_CLOSE_TIMEOUT_MS = 60_000;
+/** How often the updater asks the controller whether its host is still enrolled. */
+const DEFAULT_STANDING_INTERVAL = '5m';
 
 /** Test hook, read only here: `CORRAL_TEST_UPDATER_PAUSE=<phase>:<ms>` holds updates at a phase. */
 const PAUSE_ENV = 'CORRAL_TEST_UPDATER_PAUSE';
 
 interface ServeOptions {
-  stateDir: string;
-  root: string;
-  listen: string;
+  config?: string;
+  stateDir?: string;
+  root?: string;
+  listen?: string;
   agentStateDir?: string;
   agentRestartCommand?: string;
   selfRestartCommand?: string;
-  keep: string;
-  maxReleaseBytes: string;
-  healthTimeoutMs: string;
-  watch: string;
-  standingInterval: string;
+  keep?: string;
+  maxReleaseBytes?: string;
+  healthTimeout?: string;
+  watch?: string;
+  standingInterval?: string;
   reinitialize?: boolean;
 }
 
-/** How often the updater asks the controller whether its host is still enrolled. */
-const DEFAULT_STANDING_INTERVAL = '5m';
+/** Everything `serve` runs with, flags over the config file over the defaults. */
+interface Resolved {
+  readonly configFile: string | undefined;
+  readonly stateDir: string;
+  readonly root: string;
+  readonly listen: string;
+  readonly agentStateDir: string;
+  readonly agentRestartCommand: string[] | undefined;
+  readonly selfRestartCommand: string[] | undefined;
+  readonly keep: number;
+  readonly maxReleaseBytes: number;
+  readonly healthTimeoutMs: number;
+  readonly watchMs: number;
+  readonly standingMs: number;
+  readonly superviseForwarder: boolean;
+  readonly logLevel: string;
+}
+
+const words = (cmd: string | undefined): string[] | undefined =>
+  cmd === undefined ? undefined : cmd.split(/\s+/).filter(Boolean);
+
+function resolveServe(o: ServeOptions, config: WorkerConfig, configFile: string | undefined): Resolved {
+  const u = config.updater ?? {};
+  const stateDir = o.stateDir ?? config.stateDir;
+  const root = o.root ?? u.root;
+  const missing = (flag: string, key: string): never => {
+    throw new CliExit(
+      EXIT_USAGE,
+      configFile ? `give ${flag}, or ${key} in ${configFile}` : `give ${flag} (or --config with ${key})`,
+    );
+  };
+  if (stateDir === undefined) missing('--state-dir', 'stateDir');
+  if (root === undefined) missing('--root', 'updater.root');
+  return {
+    configFile,
+    stateDir: resolve(stateDir!),
+    root: resolve(root!),
+    listen: o.listen ?? u.listen ?? DEFAULT_UPDATER_LISTEN,
+    agentStateDir: resolve(o.agentStateDir ?? u.agentStateDir ?? stateDir!),
+    agentRestartCommand: words(o.agentRestartCommand) ?? u.agentRestartCommand,
+    selfRestartCommand: words(o.selfRestartCommand) ?? u.selfRestartCommand,
+    keep: o.keep !== undefined ? keepOption(o.keep) : (u.keep ?? DEFAULT_KEEP_RELEASES),
+    maxReleaseBytes:
+      o.maxReleaseBytes !== undefined
+        ? positiveInt(o.maxReleaseBytes, '--max-release-bytes')
+        : (u.maxReleaseBytes ?? DEFAULT_MAX_RELEASE_BYTES),
+    healthTimeoutMs:
+      o.healthTimeout !== undefined
+        ? durationFlag('--health-timeout', o.healthTimeout)
+        : (u.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS),
+    watchMs: o.watch !== undefined ? durationFlag('--watch', o.watch, true) : (u.watchMs ?? DEFAULT_WATCH_MS),
+    standingMs: durationFlag('--standing-interval', o.standingInterval ?? DEFAULT_STANDING_INTERVAL),
+    superviseForwarder: u.superviseForwarder ?? true,
+    logLevel: u.logLevel ?? 'info',
+  };
+}
 
 function positiveInt(value: string, name: string): number {
   if (!/^\d{1,15}$/.test(value) || Number(value) < 1)
@@ -70,16 +131,6 @@ function keepOption(value: string): number {
       '--keep must be at least 2 (the current release and the one a rollback goes to)',
     );
   return keep;
-}
-
-/** `--watch`: a duration (`30s`, `5m`, `500ms`), or 0 for no watch. */
-function watchOption(value: string): number {
-  if (/^0+(?:\.0+)?(?:ms|s|m|h)?$/.test(value.trim())) return 0;
-  try {
-    return parseDurationMs(value);
-  } catch (e: unknown) {
-    throw new CliExit(EXIT_USAGE, `--watch: ${e instanceof Error ? e.message : String(e)}`);
-  }
 }
 
 function pauseFromEnv(): ((phase: PausePhase) => Promise<void>) | undefined {
@@ -100,27 +151,36 @@ function ownVersion(fallback: string): string {
   return fromEnv !== undefined && RELEASE_VERSION_RE.test(fromEnv) ? fromEnv : fallback;
 }
 
-/** The serve options a successor updater gets (the same configuration as this one). */
-function serveArgs(o: ServeOptions): string[] {
+/** The serve options a successor updater gets: this one's, resolved (the config file named). */
+function serveArgs(r: Resolved): string[] {
   return [
+    ...(r.configFile ? ['--config', r.configFile] : []),
     '--state-dir',
-    o.stateDir,
+    r.stateDir,
     '--root',
-    o.root,
+    r.root,
     '--listen',
-    o.listen,
-    ...(o.agentStateDir ? ['--agent-state-dir', o.agentStateDir] : []),
-    ...(o.agentRestartCommand ? ['--agent-restart-command', o.agentRestartCommand] : []),
-    ...(o.selfRestartCommand ? ['--self-restart-command', o.selfRestartCommand] : []),
+    r.listen,
+    '--agent-state-dir',
+    r.agentStateDir,
+    ...(r.agentRestartCommand ? ['--agent-restart-command', r.agentRestartCommand.join(' ')] : []),
+    ...(r.selfRestartCommand ? ['--self-restart-command', r.selfRestartCommand.join(' ')] : []),
     '--keep',
-    o.keep,
+    String(r.keep),
     '--max-release-bytes',
-    o.maxReleaseBytes,
-    '--health-timeout-ms',
-    o.healthTimeoutMs,
+    String(r.maxReleaseBytes),
+    '--health-timeout',
+    `${r.healthTimeoutMs}ms`,
     '--watch',
-    o.watch,
+    `${r.watchMs}ms`,
   ];
+}
+
+/** The environment of every process the updater starts: its own, plus the config file. */
+function childEnv(r: Resolved): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (r.configFile) env[CONFIG_ENV] = r.configFile;
+  return env;
 }
 
 /**
@@ -128,82 +188,99 @@ function serveArgs(o: ServeOptions): string[] {
  * manager restart), or the release's own updater start command with this updater's options,
  * detached, with output appended to ROOT/.updater/updater.log.
  */
-function startSuccessor(o: ServeOptions, release: AgentRelease): void {
-  const env: NodeJS.ProcessEnv = { ...process.env, [UPDATER_VERSION_ENV]: release.version };
+function startSuccessor(r: Resolved, release: AgentRelease, log: Logger): void {
+  const env: NodeJS.ProcessEnv = { ...childEnv(r), [UPDATER_VERSION_ENV]: release.version };
   delete env[PAUSE_ENV];
-  if (o.selfRestartCommand) {
-    const [command, ...args] = o.selfRestartCommand.split(/\s+/).filter(Boolean);
-    spawn(command ?? '', args, { detached: true, stdio: 'ignore', env }).unref();
-    return;
-  }
-  const spec = release.manifest.updater;
-  if (!spec) return;
-  const root = resolve(o.root);
-  const stateDir = resolve(o.stateDir);
-  const start = expandStart(spec, {
-    release: release.dir,
-    version: release.version,
-    root,
-    stateDir,
-    agentStateDir: resolve(o.agentStateDir ?? o.stateDir),
-  });
-  const fd = openSync(releaseLayout(root).updaterLog, 'a', 0o600);
+  const failed = (e: unknown): void =>
+    log.error({ err: e, version: release.version }, 'successor updater could not be started');
   try {
-    spawn(start.command, [...start.args, ...serveArgs(o)], {
-      cwd: release.dir,
-      detached: true,
-      stdio: ['ignore', fd, fd],
-      env,
-    }).unref();
-  } finally {
-    closeSync(fd);
+    if (r.selfRestartCommand) {
+      const [command, ...args] = r.selfRestartCommand;
+      const child = spawn(command ?? '', args, { detached: true, stdio: 'ignore', env });
+      child.on('error', failed);
+      child.unref();
+      return;
+    }
+    const spec = release.manifest.updater;
+    if (!spec) return;
+    const start = expandStart(spec, {
+      release: release.dir,
+      version: release.version,
+      root: r.root,
+      stateDir: r.stateDir,
+      agentStateDir: r.agentStateDir,
+    });
+    const fd = openSync(releaseLayout(r.root).updaterLog, 'a', 0o600);
+    try {
+      const child = spawn(start.command, [...start.args, ...serveArgs(r)], {
+        cwd: release.dir,
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env,
+      });
+      child.on('error', failed);
+      child.unref();
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e: unknown) {
+    failed(e);
   }
 }
 
 async function serve(o: ServeOptions, version: string, io: Output): Promise<void> {
-  const { bundle, identity } = await loadWorkerIdentity(o.stateDir, 'updater');
-  const listen = hostPortOption('--listen', o.listen);
-  const keep = keepOption(o.keep);
-  const watchMs = watchOption(o.watch);
-  let standingMs: number;
-  try {
-    standingMs = parseDurationMs(o.standingInterval);
-  } catch (e: unknown) {
-    throw new CliExit(EXIT_USAGE, `--standing-interval: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  const log = pino({ name: 'corral-updater', redact: [...LOG_REDACT_PATHS] });
+  const configFile = configPath(o.config);
+  const r = resolveServe(o, await loadWorkerConfig(configFile), configFile);
+  const { bundle, identity } = await loadWorkerIdentity(r.stateDir, 'updater');
+  const listen = hostPortOption('--listen', r.listen);
+  // One updater per root, checked before it touches anything (a second one would start a
+  // second agent before failing to listen). Found by install, uninstall and self-destruct;
+  // removed when this updater stops.
+  const pidFile = releaseLayout(r.root).updaterPidFile;
+  const other = await runningPid(pidFile, ['updater', 'serve']);
+  if (other !== undefined && other !== process.pid)
+    throw new CliExit(EXIT_FAILURE, `another updater (pid ${other}) is running on ${r.root}`);
+  await mkdir(releaseLayout(r.root).metaDir, { recursive: true, mode: 0o700 });
+  await writePidFile(pidFile, 'updater serve');
+  const log = pino({ name: 'corral-updater', level: r.logLevel, redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
   const woken = new Promise<void>((r) => (wake = r));
   const pause = pauseFromEnv();
-  const updater = await createUpdater({
-    root: resolve(o.root),
-    stateDir: resolve(o.stateDir),
-    agentStateDir: resolve(o.agentStateDir ?? o.stateDir),
-    tls: { caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem },
-    controllerClientFingerprint: bundle.manifest.controllerClientFingerprint,
-    listen,
-    ...(o.agentRestartCommand
-      ? { agentRestartCommand: o.agentRestartCommand.split(/\s+/).filter(Boolean) }
-      : {}),
-    env: process.env,
-    updaterVersion: ownVersion(version),
-    log,
-    keep,
-    maxReleaseBytes: positiveInt(o.maxReleaseBytes, '--max-release-bytes'),
-    healthTimeoutMs: positiveInt(o.healthTimeoutMs, '--health-timeout-ms'),
-    watchMs,
-    reinitialize: o.reinitialize === true,
-    onSelfUpdate: (release) => {
-      selfUpdating = release;
-      wake();
-    },
-    ...(pause ? { pause } : {}),
-  });
+  let updater: Awaited<ReturnType<typeof createUpdater>>;
+  try {
+    updater = await createUpdater({
+      root: r.root,
+      stateDir: r.stateDir,
+      agentStateDir: r.agentStateDir,
+      tls: { caPem: bundle.caPem, certPem: identity.certPem, keyPem: identity.keyPem },
+      controllerClientFingerprint: bundle.manifest.controllerClientFingerprint,
+      listen,
+      ...(r.agentRestartCommand ? { agentRestartCommand: r.agentRestartCommand } : {}),
+      superviseForwarder: r.superviseForwarder,
+      env: childEnv(r),
+      updaterVersion: ownVersion(version),
+      log,
+      keep: r.keep,
+      maxReleaseBytes: r.maxReleaseBytes,
+      healthTimeoutMs: r.healthTimeoutMs,
+      watchMs: r.watchMs,
+      reinitialize: o.reinitialize === true,
+      onSelfUpdate: (release) => {
+        selfUpdating = release;
+        wake();
+      },
+      ...(pause ? { pause } : {}),
+    });
+  } catch (e: unknown) {
+    await removePidFile(pidFile);
+    throw e;
+  }
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
+
   const { writeDaemonPidFile } = await import('../../agent/index.js');
-  const pidFile = await writeDaemonPidFile(resolve(o.stateDir), 'updater', [resolve(o.root)]);
+  const daemonPidFile = await writeDaemonPidFile(r.stateDir, 'updater', [r.root]);
   // A host decommissioned while it was offline: the controller tells this host's agent
   // certificate so (the updater's own cannot be a TLS client), and the updater stops (with its
   // agent) and exits 0 instead of serving a host that is gone. No agent identity: no check.
@@ -214,7 +291,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     ? watchStanding({
         controller: bundle.manifest.controller,
         tls: () => ({ caPem: bundle.caPem, certPem: agentIdentity.certPem, keyPem: agentIdentity.keyPem }),
-        intervalMs: standingMs,
+        intervalMs: r.standingMs,
         log,
         signal: standingStop.signal,
       }).then((outcome) => {
@@ -239,6 +316,10 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
         run: () => updater.close({ keepAgent: selfUpdating !== undefined && !decommissioned }),
         timeoutMs: UPDATER_CLOSE_TIMEOUT_MS,
       },
+      {
+        name: 'remove the pid files',
+        run: async () => void (await Promise.all([removePidFile(pidFile), daemonPidFile.remove()])),
+      },
     ],
     {
       forceOnSecondSignal: true,
@@ -249,10 +330,9 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   settleShutdown(log, result);
   const release = decommissioned ? undefined : selfUpdating;
   if (release) {
-    startSuccessor(o, release);
+    startSuccessor(r, release, log);
     log.info({ version: release.version }, 'updater handed over to its new release');
   }
-  await pidFile.remove();
   if (decommissioned)
     log.warn('the controller says this host is decommissioned; the updater stopped and exits');
   log.flush();
@@ -264,12 +344,16 @@ export function registerUpdaterCommands(program: Command, io: Output): Command {
     .command('updater')
     .description('run the worker updater that installs pushed releases');
 
-  updater
+  const serveCmd = updater
     .command('serve')
     .description('serve the updater API (mTLS, controller only): install, swap, health-check, roll back')
-    .requiredOption('--state-dir <dir>', 'worker state dir (holds bundle/ and run/endpoints.json)')
-    .requiredOption('--root <dir>', 'release root: releases/<version>/, the current link, history')
-    .option('--listen <host:port>', 'address to listen on (port 0 picks one)', DEFAULT_UPDATER_LISTEN)
+    .option('--config <file>', 'worker config file (YAML; default: $CORRAL_CONFIG); flags win over it')
+    .option('--state-dir <dir>', 'worker state dir (holds bundle/ and run/endpoints.json)')
+    .option('--root <dir>', 'release root: releases/<version>/, the current link, history')
+    .option(
+      '--listen <host:port>',
+      `address to listen on (default ${DEFAULT_UPDATER_LISTEN}; port 0 picks one)`,
+    )
     .option('--agent-state-dir <dir>', "the agent's state dir (its health socket); default: --state-dir")
     .option(
       '--agent-restart-command <cmd>',
@@ -281,32 +365,29 @@ export function registerUpdaterCommands(program: Command, io: Output): Command {
     )
     .option(
       '--keep <n>',
-      'releases kept on disk (current and previous included)',
-      String(DEFAULT_KEEP_RELEASES),
+      `releases kept on disk (current and previous included; default ${DEFAULT_KEEP_RELEASES})`,
     )
-    .option('--max-release-bytes <n>', 'largest release accepted', String(DEFAULT_MAX_RELEASE_BYTES))
+    .option('--max-release-bytes <n>', `largest release accepted (default ${DEFAULT_MAX_RELEASE_BYTES})`)
     .option(
-      '--health-timeout-ms <n>',
-      'how long a new agent has to report its version',
-      String(DEFAULT_HEALTH_TIMEOUT_MS),
+      '--health-timeout <duration>',
+      `how long a new agent has to report its version (default ${DEFAULT_HEALTH_TIMEOUT_MS / 1000}s)`,
     )
     .option(
       '--watch <duration>',
-      'after the health check, watch a new release this long and roll back if its agent exits or turns unhealthy (0: no watch)',
-      `${DEFAULT_WATCH_MS / 1000}s`,
+      `after the health check, watch a new release this long and roll back if its agent exits or turns unhealthy (0: no watch; default ${DEFAULT_WATCH_MS / 1000}s)`,
     )
     .option(
       '--standing-interval <duration>',
-      'how often to ask the controller whether this host is still enrolled (exits 0 once it is decommissioned)',
-      DEFAULT_STANDING_INTERVAL,
+      `how often to ask the controller whether this host is still enrolled (exits 0 once it is decommissioned; default ${DEFAULT_STANDING_INTERVAL})`,
     )
     .option(
       '--reinitialize',
       `only where the journal is unusable and cannot be rebuilt from the release tree: start over, which ${REINITIALIZE_DESTROYS}`,
-    )
-    .action(async (opts: ServeOptions, cmd: Command) => {
-      const version = cmd.parent?.parent?.version() ?? '0.0.0';
-      await serve(opts, version, io);
-    });
+    );
+  refuseOldSpellings(serveCmd, ['health-timeout', 'watch']);
+  serveCmd.action(async (opts: ServeOptions, cmd: Command) => {
+    const version = cmd.parent?.parent?.version() ?? '0.0.0';
+    await serve(opts, version, io);
+  });
   return updater;
 }

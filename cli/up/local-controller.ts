@@ -52,6 +52,7 @@ export function isolatedEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.Proce
   delete env.CORRAL_URL;
   delete env.CORRAL_TOKEN;
   delete env.CORRAL_HOME;
+  delete env.CORRAL_CONFIG;
   return env;
 }
 

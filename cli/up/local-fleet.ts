@@ -2,8 +2,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CorralCommand } from './corral-cli.js';
 import { startLocalController, type LocalController } from './local-controller.js';
-import { startLocalWorker, type LocalWorker, type WorkerPlan } from './local-worker.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { installLocalWorker, startLocalWorker, type LocalWorker, type WorkerPlan } from './local-worker.js';
+import { runningRelease } from '../installation.js';
+import { installReleaseZero } from '../install/release-zero.js';
 
 export interface LocalFleetOptions {
   /** An existing directory the fleet owns: controller/ and one dir per worker go in it. */
@@ -17,6 +19,12 @@ export interface LocalFleetOptions {
   readonly workerListenHost?: string;
   /** Run an updater per worker (default true). */
   readonly updater?: boolean;
+  /**
+   * Set each worker up with `corral worker install` (default false: a hand-started agent beside
+   * an updater, for tests that kill agents): the updater then owns the agent and the forwarder,
+   * as on a real server. `corral up` does this.
+   */
+  readonly install?: boolean;
   /** Run a forwarder per worker (default true; only when the controller has a syslog listener). */
   readonly forwarder?: boolean;
   /** Workers started at once (each runs `controller enroll` and waits for its daemons). */
@@ -100,6 +108,19 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
     `controller listening: admin ${e.admin ?? '?'}, workers ${e.worker ?? '?'}, syslog ${e.syslog ?? 'none'}`,
   );
   const workers: LocalWorker[] = [];
+  let releaseFrom: string | undefined;
+  if (o.install) {
+    const running = runningRelease();
+    const version = running.version ?? running.packageVersion;
+    const zero = await installReleaseZero({
+      root: running.root,
+      prefix: join(o.dir, 'release-0'),
+      version,
+      createdBy: 'corral up',
+    });
+    releaseFrom = zero.layout.releaseDir(version);
+    progress(`release ${version} installed once for every worker (${releaseFrom})`);
+  }
   try {
     const queue = [...o.workers];
     const failures: unknown[] = [];
@@ -111,20 +132,24 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
             break;
           }
           try {
-            const worker = await startLocalWorker(
-              {
-                cli: o.cli,
-                controller,
-                stateDir: join(o.dir, plan.name),
-                heartbeatIntervalMs: o.heartbeatIntervalMs,
-                updater: o.updater ?? true,
-                forwarder: syslog,
-                ...(o.startTimeoutMs !== undefined ? { startTimeoutMs: o.startTimeoutMs } : {}),
-              },
-              plan,
-            );
+            const options = {
+              cli: o.cli,
+              controller,
+              stateDir: join(o.dir, plan.name),
+              heartbeatIntervalMs: o.heartbeatIntervalMs,
+              updater: o.updater ?? true,
+              forwarder: syslog,
+              ...(o.startTimeoutMs !== undefined ? { startTimeoutMs: o.startTimeoutMs } : {}),
+            };
+            const worker =
+              releaseFrom !== undefined
+                ? await installLocalWorker({ ...options, releaseFrom }, plan)
+                : await startLocalWorker(options, plan);
             workers.push(worker);
-            const daemons = ['agent', worker.updater && 'updater', worker.forwarder && 'forwarder'];
+            const daemons =
+              releaseFrom !== undefined
+                ? ['updater (running the agent and the forwarder)']
+                : ['agent', worker.updater && 'updater', worker.forwarder && 'forwarder'];
             progress(
               `${plan.name} enrolled; ${daemons.filter(Boolean).join(', ')} running (agent ${plan.address}:${worker.agentPort})`,
             );

@@ -1,4 +1,5 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readEndpointsFile } from '../../kit/endpoints-file.js';
@@ -135,8 +136,8 @@ export async function startLocalWorker(o: WorkerOptions, plan: WorkerPlan): Prom
       stateDir,
       '--listen',
       `${plan.address}:${agentPort}`,
-      '--heartbeat-interval-ms',
-      String(o.heartbeatIntervalMs),
+      '--heartbeat-interval',
+      `${o.heartbeatIntervalMs}ms`,
       '--log-level',
       'warn',
       '--no-systemd',
@@ -247,4 +248,168 @@ export async function startLocalWorker(o: WorkerOptions, plan: WorkerPlan): Prom
     await Promise.all(started.map((d) => d.stop()));
     throw e;
   }
+}
+
+/** What an installed local worker needs beyond WorkerOptions: the shared release 0 to link from. */
+export interface InstallWorkerOptions extends WorkerOptions {
+  /** An installed release 0 (`…/releases/<version>`) every worker of the fleet hard-links. */
+  readonly releaseFrom: string;
+}
+
+/**
+ * A worker set up the way an operator sets one up: a join token from the controller, then
+ * `corral worker install --no-systemd` (release 0, worker.yaml), and the updater started from
+ * the installed tree with that config: the updater runs the agent and the forwarder, so a
+ * later `controller update` is an ordinary swap. `agent` is the updater here (the root of the
+ * worker's supervision tree); `startAgent` is not available (the updater restarts the agent).
+ */
+export async function installLocalWorker(o: InstallWorkerOptions, plan: WorkerPlan): Promise<LocalWorker> {
+  const pick = async (given: number | undefined, fallback: number): Promise<number> =>
+    given ?? (isLoopback(plan.address) && plan.prefix === undefined ? freePort(plan.address) : fallback);
+  const agentPort = await pick(plan.agentPort, 8765);
+  const updaterPort = await pick(plan.updaterPort, 8766);
+  const home = o.stateDir;
+  const stateDir = join(home, 'state');
+  const prefixDir = join(home, 'opt');
+  const configDir = join(home, 'etc');
+  await mkdir(home, { recursive: true, mode: 0o700 });
+  const token = await corralJson<{ token: string; caPin: string; controller: string }>(
+    o.cli,
+    ['controller', 'token', 'create', '--state-dir', o.controller.stateDir, '--name', plan.name, '--json'],
+    { env: o.controller.env },
+  );
+  const tokenFile = join(home, 'join-token');
+  await writeFile(tokenFile, `${token.token}\n`, { mode: 0o600 });
+  const prefix = plan.prefix ?? [];
+  const node = o.cli.node ?? process.execPath;
+  try {
+    const installed = await runCorralIn(prefix, node, o.cli.bin, [
+      'worker',
+      'install',
+      '--controller',
+      token.controller,
+      '--ca-pin',
+      token.caPin,
+      '--name',
+      plan.name,
+      '--token-file',
+      tokenFile,
+      '--address',
+      plan.address,
+      '--listen-address',
+      plan.address,
+      '--agent-port',
+      String(agentPort),
+      '--updater-port',
+      String(updaterPort),
+      '--heartbeat-interval',
+      `${o.heartbeatIntervalMs}ms`,
+      '--prefix',
+      prefixDir,
+      '--state-dir',
+      stateDir,
+      '--config-dir',
+      configDir,
+      '--release-from',
+      o.releaseFrom,
+      '--no-systemd',
+      '--no-start',
+      '--json',
+    ]);
+    if (installed.code !== 0)
+      throw new CorralError(
+        ErrorCode.COMMAND_FAILED,
+        `${plan.name}: worker install exited ${installed.code}: ${installed.stderr.trim()}`,
+      );
+  } finally {
+    await rm(tokenFile, { force: true });
+  }
+  const hostId = (
+    JSON.parse(await readFile(join(stateDir, 'bundle', 'manifest.json'), 'utf8')) as { hostId: string }
+  ).hostId;
+  const logDir = join(home, 'daemon-logs');
+  await mkdir(logDir, { recursive: true, mode: 0o700 });
+  const updater = await spawnDaemon({
+    name: `${plan.name}/updater`,
+    command: prefix[0] ?? node,
+    args: [
+      ...(prefix.length > 0 ? [...prefix.slice(1), node] : []),
+      join(prefixDir, 'self', 'current', 'bin', 'corral.js'),
+      'updater',
+      'serve',
+      '--config',
+      join(configDir, 'worker.yaml'),
+    ],
+    logFile: join(logDir, 'updater.log'),
+    env: isolatedEnv(),
+    cwd: stateDir,
+  });
+  try {
+    await waitUntil(
+      `${plan.name} node`,
+      updater,
+      async () => {
+        const e = await readEndpointsFile(stateDir).catch(() => undefined /* half-written: retry */);
+        return e?.agent !== undefined && e.updater !== undefined;
+      },
+      o.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
+    );
+  } catch (e: unknown) {
+    await updater.stop(UPDATER_STOP_GRACE_MS);
+    throw e;
+  }
+  return {
+    name: plan.name,
+    hostId,
+    stateDir,
+    address: plan.address,
+    agentPort,
+    updaterPort,
+    agent: updater,
+    updater,
+    forwarder: undefined,
+    startAgent: () =>
+      Promise.reject(
+        new CorralError(ErrorCode.CONFLICT, 'an installed worker’s agent is restarted by its updater'),
+      ),
+    async stopDaemons() {
+      await updater.stop(UPDATER_STOP_GRACE_MS);
+    },
+    stopServices: () => stopServicesIn(plan.name, stateDir),
+  };
+}
+
+/** The updater stops the agent and the forwarder first (each up to 10 s), so it gets longer. */
+const UPDATER_STOP_GRACE_MS = 30_000;
+
+function runCorralIn(
+  prefix: readonly string[],
+  node: string,
+  bin: string,
+  args: readonly string[],
+): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      prefix[0] ?? node,
+      [...(prefix.length > 0 ? [...prefix.slice(1), node] : []), bin, ...args],
+      { env: isolatedEnv(), timeout: 600_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, _stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stderr }),
+    );
+  });
+}
+
+async function stopServicesIn(name: string, stateDir: string): Promise<string[]> {
+  const { planFromDisk, runReaper, serviceDirs, DEFAULT_STOP_GRACE_MS } =
+    await import('../../agent/index.js');
+  const found = await planFromDisk(
+    stateDir,
+    { stateDir, installDirs: [], extraDirs: [], keepDirs: [], units: [], logFile: null },
+    serviceDirs(join(stateDir, 'services')),
+    DEFAULT_STOP_GRACE_MS,
+  );
+  const report = await runReaper({ ...found, deleteDirs: [], keepDirs: [], units: [], logFile: null });
+  if (report.errors.length > 0)
+    throw new CorralError(ErrorCode.PROCESS_FAILED, `${name}: ${report.errors.join('; ')}`);
+  return report.stoppedServices;
 }

@@ -87,6 +87,7 @@ export async function runUp(o: UpOptions, deps: UpDeps): Promise<void> {
         address: '127.0.0.1',
       })),
       heartbeatIntervalMs: o.heartbeatIntervalMs,
+      install: true,
       progress,
       signal: deps.stop,
     });

@@ -76,6 +76,9 @@ async function readSource(
     ...(source.updater
       ? { updater: { command: source.updater.command, args: [...source.updater.args] } }
       : {}),
+    ...(source.forwarder
+      ? { forwarder: { command: source.forwarder.command, args: [...source.forwarder.args] } }
+      : {}),
     include: [...source.include],
     ...(source.createdBy !== undefined ? { createdBy: source.createdBy } : {}),
   };

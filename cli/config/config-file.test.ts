@@ -1,0 +1,113 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CliExit } from '../exit.js';
+import { loadWorkerConfig, renderWorkerConfig } from './worker-config.js';
+import { loadControllerConfig } from './controller-config.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'corral-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function refusal(text: string, load = loadWorkerConfig): Promise<string> {
+  const file = join(dir, `c-${Math.random().toString(36).slice(2)}.yaml`);
+  await writeFile(file, text);
+  try {
+    await load(file);
+  } catch (e: unknown) {
+    expect(e).toBeInstanceOf(CliExit);
+    expect((e as CliExit).exitCode).toBe(2);
+    const message = (e as Error).message;
+    expect(message).toContain(file);
+    return message;
+  }
+  throw new Error('the config was accepted');
+}
+
+describe('worker.yaml', () => {
+  it('reads what install writes, durations in ms', async () => {
+    const file = join(dir, 'worker.yaml');
+    await writeFile(
+      file,
+      renderWorkerConfig({
+        stateDir: '/var/lib/corral',
+        root: '/opt/corral',
+        configDir: '/etc/corral',
+        agentListen: '0.0.0.0:8765',
+        updaterListen: '0.0.0.0:8766',
+        systemd: false,
+        units: [],
+        logFile: '/var/lib/corral/logs/worker.log',
+      }),
+    );
+    const c = await loadWorkerConfig(file);
+    expect(c.stateDir).toBe('/var/lib/corral');
+    expect(c.agent).toMatchObject({
+      heartbeatIntervalMs: 30_000,
+      installDirs: ['/opt/corral'],
+      extraDirs: ['/etc/corral'],
+    });
+    expect(c.updater).toMatchObject({
+      root: '/opt/corral',
+      healthTimeoutMs: 30_000,
+      watchMs: 30_000,
+      keep: 3,
+    });
+    expect(c.forwarder).toMatchObject({ files: ['/var/lib/corral/logs/worker.log'], pollIntervalMs: 250 });
+  });
+
+  it('an empty file is an empty config; watch may be 0', async () => {
+    const empty = join(dir, 'empty.yaml');
+    await writeFile(empty, '');
+    expect(await loadWorkerConfig(empty)).toEqual({});
+    const zero = join(dir, 'zero.yaml');
+    await writeFile(zero, 'updater:\n  watch: 0\n');
+    expect((await loadWorkerConfig(zero)).updater?.watchMs).toBe(0);
+  });
+
+  it.each([
+    ['stateDir: /x\nagnt: {}\n', 'unknown key "agnt" (known: stateDir, agent, updater, forwarder)'],
+    ['agent:\n  installDir: [/opt]\n', 'unknown key "agent.installDir" (known in agent: listen,'],
+    [
+      'agent:\n  heartbeatInterval: 30\n',
+      'agent.heartbeatInterval: expected a duration with its unit, like 30s, 5m or 250ms, got 30',
+    ],
+    ['agent:\n  heartbeatInterval: soon\n', 'got "soon"'],
+    ['updater:\n  keep: 1\n', 'updater.keep: expected a whole number from 2 to 32, got 1'],
+    ['updater:\n  root: opt/corral\n', 'updater.root: expected an absolute path'],
+    ['agent:\n  listen: nowhere\n', 'agent.listen: expected HOST:PORT'],
+    ['forwarder:\n  mode: tcp\n', 'forwarder.mode: expected one of corral, rfc5425, got "tcp"'],
+    ['agent:\n  systemd: yes\n', 'agent.systemd: expected true or false, got "yes"'],
+    ['stateDir: /a\nstateDir: /b\n', 'not valid YAML'],
+    ['- a\n- b\n', 'must be a mapping'],
+    ['agent: [1]\n', 'agent: expected a mapping'],
+  ])('refuses %j naming the file and the key', async (text, expected) => {
+    expect(await refusal(text)).toContain(expected);
+  });
+
+  it('refuses a missing file', async () => {
+    await expect(loadWorkerConfig(join(dir, 'nope.yaml'))).rejects.toThrow(/cannot be read/);
+  });
+});
+
+describe('controller.yaml', () => {
+  it('reads its keys and refuses a worker key', async () => {
+    const file = join(dir, 'controller.yaml');
+    await writeFile(
+      file,
+      'stateDir: /var/lib/corral-controller\ncontroller:\n  heartbeatInterval: 1m\n  adminListen: 127.0.0.1:8770\n',
+    );
+    expect(await loadControllerConfig(file)).toEqual({
+      stateDir: '/var/lib/corral-controller',
+      controller: { heartbeatInterval: 60_000, adminListen: '127.0.0.1:8770' },
+    });
+    expect(await refusal('agent: {}\n', loadControllerConfig)).toContain(
+      'unknown key "agent" (known: stateDir, controller)',
+    );
+  });
+});

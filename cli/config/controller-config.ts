@@ -1,0 +1,64 @@
+import { stringify } from 'yaml';
+import { loadConfigFile, type ConfigSpec } from './config-file.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** `controller.yaml`, read by `corral controller serve --config`; flags win over it. */
+export const CONTROLLER_CONFIG_SPEC = {
+  stateDir: { kind: 'path' },
+  controller: {
+    adminListen: { kind: 'hostPort' },
+    workerListen: { kind: 'hostPort' },
+    joinListen: { kind: 'hostPort' },
+    syslogListen: { kind: 'hostPort' },
+    joinAllowedCidrs: { kind: 'strings' },
+    heartbeatInterval: { kind: 'duration' },
+    heartbeatRate: { kind: 'int', min: 1, max: 10_000 },
+    heartbeatBytes: { kind: 'string' },
+    eventMaxAge: { kind: 'duration' },
+    eventsPerHost: { kind: 'int', min: 1 },
+    logLevel: { kind: 'string', allowed: LOG_LEVELS },
+  },
+} as const satisfies ConfigSpec;
+
+export interface ControllerConfig {
+  stateDir?: string;
+  controller?: {
+    adminListen?: string;
+    workerListen?: string;
+    joinListen?: string;
+    syslogListen?: string;
+    joinAllowedCidrs?: string[];
+    heartbeatInterval?: number;
+    heartbeatRate?: number;
+    heartbeatBytes?: string;
+    eventMaxAge?: number;
+    eventsPerHost?: number;
+    logLevel?: string;
+  };
+}
+
+/** Reads and checks a controller config file; durations come back in ms. Exit 2 on anything wrong. */
+export async function loadControllerConfig(path: string | undefined): Promise<ControllerConfig> {
+  return path === undefined ? {} : await loadConfigFile(path, CONTROLLER_CONFIG_SPEC);
+}
+
+/** The text of a controller.yaml as install writes it. */
+export function renderControllerConfig(c: {
+  stateDir: string;
+  adminListen: string;
+  workerListen: string;
+}): string {
+  const doc = {
+    stateDir: c.stateDir,
+    controller: {
+      adminListen: c.adminListen,
+      workerListen: c.workerListen,
+      heartbeatInterval: '30s',
+      logLevel: 'info',
+    },
+  };
+  return `# Corral controller configuration, read by corral controller serve (--config).
+# Flags on a command line win over this file. Durations carry their unit: 250ms, 30s, 5m.
+${stringify(doc)}`;
+}

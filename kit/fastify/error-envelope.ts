@@ -7,13 +7,7 @@ import type {
   RawRequestDefaultExpression,
   RawServerBase,
 } from 'fastify';
-import {
-  CorralError,
-  ErrorCode,
-  errorEnvelope,
-  ERROR_STATUS,
-  isCorralError,
-} from '../../protocol/errors.js';
+import { CorralError, ErrorCode, errorEnvelope, ERROR_STATUS, isCorralError } from '../../protocol/errors.js';
 
 /**
  * Makes every error a fastify app answers with the one envelope `{ error: { code, message } }`:

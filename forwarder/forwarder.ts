@@ -5,7 +5,8 @@ import type { TlsMaterial } from '../pki/tls-options.js';
 import { backoffDelayMs } from '../kit/backoff.js';
 import { MAX_SESSION_STREAMS } from '../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../protocol/syslog-frame.js';
-import { ForwarderError, ForwarderErrorCode, isForwarderError } from './errors.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { isForwarderError } from './errors.js';
 import { FileTail } from './file-tail.js';
 import type { PositionStore } from './position-store.js';
 import { markerPath } from './store-marker.js';
@@ -171,9 +172,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             onControl: (msg) => {
               if (msg.kind !== 'decommissioned') return current?.onControl(msg);
               decommissioned = true;
-              session?.destroy(
-                new ForwarderError(ForwarderErrorCode.SESSION_CLOSED, 'this host is decommissioned'),
-              );
+              // Not a ForwarderError: those end the forwarder as failed; this ends the session,
+              // and the loop then stops because `decommissioned` is set.
+              session?.destroy(new CorralError(ErrorCode.CLOSED, 'this host is decommissioned'));
             },
           },
           signal,

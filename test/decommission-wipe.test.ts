@@ -218,8 +218,10 @@ describe('decommission leaves nothing behind', () => {
       '--file',
       join(w.stateDir, 'logs', 'worker.log'),
     ]);
-    expect(await exitOf(updater.child)).toBe(0);
-    expect(await exitOf(forwarder.child)).toBe(0);
+    const updaterExit = await exitOf(updater.child);
+    expect(updaterExit, await readFile(updater.log, 'utf8')).toBe(0);
+    const forwarderExit = await exitOf(forwarder.child);
+    expect(forwarderExit, await readFile(forwarder.log, 'utf8')).toBe(0);
     for (const out of [updater.log, forwarder.log]) {
       const lines = (await readFile(out, 'utf8')).split('\n').filter((l) => l.includes('decommissioned'));
       expect(lines).toHaveLength(1);

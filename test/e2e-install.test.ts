@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corralJson, runCorral, type CliResult } from '../cli/up/corral-cli.js';
 import type { HostView } from '../protocol/host.js';
 import { CLI, loggingSpec, poll, tempDir } from './fleet-fixture.js';
-import { createWorkerNamespaces, netnsUnavailable, type Namespaces } from './netns-fixture.js';
+import { createWorkerNamespaces, NETNS_SUBNETS, netnsUnavailable, type Namespaces } from './netns-fixture.js';
 
-const unavailable = await netnsUnavailable();
+const unavailable = await netnsUnavailable(NETNS_SUBNETS.e2eInstall);
 const BOXES = 3;
 const KILL_ENV = 'CORRAL_TEST_INSTALL_KILL_AT';
 
@@ -79,7 +79,7 @@ if (unavailable !== undefined) {
 
     beforeAll(async () => {
       dir = await tempDir('e2e-install');
-      nets = await createWorkerNamespaces(BOXES);
+      nets = await createWorkerNamespaces(BOXES, NETNS_SUBNETS.e2eInstall);
       ctlState = join(dir, 'control', 'state');
       for (const [i, ns] of nets.namespaces.entries()) {
         const boxDir = join(dir, `box-${i + 1}`);

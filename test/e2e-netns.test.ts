@@ -6,12 +6,12 @@ import { startLocalFleet, type LocalFleet } from '../cli/up/local-fleet.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { CLI, fleetCli, hostsJson, tempDir } from './fleet-fixture.js';
 import { fleetScenario } from './fleet-scenario.js';
-import { createWorkerNamespaces, netnsUnavailable, type Namespaces } from './netns-fixture.js';
+import { createWorkerNamespaces, NETNS_SUBNETS, netnsUnavailable, type Namespaces } from './netns-fixture.js';
 
 const execFileAsync = promisify(execFile);
 const HEARTBEAT_INTERVAL_MS = 3_000;
 const WORKERS = 3;
-const unavailable = await netnsUnavailable();
+const unavailable = await netnsUnavailable(NETNS_SUBNETS.e2eNetns);
 
 /**
  * The same scenario as e2e-fleet, with each worker's daemons in a network namespace of its
@@ -56,7 +56,7 @@ if (unavailable !== undefined) {
       tag: 'e2e-netns',
       services: 6,
       async start() {
-        nets = await createWorkerNamespaces(WORKERS);
+        nets = await createWorkerNamespaces(WORKERS, NETNS_SUBNETS.e2eNetns);
         dir = await tempDir('e2e-netns');
         const gateway = nets.namespaces[0]!.gateway;
         fleet = await startLocalFleet({

@@ -5,7 +5,14 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 const IP_TIMEOUT_MS = 10_000;
 
-/** One worker's namespace: a veth pair, 10.231.N.1 on the root side and 10.231.N.2 inside. */
+/**
+ * Each test file that makes namespaces takes its own /16 (10.<subnet>.0.0), so two such files
+ * in one suite run side by side instead of the second one skipping; another checkout's run of
+ * the same file still makes it skip.
+ */
+export const NETNS_SUBNETS = { e2eNetns: 231, e2eInstall: 232 } as const;
+
+/** One worker's namespace: a veth pair, 10.S.N.1 on the root side and 10.S.N.2 inside. */
 export interface WorkerNamespace {
   readonly name: string;
   /** The worker's own address, inside the namespace. */
@@ -29,9 +36,9 @@ async function ip(args: readonly string[]): Promise<string> {
 
 /**
  * Why network namespaces cannot be used here, or undefined when they can: needs root, a
- * working `ip netns`, and 10.231.0.0/16 unused on this machine.
+ * working `ip netns`, and 10.<subnet>.0.0/16 unused on this machine.
  */
-export async function netnsUnavailable(): Promise<string | undefined> {
+export async function netnsUnavailable(subnet: number): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces and veth pairs)';
   const probe = `corral-probe-${randomBytes(3).toString('hex')}`;
   try {
@@ -42,16 +49,17 @@ export async function netnsUnavailable(): Promise<string | undefined> {
     await ip(['netns', 'del', probe]).catch(() => '' /* never created */);
   }
   const used = await ip(['-4', 'addr', 'show']);
-  if (/\binet 10\.231\./.test(used)) return '10.231.0.0/16 is already in use on this machine';
+  if (new RegExp(`\\binet 10\\.${subnet}\\.`).test(used))
+    return `10.${subnet}.0.0/16 is already in use on this machine`;
   return undefined;
 }
 
 /**
  * Creates `count` namespaces `corral-e2e-<rand>-N`, each joined to the root namespace by a
- * veth pair (10.231.N.1/30 outside, 10.231.N.2/30 inside, default route via the outside end).
+ * veth pair (10.S.N.1/30 outside, 10.S.N.2/30 inside, default route via the outside end).
  * On failure, whatever was made is removed before the error is thrown.
  */
-export async function createWorkerNamespaces(count: number): Promise<Namespaces> {
+export async function createWorkerNamespaces(count: number, subnet: number): Promise<Namespaces> {
   const rand = randomBytes(2).toString('hex');
   const made: { ns: string; outside: string }[] = [];
   const cleanup = async (): Promise<string[]> => {
@@ -69,8 +77,8 @@ export async function createWorkerNamespaces(count: number): Promise<Namespaces>
       const ns = `corral-e2e-${rand}-${n}`;
       const outside = `ce${rand}-${n}o`;
       const inside = `ce${rand}-${n}i`;
-      const gateway = `10.231.${n}.1`;
-      const address = `10.231.${n}.2`;
+      const gateway = `10.${subnet}.${n}.1`;
+      const address = `10.${subnet}.${n}.2`;
       await ip(['netns', 'add', ns]);
       made.push({ ns, outside });
       await ip(['link', 'add', outside, 'type', 'veth', 'peer', 'name', inside]);

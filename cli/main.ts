@@ -68,7 +68,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   try {
     code = await main(argv);
   } catch (e: unknown) {
-    stdio.err(`corral: ${describeError(e)}\n`);
+    stdio.err(errorLines(describeError(e)));
     code = EXIT_FAILURE;
   }
   const failure = watch.failure();

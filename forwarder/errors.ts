@@ -33,3 +33,14 @@ export class ForwarderError extends CorralError<ForwarderErrorCode> {
 export function isForwarderError(e: unknown, code?: ForwarderErrorCode): e is ForwarderError {
   return e instanceof ForwarderError && (code === undefined || e.code === code);
 }
+
+/** Codes that end the forwarder as failed (exit 1); every other error ends one session only. */
+const FATAL_CODES: ReadonlySet<ForwarderErrorCode> = new Set([
+  ForwarderErrorCode.POSITIONS_LOST,
+  ForwarderErrorCode.POSITIONS_DAMAGED,
+]);
+
+/** The positions cannot be trusted: the forwarder must stop rather than guess where it is. */
+export function isFatalForwarderError(e: unknown): e is ForwarderError {
+  return isForwarderError(e) && FATAL_CODES.has(e.code);
+}

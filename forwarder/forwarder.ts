@@ -6,7 +6,7 @@ import { backoffDelayMs } from '../kit/backoff.js';
 import { MAX_SESSION_STREAMS } from '../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../protocol/syslog-frame.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
-import { isForwarderError } from './errors.js';
+import { isFatalForwarderError } from './errors.js';
 import { FileTail } from './file-tail.js';
 import type { PositionStore } from './position-store.js';
 import { markerPath } from './store-marker.js';
@@ -156,7 +156,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       try {
         for (const tail of tails) await tail.discover();
       } catch (e: unknown) {
-        if (isForwarderError(e)) {
+        if (isFatalForwarderError(e)) {
           fatal = e;
           break;
         }
@@ -172,7 +172,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             onControl: (msg) => {
               if (msg.kind !== 'decommissioned') return current?.onControl(msg);
               decommissioned = true;
-              // Not a ForwarderError: those end the forwarder as failed; this ends the session,
+              // Not a fatal code (isFatalForwarderError): this ends the session only,
               // and the loop then stops because `decommissioned` is set.
               session?.destroy(new CorralError(ErrorCode.CLOSED, 'this host is decommissioned'));
             },
@@ -201,7 +201,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         progressed = await active.run(signal);
       } catch (e: unknown) {
         progressed = active.progressed;
-        if (isForwarderError(e)) fatal = e;
+        if (isFatalForwarderError(e)) fatal = e;
         else if (!signal.aborted && !decommissioned) log.warn({ err: e }, 'syslog session ended');
       } finally {
         session.destroy();

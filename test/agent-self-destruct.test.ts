@@ -166,7 +166,7 @@ describe('self-destruct', () => {
     });
     expect(log).toContain('web-up');
     expect(log).toMatch(
-      / corral-reaper \d+ self-destruct - self-destruct finished: 2 services stopped, \d+ paths deleted, 0 errors/,
+      / corral-reaper \d+ self-destruct - self-destruct finished: 0 daemons and 2 services stopped, \d+ paths deleted, 0 errors/,
     );
     expect((await stat(join(d.state, 'logs'))).isDirectory()).toBe(true);
   });

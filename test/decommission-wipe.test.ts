@@ -237,11 +237,12 @@ describe('decommission leaves nothing behind', () => {
       w.stateDir,
       '--listen',
       `127.0.0.1:${w.agentPort}`,
-      '--heartbeat-interval-ms',
-      String(HEARTBEAT_INTERVAL_MS),
+      '--heartbeat-interval',
+      `${HEARTBEAT_INTERVAL_MS}ms`,
       '--no-systemd',
     ]);
-    await exitOf(agent.child);
+    const agentExit = await exitOf(agent.child);
+    expect(agentExit, await readFile(agent.log, 'utf8')).toBe(0);
     await poll(
       'the services stopped',
       async () =>

@@ -132,6 +132,7 @@ describe('controller state files (corral controller serve as a process)', () => 
   let backup: string;
   let token: string;
   let serving: ChildProcess | undefined;
+  let servingOutput: () => string = () => '';
 
   /** Starts serve and waits for its endpoints; returns the admin URL. */
   async function serve(extra: string[] = []): Promise<{ admin: string; output: () => string }> {
@@ -156,6 +157,7 @@ describe('controller state files (corral controller serve as a process)', () => 
     serving = child;
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    servingOutput = () => stderr;
     const endpoints = await waitFor(
       'controller serve up',
       async () => {
@@ -175,8 +177,8 @@ describe('controller state files (corral controller serve as a process)', () => 
     serving = undefined;
     if (!child || child.exitCode !== null) return;
     child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
-    expect(code).toBe(0);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    expect({ code, signal }, servingOutput()).toEqual({ code: 0, signal: null });
   }
 
   async function hosts(admin: string, bearer: string): Promise<{ status: number; names: string[] }> {

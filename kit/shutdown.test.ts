@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { backoffDelayMs } from './backoff.js';
 import { formatHostPort, parseHostPort } from './host-port.js';
-import { runShutdown, waitForShutdown } from './shutdown.js';
+import { listenForShutdown, runShutdown, waitForShutdown } from './shutdown.js';
 
 describe('shutdown phases', () => {
   it('runs every phase in order even when one throws or overruns', async () => {
@@ -100,5 +100,25 @@ describe('waitForShutdown (real signals to this process)', () => {
     expect(result.forcedBy).toBeUndefined();
     expect(result.outcomes.map((o) => o.ok)).toEqual([true]);
     expect(counts).toEqual([1, 2]);
+  });
+
+  it('a signal that came before wait is kept: wait runs the phases at once; dispose lets go', async () => {
+    const before = handlers();
+    const early = listenForShutdown({ forceOnSecondSignal: true });
+    expect(handlers()).toBe(before + 1);
+    process.kill(process.pid, 'SIGTERM');
+    await sleep(20);
+    expect(early.signalled).toBe(true);
+    const ran: string[] = [];
+    const result = await early.wait([{ name: 'late', run: async () => void ran.push('late') }]);
+    expect(result).toMatchObject({ signal: 'SIGTERM', forcedBy: undefined });
+    expect(ran).toEqual(['late']);
+    expect(handlers()).toBe(before);
+
+    const failedStart = listenForShutdown({ forceOnSecondSignal: true });
+    expect(failedStart.signalled).toBe(false);
+    failedStart.dispose();
+    failedStart.dispose();
+    expect(handlers()).toBe(before);
   });
 });

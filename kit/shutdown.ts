@@ -45,18 +45,21 @@ export async function runShutdown(phases: readonly ShutdownPhase[]): Promise<Pha
 
 export const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 
-export interface WaitForShutdownOptions {
+export interface ShutdownSignalOptions {
   /**
    * true: a second signal while the phases run ends the wait at once (`forcedBy` says which);
    * what is still running is abandoned to the process exit. false: later signals are only
    * reported through `onSignal`, and the phases always run to their end.
    */
   readonly forceOnSecondSignal: boolean;
-  /** Starts the shutdown without a signal when it settles (the daemon's own loop ended). */
-  readonly until?: Promise<unknown>;
   /** Told of every signal, with how many have arrived (1 for the first). */
   readonly onSignal?: (signal: NodeJS.Signals, count: number) => void;
   readonly signals?: readonly NodeJS.Signals[];
+}
+
+export interface WaitForShutdownOptions extends ShutdownSignalOptions {
+  /** Starts the shutdown without a signal when it settles (the daemon's own loop ended). */
+  readonly until?: Promise<unknown>;
 }
 
 export interface ShutdownResult {
@@ -68,16 +71,29 @@ export interface ShutdownResult {
   readonly outcomes: readonly PhaseOutcome[];
 }
 
+export interface ShutdownListener {
+  /** A signal has arrived (a daemon still starting may stop early). */
+  readonly signalled: boolean;
+  /**
+   * Waits for the first signal (at once when one came already) or `until`, then runs the
+   * phases. `phases` may be a function, called once the shutdown starts, for daemons whose
+   * last steps depend on why they stop. The handlers are removed before this returns.
+   */
+  wait(
+    phases: readonly ShutdownPhase[] | (() => readonly ShutdownPhase[]),
+    until?: Promise<unknown>,
+  ): Promise<ShutdownResult>;
+  /** Removes the handlers without waiting (the daemon failed to start); idempotent. */
+  dispose(): void;
+}
+
 /**
- * The one shutdown path of every daemon: waits for SIGTERM/SIGINT (or `until`), then runs the
- * phases with runShutdown. `phases` may be a function, called once the shutdown starts, for
- * daemons whose last steps depend on why they stop. The handlers are removed before this
- * returns, so the CLI entry's own handling of a later signal applies; nothing here exits.
+ * Takes over SIGTERM/SIGINT now, before a daemon starts its listeners, so a signal that
+ * arrives while it starts (right after it announced its address, say) is kept and honoured
+ * once `wait` is called, instead of killing the process with no shutdown at all. Nothing
+ * here exits: after `wait` or `dispose`, the CLI entry's own handling of a signal applies.
  */
-export async function waitForShutdown(
-  phases: readonly ShutdownPhase[] | (() => readonly ShutdownPhase[]),
-  options: WaitForShutdownOptions,
-): Promise<ShutdownResult> {
+export function listenForShutdown(options: ShutdownSignalOptions): ShutdownListener {
   const signals = options.signals ?? SHUTDOWN_SIGNALS;
   let count = 0;
   let first: (signal: NodeJS.Signals) => void = () => undefined;
@@ -91,18 +107,43 @@ export async function waitForShutdown(
     else if (options.forceOnSecondSignal) second(signal);
   };
   for (const s of signals) process.on(s, onSignal);
-  try {
-    const until = options.until?.then(
-      () => undefined,
-      () => undefined /* the caller sees the failure through its own promise */,
-    );
-    const signal = await (until ? Promise.race([firstSignal, until]) : firstSignal);
-    const list = typeof phases === 'function' ? phases() : phases;
-    const outcomes: PhaseOutcome[] = [];
-    const running = runShutdown(list).then((all) => void outcomes.push(...all));
-    const forcedBy = await Promise.race([running.then(() => undefined), secondSignal]);
-    return { signal, forcedBy, outcomes };
-  } finally {
+  let disposed = false;
+  const dispose = (): void => {
+    if (disposed) return;
+    disposed = true;
     for (const s of signals) process.off(s, onSignal);
-  }
+  };
+  return {
+    get signalled() {
+      return count > 0;
+    },
+    async wait(phases, until) {
+      try {
+        const ended = until?.then(
+          () => undefined,
+          () => undefined /* the caller sees the failure through its own promise */,
+        );
+        const signal = await (ended ? Promise.race([firstSignal, ended]) : firstSignal);
+        const list = typeof phases === 'function' ? phases() : phases;
+        const outcomes: PhaseOutcome[] = [];
+        const running = runShutdown(list).then((all) => void outcomes.push(...all));
+        const forcedBy = await Promise.race([running.then(() => undefined), secondSignal]);
+        return { signal, forcedBy, outcomes };
+      } finally {
+        dispose();
+      }
+    },
+    dispose,
+  };
+}
+
+/**
+ * The one shutdown path of every daemon: listenForShutdown and wait at once. Daemons that
+ * start listeners take the listener before they start instead (see listenForShutdown).
+ */
+export async function waitForShutdown(
+  phases: readonly ShutdownPhase[] | (() => readonly ShutdownPhase[]),
+  options: WaitForShutdownOptions,
+): Promise<ShutdownResult> {
+  return listenForShutdown(options).wait(phases, options.until);
 }

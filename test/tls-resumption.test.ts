@@ -74,8 +74,9 @@ describe('TLS session resumption on the worker listener', () => {
       expect(gone.status).toBe(200);
       const after = await heartbeatOnce(agent, enrolled.hostId);
       expect(after.reused).toBe(true);
-      expect(after.status).toBe(403);
-      expect(JSON.parse(after.body)).toMatchObject({ error: { code: ErrorCode.FORBIDDEN } });
+      // Its own last-pinned certificate, over a resumed session too: told it is decommissioned.
+      expect(after.status).toBe(410);
+      expect(JSON.parse(after.body)).toMatchObject({ error: { code: ErrorCode.DECOMMISSIONED } });
     } finally {
       agent.destroy();
     }

@@ -11,7 +11,7 @@ import {
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
-import { waitForShutdown } from '../../kit/shutdown.js';
+import { listenForShutdown } from '../../kit/shutdown.js';
 import { configPath } from '../config/config-file.js';
 import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
@@ -176,6 +176,13 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
   const systemd = systemdFlag ? o.systemd : (a.systemd ?? true);
   const script = process.argv[1];
   const { createAgent } = await agentLib();
+  // The first signal starts the drain; a second one ends the wait for it (the CLI entry then
+  // exits), however long a service's stop grace still has to run. Taken before the agent
+  // listens, so a signal while it starts is honoured once it has.
+  const shutdown = listenForShutdown({
+    forceOnSecondSignal: true,
+    onSignal: (signal) => log.info({ signal }, 'agent stopping'),
+  });
   const agent = await createAgent({
     stateDir,
     listen,
@@ -210,16 +217,14 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
       systemd: systemd ? 'auto' : 'never',
       ...(script && { reaperCommand: [process.execPath, resolve(script), 'agent', 'reap', '--plan'] }),
     },
+  }).catch((e: unknown) => {
+    shutdown.dispose();
+    throw e;
   });
 
   if (o.reinitialize) io.err(reinitializeReport(agent.reinitialized));
 
-  // The first signal starts the drain; a second one ends the wait for it (the CLI entry then
-  // exits), however long a service's stop grace still has to run.
-  const result = await waitForShutdown([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }], {
-    forceOnSecondSignal: true,
-    onSignal: (signal) => log.info({ signal }, 'agent stopping'),
-  });
+  const result = await shutdown.wait([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }]);
   settleShutdown(log, result);
   log.flush();
 }

@@ -32,7 +32,7 @@ import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
-import { waitForShutdown, type PhaseOutcome } from '../../kit/shutdown.js';
+import { listenForShutdown, type PhaseOutcome } from '../../kit/shutdown.js';
 import { settleShutdown } from '../shutdown-result.js';
 
 /** Longer than the sum of the controller's own phase timeouts (controller/serve.ts). */
@@ -322,18 +322,32 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           log.warn({ replaced: result.reinitialized.map((r) => r.file) }, 'state reinitialized');
         }
       }
-      const serving = await serveController({
-        stateDir,
-        admin,
-        worker,
-        join,
-        log,
-        heartbeatIntervalMs,
-        joinPolicy,
-        heartbeatBudget: budget,
-        eventRetention: { maxAgeMs, maxPerHost },
-        extras: controllerExtraListeners(stateDir, syslog, log),
+      // Signals are ours before anything listens: a SIGTERM right after the endpoints file
+      // appears still runs the shutdown below instead of killing the process mid-write.
+      const shutdown = listenForShutdown({
+        forceOnSecondSignal: true,
+        onSignal: (signal, count) => {
+          if (count === 1) log.info({ signal }, 'shutting down');
+        },
       });
+      let serving: Awaited<ReturnType<typeof serveController>>;
+      try {
+        serving = await serveController({
+          stateDir,
+          admin,
+          worker,
+          join,
+          log,
+          heartbeatIntervalMs,
+          joinPolicy,
+          heartbeatBudget: budget,
+          eventRetention: { maxAgeMs, maxPerHost },
+          extras: controllerExtraListeners(stateDir, syslog, log),
+        });
+      } catch (e: unknown) {
+        shutdown.dispose();
+        throw e;
+      }
       // Found by `controller install` (is it running?) and by operators; removed on stop.
       const pidFile = `${stateDir}/run/controller.json`;
       await writePidFile(pidFile, 'controller serve');
@@ -341,21 +355,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         log.info({ allowedCidrs: joinPolicy.allowedCidrs }, 'joins may claim only these addresses');
       // The controller runs its own phases (controller/serve.ts); this waits for them once.
       let outcomes: readonly PhaseOutcome[] = [];
-      const result = await waitForShutdown(
-        [
-          {
-            name: 'controller',
-            run: async () => void (outcomes = await serving.close()),
-            timeoutMs: CONTROLLER_CLOSE_TIMEOUT_MS,
-          },
-        ],
+      const result = await shutdown.wait([
         {
-          forceOnSecondSignal: true,
-          onSignal: (signal, count) => {
-            if (count === 1) log.info({ signal }, 'shutting down');
-          },
+          name: 'controller',
+          run: async () => void (outcomes = await serving.close()),
+          timeoutMs: CONTROLLER_CLOSE_TIMEOUT_MS,
         },
-      );
+      ]);
       const failed = [...settleShutdown(log, result), ...outcomes.filter((o) => !o.ok)];
       for (const o of outcomes.filter((x) => !x.ok))
         log.error({ phase: o.name, timedOut: o.timedOut ?? false, err: o.error }, 'shutdown phase failed');

@@ -11,7 +11,7 @@ import {
 } from '../../forwarder/index.js';
 import { ensurePrivateDir } from '../../pki/index.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
-import { waitForShutdown } from '../../kit/shutdown.js';
+import { listenForShutdown } from '../../kit/shutdown.js';
 import { WORKER_LOG_FILE } from '../../protocol/index.js';
 import { configPath } from '../config/config-file.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
@@ -71,8 +71,18 @@ async function run(opts: RunOptions): Promise<void> {
   const controller = hostPortOption('--controller', target);
 
   const log = pino({ name: 'corral-forwarder', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
+  const ac = new AbortController();
+  // Taken before the store opens and the loop starts: a signal meanwhile stops it once it has.
+  const shutdown = listenForShutdown({
+    forceOnSecondSignal: true,
+    onSignal: (signal) => {
+      log.info({ signal }, 'forwarder stopping');
+      ac.abort();
+    },
+  });
   await ensurePrivateDir(join(o.stateDir, 'forwarder'));
   const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE)).catch((e: unknown) => {
+    shutdown.dispose();
     if (isForwarderError(e)) throw new CliExit(EXIT_FAILURE, `${e.message} (${e.code})`);
     throw e;
   });
@@ -86,7 +96,6 @@ async function run(opts: RunOptions): Promise<void> {
     pollIntervalMs,
   });
 
-  const ac = new AbortController();
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
   const { writeDaemonPidFile } = await import('../../agent/index.js');
   const pidFile = await writeDaemonPidFile(o.stateDir, 'forwarder');
@@ -97,7 +106,7 @@ async function run(opts: RunOptions): Promise<void> {
     (e) => (end = e),
     (e: unknown) => (failure = e), // said after the shutdown
   );
-  const result = await waitForShutdown(
+  const result = await shutdown.wait(
     [
       {
         name: 'stop the forwarding loop',
@@ -110,14 +119,7 @@ async function run(opts: RunOptions): Promise<void> {
       { name: 'close the position store', run: () => store.close() },
       { name: 'remove the pid file', run: () => pidFile.remove() },
     ],
-    {
-      forceOnSecondSignal: true,
-      until: running,
-      onSignal: (signal) => {
-        log.info({ signal }, 'forwarder stopping');
-        ac.abort();
-      },
-    },
+    running,
   );
   const failed = settleShutdown(log, result);
   if (end === 'decommissioned')

@@ -12,7 +12,7 @@ import {
   UPDATER_VERSION_ENV,
 } from '../../protocol/index.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
-import { waitForShutdown } from '../../kit/shutdown.js';
+import { listenForShutdown } from '../../kit/shutdown.js';
 import {
   createUpdater,
   DEFAULT_HEALTH_TIMEOUT_MS,
@@ -247,6 +247,12 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   let wake: () => void = () => undefined;
   const woken = new Promise<void>((r) => (wake = r));
   const pause = pauseFromEnv();
+  // Taken before the updater listens or starts its agent: a signal meanwhile is honoured
+  // once it has, by the same phases.
+  const shutdown = listenForShutdown({
+    forceOnSecondSignal: true,
+    onSignal: (signal) => log.info({ signal }, 'updater stopping'),
+  });
   let updater: Awaited<ReturnType<typeof createUpdater>>;
   try {
     updater = await createUpdater({
@@ -273,6 +279,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
       ...(pause ? { pause } : {}),
     });
   } catch (e: unknown) {
+    shutdown.dispose();
     await removePidFile(pidFile);
     throw e;
   }
@@ -302,7 +309,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     : Promise.resolve();
 
   // A successor takes over the running agent; a plain stop takes the agent down with it.
-  const result = await waitForShutdown(
+  const result = await shutdown.wait(
     () => [
       {
         name: 'standing check',
@@ -321,11 +328,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
         run: async () => void (await Promise.all([removePidFile(pidFile), daemonPidFile.remove()])),
       },
     ],
-    {
-      forceOnSecondSignal: true,
-      until: woken,
-      onSignal: (signal) => log.info({ signal }, 'updater stopping'),
-    },
+    woken,
   );
   settleShutdown(log, result);
   const release = decommissioned ? undefined : selfUpdating;

@@ -100,7 +100,9 @@ describe('controller CLI against a running controller', () => {
     expect(created.command).not.toContain(created.token);
     const human = await run('controller', 'token', 'create', '--name', 'cli-3');
     expect(human.out).toContain('it never shows in ps):\n  corral worker install --controller');
-    expect(human.out).toContain('Or only join, for daemons you run yourself:\n  corral agent join --controller');
+    expect(human.out).toContain(
+      'Or only join, for daemons you run yourself:\n  corral agent join --controller',
+    );
     expect(human.out).toMatch(/--token-file -\n$/);
     const list = await run('controller', 'token', 'list');
     expect(list.out).toMatch(new RegExp(`^${created.id}\\s+cli-2\\s+active\\s`, 'm'));

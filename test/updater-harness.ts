@@ -248,6 +248,11 @@ export interface UpdaterProcess {
   readonly child: ChildProcess;
   readonly port: number;
   output(): string;
+  /**
+   * The output once it has been quiet for a moment (at most 10 s): the updater writes its
+   * endpoints file before it prints its start-up warnings, and a pipe is read later still.
+   */
+  settledOutput(): Promise<string>;
   /** SIGTERM and wait for exit. */
   stop(): Promise<void>;
 }
@@ -305,6 +310,16 @@ export async function spawnUpdater(
     child,
     port: parseHostPort(endpoint).port,
     output: () => output,
+    async settledOutput() {
+      const deadline = Date.now() + 10_000;
+      let seen = output;
+      let quietSince = Date.now();
+      while (Date.now() < deadline && Date.now() - quietSince < 500) {
+        await sleep(50);
+        if (output !== seen) [seen, quietSince] = [output, Date.now()];
+      }
+      return output;
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;

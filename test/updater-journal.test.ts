@@ -81,8 +81,8 @@ async function workerOnV2(): Promise<Worker> {
   workers.push(w);
   const p = await spawnUpdater(w);
   // A first start says nothing about state files.
-  expect(p.output()).not.toContain('warning');
-  expect(p.output()).not.toContain('rebuilt');
+  expect(await p.settledOutput()).not.toContain('warning');
+  expect(await p.settledOutput()).not.toContain('rebuilt');
   expect(await push(w, p, v1)).toMatchObject({ outcome: 'updated', current: '1.0.0' });
   expect(await push(w, p, v2)).toMatchObject({ outcome: 'updated', current: '2.0.0' });
   await p.stop();
@@ -122,7 +122,7 @@ describe('updater journal damaged or lost', () => {
     const w = await workerOnV2();
     await rm(stateFile(w));
     const p = await started(w);
-    const out = p.output();
+    const out = await p.settledOutput();
     expect(out).toContain(
       `corral updater: warning: updater journal ${stateFile(w)} is missing; rebuilt from the release tree`,
     );
@@ -137,7 +137,7 @@ describe('updater journal damaged or lost', () => {
     await writeFile(stateFile(w), '');
     await rm(historyFile(w));
     const p = await started(w);
-    const out = p.output();
+    const out = await p.settledOutput();
     expect(out).toMatch(
       new RegExp(
         `updater journal ${stateFile(w)} is empty \\(kept as ${stateFile(w)}\\.damaged-[0-9TZ-]+\\); rebuilt`,
@@ -161,7 +161,7 @@ describe('updater journal damaged or lost', () => {
     const half = text.slice(0, Math.floor(text.length / 2));
     await writeFile(stateFile(w), half);
     const p = await started(w);
-    expect(p.output()).toContain(`updater journal ${stateFile(w)} is damaged (not valid JSON)`);
+    expect(await p.settledOutput()).toContain(`updater journal ${stateFile(w)} is damaged (not valid JSON)`);
     const aside = (await readdir(join(w.root, '.updater'))).filter((f) =>
       f.startsWith('state.json.damaged-'),
     );
@@ -175,7 +175,9 @@ describe('updater journal damaged or lost', () => {
     state.previous = '../../etc';
     await writeFile(stateFile(w), JSON.stringify(state));
     const p = await started(w);
-    expect(p.output()).toContain(`updater journal ${stateFile(w)} is damaged (fails its schema at /previous`);
+    expect(await p.settledOutput()).toContain(
+      `updater journal ${stateFile(w)} is damaged (fails its schema at /previous`,
+    );
     await rollbackStillWorks(w, p);
   });
 
@@ -197,7 +199,7 @@ describe('updater journal damaged or lost', () => {
 
     // --reinitialize does what the refusal said, says what it destroyed, and the updater works again.
     const p = await started(w, ['--reinitialize']);
-    const out = p.output();
+    const out = await p.settledOutput();
     expect(out).toContain(`--reinitialize: updater journal ${stateFile(w)} is damaged (not valid JSON)`);
     expect(out).toContain('removed releases 1.0.0, 2.0.0');
     expect(out).toContain('the updater starts on no release with no rollback target');
@@ -216,7 +218,7 @@ describe('updater journal damaged or lost', () => {
     expect(r.stderr).toContain('points at release 9.9.9, which is not on disk');
 
     const p = await started(w, ['--reinitialize']);
-    expect(p.output()).toContain('removed the current link, removed releases 1.0.0, 2.0.0');
+    expect(await p.settledOutput()).toContain('removed the current link, removed releases 1.0.0, 2.0.0');
     await expect(readlink(join(w.root, 'current'))).rejects.toThrow('ENOENT');
     expect(await push(w, p, v3)).toMatchObject({ outcome: 'updated', current: '3.0.0' });
   });
@@ -225,8 +227,10 @@ describe('updater journal damaged or lost', () => {
     const w = await workerOnV2();
     await writeFile(historyFile(w), '{"version":1,"entries":[{"time":');
     const p = await started(w);
-    expect(p.output()).toContain(`release history ${historyFile(w)} is damaged (not valid JSON)`);
-    expect(p.output()).toContain('versions that rolled back here are no longer refused');
+    expect(await p.settledOutput()).toContain(
+      `release history ${historyFile(w)} is damaged (not valid JSON)`,
+    );
+    expect(await p.settledOutput()).toContain('versions that rolled back here are no longer refused');
     const rel = await fetchReleases(target(w, p.port), fleet.controllerClient);
     expect(rel).toMatchObject({ current: '2.0.0', previous: '1.0.0', history: [] });
     expect(rel.releases.every((r) => r.sha256 !== null)).toBe(true);
@@ -235,7 +239,7 @@ describe('updater journal damaged or lost', () => {
   it('--reinitialize on usable state changes nothing', async () => {
     const w = await workerOnV2();
     const p = await started(w, ['--reinitialize']);
-    expect(p.output()).toContain('reinitialize not needed');
+    expect(await p.settledOutput()).toContain('reinitialize not needed');
     const rel = await fetchReleases(target(w, p.port), fleet.controllerClient);
     expect(rel).toMatchObject({ current: '2.0.0', previous: '1.0.0' });
     expect(rel.history.map((h) => h.outcome)).toEqual(['updated', 'updated']);
@@ -250,7 +254,7 @@ describe('updater journal damaged or lost', () => {
     await small.stop();
     procs.splice(procs.indexOf(small), 1);
     const p = await started(w);
-    expect(p.output()).not.toContain('warning');
+    expect(await p.settledOutput()).not.toContain('warning');
     const rel = await fetchReleases(target(w, p.port), fleet.controllerClient);
     expect(rel).toMatchObject({ current: null, previous: null, releases: [] });
     expect(rel.history.map((h) => h.outcome)).toEqual(['refused']);

@@ -12,10 +12,12 @@ import {
 } from '../protocol/constants.js';
 import { formatHostPort, isWildcardHost } from '../kit/host-port.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { runShutdown, type PhaseOutcome, type ShutdownPhase } from '../kit/shutdown.js';
 import { createWorkerClient, type WorkerClient } from './agent-client.js';
 import { createAuditLog, type AuditLog } from './audit/audit-log.js';
 import { createDeployer, type Deployer } from './deploy/deployer.js';
 import { systemClock, type Clock } from './clock.js';
+import { controllerShutdownPhases, settleAll } from './controller-shutdown.js';
 import type { ControllerDatabase } from './db/schema.js';
 import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
 import { createClockOffsets } from './fleet/clock-offsets.js';
@@ -44,6 +46,7 @@ import {
   type HttpApp,
   type HttpsApp,
 } from './http/fastify-base.js';
+import { listenerClose, type ListenerClose } from './http/listener-close.js';
 import { createLiveSockets, type LiveSockets } from './http/live-sockets.js';
 import { createMetrics, type ControllerMetrics } from './http/metrics.js';
 import { trackWorkerRefusals } from './http/tls-refusals.js';
@@ -141,13 +144,23 @@ export interface Controller extends AsyncDisposable {
   /** Adds an address to every bundle manifest from now on (the syslog listener). */
   advertise(name: 'syslog', hostPort: string): void;
   listen(on: ControllerListen): Promise<ControllerEndpoints>;
-  /** Stops accepting, drains in-flight requests, writes queued heartbeats. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * The controller's shutdown, in order: stop-accepting (listeners), abort-operations (the
+   * root signal aborts deploys and update pushes, which record their end), drain (requests in
+   * flight, queued heartbeats), close-clients (connections to workers). Each has its own
+   * timeout and runs once, however often the list is run. A caller that owns more (the
+   * database, the log) runs these first and its own phases after (controller/serve.ts).
+   */
+  readonly shutdownPhases: readonly ShutdownPhase[];
+  /** Runs `shutdownPhases`; a second call waits for the first and gets the same outcomes. */
+  close(): Promise<readonly PhaseOutcome[]>;
 }
 
 export async function createController(options: ControllerOptions): Promise<Controller> {
   const { db, identity, log } = options;
   const clock = options.clock ?? systemClock;
+  /** Aborted by the abort-operations phase: every long operation takes this signal. */
+  const root = new AbortController();
   const intervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
   const credentials = await db
@@ -182,6 +195,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     clock,
     log: log.child({ component: 'deploy' }),
     live: () => ({ nowMs: clock.now(), intervalMs }),
+    signal: root.signal,
     ...options.deploy,
   });
   const releaseUpdater = createReleaseUpdater({
@@ -191,6 +205,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     pins,
     tls: identity.client,
     log: log.child({ component: 'update' }),
+    signal: root.signal,
     ...options.update,
   });
   const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
@@ -207,7 +222,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const advertised: { syslog?: string } = {};
   let endpoints: ControllerEndpoints | undefined;
   let apps: { admin: HttpApp; worker: HttpsApp; join: HttpsApp } | undefined;
-  let closing: Promise<void> | undefined;
+  let closing: Promise<readonly PhaseOutcome[]> | undefined;
+  let stopped = false;
 
   const enrollment = createEnrollment({
     db,
@@ -315,19 +331,29 @@ export async function createController(options: ControllerOptions): Promise<Cont
     return formatHostPort(host, bound.port);
   };
 
-  async function close(): Promise<void> {
-    closing ??= (async () => {
-      if (apps) await Promise.allSettled([apps.admin.close(), apps.worker.close(), apps.join.close()]);
+  let closers: ListenerClose[] = [];
+  const shutdownPhases = controllerShutdownPhases({
+    async stopAccepting() {
+      stopped = true;
+      await settleAll(closers.map((l) => l.stopAccepting()));
+    },
+    async abortOperations() {
+      root.abort(new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down'));
+      await settleAll([deployer.close(), releaseUpdater.close()]);
+    },
+    async drain() {
+      await settleAll(closers.map((l) => l.drained()));
       await writer.close();
       await pruner.close();
       await keeper.settle();
+    },
+    async closeClients() {
       sockets.dispose();
-      await deployer.close();
       await workerClient.close();
       if (options.uploadDir === undefined) await rm(uploadDir, { recursive: true, force: true });
-    })();
-    return closing;
-  }
+    },
+  });
+  const close = (): Promise<readonly PhaseOutcome[]> => (closing ??= runShutdown(shutdownPhases));
 
   return {
     pins,
@@ -346,8 +372,10 @@ export async function createController(options: ControllerOptions): Promise<Cont
       advertised[name] = hostPort;
     },
     async listen(on) {
+      if (stopped) throw new CorralError(ErrorCode.CLOSED, 'controller is closed');
       if (apps) throw new CorralError(ErrorCode.CONFLICT, 'controller is already listening');
       apps = buildApps();
+      closers = [listenerClose(apps.admin), listenerClose(apps.worker), listenerClose(apps.join)];
       await apps.admin.listen({ host: on.admin.host, port: on.admin.port });
       await apps.worker.listen({ host: on.worker.host, port: on.worker.port });
       await apps.join.listen({ host: on.join.host, port: on.join.port });
@@ -360,7 +388,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
       log.info({ endpoints }, 'controller listening');
       return endpoints;
     },
+    shutdownPhases,
     close,
-    [Symbol.asyncDispose]: close,
+    [Symbol.asyncDispose]: async () => void (await close()),
   };
 }

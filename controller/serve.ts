@@ -48,9 +48,18 @@ export interface ServeOptions extends ControllerListen {
 export interface ServingController {
   readonly controller: Controller;
   readonly endpoints: Record<string, string>;
-  /** Shutdown in phases: stop accepting and drain → extra listeners → database → endpoints file. */
+  /**
+   * Shutdown in phases, each with its own timeout: the controller's (stop-accepting,
+   * abort-operations, drain, close-clients), then close-<extra> per extra listener,
+   * close-database, remove-endpoints, flush-logs. A second call waits for the first and gets
+   * the same outcomes.
+   */
   close(): Promise<PhaseOutcome[]>;
 }
+
+/** Phases serve runs after the controller's own, in ms. */
+const CLOSE_DATABASE_TIMEOUT_MS = 10_000;
+const FLUSH_LOGS_TIMEOUT_MS = 5_000;
 
 /**
  * `corral controller serve`: checks and loads the state made by `init` (the same CA,
@@ -112,7 +121,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       endpoints,
       close: () =>
         (closing ??= runShutdown([
-          { name: 'stop-accepting', run: () => running.close(), timeoutMs: 15_000 },
+          ...running.shutdownPhases,
           ...started.map((s) => ({ name: `close-${s.name}`, run: () => s.close() })),
           {
             name: 'close-database',
@@ -120,10 +129,16 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
               await readDb.destroy();
               await db.destroy();
             },
+            timeoutMs: CLOSE_DATABASE_TIMEOUT_MS,
           },
           {
             name: 'remove-endpoints',
             run: () => rm(join(options.stateDir, ENDPOINTS_FILE), { force: true }),
+          },
+          {
+            name: 'flush-logs',
+            run: () => new Promise<void>((resolve) => options.log.flush(() => resolve())),
+            timeoutMs: FLUSH_LOGS_TIMEOUT_MS,
           },
         ])),
     };

@@ -268,6 +268,14 @@ async function pushOne(
       ? result({ outcome: 'self-updated', current: answer.current, reason: null })
       : result({ outcome: 'failed', current: answer.current, reason: `agent updated, but ${confirmed}` });
   } catch (e: unknown) {
+    if (o.signal?.aborted) {
+      return result({
+        outcome: 'failed',
+        current: null,
+        reason: 'the push was stopped before this host finished',
+        code: ErrorCode.UNAVAILABLE,
+      });
+    }
     const { reason, code } = describe(e);
     return result({ outcome: 'failed', current: null, reason, code: isCorralError(e) ? e.code : code });
   } finally {

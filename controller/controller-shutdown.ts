@@ -1,4 +1,6 @@
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import type { ShutdownPhase } from '../kit/shutdown.js';
+import type { ListenerClose } from './http/listener-close.js';
 
 /** How long each phase of the controller's own shutdown may take before the next starts, in ms. */
 export const CONTROLLER_PHASE_TIMEOUT_MS = {
@@ -10,24 +12,31 @@ export const CONTROLLER_PHASE_TIMEOUT_MS = {
   'close-clients': 5_000,
 } as const;
 
-/** The work of each phase, in the order they run. */
-export interface ControllerShutdownSteps {
-  /** Every listener stops accepting connections; new requests on open ones are answered 503. */
-  stopAccepting(): Promise<void>;
-  /** The controller's root signal aborts; resolves once the operations in flight recorded their end. */
-  abortOperations(): Promise<void>;
-  /** Requests in flight are answered, queued heartbeats written, background writers stopped. */
-  drain(): Promise<void>;
-  /** Connections to workers are closed and temporary files removed. */
-  closeClients(): Promise<void>;
+export interface Closable {
+  close(): Promise<void>;
+}
+
+/** What each phase closes. */
+export interface ControllerShutdownParts {
+  /** stop-accepting: every listener stops accepting; drain: their requests in flight end. */
+  readonly listeners: readonly ListenerClose[];
+  /** abort-operations aborts it, then closes `operations`. */
+  readonly root: AbortController;
+  /** Each waits for its operation in flight to record its end (deployer, release updater). */
+  readonly operations: readonly Closable[];
+  /** drain, in order, once the listeners are drained: what requests queued is written. */
+  readonly writers: readonly Closable[];
+  /** close-clients, in order: connections to workers, temporary files. */
+  readonly clients: readonly Closable[];
 }
 
 /**
  * The controller's shutdown as phases, each with its own timeout, so that a phase that
- * overruns cannot eat the time of the next. Each step runs at most once: running the phases
- * again (close() after `serve` ran them with its own after) waits for the same work.
+ * overruns cannot eat the time of the next: stop-accepting → abort-operations → drain →
+ * close-clients. Each step runs at most once: running the phases again (close() after `serve`
+ * ran them with its own after) waits for the same work.
  */
-export function controllerShutdownPhases(steps: ControllerShutdownSteps): readonly ShutdownPhase[] {
+export function controllerShutdownPhases(parts: ControllerShutdownParts): readonly ShutdownPhase[] {
   const once = (fn: () => Promise<void>): (() => Promise<void>) => {
     let running: Promise<void> | undefined;
     return () => (running ??= fn());
@@ -37,16 +46,25 @@ export function controllerShutdownPhases(steps: ControllerShutdownSteps): readon
     run: once(fn),
     timeoutMs: CONTROLLER_PHASE_TIMEOUT_MS[name],
   });
+  const inOrder = async (all: readonly Closable[]): Promise<void> => {
+    for (const c of all) await c.close();
+  };
   return [
-    phase('stop-accepting', () => steps.stopAccepting()),
-    phase('abort-operations', () => steps.abortOperations()),
-    phase('drain', () => steps.drain()),
-    phase('close-clients', () => steps.closeClients()),
+    phase('stop-accepting', () => settleAll(parts.listeners.map((l) => l.stopAccepting()))),
+    phase('abort-operations', () => {
+      parts.root.abort(new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down'));
+      return settleAll(parts.operations.map((o) => o.close()));
+    }),
+    phase('drain', async () => {
+      await settleAll(parts.listeners.map((l) => l.drained()));
+      await inOrder(parts.writers);
+    }),
+    phase('close-clients', () => inOrder(parts.clients)),
   ];
 }
 
 /** Waits for every promise; then rejects with the first failure, if any. */
-export async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
   const failure = (await Promise.allSettled(promises)).find(
     (s): s is PromiseRejectedResult => s.status === 'rejected',
   );

@@ -18,6 +18,8 @@ const LISTENING_POLL_MS = 5;
  * between, so a request waiting on one (an update push) can end.
  */
 export interface ListenerClose {
+  /** The close has begun. */
+  readonly closing: boolean;
   /** Starts the close; resolves once the server accepts no new connection. Idempotent. */
   stopAccepting(): Promise<void>;
   /**
@@ -46,6 +48,9 @@ export function listenerClose<
   });
   const begin = (): Promise<void> => (closing ??= app.close());
   return {
+    get closing() {
+      return closing !== undefined;
+    },
     async stopAccepting() {
       const closed = begin().then(
         () => true,

@@ -3,6 +3,7 @@ import type { HeartbeatTiming } from './heartbeat-loop.js';
 import type { SystemdMode } from './reaper-launch.js';
 import type { RestartLimits } from './restart-policy.js';
 
+/** What `createAgent` is given; agentConfig (agent-config.ts) fills in every default and checks it. */
 export interface AgentOptions {
   /** Holds `bundle/` (the enrolled identity), `services/`, `run/`, `logs/`, state files. */
   readonly stateDir: string;
@@ -45,9 +46,4 @@ export interface AgentOptions {
   };
 }
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-export const DEFAULT_LOG_POLL_MS = 500;
-export const DEFAULT_ADOPT_POLL_MS = 1000;
-export const DEFAULT_STOP_GRACE_MS = 10_000;
-export const DEFAULT_CONCURRENCY = 16;
 export { WORKER_LOG_FILE } from '../protocol/agent-api.js';

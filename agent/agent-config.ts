@@ -152,6 +152,7 @@ export function agentConfig(o: AgentOptions): AgentConfig {
   const d = AGENT_DEFAULTS;
   const hb = o.heartbeat ?? {};
   const sd = o.selfDestruct ?? {};
+  const r = o.restart ?? {};
   const heartbeat =
     hb.enabled === false
       ? null
@@ -178,7 +179,12 @@ export function agentConfig(o: AgentOptions): AgentConfig {
       logFile: o.logFile ?? join(o.stateDir, WORKER_LOG_FILE),
       baseEnv: { ...(o.baseEnv ?? { PATH: d.path }) },
       heartbeat,
-      restart: { ...d.restart, ...o.restart },
+      restart: {
+        maxRestarts: r.maxRestarts ?? d.restart.maxRestarts,
+        windowMs: r.windowMs ?? d.restart.windowMs,
+        baseDelayMs: r.baseDelayMs ?? d.restart.baseDelayMs,
+        maxDelayMs: r.maxDelayMs ?? d.restart.maxDelayMs,
+      },
       adoptPollMs: o.adoptPollMs ?? d.adoptPollMs,
       logPollMs: o.logPollMs ?? d.logPollMs,
       defaultStopGraceMs: o.defaultStopGraceMs ?? d.stopGraceMs,

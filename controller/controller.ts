@@ -45,6 +45,7 @@ import type { ControllerIdentity } from './state/load-state.js';
 
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
+/** A field left out or undefined takes its default. */
 export interface ControllerOptions {
   readonly db: Kysely<ControllerDatabase>;
   /**
@@ -52,31 +53,31 @@ export interface ControllerOptions {
    * list, host detail, metrics), so they never hold the connection heartbeats are written
    * on. Default: `db`. The caller owns and closes it.
    */
-  readonly readDb?: Kysely<ControllerDatabase>;
+  readonly readDb?: Kysely<ControllerDatabase> | undefined;
   readonly identity: Pick<ControllerIdentity, 'ca' | 'server' | 'client'>;
   readonly log: Logger;
-  readonly clock?: Clock;
-  readonly heartbeatIntervalMs?: number;
+  readonly clock?: Clock | undefined;
+  readonly heartbeatIntervalMs?: number | undefined;
   /** How long heartbeats wait to be written together, in ms. */
-  readonly heartbeatFlushMs?: number;
+  readonly heartbeatFlushMs?: number | undefined;
   /** Per-host heartbeat budget (default DEFAULT_HEARTBEAT_BUDGET); `'unlimited'` for benchmarks. */
-  readonly heartbeatBudget?: HeartbeatBudgetLimits | 'unlimited';
+  readonly heartbeatBudget?: HeartbeatBudgetLimits | 'unlimited' | undefined;
   /** Lifecycle events kept per host (defaults: DEFAULT_EVENT_RETENTION). */
-  readonly eventRetention?: Partial<EventRetention>;
+  readonly eventRetention?: Partial<EventRetention> | undefined;
   /** Host that bundles and join hints name (default: the listen host, or 127.0.0.1 for a wildcard). */
-  readonly advertiseHost?: string;
-  readonly decommissionWaitMs?: number;
+  readonly advertiseHost?: string | undefined;
+  readonly decommissionWaitMs?: number | undefined;
   /** Deploy dispatch: hosts called at once, and how long one host may take (ms). */
-  readonly deploy?: { readonly concurrency?: number; readonly applyTimeoutMs?: number };
+  readonly deploy?: { readonly concurrency?: number; readonly applyTimeoutMs?: number } | undefined;
   /**
    * Private directory (0700, created on use) for release uploads in flight. Default: a
    * per-process directory under the system temp dir; `serve` passes one under the state dir.
    */
-  readonly uploadDir?: string;
+  readonly uploadDir?: string | undefined;
   /** Release pushes: hosts updated at once, and how long one host may take (ms). */
-  readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number };
+  readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number } | undefined;
   /** What a joining worker may claim (default: any address). A bad CIDR throws VALIDATION. */
-  readonly joinPolicy?: JoinPolicyOptions;
+  readonly joinPolicy?: JoinPolicyOptions | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -130,7 +131,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'heartbeats' }),
     retention,
     onEventsPruned: (n) => metrics.eventsPruned(n),
-    ...(options.heartbeatFlushMs !== undefined ? { flushMs: options.heartbeatFlushMs } : {}),
+    flushMs: options.heartbeatFlushMs,
   });
   const workerClient = createWorkerClient(identity.client);
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));

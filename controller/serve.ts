@@ -37,12 +37,12 @@ export interface ExtraListener {
 export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
   readonly log: Logger;
-  readonly heartbeatIntervalMs?: number;
+  readonly heartbeatIntervalMs?: number | undefined;
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
-  readonly joinPolicy?: JoinPolicyOptions;
+  readonly joinPolicy?: JoinPolicyOptions | undefined;
 }
 
 export interface ServingController {
@@ -92,13 +92,11 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       identity,
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),
-      ...(options.heartbeatIntervalMs !== undefined
-        ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
-        : {}),
-      ...(addresses[0] !== undefined ? { advertiseHost: addresses[0] } : {}),
-      ...(options.joinPolicy !== undefined ? { joinPolicy: options.joinPolicy } : {}),
-      ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
-      ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      advertiseHost: addresses[0],
+      joinPolicy: options.joinPolicy,
+      heartbeatBudget: options.heartbeatBudget,
+      eventRetention: options.eventRetention,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

@@ -117,7 +117,7 @@ async function serve(): Promise<{
         authorization: `Bearer ${token}`,
         ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
       },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? null : JSON.stringify(body),
     });
     return { status: res.statusCode, body: await res.body.json() };
   };

@@ -31,9 +31,9 @@ export interface ReleaseUpdaterOptions {
   readonly tls: TlsMaterial;
   readonly log: Logger;
   /** Hosts updated at the same time. */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /** Per host, for one update (upload to confirmed health or rollback), in ms. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Per host, for `releases`, in ms. */
   readonly queryTimeoutMs?: number;
   /**
@@ -161,10 +161,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       force: r.force,
       includeSelf: r.includeSelf,
     };
-    const limits = {
-      ...(o.concurrency !== undefined && { concurrency: o.concurrency }),
-      ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
-    };
+    const limits = { concurrency: o.concurrency, timeoutMs: o.timeoutMs };
     if (r.dryRun) {
       const report = await pushRelease({ ...base, ...limits, targets, dryRun: true, signal });
       const results = report.results.map(view);

@@ -36,8 +36,8 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<HostRouteOptions, HttpSe
       const { status, limit, cursor } = request.query;
       return listHostPage(o.readDb, o.live(), {
         limit: limit ?? DEFAULT_HOST_PAGE_LIMIT,
-        ...(cursor !== undefined && { cursor }),
-        ...(status !== undefined && { status }),
+        cursor,
+        status,
       });
     },
   );

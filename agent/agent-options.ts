@@ -3,6 +3,13 @@ import type { HeartbeatTiming } from './heartbeat-loop.js';
 import type { SystemdMode } from './reaper-launch.js';
 import type { RestartLimits } from './restart-policy.js';
 
+/** Every field optional; undefined means the default. */
+type Unset<T> = { readonly [K in keyof T]?: T[K] | undefined };
+
+/**
+ * What `createAgent` is given; agentConfig (agent-config.ts) fills in every default and checks
+ * it. A field left out or undefined takes its default (AGENT_DEFAULTS).
+ */
 export interface AgentOptions {
   /** Holds `bundle/` (the enrolled identity), `services/`, `run/`, `logs/`, state files. */
   readonly stateDir: string;
@@ -10,30 +17,30 @@ export interface AgentOptions {
   /** The version the agent reports (health, local health, heartbeats). */
   readonly version: string;
   readonly log: Logger;
-  readonly now?: () => number;
-  readonly random?: () => number;
+  readonly now?: (() => number) | undefined;
+  readonly random?: (() => number) | undefined;
   /** The worker's RFC 5424 log (default `<state>/logs/worker.log`). */
-  readonly logFile?: string;
+  readonly logFile?: string | undefined;
   /** Environment every service starts from; the spec's env goes on top. */
-  readonly baseEnv?: Readonly<Record<string, string>>;
-  readonly heartbeat?: Partial<HeartbeatTiming> & {
+  readonly baseEnv?: Readonly<Record<string, string>> | undefined;
+  readonly heartbeat?: Unset<HeartbeatTiming> & {
     /** Off: no heartbeats, no renewal (tests of the API alone). */
     readonly enabled?: boolean;
-    readonly renewBeforeMs?: number;
+    readonly renewBeforeMs?: number | undefined;
   };
-  readonly restart?: Partial<RestartLimits>;
+  readonly restart?: Unset<RestartLimits>;
   /** How often re-adopted processes are checked, in ms. */
-  readonly adoptPollMs?: number;
+  readonly adoptPollMs?: number | undefined;
   /** How often service output is copied into the worker log, in ms. */
-  readonly logPollMs?: number;
-  readonly defaultStopGraceMs?: number;
+  readonly logPollMs?: number | undefined;
+  readonly defaultStopGraceMs?: number | undefined;
   /** Steps of one kind run this many at a time. */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /**
    * Replace state files that are missing or damaged (moved aside as `*.damaged-TIME`) instead
    * of refusing to start; what that destroys is in the result and the log.
    */
-  readonly reinitialize?: boolean;
+  readonly reinitialize?: boolean | undefined;
   readonly selfDestruct?: {
     readonly installDirs?: readonly string[];
     readonly extraDirs?: readonly string[];
@@ -45,9 +52,4 @@ export interface AgentOptions {
   };
 }
 
-export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-export const DEFAULT_LOG_POLL_MS = 500;
-export const DEFAULT_ADOPT_POLL_MS = 1000;
-export const DEFAULT_STOP_GRACE_MS = 10_000;
-export const DEFAULT_CONCURRENCY = 16;
 export { WORKER_LOG_FILE } from '../protocol/agent-api.js';

@@ -1,18 +1,17 @@
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ensurePrivateDir } from '../pki/index.js';
-import { AGENT_HEALTH_SOCKET } from '../protocol/agent-local.js';
-import { DEFAULT_HEARTBEAT_INTERVAL_MS } from '../protocol/constants.js';
+import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../pki/index.js';
 import { formatHostPort } from '../kit/host-port.js';
 import { readEndpointsFile, writeEndpointsFile } from '../kit/endpoints-file.js';
+import { agentConfig } from './agent-config.js';
 import { loadAgentIdentity } from './agent-identity.js';
 import { createAgentCore, type AgentCore } from './agent-core.js';
-import * as D from './agent-options.js';
+import type { AgentOptions } from './agent-options.js';
 import { createControllerClient } from './controller-client.js';
-import { DESIRED_STATE_FILE, loadDesiredState } from './desired-store.js';
-import { openEventOutbox, OUTBOX_FILE, type NewEvent } from './event-outbox.js';
+import { loadDesiredState } from './desired-store.js';
+import { openEventOutbox, type NewEvent } from './event-outbox.js';
 import { runHeartbeatLoop } from './heartbeat-loop.js';
 import { readHostMetrics } from './host-metrics.js';
 import { readDefaultRouteInterface } from './host-vars.js';
@@ -21,13 +20,12 @@ import { agentInstance } from './orphans.js';
 import { startLocalHealth } from './local-health.js';
 import { createProcessRuntime } from './process-runtime.js';
 import { createReconciler, type JobResult } from './reconciler.js';
-import { renewIfDue, DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
-import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';
-import { createSelfDestruct, AGENT_LOCK_FILE } from './self-destruct.js';
+import { renewIfDue } from './renewal.js';
+import { createSelfDestruct } from './self-destruct.js';
 import { createAgentServer } from './server.js';
 import { serviceDirs } from './service-record.js';
 import { createServiceTable } from './service-table.js';
-import { checkAgentState, SERVICES_DIR, type Reinitialized } from './state-check.js';
+import { checkAgentState, type Reinitialized } from './state-check.js';
 import { trackStateFiles } from './state-manifest.js';
 import { createWorkerLog } from './worker-log.js';
 
@@ -46,22 +44,23 @@ export interface Agent {
 }
 
 /**
- * Starts the worker agent on an enrolled state dir. Throws a PkiError
- * (CORRAL_ERR_BUNDLE_MISSING / _INVALID / _KEY_PERMISSIONS) when there is no usable identity,
- * CORRAL_ERR_CONFLICT when another agent runs on the same state dir, and
+ * Starts the worker agent on an enrolled state dir, with `options` resolved by agentConfig
+ * (every default in AGENT_DEFAULTS). Throws CORRAL_ERR_VALIDATION for an option out of range,
+ * a PkiError (CORRAL_ERR_BUNDLE_MISSING / _INVALID / _KEY_PERMISSIONS) when there is no usable
+ * identity, CORRAL_ERR_CONFLICT when another agent runs on the same state dir, and
  * CORRAL_ERR_STATE_DAMAGED (naming each file and the way back; nothing changed) when a state
  * file that existed is missing, empty or damaged, unless `reinitialize` asks to replace it.
  */
-export async function createAgent(o: AgentOptions): Promise<Agent> {
-  const now = o.now ?? Date.now;
-  const random = o.random ?? Math.random;
-  const log = o.log.child({ component: 'agent' });
+export async function createAgent(options: AgentOptions): Promise<Agent> {
+  const c = agentConfig(options);
+  const { now, random, paths } = c;
+  const log = c.log.child({ component: 'agent' });
   const startedAt = now();
-  const identity = await loadAgentIdentity(join(o.stateDir, 'bundle'));
+  const identity = await loadAgentIdentity(paths.bundleDir);
   const manifest = identity.manifest;
-  await ensurePrivateDir(o.stateDir);
-  await mkdir(join(o.stateDir, 'run'), { recursive: true, mode: 0o700 });
-  const lock = await acquireInstanceLock(join(o.stateDir, AGENT_LOCK_FILE));
+  await ensurePrivateDir(c.stateDir);
+  await mkdir(paths.runDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  const lock = await acquireInstanceLock(paths.lockFile);
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.splice(0).reverse()) {
@@ -72,40 +71,39 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
   };
   try {
     // Before anything reads or writes state: a lost or damaged state file stops the start here.
-    const checked = await checkAgentState(o.stateDir, { reinitialize: o.reinitialize ?? false, now });
+    const checked = await checkAgentState(c.stateDir, { reinitialize: c.reinitialize, now });
     for (const r of checked.reinitialized) {
       log.warn(
         { file: r.file, problem: r.problem, movedTo: r.movedTo, destroyed: r.destroyed },
         'state file reinitialized',
       );
     }
-    const stateFiles = trackStateFiles(o.stateDir, checked.files, (err) =>
+    const stateFiles = trackStateFiles(c.stateDir, checked.files, (err) =>
       log.error({ err }, 'state manifest not saved'),
     );
-    const logFile = o.logFile ?? join(o.stateDir, D.WORKER_LOG_FILE);
-    const workerLog = createWorkerLog(logFile);
+    const workerLog = createWorkerLog(c.logFile);
     cleanups.push(() => workerLog.close());
-    const outbox = await openEventOutbox(join(o.stateDir, OUTBOX_FILE), {
+    const outbox = await openEventOutbox(paths.outboxFile, {
       now,
       onError: (err) => log.error({ err }, 'event outbox not saved'),
       stateFiles,
     });
     cleanups.push(() => outbox.flush());
     const emit = (e: NewEvent): void => void outbox.add(e);
-    const runtime = createProcessRuntime({ adoptPollMs: o.adoptPollMs ?? D.DEFAULT_ADOPT_POLL_MS });
+    const runtime = createProcessRuntime({ adoptPollMs: c.adoptPollMs });
     cleanups.push(() => runtime.close());
-    const dirs = serviceDirs(join(o.stateDir, SERVICES_DIR), stateFiles);
-    const defaultStopGraceMs = o.defaultStopGraceMs ?? D.DEFAULT_STOP_GRACE_MS;
+    const dirs = serviceDirs(paths.servicesDir, stateFiles);
+    const { defaultStopGraceMs } = c;
     const table = createServiceTable({
       runtime,
       dirs,
       log,
-      limits: { ...DEFAULT_RESTART_LIMITS, ...o.restart },
+      limits: c.restart,
       random,
       now,
-      baseEnv: o.baseEnv ?? { PATH: D.DEFAULT_PATH },
+      baseEnv: c.baseEnv,
       defaultStopGraceMs,
-      instance: agentInstance(resolve(o.stateDir)),
+      instance: agentInstance(resolve(c.stateDir)),
       emit: (e) =>
         emit({ type: e.type, service: e.service, ...(e.detail !== undefined && { detail: e.detail }) }),
       hostname: manifest.hostName,
@@ -130,18 +128,18 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
     const reconciler = createReconciler({
       table,
       log,
-      concurrency: o.concurrency ?? D.DEFAULT_CONCURRENCY,
+      concurrency: c.concurrency,
       finished,
     });
     cleanups.push(() => reconciler.close());
 
-    const metrics = () => readHostMetrics(o.stateDir);
+    const metrics = () => readHostMetrics(c.stateDir);
     const core = createAgentCore({
-      version: o.version,
+      version: c.version,
       hostId: manifest.hostId,
-      statePath: join(o.stateDir, DESIRED_STATE_FILE),
+      statePath: paths.desiredStateFile,
       stateFiles,
-      initial: await loadDesiredState(join(o.stateDir, DESIRED_STATE_FILE)),
+      initial: await loadDesiredState(paths.desiredStateFile),
       facts: {
         name: manifest.hostName,
         id: manifest.hostId,
@@ -155,21 +153,21 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       startedAt,
       metrics,
     });
-    const sd = o.selfDestruct ?? {};
+    const sd = c.selfDestruct;
     markApplied = (generation) => core.markApplied(generation);
     const selfDestruct = createSelfDestruct({
       config: {
-        stateDir: o.stateDir,
-        installDirs: sd.installDirs ?? [],
-        extraDirs: sd.extraDirs ?? [],
-        keepDirs: [dirname(logFile), ...(sd.keepDirs ?? [])],
-        units: sd.units ?? [],
-        logFile,
+        stateDir: c.stateDir,
+        installDirs: sd.installDirs,
+        extraDirs: sd.extraDirs,
+        keepDirs: [dirname(c.logFile), ...sd.keepDirs],
+        units: sd.units,
+        logFile: c.logFile,
       },
       hostId: manifest.hostId,
       hostname: manifest.hostName,
-      reaperCommand: sd.reaperCommand,
-      systemd: sd.systemd ?? 'auto',
+      reaperCommand: sd.reaperCommand ?? undefined,
+      systemd: sd.systemd,
       agent: lock.owner,
       defaultStopGraceMs,
       log,
@@ -182,7 +180,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       freeze: () => core.freeze(),
       now,
       reportTarget: () =>
-        o.heartbeat?.enabled === false
+        c.heartbeat === null
           ? null
           : { hostId: manifest.hostId, controller: manifest.controller, ...identity.material() },
     });
@@ -192,7 +190,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       pinnedFingerprint: () => manifest.controllerClientFingerprint,
       core,
       diagnostics: {
-        diskPaths: [o.stateDir, '/'],
+        diskPaths: paths.diskPaths,
         serviceDir: (name) => (table.names().includes(name) ? dirs.dir(name) : undefined),
         servicePids: () => new Map(table.processes().map((p) => [p.record.pid, p.name])),
       },
@@ -201,26 +199,25 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
     });
     identity.onChange((m) => server.reloadTls(m));
     cleanups.push(() => server.app.close());
-    await server.app.listen({ host: o.listen.host, port: o.listen.port });
+    await server.app.listen({ host: c.listen.host, port: c.listen.port });
     const bound = server.app.server.address() as AddressInfo;
     const address = formatHostPort(bound.address, bound.port);
     // Merged: the updater may share this state dir and keep its own entry here.
-    const others = await readEndpointsFile(o.stateDir).catch(() => undefined /* unreadable: rewrite it */);
-    await writeEndpointsFile(o.stateDir, { ...others, agent: address });
+    const others = await readEndpointsFile(c.stateDir).catch(() => undefined /* unreadable: rewrite it */);
+    await writeEndpointsFile(c.stateDir, { ...others, agent: address });
 
-    const local = await startLocalHealth(join(o.stateDir, AGENT_HEALTH_SOCKET), () => ({
-      version: o.version,
+    const local = await startLocalHealth(paths.healthSocket, () => ({
+      version: c.version,
       pid: process.pid,
       uptimeSeconds: (now() - startedAt) / 1000,
     }));
     cleanups.push(() => local.close());
 
-    emit({ type: 'agent-started', detail: `version ${o.version}` });
+    emit({ type: 'agent-started', detail: `version ${c.version}` });
     core.startup();
 
-    const hb = o.heartbeat ?? {};
-    const client =
-      hb.enabled === false ? undefined : createControllerClient(manifest.controller, identity.material());
+    const hb = c.heartbeat;
+    const client = hb === null ? undefined : createControllerClient(manifest.controller, identity.material());
     if (client) {
       identity.onChange((m) => client.reload(m));
       cleanups.push(() => client.close());
@@ -233,7 +230,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       await Promise.all(running);
       await table.pumpLogs();
     });
-    const logPollMs = o.logPollMs ?? D.DEFAULT_LOG_POLL_MS;
+    const { logPollMs } = c;
     running.push(
       (async () => {
         while (!loops.signal.aborted) {
@@ -245,24 +242,18 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       })(),
     );
 
-    if (client) {
+    if (client && hb) {
       running.push(
         runHeartbeatLoop(
           {
             client: () => client,
             outbox,
-            timing: {
-              intervalMs: hb.intervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
-              minIntervalMs: hb.minIntervalMs ?? 1000,
-              maxIntervalMs: hb.maxIntervalMs ?? 10 * 60_000,
-              backoffBaseMs: hb.backoffBaseMs ?? 1000,
-              backoffCapMs: hb.backoffCapMs ?? 60_000,
-            },
+            timing: hb,
             random,
             log,
             collect: async () => ({
               hostId: manifest.hostId,
-              agentVersion: o.version,
+              agentVersion: c.version,
               generation: core.appliedGeneration(),
               metrics: await metrics(),
               services: (await core.status()).services,
@@ -273,7 +264,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
               reEnroll:
                 `on the controller: corral controller decommission ${manifest.hostName} --yes, then ` +
                 `corral controller token create --name ${manifest.hostName}; on this worker: move ` +
-                `${identity.bundleDir} aside and run the corral agent join line it prints with --state-dir ${o.stateDir}`,
+                `${identity.bundleDir} aside and run the corral agent join line it prints with --state-dir ${c.stateDir}`,
             },
             onDecommissioned: async () => {
               const { launch } = await selfDestruct.prepare({ hostId: manifest.hostId });
@@ -284,7 +275,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
                 {
                   identity,
                   client: () => client,
-                  renewBeforeMs: hb.renewBeforeMs ?? DEFAULT_RENEW_BEFORE_MS,
+                  renewBeforeMs: hb.renewBeforeMs,
                   now,
                   log,
                 },
@@ -297,7 +288,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       );
     }
 
-    log.info({ address, hostId: manifest.hostId, version: o.version }, 'agent listening');
+    log.info({ address, hostId: manifest.hostId, version: c.version }, 'agent listening');
     let closing: Promise<void> | undefined;
     const close = (): Promise<void> => {
       closing ??= (async () => {
@@ -321,4 +312,4 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
   }
 }
 
-export type AgentOptions = D.AgentOptions;
+export type { AgentOptions } from './agent-options.js';

@@ -1,5 +1,6 @@
 export { createAgent, type Agent, type AgentOptions } from './agent.js';
-export { DEFAULT_STOP_GRACE_MS, WORKER_LOG_FILE } from './agent-options.js';
+export { WORKER_LOG_FILE } from './agent-options.js';
+export { AGENT_DEFAULTS, agentConfig, DEFAULT_STOP_GRACE_MS, type AgentConfig } from './agent-config.js';
 export { runReaper, type ReaperReport } from './reaper.js';
 export { ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
 export { planFromDisk } from './self-destruct.js';

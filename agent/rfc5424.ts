@@ -15,7 +15,7 @@ export interface SyslogRecord {
   readonly time: Date;
   readonly hostname: string;
   readonly appName: string;
-  readonly procId?: number | string;
+  readonly procId?: number | string | undefined;
   readonly msgId?: string;
   readonly severity: Severity;
   readonly message: string;

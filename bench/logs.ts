@@ -46,15 +46,15 @@ interface Outcome {
   readonly transferSeconds: number;
   readonly received: number;
   readonly exact: boolean;
-  readonly note?: string;
+  readonly note?: string | undefined;
   /** Peak resident memory of the sending process, when known. */
-  readonly peakRss?: number;
+  readonly peakRss?: number | undefined;
 }
 
 interface Timing {
   readonly totalSeconds: number;
   readonly transferSeconds: number;
-  readonly note?: string;
+  readonly note?: string | undefined;
 }
 
 async function sha256(path: string): Promise<string> {

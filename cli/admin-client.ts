@@ -44,7 +44,7 @@ export function createAdminClient(target: { url: string; token: string }): Admin
       res = await request(`${target.url}${path}`, {
         method,
         headers,
-        body: raw ? raw.stream : body === undefined ? undefined : JSON.stringify(body),
+        body: raw ? raw.stream : body === undefined ? null : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
         ...(raw && { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
       });

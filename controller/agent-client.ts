@@ -109,7 +109,7 @@ export function createWorkerClient(material: TlsMaterial): WorkerClient {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         headers: hasBody ? { 'content-type': 'application/json' } : {},
-        body: hasBody ? JSON.stringify(call.body) : undefined,
+        body: hasBody ? JSON.stringify(call.body) : null,
       });
       const text = await readBounded(res.body);
       let json: unknown;

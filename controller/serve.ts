@@ -37,20 +37,29 @@ export interface ExtraListener {
 export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
   readonly log: Logger;
-  readonly heartbeatIntervalMs?: number;
+  readonly heartbeatIntervalMs?: number | undefined;
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
-  readonly joinPolicy?: JoinPolicyOptions;
+  readonly joinPolicy?: JoinPolicyOptions | undefined;
 }
 
 export interface ServingController {
   readonly controller: Controller;
   readonly endpoints: Record<string, string>;
-  /** Shutdown in phases: stop accepting and drain → extra listeners → database → endpoints file. */
+  /**
+   * Shutdown in phases, each with its own timeout: the controller's (stop-accepting,
+   * abort-operations, drain, close-clients), then close-<extra> per extra listener,
+   * close-database, remove-endpoints, flush-logs. A second call waits for the first and gets
+   * the same outcomes.
+   */
   close(): Promise<PhaseOutcome[]>;
 }
+
+/** Phases serve runs after the controller's own, in ms. */
+const CLOSE_DATABASE_TIMEOUT_MS = 10_000;
+const FLUSH_LOGS_TIMEOUT_MS = 5_000;
 
 /**
  * `corral controller serve`: checks and loads the state made by `init` (the same CA,
@@ -83,13 +92,11 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       identity,
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),
-      ...(options.heartbeatIntervalMs !== undefined
-        ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
-        : {}),
-      ...(addresses[0] !== undefined ? { advertiseHost: addresses[0] } : {}),
-      ...(options.joinPolicy !== undefined ? { joinPolicy: options.joinPolicy } : {}),
-      ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
-      ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      advertiseHost: addresses[0],
+      joinPolicy: options.joinPolicy,
+      heartbeatBudget: options.heartbeatBudget,
+      eventRetention: options.eventRetention,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {
@@ -112,7 +119,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       endpoints,
       close: () =>
         (closing ??= runShutdown([
-          { name: 'stop-accepting', run: () => running.close(), timeoutMs: 15_000 },
+          ...running.shutdownPhases,
           ...started.map((s) => ({ name: `close-${s.name}`, run: () => s.close() })),
           {
             name: 'close-database',
@@ -120,10 +127,16 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
               await readDb.destroy();
               await db.destroy();
             },
+            timeoutMs: CLOSE_DATABASE_TIMEOUT_MS,
           },
           {
             name: 'remove-endpoints',
             run: () => rm(join(options.stateDir, ENDPOINTS_FILE), { force: true }),
+          },
+          {
+            name: 'flush-logs',
+            run: () => new Promise<void>((resolve) => options.log.flush(() => resolve())),
+            timeoutMs: FLUSH_LOGS_TIMEOUT_MS,
           },
         ])),
     };

@@ -196,7 +196,7 @@ async function putAside(file: string, why: string, clock: () => number): Promise
 }
 
 interface Inspected {
-  readonly storeId?: string;
+  readonly storeId?: string | undefined;
   readonly recovery?: Recovery;
   /** A version-1 database (one `positions` table, no meta). */
   readonly legacy: boolean;
@@ -227,7 +227,7 @@ async function inspect(db: Db): Promise<Inspected> {
   );
   const recovery = meta.get('recovery');
   return {
-    ...(meta.has('store_id') ? { storeId: meta.get('store_id') } : {}),
+    storeId: meta.get('store_id'),
     ...(recovery === 'fresh' || recovery === 'lost' ? { recovery } : {}),
     legacy: false,
   };

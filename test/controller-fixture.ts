@@ -70,13 +70,11 @@ export async function startController(
     readDb,
     identity,
     log: silentLog,
-    ...(options.heartbeatIntervalMs !== undefined
-      ? { heartbeatIntervalMs: options.heartbeatIntervalMs }
-      : {}),
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
     decommissionWaitMs: options.decommissionWaitMs ?? 2_000,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
-    ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
+    clock: options.clock,
+    heartbeatBudget: options.heartbeatBudget,
+    eventRetention: options.eventRetention,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });
@@ -89,7 +87,7 @@ export async function startController(
     const res = await request(`${endpoints.admin}${path}`, {
       method: method as 'GET',
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? null : JSON.stringify(body),
     });
     const text = await res.body.text();
     const parsed = (res.headers['content-type'] ?? '').toString().includes('json') ? JSON.parse(text) : text;

@@ -62,7 +62,7 @@ export async function startControllerProcess(
       const res = await request(`${adminUrl}${path}`, {
         method,
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? null : JSON.stringify(body),
       });
       const text = await res.body.text();
       if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${text}`);

@@ -191,7 +191,7 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
     logFile: sd.logFile,
     baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' },
     heartbeat: {
-      ...(heartbeatIntervalMs !== undefined && { intervalMs: heartbeatIntervalMs }),
+      intervalMs: heartbeatIntervalMs,
       ...(o.heartbeatMinInterval && {
         minIntervalMs: ms('--heartbeat-min-interval', o.heartbeatMinInterval),
       }),
@@ -206,7 +206,7 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
     },
     ...(o.adoptPoll && { adoptPollMs: ms('--adopt-poll', o.adoptPoll) }),
     ...(o.logPoll && { logPollMs: ms('--log-poll', o.logPoll) }),
-    ...(stopGraceMs !== undefined && { defaultStopGraceMs: stopGraceMs }),
+    defaultStopGraceMs: stopGraceMs,
     ...(concurrency !== undefined && { concurrency: Math.max(1, concurrency) }),
     reinitialize: o.reinitialize === true,
     selfDestruct: {

@@ -117,7 +117,7 @@ class Sqlite3Connection implements DatabaseConnection {
         resolve({
           rows: [],
           numAffectedRows: BigInt(this.changes ?? 0),
-          insertId: this.lastID === undefined ? undefined : BigInt(this.lastID),
+          ...(this.lastID === undefined ? {} : { insertId: BigInt(this.lastID) }),
         });
       };
       if (reusable) this.#statement(compiled.sql).run(params, done);

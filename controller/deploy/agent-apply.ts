@@ -8,6 +8,7 @@ import { describeCallError } from '../fleet/call-errors.js';
 
 /** How long one host's apply (with its one retry) may take, in ms. */
 export const DEFAULT_APPLY_TIMEOUT_MS = 10_000;
+const SHUTDOWN_REASON = `stopped: the controller shut down before the agent answered (${ErrorCode.UNAVAILABLE})`;
 
 export interface ApplyTarget {
   readonly hostId: string;
@@ -54,8 +55,11 @@ export async function applyToHost(
   target: ApplyTarget,
   generation: number,
   services: readonly ServiceSpec[],
-  timeoutMs = DEFAULT_APPLY_TIMEOUT_MS,
+  limits: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
 ): Promise<ApplyOutcome> {
+  const timeoutMs = limits.timeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS;
+  const stopped = (): ApplyOutcome => ({ outcome: 'failed', generation, reason: SHUTDOWN_REASON });
+  if (limits.signal?.aborted) return stopped();
   if (target.fingerprints.length === 0) {
     return {
       outcome: 'failed',
@@ -63,7 +67,9 @@ export async function applyToHost(
       reason: `no agent certificate is pinned (${ErrorCode.NOT_ENROLLED})`,
     };
   }
-  const signal = AbortSignal.timeout(timeoutMs);
+  const signal = limits.signal
+    ? AbortSignal.any([limits.signal, AbortSignal.timeout(timeoutMs)])
+    : AbortSignal.timeout(timeoutMs);
   const worker = { ...target, fingerprints: [...target.fingerprints] };
   const send = (g: number) =>
     client.call(worker, {
@@ -96,6 +102,7 @@ export async function applyToHost(
     }
     return { outcome: 'failed', generation: sent, reason: describeReply(reply) };
   } catch (e: unknown) {
+    if (limits.signal?.aborted) return { ...stopped(), generation: sent };
     const failure = describeCallError(e);
     const label = LABELS[failure.code] ?? 'call failed';
     return { outcome: 'failed', generation: sent, reason: `${label}: ${failure.message} (${failure.code})` };

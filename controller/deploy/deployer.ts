@@ -46,6 +46,11 @@ export interface DeployerOptions {
   readonly concurrency?: number;
   /** Per host, in ms. */
   readonly applyTimeoutMs?: number;
+  /**
+   * The controller's shutdown: once it aborts, hosts not yet answered fail at once (the
+   * operation ends with them failed) and new deploys and teardowns are refused.
+   */
+  readonly signal: AbortSignal;
 }
 
 export interface Deployer {
@@ -63,7 +68,10 @@ export interface Deployer {
    * does the dispatch of services whose host never confirmed.
    */
   recover(): Promise<string[]>;
-  /** Waits for the deploy or teardown in flight. Idempotent. */
+  /**
+   * Refuses new deploys and teardowns (CORRAL_ERR_UNAVAILABLE) and waits for the one in flight
+   * and those already queued (which, once `signal` aborted, are refused as they start). Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -75,14 +83,17 @@ export function createDeployer(o: DeployerOptions): Deployer {
     pins: o.pins,
     concurrency: o.concurrency ?? DEFAULT_DISPATCH_CONCURRENCY,
     timeoutMs: o.applyTimeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS,
+    signal: o.signal,
   };
   /** One deploy or teardown at a time: each reads the state the previous one left. */
   const turns = new SingleFlight({ name: 'deploys', maxQueued: MAX_WAITING });
   let closed = false;
 
+  const shuttingDown = () => new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down');
+
   function exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    if (closed) return Promise.reject(new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down'));
-    return turns.run(fn);
+    if (closed || o.signal.aborted) return Promise.reject(shuttingDown());
+    return turns.run(() => (o.signal.aborted ? Promise.reject(shuttingDown()) : fn()));
   }
 
   const hostName = (snap: FleetSnapshot, id: string): string => snap.hosts.get(id)?.name ?? id;

@@ -18,7 +18,7 @@ export interface PlacementConstraint {
 
 export interface PlaceableService {
   readonly name: string;
-  readonly placement?: PlacementConstraint;
+  readonly placement?: PlacementConstraint | undefined;
 }
 
 export interface CandidateHost {

@@ -14,6 +14,8 @@ export interface RolloutDeps {
   readonly pins: PinRegistry;
   readonly concurrency: number;
   readonly timeoutMs: number;
+  /** Aborted: hosts not yet answered fail with the shutdown as their reason. */
+  readonly signal: AbortSignal;
 }
 
 export interface RolloutResult {
@@ -57,7 +59,7 @@ export async function rollout(
       },
       set.generation,
       set.services,
-      deps.timeoutMs,
+      { timeoutMs: deps.timeoutMs, signal: deps.signal },
     );
     if (out.outcome === 'failed') {
       await op.record(

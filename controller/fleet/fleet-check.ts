@@ -20,8 +20,15 @@ export const CHECK_CONCURRENCY = 32;
  * mutual TLS with the pinned fingerprint checked on that connection. Never throws for a host:
  * each result says whether it answered and why not.
  */
+export interface FleetCheckDeps {
+  readonly db: Kysely<ControllerDatabase>;
+  readonly pins: PinRegistry;
+  readonly client: WorkerClient;
+  readonly live: Liveness;
+}
+
 export async function checkFleet(
-  deps: { db: Kysely<ControllerDatabase>; pins: PinRegistry; client: WorkerClient; live: Liveness },
+  deps: FleetCheckDeps,
   timeoutMs = DEFAULT_CHECK_TIMEOUT_MS,
 ): Promise<CheckResult[]> {
   const hosts = (await listHostViews(deps.db, deps.live)).filter((h) => h.status !== 'decommissioned');

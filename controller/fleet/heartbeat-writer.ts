@@ -57,7 +57,7 @@ export interface HeartbeatWriterOptions {
   readonly db: Kysely<ControllerDatabase>;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly flushMs?: number;
+  readonly flushMs?: number | undefined;
   readonly maxBatch?: number;
   readonly maxPending?: number;
   /** Events kept per host: each host that sent events is pruned in the same transaction. */

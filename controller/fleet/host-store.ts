@@ -160,7 +160,11 @@ export interface HostPage {
 export async function listHostPage(
   db: Db,
   live: Liveness,
-  page: { readonly limit: number; readonly cursor?: string; readonly status?: HostStatus },
+  page: {
+    readonly limit: number;
+    readonly cursor?: string | undefined;
+    readonly status?: HostStatus | undefined;
+  },
 ): Promise<HostPage> {
   const after = page.cursor === undefined ? undefined : decodeHostCursor(page.cursor);
   let q = db.selectFrom('hosts').selectAll();

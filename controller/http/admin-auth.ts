@@ -23,14 +23,14 @@ const BEARER_RE = new RegExp(`^${AUTHORIZATION_SCHEME}\\s+(\\S{1,512})$`, 'i');
 /**
  * The admin API's auth plugin (an onRequest hook): every route but `/health` needs
  * `Authorization: Bearer <token>` whose SHA-256 matches a stored hash (compared in constant
- * time, against every credential). A missing or wrong token is the same 401. Decorates the
- * request with `adminActor`; registered on the app itself (no encapsulation).
+ * time, against every credential). The credentials are asked for on every request, so a
+ * token replaced or revoked while the controller runs counts from the next request. A missing
+ * or wrong token is the same 401. Decorates the request with `adminActor`; registered on the
+ * app itself (no encapsulation).
  */
-export const adminAuth: FastifyPluginCallback<{ readonly credentials: () => readonly AdminCredential[] }> = (
-  app,
-  { credentials },
-  done,
-) => {
+export const adminAuth: FastifyPluginCallback<{
+  readonly credentials: () => Promise<readonly AdminCredential[]>;
+}> = (app, { credentials }, done) => {
   app.decorateRequest('adminActor', null);
   app.addHook('onRequest', async (request) => {
     if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
@@ -39,7 +39,7 @@ export const adminAuth: FastifyPluginCallback<{ readonly credentials: () => read
     let who: string | undefined;
     if (match?.[1]) {
       const presented = secretHash(match[1]);
-      for (const c of credentials()) {
+      for (const c of await credentials()) {
         if (hashesEqual(presented, c.hash) && who === undefined) who = c.name;
       }
     }

@@ -55,7 +55,7 @@ export interface PushOptions {
   /** The controller-client identity and the CA. */
   readonly tls: TlsMaterial;
   /** Hosts updated at the same time. */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /** Push even a version that rolled back on a host before. */
   readonly force?: boolean;
   /** After the agent release is live, also replace each host's updater with this release. */
@@ -65,7 +65,7 @@ export interface PushOptions {
   readonly onProgress?: (progress: PushProgress) => void;
   readonly signal?: AbortSignal;
   /** Per host, for the update itself (upload to confirmed health or rollback), in ms. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** How long a self-updated updater has to answer with its new version, in ms. */
   readonly selfConfirmTimeoutMs?: number;
 }
@@ -268,6 +268,14 @@ async function pushOne(
       ? result({ outcome: 'self-updated', current: answer.current, reason: null })
       : result({ outcome: 'failed', current: answer.current, reason: `agent updated, but ${confirmed}` });
   } catch (e: unknown) {
+    if (o.signal?.aborted) {
+      return result({
+        outcome: 'failed',
+        current: null,
+        reason: 'the push was stopped before this host finished',
+        code: ErrorCode.UNAVAILABLE,
+      });
+    }
     const { reason, code } = describe(e);
     return result({ outcome: 'failed', current: null, reason, code: isCorralError(e) ? e.code : code });
   } finally {

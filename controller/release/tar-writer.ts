@@ -37,7 +37,11 @@ function header(entry: TarEntry): Buffer {
   const needPax = h.encode(block);
   if (!needPax) return block;
   // Long (or non-ASCII) names travel in a PAX header whose values are themselves fixed.
-  const pax = new Pax({ path: data.path, linkpath: data.linkpath || undefined, mtime: FIXED_MTIME });
+  const pax = new Pax({
+    path: data.path,
+    ...(data.linkpath ? { linkpath: data.linkpath } : {}),
+    mtime: FIXED_MTIME,
+  });
   return Buffer.concat([pax.encode(), block]);
 }
 

@@ -31,11 +31,16 @@ export interface ReleaseUpdaterOptions {
   readonly tls: TlsMaterial;
   readonly log: Logger;
   /** Hosts updated at the same time. */
-  readonly concurrency?: number;
+  readonly concurrency?: number | undefined;
   /** Per host, for one update (upload to confirmed health or rollback), in ms. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Per host, for `releases`, in ms. */
   readonly queryTimeoutMs?: number;
+  /**
+   * The controller's shutdown: once it aborts, a push in flight stops (its connections are cut,
+   * its operation ends `failed`) and `update` is refused.
+   */
+  readonly signal: AbortSignal;
 }
 
 export interface UpdateRequest {
@@ -56,6 +61,11 @@ export interface ReleaseUpdater {
   update(r: UpdateRequest): Promise<AdminUpdateResponse>;
   /** Each active host's (or one host's) releases and recent history, asked of its updater. */
   releases(host?: string): Promise<AdminHostReleases[]>;
+  /**
+   * Refuses new updates (CORRAL_ERR_UNAVAILABLE) and waits for the one in flight to end and
+   * record its outcome; it ends early only when `signal` aborts. Idempotent.
+   */
+  close(): Promise<void>;
 }
 
 const QUERY_CONCURRENCY = 16;
@@ -69,9 +79,13 @@ interface Resolved {
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e)).slice(0, 2000);
 
+/** Why a push stopped half-way: the controller is shutting down. */
+const SHUTDOWN_REASON = 'the controller shut down during the update';
+
 export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
-  const { db, log } = o;
-  let running = false;
+  const { db, log, signal } = o;
+  let running: Promise<unknown> | undefined;
+  let closed = false;
 
   function targetOf(row: HostRow): UpdaterTarget {
     const fingerprint = o.pins.fingerprintsFor(row.id, 'updater')[0];
@@ -118,12 +132,14 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
   });
 
   async function update(r: UpdateRequest): Promise<AdminUpdateResponse> {
+    if (closed || signal.aborted) throw new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down');
     if (running) throw new CorralError(ErrorCode.CONFLICT, 'an update is already running; retry later');
-    running = true;
+    const run = runUpdate(r);
+    running = run;
     try {
-      return await runUpdate(r);
+      return await run;
     } finally {
-      running = false;
+      running = undefined;
     }
   }
 
@@ -145,12 +161,9 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       force: r.force,
       includeSelf: r.includeSelf,
     };
-    const limits = {
-      ...(o.concurrency !== undefined && { concurrency: o.concurrency }),
-      ...(o.timeoutMs !== undefined && { timeoutMs: o.timeoutMs }),
-    };
+    const limits = { concurrency: o.concurrency, timeoutMs: o.timeoutMs };
     if (r.dryRun) {
-      const report = await pushRelease({ ...base, ...limits, targets, dryRun: true });
+      const report = await pushRelease({ ...base, ...limits, targets, dryRun: true, signal });
       const results = report.results.map(view);
       return {
         operationId: null,
@@ -220,7 +233,9 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
     };
     let report;
     try {
-      report = await pushRelease({ ...base, ...limits, targets, onProgress });
+      report = await pushRelease({ ...base, ...limits, targets, onProgress, signal });
+      // Hosts cut off half-way may still finish on their own; the next push sees where they are.
+      if (signal.aborted) throw new CorralError(ErrorCode.UNAVAILABLE, SHUTDOWN_REASON);
     } catch (e: unknown) {
       await Promise.all(pending);
       await op
@@ -267,9 +282,10 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
     });
     return mapConcurrent(hosts, QUERY_CONCURRENCY, async ({ target }): Promise<AdminHostReleases> => {
       try {
+        const timeoutMs = o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
         const rel = await fetchReleases(target, o.tls, {
-          timeoutMs: o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-          signal: AbortSignal.timeout(o.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS),
+          timeoutMs,
+          signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
         });
         return {
           host: target.hostName,
@@ -294,5 +310,12 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
     });
   }
 
-  return { update, releases };
+  return {
+    update,
+    releases,
+    async close() {
+      closed = true;
+      await running?.catch(() => undefined /* the caller of update() gets its error */);
+    },
+  };
 }

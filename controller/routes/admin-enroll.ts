@@ -11,19 +11,32 @@ import {
   TokenCreateResponse,
 } from '../../protocol/enrollment.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import type { Kysely } from 'kysely';
+import type { ControllerDatabase } from '../db/schema.js';
+import type { Enrollment } from '../fleet/enrollment.js';
 import { findHostByName } from '../fleet/host-store.js';
+import type { TokenStore } from '../fleet/token-store.js';
 import { adminActor } from '../http/admin-auth.js';
-import type { AdminContext } from '../http/admin-context.js';
+
+export interface EnrollRouteOptions {
+  readonly db: Kysely<ControllerDatabase>;
+  readonly enrollment: Enrollment;
+  readonly tokens: TokenStore;
+  /** The CA's fingerprint, for the `--ca-pin` a join token is shown with. */
+  readonly caFingerprint: string;
+  /** The join listener, host:port, as workers should dial it. */
+  joinAddress(): string;
+}
 
 /** Enrollment: bundles made here, and join tokens for workers that make their own keys. */
-export const adminEnrollRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, HttpServer> = async (
+export const adminEnrollRoutes: FastifyPluginAsyncTypebox<EnrollRouteOptions, HttpServer> = async (
   app,
-  { ctx },
+  o,
 ) => {
   app.post(
     '/v1/enroll',
     { schema: { body: EnrollRequest, response: { 200: EnrollResponse } } },
-    async (request) => ctx.enrollment.enroll(request.body, adminActor(request)),
+    async (request) => o.enrollment.enroll(request.body, adminActor(request)),
   );
 
   // `controller enroll` confirms here once it has written the bundle it was given.
@@ -37,13 +50,13 @@ export const adminEnrollRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext },
       },
     },
     async (request) => {
-      const host = await findHostByName(ctx.db, request.params.name);
+      const host = await findHostByName(o.db, request.params.name);
       if (!host || host.id !== request.body.hostId || host.decommissioned_at !== null)
         throw new CorralError(
           ErrorCode.NOT_FOUND,
           `no active host ${request.params.name} with id ${request.body.hostId}`,
         );
-      const at = await ctx.enrollment.bundleWritten(host.id, adminActor(request));
+      const at = await o.enrollment.bundleWritten(host.id, adminActor(request));
       return { hostId: host.id, bundleWrittenAt: at };
     },
   );
@@ -52,18 +65,18 @@ export const adminEnrollRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext },
     '/v1/tokens',
     { schema: { body: TokenCreateRequest, response: { 200: TokenCreateResponse } } },
     async (request) => {
-      const { token, view } = await ctx.tokens.create(request.body, adminActor(request));
-      return { token, caPin: `sha256:${ctx.caFingerprint}`, controller: ctx.joinAddress(), view };
+      const { token, view } = await o.tokens.create(request.body, adminActor(request));
+      return { token, caPin: `sha256:${o.caFingerprint}`, controller: o.joinAddress(), view };
     },
   );
 
   app.get('/v1/tokens', { schema: { response: { 200: TokenListResponse } } }, async () => ({
-    tokens: await ctx.tokens.list(),
+    tokens: await o.tokens.list(),
   }));
 
   app.post(
     '/v1/tokens/:id/revoke',
     { schema: { params: TokenIdParams, response: { 200: TokenRevokeResponse } } },
-    async (request) => ({ token: await ctx.tokens.revoke(request.params.id, adminActor(request)) }),
+    async (request) => ({ token: await o.tokens.revoke(request.params.id, adminActor(request)) }),
   );
 };

@@ -11,26 +11,33 @@ import {
   HostNameParams,
 } from '../../protocol/admin-hosts.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
-import { decommissionHost } from '../fleet/decommission.js';
-import { checkFleet } from '../fleet/fleet-check.js';
-import { hostDetail, listHostPage } from '../fleet/host-store.js';
-import { decommissionDeps, type AdminContext } from '../http/admin-context.js';
+import type { Kysely } from 'kysely';
+import type { ControllerDatabase } from '../db/schema.js';
+import { decommissionHost, type DecommissionDeps } from '../fleet/decommission.js';
+import { checkFleet, type FleetCheckDeps } from '../fleet/fleet-check.js';
+import { hostDetail, listHostPage, type Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
 
+export interface HostRouteOptions {
+  /** The list and the detail are read here (the read-only connection). */
+  readonly readDb: Kysely<ControllerDatabase>;
+  live(): Liveness;
+  /** What a decommission changes and tells, and how long it waits for the self-destruct (ms). */
+  readonly decommission: DecommissionDeps & { readonly waitMs: number };
+  readonly check: Omit<FleetCheckDeps, 'live'>;
+}
+
 /** Hosts: list, one in full, decommission, and the reachability check. */
-export const adminHostRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, HttpServer> = async (
-  app,
-  { ctx },
-) => {
+export const adminHostRoutes: FastifyPluginAsyncTypebox<HostRouteOptions, HttpServer> = async (app, o) => {
   app.get(
     '/v1/hosts',
     { schema: { querystring: HostListQuery, response: { 200: HostListResponse } } },
     async (request) => {
       const { status, limit, cursor } = request.query;
-      return listHostPage(ctx.readDb, ctx.live(), {
+      return listHostPage(o.readDb, o.live(), {
         limit: limit ?? DEFAULT_HOST_PAGE_LIMIT,
-        ...(cursor !== undefined && { cursor }),
-        ...(status !== undefined && { status }),
+        cursor,
+        status,
       });
     },
   );
@@ -39,7 +46,7 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, H
     '/v1/hosts/:name',
     { schema: { params: HostNameParams, response: { 200: HostDetail } } },
     async (request) => {
-      const detail = await hostDetail(ctx.readDb, request.params.name, ctx.live());
+      const detail = await hostDetail(o.readDb, request.params.name, o.live());
       if (!detail) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${request.params.name}`);
       return detail;
     },
@@ -49,22 +56,14 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, H
     '/v1/hosts/:name/decommission',
     { schema: { params: HostNameParams, response: { 200: DecommissionResponse } } },
     async (request) =>
-      decommissionHost(
-        decommissionDeps(ctx),
-        request.params.name,
-        adminActor(request),
-        ctx.decommissionWaitMs,
-      ),
+      decommissionHost(o.decommission, request.params.name, adminActor(request), o.decommission.waitMs),
   );
 
   app.post(
     '/v1/check',
     { schema: { body: CheckRequest, response: { 200: CheckResponse } } },
     async (request) => ({
-      results: await checkFleet(
-        { db: ctx.db, pins: ctx.pins, client: ctx.client, live: ctx.live() },
-        request.body.timeoutMs,
-      ),
+      results: await checkFleet({ ...o.check, live: o.live() }, request.body.timeoutMs),
     }),
   );
 };

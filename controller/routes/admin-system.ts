@@ -1,21 +1,34 @@
 import type { Server as HttpServer } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { countHostsByStatus } from '../fleet/host-store.js';
-import type { AdminContext } from '../http/admin-context.js';
+import type { Kysely } from 'kysely';
+import type { ControllerDatabase } from '../db/schema.js';
+import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
+import { countHostsByStatus, type Liveness } from '../fleet/host-store.js';
+import type { ControllerMetrics } from '../http/metrics.js';
+import type { PinRegistry } from '../pins/pin-registry.js';
+
+export interface SystemRouteOptions {
+  /** Host counts are read here (the read-only connection). */
+  readonly readDb: Kysely<ControllerDatabase>;
+  live(): Liveness;
+  readonly writer: Pick<HeartbeatWriter, 'stats'>;
+  readonly pins: Pick<PinRegistry, 'size'>;
+  readonly metrics: ControllerMetrics;
+}
 
 const Health = Type.Object({ ok: Type.Boolean() }, { additionalProperties: false });
 
 /** `/health` (no token) and `/metrics` (Prometheus text; token required). */
-export const adminSystemRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext }, HttpServer> = async (
+export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, HttpServer> = async (
   app,
-  { ctx },
+  o,
 ) => {
   app.get('/health', { schema: { response: { 200: Health } } }, async () => ({ ok: true }));
 
   app.get('/metrics', async (_request, reply) => {
-    const counts = await countHostsByStatus(ctx.readDb, ctx.live());
-    const stats = ctx.writer.stats();
+    const counts = await countHostsByStatus(o.readDb, o.live());
+    const stats = o.writer.stats();
     const extra = [
       '# HELP corral_heartbeat_queue Heartbeats waiting to be written.',
       '# TYPE corral_heartbeat_queue gauge',
@@ -25,8 +38,8 @@ export const adminSystemRoutes: FastifyPluginAsyncTypebox<{ ctx: AdminContext },
       `corral_heartbeat_batches_total ${stats.batches}`,
       '# HELP corral_pins Active pinned certificates.',
       '# TYPE corral_pins gauge',
-      `corral_pins ${ctx.pins.size}`,
+      `corral_pins ${o.pins.size}`,
     ];
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(ctx.metrics.render(counts, extra));
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(o.metrics.render(counts, extra));
   });
 };

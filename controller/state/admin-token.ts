@@ -2,11 +2,17 @@ import { readFile } from 'node:fs/promises';
 import { assertPrivateFile, PRIVATE_FILE_MODE, writeFileAtomic } from '../../pki/index.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDb } from '../db/open-database.js';
+import type { AdminCredential } from '../http/admin-auth.js';
 import { newId, newSecret, secretHash } from '../secrets.js';
 
 export const ADMIN_TOKEN_PREFIX = 'corral_admin';
 /** What newSecret(ADMIN_TOKEN_PREFIX) makes: the prefix and 256 bits in base64url. */
 export const ADMIN_TOKEN_RE = /^corral_admin_[A-Za-z0-9_-]{43}$/;
+/** The admin tokens not revoked, as the admin API checks them (names and hashes only). */
+export async function loadAdminCredentials(db: ControllerDb): Promise<AdminCredential[]> {
+  return db.selectFrom('admin_tokens').select(['name', 'hash']).where('revoked_at', 'is', null).execute();
+}
+
 /** The name init gives the token it writes to `admin-token`. */
 const INIT_TOKEN_NAME = 'admin';
 

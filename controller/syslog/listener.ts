@@ -30,10 +30,10 @@ export interface SyslogListenerOptions {
   readonly log: Logger;
   /** Certificate roles that may send logs, besides being pinned (default: the worker's agent). */
   readonly roles?: readonly Role[];
-  readonly maxFrameBytes?: number;
-  readonly maxConnectionsPerHost?: number;
+  readonly maxFrameBytes?: number | undefined;
+  readonly maxConnectionsPerHost?: number | undefined;
   readonly maxConnections?: number;
-  readonly idleTimeoutMs?: number;
+  readonly idleTimeoutMs?: number | undefined;
   readonly handshakeTimeoutMs?: number;
   readonly maxPendingBytes?: number;
   readonly clock?: () => number;

@@ -1,0 +1,315 @@
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { TlsMaterial } from '../../pki/index.js';
+import { MAX_ADMIN_BODY_BYTES, MAX_WORKER_BODY_BYTES } from '../../protocol/constants.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { formatHostPort, isWildcardHost } from '../../kit/host-port.js';
+import type { Kysely } from 'kysely';
+import type { WorkerClient } from '../agent-client.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { Clock } from '../clock.js';
+import type { ControllerDatabase } from '../db/schema.js';
+import type { Deployer } from '../deploy/deployer.js';
+import type { Operations } from '../deploy/operations.js';
+import type { ClockOffsets } from '../fleet/clock-offsets.js';
+import type { Enrollment } from '../fleet/enrollment.js';
+import type { HeartbeatBudget } from '../fleet/heartbeat-budget.js';
+import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
+import type { Liveness } from '../fleet/host-store.js';
+import type { Renewal } from '../fleet/renewal.js';
+import type { TokenStore } from '../fleet/token-store.js';
+import type { PinKeeper } from '../pins/pin-keeper.js';
+import type { MutablePinRegistry, PinRegistry } from '../pins/pin-registry.js';
+import type { ReleaseUpdater } from '../release/update-operation.js';
+import { loadAdminCredentials } from '../state/admin-token.js';
+import type { ControllerIdentity } from '../state/load-state.js';
+import { adminAuditRoutes, type AuditRouteOptions } from '../routes/admin-audit.js';
+import { adminDeployRoutes, type DeployRouteOptions } from '../routes/admin-deploy.js';
+import { adminEnrollRoutes, type EnrollRouteOptions } from '../routes/admin-enroll.js';
+import { adminHostRoutes, type HostRouteOptions } from '../routes/admin-hosts.js';
+import { adminOpsRoutes } from '../routes/admin-ops.js';
+import { adminReleasesRoutes } from '../routes/admin-releases.js';
+import { adminSystemRoutes, type SystemRouteOptions } from '../routes/admin-system.js';
+import { adminUpdateRoutes, type UpdateRouteOptions } from '../routes/admin-update.js';
+import { joinRoute } from '../routes/join.js';
+import { bundleWrittenRoute } from '../routes/worker-bundle-written.js';
+import { heartbeatRoute, type HeartbeatRouteOptions } from '../routes/worker-heartbeat.js';
+import { renewRoute } from '../routes/worker-renew.js';
+import { wipeRoutes, type WipeRoutesOptions } from '../routes/worker-wipe.js';
+import { adminAuth, type AdminCredential } from './admin-auth.js';
+import {
+  createHttpApp,
+  createHttpsApp,
+  WORKER_KEEP_ALIVE_TIMEOUT_MS,
+  type HttpApp,
+  type HttpsApp,
+} from './fastify-base.js';
+import { listenerClose, type ListenerClose } from './listener-close.js';
+import type { LiveSockets } from './live-sockets.js';
+import type { ControllerMetrics } from './metrics.js';
+import { trackWorkerRefusals } from './tls-refusals.js';
+import { workerAuth } from './worker-auth.js';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ControllerListen {
+  readonly admin: ListenAddress;
+  readonly worker: ListenAddress;
+  /** The join listener (TLS without client certificates, POST /v1/join only). */
+  readonly join: ListenAddress;
+}
+
+/** Where the controller listens, as written to `run/endpoints.json`. */
+export interface ControllerEndpoints {
+  /** `http://HOST:PORT` */
+  readonly admin: string;
+  /** `HOST:PORT` as workers dial it (the advertised host, the bound port). */
+  readonly worker: string;
+  readonly join: string;
+}
+
+/** The admin API: each group of routes gets only what it works with. */
+export interface AdminAppOptions {
+  readonly log: Logger;
+  readonly metrics: ControllerMetrics;
+  /** Asked on every request, so a token replaced or revoked since the start counts at once. */
+  credentials(): Promise<readonly AdminCredential[]>;
+  readonly system: SystemRouteOptions;
+  readonly hosts: HostRouteOptions;
+  readonly enroll: EnrollRouteOptions;
+  readonly audit: AuditRouteOptions;
+  readonly deploy: DeployRouteOptions;
+  readonly operations: Operations;
+  /** Release pushes (`POST /v1/update`); its updater also answers `GET /v1/releases`. */
+  readonly update: UpdateRouteOptions;
+}
+
+export function createAdminApp(o: AdminAppOptions): HttpApp {
+  const app = createHttpApp({
+    log: o.log,
+    listener: 'admin',
+    bodyLimit: MAX_ADMIN_BODY_BYTES,
+    metrics: o.metrics,
+    coerceTypes: true,
+  });
+  void app.register(adminAuth, { credentials: () => o.credentials() });
+  void app.register(adminSystemRoutes, o.system);
+  void app.register(adminHostRoutes, o.hosts);
+  void app.register(adminEnrollRoutes, o.enroll);
+  void app.register(adminAuditRoutes, o.audit);
+  void app.register(adminDeployRoutes, o.deploy);
+  void app.register(adminOpsRoutes, { operations: o.operations });
+  void app.register(adminUpdateRoutes, o.update);
+  void app.register(adminReleasesRoutes, { updater: o.update.updater });
+  return app;
+}
+
+/** The worker API (mutual TLS): heartbeats, renewals, bundle confirmations, wipe reports. */
+export interface WorkerAppOptions {
+  readonly log: Logger;
+  readonly metrics: ControllerMetrics;
+  /** The server identity; `certPem` is the leaf and the CA, so `agent join` finds the CA. */
+  readonly tls: TlsMaterial;
+  readonly pins: PinRegistry;
+  /** Every accepted connection is tracked, so a revocation closes it. */
+  readonly sockets: LiveSockets;
+  readonly heartbeat: HeartbeatRouteOptions;
+  readonly renewal: Renewal;
+  readonly enrollment: Enrollment;
+  readonly wipe: WipeRoutesOptions;
+}
+
+export function createWorkerApp(o: WorkerAppOptions): HttpsApp {
+  const app = createHttpsApp({
+    log: o.log,
+    listener: 'worker',
+    bodyLimit: MAX_WORKER_BODY_BYTES,
+    metrics: o.metrics,
+    coerceTypes: false,
+    sharedRequestLogger: true,
+    keepAliveTimeoutMs: WORKER_KEEP_ALIVE_TIMEOUT_MS,
+    https: {
+      ca: o.tls.caPem,
+      cert: o.tls.certPem,
+      key: o.tls.keyPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    },
+  });
+  app.server.on('secureConnection', (socket: TLSSocket) => o.sockets.track(socket));
+  const expired = trackWorkerRefusals({
+    server: app.server,
+    pins: o.pins,
+    metrics: o.metrics,
+    log: o.log.child({ component: 'worker-tls' }),
+  });
+  void app.register(workerAuth, { pins: o.pins, onExpired: expired });
+  void app.register(heartbeatRoute, o.heartbeat);
+  void app.register(renewRoute, { renewal: o.renewal });
+  void app.register(bundleWrittenRoute, { enrollment: o.enrollment });
+  void app.register(wipeRoutes, o.wipe);
+  return app;
+}
+
+/** The join listener: TLS without client certificates, `POST /v1/join` only. */
+export function createJoinApp(o: {
+  readonly log: Logger;
+  readonly metrics: ControllerMetrics;
+  readonly tls: TlsMaterial;
+  readonly enrollment: Enrollment;
+}): HttpsApp {
+  const app = createHttpsApp({
+    log: o.log,
+    listener: 'join',
+    bodyLimit: MAX_WORKER_BODY_BYTES,
+    metrics: o.metrics,
+    coerceTypes: false,
+    https: { cert: o.tls.certPem, key: o.tls.keyPem, minVersion: 'TLSv1.2' },
+  });
+  void app.register(joinRoute, { enrollment: o.enrollment });
+  return app;
+}
+
+/** The three listeners, each closable in the two steps of the controller's shutdown. */
+export interface ControllerApps {
+  readonly admin: HttpApp;
+  readonly worker: HttpsApp;
+  readonly join: HttpsApp;
+  readonly closers: readonly ListenerClose[];
+  /** Set by listenApps. */
+  listening: boolean;
+}
+
+/** The controller's parts the three APIs serve; createControllerApps gives each route its share. */
+export interface ControllerServices {
+  readonly db: Kysely<ControllerDatabase>;
+  /** Admin reads (lists, details, counts, admin tokens): the read-only connection, or `db`. */
+  readonly readDb: Kysely<ControllerDatabase>;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly identity: Pick<ControllerIdentity, 'ca' | 'server'>;
+  readonly pins: MutablePinRegistry;
+  readonly keeper: PinKeeper;
+  readonly audit: AuditLog;
+  readonly tokens: TokenStore;
+  readonly enrollment: Enrollment;
+  readonly renewal: Renewal;
+  readonly client: WorkerClient;
+  readonly writer: HeartbeatWriter;
+  readonly budget: HeartbeatBudget;
+  readonly clocks: ClockOffsets;
+  readonly sockets: LiveSockets;
+  readonly metrics: ControllerMetrics;
+  readonly deployer: Deployer;
+  readonly releaseUpdater: ReleaseUpdater;
+  readonly intervalMs: number;
+  readonly live: () => Liveness;
+  /** The join listener, host:port, as workers should dial it. */
+  joinAddress(): string;
+  readonly decommissionWaitMs: number;
+  readonly uploadDir: string;
+}
+
+/** Builds the admin, worker and join APIs; nothing listens until listenApps. */
+export function createControllerApps(s: ControllerServices): ControllerApps {
+  const { db, readDb, clock, log, pins, audit, writer, metrics, enrollment, live } = s;
+  const admin = createAdminApp({
+    log: log.child({ component: 'admin-api' }),
+    metrics,
+    credentials: () => loadAdminCredentials(readDb),
+    system: { readDb, live, writer, pins, metrics },
+    hosts: {
+      readDb,
+      live,
+      decommission: {
+        db,
+        pins,
+        client: s.client,
+        audit,
+        writer,
+        sockets: s.sockets,
+        clock,
+        live,
+        log: log.child({ component: 'admin' }),
+        waitMs: s.decommissionWaitMs,
+      },
+      check: { db, pins, client: s.client },
+    },
+    enroll: {
+      db,
+      enrollment,
+      tokens: s.tokens,
+      caFingerprint: s.identity.ca.fingerprint,
+      joinAddress: () => s.joinAddress(),
+    },
+    audit: { audit },
+    deploy: { deployer: s.deployer, db, live },
+    operations: s.deployer.operations,
+    update: { updater: s.releaseUpdater, uploadDir: s.uploadDir },
+  });
+  const worker = createWorkerApp({
+    log: log.child({ component: 'worker-api' }),
+    metrics,
+    tls: s.identity.server,
+    pins,
+    sockets: s.sockets,
+    heartbeat: {
+      writer,
+      budget: s.budget,
+      keeper: s.keeper,
+      metrics,
+      clock,
+      intervalMs: s.intervalMs,
+      clocks: s.clocks,
+    },
+    renewal: s.renewal,
+    enrollment,
+    wipe: { db, audit, clock, log: log.child({ component: 'wipe' }) },
+  });
+  const join = createJoinApp({
+    log: log.child({ component: 'join-api' }),
+    metrics,
+    tls: s.identity.server,
+    enrollment,
+  });
+  // listenerClose adds a hook, so it comes before anything listens.
+  return {
+    admin,
+    worker,
+    join,
+    closers: [listenerClose(admin), listenerClose(worker), listenerClose(join)],
+    listening: false,
+  };
+}
+
+/**
+ * Binds the three listeners and says where they are: the admin URL as bound, the worker and
+ * join addresses with `advertiseHost` (default: the listen host, or 127.0.0.1 for a wildcard).
+ * Throws CORRAL_ERR_CLOSED once the shutdown began, CORRAL_ERR_CONFLICT when called twice.
+ */
+export async function listenApps(
+  apps: ControllerApps,
+  on: ControllerListen,
+  advertiseHost: string | undefined,
+): Promise<ControllerEndpoints> {
+  if (apps.closers.some((c) => c.closing)) throw new CorralError(ErrorCode.CLOSED, 'controller is closed');
+  if (apps.listening) throw new CorralError(ErrorCode.CONFLICT, 'controller is already listening');
+  apps.listening = true;
+  await apps.admin.listen({ host: on.admin.host, port: on.admin.port });
+  await apps.worker.listen({ host: on.worker.host, port: on.worker.port });
+  await apps.join.listen({ host: on.join.host, port: on.join.port });
+  const port = (app: HttpApp | HttpsApp): number => (app.server.address() as AddressInfo).port;
+  const advertised = (listenHost: string): string =>
+    advertiseHost ?? (isWildcardHost(listenHost) ? '127.0.0.1' : listenHost);
+  const adminBound = apps.admin.server.address() as AddressInfo;
+  return {
+    admin: `http://${formatHostPort(adminBound.address, adminBound.port)}`,
+    worker: formatHostPort(advertised(on.worker.host), port(apps.worker)),
+    join: formatHostPort(advertised(on.join.host), port(apps.join)),
+  };
+}

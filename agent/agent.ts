@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ensurePrivateDir } from '../pki/index.js';
 import { AGENT_HEALTH_SOCKET } from '../protocol/agent-local.js';
 import { DEFAULT_HEARTBEAT_INTERVAL_MS } from '../protocol/constants.js';
+import { RELEASE_VERSION_RE } from '../protocol/release.js';
 import { formatHostPort } from '../kit/host-port.js';
 import { readEndpointsFile, writeEndpointsFile } from '../kit/endpoints-file.js';
 import { loadAgentIdentity } from './agent-identity.js';
@@ -16,14 +17,14 @@ import { openEventOutbox, OUTBOX_FILE, type NewEvent } from './event-outbox.js';
 import { runHeartbeatLoop } from './heartbeat-loop.js';
 import { readHostMetrics } from './host-metrics.js';
 import { readDefaultRouteInterface } from './host-vars.js';
-import { acquireInstanceLock } from './instance-lock.js';
+import { claimPidFile } from '../kit/pid-file.js';
 import { agentInstance } from './orphans.js';
 import { startLocalHealth } from './local-health.js';
 import { createProcessRuntime } from './process-runtime.js';
 import { createReconciler, type JobResult } from './reconciler.js';
 import { renewIfDue, DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
 import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';
-import { createSelfDestruct, AGENT_LOCK_FILE } from './self-destruct.js';
+import { createSelfDestruct } from './self-destruct.js';
 import { createAgentServer } from './server.js';
 import { serviceDirs } from './service-record.js';
 import { createServiceTable } from './service-table.js';
@@ -61,7 +62,13 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
   const manifest = identity.manifest;
   await ensurePrivateDir(o.stateDir);
   await mkdir(join(o.stateDir, 'run'), { recursive: true, mode: 0o700 });
-  const lock = await acquireInstanceLock(join(o.stateDir, AGENT_LOCK_FILE));
+  // One agent per state dir: `run/agent.pid`, in the pid-file format every daemon shares (the
+  // updater may have written it for this process already, with the same version and token).
+  const lock = await claimPidFile(o.stateDir, 'agent', {
+    exclusive: true,
+    ...(RELEASE_VERSION_RE.test(o.version) ? { version: o.version } : {}),
+    ...(o.instance !== undefined ? { instance: o.instance } : {}),
+  });
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.splice(0).reverse()) {
@@ -170,7 +177,7 @@ export async function createAgent(o: AgentOptions): Promise<Agent> {
       hostname: manifest.hostName,
       reaperCommand: sd.reaperCommand,
       systemd: sd.systemd ?? 'auto',
-      agent: lock.owner,
+      agent: { pid: lock.record.pid, startTime: lock.record.startTime, bootId: lock.record.bootId },
       defaultStopGraceMs,
       log,
       services: () =>

@@ -102,7 +102,9 @@ describe('findCorralDaemons', () => {
     // And what this release writes there reads the same way.
     if (!id) throw new Error('no /proc entry');
     await claimPidFile(state, 'updater', { exclusive: false, owner: id, dirs: [join(root, 'opt')] });
-    expect((await findCorralDaemons(state)).map((d) => [d.name, d.foundBy])).toEqual([['updater', 'pid-file']]);
+    expect((await findCorralDaemons(state)).map((d) => [d.name, d.foundBy])).toEqual([
+      ['updater', 'pid-file'],
+    ]);
   });
 
   it('the reaper stops the daemons it was given, and leaves alone a pid whose start time is not the one planned', async () => {

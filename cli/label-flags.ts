@@ -28,7 +28,10 @@ export function parseLabelFlags(pairs: readonly string[], flag = '--label'): Lab
         `${flag} ${JSON.stringify(key)}: a label key is 1-${MAX_LABEL_KEY_CHARS} characters of a-z, 0-9, '.', '_', '/' and '-', starting and ending with a letter or digit`,
       );
     if (value.length > MAX_LABEL_VALUE_CHARS)
-      throw new CliExit(EXIT_USAGE, `${flag} ${key}: a label value is at most ${MAX_LABEL_VALUE_CHARS} characters`);
+      throw new CliExit(
+        EXIT_USAGE,
+        `${flag} ${key}: a label value is at most ${MAX_LABEL_VALUE_CHARS} characters`,
+      );
     if (labels[key] !== undefined && labels[key] !== value)
       throw new CliExit(EXIT_USAGE, `${flag} ${key} is given twice with different values`);
     labels[key] = value;

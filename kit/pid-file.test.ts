@@ -47,7 +47,10 @@ describe('claimPidFile', () => {
   it('takes over the file of a process that is gone, of a reused pid, and a damaged one', async () => {
     const me = await identityOf(process.pid);
     const cases: [string, string][] = [
-      ['gone', JSON.stringify({ daemon: 'agent', pid: 2 ** 22 + 7, startTime: '1', bootId: me?.bootId, dirs: [] })],
+      [
+        'gone',
+        JSON.stringify({ daemon: 'agent', pid: 2 ** 22 + 7, startTime: '1', bootId: me?.bootId, dirs: [] }),
+      ],
       ['reused pid', JSON.stringify({ daemon: 'agent', ...me, startTime: '1', dirs: [] })],
       ['half-written', '{"daemon":"agent","pid":12'],
     ];
@@ -67,10 +70,21 @@ describe('claimPidFile', () => {
     const s = stateDir();
     const child = await sleeper();
     // The updater, right after the spawn…
-    await claimPidFile(s, 'agent', { exclusive: true, owner: child, version: '2.1.0', instance: 'ab'.repeat(16) });
+    await claimPidFile(s, 'agent', {
+      exclusive: true,
+      owner: child,
+      version: '2.1.0',
+      instance: 'ab'.repeat(16),
+    });
     // …then the child itself, which knows neither.
     const own = await claimPidFile(s, 'agent', { exclusive: true, owner: child });
-    expect(own.record).toEqual({ daemon: 'agent', ...child, dirs: [], version: '2.1.0', instance: 'ab'.repeat(16) });
+    expect(own.record).toEqual({
+      daemon: 'agent',
+      ...child,
+      dirs: [],
+      version: '2.1.0',
+      instance: 'ab'.repeat(16),
+    });
     expect(await livePidFile(s, 'agent')).toEqual(own.record);
   });
 

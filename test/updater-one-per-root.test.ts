@@ -58,7 +58,11 @@ describe('corral updater serve, twice on one root', () => {
     const first = await spawnUpdater(a);
     procs.push(first);
     const pidFile = join(a.stateDir, 'agent', 'run', 'updater.pid');
-    expect(await readPidFile(pidFile)).toMatchObject({ daemon: 'updater', pid: first.child.pid, dirs: [a.root] });
+    expect(await readPidFile(pidFile)).toMatchObject({
+      daemon: 'updater',
+      pid: first.child.pid,
+      dirs: [a.root],
+    });
     // The root points at that one record.
     expect(await readlink(join(a.root, '.updater', 'updater.pid'))).toBe(pidFile);
 

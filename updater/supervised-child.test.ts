@@ -191,7 +191,12 @@ describe('a supervised child found again through STATE/run/<name>.pid', () => {
         const supervisor = sleeperChild(stateDir, memoryLog().log);
         expect(await supervisor.adopt()).toBeNull();
         // The true record: adopted.
-        await claimPidFile(stateDir, 'forwarder', { exclusive: false, owner: cid, version: '1.0.0', instance: token });
+        await claimPidFile(stateDir, 'forwarder', {
+          exclusive: false,
+          owner: cid,
+          version: '1.0.0',
+          instance: token,
+        });
         expect(await supervisor.adopt()).toBe('1.0.0');
         await supervisor.close();
         expect(await isAlive(cid.pid)).toBe(false);

@@ -50,11 +50,9 @@ afterEach(async () => {
     }
   }
   for (const w of workers.splice(0)) {
-    await until(
-      async () => (existsSync(agentPidFile(w)) ? undefined : true),
-      'agent stop',
-      10_000,
-    ).catch(() => killRecordedAgent(w));
+    await until(async () => (existsSync(agentPidFile(w)) ? undefined : true), 'agent stop', 10_000).catch(
+      () => killRecordedAgent(w),
+    );
   }
 });
 

@@ -139,7 +139,6 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
             : {}),
           env: o.env,
           log: log.child({ component: 'agent' }),
-          clock,
           ...(o.agentStopTimeoutMs !== undefined ? { stopTimeoutMs: o.agentStopTimeoutMs } : {}),
         }));
   const healthSocket = join(o.agentStateDir, AGENT_HEALTH_SOCKET);

@@ -30,7 +30,6 @@ export interface ProcessAgentRunnerOptions {
   /** Base environment for the agent (the CLI passes its own). */
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly log: Logger;
-  readonly clock?: () => Date;
   /** SIGTERM, then SIGKILL after this long, in ms. */
   readonly stopTimeoutMs?: number;
   readonly superviseIntervalMs?: number;
@@ -56,7 +55,6 @@ export class ProcessAgentRunner implements AgentRunner {
   constructor(o: ProcessAgentRunnerOptions) {
     const common = {
       env: o.env,
-      ...(o.clock ? { clock: o.clock } : {}),
       ...(o.stopTimeoutMs !== undefined ? { stopTimeoutMs: o.stopTimeoutMs } : {}),
       ...(o.superviseIntervalMs !== undefined ? { superviseIntervalMs: o.superviseIntervalMs } : {}),
       ...(o.restartBaseMs !== undefined ? { restartBaseMs: o.restartBaseMs } : {}),

@@ -47,7 +47,6 @@ export interface SupervisedChildOptions {
   readonly command: (release: AgentRelease) => { command: string; args: string[] } | null;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly log: Logger;
-  readonly clock?: () => Date;
   /** SIGTERM, then SIGKILL after this long, in ms. */
   readonly stopTimeoutMs?: number;
   readonly superviseIntervalMs?: number;

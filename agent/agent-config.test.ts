@@ -48,7 +48,7 @@ describe('agentConfig', () => {
     });
     expect(c.paths).toMatchObject({
       bundleDir: join(base.stateDir, 'bundle'),
-      lockFile: join(base.stateDir, 'run', 'agent.pid'),
+      runDir: join(base.stateDir, 'run'),
       healthSocket: join(base.stateDir, 'run', 'agent.sock'),
       diskPaths: [base.stateDir, '/'],
     });
@@ -94,6 +94,7 @@ describe('agentConfig', () => {
     expect(refusal({ concurrency: 0 })).toContain('/concurrency');
     expect(refusal({ concurrency: 1.5 })).toContain('/concurrency');
     expect(refusal({ version: '' })).toContain('/version');
+    expect(refusal({ instance: 'not a token' })).toContain('/instance');
     expect(refusal({ restart: { windowMs: -1 } })).toContain('/restart/windowMs');
     expect(refusal({ heartbeat: { backoffCapMs: 0 } })).toContain('/heartbeat/backoffCapMs');
     expect(refusal({ heartbeat: { minIntervalMs: 5000, maxIntervalMs: 1000 } })).toMatch(

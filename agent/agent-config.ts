@@ -6,11 +6,11 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { parseWith } from '../protocol/validate.js';
 import { WORKER_LOG_FILE } from '../protocol/agent-api.js';
 import { AGENT_HEALTH_SOCKET } from '../protocol/agent-local.js';
+import { INSTANCE_TOKEN_RE } from '../protocol/pid-file.js';
 import type { AgentOptions } from './agent-options.js';
 import { DESIRED_STATE_FILE } from './desired-store.js';
 import { OUTBOX_FILE } from './event-outbox.js';
 import { BUNDLE_DIR } from './join.js';
-import { AGENT_LOCK_FILE } from './self-destruct.js';
 import { SERVICES_DIR } from './state-check.js';
 import { DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
 import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';
@@ -67,6 +67,8 @@ const AgentSettings = Type.Object({
     port: Type.Integer({ minimum: 0, maximum: 65_535 }),
   }),
   version: Type.String({ minLength: 1, maxLength: 64 }),
+  /** The starting updater's instance token, recorded in `run/agent.pid`; null: started by hand. */
+  instance: Type.Union([Type.Null(), Type.String({ pattern: INSTANCE_TOKEN_RE.source })]),
   logFile: Type.String({ minLength: 1 }),
   baseEnv: Type.Record(Type.String({ minLength: 1 }), Type.String()),
   /** null: no heartbeats and no renewal (tests of the API alone). */
@@ -103,9 +105,8 @@ type DeepReadonly<T> = T extends (infer E)[]
 export interface AgentPaths {
   /** The enrolled identity. */
   readonly bundleDir: string;
-  /** Pid file, local health socket (0700). */
+  /** Pid file (`run/agent.pid`, claimed through kit/pid-file), local health socket (0700). */
   readonly runDir: string;
-  readonly lockFile: string;
   readonly healthSocket: string;
   readonly servicesDir: string;
   readonly desiredStateFile: string;
@@ -125,8 +126,7 @@ export type AgentConfig = DeepReadonly<Static<typeof AgentSettings>> & {
 export function agentPaths(stateDir: string): AgentPaths {
   return Object.freeze({
     bundleDir: join(stateDir, BUNDLE_DIR),
-    runDir: dirname(join(stateDir, AGENT_LOCK_FILE)),
-    lockFile: join(stateDir, AGENT_LOCK_FILE),
+    runDir: dirname(join(stateDir, AGENT_HEALTH_SOCKET)),
     healthSocket: join(stateDir, AGENT_HEALTH_SOCKET),
     servicesDir: join(stateDir, SERVICES_DIR),
     desiredStateFile: join(stateDir, DESIRED_STATE_FILE),
@@ -176,6 +176,7 @@ export function agentConfig(o: AgentOptions): AgentConfig {
       stateDir: o.stateDir,
       listen: { host: o.listen.host, port: o.listen.port },
       version: o.version,
+      instance: o.instance ?? null,
       logFile: o.logFile ?? join(o.stateDir, WORKER_LOG_FILE),
       baseEnv: { ...(o.baseEnv ?? { PATH: d.path }) },
       heartbeat,

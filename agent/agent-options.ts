@@ -16,6 +16,11 @@ export interface AgentOptions {
   readonly listen: { readonly host: string; readonly port: number };
   /** The version the agent reports (health, local health, heartbeats). */
   readonly version: string;
+  /**
+   * The instance token of the updater that started this agent (its `CORRAL_AGENT_INSTANCE`),
+   * recorded in `run/agent.pid` so a restarted updater adopts this agent again.
+   */
+  readonly instance?: string;
   readonly log: Logger;
   readonly now?: (() => number) | undefined;
   readonly random?: (() => number) | undefined;

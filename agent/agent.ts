@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../pki/index.js';
+import { RELEASE_VERSION_RE } from '../protocol/release.js';
 import { formatHostPort } from '../kit/host-port.js';
 import { readEndpointsFile, writeEndpointsFile } from '../kit/endpoints-file.js';
 import { agentConfig } from './agent-config.js';
@@ -15,7 +16,7 @@ import { openEventOutbox, type NewEvent } from './event-outbox.js';
 import { runHeartbeatLoop } from './heartbeat-loop.js';
 import { readHostMetrics } from './host-metrics.js';
 import { readDefaultRouteInterface } from './host-vars.js';
-import { acquireInstanceLock } from './instance-lock.js';
+import { claimPidFile } from '../kit/pid-file.js';
 import { agentInstance } from './orphans.js';
 import { startLocalHealth } from './local-health.js';
 import { createProcessRuntime } from './process-runtime.js';
@@ -60,7 +61,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   const manifest = identity.manifest;
   await ensurePrivateDir(c.stateDir);
   await mkdir(paths.runDir, { recursive: true, mode: PRIVATE_DIR_MODE });
-  const lock = await acquireInstanceLock(paths.lockFile);
+  // One agent per state dir: `run/agent.pid`, in the pid-file format every daemon shares (the
+  // updater may have written it for this process already, with the same version and token).
+  const lock = await claimPidFile(c.stateDir, 'agent', {
+    exclusive: true,
+    ...(RELEASE_VERSION_RE.test(c.version) ? { version: c.version } : {}),
+    ...(c.instance !== null ? { instance: c.instance } : {}),
+  });
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.splice(0).reverse()) {
@@ -168,7 +175,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       hostname: manifest.hostName,
       reaperCommand: sd.reaperCommand ?? undefined,
       systemd: sd.systemd,
-      agent: lock.owner,
+      agent: { pid: lock.record.pid, startTime: lock.record.startTime, bootId: lock.record.bootId },
       defaultStopGraceMs,
       log,
       services: () =>

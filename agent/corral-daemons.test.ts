@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { daemonOfArgv, daemonPidFile, findCorralDaemons } from './corral-daemons.js';
+import { findCorralDaemons } from './corral-daemons.js';
+import { claimPidFile, daemonOfArgv, pidFilePath } from '../kit/pid-file.js';
 import { bootId, identityOf, isSameProcess } from '../kit/proc.js';
 import { runReaper } from './reaper.js';
 
@@ -40,7 +41,9 @@ describe('daemonOfArgv', () => {
     [['node', 'bin/corral.js', 'updater', 'serve', '--state-dir', 'x'], 'updater'],
     [['node', 'bin/corral.js', 'forwarder', 'run', '--state-dir', 'x'], 'forwarder'],
     [['node', 'bin/corral.js', 'forwarder', 'status', '--state-dir', 'x'], undefined],
-    [['node', 'bin/corral.js', 'agent', 'serve', '--state-dir', 'x'], undefined],
+    [['node', 'bin/corral.js', 'agent', 'serve', '--state-dir', 'x'], 'agent'],
+    [['node', 'bin/corral.js', 'controller', 'serve', '--config', 'serve'], 'controller'],
+    [['node', 'bin/corral.js', 'updater', 'run'], undefined],
     [['node', 'serve', 'updater'], undefined],
   ] as const)('%j is %s', (argv, want) => {
     expect(daemonOfArgv(argv)).toBe(want);
@@ -60,7 +63,7 @@ describe('findCorralDaemons', () => {
     const stranger = await started(spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']));
     const strangerId = await identityOf(stranger);
     await writeFile(
-      daemonPidFile(state, 'forwarder'),
+      pidFilePath(state, 'forwarder'),
       JSON.stringify({ daemon: 'forwarder', ...strangerId, dirs: [] }),
     );
     const found = await findCorralDaemons(state);
@@ -72,13 +75,35 @@ describe('findCorralDaemons', () => {
     const fwdPid = await started(fakeDaemon(['forwarder', 'run', '--state-dir', state]));
     const fwdId = await identityOf(fwdPid);
     await writeFile(
-      daemonPidFile(state, 'forwarder'),
+      pidFilePath(state, 'forwarder'),
       JSON.stringify({ daemon: 'forwarder', ...fwdId, dirs: [join(root, 'releases')] }),
     );
     const again = await findCorralDaemons(state);
     expect(again.map((d) => [d.name, d.process.pid, d.foundBy, d.dirs])).toEqual([
       ['forwarder', fwdPid, 'pid-file', [join(root, 'releases')]],
       ['updater', updaterPid, 'cmdline', []],
+    ]);
+  });
+
+  it('finds an updater by the pid file a node installed by the previous release has (same path, same fields)', async () => {
+    const state = join(root, 'installed');
+    // An installed node's updater runs with --config only: no --state-dir for the scan to see.
+    const updater = await started(fakeDaemon(['updater', 'serve', '--config', join(root, 'worker.yaml')]));
+    const id = await identityOf(updater);
+    await mkdir(join(state, 'run'), { recursive: true });
+    // Byte for byte what `updater serve` of the previous release wrote to STATE/run/updater.pid.
+    await writeFile(
+      join(state, 'run', 'updater.pid'),
+      `${JSON.stringify({ daemon: 'updater', ...id, dirs: [join(root, 'opt')] })}\n`,
+    );
+    expect((await findCorralDaemons(state)).map((d) => [d.name, d.process.pid, d.foundBy, d.dirs])).toEqual([
+      ['updater', updater, 'pid-file', [join(root, 'opt')]],
+    ]);
+    // And what this release writes there reads the same way.
+    if (!id) throw new Error('no /proc entry');
+    await claimPidFile(state, 'updater', { exclusive: false, owner: id, dirs: [join(root, 'opt')] });
+    expect((await findCorralDaemons(state)).map((d) => [d.name, d.foundBy])).toEqual([
+      ['updater', 'pid-file'],
     ]);
   });
 

@@ -7,4 +7,4 @@ export { planFromDisk } from './self-destruct.js';
 export { serviceDirs } from './service-record.js';
 export type { Reinitialized } from './state-check.js';
 export type { SystemdMode } from './reaper-launch.js';
-export { findCorralDaemons, writeDaemonPidFile, type CorralDaemon } from './corral-daemons.js';
+export { findCorralDaemons, type CorralDaemon } from './corral-daemons.js';

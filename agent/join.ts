@@ -59,6 +59,8 @@ export interface JoinOptions {
   readonly agentPort?: number;
   readonly updaterPort?: number;
   readonly sans?: readonly string[];
+  /** Labels for the host, besides those of the token (the controller refuses a clash). */
+  readonly labels?: Readonly<Record<string, string>>;
   readonly timeoutMs?: number;
 }
 
@@ -130,6 +132,7 @@ export async function joinFleet(options: JoinOptions): Promise<JoinResult> {
     ...(options.agentPort !== undefined ? { agentPort: options.agentPort } : {}),
     ...(options.updaterPort !== undefined ? { updaterPort: options.updaterPort } : {}),
     ...(options.sans && options.sans.length > 0 ? { sans: [...options.sans] } : {}),
+    ...(options.labels && Object.keys(options.labels).length > 0 ? { labels: { ...options.labels } } : {}),
   };
 
   // Verified TLS to our pinned CA only. The role (in a CA-signed SAN URI) is what proves the

@@ -1,14 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { SelfDestructAccepted, SelfDestructRequest } from '../protocol/agent-api.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
-import { parseJsonWith } from '../protocol/validate.js';
-import { Type } from '@sinclair/typebox';
 import { writeJsonAtomic } from '../kit/json-file.js';
 import { findCorralDaemons } from './corral-daemons.js';
+import { livePidFile } from '../kit/pid-file.js';
 import { isSameProcess, type ProcessIdentity } from '../kit/proc.js';
 import { launchReaper, type SystemdMode } from './reaper-launch.js';
 import {
@@ -21,7 +19,6 @@ import type { ServiceDirs } from './service-record.js';
 
 /** Gives the agent's reply time to leave before the reaper stops the agent, in ms. */
 const REAPER_START_DELAY_MS = 300;
-export const AGENT_LOCK_FILE = 'run/agent.pid';
 
 export interface SelfDestructDeps {
   readonly config: SelfDestructConfig;
@@ -98,12 +95,6 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
   };
 }
 
-const LockFile = Type.Object({
-  pid: Type.Integer({ minimum: 1 }),
-  startTime: Type.String(),
-  bootId: Type.String(),
-});
-
 /** The plan a self-destruct would carry out now, read from disk (for `--dry-run`; no agent needed). */
 export async function planFromDisk(
   stateDir: string,
@@ -111,18 +102,10 @@ export async function planFromDisk(
   dirs: ServiceDirs,
   defaultStopGraceMs: number,
 ): Promise<ReaperPlan> {
-  let agent: ReaperPlan['agent'] = null;
-  try {
-    const holder = parseJsonWith(
-      LockFile,
-      await readFile(join(stateDir, AGENT_LOCK_FILE), 'utf8'),
-      'agent lock',
-      4096,
-    );
-    if (await isSameProcess(holder)) agent = { ...holder, pgid: holder.pid };
-  } catch {
-    agent = null; // ENOENT or garbage: no agent is running on this state dir
-  }
+  const holder = await livePidFile(stateDir, 'agent');
+  const agent: ReaperPlan['agent'] = holder
+    ? { pid: holder.pid, startTime: holder.startTime, bootId: holder.bootId, pgid: holder.pid }
+    : null;
   const services: ReaperPlan['services'] = [];
   for (const name of await dirs.list()) {
     const rec = await dirs.load(name).catch(() => undefined /* unreadable: nothing to stop by record */);

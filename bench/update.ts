@@ -126,7 +126,7 @@ export async function run(args: string[]): Promise<void> {
     );
   } finally {
     for (const p of procs) await p.stop();
-    for (const w of workers) await killRecordedAgent(w.root);
+    for (const w of workers) await killRecordedAgent(w);
     await rm(dir, { recursive: true, force: true });
   }
 }

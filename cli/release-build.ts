@@ -122,6 +122,10 @@ export async function buildCorralRelease(o: ReleaseBuildOptions): Promise<Releas
         args: ['${release}/bin/corral.js', 'agent', 'serve', '--state-dir', '${agentStateDir}'],
       },
       updater: { command: 'node', args: ['${release}/bin/corral.js', 'updater', 'serve'] },
+      forwarder: {
+        command: 'node',
+        args: ['${release}/bin/corral.js', 'forwarder', 'run', '--state-dir', '${agentStateDir}'],
+      },
       include: ['bin', 'dist', 'node_modules', 'package.json'],
       createdBy: `corral release build (node ${node.version}, abi ${node.abi}, ${node.platform})`,
     };

@@ -120,6 +120,8 @@ export const JoinRequest = Type.Object(
     agentPort: Type.Optional(Port),
     updaterPort: Type.Optional(Port),
     sans: Type.Optional(Type.Array(Address, { maxItems: 32 })),
+    /** Labels the worker asks for (`worker install --label`), besides the token's; see join. */
+    labels: Type.Optional(Labels),
     agentCsrPem: Pem,
     updaterCsrPem: Pem,
   },

@@ -226,16 +226,3 @@ export const HistoryFile = Type.Object(
   { additionalProperties: false },
 );
 export type HistoryFile = Static<typeof HistoryFile>;
-
-/** The agent process the updater started, so a restarted updater can find it again. */
-export const AgentProcessFile = Type.Object(
-  {
-    pid: Type.Integer({ minimum: 1 }),
-    version: ReleaseVersion,
-    /** Random token also placed in the agent's environment, to tell it from a reused pid. */
-    instance: Type.String({ pattern: '^[0-9a-f]{16,64}$' }),
-    startedAt: Timestamp,
-  },
-  { additionalProperties: false },
-);
-export type AgentProcessFile = Static<typeof AgentProcessFile>;

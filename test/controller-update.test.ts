@@ -82,7 +82,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(updaters.map((u) => u.stop()));
-  for (const w of workers) await killRecordedAgent(w.root);
+  for (const w of workers) await killRecordedAgent(w);
   await t?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });

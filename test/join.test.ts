@@ -211,4 +211,34 @@ describe('agent join with a single-use token', () => {
     });
     expect(ok.manifest.hostName).toBe('joined-csr');
   });
+
+  it("gives the host the worker's labels beside the token's; a clash is a 409 that leaves the token usable", async () => {
+    const created = await t.admin<TokenCreateResponse>('POST', '/v1/tokens', {
+      name: 'joined-labels',
+      labels: { zone: 'a' },
+    });
+    expect(created.status).toBe(200);
+    const tok = created.body;
+    const clash = joinFleet({
+      controller: tok.controller,
+      token: tok.token,
+      caPin: tok.caPin,
+      stateDir: stateDir(),
+      labels: { zone: 'b', tier: 'web' },
+    });
+    await expect(clash).rejects.toMatchObject({
+      code: ErrorCode.CONFLICT,
+      message: "label zone=b clashes with the join token's zone=a",
+    });
+    const joined = await joinFleet({
+      controller: tok.controller,
+      token: tok.token,
+      caPin: tok.caPin,
+      stateDir: stateDir(),
+      labels: { zone: 'a', tier: 'web' },
+    });
+    expect(joined.manifest.hostName).toBe('joined-labels');
+    const detail = (await t.admin<HostDetail>('GET', '/v1/hosts/joined-labels')).body;
+    expect(detail.host.labels).toEqual({ tier: 'web', zone: 'a' });
+  });
 });

@@ -169,7 +169,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await killController();
   await Promise.allSettled(updaters.map((u) => u.stop()));
-  for (const w of workers) await killRecordedAgent(w.root);
+  for (const w of workers) await killRecordedAgent(w);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

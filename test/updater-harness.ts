@@ -327,12 +327,13 @@ export async function spawnUpdater(
   };
 }
 
-/** Kills whatever agent the updater under `root` last started (cleanup after a kill -9). */
-export async function killRecordedAgent(root: string): Promise<void> {
+/** The pid file of the agent a harness updater runs (its agent state dir is STATE/agent). */
+export const agentPidFile = (worker: Worker): string => join(worker.stateDir, 'agent', 'run', 'agent.pid');
+
+/** Kills whatever agent the worker's updater last started (cleanup after a kill -9). */
+export async function killRecordedAgent(worker: Worker): Promise<void> {
   try {
-    const { pid } = JSON.parse(await readFile(join(root, '.updater', 'agent.json'), 'utf8')) as {
-      pid: number;
-    };
+    const { pid } = JSON.parse(await readFile(agentPidFile(worker), 'utf8')) as { pid: number };
     process.kill(pid, 'SIGKILL');
   } catch (e: unknown) {
     void e; // no agent recorded, or it is already gone

@@ -44,7 +44,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of procs) await p.stop();
-  for (const w of workers) await killRecordedAgent(w.root);
+  for (const w of workers) await killRecordedAgent(w);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -10,6 +10,7 @@ import { writeBundle, identityFromPem } from '../pki/index.js';
 import type { Updater } from '../updater/index.js';
 import {
   agentHealth,
+  agentPidFile,
   buildRelease,
   CORRAL_BIN,
   createFleet,
@@ -49,11 +50,9 @@ afterEach(async () => {
     }
   }
   for (const w of workers.splice(0)) {
-    await until(
-      async () => (existsSync(join(w.root, '.updater', 'agent.json')) ? undefined : true),
-      'agent stop',
-      10_000,
-    ).catch(() => killRecordedAgent(w.root));
+    await until(async () => (existsSync(agentPidFile(w)) ? undefined : true), 'agent stop', 10_000).catch(
+      () => killRecordedAgent(w),
+    );
   }
 });
 

@@ -53,7 +53,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const p of procs.splice(0)) await p.stop();
-  for (const w of workers.splice(0)) await killRecordedAgent(w.root);
+  for (const w of workers.splice(0)) await killRecordedAgent(w);
 });
 
 afterAll(async () => {

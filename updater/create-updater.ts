@@ -123,13 +123,12 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
           log: log.child({ component: 'agent' }),
         })
       : new ProcessAgentRunner({
-          processFile: layout.agentFile,
+          stateDir: o.agentStateDir,
           logFile: layout.agentLog,
           command: (release) => expandStart(release.manifest.start, vars(release)),
           ...(o.superviseForwarder !== false
             ? {
                 forwarder: {
-                  processFile: layout.forwarderFile,
                   logFile: layout.forwarderLog,
                   command: (release: AgentRelease) =>
                     release.manifest.forwarder
@@ -140,7 +139,6 @@ export async function createUpdater(o: UpdaterOptions): Promise<Updater> {
             : {}),
           env: o.env,
           log: log.child({ component: 'agent' }),
-          clock,
           ...(o.agentStopTimeoutMs !== undefined ? { stopTimeoutMs: o.agentStopTimeoutMs } : {}),
         }));
   const healthSocket = join(o.agentStateDir, AGENT_HEALTH_SOCKET);

@@ -5,6 +5,7 @@ export { ProcessAgentRunner, AGENT_INSTANCE_ENV, FORWARDER_INSTANCE_ENV } from '
 export { CommandAgentRunner } from './command-agent-runner.js';
 export { expandStart } from './start-spec.js';
 export { releaseLayout, type ReleaseLayout } from './release-layout.js';
+export { claimReleaseRoot } from './root-claim.js';
 export type { RecoveryReport } from './recover.js';
 export { REINITIALIZE_DESTROYS, type StateOpening } from './open-state.js';
 export { checkStanding, watchStanding, type Standing } from './standing.js';

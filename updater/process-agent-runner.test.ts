@@ -32,9 +32,8 @@ function alive(pid: number): boolean {
 
 describe('ProcessAgentRunner close()', () => {
   it('a second close() resolves after the first, with the agent stopped', async () => {
-    const processFile = join(dir, 'agent.json');
     const runner = new ProcessAgentRunner({
-      processFile,
+      stateDir: dir,
       logFile: join(dir, 'agent.log'),
       command: () => ({ command: process.execPath, args: ['-e', SLOW_TO_STOP] }),
       env: { PATH: process.env['PATH'] },
@@ -42,7 +41,7 @@ describe('ProcessAgentRunner close()', () => {
     });
     const release = { version: '1.0.0', dir, manifest: {} } as unknown as AgentRelease;
     await runner.restart(release);
-    const { pid } = JSON.parse(await readFile(processFile, 'utf8')) as { pid: number };
+    const { pid } = JSON.parse(await readFile(join(dir, 'run', 'agent.pid'), 'utf8')) as { pid: number };
     expect(alive(pid)).toBe(true);
     const order: string[] = [];
     const first = runner.close().then(() => order.push('first'));

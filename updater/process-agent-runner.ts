@@ -1,36 +1,35 @@
 import type { Logger } from 'pino';
+import { AGENT_INSTANCE_ENV, FORWARDER_INSTANCE_ENV } from '../protocol/pid-file.js';
 import type { AgentRelease, AgentRunner } from './agent-runner.js';
 import { MAX_CHILD_LOG_BYTES, SupervisedChild } from './supervised-child.js';
 
-/** Environment variable carrying the token that ties an agent process to this updater. */
-export const AGENT_INSTANCE_ENV = 'CORRAL_AGENT_INSTANCE';
-/** The same for the forwarder. */
-export const FORWARDER_INSTANCE_ENV = 'CORRAL_FORWARDER_INSTANCE';
+export { AGENT_INSTANCE_ENV, FORWARDER_INSTANCE_ENV } from '../protocol/pid-file.js';
 /** The agent's log is copied aside and truncated past this size, in bytes. */
 export const MAX_AGENT_LOG_BYTES = MAX_CHILD_LOG_BYTES;
 
 type StartCommand = { command: string; args: string[] };
 
 export interface ProcessAgentRunnerOptions {
-  /** `ROOT/.updater/agent.json`: the running agent's pid, for a restarted updater. */
-  readonly processFile: string;
+  /**
+   * The agent's state dir: the agent's and the forwarder's pid files are `STATE/run/agent.pid`
+   * and `STATE/run/forwarder.pid` (kit/pid-file.ts), how a restarted updater finds them again.
+   */
+  readonly stateDir: string;
   /** The agent's stdout and stderr go here (appended; rotated at MAX_AGENT_LOG_BYTES). */
   readonly logFile: string;
   /** Resolves the release's start command (placeholders expanded). */
   readonly command: (release: AgentRelease) => StartCommand;
   /**
    * The forwarder, run beside the agent from the same release when the release names one:
-   * its process file, log file and start command (null when the release has none).
+   * its log file and start command (null when the release has none).
    */
   readonly forwarder?: {
-    readonly processFile: string;
     readonly logFile: string;
     readonly command: (release: AgentRelease) => StartCommand | null;
   };
   /** Base environment for the agent (the CLI passes its own). */
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly log: Logger;
-  readonly clock?: () => Date;
   /** SIGTERM, then SIGKILL after this long, in ms. */
   readonly stopTimeoutMs?: number;
   readonly superviseIntervalMs?: number;
@@ -44,7 +43,8 @@ export interface ProcessAgentRunnerOptions {
  * Without a service manager the updater is the root of the worker's supervision tree: it runs
  * the agent and the forwarder of the current release as its children (each in its own process
  * group, so they outlive a crashed or self-updating updater, which adopts them again through
- * `ROOT/.updater/agent.json` and `forwarder.json` and an instance token in their environment),
+ * their pid files `STATE/run/agent.pid` and `forwarder.pid` and an instance token in their
+ * environment),
  * restarts them with backoff when they die, and gives up on one that keeps failing. Health and
  * rollback decisions concern the agent alone; the forwarder follows the agent's release.
  */
@@ -55,7 +55,6 @@ export class ProcessAgentRunner implements AgentRunner {
   constructor(o: ProcessAgentRunnerOptions) {
     const common = {
       env: o.env,
-      ...(o.clock ? { clock: o.clock } : {}),
       ...(o.stopTimeoutMs !== undefined ? { stopTimeoutMs: o.stopTimeoutMs } : {}),
       ...(o.superviseIntervalMs !== undefined ? { superviseIntervalMs: o.superviseIntervalMs } : {}),
       ...(o.restartBaseMs !== undefined ? { restartBaseMs: o.restartBaseMs } : {}),
@@ -65,7 +64,7 @@ export class ProcessAgentRunner implements AgentRunner {
     this.#agent = new SupervisedChild({
       ...common,
       name: 'agent',
-      processFile: o.processFile,
+      stateDir: o.stateDir,
       logFile: o.logFile,
       instanceEnv: AGENT_INSTANCE_ENV,
       command: o.command,
@@ -75,7 +74,7 @@ export class ProcessAgentRunner implements AgentRunner {
       ? new SupervisedChild({
           ...common,
           name: 'forwarder',
-          processFile: o.forwarder.processFile,
+          stateDir: o.stateDir,
           logFile: o.forwarder.logFile,
           instanceEnv: FORWARDER_INSTANCE_ENV,
           command: o.forwarder.command,

@@ -18,13 +18,14 @@ export interface ReleaseLayout {
   readonly metaDir: string;
   readonly stateFile: string;
   readonly historyFile: string;
-  readonly agentFile: string;
+  /** The output of the agent and the forwarder the updater runs (their pid files: kit/pid-file.ts). */
   readonly agentLog: string;
-  /** The forwarder the updater runs beside the agent: its pid file and its output. */
-  readonly forwarderFile: string;
   readonly forwarderLog: string;
-  /** The running updater's own pid file (written by `corral updater serve`). */
-  readonly updaterPidFile: string;
+  /**
+   * `R/.updater/updater.pid`: a symbolic link to the pid file of the updater serving this root
+   * (`STATE/run/updater.pid`), so a second updater is refused even from another state dir.
+   */
+  readonly updaterClaim: string;
   readonly updaterLog: string;
   readonly selfReleasesDir: string;
   readonly selfCurrentLink: string;
@@ -42,11 +43,9 @@ export function releaseLayout(root: string): ReleaseLayout {
     metaDir,
     stateFile: join(metaDir, 'state.json'),
     historyFile: join(metaDir, 'history.json'),
-    agentFile: join(metaDir, 'agent.json'),
     agentLog: join(metaDir, 'agent.log'),
-    forwarderFile: join(metaDir, 'forwarder.json'),
     forwarderLog: join(metaDir, 'forwarder.log'),
-    updaterPidFile: join(metaDir, 'updater.json'),
+    updaterClaim: join(metaDir, 'updater.pid'),
     updaterLog: join(metaDir, 'updater.log'),
     selfReleasesDir: join(root, 'self', 'releases'),
     selfCurrentLink: join(root, 'self', 'current'),

@@ -1,18 +1,22 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, open, readFile, stat, truncate, unlink } from 'node:fs/promises';
+import { copyFile, open, stat, truncate } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from '../pki/index.js';
-import {
-  AgentProcessFile,
-  MAX_AGENT_OUTPUT_BYTES,
-  parseJsonWith,
-  RELEASE_VERSION_ENV,
-} from '../protocol/index.js';
+import { MAX_AGENT_OUTPUT_BYTES, RELEASE_VERSION_ENV, RELEASE_VERSION_RE } from '../protocol/index.js';
+import type { PidFileDaemon } from '../protocol/pid-file.js';
 import type { AgentRelease } from './agent-runner.js';
 import { backoffDelayMs } from '../kit/backoff.js';
-import { isAlive, signalProcess, waitGone } from '../kit/proc.js';
+import { claimPidFile, pidFilePath, readPidFile, removePidFileOf } from '../kit/pid-file.js';
+import {
+  environValue,
+  identityOf,
+  isSameProcess,
+  readEnviron,
+  signalProcess,
+  waitGone,
+  type ProcessIdentity,
+} from '../kit/proc.js';
 import { SingleFlight } from '../kit/single-flight.js';
 import { hasEnvToken, tailFile } from './process-tools.js';
 
@@ -27,10 +31,14 @@ export const DEFAULT_MAX_START_ATTEMPTS = 10;
 const STABLE_RUN_MS = 60_000;
 
 export interface SupervisedChildOptions {
-  /** `agent` or `forwarder`: in log lines and exit reasons. */
-  readonly name: string;
-  /** `ROOT/.updater/<name>.json`: the running child's pid, for a restarted updater. */
-  readonly processFile: string;
+  /** `agent` or `forwarder`: in log lines, exit reasons and the pid file's name. */
+  readonly name: Extract<PidFileDaemon, 'agent' | 'forwarder'>;
+  /**
+   * The child's state dir: its pid file is `STATE/run/<name>.pid` (kit/pid-file.ts), written
+   * here right after the spawn and by the child itself, read by a restarted updater to adopt it
+   * and by the reaper to stop it.
+   */
+  readonly stateDir: string;
   /** stdout and stderr go here (appended; rotated at MAX_CHILD_LOG_BYTES). */
   readonly logFile: string;
   /** Environment variable carrying the token that ties the process to this updater. */
@@ -39,7 +47,6 @@ export interface SupervisedChildOptions {
   readonly command: (release: AgentRelease) => { command: string; args: string[] } | null;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly log: Logger;
-  readonly clock?: () => Date;
   /** SIGTERM, then SIGKILL after this long, in ms. */
   readonly stopTimeoutMs?: number;
   readonly superviseIntervalMs?: number;
@@ -50,6 +57,8 @@ export interface SupervisedChildOptions {
 
 interface Running {
   readonly pid: number;
+  /** pid + start time + boot id, once read from /proc (never for a start that failed). */
+  identity: ProcessIdentity | undefined;
   readonly instance: string;
   readonly version: string;
   readonly child: ChildProcess | undefined;
@@ -92,23 +101,20 @@ export class SupervisedChild {
     });
   }
 
-  /** Takes over a child an earlier updater started, if it still runs; its version, else null. */
+  /**
+   * Takes over a child an earlier updater started, if it still runs; its version, else null.
+   * Found by its pid file (the process it names still the same one), and taken only when the
+   * instance token of an updater is in that process's environment (the one the file records,
+   * when it records one), so never a hand-started daemon; the version is the file's, else the
+   * one its updater put in its environment.
+   */
   adopt(): Promise<string | null> {
     return this.#serial.run(async () => {
       if (this.#running) return this.#running.version;
-      const found = await this.#readProcessFile();
+      const found = await this.#findAdoptable();
       if (!found) return null;
-      if (
-        !(await isAlive(found.pid)) ||
-        !(await hasEnvToken(found.pid, this.#o.instanceEnv, found.instance))
-      ) {
-        await unlink(this.#o.processFile).catch(() => undefined /* already gone */);
-        return null;
-      }
       this.#running = {
-        pid: found.pid,
-        instance: found.instance,
-        version: found.version,
+        ...found,
         child: undefined,
         startedMs: performance.now(),
         logOffset: await sizeOf(this.#o.logFile),
@@ -117,6 +123,30 @@ export class SupervisedChild {
       this.#o.log.info({ pid: found.pid, version: found.version }, `${this.#o.name} adopted`);
       return found.version;
     });
+  }
+
+  async #findAdoptable(): Promise<
+    { pid: number; identity: ProcessIdentity; instance: string; version: string } | undefined
+  > {
+    let record;
+    try {
+      record = await readPidFile(this.#pidFile);
+    } catch (e: unknown) {
+      this.#o.log.warn({ err: e, file: this.#pidFile }, `${this.#o.name} pid file unreadable; ignoring it`);
+      return undefined;
+    }
+    if (!record || record.daemon !== this.#o.name || !(await isSameProcess(record))) return undefined;
+    const environ = await readEnviron(record.pid);
+    const token = environ ? environValue(environ, this.#o.instanceEnv) : undefined;
+    if (token === undefined || (record.instance !== undefined && record.instance !== token)) return undefined;
+    const version = record.version ?? (environ ? environValue(environ, RELEASE_VERSION_ENV) : undefined);
+    if (version === undefined || !RELEASE_VERSION_RE.test(version)) return undefined;
+    const identity = { pid: record.pid, startTime: record.startTime, bootId: record.bootId };
+    return { pid: record.pid, identity, instance: token, version };
+  }
+
+  get #pidFile(): string {
+    return pidFilePath(this.#o.stateDir, this.#o.name);
   }
 
   stop(): Promise<void> {
@@ -161,26 +191,6 @@ export class SupervisedChild {
     });
   }
 
-  async #readProcessFile(): Promise<AgentProcessFile | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.#o.processFile, 'utf8');
-    } catch (e: unknown) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      this.#o.log.warn({ err: e, file: this.#o.processFile }, `${this.#o.name} process file unreadable`);
-      return undefined;
-    }
-    try {
-      return parseJsonWith(AgentProcessFile, text, `${this.#o.name} process file`, 4096);
-    } catch (e: unknown) {
-      this.#o.log.warn(
-        { err: e, file: this.#o.processFile },
-        `${this.#o.name} process file unreadable; ignoring it`,
-      );
-      return undefined;
-    }
-  }
-
   async #start(release: AgentRelease): Promise<void> {
     let spec: { command: string; args: string[] } | null;
     try {
@@ -217,6 +227,7 @@ export class SupervisedChild {
     }
     const running: Running = {
       pid: child.pid ?? 0,
+      identity: undefined,
       instance,
       version: release.version,
       child,
@@ -244,17 +255,24 @@ export class SupervisedChild {
       running.exit ??= `${this.#o.name} could not be started: ${spec.command}`;
       return;
     }
-    const record: AgentProcessFile = {
-      pid: child.pid,
-      version: release.version,
-      instance,
-      startedAt: (this.#o.clock?.() ?? new Date()).toISOString(),
-    };
-    try {
-      await writeFileAtomic(this.#o.processFile, `${JSON.stringify(record)}\n`, 0o600);
-    } catch (e: unknown) {
-      // The child runs; only a restarted updater loses track of it (and starts another).
-      this.#o.log.warn({ err: e, file: this.#o.processFile }, `${this.#o.name} process file not written`);
+    // Read after the exit listener is on: it may exit while /proc is read.
+    const identity = await identityOf(child.pid);
+    running.identity = identity;
+    if (identity) {
+      try {
+        // Written here at once, so a restart of this updater before the child got as far as
+        // writing its own still finds it; the child's own write merges with this one.
+        await claimPidFile(this.#o.stateDir, this.#o.name, {
+          exclusive: this.#o.name === 'agent',
+          owner: identity,
+          version: release.version,
+          instance,
+        });
+      } catch (e: unknown) {
+        // Another live agent holds the state dir (this one will say so and exit), or the
+        // state dir is unwritable: the child runs; only a restarted updater loses track of it.
+        this.#o.log.warn({ err: e, file: this.#pidFile }, `${this.#o.name} pid file not written`);
+      }
     }
     this.#o.log.info({ pid: child.pid, version: release.version }, `${this.#o.name} started`);
   }
@@ -271,6 +289,7 @@ export class SupervisedChild {
   #failedStart(release: AgentRelease, reason: string): void {
     this.#running = {
       pid: 0,
+      identity: undefined,
       instance: '',
       version: release.version,
       child: undefined,
@@ -287,7 +306,9 @@ export class SupervisedChild {
     if (running && running.exit === undefined && running.pid > 0) {
       const ours =
         running.child !== undefined ||
-        (await hasEnvToken(running.pid, this.#o.instanceEnv, running.instance));
+        (running.identity !== undefined &&
+          (await isSameProcess(running.identity)) &&
+          (await hasEnvToken(running.pid, this.#o.instanceEnv, running.instance)));
       if (ours && signalProcess(running.pid, 'SIGTERM')) {
         if (!(await waitGone(running.pid, this.#o.stopTimeoutMs ?? 10_000))) {
           this.#o.log.warn({ pid: running.pid }, `${this.#o.name} ignored SIGTERM; killing it`);
@@ -297,7 +318,8 @@ export class SupervisedChild {
       }
       this.#o.log.info({ pid: running.pid, version: running.version }, `${this.#o.name} stopped`);
     }
-    await unlink(this.#o.processFile).catch(() => undefined /* none was written, or the dir is gone */);
+    // The child removes its own file when it exits cleanly; one killed leaves it behind.
+    if (running?.identity) await removePidFileOf(this.#pidFile, running.identity);
   }
 
   async #superviseLoop(signal: AbortSignal): Promise<void> {
@@ -323,7 +345,8 @@ export class SupervisedChild {
       running &&
       running.exit === undefined &&
       running.child === undefined &&
-      !(await isAlive(running.pid))
+      running.identity !== undefined &&
+      !(await isSameProcess(running.identity))
     ) {
       running.exit = `adopted ${this.#o.name} is gone`;
     }

@@ -10,6 +10,7 @@ import {
   RELEASE_VERSION_RE,
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
+import { AGENT_INSTANCE_ENV, INSTANCE_TOKEN_RE } from '../../protocol/pid-file.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
 import { configPath } from '../config/config-file.js';
@@ -183,10 +184,12 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
     forceOnSecondSignal: true,
     onSignal: (signal) => log.info({ signal }, 'agent stopping'),
   });
+  const instance = process.env[AGENT_INSTANCE_ENV];
   const agent = await createAgent({
     stateDir,
     listen,
     version,
+    ...(instance !== undefined && INSTANCE_TOKEN_RE.test(instance) ? { instance } : {}),
     log,
     logFile: sd.logFile,
     baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' },

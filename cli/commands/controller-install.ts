@@ -9,12 +9,10 @@ import { CliExit, EXIT_FAILURE } from '../exit.js';
 import { runningRelease } from '../installation.js';
 import { CONTROLLER_UNIT, controllerUnit, pid1IsSystemd } from '../install/systemd-units.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
-import { runningPid } from '../pid-file.js';
+import { livePidFile } from '../../kit/pid-file.js';
 
 export const DEFAULT_CONTROLLER_STATE_DIR = '/var/lib/corral-controller';
 export const CONTROLLER_CONFIG_FILE = 'controller.yaml';
-/** The controller's pid file under its state dir (written by `controller serve`). */
-export const CONTROLLER_PID_FILE = 'run/controller.json';
 const CONTROLLER_LOG_FILE = 'logs/controller.log';
 
 interface Options {
@@ -75,7 +73,7 @@ async function controllerInstall(o: Options, systemdFlag: boolean, io: Output): 
   if (systemd) {
     await installUnits({ [CONTROLLER_UNIT]: controllerUnit({ node: process.execPath, prefix, configFile }) });
     done.push(`enabled and started ${CONTROLLER_UNIT}`);
-  } else if ((await runningPid(join(stateDir, CONTROLLER_PID_FILE), ['controller', 'serve'])) === undefined) {
+  } else if ((await livePidFile(stateDir, 'controller', { command: true })) === undefined) {
     const pid = await startDetached({
       node: process.execPath,
       args: [join(prefix, 'current', 'bin', 'corral.js'), 'controller', 'serve', '--config', configFile],
@@ -86,8 +84,10 @@ async function controllerInstall(o: Options, systemdFlag: boolean, io: Output): 
   }
   const endpoints = await pollFor(async () => {
     const e = await readEndpointsFile(stateDir).catch(() => undefined /* half-written: again */);
-    const pid = await runningPid(join(stateDir, CONTROLLER_PID_FILE), ['controller', 'serve']);
-    return e?.admin !== undefined && e.worker !== undefined && (systemd || pid !== undefined) ? e : undefined;
+    const running = await livePidFile(stateDir, 'controller', { command: true });
+    return e?.admin !== undefined && e.worker !== undefined && (systemd || running !== undefined)
+      ? e
+      : undefined;
   }, waitMs);
   if (!endpoints)
     throw new CliExit(

@@ -27,7 +27,7 @@ import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { configPath } from '../config/config-file.js';
 import { loadControllerConfig } from '../config/controller-config.js';
-import { removePidFile, writePidFile } from '../pid-file.js';
+import { claimPidFile } from '../../kit/pid-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
@@ -348,9 +348,9 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         shutdown.dispose();
         throw e;
       }
-      // Found by `controller install` (is it running?) and by operators; removed on stop.
-      const pidFile = `${stateDir}/run/controller.json`;
-      await writePidFile(pidFile, 'controller serve');
+      // `STATE/run/controller.pid`: found by `controller install` (is it running?) and by
+      // operators; removed on stop.
+      const pidFile = await claimPidFile(stateDir, 'controller', { exclusive: false });
       if (joinPolicy.allowedCidrs.length > 0)
         log.info({ allowedCidrs: joinPolicy.allowedCidrs }, 'joins may claim only these addresses');
       // The controller runs its own phases (controller/serve.ts); this waits for them once.
@@ -365,7 +365,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const failed = [...settleShutdown(log, result), ...outcomes.filter((o) => !o.ok)];
       for (const o of outcomes.filter((x) => !x.ok))
         log.error({ phase: o.name, timedOut: o.timedOut ?? false, err: o.error }, 'shutdown phase failed');
-      await removePidFile(pidFile);
+      await pidFile.release();
       log.info({ phases: outcomes.length, failed: failed.length }, 'stopped');
       await new Promise<void>((resolve) => log.flush(() => resolve()));
       if (failed.length > 0)

@@ -12,7 +12,9 @@ import {
 import { ensurePrivateDir } from '../../pki/index.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
-import { WORKER_LOG_FILE } from '../../protocol/index.js';
+import { RELEASE_VERSION_ENV, RELEASE_VERSION_RE, WORKER_LOG_FILE } from '../../protocol/index.js';
+import { FORWARDER_INSTANCE_ENV, INSTANCE_TOKEN_RE } from '../../protocol/pid-file.js';
+import { claimPidFile } from '../../kit/pid-file.js';
 import { configPath } from '../config/config-file.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
 import { durationFlag, loadWorkerConfig } from '../config/worker-config.js';
@@ -97,8 +99,15 @@ async function run(opts: RunOptions): Promise<void> {
   });
 
   log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
-  const { writeDaemonPidFile } = await import('../../agent/index.js');
-  const pidFile = await writeDaemonPidFile(o.stateDir, 'forwarder');
+  // Found by the reaper whoever started it; a token and version from the updater that started
+  // it let a restarted updater adopt it again.
+  const instance = process.env[FORWARDER_INSTANCE_ENV];
+  const release = process.env[RELEASE_VERSION_ENV];
+  const pidFile = await claimPidFile(o.stateDir, 'forwarder', {
+    exclusive: false,
+    ...(instance !== undefined && INSTANCE_TOKEN_RE.test(instance) ? { instance } : {}),
+    ...(release !== undefined && RELEASE_VERSION_RE.test(release) ? { version: release } : {}),
+  });
   const running = forwarder.run(ac.signal);
   let failure: unknown;
   let end: string | undefined;
@@ -117,7 +126,7 @@ async function run(opts: RunOptions): Promise<void> {
       },
       { name: 'save positions and close files', run: () => forwarder.close() },
       { name: 'close the position store', run: () => store.close() },
-      { name: 'remove the pid file', run: () => pidFile.remove() },
+      { name: 'remove the pid file', run: () => pidFile.release() },
     ],
     running,
   );

@@ -11,7 +11,9 @@ import {
   RELEASE_VERSION_RE,
   UPDATER_VERSION_ENV,
 } from '../../protocol/index.js';
+import { ErrorCode, isCorralError } from '../../protocol/errors.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { claimPidFile, type PidFileClaim } from '../../kit/pid-file.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
 import {
   createUpdater,
@@ -21,6 +23,7 @@ import {
   expandStart,
   PAUSE_PHASES,
   REINITIALIZE_DESTROYS,
+  claimReleaseRoot,
   releaseLayout,
   type AgentRelease,
   type PausePhase,
@@ -30,7 +33,6 @@ import { CONFIG_ENV, configPath } from '../config/config-file.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
 import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { removePidFile, runningPid, writePidFile } from '../pid-file.js';
 import type { Output } from '../output.js';
 import { settleShutdown } from '../shutdown-result.js';
 import { hostPortOption, loadWorkerIdentity } from '../worker-bundle.js';
@@ -233,15 +235,30 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   const r = resolveServe(o, await loadWorkerConfig(configFile), configFile);
   const { bundle, identity } = await loadWorkerIdentity(r.stateDir, 'updater');
   const listen = hostPortOption('--listen', r.listen);
-  // One updater per root, checked before it touches anything (a second one would start a
-  // second agent before failing to listen). Found by install, uninstall and self-destruct;
-  // removed when this updater stops.
-  const pidFile = releaseLayout(r.root).updaterPidFile;
-  const other = await runningPid(pidFile, ['updater', 'serve']);
-  if (other !== undefined && other !== process.pid)
-    throw new CliExit(EXIT_FAILURE, `another updater (pid ${other}) is running on ${r.root}`);
-  await mkdir(releaseLayout(r.root).metaDir, { recursive: true, mode: 0o700 });
-  await writePidFile(pidFile, 'updater serve');
+  // One updater per state dir and per root, claimed before it touches anything else (a second
+  // one would start a second agent before failing to listen): its pid file
+  // `STATE/run/updater.pid` (the agent's state dir, where the reaper and `worker install` look),
+  // naming the root it serves, and the root's link to that file. Both go when it stops.
+  let claim: PidFileClaim;
+  let rootClaim: { release(): Promise<void> };
+  try {
+    claim = await claimPidFile(r.agentStateDir, 'updater', { exclusive: true, dirs: [r.root] });
+  } catch (e: unknown) {
+    if (isCorralError(e, ErrorCode.CONFLICT)) throw new CliExit(EXIT_FAILURE, e.message);
+    throw e;
+  }
+  try {
+    await mkdir(releaseLayout(r.root).metaDir, { recursive: true, mode: 0o700 });
+    rootClaim = await claimReleaseRoot(releaseLayout(r.root), claim.path);
+  } catch (e: unknown) {
+    await claim.release();
+    if (isCorralError(e, ErrorCode.CONFLICT)) throw new CliExit(EXIT_FAILURE, e.message);
+    throw e;
+  }
+  const releaseClaims = async (): Promise<void> => {
+    await rootClaim.release();
+    await claim.release();
+  };
   const log = pino({ name: 'corral-updater', level: r.logLevel, redact: [...LOG_REDACT_PATHS] });
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
@@ -280,17 +297,18 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     });
   } catch (e: unknown) {
     shutdown.dispose();
-    await removePidFile(pidFile);
+    await releaseClaims();
     throw e;
   }
   // Said on stderr as well as in the log: the operator must not miss what was lost.
   for (const warning of updater.opening.warnings) io.err(`corral updater: warning: ${warning}\n`);
 
-  const { writeDaemonPidFile } = await import('../../agent/index.js');
-  const daemonPidFile = await writeDaemonPidFile(r.stateDir, 'updater', [r.root]);
   // A host decommissioned while it was offline: the controller tells this host's agent
-  // certificate so (the updater's own cannot be a TLS client), and the updater stops (with its
-  // agent) and exits 0 instead of serving a host that is gone. No agent identity: no check.
+  // certificate so (the updater's own cannot be a TLS client), and the updater stops and exits
+  // 0 instead of serving a host that is gone. It leaves its agent running: the agent, told the
+  // same at its first heartbeat, wipes the node (services, daemons, files); stopping it here,
+  // as the node boots, could end it before that heartbeat and leave the wipe pending for good.
+  // No agent identity: no check.
   const agentIdentity = bundle.identities.agent;
   const standingStop = new AbortController();
   let decommissioned = false;
@@ -308,7 +326,8 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
       })
     : Promise.resolve();
 
-  // A successor takes over the running agent; a plain stop takes the agent down with it.
+  // A successor takes over the running agent, and so does the wipe on a decommissioned host; a
+  // plain stop takes the agent down with it.
   const result = await shutdown.wait(
     () => [
       {
@@ -320,12 +339,12 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
       },
       {
         name: 'updater',
-        run: () => updater.close({ keepAgent: selfUpdating !== undefined && !decommissioned }),
+        run: () => updater.close({ keepAgent: selfUpdating !== undefined || decommissioned }),
         timeoutMs: UPDATER_CLOSE_TIMEOUT_MS,
       },
       {
         name: 'remove the pid files',
-        run: async () => void (await Promise.all([removePidFile(pidFile), daemonPidFile.remove()])),
+        run: releaseClaims,
       },
     ],
     woken,
@@ -337,7 +356,9 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     log.info({ version: release.version }, 'updater handed over to its new release');
   }
   if (decommissioned)
-    log.warn('the controller says this host is decommissioned; the updater stopped and exits');
+    log.warn(
+      'the controller says this host is decommissioned; the updater stopped and exits (its agent wipes the node)',
+    );
   log.flush();
 }
 

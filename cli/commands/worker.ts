@@ -4,6 +4,8 @@ import { Option, type Command } from 'commander';
 import { isPkiError, loadBundle, writeFileAtomic } from '../../pki/index.js';
 import { AGENT_HEALTH_SOCKET, WORKER_LOG_FILE } from '../../protocol/index.js';
 import { readEndpointsFile } from '../../kit/endpoints-file.js';
+import { livePidFile } from '../../kit/pid-file.js';
+import { isSameProcess, signalProcess } from '../../kit/proc.js';
 import { probeOnce } from '../../updater/health-probe.js';
 import { releaseLayout } from '../../updater/index.js';
 import { renderWorkerConfig } from '../config/worker-config.js';
@@ -14,7 +16,7 @@ import { installUnits, pollFor, removeUnits, startDetached } from '../install/no
 import { installReleaseZero, removePartials } from '../install/release-zero.js';
 import { pid1IsSystemd, WORKER_UNITS, workerUnits } from '../install/systemd-units.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
-import { runningPid } from '../pid-file.js';
+import { collectFlag, parseLabelFlags } from '../label-flags.js';
 import { readSecret } from '../secret-input.js';
 import { durationFlag } from '../config/worker-config.js';
 
@@ -36,6 +38,7 @@ interface InstallOptions extends Partial<Dirs> {
   caPin: string;
   tokenFile?: string;
   name?: string;
+  label: string[];
   address?: string;
   agentPort?: string;
   updaterPort?: string;
@@ -82,7 +85,12 @@ async function joinedAs(stateDir: string): Promise<string | undefined> {
  * Joins into a temp dir beside the state dir's bundle and renames it into place whole, so an
  * install killed mid-join leaves no half-written bundle (only a temp dir the next run removes).
  */
-async function joinOnce(o: InstallOptions, d: Dirs, io: Output): Promise<string> {
+async function joinOnce(
+  o: InstallOptions,
+  d: Dirs,
+  labels: Record<string, string>,
+  io: Output,
+): Promise<string> {
   const token = await readSecret('--token-file', o.tokenFile ?? '-', io);
   const { joinFleet } = await import('../../agent/join.js');
   const tmp = join(d.stateDir, `.install-join-${process.pid}`);
@@ -96,6 +104,7 @@ async function joinOnce(o: InstallOptions, d: Dirs, io: Output): Promise<string>
     ...(o.address !== undefined ? { address: o.address } : {}),
     agentPort: portOf('--agent-port', o.agentPort, 8765),
     updaterPort: portOf('--updater-port', o.updaterPort, 8766),
+    labels,
   });
   await rename(join(tmp, 'bundle'), join(d.stateDir, 'bundle'));
   await rm(tmp, { recursive: true, force: true });
@@ -106,6 +115,8 @@ async function joinOnce(o: InstallOptions, d: Dirs, io: Output): Promise<string>
 
 async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output): Promise<void> {
   const d = dirsOf(o);
+  // Checked before anything is read or written: a bad label never costs the token.
+  const labels = parseLabelFlags(o.label);
   const waitMs = durationFlag('--wait', o.wait);
   if (o.heartbeatInterval !== undefined) durationFlag('--heartbeat-interval', o.heartbeatInterval);
   const systemd = systemdFlag ? o.systemd : await pid1IsSystemd();
@@ -120,7 +131,7 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
 
   let hostName = await joinedAs(d.stateDir);
   if (hostName === undefined) {
-    hostName = await joinOnce(o, d, io);
+    hostName = await joinOnce(o, d, labels, io);
     done.push(`joined the fleet as ${hostName}`);
   }
   if (o.name !== undefined && o.name !== hostName)
@@ -158,6 +169,15 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
   installKillPoint('config');
 
   const layout = releaseLayout(d.prefix);
+  // What starts the node at boot where there is no systemd (the operator's init runs it).
+  const startCommand = [
+    process.execPath,
+    join(layout.selfCurrentLink, 'bin', 'corral.js'),
+    'updater',
+    'serve',
+    '--config',
+    configFile,
+  ];
   if (!o.start) {
     io.out(
       o.json
@@ -170,10 +190,11 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
     const units = workerUnits({ node: process.execPath, prefix: d.prefix, configFile });
     await installUnits(units);
     done.push(`enabled and started ${Object.keys(units).join(', ')}`);
-  } else if ((await runningPid(layout.updaterPidFile, ['updater', 'serve'])) === undefined) {
+  } else if ((await livePidFile(d.stateDir, 'updater', { command: true })) === undefined) {
+    const [node = process.execPath, ...args] = startCommand;
     const pid = await startDetached({
-      node: process.execPath,
-      args: [join(layout.selfCurrentLink, 'bin', 'corral.js'), 'updater', 'serve', '--config', configFile],
+      node,
+      args,
       logFile: join(d.stateDir, UPDATER_LOG_FILE),
       cwd: d.stateDir,
     });
@@ -203,6 +224,8 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
     systemd,
     agent: healthy.endpoints.agent ?? null,
     updater: healthy.endpoints.updater,
+    labels,
+    startCommand: systemd ? null : startCommand,
   };
   if (o.json) {
     io.out(renderJson(view));
@@ -217,22 +240,20 @@ async function workerInstall(o: InstallOptions, systemdFlag: boolean, io: Output
       ['agent', view.agent],
       ['updater', view.updater],
       ['supervision', systemd ? 'systemd units' : 'the updater runs the agent and the forwarder'],
+      ...(systemd ? [] : ([['start at boot', startCommand.join(' ')]] as [string, string][])),
     ]),
   );
 }
 
-/** Stops the updater (and with it the agent and forwarder it runs); true when one was running. */
-async function stopUpdater(prefix: string): Promise<number | undefined> {
-  const pid = await runningPid(releaseLayout(prefix).updaterPidFile, ['updater', 'serve']);
-  if (pid === undefined) return undefined;
-  process.kill(pid, 'SIGTERM');
-  const gone = await pollFor(
-    async () =>
-      (await runningPid(releaseLayout(prefix).updaterPidFile, ['updater', 'serve'])) ? undefined : true,
-    60_000,
-  );
-  if (!gone) process.kill(pid, 'SIGKILL');
-  return pid;
+/** Stops the updater (and with it the agent and forwarder it runs); its pid when one was running. */
+async function stopUpdater(stateDir: string): Promise<number | undefined> {
+  const running = await livePidFile(stateDir, 'updater', { command: true });
+  if (running === undefined) return undefined;
+  signalProcess(running.pid, 'SIGTERM');
+  const gone = await pollFor(async () => ((await isSameProcess(running)) ? undefined : true), 60_000);
+  // Checked again right before: a pid reused since is never signalled.
+  if (!gone && (await isSameProcess(running))) signalProcess(running.pid, 'SIGKILL');
+  return running.pid;
 }
 
 async function workerUninstall(
@@ -257,7 +278,7 @@ async function workerUninstall(
     throw new CliExit(EXIT_USAGE, 'pass --yes to uninstall');
   }
   if (systemd) await removeUnits(WORKER_UNITS);
-  const updaterPid = await stopUpdater(d.prefix);
+  const updaterPid = await stopUpdater(d.stateDir);
   const { planFromDisk, runReaper, serviceDirs, DEFAULT_STOP_GRACE_MS } =
     await import('../../agent/index.js');
   const plan = await planFromDisk(
@@ -307,6 +328,12 @@ export function registerWorkerCommands(program: Command, io: Output): Command {
       .option('--token-file <path>', 'read the join token from this file, or stdin with - (the default)'),
   )
     .option('--name <name>', 'the host name the token enrolls (checked)')
+    .option(
+      '--label <key=value>',
+      "label for the host, sent with the join besides the token's (repeatable)",
+      collectFlag,
+      [],
+    )
     .option('--address <address>', 'address the controller reaches this worker at (default: ours toward it)')
     .option('--agent-port <port>', 'agent port, in the bundle and worker.yaml (default 8765)')
     .option('--updater-port <port>', 'updater port, in the bundle and worker.yaml (default 8766)')

@@ -105,6 +105,33 @@ function replaceRefused(host: HostRow): CorralError {
   );
 }
 
+/** Most labels a host may carry (the Labels schema's limit). */
+const MAX_HOST_LABELS = 64;
+
+/**
+ * A joining host's labels: the token's (set by an operator) and the ones the worker asked for
+ * (`worker install --label`). A key both set to different values is CORRAL_ERR_CONFLICT and
+ * more than MAX_HOST_LABELS together is CORRAL_ERR_VALIDATION, before the token is claimed, so
+ * the worker can retry with the same token.
+ */
+export function joinLabels(
+  fromToken: Readonly<Record<string, string>>,
+  asked: Readonly<Record<string, string>>,
+): Record<string, string> {
+  for (const [key, value] of Object.entries(asked)) {
+    const set = fromToken[key];
+    if (set !== undefined && set !== value)
+      throw new CorralError(
+        ErrorCode.CONFLICT,
+        `label ${key}=${value} clashes with the join token's ${key}=${set}`,
+      );
+  }
+  const labels = { ...asked, ...fromToken };
+  if (Object.keys(labels).length > MAX_HOST_LABELS)
+    throw new CorralError(ErrorCode.VALIDATION, `a host has at most ${MAX_HOST_LABELS} labels`);
+  return labels;
+}
+
 const activeHostNamed = (db: Kysely<ControllerDatabase>, name: string): Promise<HostRow | undefined> =>
   db
     .selectFrom('hosts')
@@ -303,6 +330,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
       const token = await tokens.findRedeemable(request.token);
       // Only a token holder learns the policy; a refusal leaves the token unused.
       joinPolicy.check(request.address);
+      const labels = joinLabels(token.labels, request.labels ?? {});
       const host: NewHost = {
         id: newHostId(),
         name: token.name,
@@ -310,7 +338,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
         sans: [...new Set(request.sans ?? [])],
         agentPort: request.agentPort ?? DEFAULT_AGENT_PORT,
         updaterPort: request.updaterPort ?? DEFAULT_UPDATER_PORT,
-        labels: token.labels,
+        labels,
         via: 'join',
         joinSource: normalizeSourceAddress(origin.source),
       };

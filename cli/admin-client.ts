@@ -1,5 +1,5 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
 import { envelopeOf, ErrorCode, RemoteError } from '../protocol/errors.js';
@@ -47,11 +47,14 @@ function readAll(res: IncomingMessage): Promise<string> {
 }
 
 /**
- * The admin API over node's own HTTP client: one request per call, no connection kept (a CLI
- * command makes a few calls and exits), and nothing to load beyond node itself.
+ * The admin API over node's own HTTP client (nothing to load beyond node itself), one
+ * keep-alive connection reused across a command's calls (a paged list makes many); an idle
+ * connection does not hold the process open.
  */
 export function createAdminClient(target: { url: string; token: string }): AdminClient {
-  const request = target.url.startsWith('https:') ? httpsRequest : httpRequest;
+  const tls = target.url.startsWith('https:');
+  const request = tls ? httpsRequest : httpRequest;
+  const agent = tls ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
 
   function exchange(
     method: 'GET' | 'POST',
@@ -63,7 +66,7 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     return new Promise((resolve, reject) => {
       const req = request(
         `${target.url}${path}`,
-        { method, headers, signal: AbortSignal.timeout(timeoutMs), agent: false },
+        { method, headers, signal: AbortSignal.timeout(timeoutMs), agent },
         (res) => {
           readAll(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
         },

@@ -1,16 +1,21 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey, createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, createServer, type TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf, readDer } from '../pki/der-reader.js';
 import {
+  clientTlsOptions,
   createCa,
   createCsr,
   generateKeyPair,
+  serverTlsOptions,
   signCsr,
   signLeaf,
   subjectKeyOf,
@@ -18,13 +23,16 @@ import {
   type KeyAlgorithm,
   type LeafProfile,
 } from '../pki/index.js';
+import type { JoinResponse, TokenCreateResponse } from '../protocol/enrollment.js';
+import { heartbeatBody, postJson, startController, workerClient } from './controller-fixture.js';
 import { importPair, referenceCa, referenceCsr, referenceLeaf } from './peculiar-reference.js';
 
 /**
  * Certificates and requests built natively (DER template + node:crypto signature) against
  * the @peculiar/x509 path they replace, for the same keys, serials and validity windows:
  * the signed parts must be the same bytes, every field and extension @peculiar/x509 parses
- * must be equal, and `openssl verify` must accept each leaf against its CA.
+ * must be equal, and `openssl verify` must accept each leaf against its CA. Then a join through
+ * the API with requests made beforehand, whose certificates carry real mTLS handshakes.
  */
 
 const execFileAsync = promisify(execFile);
@@ -285,5 +293,97 @@ describe('native certificate requests', () => {
     const cert = new x509.X509Certificate(issued.certPem);
     expect(Buffer.from(cert.publicKey.rawData).toString('hex')).toBe(sent.toString('hex'));
     expect(await opensslVerify(ca.certPem, issued.certPem)).toMatch(/: OK$/);
+  });
+});
+
+describe('a join through the API with CSRs made beforehand', () => {
+  it('issues certificates openssl verifies and that carry a heartbeat and an updater handshake over mTLS', async () => {
+    await using t = await startController();
+    const tok = (await t.admin<TokenCreateResponse>('POST', '/v1/tokens', { name: 'native-1' })).body;
+    const agentCsr = await createCsr('anything');
+    // The updater's request comes from openssl: RSA, another subject, its own SAN.
+    const updaterKey = join(dir, 'join-updater.key');
+    await execFileAsync('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      updaterKey,
+      '-subj',
+      '/CN=not-me',
+      '-out',
+      join(dir, 'join-updater.csr'),
+    ]);
+    const { stdout: updaterCsrPem } = await execFileAsync('openssl', [
+      'req',
+      '-in',
+      join(dir, 'join-updater.csr'),
+    ]);
+    await using joinClient = workerClient(t.endpoints.join, { caPem: t.identity.ca.certPem });
+    const res = await postJson(joinClient, '/v1/join', {
+      token: tok.token,
+      address: '127.0.0.1',
+      sans: ['native-1.example'],
+      agentCsrPem: agentCsr.csrPem,
+      updaterCsrPem,
+    });
+    expect(res.status).toBe(200);
+    const joined = res.body as unknown as JoinResponse;
+    for (const [role, pem] of [
+      ['agent', joined.agentCertPem],
+      ['updater', joined.updaterCertPem],
+    ] as const) {
+      const cert = new x509.X509Certificate(pem);
+      expect(cert.subject).toBe(`CN=native-1-${role}, O=Corral`);
+      expect(new NodeX509(pem).subjectAltName).toBe(
+        `URI:urn:corral:role:${role}, URI:urn:corral:host:${joined.hostId}, DNS:native-1.example, IP Address:127.0.0.1`,
+      );
+      expect(
+        await cert.verify({
+          publicKey: new x509.X509Certificate(joined.caPem).publicKey,
+          signatureOnly: true,
+        }),
+      ).toBe(true);
+      expect(await opensslVerify(joined.caPem, pem, ['-purpose', 'sslserver'])).toMatch(/: OK$/);
+    }
+
+    // The agent's certificate as a client: a heartbeat on the worker API, pin checked there.
+    await using worker = workerClient(t.endpoints.worker, {
+      caPem: joined.caPem,
+      certPem: joined.agentCertPem,
+      keyPem: agentCsr.keyPem,
+    });
+    expect((await postJson(worker, '/v1/heartbeat', heartbeatBody(joined.hostId))).status).toBe(200);
+
+    // The updater's certificate as a server, called by the controller's client identity with its pin.
+    const server = createServer(
+      serverTlsOptions({
+        caPem: joined.caPem,
+        certPem: joined.updaterCertPem,
+        keyPem: await readFile(updaterKey, 'utf8'),
+      }),
+      (socket) => socket.end('ok'),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const socket: TLSSocket = connect({
+        host: '127.0.0.1',
+        port: (server.address() as AddressInfo).port,
+        ...clientTlsOptions(t.identity.client, {
+          roles: ['updater'],
+          fingerprints: [new NodeX509(joined.updaterCertPem).fingerprint256.replace(/:/g, '').toLowerCase()],
+        }),
+      });
+      await once(socket, 'secureConnect');
+      expect(socket.authorized).toBe(true);
+      const [reply] = (await once(socket, 'data')) as [Buffer];
+      expect(reply.toString()).toBe('ok');
+      socket.destroy();
+    } finally {
+      server.close();
+    }
   });
 });

@@ -1,6 +1,8 @@
-import { Agent, request } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent, request } from 'node:https';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { clientTlsOptions, type TlsMaterial } from '../pki/index.js';
+import { parseHostPort } from '../kit/host-port.js';
 import { HEADER_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../protocol/constants.js';
 import {
   BundleWrittenResponse,
@@ -15,6 +17,8 @@ import { parseJsonWith } from '../protocol/validate.js';
 /** Largest answer read from the controller, in bytes. */
 const MAX_RESPONSE_BYTES = 256 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** An idle keep-alive connection is closed after this long, in ms (the next one resumes its TLS session). */
+const IDLE_CONNECTION_MS = 10_000;
 /** Largest round trip reported (the schema's bound), in ms. */
 const MAX_ROUND_TRIP_MS = 600_000;
 
@@ -50,12 +54,98 @@ export interface ControllerClient {
   close(): Promise<void>;
 }
 
+/** One HTTPS agent and the requests in flight on it, so a swap or close can drain them first. */
+class Connections {
+  readonly agent: Agent;
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  constructor(material: TlsMaterial) {
+    this.agent = new Agent({
+      ...clientTlsOptions(material, { roles: ['controller'] }),
+      keepAlive: true,
+      timeout: IDLE_CONNECTION_MS,
+      scheduling: 'lifo',
+    });
+  }
+
+  track<T>(p: Promise<T>): Promise<T> {
+    this.#inFlight.add(p);
+    const done = (): void => void this.#inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Waits for the requests in flight (whatever their outcome), then closes every connection. */
+  async close(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    this.agent.destroy();
+  }
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly text: string;
+}
+
+/**
+ * The client speaks HTTP/1.1 through node:https (keep-alive, TLS session cache): the agent is
+ * a long-lived daemon whose memory matters, and node's own client costs nothing to load.
+ */
 export function createControllerClient(controller: string, material: TlsMaterial): ControllerClient {
-  const base = `https://${controller}`;
-  const makeDispatcher = (m: TlsMaterial): Agent =>
-    new Agent({ connect: clientTlsOptions(m, { roles: ['controller'] }), keepAliveTimeout: 10_000 });
-  let dispatcher = makeDispatcher(material);
+  let connections = new Connections(material);
   let closing: Promise<void> | undefined;
+
+  function send(path: string, payload: string, signal: AbortSignal): Promise<Answer> {
+    // Parsed per request, so a bad address fails the request (as a heartbeat failure), not the agent.
+    const { host, port } = parseHostPort(controller);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host,
+          port,
+          path,
+          method: 'POST',
+          agent: connections.agent,
+          signal,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(payload),
+            [HEADER_PROTOCOL_VERSION]: String(PROTOCOL_VERSION),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_RESPONSE_BYTES) {
+              res.destroy();
+              reject(
+                new RemoteError(
+                  ErrorCode.PAYLOAD_TOO_LARGE,
+                  `${path}: answer too large`,
+                  res.statusCode ?? 0,
+                ),
+              );
+              return;
+            }
+            chunks.push(chunk);
+          });
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              text: Buffer.concat(chunks).toString('utf8'),
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
 
   async function post<T extends TSchema>(
     path: string,
@@ -65,28 +155,13 @@ export function createControllerClient(controller: string, material: TlsMaterial
   ): Promise<Static<T>> {
     if (closing) throw new CorralError(ErrorCode.CLOSED, 'controller client is closed');
     const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-    const res = await request(`${base}${path}`, {
-      dispatcher,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', [HEADER_PROTOCOL_VERSION]: String(PROTOCOL_VERSION) },
-      body: JSON.stringify(body),
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-    });
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_RESPONSE_BYTES) {
-        res.body.destroy();
-        throw new RemoteError(ErrorCode.PAYLOAD_TOO_LARGE, `${path}: answer too large`, res.statusCode);
-      }
-      chunks.push(chunk);
+    const res = await connections.track(
+      send(path, JSON.stringify(body), signal ? AbortSignal.any([signal, timeout]) : timeout),
+    );
+    if (res.status >= 200 && res.status < 300) {
+      return parseJsonWith(schema, res.text, `controller ${path} answer`, MAX_RESPONSE_BYTES);
     }
-    const text = Buffer.concat(chunks).toString('utf8');
-    if (res.statusCode >= 200 && res.statusCode < 300) {
-      return parseJsonWith(schema, text, `controller ${path} answer`, MAX_RESPONSE_BYTES);
-    }
-    throw remoteErrorOf(res.statusCode, text, path, {
+    throw remoteErrorOf(res.status, res.text, path, {
       retryAfterMs: retryAfterMs(res.headers['retry-after'], Date.now()),
     });
   }
@@ -108,12 +183,12 @@ export function createControllerClient(controller: string, material: TlsMaterial
     renew: (body, signal) => post('/v1/renew', body, RenewResponse, signal),
     bundleWritten: (body, signal) => post('/v1/bundle-written', body, BundleWrittenResponse, signal),
     reload(m) {
-      const old = dispatcher;
-      dispatcher = makeDispatcher(m);
-      void old.close().catch(() => undefined /* already destroyed: nothing to drain */);
+      const old = connections;
+      connections = new Connections(m);
+      void old.close();
     },
     close() {
-      closing ??= dispatcher.close();
+      closing ??= connections.close();
       return closing;
     },
   };

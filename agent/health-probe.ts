@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
+import { get as httpGet } from 'node:http';
 import { connect } from 'node:net';
-import { request } from 'undici';
 import type { HealthCheck } from '../protocol/service-spec.js';
 
 export const DEFAULT_PROBE_INTERVAL_MS = 10_000;
@@ -66,8 +66,14 @@ function tcpProbe(host: string, port: number, signal: AbortSignal): Promise<stri
   });
 }
 
-async function httpProbe(url: string, signal: AbortSignal): Promise<string | undefined> {
-  const res = await request(url, { method: 'GET', signal });
-  await res.body.dump({ limit: 64 * 1024 });
-  return res.statusCode < 400 ? undefined : `http ${url}: status ${res.statusCode}`;
+/** GET `url` (http://, as the schema allows) once, no keep-alive; healthy below 400. The body is not read. */
+function httpProbe(url: string, signal: AbortSignal): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { signal, agent: false }, (res) => {
+      const status = res.statusCode ?? 0;
+      res.destroy();
+      resolve(status < 400 ? undefined : `http ${url}: status ${status}`);
+    });
+    req.on('error', reject);
+  });
 }

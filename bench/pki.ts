@@ -8,7 +8,7 @@ import { fmt, median, rounds } from './lib/stats.js';
 
 /**
  * `npm run bench -- pki`: leaf certificates issued per second (fresh key + signature) by
- * Corral's pki/ (WebCrypto through @peculiar/x509) and by the openssl command-line tool doing
+ * Corral's pki/ (DER templates signed with node:crypto) and by the openssl command-line tool doing
  * the same work in the same run (one `openssl req -x509 -newkey … -CA` per certificate).
  */
 const execFileAsync = promisify(execFile);

@@ -1,5 +1,6 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
-import { request } from 'undici';
 import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
 import { envelopeOf, ErrorCode, RemoteError } from '../protocol/errors.js';
 import { CliExit, EXIT_FAILURE } from './exit.js';
@@ -25,7 +26,65 @@ interface RawBody {
   readonly timeoutMs: number;
 }
 
+const tooLarge = (): CliExit => new CliExit(EXIT_FAILURE, 'admin API answer is too large');
+
+/** The whole body of an answer as text, refused past MAX_ADMIN_RESPONSE_BYTES. */
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_ADMIN_RESPONSE_BYTES) {
+        res.destroy(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}
+
+/**
+ * The admin API over node's own HTTP client (nothing to load beyond node itself), one
+ * keep-alive connection reused across a command's calls (a paged list makes many); an idle
+ * connection does not hold the process open.
+ */
 export function createAdminClient(target: { url: string; token: string }): AdminClient {
+  const tls = target.url.startsWith('https:');
+  const request = tls ? httpsRequest : httpRequest;
+  const agent = tls ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+
+  function exchange(
+    method: 'GET' | 'POST',
+    path: string,
+    headers: Record<string, string>,
+    timeoutMs: number,
+    write: (req: ReturnType<typeof httpRequest>) => void,
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        `${target.url}${path}`,
+        { method, headers, signal: AbortSignal.timeout(timeoutMs), agent },
+        (res) => {
+          readAll(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
+        },
+      );
+      req.on('error', (e: unknown) => {
+        const code = (e as { code?: unknown }).code;
+        const why =
+          (e as { name?: unknown }).name === 'AbortError'
+            ? `no answer within ${timeoutMs / 1000} s`
+            : typeof code === 'string'
+              ? code
+              : String(e);
+        reject(new CliExit(EXIT_FAILURE, `cannot reach the controller at ${target.url}: ${why}`));
+      });
+      write(req);
+    });
+  }
+
   async function send(
     method: 'GET' | 'POST',
     path: string,
@@ -33,37 +92,35 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     raw?: RawBody,
   ): Promise<{ status: number; text: string }> {
     const headers: Record<string, string> = { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(payload));
+    }
     if (raw) {
       headers['content-type'] = 'application/octet-stream';
       headers['content-length'] = String(raw.bytes);
     }
-    const timeoutMs = raw?.timeoutMs ?? ADMIN_TIMEOUT_MS;
-    let res;
-    try {
-      res = await request(`${target.url}${path}`, {
-        method,
-        headers,
-        body: raw ? raw.stream : body === undefined ? null : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-        ...(raw && { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
-      });
-    } catch (e: unknown) {
-      const code = (e as { code?: unknown }).code;
-      throw new CliExit(
-        EXIT_FAILURE,
-        `cannot reach the controller at ${target.url}: ${typeof code === 'string' ? code : String(e)}`,
-      );
-    }
-    const text = await res.body.text();
-    if (text.length > MAX_ADMIN_RESPONSE_BYTES)
-      throw new CliExit(EXIT_FAILURE, 'admin API answer is too large');
-    if (res.statusCode >= 400) {
+    const { status, text } = await exchange(
+      method,
+      path,
+      headers,
+      raw?.timeoutMs ?? ADMIN_TIMEOUT_MS,
+      (req) => {
+        if (raw) {
+          raw.stream.once('error', (e: Error) => req.destroy(e));
+          raw.stream.pipe(req);
+        } else {
+          req.end(payload);
+        }
+      },
+    );
+    if (status >= 400) {
       const envelope = envelopeOf(text);
-      if (envelope) throw new RemoteError(envelope.error.code, envelope.error.message, res.statusCode);
-      throw new RemoteError(ErrorCode.INTERNAL, `the controller answered ${res.statusCode}`, res.statusCode);
+      if (envelope) throw new RemoteError(envelope.error.code, envelope.error.message, status);
+      throw new RemoteError(ErrorCode.INTERNAL, `the controller answered ${status}`, status);
     }
-    return { status: res.statusCode, text };
+    return { status, text };
   }
   return {
     url: target.url,

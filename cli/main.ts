@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
-import { hasErrorCode } from '../protocol/errors.js';
 import { CliExit, EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit.js';
 import { inline, stdio } from './output.js';
 import { buildProgram } from './program.js';
@@ -13,7 +12,9 @@ function readVersion(): string {
   return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
 }
 
-function describeError(e: unknown): string {
+/** The message of a failure and its code, if it has one (loads the error registry only then). */
+async function describeError(e: unknown): Promise<string> {
+  const { hasErrorCode } = await import('../protocol/errors.js');
   if (hasErrorCode(e)) return `${e.message} (${e.code})`;
   return e instanceof Error ? e.message : String(e);
 }
@@ -50,7 +51,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       if (e.message) stdio.err(errorLines(e.message));
       return e.exitCode;
     }
-    stdio.err(errorLines(describeError(e)));
+    stdio.err(errorLines(await describeError(e)));
     return EXIT_FAILURE;
   }
 }
@@ -68,7 +69,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   try {
     code = await main(argv);
   } catch (e: unknown) {
-    stdio.err(errorLines(describeError(e)));
+    stdio.err(errorLines(await describeError(e).catch(() => String(e) /* the registry failed to load */)));
     code = EXIT_FAILURE;
   }
   const failure = watch.failure();

@@ -6,7 +6,12 @@ export interface ProgramContext {
   readonly io: Output;
 }
 
-type Register = (program: Command, io: Output) => unknown;
+/**
+ * Registers a group's commands. `wanted` is the subcommand the command line names under the
+ * group (`hosts` in `corral controller hosts`), when it names one: a group whose commands live
+ * in several modules may load only the one that has it. Undefined: register everything.
+ */
+type Register = (program: Command, io: Output, wanted?: string) => unknown;
 
 interface Group {
   readonly description: string;
@@ -49,11 +54,32 @@ const GROUPS: Record<string, Group> = {
   },
 };
 
+/** The words of a command line before its first option, without a leading `help`. */
+function commandWords(args: readonly string[]): string[] {
+  const words: string[] = [];
+  for (const a of args) {
+    if (a.startsWith('-')) break;
+    words.push(a);
+  }
+  return words[0] === 'help' ? words.slice(1) : words;
+}
+
 /** The group a command line names (`corral help X` names X), if any. */
 export function groupOf(args: readonly string[]): string | undefined {
   const words = args.filter((a) => !a.startsWith('-'));
   const first = words[0] === 'help' ? words[1] : words[0];
   return first !== undefined && first in GROUPS ? first : undefined;
+}
+
+/**
+ * The subcommand named right after the group (before any option), if any: `hosts` in
+ * `corral controller hosts --json`. An option before it (`corral controller --x hosts`)
+ * leaves it unnamed, so the whole group loads and commander reports the command line as it
+ * always did.
+ */
+export function subcommandOf(args: readonly string[]): string | undefined {
+  const words = commandWords(args);
+  return words[0] !== undefined && words[0] in GROUPS ? words[1] : undefined;
 }
 
 /**
@@ -81,8 +107,9 @@ export async function buildProgram(
     });
 
   const wanted = groupOf(args);
+  const sub = groups === 'all' ? undefined : subcommandOf(args);
   for (const [name, group] of Object.entries(GROUPS)) {
-    if (groups === 'all' || name === wanted) (await group.load())(program, io);
+    if (groups === 'all' || name === wanted) await (await group.load())(program, io, sub);
     else program.command(name).description(group.description);
   }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { packRelease, type PackResult } from '../controller/release/pack.js';
 import { CorralError, ErrorCode, RELEASE_SOURCE_FILE } from '../protocol/index.js';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 
 /**
  * The runtime files of the native SQLite binding and the two small packages its loader needs,
@@ -119,7 +120,14 @@ export async function buildCorralRelease(o: ReleaseBuildOptions): Promise<Releas
       version,
       start: {
         command: 'node',
-        args: ['${release}/bin/corral.js', 'agent', 'serve', '--state-dir', '${agentStateDir}'],
+        args: [
+          ...AGENT_NODE_FLAGS,
+          '${release}/bin/corral.js',
+          'agent',
+          'serve',
+          '--state-dir',
+          '${agentStateDir}',
+        ],
       },
       updater: { command: 'node', args: ['${release}/bin/corral.js', 'updater', 'serve'] },
       forwarder: {

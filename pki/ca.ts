@@ -1,8 +1,19 @@
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import { randomBytes, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  basicConstraintsValue,
+  distinguishedName,
+  extension,
+  KEY_USAGE,
+  keyIdentifier,
+  OID,
+  signCertificate,
+  tbsCertificate,
+} from './certificate-builder.js';
+import { namedBits, octetString } from './der.js';
+import { childrenOf, expectTag, readDer } from './der-reader.js';
 import { isPkiError, PkiError, PkiErrorCode } from './errors.js';
 import { fingerprintDer } from './fingerprint.js';
 import { assertPrivateFile, ensurePrivateDir, PRIVATE_FILE_MODE, syncDir } from './fs-secure.js';
@@ -11,19 +22,22 @@ import {
   exportPrivateKeyPem,
   generateKeyPair,
   importPrivateKeyPem,
-  pemText,
-  signingAlgorithmFor,
   type KeyAlgorithm,
 } from './keys.js';
 import {
-  escapeDnValue,
   NOT_BEFORE_SKEW_MS,
   randomSerial,
+  serialBytes,
   signLeaf,
+  subjectKeyOf,
+  SUBJECT_ORGANIZATION,
+  wholeSeconds,
   type IssuedCertificate,
   type Issuer,
   type LeafProfile,
 } from './leaf.js';
+import { pemEncode } from './pem.js';
+import { signatureAlgorithmFor } from './signature.js';
 
 export const CA_CERT_FILE = 'ca.crt';
 export const CA_KEY_FILE = 'ca.key';
@@ -35,6 +49,7 @@ export const CA_VALIDITY_DAYS = 3650;
 
 export interface CertificateAuthority extends Issuer {
   readonly certPem: string;
+  readonly certDer: Buffer;
   readonly fingerprint: string;
   /** Issues a leaf with a fresh key made here (for bundles written on the controller). */
   issue(profile: LeafProfile, algorithm?: KeyAlgorithm): Promise<IssuedCertificate & { keyPem: string }>;
@@ -45,39 +60,63 @@ export interface CaOptions {
   readonly commonName?: string;
 }
 
-function wrap(cert: x509.X509Certificate, key: CryptoKey): CertificateAuthority {
-  const issuer: Issuer = { cert, key };
+/** The subject Name (DER) and SPKI of a certificate, as its TBSCertificate holds them. */
+function subjectAndKey(der: Uint8Array): { subject: Buffer; spki: Buffer } {
+  const [tbs] = childrenOf(expectTag(readDer(der), 0x30, 'Certificate'));
+  const fields = childrenOf(expectTag(tbs, 0x30, 'TBSCertificate'));
+  const rest = fields[0]?.tag === 0xa0 ? fields.slice(1) : fields;
+  // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+  const subject = expectTag(rest[4], 0x30, 'subject');
+  const spki = expectTag(rest[5], 0x30, 'subjectPublicKeyInfo');
+  return { subject: subject.bytes, spki: spki.bytes };
+}
+
+function wrap(certDer: Buffer, key: KeyObject): CertificateAuthority {
+  const { subject, spki } = subjectAndKey(certDer);
+  const issuer: Issuer = { subjectDer: subject, keyIdentifier: keyIdentifier(spki), key };
   return {
-    cert,
-    key,
-    certPem: pemText(cert.toString('pem')),
-    fingerprint: fingerprintDer(new Uint8Array(cert.rawData)),
+    ...issuer,
+    certDer,
+    certPem: pemEncode(certDer, 'CERTIFICATE'),
+    fingerprint: fingerprintDer(certDer),
     async issue(profile, algorithm = DEFAULT_KEY_ALGORITHM) {
       const keys = await generateKeyPair(algorithm);
-      const issued = await signLeaf(issuer, keys.publicKey, profile);
-      return { ...issued, keyPem: await exportPrivateKeyPem(keys.privateKey) };
+      const issued = await signLeaf(issuer, subjectKeyOf(keys.publicKey), profile);
+      return { ...issued, keyPem: exportPrivateKeyPem(keys.privateKey) };
     },
   };
 }
 
-/** Creates a CA in memory; nothing touches the disk. */
+/**
+ * Creates a CA in memory; nothing touches the disk. Self-signed, subject `CN=<commonName>,
+ * O=Corral`; basicConstraints CA:true with pathLen 0 and keyUsage keyCertSign and cRLSign,
+ * both critical; a subject key identifier.
+ */
 export async function createCa(options: CaOptions = {}): Promise<CertificateAuthority & { keyPem: string }> {
   const keys = await generateKeyPair(options.algorithm ?? DEFAULT_KEY_ALGORITHM);
+  const { spki } = subjectKeyOf(keys.publicKey);
   const now = Date.now();
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: randomSerial(),
-    name: `CN=${escapeDnValue(options.commonName ?? 'Corral CA')}, O=Corral`,
-    notBefore: new Date(now - NOT_BEFORE_SKEW_MS),
-    notAfter: new Date(now + CA_VALIDITY_DAYS * 86_400_000),
-    keys,
-    signingAlgorithm: signingAlgorithmFor(keys.privateKey),
+  const name = distinguishedName([
+    [OID.commonName, options.commonName ?? 'Corral CA'],
+    [OID.organizationName, SUBJECT_ORGANIZATION],
+  ]);
+  const alg = signatureAlgorithmFor(keys.privateKey);
+  const tbs = tbsCertificate({
+    serial: serialBytes(randomSerial()),
+    signature: alg,
+    issuer: name,
+    notBefore: wholeSeconds(new Date(now - NOT_BEFORE_SKEW_MS)),
+    notAfter: wholeSeconds(new Date(now + CA_VALIDITY_DAYS * 86_400_000)),
+    subject: name,
+    spki,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      extension(OID.basicConstraints, true, basicConstraintsValue(true)),
+      extension(OID.keyUsage, true, namedBits([KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign])),
+      extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))),
     ],
   });
-  return { ...wrap(cert, keys.privateKey), keyPem: await exportPrivateKeyPem(keys.privateKey) };
+  const der = await signCertificate(tbs, alg, keys.privateKey);
+  return { ...wrap(der, keys.privateKey), keyPem: exportPrivateKeyPem(keys.privateKey) };
 }
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -116,16 +155,23 @@ export async function loadCa(dir: string): Promise<CertificateAuthority> {
     );
   }
   await assertPrivateFile(keyPath);
-  let cert: x509.X509Certificate;
+  let cert: NodeX509;
   try {
-    cert = new x509.X509Certificate(certPem);
+    cert = new NodeX509(certPem);
   } catch (e: unknown) {
     throw new PkiError(PkiErrorCode.CA_INVALID, `${certPath} is not a certificate`, { cause: e });
   }
-  const key = await importPrivateKeyPem(keyPem);
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  if (!bc?.ca) throw new PkiError(PkiErrorCode.CA_INVALID, `${certPath} is not a CA certificate`);
-  return wrap(cert, key);
+  if (!cert.ca) throw new PkiError(PkiErrorCode.CA_INVALID, `${certPath} is not a CA certificate`);
+  const key = importPrivateKeyPem(keyPem);
+  if (!cert.checkPrivateKey(key)) {
+    throw new PkiError(PkiErrorCode.CA_INVALID, `${keyPath} is not the key of ${certPath}`);
+  }
+  try {
+    return wrap(cert.raw, key);
+  } catch (e: unknown) {
+    if (!isPkiError(e, PkiErrorCode.DER_INVALID)) throw e;
+    throw new PkiError(PkiErrorCode.CA_INVALID, `${certPath}: ${e.message}`, { cause: e });
+  }
 }
 
 /**

@@ -5,7 +5,6 @@ import { createCa, type CertificateAuthority } from './ca.js';
 import { createCsr, signCsr } from './csr.js';
 import { PkiErrorCode } from './errors.js';
 import { identityFromPem } from './identity.js';
-import { generateKeyPair, signingAlgorithmFor } from './keys.js';
 
 let ca: CertificateAuthority;
 beforeAll(async () => {
@@ -25,11 +24,14 @@ describe('certificate signing requests', () => {
   });
 
   it('refuses a CSR that asks to be a CA', async () => {
-    const keys = await generateKeyPair();
+    const keys = await globalThis.crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ]);
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: 'CN=sneaky',
       keys,
-      signingAlgorithm: signingAlgorithmFor(keys.privateKey),
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
       extensions: [new x509.BasicConstraintsExtension(true, 0, true)],
     });
     await expect(
@@ -100,6 +102,54 @@ describe('certificate signing requests', () => {
     await expect(signCsr(ca, 'not a csr', profile)).rejects.toMatchObject({ code: PkiErrorCode.CSR_INVALID });
     await expect(signCsr(ca, 'A'.repeat(20_000), profile)).rejects.toMatchObject({
       code: PkiErrorCode.CSR_INVALID,
+    });
+  });
+
+  it('refuses DER that is not strictly one request (trailing bytes, cut short, indefinite length, wrong label)', async () => {
+    const profile = { role: 'agent', hostId: 'h-1', commonName: 'x' } as const;
+    const { csrPem } = await createCsr('strict');
+    const der = Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).rawData);
+    const pem = (bytes: Buffer, label = 'CERTIFICATE REQUEST'): string =>
+      `-----BEGIN ${label}-----\n${bytes.toString('base64')}\n-----END ${label}-----\n`;
+    const indefinite = Buffer.concat([Buffer.from([0x30, 0x80]), der.subarray(3), Buffer.from([0, 0])]);
+    for (const bad of [
+      pem(Buffer.concat([der, Buffer.from([0x00])])),
+      pem(der.subarray(0, der.length - 1)),
+      pem(indefinite),
+      pem(der, 'CERTIFICATE'),
+      `${csrPem}${csrPem}`,
+    ]) {
+      await expect(signCsr(ca, bad, profile)).rejects.toMatchObject({ code: PkiErrorCode.CSR_INVALID });
+    }
+  });
+
+  it('refuses a request signed with SHA-1', async () => {
+    const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-1' };
+    const keys = await globalThis.crypto.subtle.generateKey(
+      { ...alg, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) },
+      true,
+      ['sign', 'verify'],
+    );
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: 'CN=sha1',
+      keys,
+      signingAlgorithm: alg,
+    });
+    await expect(
+      signCsr(ca, csr.toString('pem'), { role: 'agent', hostId: 'h-1', commonName: 'x' }),
+    ).rejects.toMatchObject({ code: PkiErrorCode.CSR_BAD_SIGNATURE });
+  });
+
+  it('refuses a key whose point is not on its curve', async () => {
+    const { csrPem } = await createCsr('off-curve');
+    const der = Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).rawData);
+    const point = Buffer.from(new x509.Pkcs10CertificateRequest(csrPem).publicKey.rawData).subarray(-64);
+    const at = der.indexOf(point);
+    expect(at).toBeGreaterThan(0);
+    der[at + 63] = (der[at + 63] ?? 0) ^ 0x01;
+    const pem = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+    await expect(signCsr(ca, pem, { role: 'agent', hostId: 'h-1', commonName: 'x' })).rejects.toMatchObject({
+      code: PkiErrorCode.CSR_WEAK_KEY,
     });
   });
 });

@@ -15,6 +15,8 @@ export const PkiErrorCode = {
   PEER_ROLE: 'CORRAL_ERR_PEER_ROLE',
   PIN_MISMATCH: 'CORRAL_ERR_PIN_MISMATCH',
   BAD_PARAMETER: 'CORRAL_ERR_PKI_BAD_PARAMETER',
+  /** DER that is not well-formed or not the structure expected (callers usually wrap it). */
+  DER_INVALID: 'CORRAL_ERR_PKI_DER_INVALID',
 } as const;
 
 export type PkiErrorCode = (typeof PkiErrorCode)[keyof typeof PkiErrorCode];

@@ -1,8 +1,15 @@
-import { createPrivateKey, createPublicKey, webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
-import { PkiError, PkiErrorCode } from './errors.js';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair as generateNodeKeyPair,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
+import { promisify } from 'node:util';
+import { bitStringBytes, childrenOf, expectTag, oidText, readDer } from './der-reader.js';
+import { isPkiError, PkiError, PkiErrorCode } from './errors.js';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+const generate = promisify(generateNodeKeyPair);
 
 export const KEY_ALGORITHMS = ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096'] as const;
 export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
@@ -10,7 +17,7 @@ export const DEFAULT_KEY_ALGORITHM: KeyAlgorithm = 'ecdsa-p256';
 
 /** The smallest RSA modulus accepted in a CSR or key, in bits. */
 export const MIN_RSA_BITS = 2048;
-/** Curves accepted for EC keys, by Node's name for them. */
+/** Curves accepted for EC keys, by Node's names for them. */
 const ACCEPTED_CURVES: Record<string, 'P-256' | 'P-384'> = {
   prime256v1: 'P-256',
   'P-256': 'P-256',
@@ -19,85 +26,131 @@ const ACCEPTED_CURVES: Record<string, 'P-256' | 'P-384'> = {
 };
 
 export interface KeyPair {
-  readonly privateKey: CryptoKey;
-  readonly publicKey: CryptoKey;
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
 }
 
 export function isKeyAlgorithm(value: string): value is KeyAlgorithm {
   return (KEY_ALGORITHMS as readonly string[]).includes(value);
 }
 
-function generationParams(alg: KeyAlgorithm): RsaHashedKeyGenParams | EcKeyGenParams {
+/** A fresh key pair, made off the main thread. */
+export async function generateKeyPair(alg: KeyAlgorithm = DEFAULT_KEY_ALGORITHM): Promise<KeyPair> {
   switch (alg) {
     case 'ecdsa-p256':
-      return { name: 'ECDSA', namedCurve: 'P-256' };
+      return generate('ec', { namedCurve: 'P-256' });
     case 'ecdsa-p384':
-      return { name: 'ECDSA', namedCurve: 'P-384' };
+      return generate('ec', { namedCurve: 'P-384' });
     case 'rsa-2048':
     case 'rsa-3072':
     case 'rsa-4096':
-      return {
-        name: 'RSASSA-PKCS1-v1_5',
-        hash: 'SHA-256',
-        modulusLength: Number(alg.slice(4)),
-        publicExponent: new Uint8Array([1, 0, 1]),
-      };
+      return generate('rsa', { modulusLength: Number(alg.slice(4)), publicExponent: 0x10001 });
   }
 }
 
-export async function generateKeyPair(alg: KeyAlgorithm = DEFAULT_KEY_ALGORITHM): Promise<KeyPair> {
-  const params = generationParams(alg);
-  const pair = (await webcrypto.subtle.generateKey(params, true, ['sign', 'verify'])) as KeyPair;
-  return pair;
+/** The EC curve of a key, as Corral names it, or undefined for a curve it does not accept. */
+export function curveOf(key: KeyObject): 'P-256' | 'P-384' | undefined {
+  return ACCEPTED_CURVES[key.asymmetricKeyDetails?.namedCurve ?? ''];
 }
 
-/** The signature algorithm a key of this kind signs with (SHA-256, or SHA-384 for P-384). */
-export function signingAlgorithmFor(key: CryptoKey): Algorithm | EcdsaParams {
-  if (key.algorithm.name === 'ECDSA') {
-    const curve = (key.algorithm as EcKeyAlgorithm).namedCurve;
-    return { name: 'ECDSA', hash: curve === 'P-384' ? 'SHA-384' : 'SHA-256' };
-  }
-  return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+/** PKCS#8 PEM of a private key. */
+export function exportPrivateKeyPem(key: KeyObject): string {
+  return pemText(key.export({ format: 'pem', type: 'pkcs8' }).toString());
 }
 
-export async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
-  const der = await webcrypto.subtle.exportKey('pkcs8', key);
-  return pemText(x509.PemConverter.encode(der, 'PRIVATE KEY'));
-}
-
-/** Imports a PKCS#8 (or SEC1/PKCS#1) PEM private key as a signing CryptoKey. */
-export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
-  let keyObject;
+/**
+ * Imports a PKCS#8 (or SEC1/PKCS#1) PEM private key for signing: RSA, or EC on P-256/P-384.
+ * Throws CORRAL_ERR_PKI_BAD_PARAMETER for anything else.
+ */
+export function importPrivateKeyPem(pem: string): KeyObject {
+  let key: KeyObject;
   try {
-    keyObject = createPrivateKey(pem);
+    key = createPrivateKey(pem);
   } catch (e: unknown) {
     throw new PkiError(PkiErrorCode.BAD_PARAMETER, 'private key is not a valid PEM key', { cause: e });
   }
-  const der = keyObject.export({ format: 'der', type: 'pkcs8' });
-  const details = keyObject.asymmetricKeyDetails ?? {};
-  if (keyObject.asymmetricKeyType === 'ec') {
-    const curve = ACCEPTED_CURVES[details.namedCurve ?? ''];
-    if (!curve) throw new PkiError(PkiErrorCode.BAD_PARAMETER, `unsupported EC curve ${details.namedCurve}`);
-    return webcrypto.subtle.importKey('pkcs8', der, { name: 'ECDSA', namedCurve: curve }, false, ['sign']);
+  if (key.asymmetricKeyType === 'ec') {
+    if (!curveOf(key)) {
+      throw new PkiError(
+        PkiErrorCode.BAD_PARAMETER,
+        `unsupported EC curve ${key.asymmetricKeyDetails?.namedCurve}`,
+      );
+    }
+    return key;
   }
-  if (keyObject.asymmetricKeyType === 'rsa') {
-    return webcrypto.subtle.importKey('pkcs8', der, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, false, [
-      'sign',
-    ]);
+  if (key.asymmetricKeyType === 'rsa') return key;
+  throw new PkiError(PkiErrorCode.BAD_PARAMETER, `unsupported key type ${key.asymmetricKeyType}`);
+}
+
+const EC_PUBLIC_KEY_OID = '1.2.840.10045.2.1';
+const RSA_ENCRYPTION_OID = '1.2.840.113549.1.1.1';
+/** Named curves by OID, with the byte length of a coordinate. */
+const EC_CURVES: Readonly<Record<string, { readonly crv: 'P-256' | 'P-384'; readonly bytes: number }>> = {
+  '1.2.840.10045.3.1.7': { crv: 'P-256', bytes: 32 },
+  '1.3.132.0.34': { crv: 'P-384', bytes: 48 },
+};
+
+const b64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url');
+/** An INTEGER's contents as an unsigned magnitude (its sign byte dropped). */
+const magnitude = (contents: Buffer): Buffer => (contents[0] === 0 ? contents.subarray(1) : contents);
+
+/**
+ * The JWK of an SPKI Corral accepts (an uncompressed P-256/P-384 point, or RSA), read from the
+ * DER; undefined for anything else, which then goes through OpenSSL's own decoder.
+ */
+function jwkOfSpki(spki: Uint8Array): JsonWebKey | undefined {
+  const [alg, bits, ...extra] = childrenOf(expectTag(readDer(spki), 0x30, 'SubjectPublicKeyInfo'));
+  if (extra.length > 0) return undefined;
+  const [algOid, params] = childrenOf(expectTag(alg, 0x30, 'algorithm'));
+  const type = oidText(expectTag(algOid, 0x06, 'algorithm id'));
+  const key = bitStringBytes(expectTag(bits, 0x03, 'subjectPublicKey'));
+  if (type === EC_PUBLIC_KEY_OID && params?.tag === 0x06) {
+    const curve = EC_CURVES[oidText(params)];
+    if (!curve || key.length !== 1 + 2 * curve.bytes || key[0] !== 0x04) return undefined;
+    return {
+      kty: 'EC',
+      crv: curve.crv,
+      x: b64url(key.subarray(1, 1 + curve.bytes)),
+      y: b64url(key.subarray(1 + curve.bytes)),
+    };
   }
-  throw new PkiError(PkiErrorCode.BAD_PARAMETER, `unsupported key type ${keyObject.asymmetricKeyType}`);
+  if (type === RSA_ENCRYPTION_OID && params?.tag === 0x05) {
+    const [n, e, ...more] = childrenOf(expectTag(readDer(key), 0x30, 'RSAPublicKey'));
+    if (more.length > 0) return undefined;
+    return {
+      kty: 'RSA',
+      n: b64url(magnitude(expectTag(n, 0x02, 'modulus').contents)),
+      e: b64url(magnitude(expectTag(e, 0x02, 'publicExponent').contents)),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * A public key object from SPKI DER. The kinds Corral accepts are imported through their JWK
+ * (OpenSSL's generic DER decoder costs several times the signature check it serves); the
+ * rest through the decoder. Throws CORRAL_ERR_PKI_DER_INVALID or node's own error.
+ */
+export function publicKeyFromSpki(spki: Uint8Array): KeyObject {
+  const jwk = jwkOfSpki(spki);
+  return jwk
+    ? createPublicKey({ key: jwk, format: 'jwk' })
+    : createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
 }
 
 /**
  * Checks a public key (SPKI DER) against Corral's floor: RSA of at least 2048 bits, or ECDSA
- * on P-256/P-384. Throws CORRAL_ERR_CSR_WEAK_KEY otherwise.
+ * on P-256/P-384. Returns it as a key object; throws CORRAL_ERR_CSR_WEAK_KEY otherwise.
  */
-export function assertStrongPublicKey(spkiDer: Uint8Array): void {
-  let key;
+export function assertStrongPublicKey(spkiDer: Uint8Array): KeyObject {
+  let key: KeyObject;
   try {
-    key = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+    key = publicKeyFromSpki(spkiDer);
   } catch (e: unknown) {
-    throw new PkiError(PkiErrorCode.CSR_WEAK_KEY, 'public key is of an unsupported kind', { cause: e });
+    const what = isPkiError(e) ? e.message : 'unsupported kind';
+    throw new PkiError(PkiErrorCode.CSR_WEAK_KEY, `public key is of an unsupported kind (${what})`, {
+      cause: e,
+    });
   }
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === 'rsa') {
@@ -108,16 +161,16 @@ export function assertStrongPublicKey(spkiDer: Uint8Array): void {
         `RSA key of ${bits} bits is below the ${MIN_RSA_BITS}-bit floor`,
       );
     }
-    return;
+    return key;
   }
   if (key.asymmetricKeyType === 'ec') {
-    if (!ACCEPTED_CURVES[details.namedCurve ?? '']) {
+    if (!curveOf(key)) {
       throw new PkiError(
         PkiErrorCode.CSR_WEAK_KEY,
         `EC curve ${details.namedCurve ?? 'unknown'} is not accepted`,
       );
     }
-    return;
+    return key;
   }
   throw new PkiError(
     PkiErrorCode.CSR_WEAK_KEY,

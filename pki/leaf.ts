@@ -1,9 +1,22 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
+import {
+  basicConstraintsValue,
+  distinguishedName,
+  extension,
+  KEY_USAGE,
+  keyIdentifier,
+  OID,
+  signCertificate,
+  subjectAltNameValue,
+  tbsCertificate,
+  type GeneralName,
+} from './certificate-builder.js';
+import { implicitPrimitive, namedBits, octetString, oid, sequence } from './der.js';
 import { PkiError, PkiErrorCode } from './errors.js';
 import { fingerprintDer } from './fingerprint.js';
-import { pemText, signingAlgorithmFor } from './keys.js';
+import { pemEncode } from './pem.js';
+import { signatureAlgorithmFor } from './signature.js';
 import { HOST_ID_RE, HOST_URI_PREFIX, ROLE_EKUS, ROLE_URI_PREFIX, WORKER_ROLES, type Role } from './roles.js';
 
 /** Default leaf validity, in days. Workers renew well before this runs out. */
@@ -15,11 +28,16 @@ export const DEFAULT_LEAF_VALIDITY_DAYS = 90;
  * decide who is trusted, so an earlier notBefore gives nothing away.
  */
 export const NOT_BEFORE_SKEW_MS = 24 * 60 * 60 * 1000;
+/** The organization every Corral subject names. */
+export const SUBJECT_ORGANIZATION = 'Corral';
 
 /** The signing half of a CA, as leaf issuance needs it. */
 export interface Issuer {
-  readonly cert: x509.X509Certificate;
-  readonly key: CryptoKey;
+  /** The CA's Name, DER, exactly as its certificate's subject holds it. */
+  readonly subjectDer: Buffer;
+  /** SHA-1 of the CA's subjectPublicKey: the authority key identifier of what it signs. */
+  readonly keyIdentifier: Buffer;
+  readonly key: KeyObject;
 }
 
 export interface LeafProfile {
@@ -35,6 +53,17 @@ export interface LeafProfile {
   readonly notAfter?: Date;
 }
 
+/** The subject's public key: as a key object, and its SPKI exactly as it goes into the certificate. */
+export interface SubjectKey {
+  readonly key: KeyObject;
+  readonly spki: Uint8Array;
+}
+
+export const subjectKeyOf = (key: KeyObject): SubjectKey => ({
+  key,
+  spki: key.export({ format: 'der', type: 'spki' }),
+});
+
 export interface IssuedCertificate {
   readonly certPem: string;
   readonly fingerprint: string;
@@ -47,6 +76,16 @@ export function randomSerial(): string {
   bytes[0] = (bytes[0] ?? 0) & 0x7f;
   if (bytes[0] === 0) bytes[0] = 1;
   return bytes.toString('hex');
+}
+
+/** Serial bytes from hex: 1 to 20 octets, first one 0x01..0x7f (positive, minimal). */
+export function serialBytes(hex: string): Buffer {
+  const bytes = /^(?:[0-9a-f]{2}){1,20}$/i.test(hex) ? Buffer.from(hex, 'hex') : Buffer.alloc(0);
+  const first = bytes[0] ?? 0;
+  if (first === 0 || first > 0x7f) {
+    throw new PkiError(PkiErrorCode.BAD_PARAMETER, `serial ${hex} is not 1..20 bytes, positive and minimal`);
+  }
+  return bytes;
 }
 
 function validateProfile(profile: LeafProfile): void {
@@ -71,52 +110,58 @@ export function escapeDnValue(value: string): string {
   return value.replace(/[\\,+"<>;=#]/g, (c) => `\\${c}`);
 }
 
+/** A time as a certificate holds it: whole seconds. */
+export const wholeSeconds = (date: Date): Date => new Date(Math.floor(date.getTime() / 1000) * 1000);
+
 /**
- * Signs a leaf certificate for `publicKey`. The role (and host id) go into SAN URIs; the CN
- * is informational only and never used for authorization.
+ * Signs a leaf of Corral's fixed profile for the subject's public key: subject
+ * `CN=<commonName>, O=Corral`; basicConstraints CA:false and keyUsage (digitalSignature plus
+ * keyAgreement for EC, keyEncipherment for RSA), both critical; the role's extended key
+ * usages; SAN URIs for role and host id, then DNS names, then IP addresses; subject and
+ * authority key identifiers. The role (and host id) go into SAN URIs; the CN is
+ * informational only and never used for authorization.
  */
 export async function signLeaf(
   issuer: Issuer,
-  publicKey: CryptoKey | x509.PublicKey,
+  subject: SubjectKey,
   profile: LeafProfile,
 ): Promise<IssuedCertificate> {
   validateProfile(profile);
   const now = Date.now();
-  const notBefore = profile.notBefore ?? new Date(now - NOT_BEFORE_SKEW_MS);
-  const notAfter =
-    profile.notAfter ?? new Date(now + (profile.validityDays ?? DEFAULT_LEAF_VALIDITY_DAYS) * 86_400_000);
-  const names: x509.JsonGeneralName[] = [{ type: 'url', value: `${ROLE_URI_PREFIX}${profile.role}` }];
-  if (profile.hostId !== undefined) names.push({ type: 'url', value: `${HOST_URI_PREFIX}${profile.hostId}` });
+  const notBefore = wholeSeconds(profile.notBefore ?? new Date(now - NOT_BEFORE_SKEW_MS));
+  const notAfter = wholeSeconds(
+    profile.notAfter ?? new Date(now + (profile.validityDays ?? DEFAULT_LEAF_VALIDITY_DAYS) * 86_400_000),
+  );
+  const names: GeneralName[] = [{ type: 'uri', value: `${ROLE_URI_PREFIX}${profile.role}` }];
+  if (profile.hostId !== undefined) names.push({ type: 'uri', value: `${HOST_URI_PREFIX}${profile.hostId}` });
   for (const dns of profile.dnsNames ?? []) names.push({ type: 'dns', value: dns });
   for (const ip of profile.ipAddresses ?? []) names.push({ type: 'ip', value: ip });
 
-  const ekus = ROLE_EKUS[profile.role];
   const keyUsage =
-    publicKey.algorithm.name === 'ECDSA'
-      ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement
-      : x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment;
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
-    subject: `CN=${escapeDnValue(profile.commonName)}, O=Corral`,
-    issuer: issuer.cert.subject,
+    subject.key.asymmetricKeyType === 'ec'
+      ? [KEY_USAGE.digitalSignature, KEY_USAGE.keyAgreement]
+      : [KEY_USAGE.digitalSignature, KEY_USAGE.keyEncipherment];
+  const alg = signatureAlgorithmFor(issuer.key);
+  const tbs = tbsCertificate({
+    serial: serialBytes(randomSerial()),
+    signature: alg,
+    issuer: issuer.subjectDer,
     notBefore,
     notAfter,
-    publicKey,
-    signingKey: issuer.key,
-    signingAlgorithm: signingAlgorithmFor(issuer.key),
+    subject: distinguishedName([
+      [OID.commonName, profile.commonName],
+      [OID.organizationName, SUBJECT_ORGANIZATION],
+    ]),
+    spki: subject.spki,
     extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(keyUsage, true),
-      new x509.ExtendedKeyUsageExtension([...ekus], false),
-      new x509.SubjectAlternativeNameExtension(names, false),
-      await x509.SubjectKeyIdentifierExtension.create(publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(issuer.cert.publicKey),
+      extension(OID.basicConstraints, true, basicConstraintsValue(false)),
+      extension(OID.keyUsage, true, namedBits(keyUsage)),
+      extension(OID.extKeyUsage, false, sequence(...ROLE_EKUS[profile.role].map(oid))),
+      extension(OID.subjectAltName, false, subjectAltNameValue(names)),
+      extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(subject.spki))),
+      extension(OID.authorityKeyIdentifier, false, sequence(implicitPrimitive(0, issuer.keyIdentifier))),
     ],
   });
-  return {
-    certPem: pemText(cert.toString('pem')),
-    fingerprint: fingerprintDer(new Uint8Array(cert.rawData)),
-    // As encoded (whole seconds), so a pin expires exactly when its certificate does.
-    notAfter: cert.notAfter,
-  };
+  const der = await signCertificate(tbs, alg, issuer.key);
+  return { certPem: pemEncode(der, 'CERTIFICATE'), fingerprint: fingerprintDer(der), notAfter };
 }

@@ -1,5 +1,6 @@
+import { pidFilePath, readPidFile } from '../kit/pid-file.js';
 import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +9,8 @@ import { pushRelease } from '../controller/release/push.js';
 import { writeBundle } from '../pki/index.js';
 import { AGENT_HEALTH_SOCKET } from '../protocol/agent-local.js';
 import { probeOnce } from '../updater/health-probe.js';
-import type { Updater } from '../updater/index.js';
+import { type Updater } from '../updater/index.js';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { makePki } from './agent-fixture.js';
 import { runCorral } from '../cli/up/corral-cli.js';
 import { CORRAL_BIN, startUpdater, tempDir, until } from './updater-harness.js';
@@ -133,5 +135,11 @@ describe('corral release build (needs the build: npx tsc -p .)', () => {
       return r.ok ? r.health : undefined;
     }, 'the released agent to be healthy');
     expect(health.version).toBe('7.0.0');
+    // It runs with the node flags of the release's start command.
+    const agentPid = await readPidFile(pidFilePath(stateDir, 'agent'));
+    if (!agentPid) throw new Error('the released agent wrote no pid file');
+    const { pid } = agentPid;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    expect(argv.slice(1, 1 + AGENT_NODE_FLAGS.length)).toEqual([...AGENT_NODE_FLAGS]);
   }, 300_000);
 });

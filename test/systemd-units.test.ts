@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { controllerUnit, workerUnits } from '../cli/install/systemd-units.js';
 
 const execFileAsync = promisify(execFile);
@@ -74,7 +75,7 @@ describe('systemd units that install writes', () => {
     expect(units['corral-agent']).toContain('KillMode=process');
     expect(units['corral-agent']).toContain(
       'ExecStart=' +
-        `${process.execPath} /opt/corral/current/bin/corral.js agent serve --config /etc/corral/worker.yaml`,
+        `${process.execPath} ${AGENT_NODE_FLAGS.join(' ')} /opt/corral/current/bin/corral.js agent serve --config /etc/corral/worker.yaml`,
     );
     expect(units['corral-updater']).toContain('/opt/corral/self/current/bin/corral.js updater serve');
   });

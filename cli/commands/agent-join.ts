@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { joinFleet } from '../../agent/join.js';
 import { CliExit, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { readSecret } from '../secret-input.js';
@@ -53,6 +52,8 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
         const agentPort = portOf('--agent-port', opts.agentPort);
         const updaterPort = portOf('--updater-port', opts.updaterPort);
         const token = opts.token ?? (await readSecret('--token-file', opts.tokenFile ?? '-', io));
+        // Loaded here: only a join needs the join client, and `agent serve` shares this module.
+        const { joinFleet } = await import('../../agent/join.js');
         const result = await joinFleet({
           controller: opts.controller,
           token,

@@ -1,26 +1,62 @@
 import type { Command } from 'commander';
 import type { Output } from '../output.js';
-import { registerControllerAuditCommand } from './controller-audit.js';
-import { registerControllerDeployCommands } from './controller-deploy.js';
-import { registerControllerEnrollCommands } from './controller-enroll.js';
-import { registerControllerHostCommands } from './controller-hosts.js';
-import { registerControllerInstallCommand } from './controller-install.js';
-import { registerControllerOpsCommands } from './controller-ops.js';
-import { registerControllerReleaseCommands } from './controller-release.js';
-import { registerControllerServeCommands } from './controller-serve.js';
 
-/** `corral controller …`. */
-export function registerControllerCommands(program: Command, io: Output): Command {
+type RegisterSome = (controller: Command, io: Output) => void;
+
+/**
+ * The modules of `corral controller …` and the subcommands each registers, in the order
+ * `controller --help` lists them. A command line that names one of them loads that module
+ * alone: `controller hosts` never loads the controller itself (serve), nor release packing.
+ */
+const MODULES: readonly { readonly names: readonly string[]; readonly load: () => Promise<RegisterSome> }[] =
+  [
+    {
+      names: ['init', 'serve'],
+      load: async () => (await import('./controller-serve.js')).registerControllerServeCommands,
+    },
+    {
+      names: ['install'],
+      load: async () => (await import('./controller-install.js')).registerControllerInstallCommand,
+    },
+    {
+      names: ['enroll', 'token'],
+      load: async () => (await import('./controller-enroll.js')).registerControllerEnrollCommands,
+    },
+    {
+      names: ['hosts', 'host', 'decommission', 'check'],
+      load: async () => (await import('./controller-hosts.js')).registerControllerHostCommands,
+    },
+    {
+      names: ['audit'],
+      load: async () => (await import('./controller-audit.js')).registerControllerAuditCommand,
+    },
+    {
+      names: ['deploy', 'services', 'teardown'],
+      load: async () => (await import('./controller-deploy.js')).registerControllerDeployCommands,
+    },
+    { names: ['ops'], load: async () => (await import('./controller-ops.js')).registerControllerOpsCommands },
+    {
+      names: ['release', 'update', 'releases'],
+      load: async () => (await import('./controller-release.js')).registerControllerReleaseCommands,
+    },
+  ];
+
+/** The controller subcommands, as `controller --help` lists them. */
+export const CONTROLLER_SUBCOMMANDS: readonly string[] = MODULES.flatMap((m) => m.names);
+
+/**
+ * `corral controller …`. With `wanted` (the subcommand the command line names) only the module
+ * that registers it is loaded; otherwise, or for a name none registers, all of them.
+ */
+export async function registerControllerCommands(
+  program: Command,
+  io: Output,
+  wanted?: string,
+): Promise<Command> {
   const controller = program
     .command('controller')
     .description('run and drive the controller: CA, enrollment, fleet state');
-  registerControllerServeCommands(controller, io);
-  registerControllerInstallCommand(controller, io);
-  registerControllerEnrollCommands(controller, io);
-  registerControllerHostCommands(controller, io);
-  registerControllerAuditCommand(controller, io);
-  registerControllerDeployCommands(controller, io);
-  registerControllerOpsCommands(controller, io);
-  registerControllerReleaseCommands(controller, io);
+  const only = MODULES.find((m) => wanted !== undefined && m.names.includes(wanted));
+  for (const m of only ? [only] : MODULES) (await m.load())(controller, io);
   return controller;
 }

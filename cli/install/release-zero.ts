@@ -21,6 +21,7 @@ import {
   type ReleaseManifest as Manifest,
 } from '../../protocol/index.js';
 import { releaseLayout, type ReleaseLayout } from '../../updater/index.js';
+import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 import { installKillPoint } from './kill-points.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
@@ -36,7 +37,10 @@ export function releaseZeroManifest(version: string, createdBy: string): Manifes
   const corral = '${release}/bin/corral.js';
   return {
     version,
-    start: { command: process.execPath, args: [corral, 'agent', 'serve', '--state-dir', '${agentStateDir}'] },
+    start: {
+      command: process.execPath,
+      args: [...AGENT_NODE_FLAGS, corral, 'agent', 'serve', '--state-dir', '${agentStateDir}'],
+    },
     updater: { command: process.execPath, args: [corral, 'updater', 'serve'] },
     forwarder: {
       command: process.execPath,

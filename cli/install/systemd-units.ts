@@ -1,4 +1,5 @@
 import { readlink } from 'node:fs/promises';
+import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 
 /** Where install writes unit files on a systemd host. */
 export const SYSTEMD_UNIT_DIR = '/etc/systemd/system';
@@ -56,7 +57,7 @@ export function workerUnits(o: { node: string; prefix: string; configFile: strin
     }),
     'corral-agent': unit({
       description: "Corral agent: runs this worker's services",
-      exec: [o.node, corral('current'), 'agent', 'serve', '--config', o.configFile],
+      exec: [o.node, ...AGENT_NODE_FLAGS, corral('current'), 'agent', 'serve', '--config', o.configFile],
       killMode: 'process',
     }),
     'corral-forwarder': unit({

@@ -4,12 +4,17 @@ import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import type { SyslogListenerStats } from '../controller/syslog/index.js';
-import { createForwarder, openPositionStore, type Forwarder, type PositionStore } from '../forwarder/index.js';
+import {
+  createForwarder,
+  openPositionStore,
+  type Forwarder,
+  type PositionStore,
+} from '../forwarder/index.js';
 import { logLine, makePki, tempDir, type HostIdentity, type TestPki } from '../test/logs-fixtures.js';
 import { processCpuMs, processRssBytes } from './lib/heartbeat-load.js';
 import { ROOT } from './lib/controller-process.js';
@@ -46,6 +51,8 @@ interface Options {
   readonly seconds: number;
   readonly lines: number;
   readonly rounds: number;
+  /** Another build's dist/ whose listener runs beside this one, for a before/after in one run. */
+  readonly baseline: string | undefined;
 }
 
 function numberArg(args: string[], name: string, fallback: number): number {
@@ -63,6 +70,7 @@ export function sendersOptions(args: string[]): Options {
     seconds: numberArg(args, '--seconds', 10),
     lines: numberArg(args, '--lines', 1_000_000),
     rounds: numberArg(args, '--rounds', 1),
+    baseline: args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined,
   };
 }
 
@@ -75,6 +83,7 @@ interface ListenerChild {
 }
 
 async function startListenerChild(
+  dist: string,
   pki: TestPki,
   hosts: readonly HostIdentity[],
   dir: string,
@@ -90,7 +99,7 @@ async function startListenerChild(
     }),
     { mode: 0o600 },
   );
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'lib', 'logs-listener-child.js'), config], {
+  const child = spawn(process.execPath, [join(dist, 'bench', 'lib', 'logs-listener-child.js'), config], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines: Interface = createInterface({ input: child.stdout! });
@@ -156,11 +165,34 @@ function startForwarder(sender: Sender, port: number): void {
   };
 }
 
+/** One line (LF included) per host as a template; only its 9-digit sequence number changes. */
+const templates = new Map<string, { line: Buffer; seqAt: number }>();
+
+function templateFor(hostName: string): { line: Buffer; seqAt: number } {
+  let t = templates.get(hostName);
+  if (!t) {
+    const line = Buffer.from(`${logLine(0, LINE_BYTES, hostName)}\n`, 'latin1');
+    t = { line, seqAt: line.indexOf(' seq=') + 5 };
+    templates.set(hostName, t);
+  }
+  return t;
+}
+
+/** Appends `count` lines (logLine's, numbered on from what was written) to a sender's source. */
 async function appendTo(sender: Sender, count: number): Promise<void> {
-  const parts: string[] = [];
-  for (let i = 0; i < count; i++) parts.push(logLine(sender.written + i, LINE_BYTES, sender.host.hostName));
+  const { line, seqAt } = templateFor(sender.host.hostName);
+  const out = Buffer.allocUnsafe(count * line.length);
+  for (let i = 0; i < count; i++) {
+    const at = i * line.length;
+    line.copy(out, at);
+    let seq = sender.written + i;
+    for (let d = 8; d >= 0; d--) {
+      out[at + seqAt + d] = 0x30 + (seq % 10);
+      seq = Math.floor(seq / 10);
+    }
+  }
   sender.written += count;
-  await sender.fh.write(`${parts.join('\n')}\n`);
+  await sender.fh.write(out);
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -180,7 +212,9 @@ async function sha256(path: string): Promise<string> {
 async function drained(senders: readonly Sender[]): Promise<boolean> {
   const deadline = Date.now() + DRAIN_TIMEOUT_MS;
   for (;;) {
-    const sizes = await Promise.all(senders.map(async (s) => [await sizeOf(s.ingest), await sizeOf(s.source)]));
+    const sizes = await Promise.all(
+      senders.map(async (s) => [await sizeOf(s.ingest), await sizeOf(s.source)]),
+    );
     if (sizes.every(([a, b]) => a === b)) return true;
     if (Date.now() > deadline) return false;
     await sleep(100);
@@ -238,6 +272,8 @@ function between(a: Awaited<ReturnType<typeof mark>>, b: Awaited<ReturnType<type
 interface Result {
   readonly senders: number;
   readonly rate: Window;
+  /** Lines/s appended to the sources in the rate phase's window (what was asked of the senders). */
+  readonly offered: number;
   readonly rateExact: number;
   readonly backlog: Window;
   readonly fairness: number;
@@ -246,7 +282,7 @@ interface Result {
   readonly listenerRssBytes: number;
 }
 
-async function runOnce(pki: TestPki, n: number, options: Options): Promise<Result> {
+async function runOnce(dist: string, pki: TestPki, n: number, options: Options): Promise<Result> {
   const dir = await tempDir(`bench-logs-${n}`);
   let listener: ListenerChild | undefined;
   const senders: Sender[] = [];
@@ -254,7 +290,7 @@ async function runOnce(pki: TestPki, n: number, options: Options): Promise<Resul
     const hosts: HostIdentity[] = [];
     for (let i = 0; i < n; i++) hosts.push(await pki.host(`s-${String(i).padStart(3, '0')}`));
     const logDir = join(dir, 'ingest');
-    listener = await startListenerChild(pki, hosts, dir, logDir);
+    listener = await startListenerChild(dist, pki, hosts, dir, logDir);
     for (const host of hosts) {
       const source = join(dir, `${host.hostId}.src.log`);
       senders.push({
@@ -294,9 +330,11 @@ async function runOnce(pki: TestPki, n: number, options: Options): Promise<Resul
       }
     })();
     await sleep(WARMUP_MS);
+    const offeredA = senders.reduce((a, s) => a + s.written, 0);
     const rateA = await mark(listener);
     await sleep(options.seconds * 1000);
     const rateB = await mark(listener);
+    const offered = senders.reduce((a, s) => a + s.written, 0) - offeredA;
     appending = false;
     await appender;
     const rateDrained = await drained(senders);
@@ -342,6 +380,7 @@ async function runOnce(pki: TestPki, n: number, options: Options): Promise<Resul
     return {
       senders: n,
       rate: between(rateA, rateB),
+      offered: offered / between(rateA, rateB).seconds,
       rateExact,
       backlog: startMark && endMark ? between(startMark, endMark) : empty,
       fairness: n === 1 ? 1 : jainIndex(shares),
@@ -375,7 +414,8 @@ function line(label: string, w: Window, extra: string): string {
   ].join('  ');
 }
 
-const exactText = (bad: number): string => (bad === 0 ? 'exactly once: yes' : `exactly once: NO (${bad} hosts)`);
+const exactText = (bad: number): string =>
+  bad === 0 ? 'exactly once: yes' : `exactly once: NO (${bad} hosts)`;
 
 export async function runSenders(args: string[]): Promise<void> {
   const options = sendersOptions(args);
@@ -391,24 +431,32 @@ export async function runSenders(args: string[]): Promise<void> {
   );
   console.log('');
   const pki = await makePki();
+  const builds = [
+    ...(options.baseline ? [{ name: 'baseline', dist: resolve(options.baseline) }] : []),
+    { name: options.baseline ? 'this build' : '', dist: join(ROOT, 'dist') },
+  ];
   const results: Result[][] = [];
   for (let round = 0; round < options.rounds; round++) {
-    const pair: Result[] = [];
-    for (const n of [1, options.senders]) {
-      const r = await runOnce(pki, n, options);
-      pair.push(r);
-      const label = `${n} sender${n === 1 ? '' : 's'}`;
-      console.log(line(`${label}, rate`, r.rate, exactText(r.rateExact)));
-      console.log(
-        line(
-          `${label}, backlog`,
-          r.backlog,
-          `fairness (Jain) ${fmt(r.fairness, 3)}  ${exactText(r.backlogExact)}; ${r.backlogNote}`,
-        ),
-      );
-      console.log(`  listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`);
+    for (const build of builds) {
+      const pair: Result[] = [];
+      for (const n of [1, options.senders]) {
+        const r = await runOnce(build.dist, pki, n, options);
+        pair.push(r);
+        const label = `${build.name ? `${build.name}: ` : ''}${n} sender${n === 1 ? '' : 's'}`;
+        console.log(
+          line(`${label}, rate`, r.rate, `(offered ${fmt(r.offered, 0)} lines/s)  ${exactText(r.rateExact)}`),
+        );
+        console.log(
+          line(
+            `${label}, backlog`,
+            r.backlog,
+            `fairness (Jain) ${fmt(r.fairness, 3)}  ${exactText(r.backlogExact)}; ${r.backlogNote}`,
+          ),
+        );
+        console.log(`  listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`);
+      }
+      if (build.dist === join(ROOT, 'dist')) results.push(pair);
     }
-    results.push(pair);
     console.log('');
   }
   if (options.rounds > 1) {
@@ -433,6 +481,8 @@ export async function runSenders(args: string[]): Promise<void> {
         perSecond(one.rate.fdatasyncs, one.rate),
       )}, listener CPU ×${ratio(cores(many.rate.listenerCpuMs, many.rate), cores(one.rate.listenerCpuMs, one.rate))}`,
     );
-    console.log(`goal: fairness ≥ 0.90 across ${options.senders} senders: ${many.fairness >= 0.9 ? 'met' : 'NOT met'}`);
+    console.log(
+      `goal: fairness ≥ 0.90 across ${options.senders} senders: ${many.fairness >= 0.9 ? 'met' : 'NOT met'}`,
+    );
   }
 }

@@ -31,7 +31,7 @@ import { fmt, median } from './lib/stats.js';
  *  - *rate*: lines are appended to the sources at R lines/s in total (default 100,000), split
  *    evenly; after a warm-up, S seconds (default 10) are measured: lines/s ingested, the
  *    listener's fdatasync calls per second (its own count), and the listener's CPU in cores.
- *  - *backlog*: the forwarders are stopped, L lines (default 1,000,000, split evenly) are
+ *  - *backlog*: the forwarders are stopped, L lines (default 2,000,000, split evenly) are
  *    appended, and all are started at once; mid-transfer (from 10% to 60% of the backlog, or
  *    until the first host is done) the aggregate lines/s and Jain's fairness index of the
  *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone).
@@ -68,7 +68,7 @@ export function sendersOptions(args: string[]): Options {
     senders: numberArg(args, '--senders', 200),
     rate: numberArg(args, '--rate', 100_000),
     seconds: numberArg(args, '--seconds', 10),
-    lines: numberArg(args, '--lines', 1_000_000),
+    lines: numberArg(args, '--lines', 2_000_000),
     rounds: numberArg(args, '--rounds', 1),
     baseline: args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined,
   };
@@ -385,7 +385,8 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
       backlog: startMark && endMark ? between(startMark, endMark) : empty,
       fairness: n === 1 ? 1 : jainIndex(shares),
       backlogExact,
-      backlogNote: startMark && endMark ? note : 'not measured (timed out)',
+      backlogNote:
+        startMark && endMark ? `${note}, ${fmt((endMark.at - startMark.at) / 1000, 1)} s` : 'not measured (timed out)',
       listenerRssBytes,
     };
   } finally {

@@ -14,7 +14,12 @@ import { recoverIngest, type IngestCounters } from './ingest-recovery.js';
  */
 export const DEFAULT_INGEST_COMMIT_WINDOW_MS = 5;
 /** Line bytes one group commit carries at most; a full group commits without waiting. */
-export const DEFAULT_INGEST_MAX_GROUP_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_INGEST_MAX_GROUP_BYTES = 8 * 1024 * 1024;
+/**
+ * Line bytes a host may bring to one group while other hosts wait (at least one item): a
+ * forwarder's batch. Hosts take turns, so a busy host cannot crowd out the others.
+ */
+const HOST_SHARE_BYTES = 256 * 1024;
 /**
  * Size of each of the journal's two files, in bytes, before commits move to the other one
  * and this one is checkpointed (every host it names: fdatasync of its ingest file, then its
@@ -122,14 +127,18 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
     });
   }
 
-  /** Round robin over hosts with queued items: a host that did not fit goes first next time. */
+  /**
+   * Round robin over hosts with queued items, each bringing at most its share of the group: a
+   * host served goes to the back of the line, one that did not fit stays first for next time.
+   */
   function takeGroup(): HostPart[] {
     const parts: HostPart[] = [];
     let bytes = 0;
+    const share = Math.max(HOST_SHARE_BYTES, Math.floor(maxGroupBytes / Math.max(1, dirty.size)));
     for (const host of [...dirty]) {
-      if (parts.length >= MAX_JOURNAL_RECORD_HOSTS) break;
-      const part = host.take(maxGroupBytes - bytes, parts.length === 0);
-      if (!part) break;
+      if (parts.length >= MAX_JOURNAL_RECORD_HOSTS || bytes >= maxGroupBytes) break;
+      const part = host.take(Math.min(share, maxGroupBytes - bytes), parts.length === 0);
+      if (!part) continue;
       parts.push(part);
       bytes += part.bytes;
       dirty.delete(host);

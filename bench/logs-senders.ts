@@ -102,7 +102,7 @@ async function startListenerChild(
   const child = spawn(process.execPath, [join(dist, 'bench', 'lib', 'logs-listener-child.js'), config], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  const lines: Interface = createInterface({ input: child.stdout! });
+  const lines: Interface = createInterface({ input: child.stdout });
   const waiting: ((line: string) => void)[] = [];
   let port = 0;
   const listening = new Promise<void>((resolve, reject) => {
@@ -121,13 +121,13 @@ async function startListenerChild(
     port,
     async stats() {
       const answer = new Promise<string>((resolve) => waiting.push(resolve));
-      child.stdin!.write('stats\n');
+      child.stdin.write('stats\n');
       return JSON.parse(await answer) as SyslogListenerStats;
     },
     async stop() {
       if (child.exitCode !== null) return;
       const exited = once(child, 'exit');
-      child.stdin!.end();
+      child.stdin.end();
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
       await exited;
       clearTimeout(timer);
@@ -321,9 +321,9 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
       while (appending) {
         const due = Math.floor(owed());
         await Promise.all(
-          senders.map((s, i) => {
+          senders.map(async (s, i) => {
             const count = due - (s.written - (base[i] ?? 0));
-            return count > 0 ? appendTo(s, count) : undefined;
+            if (count > 0) await appendTo(s, count);
           }),
         );
         await sleep(TICK_MS);
@@ -341,7 +341,7 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     const rateExact = rateDrained ? await inexact(senders) : n;
 
     // Backlog phase: stop, append L lines, start every forwarder at once.
-    await Promise.all(senders.map((s) => s.stop?.()));
+    await Promise.all(senders.map(async (s) => s.stop?.()));
     const before = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
     const each = Math.max(1, Math.floor(options.lines / n));
     for (const s of senders) {
@@ -356,16 +356,21 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     let endSizes: number[] = [];
     let note = 'from 10% to 60% of the backlog';
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+    let startAt = 0;
+    let endAt = 0;
     while (!endMark && Date.now() < deadline) {
+      const sampledAt = performance.now();
       const sizes = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
       const got = sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
       const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
       if (!startMark && got >= backlogBytes * 0.1) {
         startMark = await mark(listener);
         startSizes = sizes;
+        startAt = sampledAt;
       } else if (startMark && (got >= backlogBytes * 0.6 || anyDone)) {
         endMark = await mark(listener);
         endSizes = sizes;
+        endAt = sampledAt;
         if (anyDone && got < backlogBytes * 0.6) {
           note = `from 10% to ${fmt((100 * got) / backlogBytes, 0)}% of the backlog (a host was done)`;
         }
@@ -382,15 +387,27 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
       rate: between(rateA, rateB),
       offered: offered / between(rateA, rateB).seconds,
       rateExact,
-      backlog: startMark && endMark ? between(startMark, endMark) : empty,
+      // Lines from the ingest files' growth (the fairness shares), not the listener's count
+      // of settled lines, which its stats answer may give late under load.
+      backlog:
+        startMark && endMark
+          ? {
+              ...between(startMark, endMark),
+              lines:
+                (shares.reduce((a, b) => a + b, 0) / (LINE_BYTES + 1)) *
+                ((endMark.at - startMark.at) / (endAt - startAt)),
+            }
+          : empty,
       fairness: n === 1 ? 1 : jainIndex(shares),
       backlogExact,
       backlogNote:
-        startMark && endMark ? `${note}, ${fmt((endMark.at - startMark.at) / 1000, 1)} s` : 'not measured (timed out)',
+        startMark && endMark
+          ? `${note}, ${fmt((endMark.at - startMark.at) / 1000, 1)} s`
+          : 'not measured (timed out)',
       listenerRssBytes,
     };
   } finally {
-    await Promise.all(senders.map((s) => s.stop?.()));
+    await Promise.all(senders.map(async (s) => s.stop?.()));
     for (const s of senders) {
       await s.fh.close();
       await s.store.close();

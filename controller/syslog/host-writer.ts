@@ -110,6 +110,7 @@ export class HostIngest implements HostWriter {
   /** Positions as of the last part taken (ahead of `committed` while parts are in flight). */
   private readonly written: Map<string, StreamPosition>;
   private writtenBytes: number;
+  private stateTurn: Promise<unknown> = Promise.resolve();
 
   private constructor(
     options: HostIngestOptions,
@@ -281,19 +282,26 @@ export class HostIngest implements HostWriter {
     }
   }
 
-  /** The part is durable (its journal record synced into journal `journal`): its items settle. */
-  committed(part: HostPart, journal: number): void {
+  /**
+   * The part is durable: its journal record is synced into journal `journal` (or, for
+   * `undefined`, `persist` made it so); its positions become the committed ones and its
+   * items settle.
+   */
+  committed(part: HostPart, journal: number | undefined): void {
     this.inFlight--;
-    if (part.changed) {
-      this.journals.add(journal);
-      this.committedBytes = part.offset + part.bytes;
-      this.committedStreams.clear();
-      for (const [id, p] of part.streams) this.committedStreams.set(id, p);
-      for (const [id, position] of this.applied) {
-        if ((this.committedStreams.get(id)?.position ?? 0) >= position) this.applied.delete(id);
-      }
-    }
+    if (journal !== undefined && part.changed) this.journals.add(journal);
+    this.apply(part);
     for (const item of part.items) item.settle(undefined);
+  }
+
+  private apply(part: HostPart): void {
+    if (!part.changed || part.offset + part.bytes < this.committedBytes) return;
+    this.committedBytes = part.offset + part.bytes;
+    this.committedStreams.clear();
+    for (const [id, p] of part.streams) this.committedStreams.set(id, p);
+    for (const [id, position] of this.applied) {
+      if ((this.committedStreams.get(id)?.position ?? 0) >= position) this.applied.delete(id);
+    }
   }
 
   /** Refuses everything from now on: queued items (and those of `parts`) settle with `error`. */
@@ -311,12 +319,38 @@ export class HostIngest implements HostWriter {
    * Makes what is committed durable on its own: fdatasync of the ingest file, then the state
    * file records its length and positions. Returns the fdatasync calls made (two).
    */
-  async checkpoint(): Promise<number> {
-    const bytes = this.committedBytes;
-    const streams = new Map(this.committedStreams);
-    await this.fh.datasync();
-    await this.stateFile.write(bytes, streams);
-    return 2;
+  checkpoint(): Promise<number> {
+    return this.inStateTurn(async () => {
+      const bytes = this.committedBytes;
+      const streams = new Map(this.committedStreams);
+      await this.fh.datasync();
+      await this.stateFile.write(bytes, streams);
+      return 2;
+    });
+  }
+
+  /**
+   * Commits a part without the journal, once its lines are written: fdatasync of the ingest
+   * file, then its state records the part's end (the journal's records of this host are then
+   * covered too). The caller then calls `committed(part, undefined)`. Returns the fdatasyncs.
+   */
+  persist(part: HostPart): Promise<number> {
+    return this.inStateTurn(async () => {
+      this.apply(part);
+      await this.fh.datasync();
+      await this.stateFile.write(this.committedBytes, new Map(this.committedStreams));
+      return 2;
+    });
+  }
+
+  /** State writes one at a time, each from the positions committed when its turn comes. */
+  private inStateTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.stateTurn.then(fn);
+    this.stateTurn = run.then(
+      () => undefined,
+      () => undefined /* the caller gets the error; the next write still runs */,
+    );
+    return run;
   }
 
   /** Refuses new items; the store closes the files once the host is idle. */

@@ -191,7 +191,8 @@ export class IngestJournal {
     head.writeUInt32BE(crc, 16);
     const total = RECORD_HEADER_BYTES + metaBuf.length + dataBytes;
     const { bytesWritten } = await this.fh.writev([head, metaBuf, ...data], this.tailBytes);
-    if (bytesWritten !== total) throw writeFailure(this.path, `short write: ${bytesWritten} of ${total} bytes`);
+    if (bytesWritten !== total)
+      throw writeFailure(this.path, `short write: ${bytesWritten} of ${total} bytes`);
     this.tailBytes += total;
   }
 

@@ -100,7 +100,13 @@ export async function recoverIngest(options: RecoveryOptions): Promise<Recovered
     // No intact state: a host whose first checkpoint is still to come (empty file) starts at
     // 0; otherwise whatever precedes the journal's first record of it is kept.
     const logBytes = s.state?.logBytes ?? (s.existed && s.fresh ? 0 : offset);
-    host = { hostId, fh, stateFile: s.file, logBytes, streams: new Map(Object.entries(s.state?.streams ?? {})) };
+    host = {
+      hostId,
+      fh,
+      stateFile: s.file,
+      logBytes,
+      streams: new Map(Object.entries(s.state?.streams ?? {})),
+    };
     hosts.set(hostId, host);
     return host;
   };
@@ -122,7 +128,10 @@ export async function recoverIngest(options: RecoveryOptions): Promise<Recovered
         }
         const { bytesWritten } = await host.fh.write(data, 0, data.length, entry.offset);
         if (bytesWritten !== data.length) {
-          throw new ControllerError(ControllerErrorCode.WRITE_FAILED, `short write replaying into ${entry.id}.log`);
+          throw new ControllerError(
+            ControllerErrorCode.WRITE_FAILED,
+            `short write replaying into ${entry.id}.log`,
+          );
         }
         host.logBytes = end;
       }

@@ -53,6 +53,8 @@ interface Options {
   readonly rounds: number;
   /** Another build's dist/ whose listener runs beside this one, for a before/after in one run. */
   readonly baseline: string | undefined;
+  /** Print the listener's counters every second of the backlog phase. */
+  readonly timeline: boolean;
 }
 
 function numberArg(args: string[], name: string, fallback: number): number {
@@ -71,6 +73,7 @@ export function sendersOptions(args: string[]): Options {
     lines: numberArg(args, '--lines', 2_000_000),
     rounds: numberArg(args, '--rounds', 1),
     baseline: args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined,
+    timeline: args.includes('--timeline'),
   };
 }
 
@@ -350,6 +353,7 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
     const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
     for (const s of senders) startForwarder(s, listener.port);
+    const timeline = options.timeline ? printTimeline(listener) : undefined;
     let startMark: Awaited<ReturnType<typeof mark>> | undefined;
     let startSizes: number[] = [];
     let endMark: Awaited<ReturnType<typeof mark>> | undefined;
@@ -379,6 +383,7 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     }
     const shares = endSizes.map((size, i) => size - (startSizes[i] ?? 0));
     const backlogDrained = await drained(senders);
+    timeline?.stop();
     const listenerRssBytes = await processRssBytes(listener.process.pid ?? 0);
     const backlogExact = backlogDrained ? await inexact(senders) : n;
     const empty: Window = { seconds: Number.NaN, lines: 0, fdatasyncs: 0, listenerCpuMs: 0, benchCpuMs: 0 };
@@ -415,6 +420,25 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     await listener?.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Every second: the listener's counters since the second before (diagnosis, `--timeline`). */
+function printTimeline(listener: ListenerChild): { stop(): void } {
+  let previous: SyslogListenerStats | undefined;
+  const timer = setInterval(() => {
+    void listener.stats().then((now) => {
+      if (previous) {
+        const d = (k: keyof SyslogListenerStats): number =>
+          (now[k] as number) - ((previous?.[k] as number) ?? 0);
+        console.log(
+          `  +1s: ${d('linesIngested')} lines, ${d('commits')} commits, ${d('fdatasyncs')} fdatasyncs, ` +
+            `${d('checkpoints')} checkpoints, ${d('checkpointWaits')} checkpoint waits`,
+        );
+      }
+      previous = now;
+    });
+  }, 1000);
+  return { stop: () => clearInterval(timer) };
 }
 
 const perSecond = (count: number, w: Window): number => count / w.seconds;

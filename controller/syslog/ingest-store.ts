@@ -34,8 +34,11 @@ const HOST_SHARE_BYTES = 256 * 1024;
 export const DEFAULT_INGEST_JOURNAL_BYTES = 256 * 1024 * 1024;
 /** Groups written but not yet synced; more waits for the disk instead of queueing memory. */
 const MAX_GROUPS_IN_FLIGHT = 2;
-/** Hosts checkpointed at once (each an fdatasync of its ingest file and of its state). */
-const CHECKPOINT_CONCURRENCY = 8;
+/**
+ * Hosts checkpointed at once (each an fdatasync of its ingest file and of its state). Low, so
+ * checkpoints leave the I/O threads to the commits meanwhile going to the other journal file.
+ */
+const CHECKPOINT_CONCURRENCY = 2;
 
 export interface IngestStoreOptions {
   readonly logDir: string;

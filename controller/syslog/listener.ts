@@ -65,6 +65,8 @@ export interface SyslogListenerStats {
   readonly fdatasyncs: number;
   /** Journal files checkpointed and reused. */
   readonly checkpoints: number;
+  /** Times commits waited for a checkpoint (the other journal file filled up first). */
+  readonly checkpointWaits: number;
 }
 
 export interface SyslogListener {
@@ -347,6 +349,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         commits: counters.commits,
         fdatasyncs: counters.fdatasyncs,
         checkpoints: counters.checkpoints,
+        checkpointWaits: counters.checkpointWaits,
       };
     },
     close,

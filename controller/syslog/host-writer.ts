@@ -220,15 +220,16 @@ export class HostIngest implements HostWriter {
   }
 
   /**
-   * Takes queued items, whole and in order, up to `maxBytes` of lines (at least one item when
-   * `atLeastOne`), into a part of the next group commit; undefined when none fits.
+   * Takes queued items, whole and in order, into a part of the next group commit: the first
+   * one if it fits `room`, then more while the part stays within `share` bytes of lines.
+   * Undefined when not even the first fits.
    */
-  take(maxBytes: number, atLeastOne: boolean): HostPart | undefined {
+  take(share: number, room: number): HostPart | undefined {
     let n = 0;
     let bytes = 0;
     while (n < this.queue.length) {
       const next = (this.queue[n] as Queued).bytes;
-      if (bytes + next > maxBytes && !(atLeastOne && n === 0)) break;
+      if (n === 0 ? next > room : bytes + next > Math.min(share, room)) break;
       bytes += next;
       n++;
     }

@@ -22,8 +22,8 @@ export const DEFAULT_INGEST_COMMIT_WINDOW_MS = 5;
 /** Line bytes one group commit carries at most; a full group commits without waiting. */
 export const DEFAULT_INGEST_MAX_GROUP_BYTES = 8 * 1024 * 1024;
 /**
- * Line bytes a host may bring to one group while other hosts wait (at least one item): a
- * forwarder's batch. Hosts take turns, so a busy host cannot crowd out the others.
+ * Line bytes a host brings to one group while other hosts wait (beyond its first item): about
+ * a forwarder's batch. Hosts take turns, so a busy host cannot crowd out the others.
  */
 const HOST_SHARE_BYTES = 256 * 1024;
 /**
@@ -148,7 +148,8 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
     const share = Math.max(HOST_SHARE_BYTES, Math.floor(maxGroupBytes / Math.max(1, dirty.size)));
     for (const host of [...dirty]) {
       if (parts.length >= MAX_JOURNAL_RECORD_HOSTS || bytes >= maxGroupBytes) break;
-      const part = host.take(Math.min(share, maxGroupBytes - bytes), parts.length === 0);
+      const room = parts.length === 0 ? Number.POSITIVE_INFINITY : maxGroupBytes - bytes;
+      const part = host.take(share, room);
       if (!part) continue;
       parts.push(part);
       bytes += part.bytes;

@@ -32,7 +32,8 @@ export type JournalEnd =
   /**
    * At a record that does not check out although a valid record of the same epoch follows
    * it: damage, not a crash (records are acknowledged only once they and all before are
-   * synced), so what the journal holds beyond it cannot be relied on.
+   * synced), so what the journal holds beyond it cannot be relied on. (Damage to the last
+   * record looks like a record a crash cut short, and is taken for one.)
    */
   | 'damaged';
 

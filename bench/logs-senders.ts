@@ -277,6 +277,7 @@ interface Result {
   readonly rate: Window;
   /** Lines/s appended to the sources in the rate phase's window (what was asked of the senders). */
   readonly offered: number;
+  /** Hosts whose ingest file is not its source exactly (-1: not checked, the transfer did not end). */
   readonly rateExact: number;
   readonly backlog: Window;
   readonly fairness: number;
@@ -341,7 +342,7 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     appending = false;
     await appender;
     const rateDrained = await drained(senders);
-    const rateExact = rateDrained ? await inexact(senders) : n;
+    const rateExact = rateDrained ? await inexact(senders) : -1;
 
     // Backlog phase: stop, append L lines, start every forwarder at once.
     await Promise.all(senders.map(async (s) => s.stop?.()));
@@ -385,7 +386,7 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     const backlogDrained = await drained(senders);
     timeline?.stop();
     const listenerRssBytes = await processRssBytes(listener.process.pid ?? 0);
-    const backlogExact = backlogDrained ? await inexact(senders) : n;
+    const backlogExact = backlogDrained ? await inexact(senders) : -1;
     const empty: Window = { seconds: Number.NaN, lines: 0, fdatasyncs: 0, listenerCpuMs: 0, benchCpuMs: 0 };
     return {
       senders: n,
@@ -446,7 +447,7 @@ const cores = (ms: number, w: Window): number => ms / 1000 / w.seconds;
 
 function line(label: string, w: Window, extra: string): string {
   return [
-    label.padEnd(24),
+    label.padEnd(34),
     `${fmt(perSecond(w.lines, w), 0).padStart(8)} lines/s`,
     `${fmt(perSecond(w.fdatasyncs, w), 0).padStart(6)} fdatasync/s`,
     `listener ${fmt(cores(w.listenerCpuMs, w), 2)} cores`,

@@ -40,6 +40,7 @@ import type { AdminContext } from './http/admin-context.js';
 import {
   createHttpApp,
   createHttpsApp,
+  FLEET_LISTEN_BACKLOG,
   WORKER_KEEP_ALIVE_TIMEOUT_MS,
   type HttpApp,
   type HttpsApp,
@@ -349,7 +350,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       if (apps) throw new CorralError(ErrorCode.CONFLICT, 'controller is already listening');
       apps = buildApps();
       await apps.admin.listen({ host: on.admin.host, port: on.admin.port });
-      await apps.worker.listen({ host: on.worker.host, port: on.worker.port });
+      await apps.worker.listen({ host: on.worker.host, port: on.worker.port, backlog: FLEET_LISTEN_BACKLOG });
       await apps.join.listen({ host: on.join.host, port: on.join.port });
       const adminBound = apps.admin.server.address() as AddressInfo;
       endpoints = {

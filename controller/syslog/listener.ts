@@ -17,6 +17,11 @@ export const DEFAULT_SYSLOG_MAX_CONNECTIONS_PER_HOST = 8;
 export const DEFAULT_SYSLOG_MAX_CONNECTIONS = 4096;
 export const DEFAULT_SYSLOG_IDLE_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_SYSLOG_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Connections the kernel queues before they are accepted (capped by net.core.somaxconn): a
+ * fleet's forwarders reconnect at once after a restart, and Node's default of 511 overflows.
+ */
+export const SYSLOG_LISTEN_BACKLOG = 4096;
 /** Bytes a connection may have queued for the disk before its socket stops being read. */
 export const DEFAULT_SYSLOG_MAX_PENDING_BYTES = 8 * 1024 * 1024;
 /** Worker forwarders (and standard senders on workers) present the agent certificate. */
@@ -323,7 +328,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
       await ingest().catch((e: unknown) => log.error({ err: e }, 'syslog ingest unavailable'));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host, port }, () => {
+        server.listen({ host, port, backlog: SYSLOG_LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           resolve();
         });

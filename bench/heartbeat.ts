@@ -32,8 +32,9 @@ import { fmt, percentile } from './lib/stats.js';
  * writing its services, which is what a controller restart with a live fleet pays. By
  * default every worker connects and posts one heartbeat at once, and waits until all have
  * been answered (reported as the reconnect storm, with the server's and the workers' CPU and
- * the connections dropped at a full listen queue), then SETTLE_AFTER_STORM_MS more before
- * the closed loop is measured; `--warmup S` instead has every worker post back to back from
+ * the connections dropped at a full listen queue); then every worker posts again (a worker
+ * idle past WORKER_KEEP_ALIVE_TIMEOUT_MS reconnects, resuming its TLS session) and
+ * SETTLE_AFTER_STORM_MS after the last of those the closed loop is measured; `--warmup S` instead has every worker post back to back from
  * the start (the storm then also carries the load of the workers already in). `--reconnect` closes the
  * connection after every heartbeat, so each one pays a resumed TLS handshake (the cost of
  * the idle-close connection policy, README "Connections at fleet scale").
@@ -146,7 +147,7 @@ export async function run(args: string[]): Promise<void> {
     );
     const warmupText =
       warmup === 'auto'
-        ? `the connect storm + ${SETTLE_AFTER_STORM_MS / 1000}s`
+        ? `the connect storm, a second heartbeat each, + ${SETTLE_AFTER_STORM_MS / 1000}s`
         : `a fixed ${fmt(warmup / 1000, 1)}s`;
     console.log(
       `${seconds}s measured after ${warmupText} warm-up; node ${process.version}, ${cpus().length} cores, ` +

@@ -9,7 +9,10 @@ import type { HeartbeatRequest } from '../../protocol/heartbeat.js';
 const CLOCK_TICKS_PER_S = 100;
 /** Upper bound of an automatic warm-up (the connect storm), in ms. */
 export const MAX_AUTO_WARMUP_MS = 300_000;
-/** Measured after the storm ends (every worker answered once) in an automatic warm-up, in ms. */
+/**
+ * In an automatic warm-up, how long after the storm (every worker answered once) and every
+ * worker's second answer measuring starts, in ms.
+ */
 export const SETTLE_AFTER_STORM_MS = 1_000;
 
 export interface SimulatedWorker {
@@ -183,8 +186,13 @@ export async function driveHeartbeats(
   // In the automatic warm-up a worker answered once waits for the others (the storm's end).
   const stormOrLimit =
     options.warmup === 'auto' ? Promise.race([stormOver, sleep(MAX_AUTO_WARMUP_MS)]) : undefined;
+  // Then every worker's second heartbeat, which reconnects if the server closed the idle
+  // connection meanwhile; measuring starts SETTLE_AFTER_STORM_MS after the last of them.
+  let rejoined = 0;
+  let rejoinResolve: (() => void) | undefined;
+  const allRejoined = new Promise<void>((resolve) => (rejoinResolve = resolve));
   if (options.warmup === 'auto') {
-    void stormOver.then(() => {
+    void allRejoined.then(() => {
       if (Number.isFinite(warmEnd)) return;
       warmEnd = Math.min(performance.now() + SETTLE_AFTER_STORM_MS, began + MAX_AUTO_WARMUP_MS);
       end = warmEnd + options.seconds * 1000;
@@ -193,7 +201,7 @@ export async function driveHeartbeats(
   let cpuAtStart = 0;
   let cpuAtEnd = 0;
   const sampler = (async () => {
-    if (options.warmup === 'auto') await Promise.race([stormOver, sleep(MAX_AUTO_WARMUP_MS)]);
+    if (options.warmup === 'auto') await Promise.race([allRejoined, sleep(MAX_AUTO_WARMUP_MS)]);
     if (!Number.isFinite(warmEnd)) {
       warmEnd = began + MAX_AUTO_WARMUP_MS;
       end = warmEnd + options.seconds * 1000;
@@ -208,7 +216,7 @@ export async function driveHeartbeats(
   await Promise.all(
     clients.map(async (client, i) => {
       const body = workers[i]!.body;
-      let first = true;
+      let answers = 0;
       while (performance.now() < end) {
         const started = performance.now();
         try {
@@ -222,14 +230,13 @@ export async function driveHeartbeats(
           await res.body.dump();
           if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
           const now = performance.now();
-          if (first) {
-            first = false;
+          if (++answers === 1) {
             if (++answered === clients.length) {
               stormEnd = now;
               stormResolve?.();
             }
             if (stormOrLimit) await stormOrLimit;
-          }
+          } else if (answers === 2 && ++rejoined === clients.length) rejoinResolve?.();
           // Sent in the window: counted when it is answered, however late (a stall shows in p99).
           if (started >= warmEnd && started <= end) {
             count++;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import Fastify from 'fastify';
 import { initControllerState, loadControllerIdentity } from '../controller/index.js';
+import { FLEET_LISTEN_BACKLOG } from '../controller/http/fastify-base.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
 import { startControllerProcess, ROOT } from './lib/controller-process.js';
 import {
@@ -29,8 +30,12 @@ import { fmt, percentile } from './lib/stats.js';
  *
  * The warm-up is the connect storm: N full mTLS handshakes and each host's first heartbeat
  * writing its services, which is what a controller restart with a live fleet pays. By
- * default it lasts until every worker has had an answer (reported as the reconnect storm),
- * then SETTLE_AFTER_STORM_MS more; `--warmup S` fixes it instead. `--reconnect` closes the
+ * default every worker connects and posts one heartbeat at once, and waits until all have
+ * been answered (reported as the reconnect storm, with the server's and the workers' CPU and
+ * the connections dropped at a full listen queue); then every worker posts again (a worker
+ * idle past WORKER_KEEP_ALIVE_TIMEOUT_MS reconnects, resuming its TLS session) and
+ * SETTLE_AFTER_STORM_MS after the last of those the closed loop is measured; `--warmup S` instead has every worker post back to back from
+ * the start (the storm then also carries the load of the workers already in). `--reconnect` closes the
  * connection after every heartbeat, so each one pays a resumed TLS handshake (the cost of
  * the idle-close connection policy, README "Connections at fleet scale").
  */
@@ -77,7 +82,8 @@ async function serveCeiling(stateDir: string): Promise<void> {
     keepAliveTimeout: 75_000,
   });
   app.post('/v1/heartbeat', async () => ({ ok: true }));
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  // The controller's listen queue, so the storm compares the work done, not the queue.
+  await app.listen({ host: '127.0.0.1', port: 0, backlog: FLEET_LISTEN_BACKLOG });
   const address = app.server.address();
   process.stdout.write(`LISTENING ${typeof address === 'object' && address ? address.port : 0}\n`);
   await once(process, 'SIGTERM');
@@ -141,7 +147,7 @@ export async function run(args: string[]): Promise<void> {
     );
     const warmupText =
       warmup === 'auto'
-        ? `the connect storm + ${SETTLE_AFTER_STORM_MS / 1000}s`
+        ? `the connect storm, a second heartbeat each, + ${SETTLE_AFTER_STORM_MS / 1000}s`
         : `a fixed ${fmt(warmup / 1000, 1)}s`;
     console.log(
       `${seconds}s measured after ${warmupText} warm-up; node ${process.version}, ${cpus().length} cores, ` +
@@ -205,6 +211,14 @@ export async function run(args: string[]): Promise<void> {
         `load average now ${loadavg()
           .map((l) => fmt(l, 2))
           .join(' ')})`,
+    );
+    console.log(
+      `  the simulated workers' own CPU (this process, the same ${cpus().length} cores): ` +
+        `${fmt(ours.stormClientCpuMs / 1000, 2)} s beside the controller, ${fmt(ceiling.stormClientCpuMs / 1000, 2)} s beside bare fastify`,
+    );
+    console.log(
+      `  connections dropped at a full listen queue (the whole machine's count): ${ours.stormListenOverflows} ` +
+        `in the controller's storm, ${ceiling.stormListenOverflows} in bare fastify's`,
     );
     console.log(
       `controller RSS: ${fmt(mib(rssIdle))} MiB with the fleet enrolled and no worker connected, ` +

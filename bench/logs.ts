@@ -23,6 +23,7 @@ import {
   waitForPort,
   writeTlsFiles,
 } from '../test/rsyslog-fixtures.js';
+import { runSenders } from './logs-senders.js';
 import { fmt } from './lib/stats.js';
 
 /**
@@ -250,6 +251,7 @@ function parseLines(args: string[]): number {
 }
 
 export async function run(args: string[]): Promise<void> {
+  if (args.includes('--senders')) return runSenders(args);
   const lines = parseLines(args);
   const dir = await tempDir('bench-logs');
   try {

@@ -36,10 +36,11 @@
  * generations with the same path and first line make a key ambiguous, and `find` then
  * answers `unknown`. A `slot` in `find` and `lost` only says which file it is about.
  *
- * The listener keeps, per host and stream, the highest position it has durably written, in a
- * state file it replaces atomically after fsyncing the ingest file. That state also records
- * the ingest file's committed length, and on start the listener truncates anything beyond it,
- * so the log and the positions can never disagree. Every line of a batch that ends at or
+ * The listener keeps, per host and stream, the highest position it has durably written, in
+ * the same commit as the lines (a journal shared by all hosts, or the host's own state file;
+ * see syslog-state.ts). The commit also records the ingest file's committed length, and on
+ * start the listener truncates anything beyond it, so the log and the positions can never
+ * disagree. Every line of a batch that ends at or
  * below the stream's position is dropped as already written. The forwarder resumes each
  * stream at max(its own acked position, the listener's `at`), and advances its stored
  * position only on `ack`. Hence a kill -9 of either side, a listener restart or a network

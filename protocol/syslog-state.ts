@@ -5,30 +5,66 @@ export const MAX_INGEST_STREAMS_PER_HOST = 256;
 /** Largest ingest state file the listener reads, in bytes. */
 export const MAX_INGEST_STATE_BYTES = 256 * 1024;
 
+const IngestStreams = Type.Record(
+  Type.String({ pattern: '^[0-9a-f]{32}$' }),
+  Type.Object(
+    {
+      position: Type.Integer({ minimum: 0 }),
+      updatedAtMs: Type.Integer({ minimum: 0 }),
+      /** The generation's content key (syslog-corral.ts), when the forwarder sent one. */
+      key: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })),
+    },
+    { additionalProperties: false },
+  ),
+  { maxProperties: MAX_INGEST_STREAMS_PER_HOST },
+);
+
 /**
- * `<logDir>/<hostId>.state.json`: the commit record of a host's ingest file. `logBytes` is
- * the ingest file's length when the state was written (after an fsync of the file); the
- * listener truncates the file back to it on start. `streams` maps each Corral stream id to
- * the position durably written and the generation's key (see syslog-corral.ts).
+ * `<logDir>/<hostId>.state`: the checkpoint record of a host's ingest file. `logBytes` is
+ * the ingest file's length when the state was written (after an fsync of the file); on start
+ * the listener applies what the ingest journal (below) holds beyond it and truncates the file
+ * to the result. `streams` maps each Corral stream id to the position durably written and the
+ * generation's key (see syslog-corral.ts).
  */
 export const IngestState = Type.Object(
   {
     version: Type.Literal(1),
     logBytes: Type.Integer({ minimum: 0 }),
-    streams: Type.Record(
-      Type.String({ pattern: '^[0-9a-f]{32}$' }),
-      Type.Object(
-        {
-          position: Type.Integer({ minimum: 0 }),
-          updatedAtMs: Type.Integer({ minimum: 0 }),
-          /** The generation's content key (syslog-corral.ts), when the forwarder sent one. */
-          key: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })),
-        },
-        { additionalProperties: false },
-      ),
-      { maxProperties: MAX_INGEST_STREAMS_PER_HOST },
-    ),
+    streams: IngestStreams,
   },
   { additionalProperties: false },
 );
 export type IngestState = Static<typeof IngestState>;
+
+/** Hosts one ingest journal record may name. */
+export const MAX_JOURNAL_RECORD_HOSTS = 1024;
+/** Largest metadata part of one journal record, in bytes. */
+export const MAX_JOURNAL_META_BYTES = 32 * 1024 * 1024;
+/** Largest line data one journal record may carry, in bytes. */
+export const MAX_JOURNAL_DATA_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The metadata of one record of the listener's ingest journal (`<logDir>/ingest-journal.N`,
+ * one record per group commit across hosts): for each host, where its lines go in its ingest
+ * file (`offset`, `bytes`; the lines follow the metadata in the record, in this order) and
+ * the streams this commit moved (position, time, key). A host's ingest file is
+ * `offset + bytes` long once the record is applied.
+ */
+export const IngestJournalMeta = Type.Object(
+  {
+    hosts: Type.Array(
+      Type.Object(
+        {
+          id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+          offset: Type.Integer({ minimum: 0 }),
+          bytes: Type.Integer({ minimum: 0, maximum: MAX_JOURNAL_DATA_BYTES }),
+          streams: IngestStreams,
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: MAX_JOURNAL_RECORD_HOSTS },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type IngestJournalMeta = Static<typeof IngestJournalMeta>;

@@ -346,24 +346,32 @@ export function spawnForwarder(
 
 /**
  * The listener in a process of its own (dist/test/logs-listener-child.js), so a test can kill
- * -9 it; resolves once it listens. Port 0 the first time, then the same port again.
+ * -9 it; resolves once it listens. Port 0 the first time, then the same port again. `host`:
+ * the pinned host or hosts.
  */
 export async function spawnListener(
   cleanups: Cleanups,
   pki: TestPki,
-  host: HostIdentity,
+  host: HostIdentity | readonly HostIdentity[],
   logDir: string,
   dir: string,
   port: number,
+  options: { journalBytes?: number | undefined } = {},
 ): Promise<Child & { port: number }> {
   const config = join(dir, `listener-${port}.json`);
+  const hosts = Array.isArray(host) ? host : [host];
   await writeFile(
     config,
     JSON.stringify({
       tls: { caPem: pki.controller.caPem, certPem: pki.controller.certPem, keyPem: pki.controller.keyPem },
       logDir,
       port,
-      pins: [{ fingerprint: host.fingerprint, hostId: host.hostId, hostName: host.hostName }],
+      pins: hosts.map((h: HostIdentity) => ({
+        fingerprint: h.fingerprint,
+        hostId: h.hostId,
+        hostName: h.hostName,
+      })),
+      journalBytes: options.journalBytes,
     }),
     { mode: 0o600 },
   );

@@ -1,8 +1,8 @@
 /**
  * A syslog listener in a process of its own, so a test can kill -9 it mid-stream. Run as
  * `node dist/test/logs-listener-child.js CONFIG.json`; prints `listening PORT` once bound.
- * CONFIG: { tls, logDir, port, pins: [{ fingerprint, hostId, hostName }] } (the test's pin
- * table, fixed for the life of the process).
+ * CONFIG: { tls, logDir, port, pins: [{ fingerprint, hostId, hostName }], journalBytes? } (the
+ * test's pin table, fixed for the life of the process; the size of the ingest journal's files).
  */
 import { readFile } from 'node:fs/promises';
 import pino from 'pino';
@@ -14,6 +14,7 @@ interface ChildConfig {
   readonly logDir: string;
   readonly port: number;
   readonly pins: readonly (PinnedHost & { fingerprint: string })[];
+  readonly journalBytes?: number;
 }
 
 const config = JSON.parse(await readFile(process.argv[2] ?? '', 'utf8')) as ChildConfig;
@@ -23,6 +24,7 @@ const listener = createSyslogListener({
   logDir: config.logDir,
   pins: { lookup: (fp) => pins.get(fp), onRevoked: () => () => undefined },
   log: pino({ level: 'warn' }, pino.destination(2)),
+  journalBytes: config.journalBytes,
 });
 const addr = await listener.listen('127.0.0.1', config.port);
 process.stdout.write(`listening ${addr.port}\n`);

@@ -9,7 +9,10 @@ import type { HeartbeatRequest } from '../../protocol/heartbeat.js';
 const CLOCK_TICKS_PER_S = 100;
 /** Upper bound of an automatic warm-up (the connect storm), in ms. */
 export const MAX_AUTO_WARMUP_MS = 300_000;
-/** Measured after the storm ends (every worker answered once) in an automatic warm-up, in ms. */
+/**
+ * In an automatic warm-up, how long after the storm (every worker answered once) and every
+ * worker's second answer measuring starts, in ms.
+ */
 export const SETTLE_AFTER_STORM_MS = 1_000;
 
 export interface SimulatedWorker {
@@ -33,6 +36,13 @@ export interface Run {
    * machine the storm's wall time depends on the load, this does not.
    */
   readonly stormServerCpuMs: number;
+  /** CPU this process (the simulated workers) used over the same span, in ms. */
+  readonly stormClientCpuMs: number;
+  /**
+   * TCP connections dropped because a listen queue was full (TcpExt ListenOverflows of the
+   * whole machine, so other processes' count too) over the same span.
+   */
+  readonly stormListenOverflows: number;
   /** What the first failed heartbeat said, if one failed. */
   readonly firstError: string | undefined;
 }
@@ -44,6 +54,21 @@ export async function processCpuMs(pid: number): Promise<number> {
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1000) / CLOCK_TICKS_PER_S;
 }
+
+/** TcpExt ListenOverflows of the machine (connections dropped at a full listen queue), from /proc. */
+export async function listenOverflows(): Promise<number> {
+  const text = await readFile('/proc/net/netstat', 'utf8').catch(() => '');
+  const lines = text.split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]?.split(' ') ?? [];
+  const values = lines[1]?.split(' ') ?? [];
+  const i = names.indexOf('ListenOverflows');
+  return i > 0 ? Number(values[i]) : Number.NaN;
+}
+
+const cpuOfThisProcessMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 /** Resident set size of a process, in bytes, from /proc (Linux). */
 export async function processRssBytes(pid: number): Promise<number> {
@@ -107,7 +132,11 @@ export function heartbeatClients(endpoint: string, workers: readonly SimulatedWo
 
 export interface DriveOptions {
   readonly seconds: number;
-  /** Fixed warm-up in ms; `'auto'`: until every worker had an answer, then SETTLE_AFTER_STORM_MS. */
+  /**
+   * Fixed warm-up in ms (every worker posting back to back from the start); `'auto'`: the
+   * connect storm, in which every worker connects and posts one heartbeat, as after a
+   * controller restart, and waits until all have had their answer; then SETTLE_AFTER_STORM_MS.
+   */
   readonly warmup: number | 'auto';
   readonly serverPid: number;
   /** Told once the measured window starts and once it ends (e.g. to sample the server's RSS). */
@@ -142,14 +171,28 @@ export async function driveHeartbeats(
   let warmEnd = options.warmup === 'auto' ? Number.POSITIVE_INFINITY : began + options.warmup;
   let end = warmEnd + options.seconds * 1000;
   const cpuAtBegin = await processCpuMs(options.serverPid);
+  const clientCpuAtBegin = cpuOfThisProcessMs();
+  const overflowsAtBegin = await listenOverflows();
   let cpuAtStorm = Number.NaN;
+  let clientCpuAtStorm = Number.NaN;
+  let overflowsAtStorm = Number.NaN;
   let stormResolve: (() => void) | undefined;
   const stormOver = new Promise<void>((resolve) => (stormResolve = resolve));
   const stormCpu = stormOver.then(async () => {
+    clientCpuAtStorm = cpuOfThisProcessMs();
     cpuAtStorm = await processCpuMs(options.serverPid);
+    overflowsAtStorm = await listenOverflows();
   });
+  // In the automatic warm-up a worker answered once waits for the others (the storm's end).
+  const stormOrLimit =
+    options.warmup === 'auto' ? Promise.race([stormOver, sleep(MAX_AUTO_WARMUP_MS)]) : undefined;
+  // Then every worker's second heartbeat, which reconnects if the server closed the idle
+  // connection meanwhile; measuring starts SETTLE_AFTER_STORM_MS after the last of them.
+  let rejoined = 0;
+  let rejoinResolve: (() => void) | undefined;
+  const allRejoined = new Promise<void>((resolve) => (rejoinResolve = resolve));
   if (options.warmup === 'auto') {
-    void stormOver.then(() => {
+    void allRejoined.then(() => {
       if (Number.isFinite(warmEnd)) return;
       warmEnd = Math.min(performance.now() + SETTLE_AFTER_STORM_MS, began + MAX_AUTO_WARMUP_MS);
       end = warmEnd + options.seconds * 1000;
@@ -158,7 +201,7 @@ export async function driveHeartbeats(
   let cpuAtStart = 0;
   let cpuAtEnd = 0;
   const sampler = (async () => {
-    if (options.warmup === 'auto') await Promise.race([stormOver, sleep(MAX_AUTO_WARMUP_MS)]);
+    if (options.warmup === 'auto') await Promise.race([allRejoined, sleep(MAX_AUTO_WARMUP_MS)]);
     if (!Number.isFinite(warmEnd)) {
       warmEnd = began + MAX_AUTO_WARMUP_MS;
       end = warmEnd + options.seconds * 1000;
@@ -173,7 +216,7 @@ export async function driveHeartbeats(
   await Promise.all(
     clients.map(async (client, i) => {
       const body = workers[i]!.body;
-      let first = true;
+      let answers = 0;
       while (performance.now() < end) {
         const started = performance.now();
         try {
@@ -187,13 +230,13 @@ export async function driveHeartbeats(
           await res.body.dump();
           if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
           const now = performance.now();
-          if (first) {
-            first = false;
+          if (++answers === 1) {
             if (++answered === clients.length) {
               stormEnd = now;
               stormResolve?.();
             }
-          }
+            if (stormOrLimit) await stormOrLimit;
+          } else if (answers === 2 && ++rejoined === clients.length) rejoinResolve?.();
           // Sent in the window: counted when it is answered, however late (a stall shows in p99).
           if (started >= warmEnd && started <= end) {
             count++;
@@ -220,6 +263,8 @@ export async function driveHeartbeats(
     stormMs: stormEnd - began,
     warmupMs: warmEnd - began,
     stormServerCpuMs: cpuAtStorm - cpuAtBegin,
+    stormClientCpuMs: clientCpuAtStorm - clientCpuAtBegin,
+    stormListenOverflows: overflowsAtStorm - overflowsAtBegin,
     firstError,
   };
 }

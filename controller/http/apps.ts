@@ -41,6 +41,7 @@ import { adminAuth, type AdminCredential } from './admin-auth.js';
 import {
   createHttpApp,
   createHttpsApp,
+  FLEET_LISTEN_BACKLOG,
   WORKER_KEEP_ALIVE_TIMEOUT_MS,
   type HttpApp,
   type HttpsApp,
@@ -301,7 +302,7 @@ export async function listenApps(
   if (apps.listening) throw new CorralError(ErrorCode.CONFLICT, 'controller is already listening');
   apps.listening = true;
   await apps.admin.listen({ host: on.admin.host, port: on.admin.port });
-  await apps.worker.listen({ host: on.worker.host, port: on.worker.port });
+  await apps.worker.listen({ host: on.worker.host, port: on.worker.port, backlog: FLEET_LISTEN_BACKLOG });
   await apps.join.listen({ host: on.join.host, port: on.join.port });
   const port = (app: HttpApp | HttpsApp): number => (app.server.address() as AddressInfo).port;
   const advertised = (listenHost: string): string =>

@@ -18,6 +18,12 @@ export const KEEP_ALIVE_TIMEOUT_MS = 75_000;
  * connection.
  */
 export const WORKER_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/**
+ * Connections the kernel queues for the worker and syslog listeners before they are accepted
+ * (capped by net.core.somaxconn). After a restart a whole fleet reconnects at once; Node's
+ * default of 511 overflows, and a dropped connection retries only after 1, 3, 7, 15 … s.
+ */
+export const FLEET_LISTEN_BACKLOG = 4096;
 
 interface BaseOptions {
   readonly log: Logger;

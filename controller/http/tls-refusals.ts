@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { fingerprintDer } from '../../pki/index.js';
+import { fingerprintDer, rememberPeerCertificate } from '../../pki/index.js';
 import type { Pin, PinRegistry } from '../pins/pin-registry.js';
 import type { ControllerMetrics, TlsRefusalReason } from './metrics.js';
 
@@ -54,7 +54,10 @@ export function watchTlsRefusals(server: TlsServer, onRefused: (refusal: TlsRefu
     socket.removeAllListeners('keylog');
     socket.prependOnceListener('secure', () => {
       const certificate = socket.getPeerX509Certificate();
-      if (certificate) presented.set(socket, certificate);
+      if (!certificate) return;
+      presented.set(socket, certificate);
+      // Read once per connection: the identity of an authorized socket is taken from it.
+      rememberPeerCertificate(socket, certificate);
     });
   };
   const onClientError = (_err: Error, socket: TLSSocket): void => {

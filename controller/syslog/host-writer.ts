@@ -18,9 +18,10 @@ export interface IngestItem {
   settle(error: Error | undefined): void;
 }
 
+/** A host's view of the ingest store, as its connections use it. */
 export interface HostWriter {
   readonly hostId: string;
-  /** True after an I/O failure: every item is refused; reopen to recover from the last commit. */
+  /** True after an I/O failure: every item is refused; the store reopens from the last commit. */
   readonly failed: boolean;
   /** Position of a stream including queued items: what the next batch is deduplicated against. */
   appliedPosition(streamId: string): number;
@@ -30,18 +31,11 @@ export interface HostWriter {
   findByKey(key: string): { readonly streamId: string; readonly position: number } | undefined;
   /** Queues an item; it settles after the group commit that includes it. */
   append(item: IngestItem): void;
-  /** Commits what is queued, then closes the files. Idempotent. */
-  close(): Promise<void>;
+  /** The connection that acquired this writer is done with it (once per acquire). */
+  release(): void;
 }
 
-export interface HostWriterOptions {
-  readonly logDir: string;
-  readonly hostId: string;
-  readonly log: Logger;
-  readonly clock: () => number;
-}
-
-/** An item appended after `close()` began (CORRAL_ERR_CLOSED). */
+/** An item appended after the store began to close (CORRAL_ERR_CLOSED). */
 export class IngestClosedError extends ControllerError {
   override readonly name: string = 'IngestClosedError';
 
@@ -51,211 +45,322 @@ export class IngestClosedError extends ControllerError {
 }
 
 /** `e` when it is an Error, else a CORRAL_ERR_WRITE_FAILED carrying it. */
-function writeFailure(e: unknown, file: string): Error {
+export function writeFailure(e: unknown, file: string): Error {
   return e instanceof Error
     ? e
     : new ControllerError(ControllerErrorCode.WRITE_FAILED, `${file}: ${String(e)}`, { cause: e, file });
 }
 
-/** Groups written but not yet committed; more waits for the disk instead of queueing memory. */
-const MAX_GROUPS_IN_FLIGHT = 2;
-
-interface Group {
+/** What one host brings to a group commit. */
+export interface HostPart {
+  readonly host: HostIngest;
   readonly items: readonly IngestItem[];
-  /** False for a group of items that only wait for the commits before them. */
-  readonly changed: boolean;
-  readonly endBytes: number;
+  /** The lines, written at `offset` of the host's ingest file. */
+  readonly buffers: readonly Buffer[];
+  readonly bytes: number;
+  readonly offset: number;
+  /** Streams this part moves: what the journal records for it. */
+  readonly moved: ReadonlyMap<string, StreamPosition>;
+  /** Every stream's position once the part is committed. */
   readonly streams: ReadonlyMap<string, StreamPosition>;
+  /** False for a part whose items only wait for the commits before them. */
+  readonly changed: boolean;
+}
+
+interface Queued {
+  readonly item: IngestItem;
+  readonly bytes: number;
+}
+
+export interface HostIngestOptions {
+  readonly logDir: string;
+  readonly hostId: string;
+  readonly log: Logger;
+  readonly clock: () => number;
+  /** Told when the host has items queued and how many bytes they added. */
+  readonly queued: (host: HostIngest, bytes: number) => void;
+  /** Told when a connection releases the host. */
+  readonly released: (host: HostIngest) => void;
 }
 
 /**
- * Appends to `<logDir>/<hostId>.log` in group commits: a group's lines are written at the
- * end of the file, the file is fdatasynced, then the state file records the new length and
- * stream positions, and only then do the group's items settle. Writing the next group
- * overlaps with the previous group's syncs. On open, bytes beyond the last committed length
- * (a commit cut short by a crash) are truncated, so the state and the file always agree.
+ * One host's ingest file, `<logDir>/<hostId>.log`, and its checkpoint `<hostId>.state`, as
+ * the ingest store (ingest-store.ts) drives them: items queue here, the store takes them into
+ * group commits across hosts (`take`, `write`, then `committed` once the journal is synced),
+ * and checkpoints the file and its positions (`checkpoint`) before the journal is reused.
+ * On open, bytes beyond the checkpointed length (a commit cut short by a crash, that recovery
+ * did not replay) are truncated, so the state and the file always agree.
  */
-export async function openHostWriter(options: HostWriterOptions): Promise<HostWriter> {
-  const { logDir, hostId, clock } = options;
-  const log = options.log.child({ hostId });
-  const logPath = join(logDir, `${hostId}.log`);
-  const opened = await IngestStateFile.open(join(logDir, `${hostId}.state`));
-  const { file: stateFile, state } = opened;
-  let fh: FileHandle;
-  let committedBytes: number;
-  try {
-    fh = await open(logPath, constants.O_WRONLY | constants.O_CREAT, 0o640);
-    const { size } = await fh.stat();
-    // An empty state file that existed before: lines were written, but no commit attempted.
-    const committedLength = state?.logBytes ?? (opened.existed && opened.fresh ? 0 : size);
-    committedBytes = size;
-    if (size > committedLength) {
-      await fh.truncate(committedLength);
-      await fh.datasync();
-      log.warn({ discardedBytes: size - committedLength }, 'uncommitted ingest tail discarded');
-      committedBytes = committedLength;
-    } else if (size < committedLength) {
-      log.warn(
-        { expectedBytes: committedLength, size },
-        'ingest file shorter than its state; appending at its end',
-      );
-    } else if (!state && size > 0) {
-      log.warn(
-        { size },
-        'ingest file has no intact commit record; keeping it whole, stream positions start afresh',
-      );
-    }
-  } catch (e: unknown) {
-    await stateFile.close();
-    throw e;
+export class HostIngest implements HostWriter {
+  readonly hostId: string;
+  /** Connections using this host. */
+  refs = 0;
+  /** Journals (by index) holding commits of this host that its state file does not. */
+  readonly journals = new Set<number>();
+  private readonly log: Logger;
+  private readonly clock: () => number;
+  private readonly queuedFn: HostIngestOptions['queued'];
+  private readonly releasedFn: HostIngestOptions['released'];
+  private queue: Queued[] = [];
+  private queuedBytesValue = 0;
+  private inFlight = 0;
+  private failure: Error | undefined;
+  private closing = false;
+  private readonly applied = new Map<string, number>();
+  /** Positions as of the last part taken (ahead of `committed` while parts are in flight). */
+  private readonly written: Map<string, StreamPosition>;
+  private writtenBytes: number;
+  private stateTurn: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    options: HostIngestOptions,
+    private readonly fh: FileHandle,
+    private readonly stateFile: IngestStateFile,
+    private readonly logPath: string,
+    private committedBytes: number,
+    private readonly committedStreams: Map<string, StreamPosition>,
+  ) {
+    this.hostId = options.hostId;
+    this.log = options.log;
+    this.clock = options.clock;
+    this.queuedFn = options.queued;
+    this.releasedFn = options.released;
+    this.written = new Map(committedStreams);
+    this.writtenBytes = committedBytes;
   }
 
-  const committed = new Map<string, StreamPosition>(Object.entries(state?.streams ?? {}));
-  /** Positions as of the last group written (ahead of `committed` while groups are in flight). */
-  const written = new Map<string, StreamPosition>(committed);
-  const applied = new Map<string, number>();
-  let writtenBytes = committedBytes;
-  let queue: IngestItem[] = [];
-  let groupsInFlight = 0;
-  let writing: Promise<void> | undefined;
-  let syncing: Promise<void> = Promise.resolve();
-  let failure: Error | undefined;
-  let closed: Promise<void> | undefined;
-  let groupDone: (() => void) | undefined;
-
-  function fail(error: Error, items: readonly IngestItem[]): void {
-    if (!failure) log.error({ err: error }, 'ingest commit failed; the writer stops and will reopen');
-    failure ??= error;
-    const pending = [...items, ...queue];
-    queue = [];
-    applied.clear();
-    for (const item of pending) item.settle(failure);
-  }
-
-  async function commitGroup(group: Group): Promise<void> {
-    if (failure) return fail(failure, group.items);
+  static async open(options: HostIngestOptions): Promise<HostIngest> {
+    const { logDir, hostId } = options;
+    const log = options.log.child({ hostId });
+    const logPath = join(logDir, `${hostId}.log`);
+    const opened = await IngestStateFile.open(join(logDir, `${hostId}.state`));
+    const { file: stateFile, state } = opened;
+    let fh: FileHandle | undefined;
     try {
-      if (group.changed) {
+      fh = await open(logPath, constants.O_WRONLY | constants.O_CREAT, 0o640);
+      const { size } = await fh.stat();
+      // An empty state file that existed before: lines were written, but no commit attempted.
+      const committedLength = state?.logBytes ?? (opened.existed && opened.fresh ? 0 : size);
+      let committedBytes = size;
+      if (size > committedLength) {
+        await fh.truncate(committedLength);
         await fh.datasync();
-        await stateFile.write(group.endBytes, group.streams);
+        log.warn({ discardedBytes: size - committedLength }, 'uncommitted ingest tail discarded');
+        committedBytes = committedLength;
+      } else if (size < committedLength) {
+        log.warn(
+          { expectedBytes: committedLength, size },
+          'ingest file shorter than its state; appending at its end',
+        );
+      } else if (!state && size > 0) {
+        log.warn(
+          { size },
+          'ingest file has no intact commit record; keeping it whole, stream positions start afresh',
+        );
       }
+      const committed = new Map<string, StreamPosition>(Object.entries(state?.streams ?? {}));
+      return new HostIngest({ ...options, log }, fh, stateFile, logPath, committedBytes, committed);
     } catch (e: unknown) {
-      return fail(writeFailure(e, logPath), group.items);
-    }
-    committedBytes = group.endBytes;
-    committed.clear();
-    for (const [id, p] of group.streams) committed.set(id, p);
-    for (const [id, position] of applied) {
-      if ((committed.get(id)?.position ?? 0) >= position) applied.delete(id);
-    }
-    for (const item of group.items) item.settle(undefined);
-  }
-
-  async function writeLoop(): Promise<void> {
-    while (queue.length > 0 && !failure) {
-      while (groupsInFlight >= MAX_GROUPS_IN_FLIGHT) {
-        await new Promise<void>((resolve) => (groupDone = resolve));
-      }
-      const items = queue;
-      queue = [];
-      const buffers: Buffer[] = [];
-      let bytes = 0;
-      const now = clock();
-      let moved = false;
-      for (const item of items) {
-        for (const buf of item.data ?? []) {
-          if (buf.length === 0) continue;
-          buffers.push(buf);
-          bytes += buf.length;
-        }
-        const s = item.stream;
-        const before = s && written.get(s.id);
-        if (s && (!before || s.position > before.position || (s.key !== undefined && s.key !== before.key))) {
-          const key = s.key ?? before?.key;
-          written.set(s.id, {
-            position: Math.max(s.position, before?.position ?? 0),
-            updatedAtMs: now,
-            ...(key === undefined ? {} : { key }),
-          });
-          moved = true;
-        }
-      }
-      try {
-        if (bytes > 0) {
-          const { bytesWritten } = await fh.writev(buffers, writtenBytes);
-          if (bytesWritten !== bytes)
-            throw new ControllerError(
-              ControllerErrorCode.WRITE_FAILED,
-              `short write to ${logPath}: ${bytesWritten} of ${bytes} bytes`,
-              { file: logPath },
-            );
-        }
-      } catch (e: unknown) {
-        fail(writeFailure(e, logPath), items);
-        return;
-      }
-      writtenBytes += bytes;
-      pruneStreams(written);
-      const group: Group = {
-        items,
-        changed: bytes > 0 || moved,
-        endBytes: writtenBytes,
-        streams: new Map(written),
-      };
-      groupsInFlight++;
-      syncing = syncing
-        .then(() => commitGroup(group))
-        .finally(() => {
-          groupsInFlight--;
-          groupDone?.();
-          groupDone = undefined;
-        });
+      await fh?.close();
+      await stateFile.close();
+      throw e;
     }
   }
 
-  function kick(): void {
-    if (writing) return;
-    writing = writeLoop().finally(() => {
-      writing = undefined;
-      if (queue.length > 0 && !failure) kick();
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  get queuedBytes(): number {
+    return this.queuedBytesValue;
+  }
+
+  get hasQueued(): boolean {
+    return this.queue.length > 0;
+  }
+
+  /** Nothing queued and nothing in a commit not yet settled. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.inFlight === 0;
+  }
+
+  appliedPosition(id: string): number {
+    return this.applied.get(id) ?? this.committedStreams.get(id)?.position ?? 0;
+  }
+
+  committedPosition(id: string): number {
+    return this.committedStreams.get(id)?.position ?? 0;
+  }
+
+  findByKey(key: string): { streamId: string; position: number } | undefined {
+    let found: { streamId: string; position: number } | undefined;
+    for (const [streamId, p] of this.committedStreams) {
+      if (p.key !== key) continue;
+      if (found) return undefined;
+      found = { streamId, position: p.position };
+    }
+    return found;
+  }
+
+  append(item: IngestItem): void {
+    if (this.failure) return item.settle(this.failure);
+    if (this.closing) return item.settle(new IngestClosedError(`ingest for host ${this.hostId} is closed`));
+    if (item.stream && item.stream.position > this.appliedPosition(item.stream.id)) {
+      this.applied.set(item.stream.id, item.stream.position);
+    }
+    let bytes = 0;
+    for (const buf of item.data ?? []) bytes += buf.length;
+    this.queue.push({ item, bytes });
+    this.queuedBytesValue += bytes;
+    this.queuedFn(this, bytes);
+  }
+
+  release(): void {
+    this.releasedFn(this);
+  }
+
+  /**
+   * Takes queued items, whole and in order, into a part of the next group commit: the first
+   * one if it fits `room`, then more while the part stays within `share` bytes of lines.
+   * Undefined when not even the first fits.
+   */
+  take(share: number, room: number): HostPart | undefined {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length) {
+      const next = (this.queue[n] as Queued).bytes;
+      if (n === 0 ? next > room : bytes + next > Math.min(share, room)) break;
+      bytes += next;
+      n++;
+    }
+    if (n === 0) return undefined;
+    const taken = this.queue.splice(0, n);
+    this.queuedBytesValue -= bytes;
+    const buffers: Buffer[] = [];
+    const moved = new Map<string, StreamPosition>();
+    const now = this.clock();
+    for (const { item } of taken) {
+      for (const buf of item.data ?? []) if (buf.length > 0) buffers.push(buf);
+      const s = item.stream;
+      const before = s && this.written.get(s.id);
+      if (s && (!before || s.position > before.position || (s.key !== undefined && s.key !== before.key))) {
+        const key = s.key ?? before?.key;
+        const p: StreamPosition = {
+          position: Math.max(s.position, before?.position ?? 0),
+          updatedAtMs: now,
+          ...(key === undefined ? {} : { key }),
+        };
+        this.written.set(s.id, p);
+        moved.set(s.id, p);
+      }
+    }
+    const offset = this.writtenBytes;
+    this.writtenBytes += bytes;
+    pruneStreams(this.written);
+    this.inFlight++;
+    return {
+      host: this,
+      items: taken.map((q) => q.item),
+      buffers,
+      bytes,
+      offset,
+      moved,
+      streams: new Map(this.written),
+      changed: bytes > 0 || moved.size > 0,
+    };
+  }
+
+  /** Writes a part's lines where they belong in the ingest file (not yet durable). */
+  async write(part: HostPart): Promise<void> {
+    if (part.bytes === 0) return;
+    const { bytesWritten } = await this.fh.writev(part.buffers as Buffer[], part.offset);
+    if (bytesWritten !== part.bytes) {
+      throw new ControllerError(
+        ControllerErrorCode.WRITE_FAILED,
+        `short write to ${this.logPath}: ${bytesWritten} of ${part.bytes} bytes`,
+        { file: this.logPath },
+      );
+    }
+  }
+
+  /**
+   * The part is durable: its journal record is synced into journal `journal` (or, for
+   * `undefined`, `persist` made it so); its positions become the committed ones and its
+   * items settle.
+   */
+  committed(part: HostPart, journal: number | undefined): void {
+    this.inFlight--;
+    if (journal !== undefined && part.changed) this.journals.add(journal);
+    this.apply(part);
+    for (const item of part.items) item.settle(undefined);
+  }
+
+  private apply(part: HostPart): void {
+    if (!part.changed || part.offset + part.bytes < this.committedBytes) return;
+    this.committedBytes = part.offset + part.bytes;
+    this.committedStreams.clear();
+    for (const [id, p] of part.streams) this.committedStreams.set(id, p);
+    for (const [id, position] of this.applied) {
+      if ((this.committedStreams.get(id)?.position ?? 0) >= position) this.applied.delete(id);
+    }
+  }
+
+  /** Refuses everything from now on: queued items (and those of `parts`) settle with `error`. */
+  fail(error: Error, parts: readonly HostPart[] = []): void {
+    this.failure ??= error;
+    const pending = [...parts.flatMap((p) => p.items), ...this.queue.map((q) => q.item)];
+    this.inFlight -= parts.length;
+    this.queue = [];
+    this.queuedBytesValue = 0;
+    this.applied.clear();
+    for (const item of pending) item.settle(this.failure);
+  }
+
+  /**
+   * Makes what is committed durable on its own: fdatasync of the ingest file, then the state
+   * file records its length and positions. Returns the fdatasync calls made (two).
+   */
+  checkpoint(): Promise<number> {
+    return this.inStateTurn(async () => {
+      const bytes = this.committedBytes;
+      const streams = new Map(this.committedStreams);
+      await this.fh.datasync();
+      await this.stateFile.write(bytes, streams);
+      return 2;
     });
   }
 
-  const appliedPosition = (id: string): number => applied.get(id) ?? committed.get(id)?.position ?? 0;
+  /**
+   * Commits a part without the journal, once its lines are written: fdatasync of the ingest
+   * file, then its state records the part's end (the journal's records of this host are then
+   * covered too). The caller then calls `committed(part, undefined)`. Returns the fdatasyncs.
+   */
+  persist(part: HostPart): Promise<number> {
+    return this.inStateTurn(async () => {
+      this.apply(part);
+      await this.fh.datasync();
+      await this.stateFile.write(this.committedBytes, new Map(this.committedStreams));
+      return 2;
+    });
+  }
 
-  return {
-    hostId,
-    get failed() {
-      return failure !== undefined;
-    },
-    appliedPosition,
-    committedPosition: (id) => committed.get(id)?.position ?? 0,
-    findByKey(key) {
-      let found: { streamId: string; position: number } | undefined;
-      for (const [streamId, p] of committed) {
-        if (p.key !== key) continue;
-        if (found) return undefined;
-        found = { streamId, position: p.position };
-      }
-      return found;
-    },
-    append(item) {
-      if (closed) return item.settle(new IngestClosedError(`ingest for host ${hostId} is closed`));
-      if (failure) return item.settle(failure);
-      if (item.stream && item.stream.position > appliedPosition(item.stream.id)) {
-        applied.set(item.stream.id, item.stream.position);
-      }
-      queue.push(item);
-      kick();
-    },
-    close() {
-      closed ??= (async () => {
-        while (writing) await writing;
-        await syncing;
-        await fh.close();
-        await stateFile.close();
-      })();
-      return closed;
-    },
-  };
+  /** State writes one at a time, each from the positions committed when its turn comes. */
+  private inStateTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.stateTurn.then(fn);
+    this.stateTurn = run.then(
+      () => undefined,
+      () => undefined /* the caller gets the error; the next write still runs */,
+    );
+    return run;
+  }
+
+  /** Refuses new items; the store closes the files once the host is idle. */
+  beginClose(): void {
+    this.closing = true;
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+    await this.stateFile.close();
+  }
 }

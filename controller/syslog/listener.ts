@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -10,12 +9,19 @@ import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../../protocol/syslog-frame.js';
 import { SyslogConnection, type ConnectionEvents } from './connection.js';
 import type { PinLookup, PinnedHost } from './pin-lookup.js';
 import { CloseReason, RefuseReason, WARN_CLOSE_REASONS } from './reasons.js';
-import { createWriterPool } from './writer-pool.js';
+import type { HostWriter } from './host-writer.js';
+import { zeroCounters } from './ingest-recovery.js';
+import { openIngestStore, type IngestStore } from './ingest-store.js';
 
 export const DEFAULT_SYSLOG_MAX_CONNECTIONS_PER_HOST = 8;
 export const DEFAULT_SYSLOG_MAX_CONNECTIONS = 4096;
 export const DEFAULT_SYSLOG_IDLE_TIMEOUT_MS = 10 * 60_000;
 export const DEFAULT_SYSLOG_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * Connections the kernel queues before they are accepted (capped by net.core.somaxconn): a
+ * fleet's forwarders reconnect at once after a restart, and Node's default of 511 overflows.
+ */
+export const SYSLOG_LISTEN_BACKLOG = 4096;
 /** Bytes a connection may have queued for the disk before its socket stops being read. */
 export const DEFAULT_SYSLOG_MAX_PENDING_BYTES = 8 * 1024 * 1024;
 /** Worker forwarders (and standard senders on workers) present the agent certificate. */
@@ -37,6 +43,10 @@ export interface SyslogListenerOptions {
   readonly handshakeTimeoutMs?: number;
   readonly maxPendingBytes?: number;
   readonly clock?: () => number;
+  /** Group commits across hosts (ingest-store.ts): gathering time, size limit, journal file size. */
+  readonly commitWindowMs?: number | undefined;
+  readonly maxGroupBytes?: number | undefined;
+  readonly journalBytes?: number | undefined;
 }
 
 export interface SyslogListenerStats {
@@ -54,6 +64,14 @@ export interface SyslogListenerStats {
    */
   readonly generationsLost: number;
   readonly bytesLost: number;
+  /** Group commits made durable: one journal fdatasync each, whatever the number of hosts in it. */
+  readonly commits: number;
+  /** Every fdatasync of the ingest: commits, checkpoints of host files and states, recovery. */
+  readonly fdatasyncs: number;
+  /** Journal files checkpointed and reused. */
+  readonly checkpoints: number;
+  /** Times commits waited for a checkpoint (the other journal file filled up first). */
+  readonly checkpointWaits: number;
 }
 
 export interface SyslogListener {
@@ -86,14 +104,38 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
   const maxPendingBytes = options.maxPendingBytes ?? DEFAULT_SYSLOG_MAX_PENDING_BYTES;
   const roles = options.roles ?? DEFAULT_SYSLOG_SENDER_ROLES;
 
-  const writers = createWriterPool({ logDir: options.logDir, log, clock });
+  const counters = zeroCounters();
+  let store: Promise<IngestStore> | undefined;
+  /** The ingest store, opened (recovering the journal) on first use and again after a failure. */
+  async function ingest(): Promise<IngestStore> {
+    for (;;) {
+      const current = (store ??= openIngestStore({
+        logDir: options.logDir,
+        log,
+        clock,
+        counters,
+        commitWindowMs: options.commitWindowMs,
+        maxGroupBytes: options.maxGroupBytes,
+        journalBytes: options.journalBytes,
+      }));
+      let opened: IngestStore;
+      try {
+        opened = await current;
+      } catch (e: unknown) {
+        if (store === current) store = undefined;
+        throw e;
+      }
+      if (!opened.failed) return opened;
+      if (store === current) store = undefined;
+      await opened.close();
+    }
+  }
   const byHost = new Map<string, Set<TLSSocket>>();
   const connections = new Map<TLSSocket, SyslogConnection>();
   const streams = new Map<string, SyslogConnection>();
   const refused = zeroCounts(RefuseReason);
   const closedCounts = zeroCounts(CloseReason);
   const totals = { accepted: 0, lines: 0, bytes: 0, duplicates: 0, generationsLost: 0, bytesLost: 0 };
-  let dirReady: Promise<unknown> | undefined;
   let closing: Promise<void> | undefined;
 
   const server: Server = createServer({
@@ -163,14 +205,13 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
     set?.delete(socket);
     if (set?.size === 0) byHost.delete(hostId);
     const conn = connections.get(socket);
-    if (conn && connections.delete(socket)) writers.release(conn.writer);
+    if (conn && connections.delete(socket)) conn.writer.release();
   }
 
   async function attach(socket: TLSSocket, host: PinnedHost): Promise<void> {
-    let writer;
+    let writer: HostWriter;
     try {
-      await (dirReady ??= mkdir(options.logDir, { recursive: true, mode: 0o750 }));
-      writer = await writers.acquire(host.hostId);
+      writer = await (await ingest()).acquire(host.hostId);
     } catch (e: unknown) {
       log.error({ err: e, hostId: host.hostId }, 'syslog ingest file unavailable');
       untrack(socket, host.hostId);
@@ -178,7 +219,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
       return;
     }
     if (socket.destroyed || closing) {
-      writers.release(writer);
+      writer.release();
       untrack(socket, host.hostId);
       return;
     }
@@ -271,16 +312,23 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
       for (const hostId of [...byHost.keys()]) dropHost(hostId, CloseReason.LISTENER_CLOSING);
       for (const socket of sockets) socket.destroy();
       await stopped;
-      await writers.closeAll();
+      const current = store;
+      store = undefined;
+      await current?.then(
+        (s) => s.close(),
+        () => undefined /* never opened: nothing to commit */,
+      );
     })();
     return closing;
   }
 
   return {
     async listen(host, port) {
+      // Recovery runs before the first connection; a failure here is retried on connect.
+      await ingest().catch((e: unknown) => log.error({ err: e }, 'syslog ingest unavailable'));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ host, port }, () => {
+        server.listen({ host, port, backlog: SYSLOG_LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           resolve();
         });
@@ -303,6 +351,10 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         linesDuplicate: totals.duplicates,
         generationsLost: totals.generationsLost,
         bytesLost: totals.bytesLost,
+        commits: counters.commits,
+        fdatasyncs: counters.fdatasyncs,
+        checkpoints: counters.checkpoints,
+        checkpointWaits: counters.checkpointWaits,
       };
     },
     close,

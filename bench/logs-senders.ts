@@ -1,0 +1,531 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import type { SyslogListenerStats } from '../controller/syslog/index.js';
+import {
+  createForwarder,
+  openPositionStore,
+  type Forwarder,
+  type PositionStore,
+} from '../forwarder/index.js';
+import { logLine, makePki, tempDir, type HostIdentity, type TestPki } from '../test/logs-fixtures.js';
+import { processCpuMs, processRssBytes } from './lib/heartbeat-load.js';
+import { ROOT } from './lib/controller-process.js';
+import { fmt, median } from './lib/stats.js';
+
+/**
+ * `npm run bench -- logs --senders N [--rate R] [--seconds S] [--lines L] [--rounds K]`: the
+ * syslog listener with many sending hosts, beside one sending host, in the same run.
+ *
+ * The listener runs alone in a child process (its CPU is its own); the senders are real
+ * `createForwarder` instances (corral mode, default poll interval and window), one per host,
+ * each with its own certificate, position database and source file, in this process. Two
+ * phases per sender count:
+ *  - *rate*: lines are appended to the sources at R lines/s in total (default 100,000), split
+ *    evenly; after a warm-up, S seconds (default 10) are measured: lines/s ingested, the
+ *    listener's fdatasync calls per second (its own count), and the listener's CPU in cores.
+ *  - *backlog*: the forwarders are stopped, L lines (default 2,000,000, split evenly) are
+ *    appended, and all are started at once; mid-transfer (from 10% to 60% of the backlog, or
+ *    until the first host is done) the aggregate lines/s and Jain's fairness index of the
+ *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone).
+ * After each phase every host's ingest file is compared with its source (length and SHA-256):
+ * every line exactly once, in order. `--rounds K` repeats the whole run and prints medians.
+ */
+const LINE_BYTES = 200;
+const WARMUP_MS = 3_000;
+const TICK_MS = 100;
+const SAMPLE_MS = 200;
+const DRAIN_TIMEOUT_MS = 5 * 60_000;
+const START_TIMEOUT_MS = 60_000;
+
+interface Options {
+  readonly senders: number;
+  readonly rate: number;
+  readonly seconds: number;
+  readonly lines: number;
+  readonly rounds: number;
+  /** Another build's dist/ whose listener runs beside this one, for a before/after in one run. */
+  readonly baseline: string | undefined;
+  /** Print the listener's counters every second of the backlog phase. */
+  readonly timeline: boolean;
+}
+
+function numberArg(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(name);
+  if (i === -1) return fallback;
+  const n = Number(args[i + 1]);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} needs a positive integer`);
+  return n;
+}
+
+export function sendersOptions(args: string[]): Options {
+  return {
+    senders: numberArg(args, '--senders', 200),
+    rate: numberArg(args, '--rate', 100_000),
+    seconds: numberArg(args, '--seconds', 10),
+    lines: numberArg(args, '--lines', 2_000_000),
+    rounds: numberArg(args, '--rounds', 1),
+    baseline: args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined,
+    timeline: args.includes('--timeline'),
+  };
+}
+
+/** The listener child: its pid, stats on request, and a clean stop. */
+interface ListenerChild {
+  readonly process: ChildProcess;
+  readonly port: number;
+  stats(): Promise<SyslogListenerStats>;
+  stop(): Promise<void>;
+}
+
+async function startListenerChild(
+  dist: string,
+  pki: TestPki,
+  hosts: readonly HostIdentity[],
+  dir: string,
+  logDir: string,
+): Promise<ListenerChild> {
+  const config = join(dir, 'listener.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      tls: { caPem: pki.controller.caPem, certPem: pki.controller.certPem, keyPem: pki.controller.keyPem },
+      logDir,
+      pins: hosts.map((h) => ({ fingerprint: h.fingerprint, hostId: h.hostId, hostName: h.hostName })),
+    }),
+    { mode: 0o600 },
+  );
+  const child = spawn(process.execPath, [join(dist, 'bench', 'lib', 'logs-listener-child.js'), config], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines: Interface = createInterface({ input: child.stdout });
+  const waiting: ((line: string) => void)[] = [];
+  let port = 0;
+  const listening = new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`listener child exited ${code} before listening`)));
+    lines.on('line', (line) => {
+      const m = /^listening (\d+)$/.exec(line);
+      if (m) {
+        port = Number(m[1]);
+        resolve();
+      } else waiting.shift()?.(line);
+    });
+  });
+  await listening;
+  return {
+    process: child,
+    port,
+    async stats() {
+      const answer = new Promise<string>((resolve) => waiting.push(resolve));
+      child.stdin.write('stats\n');
+      return JSON.parse(await answer) as SyslogListenerStats;
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+interface Sender {
+  readonly host: HostIdentity;
+  readonly source: string;
+  readonly ingest: string;
+  readonly store: PositionStore;
+  fh: FileHandle;
+  written: number;
+  forwarder?: Forwarder;
+  stop?: () => Promise<void>;
+}
+
+function startForwarder(sender: Sender, port: number): void {
+  const forwarder = createForwarder({
+    tls: sender.host,
+    controller: { host: '127.0.0.1', port },
+    files: [sender.source],
+    mode: 'corral',
+    store: sender.store,
+    log: pino({ level: 'silent' }),
+  });
+  const ac = new AbortController();
+  const running = forwarder.run(ac.signal);
+  sender.forwarder = forwarder;
+  sender.stop = async () => {
+    ac.abort();
+    await running;
+    await forwarder.close();
+  };
+}
+
+/** One line (LF included) per host as a template; only its 9-digit sequence number changes. */
+const templates = new Map<string, { line: Buffer; seqAt: number }>();
+
+function templateFor(hostName: string): { line: Buffer; seqAt: number } {
+  let t = templates.get(hostName);
+  if (!t) {
+    const line = Buffer.from(`${logLine(0, LINE_BYTES, hostName)}\n`, 'latin1');
+    t = { line, seqAt: line.indexOf(' seq=') + 5 };
+    templates.set(hostName, t);
+  }
+  return t;
+}
+
+/** Appends `count` lines (logLine's, numbered on from what was written) to a sender's source. */
+async function appendTo(sender: Sender, count: number): Promise<void> {
+  const { line, seqAt } = templateFor(sender.host.hostName);
+  const out = Buffer.allocUnsafe(count * line.length);
+  for (let i = 0; i < count; i++) {
+    const at = i * line.length;
+    line.copy(out, at);
+    let seq = sender.written + i;
+    for (let d = 8; d >= 0; d--) {
+      out[at + seqAt + d] = 0x30 + (seq % 10);
+      seq = Math.floor(seq / 10);
+    }
+  }
+  sender.written += count;
+  await sender.fh.write(out);
+}
+
+async function sizeOf(path: string): Promise<number> {
+  return stat(path).then(
+    (s) => s.size,
+    () => 0,
+  );
+}
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Waits until every ingest file is as long as its source; false on the timeout. */
+async function drained(senders: readonly Sender[]): Promise<boolean> {
+  const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+  for (;;) {
+    const sizes = await Promise.all(
+      senders.map(async (s) => [await sizeOf(s.ingest), await sizeOf(s.source)]),
+    );
+    if (sizes.every(([a, b]) => a === b)) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+}
+
+/** How many hosts' ingest files are not their source exactly (length and SHA-256). */
+async function inexact(senders: readonly Sender[]): Promise<number> {
+  let bad = 0;
+  for (const s of senders) {
+    if ((await sizeOf(s.ingest)) !== (await sizeOf(s.source))) bad++;
+    else if ((await sha256(s.ingest)) !== (await sha256(s.source))) bad++;
+  }
+  return bad;
+}
+
+/** Jain's fairness index of `xs`: 1 for equal shares, 1/n when one takes all. */
+export function jainIndex(xs: readonly number[]): number {
+  const sum = xs.reduce((a, b) => a + b, 0);
+  const squares = xs.reduce((a, b) => a + b * b, 0);
+  return squares === 0 ? Number.NaN : (sum * sum) / (xs.length * squares);
+}
+
+interface Window {
+  readonly seconds: number;
+  readonly lines: number;
+  readonly fdatasyncs: number;
+  readonly listenerCpuMs: number;
+  readonly benchCpuMs: number;
+}
+
+/** Listener stats, listener CPU and this process's CPU now, to subtract two of. */
+async function mark(listener: ListenerChild) {
+  const stats = await listener.stats();
+  const cpu = process.cpuUsage();
+  return {
+    at: performance.now(),
+    lines: stats.linesIngested,
+    fdatasyncs: (stats as { fdatasyncs?: number }).fdatasyncs ?? Number.NaN,
+    listenerCpuMs: await processCpuMs(listener.process.pid ?? 0),
+    benchCpuMs: (cpu.user + cpu.system) / 1000,
+  };
+}
+
+function between(a: Awaited<ReturnType<typeof mark>>, b: Awaited<ReturnType<typeof mark>>): Window {
+  return {
+    seconds: (b.at - a.at) / 1000,
+    lines: b.lines - a.lines,
+    fdatasyncs: b.fdatasyncs - a.fdatasyncs,
+    listenerCpuMs: b.listenerCpuMs - a.listenerCpuMs,
+    benchCpuMs: b.benchCpuMs - a.benchCpuMs,
+  };
+}
+
+interface Result {
+  readonly senders: number;
+  readonly rate: Window;
+  /** Lines/s appended to the sources in the rate phase's window (what was asked of the senders). */
+  readonly offered: number;
+  /** Hosts whose ingest file is not its source exactly (-1: not checked, the transfer did not end). */
+  readonly rateExact: number;
+  readonly backlog: Window;
+  readonly fairness: number;
+  readonly backlogExact: number;
+  readonly backlogNote: string;
+  readonly listenerRssBytes: number;
+}
+
+async function runOnce(dist: string, pki: TestPki, n: number, options: Options): Promise<Result> {
+  const dir = await tempDir(`bench-logs-${n}`);
+  let listener: ListenerChild | undefined;
+  const senders: Sender[] = [];
+  try {
+    const hosts: HostIdentity[] = [];
+    for (let i = 0; i < n; i++) hosts.push(await pki.host(`s-${String(i).padStart(3, '0')}`));
+    const logDir = join(dir, 'ingest');
+    listener = await startListenerChild(dist, pki, hosts, dir, logDir);
+    for (const host of hosts) {
+      const source = join(dir, `${host.hostId}.src.log`);
+      senders.push({
+        host,
+        source,
+        ingest: join(logDir, `${host.hostId}.log`),
+        store: await openPositionStore(join(dir, `${host.hostId}.positions.db`)),
+        fh: await open(source, 'a'),
+        written: 0,
+      });
+    }
+    // Every forwarder ships one line first, so the measured phases start with all connected.
+    for (const s of senders) await appendTo(s, 1);
+    for (const s of senders) startForwarder(s, listener.port);
+    const started = Date.now();
+    while ((await listener.stats()).linesIngested < n) {
+      if (Date.now() - started > START_TIMEOUT_MS) throw new Error('senders did not connect in time');
+      await sleep(50);
+    }
+
+    // Rate phase: R lines/s in total, appended every TICK_MS, due-based so a late tick catches up.
+    const perSender = options.rate / n;
+    const rateStart = performance.now();
+    const owed = (): number => ((performance.now() - rateStart) / 1000) * perSender;
+    let appending = true;
+    const appender = (async () => {
+      const base = senders.map((s) => s.written);
+      while (appending) {
+        const due = Math.floor(owed());
+        await Promise.all(
+          senders.map(async (s, i) => {
+            const count = due - (s.written - (base[i] ?? 0));
+            if (count > 0) await appendTo(s, count);
+          }),
+        );
+        await sleep(TICK_MS);
+      }
+    })();
+    await sleep(WARMUP_MS);
+    const offeredA = senders.reduce((a, s) => a + s.written, 0);
+    const rateA = await mark(listener);
+    await sleep(options.seconds * 1000);
+    const rateB = await mark(listener);
+    const offered = senders.reduce((a, s) => a + s.written, 0) - offeredA;
+    appending = false;
+    await appender;
+    const rateDrained = await drained(senders);
+    const rateExact = rateDrained ? await inexact(senders) : -1;
+
+    // Backlog phase: stop, append L lines, start every forwarder at once.
+    await Promise.all(senders.map(async (s) => s.stop?.()));
+    const before = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
+    const each = Math.max(1, Math.floor(options.lines / n));
+    for (const s of senders) {
+      for (let done = 0; done < each; done += 10_000) await appendTo(s, Math.min(10_000, each - done));
+    }
+    const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
+    const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
+    for (const s of senders) startForwarder(s, listener.port);
+    const timeline = options.timeline ? printTimeline(listener) : undefined;
+    let startMark: Awaited<ReturnType<typeof mark>> | undefined;
+    let startSizes: number[] = [];
+    let endMark: Awaited<ReturnType<typeof mark>> | undefined;
+    let endSizes: number[] = [];
+    let note = 'from 10% to 60% of the backlog';
+    const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+    let startAt = 0;
+    let endAt = 0;
+    while (!endMark && Date.now() < deadline) {
+      const sampledAt = performance.now();
+      const sizes = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
+      const got = sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
+      const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
+      if (!startMark && got >= backlogBytes * 0.1) {
+        startMark = await mark(listener);
+        startSizes = sizes;
+        startAt = sampledAt;
+      } else if (startMark && (got >= backlogBytes * 0.6 || anyDone)) {
+        endMark = await mark(listener);
+        endSizes = sizes;
+        endAt = sampledAt;
+        if (anyDone && got < backlogBytes * 0.6) {
+          note = `from 10% to ${fmt((100 * got) / backlogBytes, 0)}% of the backlog (a host was done)`;
+        }
+      }
+      await sleep(SAMPLE_MS);
+    }
+    const shares = endSizes.map((size, i) => size - (startSizes[i] ?? 0));
+    const backlogDrained = await drained(senders);
+    timeline?.stop();
+    const listenerRssBytes = await processRssBytes(listener.process.pid ?? 0);
+    const backlogExact = backlogDrained ? await inexact(senders) : -1;
+    const empty: Window = { seconds: Number.NaN, lines: 0, fdatasyncs: 0, listenerCpuMs: 0, benchCpuMs: 0 };
+    return {
+      senders: n,
+      rate: between(rateA, rateB),
+      offered: offered / between(rateA, rateB).seconds,
+      rateExact,
+      // Lines from the ingest files' growth (the fairness shares), not the listener's count
+      // of settled lines, which its stats answer may give late under load.
+      backlog:
+        startMark && endMark
+          ? {
+              ...between(startMark, endMark),
+              lines:
+                (shares.reduce((a, b) => a + b, 0) / (LINE_BYTES + 1)) *
+                ((endMark.at - startMark.at) / (endAt - startAt)),
+            }
+          : empty,
+      fairness: n === 1 ? 1 : jainIndex(shares),
+      backlogExact,
+      backlogNote:
+        startMark && endMark
+          ? `${note}, ${fmt((endMark.at - startMark.at) / 1000, 1)} s`
+          : 'not measured (timed out)',
+      listenerRssBytes,
+    };
+  } finally {
+    await Promise.all(senders.map(async (s) => s.stop?.()));
+    for (const s of senders) {
+      await s.fh.close();
+      await s.store.close();
+    }
+    await listener?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every second: the listener's counters since the second before (diagnosis, `--timeline`). */
+function printTimeline(listener: ListenerChild): { stop(): void } {
+  let previous: SyslogListenerStats | undefined;
+  const timer = setInterval(() => {
+    void listener.stats().then((now) => {
+      if (previous) {
+        const d = (k: keyof SyslogListenerStats): number =>
+          (now[k] as number) - ((previous?.[k] as number) ?? 0);
+        console.log(
+          `  +1s: ${d('linesIngested')} lines, ${d('commits')} commits, ${d('fdatasyncs')} fdatasyncs, ` +
+            `${d('checkpoints')} checkpoints, ${d('checkpointWaits')} checkpoint waits`,
+        );
+      }
+      previous = now;
+    });
+  }, 1000);
+  return { stop: () => clearInterval(timer) };
+}
+
+const perSecond = (count: number, w: Window): number => count / w.seconds;
+const cores = (ms: number, w: Window): number => ms / 1000 / w.seconds;
+
+function line(label: string, w: Window, extra: string): string {
+  return [
+    label.padEnd(34),
+    `${fmt(perSecond(w.lines, w), 0).padStart(8)} lines/s`,
+    `${fmt(perSecond(w.fdatasyncs, w), 0).padStart(6)} fdatasync/s`,
+    `listener ${fmt(cores(w.listenerCpuMs, w), 2)} cores`,
+    `(${fmt((w.listenerCpuMs * 1000) / Math.max(1, w.lines), 2)} µs/line)`,
+    `senders ${fmt(cores(w.benchCpuMs, w), 2)} cores`,
+    extra,
+  ].join('  ');
+}
+
+const exactText = (bad: number): string =>
+  bad === 0 ? 'exactly once: yes' : `exactly once: NO (${bad} hosts)`;
+
+export async function runSenders(args: string[]): Promise<void> {
+  const options = sendersOptions(args);
+  console.log(
+    `logs --senders: ${options.senders} hosts beside 1, each a real forwarder with its own certificate; ` +
+      `rate phase ${options.rate} lines/s in total for ${options.seconds}s after ${WARMUP_MS / 1000}s, ` +
+      `backlog phase ${options.lines} lines`,
+  );
+  console.log(
+    `node ${process.version}, ${cpus().length} cores, load average ${loadavg()
+      .map((l) => fmt(l, 2))
+      .join(' ')} (a shared machine: compare the two rows of one run, not runs)`,
+  );
+  console.log('');
+  const pki = await makePki();
+  const builds = [
+    ...(options.baseline ? [{ name: 'baseline', dist: resolve(options.baseline) }] : []),
+    { name: options.baseline ? 'this build' : '', dist: join(ROOT, 'dist') },
+  ];
+  const results: Result[][] = [];
+  for (let round = 0; round < options.rounds; round++) {
+    for (const build of builds) {
+      const pair: Result[] = [];
+      for (const n of [1, options.senders]) {
+        const r = await runOnce(build.dist, pki, n, options);
+        pair.push(r);
+        const label = `${build.name ? `${build.name}: ` : ''}${n} sender${n === 1 ? '' : 's'}`;
+        console.log(
+          line(`${label}, rate`, r.rate, `(offered ${fmt(r.offered, 0)} lines/s)  ${exactText(r.rateExact)}`),
+        );
+        console.log(
+          line(
+            `${label}, backlog`,
+            r.backlog,
+            `fairness (Jain) ${fmt(r.fairness, 3)}  ${exactText(r.backlogExact)}; ${r.backlogNote}`,
+          ),
+        );
+        console.log(`  listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`);
+      }
+      if (build.dist === join(ROOT, 'dist')) results.push(pair);
+    }
+    console.log('');
+  }
+  if (options.rounds > 1) {
+    const med = (pick: (r: Result) => number, i: number): string =>
+      fmt(median(results.map((pair) => pick(pair[i] as Result))), 2);
+    for (const [i, n] of [1, options.senders].entries()) {
+      console.log(
+        `median of ${options.rounds}, ${n} sender(s): rate ${med((r) => perSecond(r.rate.fdatasyncs, r.rate), i)} fdatasync/s, ` +
+          `${med((r) => cores(r.rate.listenerCpuMs, r.rate), i)} cores; backlog ${med((r) => perSecond(r.backlog.lines, r.backlog), i)} lines/s, ` +
+          `fairness ${med((r) => r.fairness, i)}`,
+      );
+    }
+  }
+  const last = results[results.length - 1];
+  const one = last?.[0];
+  const many = last?.[1];
+  if (one && many) {
+    const ratio = (a: number, b: number): string => fmt(a / b, 2);
+    console.log(
+      `${options.senders} senders against 1, rate phase: fdatasync/s ×${ratio(
+        perSecond(many.rate.fdatasyncs, many.rate),
+        perSecond(one.rate.fdatasyncs, one.rate),
+      )}, listener CPU ×${ratio(cores(many.rate.listenerCpuMs, many.rate), cores(one.rate.listenerCpuMs, one.rate))}`,
+    );
+    console.log(
+      `goal: fairness ≥ 0.90 across ${options.senders} senders: ${many.fairness >= 0.9 ? 'met' : 'NOT met'}`,
+    );
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * The listener's shared ingest journal (controller/syslog/ingest-store.ts) under crashes:
+ * several hosts sending at once, so their batches share group commits; kill -9 of the
+ * listener at random points, with a journal small enough that its files switch and are
+ * checkpointed all the time; and a journal damaged or deleted while the listener is down.
+ */
+import { open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createForwarder, openPositionStore } from '../forwarder/index.js';
+import {
+  appendSlowly,
+  exactlyOnceProblem,
+  killHard,
+  makePki,
+  missingSummary,
+  seededRandom,
+  sequencesIn,
+  spawnListener,
+  tempDir,
+  waitFor,
+  waitForLines,
+  writeLines,
+  type Child,
+  type Cleanups,
+  type HostIdentity,
+} from './logs-fixtures.js';
+
+const cleanups: Cleanups = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+interface Fleet {
+  readonly hosts: readonly HostIdentity[];
+  readonly dir: string;
+  readonly logDir: string;
+  readonly files: readonly string[];
+  readonly ingests: readonly string[];
+  listener: Child & { port: number };
+  restart(): Promise<void>;
+}
+
+/** `count` hosts, a listener child for them all, and an in-process forwarder per host. */
+async function fleet(count: number, journalBytes?: number): Promise<Fleet> {
+  const pki = await makePki();
+  const hosts: HostIdentity[] = [];
+  for (let i = 1; i <= count; i++) hosts.push(await pki.host(`web-${i}`));
+  const dir = await tempDir('logs-journal');
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const logDir = join(dir, 'ingest');
+  const first = await spawnListener(cleanups, pki, hosts, logDir, dir, 0, { journalBytes });
+  const files = hosts.map((h) => join(dir, `${h.hostId}.app.log`));
+  const result: Fleet = {
+    hosts,
+    dir,
+    logDir,
+    files,
+    ingests: hosts.map((h) => join(logDir, `${h.hostId}.log`)),
+    listener: first,
+    async restart() {
+      result.listener = await spawnListener(cleanups, pki, hosts, logDir, dir, first.port, { journalBytes });
+    },
+  };
+  for (const [i, host] of hosts.entries()) {
+    const file = files[i] as string;
+    await writeLines(file, 0, 500);
+    const store = await openPositionStore(join(dir, `${host.hostId}.positions.db`));
+    const forwarder = createForwarder({
+      tls: host,
+      controller: { host: '127.0.0.1', port: first.port },
+      files: [file],
+      mode: 'corral',
+      store,
+      log: pino({ level: 'silent' }),
+      pollIntervalMs: 20,
+      backoffBaseMs: 20,
+      backoffCapMs: 200,
+    });
+    const ac = new AbortController();
+    const running = forwarder.run(ac.signal);
+    cleanups.push(async () => {
+      ac.abort();
+      await running;
+      await forwarder.close();
+      await store.close();
+    });
+  }
+  return result;
+}
+
+const ingestedLines = async (f: Fleet): Promise<number> =>
+  (await Promise.all(f.ingests.map((p) => sequencesIn(p)))).reduce((n, s) => n + s.length, 0);
+
+/** Every line 0..count-1 at least once, first seen in order; how many came twice. */
+function noLossProblem(seqs: readonly number[], count: number): string | undefined {
+  const seen = new Set<number>();
+  const firsts: number[] = [];
+  for (const s of seqs) {
+    if (seen.has(s)) continue;
+    seen.add(s);
+    firsts.push(s);
+  }
+  return exactlyOnceProblem(firsts, count);
+}
+
+describe('ingest journal: exactly once across listener crashes with many hosts', () => {
+  it('4 hosts sending at once, 6 kill -9 of the listener at random points, journal files switching and checkpointed all the while', async () => {
+    const seed = Number(process.env.LOGS_JOURNAL_SEED ?? Date.now() % 1_000_000);
+    const random = seededRandom(seed);
+    const lines = 8000;
+    // A few commits fill a file: switches and checkpoints happen around every kill point.
+    const f = await fleet(4, 64 * 1024);
+    const writing = Promise.all(
+      f.files.map((file) => appendSlowly(file, 500, lines, { perStep: 20, stepMs: 15 })),
+    );
+    let since = 0;
+    for (let k = 0; k < 6; k++) {
+      const flowing = async (): Promise<boolean> => {
+        const now = await ingestedLines(f);
+        return now > since + 400 || now === lines * f.hosts.length;
+      };
+      await waitFor('lines flowing', flowing, 20_000).catch((e: unknown) => {
+        throw new Error(`${String(e)} after kill ${k} (seed ${seed}); listener said: ${f.listener.output()}`);
+      });
+      await sleep(random() * 150);
+      await killHard(f.listener);
+      since = await ingestedLines(f);
+      await f.restart();
+    }
+    await writing;
+    for (const ingest of f.ingests) {
+      const seqs = await waitForLines(ingest, lines);
+      expect(
+        exactlyOnceProblem(seqs, lines),
+        `seed ${seed} (LOGS_JOURNAL_SEED=${seed}): ${ingest}`,
+      ).toBeUndefined();
+    }
+    const journals = (await readdir(f.logDir)).filter((n) => n.startsWith('ingest-journal.'));
+    expect(journals.sort()).toEqual(['ingest-journal.0', 'ingest-journal.1']);
+    // Both files took commits (a file is reused in place, so it keeps the size it reached).
+    for (const name of journals) expect((await stat(join(f.logDir, name))).size).toBeGreaterThan(32 * 1024);
+  }, 120_000);
+});
+
+/** How many records the journal file holds, by their headers' lengths (contents unchecked). */
+async function recordCount(journal: string): Promise<number> {
+  const fh = await open(journal, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    let at = 16;
+    let n = 0;
+    const head = Buffer.alloc(24);
+    while (at + 24 <= size) {
+      await fh.read(head, 0, 24, at);
+      if (head.readUInt32BE(0) !== 0x434c4a52) break;
+      at += 24 + head.readUInt32BE(8) + head.readUInt32BE(12);
+      if (at <= size) n++;
+    }
+    return n;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Kills the listener once group commits of several hosts are in the journal (nothing is
+ * checkpointed yet): at least three records, so that damage to the first is not its tail.
+ */
+async function crashWithJournal(f: Fleet): Promise<string> {
+  const journal = join(f.logDir, 'ingest-journal.0');
+  await waitFor(
+    'group commits in the journal',
+    async () => (await recordCount(journal)) >= 3 && (await ingestedLines(f)) > 1500,
+    30_000,
+  );
+  await killHard(f.listener);
+  return journal;
+}
+
+/** Bytes of the journal file's first record (after the 16-byte file header). */
+async function firstRecord(journal: string): Promise<Buffer> {
+  const fh = await open(journal, 'r');
+  try {
+    const head = Buffer.alloc(24);
+    await fh.read(head, 0, 24, 16);
+    const length = 24 + head.readUInt32BE(8) + head.readUInt32BE(12);
+    const record = Buffer.alloc(length);
+    await fh.read(record, 0, length, 16);
+    return record;
+  } finally {
+    await fh.close();
+  }
+}
+
+describe('ingest journal: damaged or missing while the listener is down', () => {
+  it('a record cut short and garbage at its tail are ignored: nothing lost, nothing twice', async () => {
+    const lines = 4000;
+    const f = await fleet(3);
+    const writing = Promise.all(
+      f.files.map((file) => appendSlowly(file, 500, lines, { perStep: 50, stepMs: 4 })),
+    );
+    const journal = await crashWithJournal(f);
+    const record = await firstRecord(journal);
+    const fh = await open(journal, 'a');
+    await fh.write(
+      Buffer.concat([record.subarray(0, Math.floor(record.length / 2)), Buffer.from('garbage')]),
+    );
+    await fh.close();
+    await f.restart();
+    await writing;
+    for (const ingest of f.ingests) {
+      expect(exactlyOnceProblem(await waitForLines(ingest, lines), lines), ingest).toBeUndefined();
+    }
+  }, 90_000);
+
+  for (const damage of ['both files deleted', 'header overwritten', 'first record damaged'] as const) {
+    it(`${damage}: no line is lost (the ingest files are kept whole), and the log says so`, async () => {
+      const lines = 4000;
+      const f = await fleet(3);
+      const writing = Promise.all(
+        f.files.map((file) => appendSlowly(file, 500, lines, { perStep: 50, stepMs: 4 })),
+      );
+      const journal = await crashWithJournal(f);
+      if (damage === 'both files deleted') {
+        await unlink(journal);
+        await unlink(join(f.logDir, 'ingest-journal.1'));
+      } else {
+        const fh = await open(journal, 'r+');
+        // The header, or one byte inside the first record's lines (a later record still checks out).
+        const at = damage === 'header overwritten' ? 0 : 16 + (await firstRecord(journal)).length - 3;
+        await fh.write(
+          Buffer.from(damage === 'header overwritten' ? 'not a journal!!!' : 'X'),
+          0,
+          undefined,
+          at,
+        );
+        await fh.close();
+      }
+      await f.restart();
+      await writing;
+      for (const ingest of f.ingests) {
+        const seqs = await waitFor(
+          `every line in ${ingest}`,
+          async () => new Set(await sequencesIn(ingest)).size >= lines,
+          45_000,
+        ).then(() => sequencesIn(ingest));
+        expect(noLossProblem(seqs, lines), `${ingest}: ${missingSummary(seqs, lines)}`).toBeUndefined();
+      }
+      const said = f.listener.output();
+      if (damage === 'both files deleted') expect(said).toContain('ingest journal missing or empty');
+      else {
+        expect(said).toContain('put aside');
+        expect((await readdir(f.logDir)).some((n) => n.startsWith('ingest-journal.0.damaged-'))).toBe(true);
+      }
+    }, 90_000);
+  }
+});

@@ -13,6 +13,7 @@ export interface AdminClient {
   readonly url: string;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  delete<T>(path: string): Promise<T>;
   /** Raw text (for /metrics). */
   text(path: string): Promise<string>;
   /** POSTs a raw body (`application/octet-stream`, streamed) and waits up to `timeoutMs`. */
@@ -27,7 +28,7 @@ interface RawBody {
 
 export function createAdminClient(target: { url: string; token: string }): AdminClient {
   async function send(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'DELETE',
     path: string,
     body?: unknown,
     raw?: RawBody,
@@ -72,6 +73,9 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     },
     async post<T>(path: string, body: unknown = {}) {
       return JSON.parse((await send('POST', path, body)).text) as T;
+    },
+    async delete<T>(path: string) {
+      return JSON.parse((await send('DELETE', path)).text) as T;
     },
     async text(path) {
       return (await send('GET', path)).text;

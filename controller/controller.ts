@@ -66,6 +66,11 @@ import { heartbeatRoute } from './routes/worker-heartbeat.js';
 import { renewRoute } from './routes/worker-renew.js';
 import { wipeRoutes } from './routes/worker-wipe.js';
 import type { ControllerIdentity } from './state/load-state.js';
+// fleet events, webhooks and diagnose (issue 15)
+import { createFleetEvents, type FleetEventsOptions } from './events/fleet-events.js';
+import { adminEventRoutes } from './routes/admin-events.js';
+import { adminNotifyRoutes } from './routes/admin-notify.js';
+import { adminDiagnoseRoutes } from './routes/admin-diagnose.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -120,6 +125,8 @@ export interface ControllerOptions {
   readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number };
   /** What a joining worker may claim (default: any address). A bad CIDR throws VALIDATION. */
   readonly joinPolicy?: JoinPolicyOptions;
+  /** Fleet event retention, webhook delivery and liveness sweeps (defaults in controller/events/). */
+  readonly fleetEvents?: FleetEventsOptions;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -162,12 +169,25 @@ export async function createController(options: ControllerOptions): Promise<Cont
   checkEventRetention(retention);
   const budget = createHeartbeatBudget(options.heartbeatBudget ?? DEFAULT_HEARTBEAT_BUDGET, clock);
   const metrics = createMetrics();
+  // fleet events (issue 15)
+  const fleetEvents = createFleetEvents({
+    db,
+    readDb: options.readDb ?? db,
+    clock,
+    log: log.child({ component: 'fleet-events' }),
+    audit,
+    intervalMs,
+    ...(options.fleetEvents && { options: options.fleetEvents }),
+  });
+  metrics.addSource(() => fleetEvents.metricsLines());
+  pins.onRevoked((hostId) => fleetEvents.hostRevoked(hostId));
   const writer: HeartbeatWriter = createHeartbeatWriter({
     db,
     clock,
     log: log.child({ component: 'heartbeats' }),
     retention,
     onEventsPruned: (n) => metrics.eventsPruned(n),
+    observer: fleetEvents.heartbeats, // fleet events (issue 15)
     ...(options.heartbeatFlushMs !== undefined ? { flushMs: options.heartbeatFlushMs } : {}),
   });
   const workerClient = createWorkerClient(identity.client);
@@ -182,6 +202,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     clock,
     log: log.child({ component: 'deploy' }),
     live: () => ({ nowMs: clock.now(), intervalMs }),
+    events: fleetEvents.sink, // fleet events (issue 15)
     ...options.deploy,
   });
   const releaseUpdater = createReleaseUpdater({
@@ -191,11 +212,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
     pins,
     tls: identity.client,
     log: log.child({ component: 'update' }),
+    events: fleetEvents.sink, // fleet events (issue 15)
     ...options.update,
   });
   const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
+  await fleetEvents.start(); // fleet events (issue 15)
   const pruner = startEventPruner({
     db,
     clock,
@@ -220,6 +243,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     controllerClientFingerprint: identity.client.fingerprint,
     advertised: () => ({ controller: endpoints?.worker ?? '127.0.0.1:0', ...advertised }),
     joinPolicy: createJoinPolicy(options.joinPolicy),
+    events: fleetEvents.sink, // fleet events (issue 15)
   });
   const renewal = createRenewal({
     db,
@@ -265,6 +289,10 @@ export async function createController(options: ControllerOptions): Promise<Cont
     void admin.register(adminOpsRoutes, { operations: deployer.operations });
     void admin.register(adminUpdateRoutes, { updater: releaseUpdater, uploadDir });
     void admin.register(adminReleasesRoutes, { updater: releaseUpdater });
+    // fleet events (issue 15)
+    void admin.register(adminEventRoutes, { events: fleetEvents });
+    void admin.register(adminNotifyRoutes, { webhooks: fleetEvents.webhooks });
+    void admin.register(adminDiagnoseRoutes, { db, pins, client: workerClient, audit });
 
     // The chain (leaf + CA) is presented so `agent join` can find the CA its pin names.
     const worker = createHttpsApp({
@@ -319,6 +347,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     closing ??= (async () => {
       if (apps) await Promise.allSettled([apps.admin.close(), apps.worker.close(), apps.join.close()]);
       await writer.close();
+      await fleetEvents.close(); // fleet events (issue 15)
       await pruner.close();
       await keeper.settle();
       sockets.dispose();

@@ -8,6 +8,9 @@ import { registerControllerInstallCommand } from './controller-install.js';
 import { registerControllerOpsCommands } from './controller-ops.js';
 import { registerControllerReleaseCommands } from './controller-release.js';
 import { registerControllerServeCommands } from './controller-serve.js';
+import { registerControllerEventsCommand } from './controller-events.js';
+import { registerControllerNotifyCommands } from './controller-notify.js';
+import { registerControllerDiagnoseCommand } from './controller-diagnose.js';
 
 /** `corral controller …`. */
 export function registerControllerCommands(program: Command, io: Output): Command {
@@ -22,5 +25,8 @@ export function registerControllerCommands(program: Command, io: Output): Comman
   registerControllerDeployCommands(controller, io);
   registerControllerOpsCommands(controller, io);
   registerControllerReleaseCommands(controller, io);
+  registerControllerEventsCommand(controller, io);
+  registerControllerNotifyCommands(controller, io);
+  registerControllerDiagnoseCommand(controller, io);
   return controller;
 }

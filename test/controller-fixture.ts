@@ -57,6 +57,7 @@ export async function startController(
     clock?: Clock;
     heartbeatBudget?: ControllerOptions['heartbeatBudget'];
     eventRetention?: ControllerOptions['eventRetention'];
+    fleetEvents?: ControllerOptions['fleetEvents'];
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
@@ -77,6 +78,7 @@ export async function startController(
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
     ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
+    ...(options.fleetEvents !== undefined ? { fleetEvents: options.fleetEvents } : {}),
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });

@@ -25,10 +25,15 @@ const HEADERS = ['cursor', 'time', 'kind', 'host', 'service', 'detail'];
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 10_000;
 
-/** `from=running to=failed lastError="…"`: the event's data on one line (escaped when rendered). */
+const PLAIN_VALUE = /^[A-Za-z0-9._:@/+-]*$/;
+
+/**
+ * `from=running to=failed lastError="exit 1"`: the event's data on one line. Text that came
+ * from a worker is put in as sent: the table escapes it like every other cell (terminalText).
+ */
 export function detailText(data: FleetEvent['data']): string {
   return Object.entries(data)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === 'string' && !PLAIN_VALUE.test(v) ? `"${v}"` : String(v)}`)
     .join(' ');
 }
 

@@ -8,13 +8,19 @@ import {
   type WebhookRemoveResponse,
 } from '../../protocol/admin-notify.js';
 import { adminClientFor } from '../admin-client.js';
-import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
+import { addAdminTargetOptions, addStateDirOption, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 import { readSecret } from '../secret-input.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
-type AddOpts = JsonOpt & { url: string; events: string; secretFile?: string; allowHttp?: boolean };
+type AddOpts = Omit<JsonOpt, 'url'> & {
+  url: string;
+  adminUrl?: string;
+  events: string;
+  secretFile?: string;
+  allowHttp?: boolean;
+};
 
 /** `host.offline,release.rolled_back` → the filters, each checked against the ones there are. */
 export function parseEventFilters(text: string): string[] {
@@ -39,7 +45,8 @@ export function registerControllerNotifyCommands(controller: Command, io: Output
     .command('notify')
     .description('webhooks: fleet events POSTed, signed (HMAC-SHA256), to URLs you choose');
 
-  addAdminTargetOptions(
+  // `--url` is the webhook's here, so the admin API's URL is `--admin-url` (or $CORRAL_URL).
+  addStateDirOption(
     notify
       .command('add')
       .description('add a webhook (https, or http to loopback; the target is checked first)')
@@ -48,11 +55,17 @@ export function registerControllerNotifyCommands(controller: Command, io: Output
       .requiredOption('--events <kinds>', 'comma-separated kinds (host.offline,release.rolled_back,…), host.*, or *')
       .option('--secret-file <file>', 'HMAC secret: first line of FILE (- for stdin); default: one is made and shown once')
       .option('--allow-http', 'allow plain http to a host other than loopback (events travel in clear)')
+      .option('--admin-url <url>', 'admin API URL (default $CORRAL_URL, or found in the state dir)')
+      .option('--token <token>', 'admin token (default $CORRAL_TOKEN, or read from the state dir)')
       .option('--json', 'print JSON'),
   ).action(async (name: string, opts: AddOpts) => {
     const events = parseEventFilters(opts.events);
     const secret = opts.secretFile === undefined ? undefined : await readSecret('--secret-file', opts.secretFile, io);
-    const admin = await adminClientFor(opts);
+    const admin = await adminClientFor({
+      ...(opts.stateDir !== undefined && { stateDir: opts.stateDir }),
+      ...(opts.adminUrl !== undefined && { url: opts.adminUrl }),
+      ...(opts.token !== undefined && { token: opts.token }),
+    });
     const res = await admin.post<WebhookAddResponse>('/v1/webhooks', {
       name,
       url: opts.url,
@@ -60,17 +73,15 @@ export function registerControllerNotifyCommands(controller: Command, io: Output
       ...(secret !== undefined && { secret }),
       ...(opts.allowHttp && { allowHttp: true }),
     });
-    if (opts.json) {
-      io.out(renderJson(res));
-      return;
-    }
     io.out(
-      renderRecord([
-        ['webhook', res.webhook.name],
-        ['url', res.webhook.url],
-        ['events', res.webhook.events.join(',')],
-        ['secret', res.secret ?? 'as given in the secret file (never shown)'],
-      ]),
+      opts.json
+        ? renderJson(res)
+        : renderRecord([
+            ['webhook', res.webhook.name],
+            ['url', res.webhook.url],
+            ['events', res.webhook.events.join(',')],
+            ['secret', res.secret ?? 'as given in the secret file (never shown)'],
+          ]),
     );
     if (res.secret !== undefined) {
       io.err('corral: the secret is shown this once; give it to the receiver to verify Corral-Signature\n');

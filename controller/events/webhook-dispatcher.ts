@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
@@ -106,6 +107,8 @@ export function createWebhookDispatcher(o: {
   const { db, readDb, clock, log, settings } = o;
   const agent = new Agent({ connections: 4, keepAliveTimeout: 10_000, connect: { timeout: settings.timeoutMs } });
   const abort = new AbortController();
+  // Every attempt in flight and the loop's wait listen on it.
+  setMaxListeners(settings.concurrency * 2 + 8, abort.signal);
   const inFlight = new Set<number>();
   const inFlightBy = new Map<string, number>();
   const results = new Map<string, Record<Result, number>>();

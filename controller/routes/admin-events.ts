@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Server as HttpServer } from 'node:http';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
@@ -10,7 +11,7 @@ import {
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { headCursor, readPage } from '../events/event-log.js';
 import { streamEvents } from '../events/event-stream.js';
-import type { FleetEvents } from '../events/fleet-events.js';
+import { MAX_EVENT_STREAMS, type FleetEvents } from '../events/fleet-events.js';
 
 export interface AdminEventRoutesOptions {
   readonly events: FleetEvents;
@@ -42,6 +43,8 @@ export const adminEventRoutes: FastifyPluginAsyncTypebox<AdminEventRoutesOptions
   { events },
 ) => {
   const stopping = new AbortController();
+  // Each open stream listens on it (twice: its own signal, and its wait for the next event).
+  setMaxListeners(MAX_EVENT_STREAMS * 2 + 8, stopping.signal);
   // Streams end before the server waits for its connections to close.
   app.addHook('preClose', (done) => {
     stopping.abort();

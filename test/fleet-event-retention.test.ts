@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EventsPage } from '../protocol/fleet-events.js';
+import { startController, waitFor, type TestController } from './controller-fixture.js';
+
+const DAY_MS = 86_400_000;
+const KEEP = 5;
+
+/** The controller's clock, moved by the test (TLS still checks real time). */
+let nowMs = Date.now();
+const clock = { now: () => nowMs };
+
+let t: TestController;
+beforeAll(async () => {
+  t = await startController({
+    clock,
+    heartbeatIntervalMs: 30_000,
+    fleetEvents: { retention: { maxAgeMs: DAY_MS, maxCount: KEEP, pruneEveryMs: 50 } },
+  });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const page = async (since: number): Promise<EventsPage> => {
+  const res = await t.admin<EventsPage>('GET', `/v1/events?since=${since}&limit=1000`);
+  expect(res.status).toBe(200);
+  return res.body;
+};
+const cursors = async (): Promise<number[]> => (await page(0)).events.map((e) => e.cursor);
+
+describe('fleet event retention', () => {
+  it('keeps the newest events by count and drops old ones by age, never reusing a cursor', async () => {
+    // Each enrollment is one event (host.enrolled); nothing else happens to these hosts.
+    for (let i = 1; i <= 8; i++) {
+      await t.enroll(`ret-${i}`);
+      nowMs += 1000;
+    }
+    await waitFor(async () => (await cursors()).length === KEEP);
+    expect(await cursors()).toEqual([4, 5, 6, 7, 8]);
+    const first = await page(0);
+    expect(first).toMatchObject({ head: 8, cursor: 8, truncated: true });
+    expect(first.events.map((e) => e.host?.name)).toEqual(['ret-4', 'ret-5', 'ret-6', 'ret-7', 'ret-8']);
+    // A reader at 3 lost nothing; one at 2 lost event 3, and is told.
+    expect((await page(3)).truncated).toBe(false);
+    expect((await page(2)).truncated).toBe(true);
+
+    // Two days on, every event is too old.
+    nowMs += 2 * DAY_MS;
+    await waitFor(async () => (await cursors()).length === 0);
+    expect(await page(8)).toMatchObject({ events: [], head: 8, cursor: 8, truncated: false });
+    expect((await page(6)).truncated).toBe(true);
+
+    // The next event continues after the deleted ones.
+    await t.enroll('ret-9');
+    expect(await cursors()).toEqual([9]);
+    expect((await page(8)).truncated).toBe(false);
+
+    const metrics = (await t.admin<string>('GET', '/metrics')).body;
+    // 3 over the count, then the 5 kept by age.
+    expect(metrics).toMatch(/^corral_fleet_events_pruned_total 8$/m);
+  });
+});

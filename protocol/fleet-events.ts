@@ -50,10 +50,7 @@ export const FleetEvent = Type.Object(
     id: Type.String({ pattern: '^[0-9a-f-]{36}$' }),
     kind: FleetEventKindSchema,
     time: Timestamp,
-    host: Type.Union([
-      Type.Object({ id: HostId, name: Name }, { additionalProperties: false }),
-      Type.Null(),
-    ]),
+    host: Type.Union([Type.Object({ id: HostId, name: Name }, { additionalProperties: false }), Type.Null()]),
     service: Type.Union([Name, Type.Null()]),
     operationId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
     data: FleetEventData,

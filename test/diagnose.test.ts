@@ -5,8 +5,22 @@ import type { AuditEntry } from '../protocol/admin-audit.js';
 import type { AdminDiagnoseResponse } from '../protocol/admin-diagnose.js';
 import type { DeployResponse } from '../protocol/deployment.js';
 import type { EventsPage } from '../protocol/fleet-events.js';
-import { agentMaterial, standInAgent, startController, waitFor, type TestController } from './controller-fixture.js';
-import { addWorker, LIVENESS_INTERVAL_MS, observedMap, servicesOf, spec, svc, type FleetWorker } from './deploy-fixture.js';
+import {
+  agentMaterial,
+  standInAgent,
+  startController,
+  waitFor,
+  type TestController,
+} from './controller-fixture.js';
+import {
+  addWorker,
+  LIVENESS_INTERVAL_MS,
+  observedMap,
+  servicesOf,
+  spec,
+  svc,
+  type FleetWorker,
+} from './deploy-fixture.js';
 
 type Err = { error: { code: string; message: string } };
 
@@ -15,7 +29,9 @@ let worker: FleetWorker;
 beforeAll(async () => {
   t = await startController({ heartbeatIntervalMs: LIVENESS_INTERVAL_MS });
   worker = await addWorker(t, 'diag-a');
-  await waitFor(async () => (await t.admin<EventsPage>('GET', '/v1/events')).body.events.some((e) => e.kind === 'host.online'));
+  await waitFor(async () =>
+    (await t.admin<EventsPage>('GET', '/v1/events')).body.events.some((e) => e.kind === 'host.online'),
+  );
   const deployed = await t.admin<DeployResponse>('POST', '/v1/deploy', {
     spec: spec(
       svc('talker', {
@@ -99,7 +115,9 @@ describe('controller diagnose', () => {
     const noService = await diagnose('diag-a', { kind: 'log-tail' });
     expect([noService.status, noService.body.error.code]).toEqual([400, 'CORRAL_ERR_VALIDATION']);
 
-    expect((await diagnoseAudit()).map((e) => [e.actor, e.target, e.details.kind, e.details.outcome])).toEqual([
+    expect(
+      (await diagnoseAudit()).map((e) => [e.actor, e.target, e.details.kind, e.details.outcome]),
+    ).toEqual([
       ['admin', 'diag-a', 'memory', 'ok'],
       ['admin', 'diag-a', 'disk', 'ok'],
       ['admin', 'diag-a', 'processes', 'ok'],
@@ -136,10 +154,15 @@ describe('controller diagnose', () => {
 
     // With the agent down a refused kind is still the same refusal; an allowed one fails the call, audited.
     await worker.stop();
-    expect((await diagnose('diag-a', { kind: 'shell' })).body.error.code).toBe('CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED');
+    expect((await diagnose('diag-a', { kind: 'shell' })).body.error.code).toBe(
+      'CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED',
+    );
     const down = await diagnose('diag-a', { kind: 'memory' });
     expect([down.status, down.body.error.code]).toEqual([503, 'CORRAL_ERR_UNAVAILABLE']);
-    expect((await diagnoseAudit()).at(-1)?.details).toMatchObject({ kind: 'memory', outcome: 'CORRAL_ERR_UNAVAILABLE' });
+    expect((await diagnoseAudit()).at(-1)?.details).toMatchObject({
+      kind: 'memory',
+      outcome: 'CORRAL_ERR_UNAVAILABLE',
+    });
     await worker.start();
   });
 

@@ -44,7 +44,9 @@ afterAll(async () => {
 
 async function beat(services: ServiceStatus[]): Promise<void> {
   await using client = workerClient(t.endpoints.worker, agentMaterial(host));
-  expect((await postJson(client, '/v1/heartbeat', heartbeatBody(host.hostId, { services }))).status).toBe(200);
+  expect((await postJson(client, '/v1/heartbeat', heartbeatBody(host.hostId, { services }))).status).toBe(
+    200,
+  );
 }
 const failed = (lastError: string, state: ServiceStatus['state'] = 'failed'): ServiceStatus => ({
   name: 'web',
@@ -56,7 +58,10 @@ const failed = (lastError: string, state: ServiceStatus['state'] = 'failed'): Se
 });
 
 /** Runs one `corral` command in this process against the test controller, output captured. */
-async function run(args: string[], target = ['--url', t.endpoints.admin]): Promise<{ out: string; err: string; exit: number }> {
+async function run(
+  args: string[],
+  target = ['--url', t.endpoints.admin],
+): Promise<{ out: string; err: string; exit: number }> {
   let out = '';
   let err = '';
   const argv = [...args, ...target, '--token', t.adminToken];
@@ -103,7 +108,16 @@ describe('corral controller events', () => {
   it('follows with -f: new events appear as they happen, escaped, until interrupted', async () => {
     const child = spawn(
       process.execPath,
-      [join(ROOT, 'bin', 'corral.js'), 'controller', 'events', '-f', '--url', t.endpoints.admin, '--token', t.adminToken],
+      [
+        join(ROOT, 'bin', 'corral.js'),
+        'controller',
+        'events',
+        '-f',
+        '--url',
+        t.endpoints.admin,
+        '--token',
+        t.adminToken,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -117,13 +131,20 @@ describe('corral controller events', () => {
       await beat([failed(`again${HOSTILE}`, 'restarting')]);
       await t.enroll('cli-ev-2');
       await waitFor(() => out.includes('cli-ev-2'), 30_000);
-      const added = out.split('\n').slice(before - 1).filter((l) => l !== '');
+      const added = out
+        .split('\n')
+        .slice(before - 1)
+        .filter((l) => l !== '');
       expect(added.map((l) => l.split(/\s+/)[2])).toEqual(['service.state_changed', 'host.enrolled']);
       expect(added[0]).toContain('lastError="againboom\\x1b[2J');
       // Bytes as written to the pipe: no raw control reached it.
       expect(out).not.toMatch(RAW_CONTROL);
       // Nothing shown twice.
-      const cursors = out.split('\n').slice(1).filter((l) => l !== '').map((l) => l.split(/\s+/)[0]);
+      const cursors = out
+        .split('\n')
+        .slice(1)
+        .filter((l) => l !== '')
+        .map((l) => l.split(/\s+/)[0]);
       expect(new Set(cursors).size).toBe(cursors.length);
     } finally {
       child.kill('SIGINT');
@@ -140,31 +161,65 @@ describe('corral controller notify', () => {
     await chmod(secretFile, 0o600);
     const admin = ['--admin-url', t.endpoints.admin];
     const added = await run(
-      ['controller', 'notify', 'add', 'pager', '--url', 'https://pager.example.net/in', '--events', 'host.offline,release.rolled_back', '--secret-file', secretFile],
+      [
+        'controller',
+        'notify',
+        'add',
+        'pager',
+        '--url',
+        'https://pager.example.net/in',
+        '--events',
+        'host.offline,release.rolled_back',
+        '--secret-file',
+        secretFile,
+      ],
       admin,
     );
     expect([added.exit, added.err]).toEqual([0, '']);
     expect(added.out).toMatch(/^secret\s+as given in the secret file \(never shown\)$/m);
     expect(added.out).not.toContain('a-receiver-secret');
 
-    const made = await run(['controller', 'notify', 'add', 'chat', '--url', 'https://chat.example.net/', '--events', 'host.*', '--json'], admin);
+    const made = await run(
+      [
+        'controller',
+        'notify',
+        'add',
+        'chat',
+        '--url',
+        'https://chat.example.net/',
+        '--events',
+        'host.*',
+        '--json',
+      ],
+      admin,
+    );
     const secret = (JSON.parse(made.out) as { secret: string }).secret;
     expect(secret).toMatch(/^corral_whsec_/);
     expect(made.err).toContain('shown this once');
 
     const list = await run(['controller', 'notify', 'list']);
     expect(list.out).toMatch(/^NAME\s+URL\s+EVENTS\s+PENDING\s+DELIVERED\s+FAILED\s+LAST DELIVERED$/m);
-    expect(list.out).toMatch(/^pager\s+https:\/\/pager\.example\.net\/in\s+host\.offline,release\.rolled_back\s+0\s+0\s+0\s+-$/m);
+    expect(list.out).toMatch(
+      /^pager\s+https:\/\/pager\.example\.net\/in\s+host\.offline,release\.rolled_back\s+0\s+0\s+0\s+-$/m,
+    );
     expect(list.out + (await run(['controller', 'notify', 'list', '--json'])).out).not.toContain(secret);
 
-    const plain = await run(['controller', 'notify', 'add', 'lan', '--url', 'http://192.0.2.10/hook', '--events', '*'], admin);
+    const plain = await run(
+      ['controller', 'notify', 'add', 'lan', '--url', 'http://192.0.2.10/hook', '--events', '*'],
+      admin,
+    );
     expect(plain.exit).toBe(1);
     expect(plain.err).toContain('CORRAL_ERR_WEBHOOK_TARGET_REFUSED');
-    const kind = await run(['controller', 'notify', 'add', 'lan', '--url', 'https://x.example.net/', '--events', 'host.gone'], admin);
+    const kind = await run(
+      ['controller', 'notify', 'add', 'lan', '--url', 'https://x.example.net/', '--events', 'host.gone'],
+      admin,
+    );
     expect(kind.exit).toBe(2);
 
     const log = await run(['controller', 'notify', 'deliveries', 'chat']);
-    expect(log.out).toMatch(/^ID\s+EVENT\s+KIND\s+STATE\s+ATTEMPTS\s+LAST ATTEMPT\s+LAST ANSWER\s+NEXT ATTEMPT$/m);
+    expect(log.out).toMatch(
+      /^ID\s+EVENT\s+KIND\s+STATE\s+ATTEMPTS\s+LAST ATTEMPT\s+LAST ANSWER\s+NEXT ATTEMPT$/m,
+    );
     for (const name of ['pager', 'chat']) {
       const removed = await run(['controller', 'notify', 'remove', name]);
       expect(removed.out).toMatch(new RegExp(`^removed\\s+${name}$`, 'm'));

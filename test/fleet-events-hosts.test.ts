@@ -58,7 +58,11 @@ async function storyIs(host: string, expected: string[]): Promise<void> {
   expect(await story(host)).toEqual(expected);
 }
 
-const svc = (name: string, state: ServiceStatus['state'], lastError: string | null = null): ServiceStatus => ({
+const svc = (
+  name: string,
+  state: ServiceStatus['state'],
+  lastError: string | null = null,
+): ServiceStatus => ({
   name,
   state,
   restarts: 0,
@@ -104,7 +108,9 @@ describe('host and service events', () => {
       'service.state_changed db starting>null',
     ];
     await storyIs('evh-a', [...back, ...services]);
-    const failed = (await allEvents()).find((e) => e.kind === 'service.state_changed' && e.data.to === 'failed');
+    const failed = (await allEvents()).find(
+      (e) => e.kind === 'service.state_changed' && e.data.to === 'failed',
+    );
     expect(failed?.data).toMatchObject({ from: 'running', to: 'failed', lastError: 'exit 1', restarts: 0 });
 
     // A restart: the first heartbeat rewrites the services, unchanged, and tells nothing.
@@ -149,7 +155,10 @@ describe('host and service events', () => {
     expect(page.body.events.map((e) => e.cursor)).toEqual([cursors.at(-2)]);
     expect(page.body).toMatchObject({ cursor: cursors.at(-2), head: cursors.at(-1), truncated: false });
 
-    const future = await t.admin<{ error: { code: string } }>('GET', `/v1/events?since=${(cursors.at(-1) ?? 0) + 5}`);
+    const future = await t.admin<{ error: { code: string } }>(
+      'GET',
+      `/v1/events?since=${(cursors.at(-1) ?? 0) + 5}`,
+    );
     expect([future.status, future.body.error.code]).toEqual([400, 'CORRAL_ERR_VALIDATION']);
     const bad = await t.admin<{ error: { code: string } }>('GET', '/v1/events?limit=0');
     expect(bad.status).toBe(400);

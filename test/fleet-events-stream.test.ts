@@ -44,7 +44,7 @@ afterAll(async () => {
 
 async function stored(): Promise<FleetEvent[]> {
   const out: FleetEvent[] = [];
-  for (let since = 0; ; ) {
+  for (let since = 0; ;) {
     const page = (await t.admin<EventsPage>('GET', `/v1/events?since=${since}&limit=1000`)).body;
     out.push(...page.events);
     if (page.events.length < 1000) return out;
@@ -58,7 +58,11 @@ async function produce(t: TestController, host: EnrollResponse, beats: number, t
   for (let i = 0; i < beats; i++) {
     const state = (i + tag) % 2 === 0 ? 'running' : 'degraded';
     const services = [{ name: 'flip', state, restarts: i, lastError: null, pid: null, since: null }] as const;
-    const res = await postJson(client, '/v1/heartbeat', heartbeatBody(host.hostId, { services: [...services] }));
+    const res = await postJson(
+      client,
+      '/v1/heartbeat',
+      heartbeatBody(host.hostId, { services: [...services] }),
+    );
     expect(res.status).toBe(200);
   }
 }
@@ -90,7 +94,13 @@ function follow(urlOf: () => string, token: string, random: () => number): Follo
       const reader = createSseReader();
       const req = httpRequest(
         `${urlOf()}/v1/events`,
-        { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'last-event-id': lastId() } },
+        {
+          headers: {
+            authorization: `Bearer ${token}`,
+            accept: 'text/event-stream',
+            'last-event-id': lastId(),
+          },
+        },
         (res) => {
           if (res.statusCode !== 200) {
             res.resume();
@@ -168,7 +178,10 @@ describe('the fleet event stream', () => {
   it('starts after Last-Event-ID over `since`, refuses a malformed one, and follows with ?follow=true', async () => {
     const all = await stored();
     const mid = all[Math.floor(all.length / 2)]?.cursor ?? 0;
-    const first = async (headers: Record<string, string>, query: string): Promise<{ status: number; text: string }> =>
+    const first = async (
+      headers: Record<string, string>,
+      query: string,
+    ): Promise<{ status: number; text: string }> =>
       new Promise((resolve, reject) => {
         const req = httpRequest(
           `${t.endpoints.admin}/v1/events${query}`,

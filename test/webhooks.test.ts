@@ -98,7 +98,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const add = (body: Record<string, unknown>) => t.admin<WebhookAddResponse & Err>('POST', '/v1/webhooks', body);
+const add = (body: Record<string, unknown>) =>
+  t.admin<WebhookAddResponse & Err>('POST', '/v1/webhooks', body);
 const deliveries = async (name: string) =>
   (await t.admin<DeliveriesResponse>('GET', `/v1/webhooks/${name}/deliveries?limit=1000`)).body.deliveries;
 
@@ -110,8 +111,12 @@ describe('webhooks', () => {
     expect(res.body.secret).toBeUndefined();
     const host = await t.enroll('wh-a');
     await using client = workerClient(t.endpoints.worker, agentMaterial(host));
-    const services = [{ name: 'web', state: 'running' as const, restarts: 0, lastError: null, pid: 7, since: null }];
-    expect((await postJson(client, '/v1/heartbeat', heartbeatBody(host.hostId, { services }))).status).toBe(200);
+    const services = [
+      { name: 'web', state: 'running' as const, restarts: 0, lastError: null, pid: 7, since: null },
+    ];
+    expect((await postJson(client, '/v1/heartbeat', heartbeatBody(host.hostId, { services }))).status).toBe(
+      200,
+    );
 
     await waitFor(() => rx.got.length >= 2);
     const events = rx.got.map((r) => verify(r, SECRET));
@@ -142,11 +147,19 @@ describe('webhooks', () => {
   it('retries a failing receiver with backoff until it takes the delivery, and counts it', async () => {
     // The first three attempts get 500, then it works: four POSTs of the same event.
     const rx = await receiver((n) => (n <= 3 ? 500 : 204));
-    expect((await add({ name: 'flaky', url: rx.url, events: ['host.enrolled'], secret: SECRET })).status).toBe(200);
+    expect(
+      (await add({ name: 'flaky', url: rx.url, events: ['host.enrolled'], secret: SECRET })).status,
+    ).toBe(200);
     await t.enroll('wh-flaky');
     await waitFor(async () => (await deliveries('flaky'))[0]?.state === 'delivered', 30_000);
     const [d] = await deliveries('flaky');
-    expect(d).toMatchObject({ kind: 'host.enrolled', state: 'delivered', attempts: 4, lastStatus: 204, lastError: null });
+    expect(d).toMatchObject({
+      kind: 'host.enrolled',
+      state: 'delivered',
+      attempts: 4,
+      lastStatus: 204,
+      lastError: null,
+    });
     expect(rx.got).toHaveLength(4);
     const ids = new Set(rx.got.map((r) => verify(r, SECRET).id));
     expect(ids.size).toBe(1);
@@ -190,7 +203,9 @@ describe('webhooks', () => {
       fleetEvents: { webhooks: { baseMs: 20, capMs: 40, giveUpAfterMs: 400 } },
     });
     const rx = await receiver(() => 503);
-    expect((await add({ name: 'dead', url: rx.url, events: ['host.enrolled'], secret: SECRET })).status).toBe(200);
+    expect((await add({ name: 'dead', url: rx.url, events: ['host.enrolled'], secret: SECRET })).status).toBe(
+      200,
+    );
     await t.enroll('wh-dead');
     await waitFor(async () => (await deliveries('dead'))[0]?.state === 'failed', 30_000);
     const [d] = await deliveries('dead');
@@ -218,8 +233,14 @@ describe('webhooks', () => {
     await refused({ url: 'https://example.net/', events: ['host.nope'] }, 'CORRAL_ERR_VALIDATION');
     await refused({ url: 'https://example.net/', secret: 'short' }, 'CORRAL_ERR_VALIDATION');
 
-    expect((await add({ name: 'plain', url: 'http://203.0.113.7/hook', events: ['*'], allowHttp: true })).status).toBe(200);
-    const made = await add({ name: 'tls', url: 'https://hooks.example.net/T0/B0/tok', events: ['release.rolled_back'] });
+    expect(
+      (await add({ name: 'plain', url: 'http://203.0.113.7/hook', events: ['*'], allowHttp: true })).status,
+    ).toBe(200);
+    const made = await add({
+      name: 'tls',
+      url: 'https://hooks.example.net/T0/B0/tok',
+      events: ['release.rolled_back'],
+    });
     expect(made.status).toBe(200);
     const secret = made.body.secret ?? '';
     expect(secret).toMatch(/^corral_whsec_[A-Za-z0-9_-]{43}$/);
@@ -232,8 +253,11 @@ describe('webhooks', () => {
       events: ['release.rolled_back'],
       allowHttp: false,
     });
-    const shown = JSON.stringify(list.body) + JSON.stringify(await t.admin('GET', '/v1/webhooks/tls/deliveries'));
-    const audit = JSON.stringify((await t.admin<{ entries: AuditEntry[] }>('GET', '/v1/audit?limit=1000')).body);
+    const shown =
+      JSON.stringify(list.body) + JSON.stringify(await t.admin('GET', '/v1/webhooks/tls/deliveries'));
+    const audit = JSON.stringify(
+      (await t.admin<{ entries: AuditEntry[] }>('GET', '/v1/audit?limit=1000')).body,
+    );
     for (const text of [shown, audit]) {
       expect(text).not.toContain(secret);
       expect(text).not.toContain(SECRET);

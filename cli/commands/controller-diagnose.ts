@@ -41,7 +41,9 @@ export function renderDiagnostic(host: string, r: DiagnosticsResponse): string {
         ...r.stdout.map((l) => `stdout | ${inline(l)}\n`),
         ...r.stderr.map((l) => `stderr | ${inline(l)}\n`),
       ];
-      return lines.length > 0 ? lines.join('') : `${inline(r.service)} on ${inline(host)} has written nothing\n`;
+      return lines.length > 0
+        ? lines.join('')
+        : `${inline(r.service)} on ${inline(host)} has written nothing\n`;
     }
   }
 }
@@ -51,7 +53,9 @@ export function registerControllerDiagnoseCommand(controller: Command, io: Outpu
   addAdminTargetOptions(
     controller
       .command('diagnose')
-      .description(`ask a host's agent for one diagnostic (${DIAGNOSTIC_KINDS.join(', ')}), over its pinned connection; audited`)
+      .description(
+        `ask a host's agent for one diagnostic (${DIAGNOSTIC_KINDS.join(', ')}), over its pinned connection; audited`,
+      )
       .argument('<host>', 'host name')
       .argument('<kind>', DIAGNOSTIC_KINDS.join('|'))
       .option('--service <name>', 'for log-tail: the service whose stdout and stderr to show')
@@ -64,7 +68,8 @@ export function registerControllerDiagnoseCommand(controller: Command, io: Outpu
         `diagnostic ${JSON.stringify(kind)} is not allowed; the agent runs only ${DIAGNOSTIC_KINDS.join(', ')} (${ErrorCode.DIAGNOSTIC_NOT_ALLOWED})`,
       );
     }
-    if (kind === 'log-tail' && opts.service === undefined) throw new CliExit(EXIT_USAGE, 'log-tail needs --service');
+    if (kind === 'log-tail' && opts.service === undefined)
+      throw new CliExit(EXIT_USAGE, 'log-tail needs --service');
     if (kind !== 'log-tail' && (opts.service !== undefined || opts.lines !== undefined)) {
       throw new CliExit(EXIT_USAGE, '--service and --lines are for log-tail only');
     }

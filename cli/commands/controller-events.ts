@@ -44,7 +44,10 @@ export function eventRow(e: FleetEvent): Cell[] {
 function parseSince(text: string | undefined): number {
   if (text === undefined) return 0;
   if (!/^\d{1,15}$/.test(text) || Number(text) > MAX_EVENT_CURSOR) {
-    throw new CliExit(EXIT_USAGE, '--since must be an event cursor (a whole number, as the CURSOR column shows)');
+    throw new CliExit(
+      EXIT_USAGE,
+      '--since must be an event cursor (a whole number, as the CURSOR column shows)',
+    );
   }
   return Number(text);
 }
@@ -100,7 +103,9 @@ async function follow(
       for await (const chunk of res.body as AsyncIterable<string>) {
         for (const m of reader.push(chunk)) {
           if (m.event === SSE_TRUNCATED_EVENT) {
-            io.err(`corral: warning: events after ${cursor} were deleted by retention before they were read\n`);
+            io.err(
+              `corral: warning: events after ${cursor} were deleted by retention before they were read\n`,
+            );
             continue;
           }
           const e = JSON.parse(m.data) as FleetEvent;
@@ -143,7 +148,8 @@ export function registerControllerEventsCommand(controller: Command, io: Output)
       }
       if (opts.json && !opts.follow) io.out(json.items(page.events));
       else if (opts.json) for (const e of page.events) io.out(`${terminalSafeJson(JSON.stringify(e))}\n`);
-      else if (page.events.length > 0 || (!any && !opts.follow)) io.out(table.rows(page.events.map(eventRow)));
+      else if (page.events.length > 0 || (!any && !opts.follow))
+        io.out(table.rows(page.events.map(eventRow)));
       any ||= page.events.length > 0;
       last = page.cursor;
       await io.flush?.();

@@ -52,15 +52,22 @@ export function registerControllerNotifyCommands(controller: Command, io: Output
       .description('add a webhook (https, or http to loopback; the target is checked first)')
       .argument('<name>', 'webhook name')
       .requiredOption('--url <url>', 'where deliveries are POSTed')
-      .requiredOption('--events <kinds>', 'comma-separated kinds (host.offline,release.rolled_back,…), host.*, or *')
-      .option('--secret-file <file>', 'HMAC secret: first line of FILE (- for stdin); default: one is made and shown once')
+      .requiredOption(
+        '--events <kinds>',
+        'comma-separated kinds (host.offline,release.rolled_back,…), host.*, or *',
+      )
+      .option(
+        '--secret-file <file>',
+        'HMAC secret: first line of FILE (- for stdin); default: one is made and shown once',
+      )
       .option('--allow-http', 'allow plain http to a host other than loopback (events travel in clear)')
       .option('--admin-url <url>', 'admin API URL (default $CORRAL_URL, or found in the state dir)')
       .option('--token <token>', 'admin token (default $CORRAL_TOKEN, or read from the state dir)')
       .option('--json', 'print JSON'),
   ).action(async (name: string, opts: AddOpts) => {
     const events = parseEventFilters(opts.events);
-    const secret = opts.secretFile === undefined ? undefined : await readSecret('--secret-file', opts.secretFile, io);
+    const secret =
+      opts.secretFile === undefined ? undefined : await readSecret('--secret-file', opts.secretFile, io);
     const admin = await adminClientFor({
       ...(opts.stateDir !== undefined && { stateDir: opts.stateDir }),
       ...(opts.adminUrl !== undefined && { url: opts.adminUrl }),

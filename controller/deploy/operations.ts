@@ -247,7 +247,11 @@ export function createOperations(deps: {
             nowIso,
           );
           await events?.append(trx, [
-            { kind: 'operation.finished', operationId: id, data: { kind, outcome: 'failed', message: reason } },
+            {
+              kind: 'operation.finished',
+              operationId: id,
+              data: { kind, outcome: 'failed', message: reason },
+            },
           ]);
         });
         log.warn({ operationId: id, reason }, 'interrupted operation marked failed');

@@ -50,7 +50,10 @@ export async function runDiagnose(
     throw new CorralError(ErrorCode.VALIDATION, 'body/service is required for log-tail');
   }
   if (kind !== 'log-tail' && (request.service !== undefined || request.lines !== undefined)) {
-    throw new CorralError(ErrorCode.VALIDATION, `body/service and body/lines are for log-tail only, not ${kind}`);
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `body/service and body/lines are for log-tail only, not ${kind}`,
+    );
   }
   const host = await findHostByName(deps.db, hostName);
   if (!host) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${hostName}`);
@@ -80,14 +83,21 @@ export async function runDiagnose(
       { hostId: host.id, address: host.address, port: host.agent_port, fingerprints },
       { method: 'POST', path: '/v1/diagnostics', body, timeoutMs: DIAGNOSE_TIMEOUT_MS },
     );
-    if (reply.statusCode === 200 && Value.Check(DiagnosticsResponse, reply.json) && reply.json.kind === kind) {
+    if (
+      reply.statusCode === 200 &&
+      Value.Check(DiagnosticsResponse, reply.json) &&
+      reply.json.kind === kind
+    ) {
       await audit('ok');
       return { host: host.name, hostId: host.id, result: reply.json };
     }
     const envelope = envelopeOf(JSON.stringify(reply.json ?? null));
     failure =
       envelope && isWireCode(envelope.error.code) && reply.statusCode >= 400 && reply.statusCode < 500
-        ? new CorralError(envelope.error.code, `agent on ${host.name}: ${envelope.error.message.slice(0, 500)}`)
+        ? new CorralError(
+            envelope.error.code,
+            `agent on ${host.name}: ${envelope.error.message.slice(0, 500)}`,
+          )
         : new CorralError(
             ErrorCode.UNAVAILABLE,
             `agent on ${host.name} answered ${reply.statusCode} without a valid ${kind} result`,

@@ -55,7 +55,12 @@ export function boundData(data: NewFleetEvent['data']): Record<string, EventValu
   for (const [k, v] of Object.entries(data ?? {})) {
     if (v === undefined) continue;
     if (n++ >= MAX_EVENT_FIELDS) break;
-    out[k] = typeof v === 'string' ? cutText(v, MAX_EVENT_TEXT) : typeof v === 'number' && !Number.isFinite(v) ? null : v;
+    out[k] =
+      typeof v === 'string'
+        ? cutText(v, MAX_EVENT_TEXT)
+        : typeof v === 'number' && !Number.isFinite(v)
+          ? null
+          : v;
   }
   return out;
 }
@@ -118,7 +123,11 @@ export function toFleetEvent(row: Selectable<FleetEventsTable>): FleetEvent {
     host: row.host_id !== null && row.host_name !== null ? { id: row.host_id, name: row.host_name } : null,
     service: row.service,
     operationId: row.operation_id,
-    data: decodeJsonColumn(FleetEventData, row.data, { table: 'fleet_events', column: 'data', row: row.cursor }),
+    data: decodeJsonColumn(FleetEventData, row.data, {
+      table: 'fleet_events',
+      column: 'data',
+      row: row.cursor,
+    }),
   };
 }
 

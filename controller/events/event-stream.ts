@@ -57,7 +57,11 @@ export async function streamEvents(o: {
       const events = await readEvents(o.readDb, cursor, STREAM_PAGE);
       if (isTruncated(cursor, events[0]?.cursor, head)) {
         const next = events[0]?.cursor ?? head + 1;
-        await write(raw, `event: ${SSE_TRUNCATED_EVENT}\ndata: ${JSON.stringify({ after: cursor, next })}\n\n`, signal);
+        await write(
+          raw,
+          `event: ${SSE_TRUNCATED_EVENT}\ndata: ${JSON.stringify({ after: cursor, next })}\n\n`,
+          signal,
+        );
         if (events.length === 0) cursor = head;
       }
       for (const e of events) {

@@ -113,7 +113,13 @@ export function createFleetEvents(o: {
     settings,
     ...(o.options?.random && { random: o.options.random }),
   });
-  const webhooks = createWebhookStore({ db, readDb, audit: o.audit, clock, onChange: () => dispatcher.reload() });
+  const webhooks = createWebhookStore({
+    db,
+    readDb,
+    audit: o.audit,
+    clock,
+    onChange: () => dispatcher.reload(),
+  });
   let started = false;
 
   return {

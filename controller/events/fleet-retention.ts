@@ -31,7 +31,8 @@ export const DEFAULT_FLEET_EVENT_RETENTION: FleetEventRetention = {
 
 /** Checks the limits; throws a RangeError naming the one that cannot work. */
 export function checkFleetEventRetention(r: FleetEventRetention): void {
-  if (!(r.maxAgeMs > 0 && Number.isFinite(r.maxAgeMs))) throw new RangeError('fleet event max age must be positive');
+  if (!(r.maxAgeMs > 0 && Number.isFinite(r.maxAgeMs)))
+    throw new RangeError('fleet event max age must be positive');
   if (!(Number.isSafeInteger(r.maxCount) && r.maxCount >= 1))
     throw new RangeError('fleet events kept must be a whole number of at least 1');
   if (!(Number.isSafeInteger(r.deliveriesPerWebhook) && r.deliveriesPerWebhook >= 1))
@@ -65,7 +66,10 @@ export async function pruneFleetEvents(db: Db, r: FleetEventRetention, nowMs: nu
     .offset(r.maxCount - 1)
     .executeTakeFirst();
   if (oldestKept) {
-    const res = await db.deleteFrom('fleet_events').where('cursor', '<', oldestKept.cursor).executeTakeFirst();
+    const res = await db
+      .deleteFrom('fleet_events')
+      .where('cursor', '<', oldestKept.cursor)
+      .executeTakeFirst();
     deleted += res.numDeletedRows;
   }
   return Number(deleted);

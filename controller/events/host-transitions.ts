@@ -215,7 +215,8 @@ export function createHostTransitions(o: {
         .orderBy('hosts.last_seen')
         .execute();
       for (const row of rows) {
-        const status = row.status !== null && STATUSES.has(row.status) ? (row.status as HostStatus) : undefined;
+        const status =
+          row.status !== null && STATUSES.has(row.status) ? (row.status as HostStatus) : undefined;
         if (status !== undefined) told.set(row.id, status);
         if (status === undefined || row.decommissioned_at !== null) dirty.add(row.id);
         else if (row.last_seen !== null && status !== 'offline')

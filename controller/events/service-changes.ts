@@ -33,7 +33,7 @@ export async function appendServiceChanges(
       .execute();
     for (const r of rows) {
       let states = before.get(r.host_id);
-      if (!states) before.set(r.host_id, (states = new Map()));
+      if (!states) before.set(r.host_id, (states = new Map<string, string>()));
       states.set(r.service, r.state);
     }
     const hostRows = await trx

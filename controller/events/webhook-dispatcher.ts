@@ -81,7 +81,8 @@ export interface WebhookDispatcher {
   close(): Promise<void>;
 }
 
-const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const escapeLabel = (v: string): string =>
+  v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
 /**
  * Delivers fleet events to webhooks at least once, from an outbox in the database. A loop
@@ -105,7 +106,11 @@ export function createWebhookDispatcher(o: {
   readonly random?: () => number;
 }): WebhookDispatcher {
   const { db, readDb, clock, log, settings } = o;
-  const agent = new Agent({ connections: 4, keepAliveTimeout: 10_000, connect: { timeout: settings.timeoutMs } });
+  const agent = new Agent({
+    connections: 4,
+    keepAliveTimeout: 10_000,
+    connect: { timeout: settings.timeoutMs },
+  });
   const abort = new AbortController();
   // Every attempt in flight and the loop's wait listen on it.
   setMaxListeners(settings.concurrency * 2 + 8, abort.signal);
@@ -143,57 +148,60 @@ export function createWebhookDispatcher(o: {
         if (!last) break;
         const nowIso = isoAt(clock.now());
         const wanted = events.filter((e) => wants(hook.filters, e.kind));
-        const moved = await db.transaction().execute(async (trx) => {
-          const pending = await trx
-            .selectFrom('webhook_deliveries')
-            .select((eb) => eb.fn.countAll<number>().as('n'))
-            .where('webhook', '=', hook.name)
-            .where('state', '=', 'pending')
-            .executeTakeFirstOrThrow();
-          const room = Math.max(0, settings.maxPendingPerWebhook - Number(pending.n));
-          const kept = wanted.slice(0, room);
-          if (wanted.length > kept.length) {
-            count(hook.name, 'dropped', wanted.length - kept.length);
-            log.warn(
-              { webhook: hook.name, dropped: wanted.length - kept.length },
-              'webhook outbox full; events dropped for it',
-            );
-          }
-          const rows = kept.map((e) => ({
-            webhook: hook.name,
-            event_cursor: e.cursor,
-            event_id: e.id,
-            kind: e.kind,
-            body: JSON.stringify(e),
-            state: 'pending',
-            attempts: 0,
-            created_at: nowIso,
-            next_attempt_at: nowIso,
-          }));
-          for (let i = 0; i < rows.length; i += DELIVERIES_PER_INSERT) {
-            await trx
-              .insertInto('webhook_deliveries')
-              .values(rows.slice(i, i + DELIVERIES_PER_INSERT))
-              .execute();
-          }
-          const res = await trx
-            .updateTable('webhooks')
-            .set({ cursor: last.cursor })
-            .where('name', '=', hook.name)
-            .where('cursor', '=', cursor)
-            .executeTakeFirst();
-          if (res.numUpdatedRows !== 1n) {
-            // Removed (or re-added) meanwhile: undo, reload, and start over for it.
-            throw new CorralError(ErrorCode.CONFLICT, MOVED_ON);
-          }
-          return true;
-        }).catch((e: unknown) => {
-          if (isCorralError(e, ErrorCode.CONFLICT) && e.message === MOVED_ON) {
-            stale = true;
-            return false;
-          }
-          throw e;
-        });
+        const moved = await db
+          .transaction()
+          .execute(async (trx) => {
+            const pending = await trx
+              .selectFrom('webhook_deliveries')
+              .select((eb) => eb.fn.countAll<number>().as('n'))
+              .where('webhook', '=', hook.name)
+              .where('state', '=', 'pending')
+              .executeTakeFirstOrThrow();
+            const room = Math.max(0, settings.maxPendingPerWebhook - Number(pending.n));
+            const kept = wanted.slice(0, room);
+            if (wanted.length > kept.length) {
+              count(hook.name, 'dropped', wanted.length - kept.length);
+              log.warn(
+                { webhook: hook.name, dropped: wanted.length - kept.length },
+                'webhook outbox full; events dropped for it',
+              );
+            }
+            const rows = kept.map((e) => ({
+              webhook: hook.name,
+              event_cursor: e.cursor,
+              event_id: e.id,
+              kind: e.kind,
+              body: JSON.stringify(e),
+              state: 'pending',
+              attempts: 0,
+              created_at: nowIso,
+              next_attempt_at: nowIso,
+            }));
+            for (let i = 0; i < rows.length; i += DELIVERIES_PER_INSERT) {
+              await trx
+                .insertInto('webhook_deliveries')
+                .values(rows.slice(i, i + DELIVERIES_PER_INSERT))
+                .execute();
+            }
+            const res = await trx
+              .updateTable('webhooks')
+              .set({ cursor: last.cursor })
+              .where('name', '=', hook.name)
+              .where('cursor', '=', cursor)
+              .executeTakeFirst();
+            if (res.numUpdatedRows !== 1n) {
+              // Removed (or re-added) meanwhile: undo, reload, and start over for it.
+              throw new CorralError(ErrorCode.CONFLICT, MOVED_ON);
+            }
+            return true;
+          })
+          .catch((e: unknown) => {
+            if (isCorralError(e, ErrorCode.CONFLICT) && e.message === MOVED_ON) {
+              stale = true;
+              return false;
+            }
+            throw e;
+          });
         if (!moved) return;
         cursor = last.cursor;
         (hook as { cursor: number }).cursor = cursor;
@@ -266,7 +274,9 @@ export function createWebhookDispatcher(o: {
         bodyTimeout: settings.timeoutMs,
       });
       status = res.statusCode;
-      await res.body.dump({ limit: MAX_ANSWER_BYTES }).catch(() => undefined /* the answer's body is not needed */);
+      await res.body
+        .dump({ limit: MAX_ANSWER_BYTES })
+        .catch(() => undefined /* the answer's body is not needed */);
       if (status < 200 || status > 299) error = `answered ${status}`;
     } catch (e: unknown) {
       if (abort.signal.aborted) return; // shutting down: the delivery stays pending
@@ -313,9 +323,15 @@ export function createWebhookDispatcher(o: {
     }
     count(hook.name, result);
     if (result === 'failed') {
-      log.warn({ webhook: hook.name, origin: urlOrigin(hook.url), eventId: d.event_id, attempts: tries, error }, 'webhook delivery given up');
+      log.warn(
+        { webhook: hook.name, origin: urlOrigin(hook.url), eventId: d.event_id, attempts: tries, error },
+        'webhook delivery given up',
+      );
     } else if (result === 'retry') {
-      log.info({ webhook: hook.name, origin: urlOrigin(hook.url), attempts: tries, error, next }, 'webhook delivery failed; will retry');
+      log.info(
+        { webhook: hook.name, origin: urlOrigin(hook.url), attempts: tries, error, next },
+        'webhook delivery failed; will retry',
+      );
     }
   }
 
@@ -381,12 +397,15 @@ export function createWebhookDispatcher(o: {
         '# TYPE corral_webhook_deliveries_total counter',
         ...names.flatMap((n) =>
           RESULTS.map(
-            (r) => `corral_webhook_deliveries_total{webhook="${escapeLabel(n)}",result="${r}"} ${results.get(n)?.[r] ?? 0}`,
+            (r) =>
+              `corral_webhook_deliveries_total{webhook="${escapeLabel(n)}",result="${r}"} ${results.get(n)?.[r] ?? 0}`,
           ),
         ),
         '# HELP corral_webhook_outbox Deliveries waiting for an attempt, by webhook.',
         '# TYPE corral_webhook_outbox gauge',
-        ...hooks.map((h) => `corral_webhook_outbox{webhook="${escapeLabel(h.name)}"} ${pendingBy.get(h.name) ?? 0}`),
+        ...hooks.map(
+          (h) => `corral_webhook_outbox{webhook="${escapeLabel(h.name)}"} ${pendingBy.get(h.name) ?? 0}`,
+        ),
       ];
     },
     close() {

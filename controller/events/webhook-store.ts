@@ -52,7 +52,11 @@ export function toWebhook(row: Selectable<WebhooksTable>): Webhook {
     name: row.name,
     url: row.url,
     secret: row.secret,
-    filters: decodeJsonColumn(StoredFilters, row.events, { table: 'webhooks', column: 'events', row: row.name }),
+    filters: decodeJsonColumn(StoredFilters, row.events, {
+      table: 'webhooks',
+      column: 'events',
+      row: row.name,
+    }),
     cursor: row.cursor,
   };
 }
@@ -108,7 +112,12 @@ export function createWebhookStore(o: {
         ? []
         : await readDb
             .selectFrom('webhook_deliveries')
-            .select((eb) => ['webhook', 'state', eb.fn.countAll<number>().as('n'), eb.fn.max('delivered_at').as('last')])
+            .select((eb) => [
+              'webhook',
+              'state',
+              eb.fn.countAll<number>().as('n'),
+              eb.fn.max('delivered_at').as('last'),
+            ])
             .where('webhook', 'in', names)
             .groupBy(['webhook', 'state'])
             .execute();
@@ -175,7 +184,11 @@ export function createWebhookStore(o: {
         );
       });
       o.onChange();
-      const row = await db.selectFrom('webhooks').selectAll().where('name', '=', request.name).executeTakeFirstOrThrow();
+      const row = await db
+        .selectFrom('webhooks')
+        .selectAll()
+        .where('name', '=', request.name)
+        .executeTakeFirstOrThrow();
       const [view] = await views([row]);
       if (!view) throw new CorralError(ErrorCode.INTERNAL, 'webhook vanished');
       return { webhook: view, ...(generated !== undefined && { secret: generated }) };
@@ -187,7 +200,11 @@ export function createWebhookStore(o: {
 
     async remove(name, actor) {
       const dropped = await db.transaction().execute(async (trx) => {
-        const row = await trx.selectFrom('webhooks').select('url').where('name', '=', name).executeTakeFirst();
+        const row = await trx
+          .selectFrom('webhooks')
+          .select('url')
+          .where('name', '=', name)
+          .executeTakeFirst();
         if (!row) throw new CorralError(ErrorCode.NOT_FOUND, `no webhook named ${name}`);
         const pending = await trx
           .selectFrom('webhook_deliveries')
@@ -213,7 +230,11 @@ export function createWebhookStore(o: {
     },
 
     async deliveries(name, limit = DEFAULT_DELIVERIES_PAGE) {
-      const hook = await readDb.selectFrom('webhooks').select('name').where('name', '=', name).executeTakeFirst();
+      const hook = await readDb
+        .selectFrom('webhooks')
+        .select('name')
+        .where('name', '=', name)
+        .executeTakeFirst();
       if (!hook) throw new CorralError(ErrorCode.NOT_FOUND, `no webhook named ${name}`);
       const rows = await readDb
         .selectFrom('webhook_deliveries')

@@ -219,11 +219,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       const events = o.events;
       pending.push(
         op
-          .record(
-            write.lines,
-            write.step,
-            event && events ? (trx) => events.append(trx, [event]) : undefined,
-          )
+          .record(write.lines, write.step, event && events ? (trx) => events.append(trx, [event]) : undefined)
           .catch((err: unknown) => log.error({ err, operationId: op.id }, 'update progress not recorded')),
       );
     };

@@ -9,7 +9,13 @@ import { adminActor } from '../http/admin-auth.js';
 export const adminDiagnoseRoutes: FastifyPluginAsyncTypebox<DiagnoseDeps, HttpServer> = async (app, deps) => {
   app.post(
     '/v1/hosts/:name/diagnose',
-    { schema: { params: HostNameParams, body: AdminDiagnoseRequest, response: { 200: AdminDiagnoseResponse } } },
+    {
+      schema: {
+        params: HostNameParams,
+        body: AdminDiagnoseRequest,
+        response: { 200: AdminDiagnoseResponse },
+      },
+    },
     async (request) => runDiagnose(deps, request.params.name, request.body, adminActor(request)),
   );
 };

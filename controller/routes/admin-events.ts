@@ -67,7 +67,8 @@ export const adminEventRoutes: FastifyPluginAsyncTypebox<AdminEventRoutesOptions
         return readPage(events.readDb, since, request.query.limit ?? DEFAULT_EVENTS_PAGE);
       }
       const release = events.tryOpenStream();
-      if (!release) throw new CorralError(ErrorCode.UNAVAILABLE, 'too many event streams are open; retry later');
+      if (!release)
+        throw new CorralError(ErrorCode.UNAVAILABLE, 'too many event streams are open; retry later');
       const gone = new AbortController();
       reply.raw.once('close', () => gone.abort());
       void reply.hijack();

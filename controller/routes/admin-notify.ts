@@ -43,7 +43,13 @@ export const adminNotifyRoutes: FastifyPluginAsyncTypebox<AdminNotifyRoutesOptio
 
   app.get(
     '/v1/webhooks/:name/deliveries',
-    { schema: { params: WebhookNameParams, querystring: DeliveriesQuery, response: { 200: DeliveriesResponse } } },
+    {
+      schema: {
+        params: WebhookNameParams,
+        querystring: DeliveriesQuery,
+        response: { 200: DeliveriesResponse },
+      },
+    },
     async (request) => webhooks.deliveries(request.params.name, request.query.limit),
   );
 };

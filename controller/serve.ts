@@ -40,6 +40,7 @@ export interface ServeOptions extends ControllerListen {
   readonly heartbeatIntervalMs?: number;
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
+  readonly fleetEvents?: ControllerOptions['fleetEvents'];
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
   readonly joinPolicy?: JoinPolicyOptions;
@@ -90,6 +91,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       ...(options.joinPolicy !== undefined ? { joinPolicy: options.joinPolicy } : {}),
       ...(options.heartbeatBudget !== undefined ? { heartbeatBudget: options.heartbeatBudget } : {}),
       ...(options.eventRetention !== undefined ? { eventRetention: options.eventRetention } : {}),
+      ...(options.fleetEvents !== undefined ? { fleetEvents: options.fleetEvents } : {}),
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

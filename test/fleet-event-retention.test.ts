@@ -1,4 +1,8 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeliveriesResponse } from '../protocol/admin-notify.js';
 import type { EventsPage } from '../protocol/fleet-events.js';
 import { startController, waitFor, type TestController } from './controller-fixture.js';
 
@@ -14,7 +18,9 @@ beforeAll(async () => {
   t = await startController({
     clock,
     heartbeatIntervalMs: 30_000,
-    fleetEvents: { retention: { maxAgeMs: DAY_MS, maxCount: KEEP, pruneEveryMs: 50 } },
+    fleetEvents: {
+      retention: { maxAgeMs: DAY_MS, maxCount: KEEP, deliveriesPerWebhook: 2, pruneEveryMs: 50 },
+    },
   });
 });
 afterAll(async () => {
@@ -58,5 +64,40 @@ describe('fleet event retention', () => {
     const metrics = (await t.admin<string>('GET', '/metrics')).body;
     // 3 over the count, then the 5 kept by age.
     expect(metrics).toMatch(/^corral_fleet_events_pruned_total 8$/m);
+  });
+
+  it("keeps a webhook's newest finished deliveries, and none past the age limit", async () => {
+    const rx = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    });
+    rx.listen(0, '127.0.0.1');
+    await once(rx, 'listening');
+    const url = `http://127.0.0.1:${(rx.address() as AddressInfo).port}/`;
+    const added = await t.admin('POST', '/v1/webhooks', { name: 'kept', url, events: ['*'] });
+    expect(added.status).toBe(200);
+    const log = async () =>
+      (await t.admin<DeliveriesResponse>('GET', '/v1/webhooks/kept/deliveries')).body.deliveries;
+    for (const n of ['ret-d1', 'ret-d2', 'ret-d3', 'ret-d4']) {
+      await t.enroll(n);
+      await waitFor(async () =>
+        (await log()).some((d) => d.state === 'delivered' && d.kind === 'host.enrolled'),
+      );
+    }
+    await waitFor(async () => (await log()).length === 2);
+    const kept = await log();
+    expect(kept.every((d) => d.state === 'delivered')).toBe(true);
+    // The newest two: the last two enrollments' events.
+    const events = (await page(0)).events;
+    expect(kept.map((d) => d.eventCursor)).toEqual(
+      events
+        .slice(-2)
+        .map((e) => e.cursor)
+        .reverse(),
+    );
+
+    nowMs += 2 * DAY_MS;
+    await waitFor(async () => (await log()).length === 0);
+    rx.close();
   });
 });

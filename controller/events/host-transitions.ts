@@ -83,6 +83,8 @@ export function createHostTransitions(o: {
   /** Hosts that are not told offline or decommissioned → last heartbeat (ms), oldest first. */
   const beats = new Map<string, number>();
   const dirty = new Set<string>();
+  /** Hosts a check is looking at: a heartbeat for one of them is checked again after it. */
+  const checking = new Set<string>();
   const checks = new SingleFlight({ name: 'host status events', maxQueued: 1 });
   let startMs = clock.now();
   let sweepTimer: NodeJS.Timeout | undefined;
@@ -124,38 +126,42 @@ export function createHostTransitions(o: {
     dirty.clear();
     // Hosts never told: the sink's onEnrolled marks them pending while their event is written.
     const untold = ids.filter((id) => !told.has(id));
+    for (const id of ids) checking.add(id);
     try {
-      const rows: HostRow[] = [];
-      for (let i = 0; i < ids.length; i += HOSTS_PER_READ) {
-        rows.push(
-          ...(await db
-            .selectFrom('hosts')
-            .select(['id', 'name', 'address', 'enrolled_via', 'last_seen', 'decommissioned_at'])
-            .where('id', 'in', ids.slice(i, i + HOSTS_PER_READ))
-            .execute()),
-        );
-      }
-      const nowMs = clock.now();
-      const changes: { row: HostRow; next: HostStatus }[] = [];
-      for (const row of rows) {
-        const prev = told.get(row.id);
-        const next = statusOf(row, prev, nowMs);
-        if (next !== prev) changes.push({ row, next });
-      }
-      if (changes.length === 0) return;
-      const nowIso = isoAt(nowMs);
-      await db.transaction().execute(async (trx) => {
+      // Read and write in one transaction: a heartbeat cannot commit between what this saw
+      // and what it tells (the controller has one connection to the database).
+      const changes = await db.transaction().execute(async (trx) => {
+        const rows: HostRow[] = [];
+        for (let i = 0; i < ids.length; i += HOSTS_PER_READ) {
+          rows.push(
+            ...(await trx
+              .selectFrom('hosts')
+              .select(['id', 'name', 'address', 'enrolled_via', 'last_seen', 'decommissioned_at'])
+              .where('id', 'in', ids.slice(i, i + HOSTS_PER_READ))
+              .execute()),
+          );
+        }
+        const nowMs = clock.now();
+        const found: { row: HostRow; next: HostStatus }[] = [];
+        for (const row of rows) {
+          const prev = told.get(row.id);
+          const next = statusOf(row, prev, nowMs);
+          if (next !== prev) found.push({ row, next });
+        }
+        if (found.length === 0) return found;
+        const nowIso = isoAt(nowMs);
         await o.sink.append(
           trx,
-          changes.flatMap((c) => eventsFor(c.row, told.get(c.row.id), c.next)),
+          found.flatMap((c) => eventsFor(c.row, told.get(c.row.id), c.next)),
         );
-        for (const c of changes) {
+        for (const c of found) {
           await trx
             .insertInto('fleet_host_status')
             .values({ host_id: c.row.id, status: c.next, changed_at: nowIso })
             .onConflict((oc) => oc.column('host_id').doUpdateSet({ status: c.next, changed_at: nowIso }))
             .execute();
         }
+        return found;
       });
       for (const { row, next } of changes) {
         told.set(row.id, next);
@@ -171,7 +177,12 @@ export function createHostTransitions(o: {
         kick();
       }, RETRY_MS);
       retryTimer.unref();
+      return;
+    } finally {
+      checking.clear();
     }
+    // Heartbeats that committed while this ran are looked at again (they may bring a host back).
+    kick();
   }
 
   function kick(): void {
@@ -232,7 +243,7 @@ export function createHostTransitions(o: {
       for (const id of hostIds) {
         beats.delete(id);
         beats.set(id, nowMs);
-        if (told.get(id) !== 'online') {
+        if (told.get(id) !== 'online' || checking.has(id)) {
           dirty.add(id);
           any = true;
         }

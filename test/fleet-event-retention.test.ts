@@ -80,13 +80,16 @@ describe('fleet event retention', () => {
       (await t.admin<DeliveriesResponse>('GET', '/v1/webhooks/kept/deliveries')).body.deliveries;
     for (const n of ['ret-d1', 'ret-d2', 'ret-d3', 'ret-d4']) {
       await t.enroll(n);
-      await waitFor(async () =>
-        (await log()).some((d) => d.state === 'delivered' && d.kind === 'host.enrolled'),
-      );
+      const head = (await page(0)).head;
+      // Newest first: this enrollment's delivery is at the top once made, then delivered.
+      await waitFor(async () => {
+        const [newest] = await log();
+        return newest?.eventCursor === head && newest.state === 'delivered';
+      });
     }
     await waitFor(async () => (await log()).length === 2);
     const kept = await log();
-    expect(kept.every((d) => d.state === 'delivered')).toBe(true);
+    expect(kept.map((d) => d.state)).toEqual(['delivered', 'delivered']);
     // The newest two: the last two enrollments' events.
     const events = (await page(0)).events;
     expect(kept.map((d) => d.eventCursor)).toEqual(

@@ -210,45 +210,53 @@ export function createWebhookDispatcher(o: {
     }
   }
 
-  /** Starts the attempts that are due (up to the limits); returns ms until the next one is due. */
-  async function deliverDue(): Promise<number | undefined> {
-    const room = settings.concurrency - inFlight.size;
+  /**
+   * Starts the attempts that are due, up to the limits. Returns how long the loop may wait:
+   * until the next delivery is due, or (when due ones wait for a free slot, or none is
+   * pending) IDLE_WAIT_MS, since an attempt that ends wakes the loop anyway.
+   */
+  async function deliverDue(): Promise<number> {
     const nowMs = clock.now();
-    if (room > 0) {
-      const due: Due[] = await readDb
-        .selectFrom('webhook_deliveries')
-        .select(['id', 'webhook', 'event_id', 'kind', 'body', 'attempts', 'created_at'])
-        .where('state', '=', 'pending')
-        .where('next_attempt_at', '<=', isoAt(nowMs))
-        .orderBy('next_attempt_at')
-        .orderBy('id')
-        .limit(settings.concurrency * 4)
-        .execute();
-      let started = 0;
-      for (const d of due) {
-        if (started >= room) break;
-        if (inFlight.has(d.id) || (inFlightBy.get(d.webhook) ?? 0) >= PER_WEBHOOK_IN_FLIGHT) continue;
-        const hook = hooks.find((h) => h.name === d.webhook);
-        if (!hook) continue;
-        started++;
-        inFlight.add(d.id);
-        inFlightBy.set(d.webhook, (inFlightBy.get(d.webhook) ?? 0) + 1);
-        const one = attempt(hook, d).finally(() => {
-          inFlight.delete(d.id);
-          inFlightBy.set(d.webhook, (inFlightBy.get(d.webhook) ?? 1) - 1);
-          running.delete(one);
-          kick();
-        });
-        running.add(one);
+    const room = settings.concurrency - inFlight.size;
+    if (room <= 0) return IDLE_WAIT_MS;
+    const due: Due[] = await readDb
+      .selectFrom('webhook_deliveries')
+      .select(['id', 'webhook', 'event_id', 'kind', 'body', 'attempts', 'created_at'])
+      .where('state', '=', 'pending')
+      .where('next_attempt_at', '<=', isoAt(nowMs))
+      .orderBy('next_attempt_at')
+      .orderBy('id')
+      .limit(settings.concurrency * 4)
+      .execute();
+    let started = 0;
+    let waiting = false;
+    for (const d of due) {
+      if (inFlight.has(d.id)) continue;
+      if (started >= room || (inFlightBy.get(d.webhook) ?? 0) >= PER_WEBHOOK_IN_FLIGHT) {
+        waiting = true;
+        continue;
       }
+      const hook = hooks.find((h) => h.name === d.webhook);
+      if (!hook) continue;
+      started++;
+      inFlight.add(d.id);
+      inFlightBy.set(d.webhook, (inFlightBy.get(d.webhook) ?? 0) + 1);
+      const one = attempt(hook, d).finally(() => {
+        inFlight.delete(d.id);
+        inFlightBy.set(d.webhook, (inFlightBy.get(d.webhook) ?? 1) - 1);
+        running.delete(one);
+        kick();
+      });
+      running.add(one);
     }
+    if (waiting || due.length === settings.concurrency * 4) return IDLE_WAIT_MS;
     const next = await readDb
       .selectFrom('webhook_deliveries')
       .select((eb) => eb.fn.min('next_attempt_at').as('at'))
       .where('state', '=', 'pending')
-      .where('id', 'not in', inFlight.size > 0 ? [...inFlight] : [0])
+      .where('next_attempt_at', '>', isoAt(nowMs))
       .executeTakeFirst();
-    return typeof next?.at === 'string' ? Math.max(0, Date.parse(next.at) - nowMs) : undefined;
+    return typeof next?.at === 'string' ? Math.max(1, Date.parse(next.at) - nowMs) : IDLE_WAIT_MS;
   }
 
   async function attempt(hook: Webhook, d: Due): Promise<void> {
@@ -353,11 +361,13 @@ export function createWebhookDispatcher(o: {
     if (stale) {
       stale = false;
       hooks = await o.loadWebhooks();
+      // A removed webhook's series go with it.
+      for (const name of results.keys()) if (!hooks.some((h) => h.name === name)) results.delete(name);
     }
     await fanOut();
     const next = await deliverDue();
     await refreshCounts();
-    return next ?? IDLE_WAIT_MS;
+    return next;
   }
 
   async function run(): Promise<void> {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import type { FleetEvent } from '../protocol/fleet-events.js';
 import type { ServiceStatus } from '../protocol/heartbeat.js';
 import {
   agentMaterial,
+  corral,
   heartbeatBody,
   postJson,
   startController,
@@ -225,5 +226,20 @@ describe('corral controller notify', () => {
       expect(removed.out).toMatch(new RegExp(`^removed\\s+${name}$`, 'm'));
     }
     expect((await run(['controller', 'notify', 'remove', 'chat'])).err).toContain('CORRAL_ERR_NOT_FOUND');
+  });
+});
+
+describe('corral controller serve, fleet event retention', () => {
+  it('refuses an unusable age or count (exit 2) before it touches any state', async () => {
+    const none = join(work, 'no-state');
+    for (const [flag, value] of [
+      ['--fleet-events-max', '0'],
+      ['--fleet-events-max', '2.5'],
+      ['--fleet-event-max-age', 'soon'],
+    ] as const) {
+      const r = await corral(['controller', 'serve', '--state-dir', none, flag, value]);
+      expect([r.code, r.stderr]).toEqual([2, expect.stringContaining(flag)]);
+    }
+    await expect(access(none)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

@@ -58,8 +58,6 @@ export interface FleetEvents {
   start(): Promise<void>;
   /** Waits for host status checks queued so far. */
   settle(): Promise<void>;
-  /** Runs retention now. */
-  prune(): Promise<number>;
   metricsLines(): string[];
   close(): Promise<void>;
 }
@@ -156,7 +154,6 @@ export function createFleetEvents(o: {
       dispatcher.start();
     },
     settle: () => transitions.settle(),
-    prune: () => pruner?.runNow() ?? Promise.resolve(0),
     metricsLines: () => [
       '# HELP corral_fleet_events_pruned_total Fleet events deleted by retention (age or count).',
       '# TYPE corral_fleet_events_pruned_total counter',

@@ -14,6 +14,7 @@ export interface AdminClient {
   readonly url: string;
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  delete<T>(path: string): Promise<T>;
   /** Raw text (for /metrics). */
   text(path: string): Promise<string>;
   /** POSTs a raw body (`application/octet-stream`, streamed) and waits up to `timeoutMs`. */
@@ -57,7 +58,7 @@ export function createAdminClient(target: { url: string; token: string }): Admin
   const agent = tls ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
 
   function exchange(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'DELETE',
     path: string,
     headers: Record<string, string>,
     timeoutMs: number,
@@ -86,7 +87,7 @@ export function createAdminClient(target: { url: string; token: string }): Admin
   }
 
   async function send(
-    method: 'GET' | 'POST',
+    method: 'GET' | 'POST' | 'DELETE',
     path: string,
     body?: unknown,
     raw?: RawBody,
@@ -129,6 +130,9 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     },
     async post<T>(path: string, body: unknown = {}) {
       return JSON.parse((await send('POST', path, body)).text) as T;
+    },
+    async delete<T>(path: string) {
+      return JSON.parse((await send('DELETE', path)).text) as T;
     },
     async text(path) {
       return (await send('GET', path)).text;

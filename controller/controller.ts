@@ -42,6 +42,7 @@ import { createPinRegistry, type PinRegistry } from './pins/pin-registry.js';
 import { loadActivePins, loadDecommissionedPins } from './pins/pin-store.js';
 import { createReleaseUpdater, type ReleaseUpdater } from './release/update-operation.js';
 import type { ControllerIdentity } from './state/load-state.js';
+import { createFleetEvents, type FleetEventsOptions } from './events/fleet-events.js';
 
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
@@ -78,6 +79,8 @@ export interface ControllerOptions {
   readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number } | undefined;
   /** What a joining worker may claim (default: any address). A bad CIDR throws VALIDATION. */
   readonly joinPolicy?: JoinPolicyOptions | undefined;
+  /** Fleet event retention, webhook delivery and liveness sweeps (defaults in controller/events/). */
+  readonly fleetEvents?: FleetEventsOptions | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -125,12 +128,24 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const retention: EventRetention = { ...DEFAULT_EVENT_RETENTION, ...options.eventRetention };
   checkEventRetention(retention);
   const metrics = createMetrics();
+  const fleetEvents = createFleetEvents({
+    db,
+    readDb: options.readDb ?? db,
+    clock,
+    log: log.child({ component: 'fleet-events' }),
+    audit,
+    intervalMs,
+    ...(options.fleetEvents && { options: options.fleetEvents }),
+  });
+  metrics.addSource(() => fleetEvents.metricsLines());
+  pins.onRevoked((hostId) => fleetEvents.hostRevoked(hostId));
   const writer = createHeartbeatWriter({
     db,
     clock,
     log: log.child({ component: 'heartbeats' }),
     retention,
     onEventsPruned: (n) => metrics.eventsPruned(n),
+    observer: fleetEvents.heartbeats,
     flushMs: options.heartbeatFlushMs,
   });
   const workerClient = createWorkerClient(identity.client);
@@ -146,6 +161,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'deploy' }),
     live: () => ({ nowMs: clock.now(), intervalMs }),
     signal: root.signal,
+    events: fleetEvents.sink,
     ...options.deploy,
   });
   const releaseUpdater = createReleaseUpdater({
@@ -156,11 +172,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
     tls: identity.client,
     log: log.child({ component: 'update' }),
     signal: root.signal,
+    events: fleetEvents.sink,
     ...options.update,
   });
   const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
+  await fleetEvents.start();
   const pruner = startEventPruner({
     db,
     clock,
@@ -182,6 +200,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     controllerClientFingerprint: identity.client.fingerprint,
     advertised: () => ({ controller: endpoints?.worker ?? '127.0.0.1:0', ...advertised }),
     joinPolicy: createJoinPolicy(options.joinPolicy),
+    events: fleetEvents.sink,
   });
   const renewal = createRenewal({
     db,
@@ -217,13 +236,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
     joinAddress: () => endpoints?.join ?? '127.0.0.1:0',
     decommissionWaitMs: options.decommissionWaitMs ?? DEFAULT_SELF_DESTRUCT_WAIT_MS,
     uploadDir,
+    fleetEvents,
   });
 
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
     operations: [deployer, releaseUpdater],
-    writers: [writer, pruner, { close: () => keeper.settle() }],
+    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }],
     clients: [
       { close: async () => sockets.dispose() },
       workerClient,

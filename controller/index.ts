@@ -18,3 +18,4 @@ export {
   type HeartbeatBudgetLimits,
 } from './fleet/heartbeat-budget.js';
 export { DEFAULT_EVENT_RETENTION, type EventRetention } from './fleet/event-retention.js';
+export { DEFAULT_FLEET_EVENT_RETENTION, type FleetEventRetention } from './events/fleet-retention.js';

@@ -40,6 +40,7 @@ export interface ServeOptions extends ControllerListen {
   readonly heartbeatIntervalMs?: number | undefined;
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
+  readonly fleetEvents?: ControllerOptions['fleetEvents'];
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
   readonly joinPolicy?: JoinPolicyOptions | undefined;
@@ -97,6 +98,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       joinPolicy: options.joinPolicy,
       heartbeatBudget: options.heartbeatBudget,
       eventRetention: options.eventRetention,
+      fleetEvents: options.fleetEvents,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

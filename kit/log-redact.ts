@@ -9,4 +9,6 @@ export const LOG_REDACT_PATHS: readonly string[] = [
   'req.headers.authorization',
   'headers.authorization',
   '*.privateKey',
+  'secret',
+  '*.secret',
 ];

@@ -50,6 +50,10 @@ export const ErrorCode = {
   SYSLOG_PROTOCOL: 'CORRAL_ERR_SYSLOG_PROTOCOL',
   /** Told only to a decommissioned host, on a connection presenting its own last-pinned certificate. */
   DECOMMISSIONED: 'CORRAL_ERR_DECOMMISSIONED',
+  /** A diagnostic kind outside the agent's allow-list; refused before any call to the agent. */
+  DIAGNOSTIC_NOT_ALLOWED: 'CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED',
+  /** A webhook URL that is malformed, too long, carries credentials, or is plain http off loopback. */
+  WEBHOOK_TARGET_REFUSED: 'CORRAL_ERR_WEBHOOK_TARGET_REFUSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -88,6 +92,8 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_SYSLOG_FRAME: 400,
   CORRAL_ERR_SYSLOG_PROTOCOL: 400,
   CORRAL_ERR_DECOMMISSIONED: 410,
+  CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED: 400,
+  CORRAL_ERR_WEBHOOK_TARGET_REFUSED: 400,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -57,6 +57,7 @@ export async function startController(
     clock?: Clock;
     heartbeatBudget?: ControllerOptions['heartbeatBudget'];
     eventRetention?: ControllerOptions['eventRetention'];
+    fleetEvents?: ControllerOptions['fleetEvents'];
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
@@ -75,6 +76,7 @@ export async function startController(
     clock: options.clock,
     heartbeatBudget: options.heartbeatBudget,
     eventRetention: options.eventRetention,
+    fleetEvents: options.fleetEvents,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });

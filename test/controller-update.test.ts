@@ -14,6 +14,7 @@ import { writeBundle } from '../pki/index.js';
 import type { AdminReleasesResponse, AdminUpdateResponse } from '../protocol/admin-update.js';
 import type { AuditEntry } from '../protocol/admin-audit.js';
 import type { OperationDetail } from '../protocol/operations.js';
+import type { EventsPage, FleetEvent } from '../protocol/fleet-events.js';
 import { corral, startController, type TestController } from './controller-fixture.js';
 import { freePort } from './rsyslog-fixtures.js';
 import {
@@ -54,6 +55,12 @@ async function enrollWorker(name: string, extraArgs: string[] = []): Promise<Wor
   };
   updaters.push(await spawnUpdater(worker, { listen: `127.0.0.1:${updaterPort}`, extraArgs }));
   return worker;
+}
+
+/** Release and operation fleet events of one operation, as `kind host data…`. */
+async function eventsOf(operationId: string | null): Promise<FleetEvent[]> {
+  const page = await t.admin<EventsPage>('GET', '/v1/events?limit=1000');
+  return page.body.events.filter((e) => e.operationId === operationId);
 }
 
 async function upload<T>(release: BuiltRelease, query: string): Promise<{ status: number; body: T }> {
@@ -109,6 +116,19 @@ describe('controller update', () => {
     const entry = audit.body.entries.find((e) => e.action === 'update' && e.target === '1.0.0');
     expect(entry?.details).toMatchObject({ operationId: res.body.operationId, hosts: ['w-1', 'w-2'] });
     expect(audit.body.entries.some((e) => e.action === 'update-finished' && e.target === '1.0.0')).toBe(true);
+    // Fleet events: the operation's start and end, and each host's new release.
+    const events = await eventsOf(res.body.operationId);
+    expect(events.map((e) => [e.kind, e.host?.name ?? null, e.data.version ?? e.data.outcome])).toEqual(
+      expect.arrayContaining([
+        ['operation.started', null, undefined],
+        ['release.updated', 'w-1', '1.0.0'],
+        ['release.updated', 'w-2', '1.0.0'],
+        ['operation.finished', null, 'succeeded'],
+      ]),
+    );
+    expect(events).toHaveLength(4);
+    expect(events[0]?.kind).toBe('operation.started');
+    expect(events[3]?.kind).toBe('operation.finished');
     // The upload's temp file is gone.
     const uploads = join(tmpdir(), `corral-uploads-${process.pid}`);
     const left = await stat(uploads).then(
@@ -127,6 +147,14 @@ describe('controller update', () => {
     const op = await t.admin<OperationDetail>('GET', `/v1/ops/${res.body.operationId ?? ''}`);
     expect(op.body.operation.state).toBe('failed');
     expect(op.body.steps[0]?.state).toBe('failed');
+    const events = await eventsOf(res.body.operationId);
+    expect(events.map((e) => e.kind)).toEqual([
+      'operation.started',
+      'release.rolled_back',
+      'operation.finished',
+    ]);
+    expect(events[1]).toMatchObject({ host: { name: 'w-1' }, data: { version: '2.0.0', current: '1.0.0' } });
+    expect(events[2]?.data).toMatchObject({ kind: 'update', outcome: 'failed', failedHosts: 1 });
   }, 120_000);
 
   it('refuses unknown hosts, bodies that are not releases, and a wrong digest', async () => {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import {
   checkHeartbeatBudget,
   DEFAULT_EVENT_RETENTION,
+  DEFAULT_FLEET_EVENT_RETENTION,
   DEFAULT_HEARTBEAT_BUDGET,
   initControllerState,
   parseCidr,
@@ -225,6 +226,16 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'lifecycle events kept per host (the newest)',
         String(DEFAULT_EVENT_RETENTION.maxPerHost),
       )
+      .option(
+        '--fleet-event-max-age <duration>',
+        'fleet events (controller events) and finished webhook deliveries older than this are deleted',
+        `${DEFAULT_FLEET_EVENT_RETENTION.maxAgeMs / 86_400_000}d`,
+      )
+      .option(
+        '--fleet-events-max <n>',
+        'fleet events kept (the newest)',
+        String(DEFAULT_FLEET_EVENT_RETENTION.maxCount),
+      )
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
@@ -244,6 +255,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         heartbeatBudget: boolean;
         eventMaxAge: string;
         eventsPerHost: string;
+        fleetEventMaxAge: string;
+        fleetEventsMax: string;
         logLevel: string;
         reinitialize?: boolean;
       },
@@ -277,6 +290,14 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         eventsPerHost:
           fromFile('eventsPerHost', c.eventsPerHost !== undefined ? String(c.eventsPerHost) : undefined) ??
           given.eventsPerHost,
+        fleetEventMaxAge:
+          fromFile(
+            'fleetEventMaxAge',
+            c.fleetEventMaxAge !== undefined ? `${c.fleetEventMaxAge}ms` : undefined,
+          ) ?? given.fleetEventMaxAge,
+        fleetEventsMax:
+          fromFile('fleetEventsMax', c.fleetEventsMax !== undefined ? String(c.fleetEventsMax) : undefined) ??
+          given.fleetEventsMax,
         logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
       };
       const stateDir = controllerStateDir(opts.stateDir);
@@ -310,6 +331,10 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const maxPerHost = positive('--events-per-host', opts.eventsPerHost, Number);
       if (!Number.isSafeInteger(maxPerHost))
         throw new CliExit(EXIT_USAGE, '--events-per-host must be a whole number');
+      const fleetMaxAgeMs = positive('--fleet-event-max-age', opts.fleetEventMaxAge, parseDurationMs);
+      const fleetMaxCount = positive('--fleet-events-max', opts.fleetEventsMax, Number);
+      if (!Number.isSafeInteger(fleetMaxCount))
+        throw new CliExit(EXIT_USAGE, '--fleet-events-max must be a whole number');
       const log = pino({
         level: opts.logLevel,
         redact: [...LOG_REDACT_PATHS],
@@ -342,6 +367,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           joinPolicy,
           heartbeatBudget: budget,
           eventRetention: { maxAgeMs, maxPerHost },
+          fleetEvents: { retention: { maxAgeMs: fleetMaxAgeMs, maxCount: fleetMaxCount } },
           extras: controllerExtraListeners(stateDir, syslog, log),
         });
       } catch (e: unknown) {

@@ -39,6 +39,18 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       names: ['release', 'update', 'releases'],
       load: async () => (await import('./controller-release.js')).registerControllerReleaseCommands,
     },
+    {
+      names: ['events'],
+      load: async () => (await import('./controller-events.js')).registerControllerEventsCommand,
+    },
+    {
+      names: ['notify'],
+      load: async () => (await import('./controller-notify.js')).registerControllerNotifyCommands,
+    },
+    {
+      names: ['diagnose'],
+      load: async () => (await import('./controller-diagnose.js')).registerControllerDiagnoseCommand,
+    },
   ];
 
 /** The controller subcommands, as `controller --help` lists them. */

@@ -17,6 +17,8 @@ export const CONTROLLER_CONFIG_SPEC = {
     heartbeatBytes: { kind: 'string' },
     eventMaxAge: { kind: 'duration' },
     eventsPerHost: { kind: 'int', min: 1 },
+    fleetEventMaxAge: { kind: 'duration' },
+    fleetEventsMax: { kind: 'int', min: 1 },
     logLevel: { kind: 'string', allowed: LOG_LEVELS },
   },
 } as const satisfies ConfigSpec;
@@ -34,6 +36,8 @@ export interface ControllerConfig {
     heartbeatBytes?: string;
     eventMaxAge?: number;
     eventsPerHost?: number;
+    fleetEventMaxAge?: number;
+    fleetEventsMax?: number;
     logLevel?: string;
   };
 }

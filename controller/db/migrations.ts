@@ -3,6 +3,7 @@ import { deployMigration } from './migration-deploy.js';
 import { enrollmentMigration } from './migration-enrollment.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
 import { wipeMigration } from './migration-wipe.js';
+import { fleetEventsMigration } from '../events/migration-events.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -16,6 +17,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0005-event-retention', { up: eventRetention }],
   ['0006-host-paging', { up: hostPaging }],
   ['0007-decommission-wipe', { up: wipeMigration }],
+  ['0010-fleet-events', { up: fleetEventsMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -7,6 +7,12 @@ import type {
   OperationsTable,
   ServiceDispatchTable,
 } from './deploy-schema.js';
+import type {
+  FleetEventsTable,
+  FleetHostStatusTable,
+  WebhookDeliveriesTable,
+  WebhooksTable,
+} from '../events/event-tables.js';
 
 /**
  * The controller's tables as kysely sees them. Times are ISO-8601 UTC text, JSON is text,
@@ -130,4 +136,8 @@ export interface ControllerDatabase {
   operations: OperationsTable;
   operation_steps: OperationStepsTable;
   operation_log: OperationLogTable;
+  fleet_events: FleetEventsTable;
+  fleet_host_status: FleetHostStatusTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }

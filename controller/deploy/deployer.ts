@@ -25,6 +25,7 @@ import {
   type FleetSnapshot,
   type HostSet,
 } from './desired-state.js';
+import type { FleetEventSink } from '../events/event-log.js';
 import { createOperations, RESTART_REASON, type OperationRecorder, type Operations } from './operations.js';
 import { planDeploy } from './deploy-plan.js';
 import { rollout, type RolloutResult } from './rollout.js';
@@ -51,6 +52,8 @@ export interface DeployerOptions {
    * operation ends with them failed) and new deploys and teardowns are refused.
    */
   readonly signal: AbortSignal;
+  /** Where operations tell that they started and finished (fleet events). */
+  readonly events?: FleetEventSink;
 }
 
 export interface Deployer {
@@ -77,7 +80,7 @@ export interface Deployer {
 
 export function createDeployer(o: DeployerOptions): Deployer {
   const { db, clock, log } = o;
-  const operations = createOperations({ db, clock, log });
+  const operations = createOperations({ db, clock, log, ...(o.events && { events: o.events }) });
   const deps = {
     client: o.client,
     pins: o.pins,

@@ -17,6 +17,7 @@ import { isoAt, type Clock } from '../clock.js';
 import type { OperationsTable, OperationStepsTable } from '../db/deploy-schema.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { SingleFlight } from '../../kit/single-flight.js';
+import type { FleetEventSink } from '../events/event-log.js';
 
 /** Log writes of one operation that may wait behind the one being written (one per host step). */
 const OPERATION_LOG_MAX_QUEUED = 4096;
@@ -96,11 +97,17 @@ async function insertLines(trx: Db, id: string, firstSeq: number, lines: readonl
     .execute();
 }
 
-export function createOperations(deps: { db: Db; clock: Clock; log: Logger }): Operations {
-  const { db, clock, log } = deps;
+export function createOperations(deps: {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  /** `operation.started` and `operation.finished` go here, in the transactions that start and end it. */
+  events?: FleetEventSink;
+}): Operations {
+  const { db, clock, log, events } = deps;
   const now = (): string => isoAt(clock.now());
 
-  function recorder(id: string, nextSeq: number): OperationRecorder {
+  function recorder(id: string, nextSeq: number, kind: OperationKind): OperationRecorder {
     const turns = new SingleFlight({ name: `operation ${id} log`, maxQueued: OPERATION_LOG_MAX_QUEUED });
     let seq = nextSeq;
     const serialized = (fn: () => Promise<void>): Promise<void> => turns.run(fn);
@@ -140,6 +147,19 @@ export function createOperations(deps: { db: Db; clock: Clock; log: Logger }): O
               .where('id', '=', id)
               .execute();
             await insertLines(trx, id, seq, [line], nowIso);
+            await events?.append(trx, [
+              {
+                kind: 'operation.finished',
+                operationId: id,
+                data: {
+                  kind,
+                  outcome: state,
+                  hosts: summary.hosts,
+                  failedHosts: summary.failedHosts,
+                  message: line.message,
+                },
+              },
+            ]);
           });
           seq += 1;
         });
@@ -184,12 +204,23 @@ export function createOperations(deps: { db: Db; clock: Clock; log: Logger }): O
           .execute();
       }
       await insertLines(trx, id, 1, first, nowIso);
-      return recorder(id, first.length + 1);
+      await events?.append(trx, [
+        {
+          kind: 'operation.started',
+          operationId: id,
+          data: { kind: op.kind, actor: op.actor, target: op.target, hosts: op.steps.length },
+        },
+      ]);
+      return recorder(id, first.length + 1, op.kind);
     },
 
     async failInterrupted(reason = RESTART_REASON) {
-      const running = await db.selectFrom('operations').select('id').where('state', '=', 'running').execute();
-      for (const { id } of running) {
+      const running = await db
+        .selectFrom('operations')
+        .select(['id', 'kind'])
+        .where('state', '=', 'running')
+        .execute();
+      for (const { id, kind } of running) {
         const nowIso = now();
         await db.transaction().execute(async (trx) => {
           const last = await trx
@@ -215,6 +246,13 @@ export function createOperations(deps: { db: Db; clock: Clock; log: Logger }): O
             [{ level: 'error', message: reason }],
             nowIso,
           );
+          await events?.append(trx, [
+            {
+              kind: 'operation.finished',
+              operationId: id,
+              data: { kind, outcome: 'failed', message: reason },
+            },
+          ]);
         });
         log.warn({ operationId: id, reason }, 'interrupted operation marked failed');
       }

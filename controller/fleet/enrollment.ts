@@ -11,6 +11,7 @@ import type { MutablePinRegistry, Pin } from '../pins/pin-registry.js';
 import type { HostRow } from './host-store.js';
 import { createJoinPolicy, normalizeSourceAddress, type JoinPolicy } from './join-policy.js';
 import type { TokenStore } from './token-store.js';
+import type { FleetEventSink } from '../events/event-log.js';
 import {
   assertNameAllowed,
   insertPins,
@@ -41,6 +42,8 @@ export interface EnrollmentDeps {
   readonly advertised: () => Advertised;
   /** What a join may claim (default: any address). */
   readonly joinPolicy?: JoinPolicy;
+  /** `host.enrolled` goes here, in the enrollment's transaction (fleet events). */
+  readonly events?: FleetEventSink;
 }
 
 /** Where a join request came from, as the join listener saw it. */
@@ -273,6 +276,13 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
           },
           trx,
         );
+        await deps.events?.append(trx, [
+          {
+            kind: 'host.enrolled',
+            host: { id: host.id, name: host.name },
+            data: { via: host.via, address: host.address, replaces: replaced?.id },
+          },
+        ]);
         return rows;
       });
     } catch (e: unknown) {

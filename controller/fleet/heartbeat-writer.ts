@@ -53,6 +53,19 @@ export interface HeartbeatWriter {
   close(): Promise<void>;
 }
 
+/**
+ * Told about each batch the writer commits (fleet events). `servicesChanging` runs inside the
+ * batch's transaction, before the hosts' observed services are rewritten (a throw fails the
+ * batch like any write); `committed` after the commit, with every host of the batch.
+ */
+export interface HeartbeatObserver {
+  servicesChanging?(
+    trx: Kysely<ControllerDatabase>,
+    hosts: readonly { readonly hostId: string; readonly services: readonly ServiceStatus[] }[],
+  ): Promise<void>;
+  committed?(hostIds: readonly string[], nowMs: number): void;
+}
+
 export interface HeartbeatWriterOptions {
   readonly db: Kysely<ControllerDatabase>;
   readonly clock: Clock;
@@ -64,6 +77,7 @@ export interface HeartbeatWriterOptions {
   readonly retention?: Pick<EventRetention, 'maxAgeMs' | 'maxPerHost'>;
   /** Told how many events retention deleted, once that is committed. */
   readonly onEventsPruned?: (count: number) => void;
+  readonly observer?: HeartbeatObserver;
 }
 
 /**
@@ -129,6 +143,10 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
         const changed = hosts.filter(
           (p) => !sameServices(servicesWritten.get(p.hostId), p.heartbeat.services),
         );
+        await options.observer?.servicesChanging?.(
+          trx,
+          changed.map((p) => ({ hostId: p.hostId, services: p.heartbeat.services })),
+        );
         await writeServices(trx, changed, nowIso);
         for (const p of changed) servicesToWrite.set(p.hostId, p.heartbeat.services);
         const events = batch.flatMap((p) => p.heartbeat.events.map((e) => eventRow(p.hostId, e, nowIso)));
@@ -157,6 +175,7 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
     }
     for (const [hostId, services] of servicesToWrite) servicesWritten.set(hostId, services);
     if (pruned > 0) options.onEventsPruned?.(pruned);
+    options.observer?.committed?.([...latest.keys()], nowMs);
     batches++;
     written += batch.length;
     for (const p of batch) p.resolve(p.heartbeat.events.map((e) => e.id));

@@ -24,6 +24,11 @@ import type { MutablePinRegistry, PinRegistry } from '../pins/pin-registry.js';
 import type { ReleaseUpdater } from '../release/update-operation.js';
 import { loadAdminCredentials } from '../state/admin-token.js';
 import type { ControllerIdentity } from '../state/load-state.js';
+import type { FleetEvents } from '../events/fleet-events.js';
+import type { DiagnoseDeps } from '../diagnose/run-diagnose.js';
+import { adminDiagnoseRoutes } from '../routes/admin-diagnose.js';
+import { adminEventRoutes } from '../routes/admin-events.js';
+import { adminNotifyRoutes } from '../routes/admin-notify.js';
 import { adminAuditRoutes, type AuditRouteOptions } from '../routes/admin-audit.js';
 import { adminDeployRoutes, type DeployRouteOptions } from '../routes/admin-deploy.js';
 import { adminEnrollRoutes, type EnrollRouteOptions } from '../routes/admin-enroll.js';
@@ -87,6 +92,9 @@ export interface AdminAppOptions {
   readonly operations: Operations;
   /** Release pushes (`POST /v1/update`); its updater also answers `GET /v1/releases`. */
   readonly update: UpdateRouteOptions;
+  /** The fleet event log (list, SSE stream) and its webhooks. */
+  readonly events: FleetEvents;
+  readonly diagnose: DiagnoseDeps;
 }
 
 export function createAdminApp(o: AdminAppOptions): HttpApp {
@@ -106,6 +114,9 @@ export function createAdminApp(o: AdminAppOptions): HttpApp {
   void app.register(adminOpsRoutes, { operations: o.operations });
   void app.register(adminUpdateRoutes, o.update);
   void app.register(adminReleasesRoutes, { updater: o.update.updater });
+  void app.register(adminEventRoutes, { events: o.events });
+  void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
+  void app.register(adminDiagnoseRoutes, o.diagnose);
   return app;
 }
 
@@ -214,6 +225,7 @@ export interface ControllerServices {
   joinAddress(): string;
   readonly decommissionWaitMs: number;
   readonly uploadDir: string;
+  readonly fleetEvents: FleetEvents;
 }
 
 /** Builds the admin, worker and join APIs; nothing listens until listenApps. */
@@ -252,6 +264,8 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     deploy: { deployer: s.deployer, db, live },
     operations: s.deployer.operations,
     update: { updater: s.releaseUpdater, uploadDir: s.uploadDir },
+    events: s.fleetEvents,
+    diagnose: { db, pins, client: s.client, audit },
   });
   const worker = createWorkerApp({
     log: log.child({ component: 'worker-api' }),

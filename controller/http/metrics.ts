@@ -45,6 +45,8 @@ export interface ControllerMetrics {
   /** Lifecycle events deleted by retention (age or count per host). */
   eventsPruned(count: number): void;
   observeRequest(listener: string, route: string, statusCode: number, seconds: number): void;
+  /** Adds lines every render appends (a component's own series, already in exposition format). */
+  addSource(lines: () => readonly string[]): void;
   /** Prometheus text exposition; the caller supplies the current host counts. */
   render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
 }
@@ -61,8 +63,12 @@ export function createMetrics(): ControllerMetrics {
   let droppedSeries = 0;
   const expiredByHost = new Map<string, number>();
   const tlsRefused = new Map<TlsRefusalReason, number>(TLS_REFUSAL_REASONS.map((r) => [r, 0]));
+  const sources: (() => readonly string[])[] = [];
 
   return {
+    addSource(lines) {
+      sources.push(lines);
+    },
     heartbeatAccepted() {
       accepted++;
     },
@@ -150,6 +156,7 @@ export function createMetrics(): ControllerMetrics {
         '# TYPE corral_metrics_series_dropped_total counter',
         `corral_metrics_series_dropped_total ${droppedSeries}`,
         ...extra,
+        ...sources.flatMap((source) => source()),
       );
       return `${out.join('\n')}\n`;
     },

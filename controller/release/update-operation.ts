@@ -19,6 +19,7 @@ import { progressLine } from './update-progress.js';
 import { readReleaseFile } from './read-release.js';
 import { fetchReleases, type UpdaterTarget } from './updater-client.js';
 import { mapConcurrent } from '../../kit/concurrency.js';
+import type { FleetEventSink, NewFleetEvent } from '../events/event-log.js';
 
 type Db = Kysely<ControllerDatabase>;
 
@@ -41,6 +42,8 @@ export interface ReleaseUpdaterOptions {
    * its operation ends `failed`) and `update` is refused.
    */
   readonly signal: AbortSignal;
+  /** `release.updated` / `release.rolled_back` per host, with that host's step (fleet events). */
+  readonly events?: FleetEventSink;
 }
 
 export interface UpdateRequest {
@@ -225,9 +228,11 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       if (hostId === undefined) return;
       const write = progressLine(p, hostId);
       if (!write) return;
+      const event = releaseEvent(p.result, { id: hostId, name: p.hostName }, version, op.id);
+      const events = o.events;
       pending.push(
         op
-          .record(write.lines, write.step)
+          .record(write.lines, write.step, event && events ? (trx) => events.append(trx, [event]) : undefined)
           .catch((err: unknown) => log.error({ err, operationId: op.id }, 'update progress not recorded')),
       );
     };
@@ -318,4 +323,31 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       await running?.catch(() => undefined /* the caller of update() gets its error */);
     },
   };
+}
+
+/** The fleet event a host's finished push tells: updated (or self-updated), or rolled back. */
+function releaseEvent(
+  r: HostPushResult | undefined,
+  host: { id: string; name: string },
+  version: string,
+  operationId: string,
+): NewFleetEvent | undefined {
+  if (!r) return undefined;
+  if (r.outcome === 'updated' || r.outcome === 'self-updated') {
+    return {
+      kind: 'release.updated',
+      host,
+      operationId,
+      data: { version: r.current ?? version, outcome: r.outcome },
+    };
+  }
+  if (r.outcome === 'rolled-back') {
+    return {
+      kind: 'release.rolled_back',
+      host,
+      operationId,
+      data: { version, current: r.current, reason: r.reason },
+    };
+  }
+  return undefined;
 }

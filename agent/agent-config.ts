@@ -10,7 +10,7 @@ import { INSTANCE_TOKEN_RE } from '../protocol/pid-file.js';
 import type { AgentOptions } from './agent-options.js';
 import { DESIRED_STATE_FILE } from './desired-store.js';
 import { OUTBOX_FILE } from './event-outbox.js';
-import { BUNDLE_DIR } from './join.js';
+import { BUNDLE_DIR } from './agent-identity.js';
 import { SERVICES_DIR } from './state-check.js';
 import { DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
 import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';

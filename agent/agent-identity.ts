@@ -15,6 +15,9 @@ import {
   type TlsMaterial,
 } from '../pki/index.js';
 
+/** The enrolled identity's directory under the agent's state dir. */
+export const BUNDLE_DIR = 'bundle';
+
 const NEXT = '.next';
 
 /**

@@ -1,3 +1,4 @@
+import { BUNDLE_DIR } from './agent-identity.js';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { access } from 'node:fs/promises';
@@ -26,7 +27,6 @@ import { parseJsonWith } from '../protocol/validate.js';
 import { createControllerClient } from './controller-client.js';
 
 /** Where `agent join` writes the worker's bundle, under the agent state dir. */
-export const BUNDLE_DIR = 'bundle';
 export const JOIN_TIMEOUT_MS = 30_000;
 /** How long the controller gets to acknowledge a written bundle before the join gives up asking, in ms. */
 const CONFIRM_TIMEOUT_MS = 10_000;

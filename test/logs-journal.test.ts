@@ -4,7 +4,7 @@
  * listener at random points, with a journal small enough that its files switch and are
  * checkpointed all the time; and a journal damaged or deleted while the listener is down.
  */
-import { open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { open, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
@@ -140,8 +140,10 @@ describe('ingest journal: exactly once across listener crashes with many hosts',
     }
     const journals = (await readdir(f.logDir)).filter((n) => n.startsWith('ingest-journal.'));
     expect(journals.sort()).toEqual(['ingest-journal.0', 'ingest-journal.1']);
-    // Both files took commits (a file is reused in place, so it keeps the size it reached).
-    for (const name of journals) expect((await stat(join(f.logDir, name))).size).toBeGreaterThan(32 * 1024);
+    // Both files took commits: each holds at least one whole record past its header. (Not a
+    // size: how far each file grew depends on where the kills fell and on how far the senders
+    // ran ahead of the listener; under load a file stayed under 32 KiB.)
+    for (const name of journals) expect(await recordCount(join(f.logDir, name)), name).toBeGreaterThan(0);
   }, 120_000);
 });
 

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { access, cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCorral } from '../cli/up/corral-cli.js';
@@ -80,31 +80,14 @@ describe('corral up', () => {
       // The updater owns each agent from the start, so the first update is an ordinary swap.
       const version = /release (\S+) installed once for every worker \((\S+)\)/.exec(out);
       expect(version, out).not.toBeNull();
-      const src = join(dir, 'next-src');
-      await cp(version![2]!, src, { recursive: true, verbatimSymlinks: true });
-      const manifest = JSON.parse(await readFile(join(src, 'manifest.json'), 'utf8')) as Record<
-        string,
-        unknown
-      >;
-      await rm(join(src, 'manifest.json'));
-      await writeFile(
-        join(src, 'corral-release.json'),
-        JSON.stringify({ ...manifest, version: undefined, exclude: ['**/test/fixtures'] }),
-      );
+      // The release an operator makes: `corral release build` (one bundled file, not the tree).
       const next = `${version![1]}-up.1`;
       const env = { ...process.env, CORRAL_HOME: join(dir, 'controller') };
       const tarball = join(dir, 'next.tar.gz');
-      const packed = await runCorral(CLI, [
-        'controller',
-        'release',
-        'pack',
-        src,
-        '--version',
-        next,
-        '--out',
-        tarball,
-      ]);
-      expect(packed.code, packed.stderr).toBe(0);
+      const built = await runCorral(CLI, ['release', 'build', '--version', next, '--out', tarball], {
+        timeoutMs: 600_000,
+      });
+      expect(built.code, built.stderr).toBe(0);
       const update = await runCorral(CLI, ['controller', 'update', '--release', tarball, '--all', '--json'], {
         env,
         timeoutMs: 600_000,

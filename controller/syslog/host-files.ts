@@ -59,7 +59,11 @@ export function parseHostFileName(
  */
 export async function listHostFiles(logDir: string, hostId?: string): Promise<HostFile[]> {
   const out: HostFile[] = [];
-  for (const name of await readdir(logDir)) {
+  const names = await readdir(logDir).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []; // no host has sent yet
+    throw e;
+  });
+  for (const name of names) {
     const parsed = parseHostFileName(name);
     if (!parsed || (hostId !== undefined && parsed.hostId !== hostId)) continue;
     try {

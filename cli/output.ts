@@ -18,7 +18,28 @@ export interface Output {
   flush?(): Promise<void>;
   /** Clears the screen and homes the cursor: the one control sequence the CLI writes itself. */
   clearScreen?(): void;
+  /** True when `out` goes to a terminal that takes colours (a TTY, and NO_COLOR unset). */
+  readonly colours?: boolean;
+  /**
+   * Writes parts, each escaped like `out`, in its style when `colours` (the styles are the
+   * only other control sequences the CLI writes itself); plain text otherwise.
+   */
+  outStyled?(parts: readonly StyledText[]): void;
 }
+
+export type Style = 'bold' | 'dim' | 'cyan' | 'green' | 'yellow' | 'magenta';
+export interface StyledText {
+  readonly text: string;
+  readonly style?: Style | undefined;
+}
+const SGR: Readonly<Record<Style, string>> = {
+  bold: '1',
+  dim: '2',
+  cyan: '36',
+  green: '32',
+  yellow: '33',
+  magenta: '35',
+};
 
 /** Widest table cell, in columns (the full text is in `--json` and the record views). */
 export const TABLE_CELL_MAX_COLUMNS = 120;
@@ -41,6 +62,19 @@ export function terminalOutput(sink: Output): Output {
     out: (text) => sink.out(safe(text)),
     err: (text) => sink.err(safe(text)),
     clearScreen: () => (sink.clearScreen ? sink.clearScreen() : sink.out(CLEAR_SCREEN)),
+    get colours() {
+      return sink.colours === true;
+    },
+    outStyled: (parts) =>
+      sink.out(
+        parts
+          .map((p) =>
+            p.style !== undefined && sink.colours === true
+              ? `\u001b[${SGR[p.style]}m${safe(p.text)}\u001b[0m`
+              : safe(p.text),
+          )
+          .join(''),
+      ),
     ...(sink.flush && { flush: () => sink.flush?.() ?? Promise.resolve() }),
   };
   guarded.add(output);
@@ -51,6 +85,9 @@ export const stdio: Output = terminalOutput({
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
   clearScreen: () => process.stdout.write(CLEAR_SCREEN),
+  get colours() {
+    return process.stdout.isTTY === true && process.env.NO_COLOR === undefined;
+  },
   flush: () => drained(process.stdout),
 });
 

@@ -75,6 +75,8 @@ export interface ControllerOptions {
    * per-process directory under the system temp dir; `serve` passes one under the state dir.
    */
   readonly uploadDir?: string | undefined;
+  /** The syslog listener's ingest directory, read by `GET /v1/logs` (default: none, no lines). */
+  readonly logDir?: string | undefined;
   /** Release pushes: hosts updated at once, and how long one host may take (ms). */
   readonly update?: { readonly concurrency?: number; readonly timeoutMs?: number } | undefined;
   /** What a joining worker may claim (default: any address). A bad CIDR throws VALIDATION. */
@@ -236,6 +238,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     joinAddress: () => endpoints?.join ?? '127.0.0.1:0',
     decommissionWaitMs: options.decommissionWaitMs ?? DEFAULT_SELF_DESTRUCT_WAIT_MS,
     uploadDir,
+    logDir: options.logDir,
     fleetEvents,
   });
 

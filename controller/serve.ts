@@ -93,6 +93,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       identity,
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),
+      logDir: join(options.stateDir, 'logs', 'hosts'),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       advertiseHost: addresses[0],
       joinPolicy: options.joinPolicy,

@@ -19,18 +19,39 @@ const IngestStreams = Type.Record(
   { maxProperties: MAX_INGEST_STREAMS_PER_HOST },
 );
 
+/** A host's ingest file stem: `<hostName>.<hostId>`, or `<hostId>` alone (files written before names). */
+export const INGEST_STEM_RE = /^[a-z0-9][a-z0-9-]{0,62}(?:\.[a-z0-9][a-z0-9-]{0,62})?$/;
+
 /**
- * `<logDir>/<hostId>.state`: the checkpoint record of a host's ingest file. `logBytes` is
- * the ingest file's length when the state was written (after an fsync of the file); on start
- * the listener applies what the ingest journal (below) holds beyond it and truncates the file
- * to the result. `streams` maps each Corral stream id to the position durably written and the
- * generation's key (see syslog-corral.ts).
+ * Which file of a host's ingest is current: `<stem>.log`, holding the host's bytes from
+ * `base` on (offsets in the journal and `logBytes` count every byte the host ever had, across
+ * its files); `generation` is the number its file takes when it is rotated
+ * (`<stem>.<generation, 6 digits>.log`).
+ */
+export const IngestFileState = Type.Object(
+  {
+    stem: Type.String({ pattern: INGEST_STEM_RE.source, maxLength: 127 }),
+    generation: Type.Integer({ minimum: 0, maximum: 999_999 }),
+    base: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type IngestFileState = Static<typeof IngestFileState>;
+
+/**
+ * `<logDir>/<hostId>.state`: the checkpoint record of a host's ingest. `logBytes` is the
+ * host's length (its current file's `base` plus that file's size) when the state was written
+ * (after an fsync of the file); on start the listener applies what the ingest journal (below)
+ * holds beyond it and truncates the file to the result. `streams` maps each Corral stream id
+ * to the position durably written and the generation's key (see syslog-corral.ts). Without
+ * `file` (a state written before rotation), the current file is `<hostId>.log` from 0.
  */
 export const IngestState = Type.Object(
   {
     version: Type.Literal(1),
     logBytes: Type.Integer({ minimum: 0 }),
     streams: IngestStreams,
+    file: Type.Optional(IngestFileState),
   },
   { additionalProperties: false },
 );
@@ -47,8 +68,8 @@ export const MAX_JOURNAL_DATA_BYTES = 64 * 1024 * 1024;
  * The metadata of one record of the listener's ingest journal (`<logDir>/ingest-journal.N`,
  * one record per group commit across hosts): for each host, where its lines go in its ingest
  * file (`offset`, `bytes`; the lines follow the metadata in the record, in this order) and
- * the streams this commit moved (position, time, key). A host's ingest file is
- * `offset + bytes` long once the record is applied.
+ * the streams this commit moved (position, time, key). Offsets count across the host's
+ * rotated files (IngestFileState): the host is `offset + bytes` long once the record is applied.
  */
 export const IngestJournalMeta = Type.Object(
   {

@@ -108,7 +108,9 @@ export function fleetScenario(o: FleetScenarioOptions): void {
       for (const w of f().workers) {
         const mine = Object.entries(placement).find(([, host]) => host === w.name)?.[0];
         await poll(`${w.name}'s lines at the controller`, async () => {
-          for (const file of await findFiles(f().controller.stateDir, `${w.hostId}.log`)) {
+          const dir = f().controller.stateDir;
+          const named = await findFiles(dir, `${w.name}.${w.hostId}.log`);
+          for (const file of [...named, ...(await findFiles(dir, `${w.hostId}.log`))]) {
             const text = await readFile(file, 'utf8');
             if (text.includes(`${tag} ${mine} on ${w.name}`)) return true;
           }

@@ -109,7 +109,7 @@ describe('syslog listener inside controller serve', () => {
     let forwarderOut = '';
     forwarder.stdout!.on('data', (b: Buffer) => (forwarderOut += b.toString('utf8')));
     const forwarderExit = once(forwarder, 'exit') as Promise<[number | null]>;
-    const ingest = join(controllerDir, 'logs', 'hosts', `${bundle.manifest.hostId}.log`);
+    const ingest = join(controllerDir, 'logs', 'hosts', `logger-1.${bundle.manifest.hostId}.log`);
     await waitFor(async () => (await sequencesIn(ingest).catch(() => [])).length >= 200, 60_000);
     expect(await sequencesIn(ingest)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     const fingerprint = bundle.identities.agent!.fingerprint;

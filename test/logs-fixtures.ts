@@ -356,7 +356,13 @@ export async function spawnListener(
   logDir: string,
   dir: string,
   port: number,
-  options: { journalBytes?: number | undefined } = {},
+  options: {
+    journalBytes?: number | undefined;
+    maxFileBytes?: number | undefined;
+    keepFiles?: number | undefined;
+    /** The host name the pins give for each host (default: its id). */
+    hostName?: ((h: HostIdentity) => string) | undefined;
+  } = {},
 ): Promise<Child & { port: number }> {
   const config = join(dir, `listener-${port}.json`);
   const hosts = Array.isArray(host) ? host : [host];
@@ -369,9 +375,11 @@ export async function spawnListener(
       pins: hosts.map((h: HostIdentity) => ({
         fingerprint: h.fingerprint,
         hostId: h.hostId,
-        hostName: h.hostName,
+        hostName: options.hostName?.(h) ?? h.hostName,
       })),
       journalBytes: options.journalBytes,
+      maxFileBytes: options.maxFileBytes,
+      keepFiles: options.keepFiles,
     }),
     { mode: 0o600 },
   );

@@ -2,7 +2,8 @@
  * The listener's shared ingest journal (controller/syslog/ingest-store.ts) under crashes:
  * several hosts sending at once, so their batches share group commits; kill -9 of the
  * listener at random points, with a journal small enough that its files switch and are
- * checkpointed all the time; and a journal damaged or deleted while the listener is down.
+ * checkpointed all the time; the same with the hosts' ingest files rotating all the while;
+ * and a journal damaged or deleted while the listener is down.
  */
 import { open, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createForwarder, openPositionStore } from '../forwarder/index.js';
+import { listHostFiles } from '../controller/syslog/host-files.js';
 import {
   appendSlowly,
   exactlyOnceProblem,
@@ -43,15 +45,17 @@ interface Fleet {
   restart(): Promise<void>;
 }
 
+type ListenerOptions = NonNullable<Parameters<typeof spawnListener>[6]>;
+
 /** `count` hosts, a listener child for them all, and an in-process forwarder per host. */
-async function fleet(count: number, journalBytes?: number): Promise<Fleet> {
+async function fleet(count: number, options: ListenerOptions = {}, readChunkBytes?: number): Promise<Fleet> {
   const pki = await makePki();
   const hosts: HostIdentity[] = [];
   for (let i = 1; i <= count; i++) hosts.push(await pki.host(`web-${i}`));
   const dir = await tempDir('logs-journal');
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const logDir = join(dir, 'ingest');
-  const first = await spawnListener(cleanups, pki, hosts, logDir, dir, 0, { journalBytes });
+  const first = await spawnListener(cleanups, pki, hosts, logDir, dir, 0, options);
   const files = hosts.map((h) => join(dir, `${h.hostId}.app.log`));
   const result: Fleet = {
     hosts,
@@ -61,7 +65,7 @@ async function fleet(count: number, journalBytes?: number): Promise<Fleet> {
     ingests: hosts.map((h) => join(logDir, `${h.hostId}.log`)),
     listener: first,
     async restart() {
-      result.listener = await spawnListener(cleanups, pki, hosts, logDir, dir, first.port, { journalBytes });
+      result.listener = await spawnListener(cleanups, pki, hosts, logDir, dir, first.port, options);
     },
   };
   for (const [i, host] of hosts.entries()) {
@@ -76,6 +80,7 @@ async function fleet(count: number, journalBytes?: number): Promise<Fleet> {
       store,
       log: pino({ level: 'silent' }),
       pollIntervalMs: 20,
+      ...(readChunkBytes === undefined ? {} : { readChunkBytes }),
       backoffBaseMs: 20,
       backoffCapMs: 200,
     });
@@ -112,7 +117,7 @@ describe('ingest journal: exactly once across listener crashes with many hosts',
     const random = seededRandom(seed);
     const lines = 8000;
     // A few commits fill a file: switches and checkpoints happen around every kill point.
-    const f = await fleet(4, 64 * 1024);
+    const f = await fleet(4, { journalBytes: 64 * 1024 });
     const writing = Promise.all(
       f.files.map((file) => appendSlowly(file, 500, lines, { perStep: 20, stepMs: 15 })),
     );
@@ -145,6 +150,89 @@ describe('ingest journal: exactly once across listener crashes with many hosts',
     // ran ahead of the listener; under load a file stayed under 32 KiB.)
     for (const name of journals) expect(await recordCount(join(f.logDir, name)), name).toBeGreaterThan(0);
   }, 120_000);
+});
+
+/** Every line of a host, across its rotated files (oldest first) and its current one. */
+async function hostSequences(logDir: string, hostId: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const f of await listHostFiles(logDir, hostId)) out.push(...(await sequencesIn(join(logDir, f.name))));
+  return out;
+}
+
+describe('ingest rotation: exactly once across listener crashes while files rotate', () => {
+  it('3 named hosts, files rotating every ~16 KiB, 8 kill -9 of the listener at random points: every line once, in order, across the generations', async () => {
+    const seed = Number(process.env.LOGS_JOURNAL_SEED ?? Date.now() % 1_000_000);
+    const random = seededRandom(seed);
+    const lines = 6000;
+    const maxFileBytes = 16 * 1024;
+    const f = await fleet(
+      3,
+      {
+        journalBytes: 128 * 1024,
+        maxFileBytes,
+        keepFiles: 1000,
+        hostName: (h) => `srv-${h.hostId}`,
+      },
+      // Small reads, so items are small and files rotate near their size.
+      16 * 1024,
+    );
+    const total = async (): Promise<number> => {
+      let n = 0;
+      for (const h of f.hosts) n += (await hostSequences(f.logDir, h.hostId)).length;
+      return n;
+    };
+    const writing = Promise.all(
+      f.files.map((file) => appendSlowly(file, 500, lines, { perStep: 25, stepMs: 10 })),
+    );
+    let since = 0;
+    for (let k = 0; k < 8; k++) {
+      await waitFor(
+        'lines flowing',
+        async () => {
+          const now = await total();
+          return now > since + 300 || now === lines * f.hosts.length;
+        },
+        20_000,
+      ).catch(async (e: unknown) => {
+        const files = await Promise.all(f.hosts.map((h) => listHostFiles(f.logDir, h.hostId)));
+        throw new Error(
+          `${String(e)} after kill ${k} (seed ${seed}); ${await total()} lines in ${files
+            .flat()
+            .map((x) => `${x.name} ${x.size}`)
+            .join(', ')}; listener said: ${f.listener.output()}`,
+        );
+      });
+      await sleep(random() * 120);
+      await killHard(f.listener);
+      since = await total();
+      await f.restart();
+    }
+    await writing;
+    for (const h of f.hosts) {
+      await waitFor(
+        `every line of ${h.hostId}`,
+        async () => (await hostSequences(f.logDir, h.hostId)).length >= lines,
+        45_000,
+      ).catch(() => undefined /* the assertion below says what is missing */);
+      const seqs = await hostSequences(f.logDir, h.hostId);
+      expect(
+        exactlyOnceProblem(seqs, lines),
+        `seed ${seed} (LOGS_JOURNAL_SEED=${seed}): ${h.hostId}`,
+      ).toBeUndefined();
+      const files = await listHostFiles(f.logDir, h.hostId);
+      const rotated = files.filter((x) => x.generation !== undefined);
+      // 1.2 MB of lines; a file is rotated after the item (a forwarder batch) that takes it
+      // past 16 KiB.
+      const sizes = files.map((x) => `${x.name} ${x.size}`).join(', ');
+      expect(rotated.length, `${h.hostId}: ${sizes}`).toBeGreaterThanOrEqual(10);
+      expect(rotated.map((x) => x.generation)).toEqual(rotated.map((_, i) => i));
+      for (const x of rotated) expect(x.name.startsWith(`srv-${h.hostId}.${h.hostId}.`), x.name).toBe(true);
+      for (const x of rotated) expect(x.size, x.name).toBeGreaterThanOrEqual(maxFileBytes);
+      expect(files.filter((x) => x.generation === undefined).map((x) => x.name)).toEqual([
+        `srv-${h.hostId}.${h.hostId}.log`,
+      ]);
+    }
+  }, 150_000);
 });
 
 /** How many records the journal file holds, by their headers' lengths (contents unchecked). */

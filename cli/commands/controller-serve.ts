@@ -15,7 +15,12 @@ import {
 } from '../../controller/index.js';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { createSyslogListener } from '../../controller/syslog/index.js';
+import {
+  createSyslogListener,
+  DEFAULT_INGEST_MAX_FILE_BYTES,
+  DEFAULT_INGEST_RETENTION,
+  type RetentionPolicy,
+} from '../../controller/syslog/index.js';
 import {
   DEFAULT_ADMIN_LISTEN,
   DEFAULT_SYSLOG_PORT,
@@ -39,6 +44,9 @@ import { settleShutdown } from '../shutdown-result.js';
 /** Longer than the sum of the controller's own phase timeouts (controller/serve.ts). */
 const CONTROLLER_CLOSE_TIMEOUT_MS = 120_000;
 
+const optionalString = (n: number | undefined): string | undefined =>
+  n === undefined ? undefined : String(n);
+
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /**
@@ -50,6 +58,7 @@ export function controllerExtraListeners(
   stateDir: string,
   listen: { host: string; port: number },
   log: Logger,
+  ingest: { maxFileBytes?: number; retention?: RetentionPolicy } = {},
 ): ExtraListener[] {
   return [
     {
@@ -60,6 +69,8 @@ export function controllerExtraListeners(
           logDir: join(stateDir, 'logs', 'hosts'),
           pins: controller.pins,
           log: log.child({ component: 'syslog' }),
+          maxFileBytes: ingest.maxFileBytes,
+          retention: ingest.retention,
         });
         const bound = await listener.listen(listen.host, listen.port);
         const workerHost = controller.endpoints
@@ -236,6 +247,21 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'fleet events kept (the newest)',
         String(DEFAULT_FLEET_EVENT_RETENTION.maxCount),
       )
+      .option(
+        '--logs-max-file-mb <n>',
+        "a host's ingest file is rotated once it holds this many MiB",
+        String(DEFAULT_INGEST_MAX_FILE_BYTES / 1024 / 1024),
+      )
+      .option(
+        '--logs-keep-days <n>',
+        'rotated ingest files last written longer ago than this many days are deleted',
+        String(DEFAULT_INGEST_RETENTION.keepMs / 86_400_000),
+      )
+      .option(
+        '--logs-keep-files <n>',
+        'rotated ingest files kept per host (the newest)',
+        String(DEFAULT_INGEST_RETENTION.keepFiles),
+      )
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
@@ -257,13 +283,18 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         eventsPerHost: string;
         fleetEventMaxAge: string;
         fleetEventsMax: string;
+        logsMaxFileMb: string;
+        logsKeepDays: string;
+        logsKeepFiles: string;
         logLevel: string;
         reinitialize?: boolean;
       },
       cmd: Command,
     ) => {
       const file = configPath(given.config);
-      const c = (await loadControllerConfig(file)).controller ?? {};
+      const loaded = await loadControllerConfig(file);
+      const c = loaded.controller ?? {};
+      const logsFile = loaded.logs ?? {};
       const fromFile = (name: string, value: string | undefined): string | undefined =>
         cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
       const opts = {
@@ -298,6 +329,9 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         fleetEventsMax:
           fromFile('fleetEventsMax', c.fleetEventsMax !== undefined ? String(c.fleetEventsMax) : undefined) ??
           given.fleetEventsMax,
+        logsMaxFileMb: fromFile('logsMaxFileMb', optionalString(logsFile.max_file_mb)) ?? given.logsMaxFileMb,
+        logsKeepDays: fromFile('logsKeepDays', optionalString(logsFile.keep_days)) ?? given.logsKeepDays,
+        logsKeepFiles: fromFile('logsKeepFiles', optionalString(logsFile.keep_files)) ?? given.logsKeepFiles,
         logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
       };
       const stateDir = controllerStateDir(opts.stateDir);
@@ -335,6 +369,18 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const fleetMaxCount = positive('--fleet-events-max', opts.fleetEventsMax, Number);
       if (!Number.isSafeInteger(fleetMaxCount))
         throw new CliExit(EXIT_USAGE, '--fleet-events-max must be a whole number');
+      const wholeNumber = (flag: string, text: string): number => {
+        const n = positive(flag, text, Number);
+        if (!Number.isSafeInteger(n)) throw new CliExit(EXIT_USAGE, `${flag} must be a whole number`);
+        return n;
+      };
+      const ingest = {
+        maxFileBytes: wholeNumber('--logs-max-file-mb', opts.logsMaxFileMb) * 1024 * 1024,
+        retention: {
+          keepMs: wholeNumber('--logs-keep-days', opts.logsKeepDays) * 86_400_000,
+          keepFiles: wholeNumber('--logs-keep-files', opts.logsKeepFiles),
+        },
+      };
       const log = pino({
         level: opts.logLevel,
         redact: [...LOG_REDACT_PATHS],
@@ -368,7 +414,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           heartbeatBudget: budget,
           eventRetention: { maxAgeMs, maxPerHost },
           fleetEvents: { retention: { maxAgeMs: fleetMaxAgeMs, maxCount: fleetMaxCount } },
-          extras: controllerExtraListeners(stateDir, syslog, log),
+          extras: controllerExtraListeners(stateDir, syslog, log, ingest),
         });
       } catch (e: unknown) {
         shutdown.dispose();

@@ -48,6 +48,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-notify.js')).registerControllerNotifyCommands,
     },
     {
+      names: ['logs'],
+      load: async () => (await import('./controller-logs.js')).registerControllerLogsCommand,
+    },
+    {
       names: ['diagnose'],
       load: async () => (await import('./controller-diagnose.js')).registerControllerDiagnoseCommand,
     },

@@ -100,14 +100,16 @@ describe('controller.yaml', () => {
     const file = join(dir, 'controller.yaml');
     await writeFile(
       file,
-      'stateDir: /var/lib/corral-controller\ncontroller:\n  heartbeatInterval: 1m\n  adminListen: 127.0.0.1:8770\n',
+      'stateDir: /var/lib/corral-controller\ncontroller:\n  heartbeatInterval: 1m\n  adminListen: 127.0.0.1:8770\nlogs:\n  max_file_mb: 32\n  keep_days: 7\n',
     );
     expect(await loadControllerConfig(file)).toEqual({
       stateDir: '/var/lib/corral-controller',
       controller: { heartbeatInterval: 60_000, adminListen: '127.0.0.1:8770' },
+      logs: { max_file_mb: 32, keep_days: 7 },
     });
     expect(await refusal('agent: {}\n', loadControllerConfig)).toContain(
-      'unknown key "agent" (known: stateDir, controller)',
+      'unknown key "agent" (known: stateDir, controller, logs)',
     );
+    expect(await refusal('logs:\n  max_file_mb: 0\n', loadControllerConfig)).toContain('logs.max_file_mb');
   });
 });

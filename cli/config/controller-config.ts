@@ -21,6 +21,12 @@ export const CONTROLLER_CONFIG_SPEC = {
     fleetEventsMax: { kind: 'int', min: 1 },
     logLevel: { kind: 'string', allowed: LOG_LEVELS },
   },
+  /** The hosts' ingest files (`logs/hosts/`): rotation size and retention of rotated files. */
+  logs: {
+    max_file_mb: { kind: 'int', min: 1, max: 65_536 },
+    keep_days: { kind: 'int', min: 1, max: 36_500 },
+    keep_files: { kind: 'int', min: 1, max: 100_000 },
+  },
 } as const satisfies ConfigSpec;
 
 export interface ControllerConfig {
@@ -40,6 +46,7 @@ export interface ControllerConfig {
     fleetEventsMax?: number;
     logLevel?: string;
   };
+  logs?: { max_file_mb?: number; keep_days?: number; keep_files?: number };
 }
 
 /** Reads and checks a controller config file; durations come back in ms. Exit 2 on anything wrong. */

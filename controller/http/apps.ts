@@ -28,6 +28,7 @@ import type { FleetEvents } from '../events/fleet-events.js';
 import type { DiagnoseDeps } from '../diagnose/run-diagnose.js';
 import { adminDiagnoseRoutes } from '../routes/admin-diagnose.js';
 import { adminEventRoutes } from '../routes/admin-events.js';
+import { adminLogRoutes, type LogRoutesOptions } from '../routes/admin-logs.js';
 import { adminNotifyRoutes } from '../routes/admin-notify.js';
 import { adminAuditRoutes, type AuditRouteOptions } from '../routes/admin-audit.js';
 import { adminDeployRoutes, type DeployRouteOptions } from '../routes/admin-deploy.js';
@@ -95,6 +96,7 @@ export interface AdminAppOptions {
   /** The fleet event log (list, SSE stream) and its webhooks. */
   readonly events: FleetEvents;
   readonly diagnose: DiagnoseDeps;
+  readonly logs: LogRoutesOptions;
 }
 
 export function createAdminApp(o: AdminAppOptions): HttpApp {
@@ -117,6 +119,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp {
   void app.register(adminEventRoutes, { events: o.events });
   void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
   void app.register(adminDiagnoseRoutes, o.diagnose);
+  void app.register(adminLogRoutes, o.logs);
   return app;
 }
 
@@ -225,6 +228,7 @@ export interface ControllerServices {
   joinAddress(): string;
   readonly decommissionWaitMs: number;
   readonly uploadDir: string;
+  readonly logDir?: string | undefined;
   readonly fleetEvents: FleetEvents;
 }
 
@@ -266,6 +270,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     update: { updater: s.releaseUpdater, uploadDir: s.uploadDir },
     events: s.fleetEvents,
     diagnose: { db, pins, client: s.client, audit },
+    logs: { readDb, logDir: s.logDir },
   });
   const worker = createWorkerApp({
     log: log.child({ component: 'worker-api' }),

@@ -1,9 +1,10 @@
-import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { IngestFileState } from '../../protocol/syslog-state.js';
 import { IngestStateFile, pruneStreams, type StreamPosition } from './ingest-state.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
+import { MAX_GENERATION, currentName, openCurrentFile, rotateFiles, stemFor } from './host-files.js';
 
 /** One unit of work for a host's ingest file. */
 export interface IngestItem {
@@ -75,6 +76,8 @@ interface Queued {
 export interface HostIngestOptions {
   readonly logDir: string;
   readonly hostId: string;
+  /** The host's name, for its file names (host-files.ts); the id alone names them without it. */
+  readonly hostName?: string | undefined;
   readonly log: Logger;
   readonly clock: () => number;
   /** Told when the host has items queued and how many bytes they added. */
@@ -84,12 +87,14 @@ export interface HostIngestOptions {
 }
 
 /**
- * One host's ingest file, `<logDir>/<hostId>.log`, and its checkpoint `<hostId>.state`, as
+ * One host's ingest file, `<logDir>/<hostName>.<hostId>.log` (rotated generations beside it,
+ * host-files.ts), and its checkpoint `<hostId>.state`, as
  * the ingest store (ingest-store.ts) drives them: items queue here, the store takes them into
  * group commits across hosts (`take`, `write`, then `committed` once the journal is synced),
  * and checkpoints the file and its positions (`checkpoint`) before the journal is reused.
  * On open, bytes beyond the checkpointed length (a commit cut short by a crash, that recovery
- * did not replay) are truncated, so the state and the file always agree.
+ * did not replay) are truncated, so the state and the file always agree. Lengths and offsets
+ * here count the host's bytes across its files; the current file holds them from `file.base`.
  */
 export class HostIngest implements HostWriter {
   readonly hostId: string;
@@ -111,15 +116,21 @@ export class HostIngest implements HostWriter {
   private readonly written: Map<string, StreamPosition>;
   private writtenBytes: number;
   private stateTurn: Promise<unknown> = Promise.resolve();
+  /** Set while the store rotates this host's file: no part is taken meanwhile. */
+  rotating = false;
+  private readonly logDir: string;
+  private readonly stem: string;
 
   private constructor(
     options: HostIngestOptions,
-    private readonly fh: FileHandle,
+    private fh: FileHandle,
     private readonly stateFile: IngestStateFile,
-    private readonly logPath: string,
+    private fileState: IngestFileState,
     private committedBytes: number,
     private readonly committedStreams: Map<string, StreamPosition>,
   ) {
+    this.logDir = options.logDir;
+    this.stem = stemFor(options.hostId, options.hostName);
     this.hostId = options.hostId;
     this.log = options.log;
     this.clock = options.clock;
@@ -132,18 +143,19 @@ export class HostIngest implements HostWriter {
   static async open(options: HostIngestOptions): Promise<HostIngest> {
     const { logDir, hostId } = options;
     const log = options.log.child({ hostId });
-    const logPath = join(logDir, `${hostId}.log`);
     const opened = await IngestStateFile.open(join(logDir, `${hostId}.state`));
     const { file: stateFile, state } = opened;
     let fh: FileHandle | undefined;
     try {
-      fh = await open(logPath, constants.O_WRONLY | constants.O_CREAT, 0o640);
-      const { size } = await fh.stat();
+      const current = await openCurrentFile(logDir, hostId, state, log, stemFor(hostId, options.hostName));
+      fh = current.fh;
+      const { base } = current.file;
+      const size = base + (await fh.stat()).size;
       // An empty state file that existed before: lines were written, but no commit attempted.
-      const committedLength = state?.logBytes ?? (opened.existed && opened.fresh ? 0 : size);
+      const committedLength = state?.logBytes ?? (opened.existed && opened.fresh ? base : size);
       let committedBytes = size;
       if (size > committedLength) {
-        await fh.truncate(committedLength);
+        await fh.truncate(committedLength - base);
         await fh.datasync();
         log.warn({ discardedBytes: size - committedLength }, 'uncommitted ingest tail discarded');
         committedBytes = committedLength;
@@ -159,7 +171,8 @@ export class HostIngest implements HostWriter {
         );
       }
       const committed = new Map<string, StreamPosition>(Object.entries(state?.streams ?? {}));
-      return new HostIngest({ ...options, log }, fh, stateFile, logPath, committedBytes, committed);
+      if (current.changed) await stateFile.write(committedBytes, committed, current.file);
+      return new HostIngest({ ...options, log }, fh, stateFile, current.file, committedBytes, committed);
     } catch (e: unknown) {
       await fh?.close();
       await stateFile.close();
@@ -177,6 +190,11 @@ export class HostIngest implements HostWriter {
 
   get hasQueued(): boolean {
     return this.queue.length > 0;
+  }
+
+  /** No part taken whose commit has not settled. */
+  get settled(): boolean {
+    return this.inFlight === 0;
   }
 
   /** Nothing queued and nothing in a commit not yet settled. */
@@ -233,7 +251,7 @@ export class HostIngest implements HostWriter {
       bytes += next;
       n++;
     }
-    if (n === 0) return undefined;
+    if (n === 0 || this.rotating) return undefined;
     const taken = this.queue.splice(0, n);
     this.queuedBytesValue -= bytes;
     const buffers: Buffer[] = [];
@@ -270,17 +288,64 @@ export class HostIngest implements HostWriter {
     };
   }
 
+  /** The current file's name in the log directory. */
+  get logName(): string {
+    return currentName(this.fileState.stem);
+  }
+
   /** Writes a part's lines where they belong in the ingest file (not yet durable). */
   async write(part: HostPart): Promise<void> {
     if (part.bytes === 0) return;
-    const { bytesWritten } = await this.fh.writev(part.buffers as Buffer[], part.offset);
+    const at = part.offset - this.fileState.base;
+    const { bytesWritten } = await this.fh.writev(part.buffers as Buffer[], at);
     if (bytesWritten !== part.bytes) {
       throw new ControllerError(
         ControllerErrorCode.WRITE_FAILED,
-        `short write to ${this.logPath}: ${bytesWritten} of ${part.bytes} bytes`,
-        { file: this.logPath },
+        `short write to ${this.logName}: ${bytesWritten} of ${part.bytes} bytes`,
+        { file: this.logName },
       );
     }
+  }
+
+  /** Bytes the current file takes before it is due for rotation (at least 1: a part takes one item). */
+  roomInFile(maxFileBytes: number): number {
+    return Math.max(1, maxFileBytes - (this.writtenBytes - this.fileState.base));
+  }
+
+  /**
+   * Whether the current file should be rotated: it holds `maxFileBytes` or more, or carries a
+   * stem other than the host's (a file from before names, or a renamed host) and is not empty.
+   */
+  wantsRotation(maxFileBytes: number): boolean {
+    if (this.fileState.generation >= MAX_GENERATION) return false;
+    const size = this.committedBytes - this.fileState.base;
+    return size >= maxFileBytes || (size > 0 && this.fileState.stem !== this.stem);
+  }
+
+  /**
+   * Rotates the current file: the store calls it only while no part of this host is in
+   * flight (`rotating` keeps new ones from being taken), so everything written is committed.
+   * The state is checkpointed first (it then covers every journal record of this host, and
+   * replay skips them all), the file renamed to its generation, the next one created, and the
+   * state written naming it: after a crash anywhere in between, openCurrentFile finds where
+   * the next bytes go, and none is written twice or lost.
+   */
+  rotate(): Promise<number> {
+    return this.inStateTurn(async () => {
+      const bytes = this.committedBytes;
+      const streams = new Map(this.committedStreams);
+      const from = this.fileState;
+      await this.fh.datasync();
+      await this.stateFile.write(bytes, streams, from);
+      const next = await rotateFiles(this.logDir, from, this.stem, bytes);
+      await this.stateFile.write(bytes, streams, next.file);
+      const old = this.fh;
+      this.fh = next.fh;
+      this.fileState = next.file;
+      await old.close();
+      this.log.info({ generation: from.generation, bytes: bytes - from.base }, 'ingest file rotated');
+      return 3;
+    });
   }
 
   /**
@@ -325,7 +390,7 @@ export class HostIngest implements HostWriter {
       const bytes = this.committedBytes;
       const streams = new Map(this.committedStreams);
       await this.fh.datasync();
-      await this.stateFile.write(bytes, streams);
+      await this.stateFile.write(bytes, streams, this.fileState);
       return 2;
     });
   }
@@ -339,7 +404,7 @@ export class HostIngest implements HostWriter {
     return this.inStateTurn(async () => {
       this.apply(part);
       await this.fh.datasync();
-      await this.stateFile.write(this.committedBytes, new Map(this.committedStreams));
+      await this.stateFile.write(this.committedBytes, new Map(this.committedStreams), this.fileState);
       return 2;
     });
   }

@@ -1,11 +1,12 @@
-import { constants } from 'node:fs';
-import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { HOST_ID_RE } from '../../pki/roles.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
 import { IngestJournal, type JournalRecord } from './ingest-journal.js';
+import type { IngestFileState } from '../../protocol/syslog-state.js';
 import { IngestStateFile, pruneStreams, type StreamPosition } from './ingest-state.js';
+import { openCurrentFile } from './host-files.js';
 
 /** The journal's two files in the log directory (host ids have no dot, so no host file is one). */
 export const JOURNAL_FILES = ['ingest-journal.0', 'ingest-journal.1'] as const;
@@ -19,6 +20,8 @@ export interface IngestCounters {
   checkpoints: number;
   /** Times commits waited for a checkpoint because the other journal file was full first. */
   checkpointWaits: number;
+  /** Hosts' ingest files rotated (host-files.ts). */
+  rotations: number;
 }
 
 export const zeroCounters = (): IngestCounters => ({
@@ -26,6 +29,7 @@ export const zeroCounters = (): IngestCounters => ({
   fdatasyncs: 0,
   checkpoints: 0,
   checkpointWaits: 0,
+  rotations: 0,
 });
 
 export interface RecoveryOptions {
@@ -46,6 +50,8 @@ export interface RecoveredJournals {
 interface Recovering {
   readonly hostId: string;
   readonly fh: FileHandle;
+  /** The host's current file; the journal's offsets count from 0 across its files. */
+  readonly file: IngestFileState;
   readonly stateFile: IngestStateFile;
   logBytes: number | undefined;
   readonly streams: Map<string, StreamPosition>;
@@ -90,19 +96,21 @@ export async function recoverIngest(options: RecoveryOptions): Promise<Recovered
     let host = hosts.get(hostId);
     if (host) return host;
     const s = await IngestStateFile.open(join(logDir, `${hostId}.state`));
-    let fh: FileHandle;
+    let current: Awaited<ReturnType<typeof openCurrentFile>>;
     try {
-      fh = await open(join(logDir, `${hostId}.log`), constants.O_WRONLY | constants.O_CREAT, 0o640);
+      current = await openCurrentFile(logDir, hostId, s.state, log);
     } catch (e: unknown) {
       await s.file.close();
       throw e;
     }
     // No intact state: a host whose first checkpoint is still to come (empty file) starts at
-    // 0; otherwise whatever precedes the journal's first record of it is kept.
-    const logBytes = s.state?.logBytes ?? (s.existed && s.fresh ? 0 : offset);
+    // its file's start; otherwise whatever precedes the journal's first record of it is kept.
+    const logBytes =
+      s.state?.logBytes ?? (s.existed && s.fresh ? current.file.base : Math.max(offset, current.file.base));
     host = {
       hostId,
-      fh,
+      fh: current.fh,
+      file: current.file,
       stateFile: s.file,
       logBytes,
       streams: new Map(Object.entries(s.state?.streams ?? {})),
@@ -119,15 +127,18 @@ export async function recoverIngest(options: RecoveryOptions): Promise<Recovered
       const host = await recovering(entry.id, entry.offset);
       const end = entry.offset + entry.bytes;
       const known = host.logBytes ?? 0;
-      if (entry.bytes > 0 && end > known) {
+      // Records before the current file's base were checkpointed before it was rotated.
+      const from = Math.max(entry.offset, host.file.base);
+      if (entry.bytes > 0 && end > known && end > from) {
         if (entry.offset > known) {
           log.warn(
             { hostId: entry.id, offset: entry.offset, checkpointed: known },
             'ingest journal resumes beyond the checkpointed length; keeping the bytes between',
           );
         }
-        const { bytesWritten } = await host.fh.write(data, 0, data.length, entry.offset);
-        if (bytesWritten !== data.length) {
+        const part = data.subarray(from - entry.offset);
+        const { bytesWritten } = await host.fh.write(part, 0, part.length, from - host.file.base);
+        if (bytesWritten !== part.length) {
           throw new ControllerError(
             ControllerErrorCode.WRITE_FAILED,
             `short write replaying into ${entry.id}.log`,
@@ -173,15 +184,15 @@ export async function recoverIngest(options: RecoveryOptions): Promise<Recovered
 
   try {
     for (const host of hosts.values()) {
-      const size = (await host.fh.stat()).size;
+      const size = host.file.base + (await host.fh.stat()).size;
       let length = host.logBytes ?? size;
       if (untrusted) length = Math.max(length, size);
       if (size > length) {
-        await host.fh.truncate(length);
+        await host.fh.truncate(length - host.file.base);
         log.warn({ hostId: host.hostId, discardedBytes: size - length }, 'uncommitted ingest tail discarded');
       }
       await host.fh.datasync();
-      await host.stateFile.write(length, host.streams);
+      await host.stateFile.write(length, host.streams, host.file);
       counters.fdatasyncs += 2;
     }
   } finally {
@@ -217,21 +228,23 @@ async function keepWhole(
     if (!name.endsWith('.state')) continue;
     const hostId = name.slice(0, -'.state'.length);
     if (!HOST_ID_RE.test(hostId) || done.has(hostId)) continue;
-    const size = await stat(join(logDir, `${hostId}.log`)).then(
-      (s) => s.size,
-      () => 0,
-    );
     const s = await IngestStateFile.open(join(logDir, name));
     try {
-      const known = s.state?.logBytes ?? 0;
-      if (size <= known) continue;
-      const fh = await open(join(logDir, `${hostId}.log`), constants.O_WRONLY);
+      const current = await openCurrentFile(logDir, hostId, s.state, log);
+      let size: number;
       try {
-        await fh.datasync();
+        size = current.file.base + (await current.fh.stat()).size;
+        await current.fh.datasync();
       } finally {
-        await fh.close();
+        await current.fh.close();
       }
-      await s.file.write(size, new Map(Object.entries(s.state?.streams ?? {})));
+      const known = s.state?.logBytes ?? 0;
+      if (size <= known && !current.changed) continue;
+      await s.file.write(
+        Math.max(size, known),
+        new Map(Object.entries(s.state?.streams ?? {})),
+        current.file,
+      );
       counters.fdatasyncs += 2;
       log.warn(
         { hostId, keptBytes: size - known, journal: why },

@@ -6,6 +6,7 @@ import { syncDir } from '../../pki/fs-secure.js';
 import { parseJsonWith } from '../../protocol/validate.js';
 import {
   IngestState,
+  type IngestFileState,
   MAX_INGEST_STATE_BYTES,
   MAX_INGEST_STREAMS_PER_HOST,
 } from '../../protocol/syslog-state.js';
@@ -118,10 +119,15 @@ export class IngestStateFile {
   }
 
   /** Writes the next slot and fdatasyncs it; the state is durable when this resolves. */
-  async write(logBytes: number, streams: ReadonlyMap<string, StreamPosition>): Promise<void> {
+  async write(
+    logBytes: number,
+    streams: ReadonlyMap<string, StreamPosition>,
+    file: IngestFileState,
+  ): Promise<void> {
     const state: IngestState = {
       version: 1,
       logBytes,
+      file: { stem: file.stem, generation: file.generation, base: file.base },
       streams: Object.fromEntries(
         [...streams].map(([id, p]) => [
           id,

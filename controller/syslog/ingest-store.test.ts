@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm, truncate, unlink } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rename, rm, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -198,5 +198,50 @@ describe('ingest store: a damaged journal', () => {
     for (const w of again) w.release();
     await second.close();
     expect((await readdir(dir)).filter((n) => n.includes('damaged'))).toHaveLength(1);
+  });
+});
+
+describe('ingest store: rotation', () => {
+  it('rotates a named host between commits, and finishes a rotation a crash cut short after the rename (with or without the next file created)', async () => {
+    const dir = await logDir();
+    const stream = streamOf(1);
+    let n = 0;
+    /** Opens the store, commits `count` lines one item at a time, closes it. */
+    const session = async (count: number): Promise<void> => {
+      const store = await open(dir, { maxFileBytes: 200 }).ready;
+      const w = await store.acquire('h-1', 'web');
+      for (let i = 0; i < count; i++, n++)
+        await append(w, lineOf('web', n), { id: stream, position: (n + 1) * 10 });
+      w.release();
+      await store.close();
+    };
+    const everything = async (): Promise<string> => {
+      const names = (await readdir(dir)).filter((x) => x.startsWith('web.h-1.')).sort();
+      // Generations sort before the current file (digits before `l`).
+      return (await Promise.all(names.map((x) => readFile(join(dir, x), 'utf8')))).join('');
+    };
+    const expected = (): string => Array.from({ length: n }, (_, i) => lineOf('web', i).toString()).join('');
+
+    await session(24);
+    const rotated = (await readdir(dir)).filter((x) => /^web\.h-1\.\d{6}\.log$/.test(x));
+    expect(rotated.length).toBeGreaterThanOrEqual(2);
+    expect(await everything()).toBe(expected());
+
+    for (const alsoCreated of [false, true]) {
+      // A crash right after rotate renamed the current file: the state still names it.
+      await session(2);
+      const gens = (await readdir(dir)).filter((x) => /^web\.h-1\.\d{6}\.log$/.test(x)).sort();
+      const next = String(gens.length).padStart(6, '0');
+      await rename(join(dir, 'web.h-1.log'), join(dir, `web.h-1.${next}.log`));
+      if (alsoCreated) await writeFile(join(dir, 'web.h-1.log'), '');
+      await session(1);
+      expect(await everything(), `alsoCreated ${alsoCreated}`).toBe(expected());
+      expect(await readFile(join(dir, 'web.h-1.log'), 'utf8')).toBe(lineOf('web', n - 1).toString());
+    }
+    // Rotations go on from there: generations numbered without a gap, no line twice or lost.
+    await session(24);
+    expect(await everything()).toBe(expected());
+    const gens = (await readdir(dir)).filter((x) => /^web\.h-1\.\d{6}\.log$/.test(x)).sort();
+    expect(gens).toEqual(gens.map((_, i) => `web.h-1.${String(i).padStart(6, '0')}.log`));
   });
 });

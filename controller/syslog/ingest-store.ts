@@ -12,6 +12,7 @@ import {
 } from './host-writer.js';
 import type { IngestJournal } from './ingest-journal.js';
 import { recoverIngest, type IngestCounters } from './ingest-recovery.js';
+import { pruneGenerations, type RetentionPolicy } from './host-files.js';
 
 /**
  * How long a group commit gathers after its first item, in ms: batches of any hosts that
@@ -39,6 +40,12 @@ const MAX_GROUPS_IN_FLIGHT = 2;
  * checkpoints leave the I/O threads to the commits meanwhile going to the other journal file.
  */
 const CHECKPOINT_CONCURRENCY = 2;
+/** A host's current ingest file is rotated once it holds this many bytes (`logs.max_file_mb`). */
+export const DEFAULT_INGEST_MAX_FILE_BYTES = 64 * 1024 * 1024;
+/** Rotated generations kept per host: the newest 10, none older than 30 days. */
+export const DEFAULT_INGEST_RETENTION: RetentionPolicy = { keepFiles: 10, keepMs: 30 * 86_400_000 };
+/** How often rotated generations are checked against the retention policy (besides at rotations), in ms. */
+const RETENTION_SWEEP_MS = 60 * 60_000;
 
 export interface IngestStoreOptions {
   readonly logDir: string;
@@ -49,13 +56,19 @@ export interface IngestStoreOptions {
   readonly commitWindowMs?: number | undefined;
   readonly maxGroupBytes?: number | undefined;
   readonly journalBytes?: number | undefined;
+  /** Size at which a host's current file is rotated, in bytes. */
+  readonly maxFileBytes?: number | undefined;
+  readonly retention?: RetentionPolicy | undefined;
 }
 
 export interface IngestStore {
   /** True after an I/O failure: every item is refused; close it and open a new one (recovery). */
   readonly failed: boolean;
-  /** The host's writer (opened on first use); pair every call with the writer's `release`. */
-  acquire(hostId: string): Promise<HostWriter>;
+  /**
+   * The host's writer (opened on first use; its files named after `hostName`, host-files.ts);
+   * pair every call with the writer's `release`.
+   */
+  acquire(hostId: string, hostName?: string): Promise<HostWriter>;
   /** Commits what is queued, checkpoints every host and empties the journal, closes the files. Idempotent. */
   close(): Promise<void>;
 }
@@ -74,8 +87,23 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
   const windowMs = options.commitWindowMs ?? DEFAULT_INGEST_COMMIT_WINDOW_MS;
   const maxGroupBytes = options.maxGroupBytes ?? DEFAULT_INGEST_MAX_GROUP_BYTES;
   const journalBytes = options.journalBytes ?? DEFAULT_INGEST_JOURNAL_BYTES;
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_INGEST_MAX_FILE_BYTES;
+  const retention = options.retention ?? DEFAULT_INGEST_RETENTION;
   await mkdir(logDir, { recursive: true, mode: 0o750 });
   const recovered = await recoverIngest({ logDir, log, clock, counters });
+  /** Deletes rotated generations beyond the retention policy; a failure is logged, never fatal. */
+  const prune = (hostId?: string): Promise<void> =>
+    pruneGenerations(logDir, retention, clock(), hostId).then(
+      (names) => {
+        if (names.length > 0) log.info({ deleted: names }, 'rotated ingest files past retention deleted');
+      },
+      (e: unknown) => log.warn({ err: e }, 'ingest retention sweep failed'),
+    );
+  await prune();
+  const sweep = setInterval(() => void prune(), RETENTION_SWEEP_MS);
+  sweep.unref();
+  /** Rotations under way (HostIngest.rotate). */
+  const rotations = new Map<HostIngest, Promise<void>>();
   const journals: readonly IngestJournal[] = recovered.journals;
   let epoch = recovered.epoch;
   let active = 0;
@@ -109,7 +137,8 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
 
   /** Closes a host's files once no connection uses it and the journal needs nothing of it. */
   function maybeRetire(host: HostIngest): void {
-    if (failure || host.refs > 0 || !host.idle || host.journals.size > 0 || !open.has(host)) return;
+    if (failure || host.refs > 0 || !host.idle || host.rotating || host.journals.size > 0 || !open.has(host))
+      return;
     open.delete(host);
     opening.delete(host.hostId);
     void host
@@ -126,8 +155,51 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
   function queued(host: HostIngest, bytes: number): void {
     pendingBytes += bytes;
     gatherSince ??= performance.now();
+    if (host.rotating) return;
     dirty.add(host);
     kick();
+  }
+
+  /**
+   * Rotates a host's file once it is due: from then on no part of it is taken (its items
+   * queue), and once the parts in flight are committed (so the journal holds nothing of it
+   * beyond what rotate's checkpoint records) the rotation runs; then its items flow again.
+   */
+  function maybeRotate(host: HostIngest): void {
+    if (failure || closing || !open.has(host) || rotations.has(host)) return;
+    if (!host.rotating) {
+      if (!host.wantsRotation(maxFileBytes)) return;
+      host.rotating = true;
+      dirty.delete(host);
+    }
+    if (!host.settled) return;
+    const run: Promise<void> = host
+      .rotate()
+      .then(
+        async (syncs) => {
+          counters.fdatasyncs += syncs;
+          counters.rotations++;
+          for (const index of [0, 1] as const) journalHosts[index].delete(host);
+          host.journals.clear();
+          await prune(host.hostId);
+        },
+        (e: unknown) => fail(writeFailure(e, host.logName)),
+      )
+      .finally(() => {
+        rotations.delete(host);
+        resume(host);
+        maybeRetire(host);
+      });
+    rotations.set(host, run);
+  }
+
+  /** A host that was waiting for its rotation takes part in commits again. */
+  function resume(host: HostIngest): void {
+    host.rotating = false;
+    if (host.hasQueued && !failure) {
+      dirty.add(host);
+      kick();
+    }
   }
 
   function kick(): void {
@@ -148,8 +220,13 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
     const share = Math.max(HOST_SHARE_BYTES, Math.floor(maxGroupBytes / Math.max(1, dirty.size)));
     for (const host of [...dirty]) {
       if (parts.length >= MAX_JOURNAL_RECORD_HOSTS || bytes >= maxGroupBytes) break;
+      if (host.rotating) {
+        dirty.delete(host);
+        continue;
+      }
       const room = parts.length === 0 ? Number.POSITIVE_INFINITY : maxGroupBytes - bytes;
-      const part = host.take(share, room);
+      // A part stops at the file's rotation size, so a file overshoots it by one item at most.
+      const part = host.take(Math.min(share, host.roomInFile(maxFileBytes)), room);
       if (!part) continue;
       parts.push(part);
       bytes += part.bytes;
@@ -224,6 +301,7 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
     for (const index of [0, 1] as const) {
       if (journalHosts[index].delete(direct.host)) direct.host.journals.delete(index);
     }
+    for (const part of parts) maybeRotate(part.host);
     for (const part of parts) maybeRetire(part.host);
   }
 
@@ -243,6 +321,7 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
       part.host.committed(part, index);
       if (part.changed) journalHosts[index as 0 | 1].add(part.host);
     }
+    for (const part of parts) maybeRotate(part.host);
     for (const part of parts) maybeRetire(part.host);
   }
 
@@ -289,15 +368,21 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
     }
   }
 
+  /** Waits until no group is being written or synced. */
+  async function drain(): Promise<void> {
+    while (writing) await writing;
+    await syncing;
+  }
+
   /** `failure` as of now (read through a call: it may have been set while awaiting). */
   const currentFailure = (): Error | undefined => failure;
 
-  async function acquire(hostId: string): Promise<HostWriter> {
+  async function acquire(hostId: string, hostName?: string): Promise<HostWriter> {
     if (failure) throw failure;
     if (closing) throw new IngestClosedError(`ingest for host ${hostId} is closed`);
     let ready = opening.get(hostId);
     if (!ready) {
-      ready = HostIngest.open({ logDir, hostId, log, clock, queued, released });
+      ready = HostIngest.open({ logDir, hostId, hostName, log, clock, queued, released });
       opening.set(hostId, ready);
       const mine = ready;
       ready.then(
@@ -326,9 +411,16 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
     close() {
       closed ??= (async () => {
         closing = true;
-        for (const host of open) host.beginClose();
-        while (writing) await writing;
-        await syncing;
+        clearInterval(sweep);
+        for (const host of open) {
+          host.beginClose();
+          // Due but not started: what it queued is committed to the file it has.
+          if (host.rotating && !rotations.has(host)) resume(host);
+        }
+        await drain();
+        while (rotations.size > 0) await Promise.all(rotations.values());
+        for (const host of open) if (host.rotating && !rotations.has(host)) resume(host);
+        await drain();
         while (checkpointing) await checkpointing;
         if (!failure) {
           for (const index of [1 - active, active]) {

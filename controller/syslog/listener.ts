@@ -12,6 +12,7 @@ import { CloseReason, RefuseReason, WARN_CLOSE_REASONS } from './reasons.js';
 import type { HostWriter } from './host-writer.js';
 import { zeroCounters } from './ingest-recovery.js';
 import { openIngestStore, type IngestStore } from './ingest-store.js';
+import type { RetentionPolicy } from './host-files.js';
 
 export const DEFAULT_SYSLOG_MAX_CONNECTIONS_PER_HOST = 8;
 export const DEFAULT_SYSLOG_MAX_CONNECTIONS = 4096;
@@ -30,7 +31,7 @@ export const DEFAULT_SYSLOG_SENDER_ROLES: readonly Role[] = ['agent'];
 export interface SyslogListenerOptions {
   /** The controller's server identity and the CA client certificates must chain to. */
   readonly tls: TlsMaterial;
-  /** Where `<hostId>.log` and `<hostId>.state.json` live (created 0750). */
+  /** Where the hosts' ingest files (host-files.ts) and `<hostId>.state` live (created 0750). */
   readonly logDir: string;
   readonly pins: PinLookup;
   readonly log: Logger;
@@ -47,6 +48,9 @@ export interface SyslogListenerOptions {
   readonly commitWindowMs?: number | undefined;
   readonly maxGroupBytes?: number | undefined;
   readonly journalBytes?: number | undefined;
+  /** Rotation and retention of the hosts' ingest files (ingest-store.ts, host-files.ts). */
+  readonly maxFileBytes?: number | undefined;
+  readonly retention?: RetentionPolicy | undefined;
 }
 
 export interface SyslogListenerStats {
@@ -72,6 +76,8 @@ export interface SyslogListenerStats {
   readonly checkpoints: number;
   /** Times commits waited for a checkpoint (the other journal file filled up first). */
   readonly checkpointWaits: number;
+  /** Hosts' ingest files rotated. */
+  readonly rotations: number;
 }
 
 export interface SyslogListener {
@@ -117,6 +123,8 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         commitWindowMs: options.commitWindowMs,
         maxGroupBytes: options.maxGroupBytes,
         journalBytes: options.journalBytes,
+        maxFileBytes: options.maxFileBytes,
+        retention: options.retention,
       }));
       let opened: IngestStore;
       try {
@@ -211,7 +219,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
   async function attach(socket: TLSSocket, host: PinnedHost): Promise<void> {
     let writer: HostWriter;
     try {
-      writer = await (await ingest()).acquire(host.hostId);
+      writer = await (await ingest()).acquire(host.hostId, host.hostName);
     } catch (e: unknown) {
       log.error({ err: e, hostId: host.hostId }, 'syslog ingest file unavailable');
       untrack(socket, host.hostId);
@@ -355,6 +363,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         fdatasyncs: counters.fdatasyncs,
         checkpoints: counters.checkpoints,
         checkpointWaits: counters.checkpointWaits,
+        rotations: counters.rotations,
       };
     },
     close,

@@ -38,6 +38,8 @@ export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
   readonly log: Logger;
   readonly heartbeatIntervalMs?: number | undefined;
+  /** The scheduler (`--reschedule-after`). */
+  readonly schedule?: ControllerOptions['schedule'];
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
   readonly fleetEvents?: ControllerOptions['fleetEvents'];
@@ -94,6 +96,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
+      schedule: options.schedule,
       advertiseHost: addresses[0],
       joinPolicy: options.joinPolicy,
       heartbeatBudget: options.heartbeatBudget,

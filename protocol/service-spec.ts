@@ -65,7 +65,19 @@ export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /** Service names are at most 48 characters: they travel as the RFC 5424 APP-NAME. */
 export const MAX_SERVICE_NAME_CHARS = 48;
+/**
+ * A service instance as the agent runs it: the service's name, or `name#k` for instance k of a
+ * deployment service with a `count` (k from 1 to MAX_SERVICE_COUNT).
+ */
+export const SERVICE_INSTANCE_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:#[1-9][0-9]{0,2})?$/;
+export const MAX_SERVICE_COUNT = 999;
 export const ServiceName = Type.String({
+  pattern: SERVICE_INSTANCE_RE.source,
+  minLength: 1,
+  maxLength: MAX_SERVICE_NAME_CHARS,
+});
+/** The name an operator gives a deployment service (instances add `#k`). */
+export const BaseServiceName = Type.String({
   pattern: NAME_RE.source,
   minLength: 1,
   maxLength: MAX_SERVICE_NAME_CHARS,

@@ -236,6 +236,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'fleet events kept (the newest)',
         String(DEFAULT_FLEET_EVENT_RETENTION.maxCount),
       )
+      .option(
+        '--reschedule-after <duration>',
+        "how long a host may be offline before its services are placed elsewhere ('off': only decommissioning moves them)",
+        '5m',
+      )
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
@@ -258,6 +263,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         fleetEventMaxAge: string;
         fleetEventsMax: string;
         logLevel: string;
+        rescheduleAfter: string;
         reinitialize?: boolean;
       },
       cmd: Command,
@@ -299,6 +305,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           fromFile('fleetEventsMax', c.fleetEventsMax !== undefined ? String(c.fleetEventsMax) : undefined) ??
           given.fleetEventsMax,
         logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
+        rescheduleAfter: fromFile('rescheduleAfter', c.rescheduleAfter) ?? given.rescheduleAfter,
       };
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
@@ -323,6 +330,17 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         heartbeatIntervalMs = parseDurationMs(opts.heartbeatInterval);
       } catch (e: unknown) {
         throw new CliExit(EXIT_USAGE, `--heartbeat-interval: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      let rescheduleAfterMs: number | null = null;
+      if (opts.rescheduleAfter !== 'off') {
+        try {
+          rescheduleAfterMs = parseDurationMs(opts.rescheduleAfter);
+        } catch (e: unknown) {
+          throw new CliExit(
+            EXIT_USAGE,
+            `--reschedule-after: ${e instanceof Error ? e.message : String(e)} (or 'off')`,
+          );
+        }
       }
       const budget = opts.heartbeatBudget
         ? heartbeatBudget(opts.heartbeatRate, opts.heartbeatBytes)
@@ -364,6 +382,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           join,
           log,
           heartbeatIntervalMs,
+          schedule: { rescheduleAfterMs },
           joinPolicy,
           heartbeatBudget: budget,
           eventRetention: { maxAgeMs, maxPerHost },

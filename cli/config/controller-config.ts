@@ -20,6 +20,8 @@ export const CONTROLLER_CONFIG_SPEC = {
     fleetEventMaxAge: { kind: 'duration' },
     fleetEventsMax: { kind: 'int', min: 1 },
     logLevel: { kind: 'string', allowed: LOG_LEVELS },
+    /** A duration (`5m`) or `off`. */
+    rescheduleAfter: { kind: 'string' },
   },
 } as const satisfies ConfigSpec;
 
@@ -39,6 +41,7 @@ export interface ControllerConfig {
     fleetEventMaxAge?: number;
     fleetEventsMax?: number;
     logLevel?: string;
+    rescheduleAfter?: string;
   };
 }
 

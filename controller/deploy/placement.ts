@@ -185,28 +185,55 @@ export function place(
     }
   }
 
+  // Per constraint: its accepting hosts in name order, and a lower bound of their load (loads
+  // only grow), so a scan from the cursor stops at the first host that has it.
+  const groups = new Map<string, { hosts: number[]; floor: number }>();
+  const groupOf = (c: PlacementConstraint | undefined) => {
+    const key = constraintKey(c);
+    let g = groups.get(key);
+    if (!g) {
+      g = { hosts: matching(c).filter((i) => accepts[i]), floor: 0 };
+      groups.set(key, g);
+    }
+    return g;
+  };
   let cursor = 0;
   for (const { svc, instance, slot } of open) {
     const spread = svc.spread ?? true;
     const mine = used.get(svc) as Set<number>;
-    const candidates = matching(svc.placement);
+    const group = groupOf(svc.placement);
+    const list = group.hosts;
+    const checkSpread = spread && mine.size > 0;
+    // The first member at or after the cursor: members are in name order.
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((list[mid] as number) < cursor) lo = mid + 1;
+      else hi = mid;
+    }
     let best = -1;
     let bestLoad = 0;
-    let bestTurn = 0;
-    let accepting = 0;
-    for (const i of candidates) {
-      if (!accepts[i]) continue;
-      accepting++;
-      if (spread && mine.has(i)) continue;
-      const l = load[i] ?? 0;
-      // Distance from the cursor: among equal loads the next host in name order wins.
-      const turn = (i - cursor + n) % n;
-      if (best < 0 || l < bestLoad || (l === bestLoad && turn < bestTurn)) {
+    let lowest = Number.POSITIVE_INFINITY;
+    let scanned = true;
+    for (let k = 0; k < list.length; k++) {
+      const i = list[(lo + k) % list.length] as number;
+      const l = load[i] as number;
+      if (l < lowest) lowest = l;
+      if (checkSpread && mine.has(i)) continue;
+      // In turn order, so only a strictly lower load beats the one found first.
+      if (best < 0 || l < bestLoad) {
         best = i;
         bestLoad = l;
-        bestTurn = turn;
+        if (l <= group.floor) {
+          scanned = false;
+          break;
+        }
       }
     }
+    // A whole scan saw every member's load: the lowest is the new floor.
+    if (scanned && lowest !== Number.POSITIVE_INFINITY) group.floor = lowest;
+    const accepting = list.length;
     const out = decided.get(svc) as (PlacementDecision | PendingPlacement)[];
     const prev = previous.get(instance)?.[0] ?? null;
     if (best < 0) {

@@ -1,6 +1,8 @@
-import { rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCorral } from '../cli/up/corral-cli.js';
 import { startLocalFleet, type LocalFleet } from '../cli/up/local-fleet.js';
 import type { OperationDetail, OperationListResponse } from '../protocol/operations.js';
 import {
@@ -133,4 +135,22 @@ describe('reschedule after host loss (real processes)', () => {
     },
     STEP_TIMEOUT_MS,
   );
+});
+
+describe('corral controller serve --reschedule-after', () => {
+  it('refuses a value that is neither a duration nor off (exit 2) before it touches any state', async () => {
+    const none = join(await tempDir('resched-flag'), 'no-state');
+    for (const value of ['soon', '0s', '-5m']) {
+      const r = await runCorral(CLI, [
+        'controller',
+        'serve',
+        '--state-dir',
+        none,
+        '--reschedule-after',
+        value,
+      ]);
+      expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('--reschedule-after')]);
+    }
+    await expect(access(none)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });

@@ -124,4 +124,29 @@ describe('scheduling', () => {
     const rows = (await services(t)).services.filter((s) => s.service === 'node-exp');
     expect(rows.map((r) => r.host).sort()).toEqual(['e-a', 'e-b', 'e-c']);
   });
+
+  it("decommission moves a host's services at once, with reschedule-after off", async () => {
+    const t = await controller();
+    const a = await join(t, 'd-a', { pool: 'decom' });
+    const b = await join(t, 'd-b', { pool: 'decom' });
+    const solo = svc('solo', { placement: { labels: { pool: 'decom' } } });
+    const res = await t.admin<DeployResponse>('POST', '/v1/deploy', {
+      spec: spec(
+        svc('api', { count: 3, placement: { labels: { pool: 'count' } } }),
+        svc('node-exp', { placement: { everyHost: true, labels: { pool: 'every' } } }),
+        solo,
+      ),
+    });
+    const from = res.body.plan.find((p) => p.service === 'solo')?.host;
+    const to = from === 'd-a' ? 'd-b' : 'd-a';
+    await waitFor(async () => observedMap((await services(t)).services)[`solo@${from}`] === 'running');
+    await (from === 'd-a' ? a : b).stop();
+    expect((await t.admin('POST', `/v1/hosts/${from}/decommission`)).status).toBe(200);
+    await waitFor(async () => observedMap((await services(t)).services)[`solo@${to}`] === 'running');
+    const ops = (await t.admin<OperationListResponse>('GET', '/v1/ops')).body.operations;
+    const detail = (
+      await t.admin<OperationDetail>('GET', `/v1/ops/${ops.find((o) => o.kind === 'reschedule')?.id ?? ''}`)
+    ).body;
+    expect(detail.log.map((l) => l.message)).toContain(`solo moves from ${from} to ${to}`);
+  });
 });

@@ -393,7 +393,18 @@ export function createDeployer(o: DeployerOptions): Deployer {
   async function reconcile(): Promise<ReconcileResult | null> {
     return exclusive(async () => {
       const live = o.live();
-      const [intent, snap] = await Promise.all([loadIntent(db), loadSnapshot(db, live, rescheduleAfterMs)]);
+      const intent = await loadIntent(db);
+      // Nothing deployed through a spec and no host owed a set: the fleet is not read at all.
+      if (intent.length === 0) {
+        const behind = await db
+          .selectFrom('host_desired')
+          .select('host_id')
+          .whereRef('acked_generation', '<', 'generation')
+          .limit(1)
+          .executeTakeFirst();
+        if (!behind) return null;
+      }
+      const snap = await loadSnapshot(db, live, rescheduleAfterMs);
       const planned = planDeploy(snap, intent, { mode: 'scheduler', refusePending: false });
       const all = hostSets(snap, planned.next, false);
       const sendable = all.filter(

@@ -1,9 +1,9 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
-import { NAME_RE, Reason, Timestamp } from '../protocol/common.js';
+import { Reason, Timestamp } from '../protocol/common.js';
 import { ServiceState } from '../protocol/heartbeat.js';
-import { ServiceSpec } from '../protocol/service-spec.js';
+import { SERVICE_INSTANCE_RE, ServiceSpec } from '../protocol/service-spec.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from './state-manifest.js';
@@ -60,7 +60,8 @@ export interface ServiceDirs {
  */
 export function serviceDirs(root: string, stateFiles: StateFiles = UNTRACKED): ServiceDirs {
   const dir = (name: string): string => {
-    if (!NAME_RE.test(name)) throw new CorralError(ErrorCode.VALIDATION, `not a service name: ${name}`);
+    if (!SERVICE_INSTANCE_RE.test(name))
+      throw new CorralError(ErrorCode.VALIDATION, `not a service name: ${name}`);
     return join(root, name);
   };
   return {
@@ -73,7 +74,7 @@ export function serviceDirs(root: string, stateFiles: StateFiles = UNTRACKED): S
     async list() {
       try {
         const entries = await readdir(root, { withFileTypes: true });
-        return entries.filter((e) => e.isDirectory() && NAME_RE.test(e.name)).map((e) => e.name);
+        return entries.filter((e) => e.isDirectory() && SERVICE_INSTANCE_RE.test(e.name)).map((e) => e.name);
       } catch (e: unknown) {
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
         throw e;

@@ -2,7 +2,7 @@ import { access, open, readdir, rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { TSchema } from '@sinclair/typebox';
 import { syncDir } from '../pki/fs-secure.js';
-import { NAME_RE } from '../protocol/common.js';
+import { SERVICE_INSTANCE_RE } from '../protocol/service-spec.js';
 import { CorralError, ErrorCode, isCorralError } from '../protocol/errors.js';
 import { AgentStateManifest, MAX_STATE_MANIFEST_BYTES } from '../protocol/state-manifest.js';
 import { parseJsonWith } from '../protocol/validate.js';
@@ -127,7 +127,7 @@ async function presentStateFiles(stateDir: string): Promise<string[]> {
   let names: string[] = [];
   try {
     const entries = await readdir(join(stateDir, SERVICES_DIR), { withFileTypes: true });
-    names = entries.filter((e) => e.isDirectory() && NAME_RE.test(e.name)).map((e) => e.name);
+    names = entries.filter((e) => e.isDirectory() && SERVICE_INSTANCE_RE.test(e.name)).map((e) => e.name);
   } catch (e: unknown) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }

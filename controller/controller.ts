@@ -11,6 +11,7 @@ import { systemClock, type Clock } from './clock.js';
 import { controllerShutdownPhases } from './controller-shutdown.js';
 import type { ControllerDatabase } from './db/schema.js';
 import { createDeployer, type Deployer } from './deploy/deployer.js';
+import { startScheduler } from './deploy/scheduler.js';
 import { createClockOffsets } from './fleet/clock-offsets.js';
 import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
 import { createEnrollment } from './fleet/enrollment.js';
@@ -70,6 +71,11 @@ export interface ControllerOptions {
   readonly decommissionWaitMs?: number | undefined;
   /** Deploy dispatch: hosts called at once, and how long one host may take (ms). */
   readonly deploy?: { readonly concurrency?: number; readonly applyTimeoutMs?: number } | undefined;
+  /**
+   * The scheduler: how long a host may be offline before its services move (ms; null: never,
+   * default DEFAULT_RESCHEDULE_AFTER_MS), and how often it re-places the spec (ms).
+   */
+  readonly schedule?: { readonly rescheduleAfterMs?: number | null; readonly tickMs?: number } | undefined;
   /**
    * Private directory (0700, created on use) for release uploads in flight. Default: a
    * per-process directory under the system temp dir; `serve` passes one under the state dir.
@@ -165,7 +171,15 @@ export async function createController(options: ControllerOptions): Promise<Cont
     signal: root.signal,
     events: fleetEvents.sink,
     ...options.deploy,
+    ...(options.schedule?.rescheduleAfterMs !== undefined && {
+      rescheduleAfterMs: options.schedule.rescheduleAfterMs,
+    }),
   });
+  metrics.addSource(() => [
+    '# HELP corral_services_pending Service instances no host can take yet (placed once one fits).',
+    '# TYPE corral_services_pending gauge',
+    `corral_services_pending ${deployer.pendingCount()}`,
+  ]);
   const releaseUpdater = createReleaseUpdater({
     db,
     operations: deployer.operations,
@@ -180,6 +194,12 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
+  const scheduler = startScheduler({
+    deployer,
+    log: log.child({ component: 'scheduler' }),
+    signal: root.signal,
+    ...(options.schedule?.tickMs !== undefined && { tickMs: options.schedule.tickMs }),
+  });
   await fleetEvents.start();
   const pruner = startEventPruner({
     db,
@@ -245,7 +265,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
-    operations: [deployer, releaseUpdater],
+    operations: [scheduler, deployer, releaseUpdater],
     writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }],
     clients: [
       { close: async () => sockets.dispose() },

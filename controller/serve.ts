@@ -38,6 +38,8 @@ export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
   readonly log: Logger;
   readonly heartbeatIntervalMs?: number | undefined;
+  /** The scheduler (`--reschedule-after`). */
+  readonly schedule?: ControllerOptions['schedule'];
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
   readonly fleetEvents?: ControllerOptions['fleetEvents'];
@@ -95,6 +97,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       uploadDir: join(options.stateDir, 'uploads'),
       logDir: join(options.stateDir, 'logs', 'hosts'),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
+      schedule: options.schedule,
       advertiseHost: addresses[0],
       joinPolicy: options.joinPolicy,
       heartbeatBudget: options.heartbeatBudget,

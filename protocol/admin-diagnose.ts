@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { MAX_LOG_TAIL_LINES, DiagnosticsResponse } from './agent-api.js';
-import { Name } from './common.js';
+import { InstanceName, Name } from './common.js';
 
 /**
  * `POST /v1/hosts/:name/diagnose` (admin API): runs one of the agent's allow-listed
@@ -12,7 +12,7 @@ export const AdminDiagnoseRequest = Type.Object(
   {
     kind: Type.String({ minLength: 1, maxLength: 64 }),
     /** For `log-tail`: the service whose stdout and stderr to read. */
-    service: Type.Optional(Name),
+    service: Type.Optional(InstanceName),
     /** For `log-tail`: lines from each stream (the agent's default is 100). */
     lines: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LOG_TAIL_LINES })),
   },

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { HostId, Name, Timestamp } from './common.js';
+import { HostId, InstanceName, Timestamp } from './common.js';
 import { AgentVersion, HostMetrics, ServiceStatus } from './heartbeat.js';
 import { ServiceSpec } from './service-spec.js';
 
@@ -61,11 +61,14 @@ export const AgentStatus = Type.Object(
 export type AgentStatus = Static<typeof AgentStatus>;
 
 /** Stops and forgets one service, or every service when `service` is absent. */
-export const TeardownRequest = Type.Object({ service: Type.Optional(Name) }, { additionalProperties: false });
+export const TeardownRequest = Type.Object(
+  { service: Type.Optional(InstanceName) },
+  { additionalProperties: false },
+);
 export type TeardownRequest = Static<typeof TeardownRequest>;
 
 export const TeardownResponse = Type.Object(
-  { operationId: OperationId, stopped: Type.Array(Name, { maxItems: MAX_APPLY_SERVICES }) },
+  { operationId: OperationId, stopped: Type.Array(InstanceName, { maxItems: MAX_APPLY_SERVICES }) },
   { additionalProperties: false },
 );
 export type TeardownResponse = Static<typeof TeardownResponse>;
@@ -80,7 +83,7 @@ export const DiagnosticsRequest = Type.Object(
   {
     kind: Type.String({ minLength: 1, maxLength: 64 }),
     /** For `log-tail`: which service. */
-    service: Type.Optional(Name),
+    service: Type.Optional(InstanceName),
     /** For `log-tail`: how many lines from each stream (default 100). */
     lines: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LOG_TAIL_LINES })),
   },
@@ -132,7 +135,7 @@ export const ProcessesDiagnostic = Type.Object(
           command: Type.String({ maxLength: 64 }),
           state: Type.String({ maxLength: 4 }),
           rssBytes: Bytes,
-          service: Type.Union([Name, Type.Null()]),
+          service: Type.Union([InstanceName, Type.Null()]),
         },
         { additionalProperties: false },
       ),
@@ -144,7 +147,7 @@ export const ProcessesDiagnostic = Type.Object(
 export const LogTailDiagnostic = Type.Object(
   {
     kind: Type.Literal('log-tail'),
-    service: Name,
+    service: InstanceName,
     stdout: Type.Array(Line, { maxItems: MAX_LOG_TAIL_LINES }),
     stderr: Type.Array(Line, { maxItems: MAX_LOG_TAIL_LINES }),
   },

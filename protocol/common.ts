@@ -8,6 +8,12 @@ export const HostId = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
 /** Host and service names: DNS-label-like. */
 export const NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export const Name = Type.String({ pattern: NAME_RE.source, minLength: 1, maxLength: 63 });
+/**
+ * A service instance as an agent runs and reports it: a service's name, or `name#k` for
+ * instance k of a deployment service with a `count` (k from 1 to 999).
+ */
+export const SERVICE_INSTANCE_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:#[1-9][0-9]{0,2})?$/;
+export const InstanceName = Type.String({ pattern: SERVICE_INSTANCE_RE.source, minLength: 1, maxLength: 63 });
 /** Names that belong to Corral's own roles and can never be a host. */
 export const RESERVED_NAMES: readonly string[] = [
   'controller',

@@ -4,7 +4,9 @@ import { ServiceState } from './heartbeat.js';
 import {
   HealthCheck,
   HOST_VARIABLES,
+  MAX_SERVICE_COUNT,
   RESTART_POLICIES,
+  BaseServiceName,
   SERVICE_RUNTIMES,
   ServiceName,
   ServiceSpec,
@@ -20,19 +22,30 @@ export const MAX_DEPLOYMENT_SERVICES = 500;
 /** Largest spec file or body, in bytes. */
 export const MAX_DEPLOYMENT_SPEC_BYTES = 1024 * 1024;
 
-export const Placement = Type.Object(
+/** `every-host` as a string is short for `{ everyHost: true }`. */
+export const EVERY_HOST = 'every-host';
+export const PlacementRule = Type.Object(
   {
     hosts: Type.Optional(Type.Array(Name, { minItems: 1, maxItems: 256 })),
     labels: Type.Optional(Labels),
+    /** One instance on every eligible host (that satisfies `hosts`/`labels`), now and later. */
+    everyHost: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
+export type PlacementRule = Static<typeof PlacementRule>;
+export const Placement = Type.Union([Type.Literal(EVERY_HOST), PlacementRule]);
 export type Placement = Static<typeof Placement>;
+
+/** The rule a placement stands for (`every-host` written out). */
+export function placementRule(p: Placement | undefined): PlacementRule | undefined {
+  return p === EVERY_HOST ? { everyHost: true } : p;
+}
 
 const spec = ServiceSpec.properties;
 export const DeploymentService = Type.Object(
   {
-    name: ServiceName,
+    name: BaseServiceName,
     runtime: Type.Optional(Type.Union(SERVICE_RUNTIMES.map((r) => Type.Literal(r)))),
     command: spec.command,
     args: Type.Optional(spec.args),
@@ -46,6 +59,10 @@ export const DeploymentService = Type.Object(
     healthCheck: Type.Optional(HealthCheck),
     stopGraceMs: spec.stopGraceMs,
     placement: Type.Optional(Placement),
+    /** Instances, named `name#1` … `name#N`; without it, one instance named `name`. */
+    count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_SERVICE_COUNT })),
+    /** At most one instance per host (default true); false lets instances share a host. */
+    spread: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -57,10 +74,13 @@ export const DeploymentSpec = Type.Object(
 );
 export type DeploymentSpec = Static<typeof DeploymentSpec>;
 
-/** The agent's ServiceSpec for a deployment service (defaults filled, placement dropped). */
-export function toServiceSpec(service: DeploymentService): ServiceSpec {
+/**
+ * The agent's ServiceSpec for a deployment service (defaults filled, placement dropped), under
+ * the instance name (`name#k`) when given.
+ */
+export function toServiceSpec(service: DeploymentService, instance: string = service.name): ServiceSpec {
   const out: ServiceSpec = {
-    name: service.name,
+    name: instance,
     runtime: service.runtime ?? 'process',
     command: service.command,
     args: service.args ?? [],
@@ -124,7 +144,12 @@ export function duplicateServiceNames(spec: DeploymentSpec): string[] {
 }
 
 export const DeployRequest = Type.Object(
-  { spec: DeploymentSpec, dryRun: Type.Optional(Type.Boolean()) },
+  {
+    spec: DeploymentSpec,
+    dryRun: Type.Optional(Type.Boolean()),
+    /** Store the spec even when some instances have no host yet (they wait as `pending`). */
+    allowPending: Type.Optional(Type.Boolean()),
+  },
   { additionalProperties: false },
 );
 export type DeployRequest = Static<typeof DeployRequest>;
@@ -152,6 +177,14 @@ export const PlanEntry = Type.Object(
 );
 export type PlanEntry = Static<typeof PlanEntry>;
 
+/** Pending instances one answer lists at most. */
+export const MAX_PENDING_LISTED = 100_000;
+export const PendingInstance = Type.Object(
+  { service: ServiceName, reason: Reason },
+  { additionalProperties: false },
+);
+export type PendingInstance = Static<typeof PendingInstance>;
+
 export const DeployResponse = Type.Object(
   {
     operationId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
@@ -162,6 +195,8 @@ export const DeployResponse = Type.Object(
       maxItems: MAX_DEPLOYMENT_SERVICES,
     }),
     hosts: Type.Array(HostDispatchResult, { maxItems: 10_000 }),
+    /** Instances no host can take now: they wait, and are placed as soon as a host fits. */
+    pending: Type.Array(PendingInstance, { maxItems: MAX_PENDING_LISTED }),
     ok: Type.Boolean(),
   },
   { additionalProperties: false },
@@ -190,8 +225,19 @@ export const ServiceListQuery = Type.Object(
 );
 export type ServiceListQuery = Static<typeof ServiceListQuery>;
 
+/** An instance that waits for a host (`pending` in `corral controller services`). */
+export const PendingView = Type.Object(
+  { service: ServiceName, reason: Reason, since: Timestamp },
+  { additionalProperties: false },
+);
+export type PendingView = Static<typeof PendingView>;
+
 export const ServiceListResponse = Type.Object(
-  { services: Type.Array(ServiceView, { maxItems: 1_000_000 }) },
+  {
+    services: Type.Array(ServiceView, { maxItems: 1_000_000 }),
+    /** Instances of the spec no host can take yet (left out when `host` or `state` is asked for). */
+    pending: Type.Optional(Type.Array(PendingView, { maxItems: 1_000_000 })),
+  },
   { additionalProperties: false },
 );
 export type ServiceListResponse = Static<typeof ServiceListResponse>;

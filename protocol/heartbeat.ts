@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { HostId, Name, Timestamp } from './common.js';
+import { HostId, InstanceName, Timestamp } from './common.js';
 import { RELEASE_VERSION_RE } from './release.js';
 
 /** An agent's version, as it reports it: a release version (semver-ish, no spaces or controls). */
@@ -33,7 +33,7 @@ export const ServiceState = Type.Union(SERVICE_STATES.map((s) => Type.Literal(s)
 /** One service as the agent observes it. */
 export const ServiceStatus = Type.Object(
   {
-    name: Name,
+    name: InstanceName,
     state: ServiceState,
     restarts: Type.Integer({ minimum: 0 }),
     lastError: Type.Union([WorkerText, Type.Null()]),
@@ -76,7 +76,7 @@ export const LifecycleEvent = Type.Object(
     id: Type.String({ pattern: '^[A-Za-z0-9-]{8,64}$' }),
     type: Type.Union(LIFECYCLE_EVENT_TYPES.map((t) => Type.Literal(t))),
     time: Timestamp,
-    service: Type.Optional(Name),
+    service: Type.Optional(InstanceName),
     generation: Type.Optional(Type.Integer({ minimum: 0 })),
     /** The agent operation (apply, teardown) the event closes, when there is one. */
     operationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{8,64}$' })),

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { NAME_RE } from './common.js';
+import { NAME_RE, SERVICE_INSTANCE_RE } from './common.js';
 
 /**
  * What a worker runs for one service. The deploy work embeds exactly this in deployment specs
@@ -65,7 +65,16 @@ export const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 /** Service names are at most 48 characters: they travel as the RFC 5424 APP-NAME. */
 export const MAX_SERVICE_NAME_CHARS = 48;
+/** Instances of one deployment service, at most (`name#1` … `name#999`: SERVICE_INSTANCE_RE). */
+export const MAX_SERVICE_COUNT = 999;
+export { SERVICE_INSTANCE_RE };
 export const ServiceName = Type.String({
+  pattern: SERVICE_INSTANCE_RE.source,
+  minLength: 1,
+  maxLength: MAX_SERVICE_NAME_CHARS,
+});
+/** The name an operator gives a deployment service (instances add `#k`). */
+export const BaseServiceName = Type.String({
   pattern: NAME_RE.source,
   minLength: 1,
   maxLength: MAX_SERVICE_NAME_CHARS,

@@ -58,6 +58,7 @@ export async function startController(
     heartbeatBudget?: ControllerOptions['heartbeatBudget'];
     eventRetention?: ControllerOptions['eventRetention'];
     fleetEvents?: ControllerOptions['fleetEvents'];
+    schedule?: ControllerOptions['schedule'];
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
@@ -77,6 +78,7 @@ export async function startController(
     heartbeatBudget: options.heartbeatBudget,
     eventRetention: options.eventRetention,
     fleetEvents: options.fleetEvents,
+    schedule: options.schedule,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });

@@ -172,7 +172,7 @@ describe('deploy', () => {
     });
     expect(refused.status).toBe(422);
     expect(refused.body.error.code).toBe(ErrorCode.PLACEMENT);
-    expect(refused.body.error.message).toMatch(/cannot place 2 of 3 services; nothing was changed/);
+    expect(refused.body.error.message).toMatch(/cannot place 2 of 3 instances; nothing was changed/);
     expect(refused.body.error.message).toContain('db (no eligible online host for labels zone=mars)');
     expect(refused.body.error.message).toContain('edge (no eligible online host for hosts never-seen)');
 

@@ -42,11 +42,19 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       .description('place a deployment spec (YAML or JSON) on the fleet and send every affected host its set')
       .argument('<spec>', 'deployment spec file')
       .option('--dry-run', 'print the plan; change nothing')
+      .option(
+        '--allow-pending',
+        'store the spec even when some instances have no host yet (they wait as pending and are placed once one fits)',
+      )
       .option('--json', 'print JSON'),
-  ).action(async (file: string, opts: JsonOpt & { dryRun?: boolean }) => {
+  ).action(async (file: string, opts: JsonOpt & { dryRun?: boolean; allowPending?: boolean }) => {
     const spec = await readDeploymentFile(file);
     const admin = await adminClientFor(opts);
-    const res = await admin.post<DeployResponse>('/v1/deploy', { spec, dryRun: opts.dryRun ?? false });
+    const res = await admin.post<DeployResponse>('/v1/deploy', {
+      spec,
+      dryRun: opts.dryRun ?? false,
+      ...(opts.allowPending && { allowPending: true }),
+    });
     if (opts.json) {
       io.out(renderJson(res));
     } else {
@@ -62,6 +70,15 @@ export function registerControllerDeployCommands(controller: Command, io: Output
           renderTable(
             ['removed service', 'from host'],
             res.removed.map((r) => [r.service, r.host]),
+          ),
+        );
+      }
+      if (res.pending.length > 0) {
+        io.out('\n');
+        io.out(
+          renderTable(
+            ['pending instance', 'reason'],
+            res.pending.map((p) => [p.service, p.reason]),
           ),
         );
       }
@@ -84,29 +101,39 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       .option('--state <state>', `only services in this observed state (${SERVICE_STATES.join(', ')})`)
       .option('--json', 'print JSON'),
   ).action(async (opts: JsonOpt & { host?: string; state?: string }) => {
-    if (opts.state !== undefined && !(SERVICE_STATES as readonly string[]).includes(opts.state)) {
-      throw new CliExit(EXIT_USAGE, `--state must be one of ${SERVICE_STATES.join(', ')}`);
+    const states = [...SERVICE_STATES, 'pending'];
+    if (opts.state !== undefined && !states.includes(opts.state)) {
+      throw new CliExit(EXIT_USAGE, `--state must be one of ${states.join(', ')}`);
     }
+    const onlyPending = opts.state === 'pending';
     const query = new URLSearchParams();
     if (opts.host !== undefined) query.set('host', opts.host);
-    if (opts.state !== undefined) query.set('state', opts.state);
+    if (opts.state !== undefined && !onlyPending) query.set('state', opts.state);
     const admin = await adminClientFor(opts);
     const qs = query.size > 0 ? `?${query.toString()}` : '';
-    const { services } = await admin.get<ServiceListResponse>(`/v1/services${qs}`);
+    const res = await admin.get<ServiceListResponse>(`/v1/services${qs}`);
+    const services = onlyPending ? [] : res.services;
+    // Pending instances have no host: listed only when no host was asked for.
+    const pending =
+      opts.host === undefined && (opts.state === undefined || onlyPending) ? (res.pending ?? []) : [];
+    const rows = [
+      ...services.map((s) => ({ ...s })),
+      ...pending.map((p) => ({
+        service: p.service,
+        host: '-',
+        desired: 'running',
+        observed: 'pending',
+        restarts: 0,
+        lastError: p.reason,
+        updatedAt: p.since,
+      })),
+    ];
     io.out(
       opts.json
-        ? renderJson(services)
+        ? renderJson(rows)
         : renderTable(
             ['service', 'host', 'desired', 'observed', 'restarts', 'last error', 'updated'],
-            services.map((s) => [
-              s.service,
-              s.host,
-              s.desired,
-              s.observed,
-              s.restarts,
-              s.lastError,
-              s.updatedAt,
-            ]),
+            rows.map((s) => [s.service, s.host, s.desired, s.observed, s.restarts, s.lastError, s.updatedAt]),
           ),
     );
   });

@@ -262,6 +262,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         'rotated ingest files kept per host (the newest)',
         String(DEFAULT_INGEST_RETENTION.keepFiles),
       )
+      .option(
+        '--reschedule-after <duration>',
+        "how long a host may be offline before its services are placed elsewhere ('off': only decommissioning moves them)",
+        '5m',
+      )
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
@@ -287,6 +292,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         logsKeepDays: string;
         logsKeepFiles: string;
         logLevel: string;
+        rescheduleAfter: string;
         reinitialize?: boolean;
       },
       cmd: Command,
@@ -333,6 +339,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         logsKeepDays: fromFile('logsKeepDays', optionalString(logsFile.keep_days)) ?? given.logsKeepDays,
         logsKeepFiles: fromFile('logsKeepFiles', optionalString(logsFile.keep_files)) ?? given.logsKeepFiles,
         logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
+        rescheduleAfter: fromFile('rescheduleAfter', c.rescheduleAfter) ?? given.rescheduleAfter,
       };
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
@@ -357,6 +364,17 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         heartbeatIntervalMs = parseDurationMs(opts.heartbeatInterval);
       } catch (e: unknown) {
         throw new CliExit(EXIT_USAGE, `--heartbeat-interval: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      let rescheduleAfterMs: number | null = null;
+      if (opts.rescheduleAfter !== 'off') {
+        try {
+          rescheduleAfterMs = parseDurationMs(opts.rescheduleAfter);
+        } catch (e: unknown) {
+          throw new CliExit(
+            EXIT_USAGE,
+            `--reschedule-after: ${e instanceof Error ? e.message : String(e)} (or 'off')`,
+          );
+        }
       }
       const budget = opts.heartbeatBudget
         ? heartbeatBudget(opts.heartbeatRate, opts.heartbeatBytes)
@@ -410,6 +428,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           join,
           log,
           heartbeatIntervalMs,
+          schedule: { rescheduleAfterMs },
           joinPolicy,
           heartbeatBudget: budget,
           eventRetention: { maxAgeMs, maxPerHost },

@@ -20,6 +20,8 @@ export const CONTROLLER_CONFIG_SPEC = {
     fleetEventMaxAge: { kind: 'duration' },
     fleetEventsMax: { kind: 'int', min: 1 },
     logLevel: { kind: 'string', allowed: LOG_LEVELS },
+    /** A duration (`5m`) or `off`. */
+    rescheduleAfter: { kind: 'string' },
   },
   /** The hosts' ingest files (`logs/hosts/`): rotation size and retention of rotated files. */
   logs: {
@@ -45,6 +47,7 @@ export interface ControllerConfig {
     fleetEventMaxAge?: number;
     fleetEventsMax?: number;
     logLevel?: string;
+    rescheduleAfter?: string;
   };
   logs?: { max_file_mb?: number; keep_days?: number; keep_files?: number };
 }

@@ -44,6 +44,8 @@ export interface LocalControllerOptions {
   readonly workerListenHost?: string;
   readonly logLevel?: string;
   readonly startTimeoutMs?: number;
+  /** More `controller serve` flags (e.g. `--reschedule-after 2s`). */
+  readonly serveArgs?: readonly string[];
 }
 
 /** The environment for child `corral` commands: never aimed at a controller by the caller's env. */
@@ -86,6 +88,7 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
       o.logLevel ?? 'warn',
       '--syslog-listen',
       `${listenHost}:0`,
+      ...(o.serveArgs ?? []),
     ],
     logFile: o.logFile,
     env,

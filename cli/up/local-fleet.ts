@@ -34,6 +34,8 @@ export interface LocalFleetOptions {
   readonly signal?: AbortSignal;
   /** Progress lines while starting and stopping. */
   readonly progress?: (line: string) => void;
+  /** More `controller serve` flags. */
+  readonly serveArgs?: readonly string[];
 }
 
 export interface FleetStopReport {
@@ -101,6 +103,7 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
     ...(o.controllerAddress !== undefined ? { address: o.controllerAddress } : {}),
     ...(o.workerListenHost !== undefined ? { workerListenHost: o.workerListenHost } : {}),
     ...(o.startTimeoutMs !== undefined ? { startTimeoutMs: o.startTimeoutMs } : {}),
+    ...(o.serveArgs !== undefined ? { serveArgs: o.serveArgs } : {}),
   });
   const e = controller.endpoints;
   const syslog = (o.forwarder ?? true) && e.syslog !== undefined;

@@ -72,3 +72,21 @@ export interface OperationLogTable {
   host: string | null;
   message: string;
 }
+
+/** The spec of the last deploy, one row per deployment service (migration-scheduling.ts). */
+export interface DeploymentServicesTable {
+  name: string;
+  /** Order in the spec. */
+  position: number;
+  /** JSON DeploymentService. */
+  spec: string;
+  updated_at: string;
+}
+
+/** An instance no host could take at the last placement. */
+export interface PendingInstancesTable {
+  instance: string;
+  service: string;
+  reason: string;
+  since: string;
+}

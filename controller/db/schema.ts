@@ -1,10 +1,12 @@
 import type { Generated } from 'kysely';
 import type {
+  DeploymentServicesTable,
   DesiredServicesTable,
   HostDesiredTable,
   OperationLogTable,
   OperationStepsTable,
   OperationsTable,
+  PendingInstancesTable,
   ServiceDispatchTable,
 } from './deploy-schema.js';
 import type {
@@ -133,6 +135,8 @@ export interface ControllerDatabase {
   desired_services: DesiredServicesTable;
   host_desired: HostDesiredTable;
   service_dispatch: ServiceDispatchTable;
+  deployment_services: DeploymentServicesTable;
+  pending_instances: PendingInstancesTable;
   operations: OperationsTable;
   operation_steps: OperationStepsTable;
   operation_log: OperationLogTable;

@@ -1,65 +1,108 @@
-import { toServiceSpec, type DeploymentSpec, type PlanEntry } from '../../protocol/deployment.js';
+import {
+  placementRule,
+  toServiceSpec,
+  type DeploymentService,
+  type PendingInstance,
+  type PlanEntry,
+} from '../../protocol/deployment.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
-import { specHashOf, type DesiredEntry, type FleetSnapshot } from './desired-state.js';
-import { place } from './placement.js';
+import { specHashOf, type DesiredEntry, type FleetSnapshot, type HostInfo } from './desired-state.js';
+import { place, serviceOfInstance, type CandidateHost, type PlaceableService } from './placement.js';
 
 export interface DeployPlan {
   readonly plan: PlanEntry[];
-  /** The whole desired state after the deploy. */
+  /** The whole desired state after the change. */
   readonly next: DesiredEntry[];
-  /** Services deployed now that the spec no longer has. */
+  /** Instances deployed now that the services no longer have. */
   readonly removed: { service: string; host: string }[];
+  /** Instances no host can take now. */
+  readonly pending: PendingInstance[];
+}
+
+export interface PlanOptions {
+  /**
+   * `operator` (a deploy): a host keeps its instances only while online, and instances of
+   * services the spec no longer has are removed. `scheduler` (the controller on its own): a
+   * host keeps its instances until it is lost, and instances of services it does not manage
+   * (deployed before it kept specs) stay as they are.
+   */
+  readonly mode: 'operator' | 'scheduler';
+  /** Refuse (CORRAL_ERR_PLACEMENT, nothing changed) when any instance would be pending. */
+  readonly refusePending: boolean;
+}
+
+/** What placement sees of a host. */
+export function candidateOf(h: HostInfo, mode: PlanOptions['mode']): CandidateHost {
+  const accepts = h.status === 'online' && !h.decommissioned;
+  return { name: h.name, labels: h.labels, accepts, holds: mode === 'operator' ? accepts : !h.lost };
+}
+
+export function placeableOf(svc: DeploymentService): PlaceableService {
+  const rule = placementRule(svc.placement);
+  return {
+    name: svc.name,
+    placement: rule && { hosts: rule.hosts, labels: rule.labels },
+    count: svc.count,
+    spread: svc.spread,
+    everyHost: rule?.everyHost ?? false,
+  };
 }
 
 /**
- * Where each service of `spec` goes, from the current state: eligible hosts are online and
- * not decommissioned; a service stays where it is while it may. A service whose host was
- * decommissioned shows as `moved` from it. Throws CORRAL_ERR_PLACEMENT naming every service
- * no host can take. Pure.
+ * Where each instance of `services` goes, from the current state (see PlanOptions for what a
+ * host may keep). An instance whose host is gone or lost shows as `moved` from it. With
+ * `refusePending`, throws CORRAL_ERR_PLACEMENT naming every instance no host can take. Pure.
  */
-export function planDeploy(snap: FleetSnapshot, spec: DeploymentSpec): DeployPlan {
+export function planDeploy(
+  snap: FleetSnapshot,
+  services: readonly DeploymentService[],
+  o: PlanOptions = { mode: 'operator', refusePending: true },
+): DeployPlan {
   const hostName = (id: string): string => snap.hosts.get(id)?.name ?? id;
   const active = [...snap.hosts.values()].filter((h) => !h.decommissioned);
   const byName = new Map(active.map((h) => [h.name, h]));
-  const eligible = active.filter((h) => h.status === 'online');
-  const previous = new Map<string, string>();
-  const goneHost = new Map<string, string>();
-  for (const d of snap.desired) {
-    const h = snap.hosts.get(d.hostId);
-    if (h && !h.decommissioned) previous.set(d.service, h.name);
-    else goneHost.set(d.service, hostName(d.hostId));
-  }
-  if (eligible.length === 0) {
+  const specByName = new Map(services.map((s) => [s.name, s]));
+  const managed = snap.desired.filter((d) => specByName.has(serviceOfInstance(d.service)));
+  const candidates = active.map((h) => candidateOf(h, o.mode));
+  if (o.refusePending && !candidates.some((c) => c.accepts)) {
     throw new CorralError(
       ErrorCode.PLACEMENT,
       `no host is online to place on (${active.length} enrolled, none online); nothing was changed`,
     );
   }
-  const placed = place(spec.services, eligible, previous);
-  if (!placed.ok) {
-    const list = placed.unplaceable.map((u) => `${u.service} (${u.reason})`).join('; ');
+  const placed = place(
+    services.map(placeableOf),
+    candidates,
+    managed.map((d) => ({ instance: d.service, host: hostName(d.hostId) })),
+  );
+  const pending = placed.pending.map((p) => ({ service: p.instance, reason: p.reason }));
+  if (o.refusePending && pending.length > 0) {
+    const list = pending.map((u) => `${u.service} (${u.reason})`).join('; ');
     throw new CorralError(
       ErrorCode.PLACEMENT,
-      `cannot place ${placed.unplaceable.length} of ${spec.services.length} services; nothing was changed: ${list}`,
+      `cannot place ${pending.length} of ${pending.length + placed.decisions.length} instances; nothing was changed (--allow-pending stores the spec and places them once a host fits): ${list}`,
     );
   }
-  const plan: PlanEntry[] = placed.decisions.map((d) => {
-    const gone = goneHost.get(d.service);
-    return gone !== undefined
-      ? { service: d.service, host: d.host, change: 'moved', previousHost: gone }
-      : { service: d.service, host: d.host, change: d.change, previousHost: d.previousHost };
-  });
-  const specByName = new Map(spec.services.map((s) => [s.name, s]));
+  const plan: PlanEntry[] = placed.decisions.map((d) => ({
+    service: d.instance,
+    host: d.host,
+    change: d.change,
+    previousHost: d.previousHost,
+  }));
   const next: DesiredEntry[] = plan.map((p) => {
     const host = byName.get(p.host);
-    const svc = specByName.get(p.service);
+    const svc = specByName.get(serviceOfInstance(p.service));
     if (!host || !svc)
       throw new CorralError(ErrorCode.INTERNAL, 'placement named an unknown host or service');
-    const s = toServiceSpec(svc);
+    const s = toServiceSpec(svc, p.service);
     return { hostId: host.id, service: p.service, spec: s, specHash: specHashOf(s) };
   });
-  const removed = snap.desired
-    .filter((d) => !specByName.has(d.service))
+  const unmanaged = snap.desired.filter((d) => !specByName.has(serviceOfInstance(d.service)));
+  const nextKeys = new Set(next.map((e) => `${e.hostId}\u0000${e.service}`));
+  const movedFrom = new Set(plan.map((p) => `${p.previousHost ?? ''}\u0000${p.service}`));
+  const removed = (o.mode === 'operator' ? snap.desired : managed)
+    .filter((d) => !nextKeys.has(`${d.hostId}\u0000${d.service}`))
+    .filter((d) => !movedFrom.has(`${hostName(d.hostId)}\u0000${d.service}`))
     .map((d) => ({ service: d.service, host: hostName(d.hostId) }));
-  return { plan, next, removed };
+  return { plan, next: o.mode === 'operator' ? next : [...next, ...unmanaged], removed, pending };
 }

@@ -9,6 +9,7 @@ import {
   type ServiceTeardownResponse,
 } from '../../protocol/deployment.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { MAX_SERVICE_NAME_CHARS } from '../../protocol/service-spec.js';
 import type { OperationSummary } from '../../protocol/operations.js';
 import type { WorkerClient } from '../agent-client.js';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -27,7 +28,10 @@ import {
 } from './desired-state.js';
 import type { FleetEventSink } from '../events/event-log.js';
 import { createOperations, RESTART_REASON, type OperationRecorder, type Operations } from './operations.js';
-import { planDeploy } from './deploy-plan.js';
+import { planDeploy, type DeployPlan } from './deploy-plan.js';
+import { countPending, forgetIntent, loadIntent, storeIntent, storePending } from './intent-store.js';
+import { serviceOfInstance } from './placement.js';
+import { decide, SCHEDULER_ACTOR, type SchedulerAction } from './scheduler-actions.js';
 import { rollout, type RolloutResult } from './rollout.js';
 import { SingleFlight } from '../../kit/single-flight.js';
 
@@ -35,6 +39,10 @@ import { SingleFlight } from '../../kit/single-flight.js';
 export const DEFAULT_DISPATCH_CONCURRENCY = 16;
 /** Deploys and teardowns waiting for the one running, at most; beyond it they are refused. */
 const MAX_WAITING = 16;
+/** How long a host offline stays placed before its instances move elsewhere, by default. */
+export const DEFAULT_RESCHEDULE_AFTER_MS = 5 * 60_000;
+/** A host whose heal failed is tried again after this, doubling per failure up to the cap. */
+const HEAL_BACKOFF_MAX_MS = 5 * 60_000;
 
 export interface DeployerOptions {
   readonly db: Kysely<ControllerDatabase>;
@@ -54,6 +62,19 @@ export interface DeployerOptions {
   readonly signal: AbortSignal;
   /** Where operations tell that they started and finished (fleet events). */
   readonly events?: FleetEventSink;
+  /**
+   * How long a host may be offline before the scheduler places its instances elsewhere, in
+   * ms; null: never (only decommissioning moves them). Default DEFAULT_RESCHEDULE_AFTER_MS.
+   */
+  readonly rescheduleAfterMs?: number | null;
+}
+
+/** What one scheduler pass did. */
+export interface ReconcileResult {
+  readonly action: SchedulerAction;
+  readonly operationId: string;
+  readonly state: RolloutResult['state'];
+  readonly hosts: number;
 }
 
 export interface Deployer {
@@ -63,7 +84,19 @@ export interface Deployer {
    * sends every affected host its whole set. Throws CORRAL_ERR_PLACEMENT, naming every service
    * no host can take, before anything is stored; CORRAL_ERR_VALIDATION for repeated names.
    */
-  deploy(spec: DeploymentSpec, o: { dryRun: boolean; actor: string }): Promise<DeployResponse>;
+  deploy(
+    spec: DeploymentSpec,
+    o: { dryRun: boolean; actor: string; allowPending?: boolean },
+  ): Promise<DeployResponse>;
+  /**
+   * One scheduler pass, in turn with deploys: re-places the stored spec on the hosts as they
+   * are now (pending instances, lost hosts, every-host services on new hosts) and sends the
+   * online hosts whose set changed or who missed one (see scheduler-actions.ts). Null when
+   * there was nothing to do.
+   */
+  reconcile(): Promise<ReconcileResult | null>;
+  /** Instances no host could take at the last placement. */
+  pendingCount(): number;
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
   teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse>;
   /**
@@ -81,6 +114,11 @@ export interface Deployer {
 export function createDeployer(o: DeployerOptions): Deployer {
   const { db, clock, log } = o;
   const operations = createOperations({ db, clock, log, ...(o.events && { events: o.events }) });
+  const rescheduleAfterMs =
+    o.rescheduleAfterMs === undefined ? DEFAULT_RESCHEDULE_AFTER_MS : o.rescheduleAfterMs;
+  let pending = 0;
+  /** Per host: heals that failed in a row, and when the next may be tried (ms). */
+  const healBackoff = new Map<string, { failures: number; nextMs: number }>();
   const deps = {
     client: o.client,
     pins: o.pins,
@@ -106,7 +144,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
     op: OperationRecorder,
     sets: readonly HostSet[],
     summary: Omit<OperationSummary, 'failedHosts'>,
-    kind: 'deploy' | 'teardown',
+    kind: 'deploy' | 'teardown' | SchedulerAction,
   ): Promise<RolloutResult> {
     try {
       return await rollout(deps, op, sets, summary, kind);
@@ -125,23 +163,41 @@ export function createDeployer(o: DeployerOptions): Deployer {
 
   async function deploy(
     spec: DeploymentSpec,
-    opts: { dryRun: boolean; actor: string },
+    opts: { dryRun: boolean; actor: string; allowPending?: boolean },
   ): Promise<DeployResponse> {
     const dups = duplicateServiceNames(spec);
     if (dups.length > 0) {
       throw new CorralError(ErrorCode.VALIDATION, `spec/services: service names repeat: ${dups.join(', ')}`);
     }
+    for (const [i, svc] of spec.services.entries()) {
+      const longest = svc.count === undefined ? svc.name : `${svc.name}#${svc.count}`;
+      if (longest.length > MAX_SERVICE_NAME_CHARS) {
+        throw new CorralError(
+          ErrorCode.VALIDATION,
+          `spec/services/${i}: instance name ${longest} is longer than ${MAX_SERVICE_NAME_CHARS} characters`,
+        );
+      }
+    }
     const variables = hostVariableProblem(spec);
     if (variables) throw new CorralError(ErrorCode.VALIDATION, `spec${variables}`);
     return exclusive(async () => {
-      const snap = await loadSnapshot(db, o.live());
-      const { plan, next, removed } = planDeploy(snap, spec);
+      const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
+      const planned = planDeploy(snap, spec.services, {
+        mode: 'operator',
+        refusePending: !(opts.allowPending ?? false),
+      });
+      const { plan, next, removed } = planned;
+      const waiting = planned.pending;
       const sets = hostSets(snap, next, true);
-      if (opts.dryRun) return { operationId: null, dryRun: true, plan, removed, hosts: [], ok: true };
+      if (opts.dryRun)
+        return { operationId: null, dryRun: true, plan, removed, hosts: [], pending: waiting, ok: true };
 
       const summary = { services: next.length, removed: removed.length, hosts: sets.length };
       const op = await db.transaction().execute(async (trx) => {
-        await storeDesired(trx, snap, next, sets, isoAt(clock.now()));
+        const nowIso = isoAt(clock.now());
+        await storeDesired(trx, snap, next, sets, nowIso);
+        await storeIntent(trx, spec.services, nowIso);
+        pending = await storePending(trx, waiting, nowIso);
         const moved = plan.filter((p) => p.change === 'moved');
         const recorder = await operations.begin(
           trx,
@@ -171,6 +227,10 @@ export function createDeployer(o: DeployerOptions): Deployer {
               host: r.host,
               message: `${r.service} is no longer in the spec and is removed`,
             })),
+            ...waiting.map((p) => ({
+              level: 'warn' as const,
+              message: `${p.service} is pending: ${p.reason}`,
+            })),
           ],
         );
         await o.audit.append(
@@ -182,6 +242,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
               services: next.map((e) => e.service),
               hosts: sets.map((s) => s.host.name),
               removed: removed.map((r) => r.service),
+              pending: waiting.map((p) => p.service),
             },
           },
           trx,
@@ -197,6 +258,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
         plan,
         removed,
         hosts: result.hosts,
+        pending: waiting,
         ok: result.failed === 0,
       };
     });
@@ -212,7 +274,21 @@ export function createDeployer(o: DeployerOptions): Deployer {
       }
       const matches = (d: DesiredEntry): boolean =>
         (hostIds === undefined || hostIds.has(d.hostId)) &&
-        (filter.service === undefined || d.service === filter.service);
+        (filter.service === undefined ||
+          d.service === filter.service ||
+          serviceOfInstance(d.service) === filter.service);
+      const intent = await loadIntent(db);
+      // The spec forgets every service the teardown touches, so the scheduler does not put
+      // it back; one torn down from one host keeps its other instances as they are.
+      const forgotten = intent
+        .map((s) => s.name)
+        .filter((name) =>
+          filter.service !== undefined
+            ? name === filter.service ||
+              snap.desired.some((d) => matches(d) && serviceOfInstance(d.service) === name)
+            : hostIds === undefined ||
+              snap.desired.some((d) => matches(d) && serviceOfInstance(d.service) === name),
+        );
       const gone = snap.desired.filter(matches);
       const target = [
         filter.service !== undefined ? `service ${filter.service}` : '',
@@ -220,17 +296,24 @@ export function createDeployer(o: DeployerOptions): Deployer {
       ]
         .filter(Boolean)
         .join(' on ');
-      if (gone.length === 0 && target !== '') {
+      if (gone.length === 0 && forgotten.length === 0 && target !== '') {
         throw new CorralError(ErrorCode.NOT_FOUND, `no deployed service matches ${target}`);
       }
       const next = snap.desired.filter((d) => !matches(d));
       const removed = gone.map((d) => ({ service: d.service, host: hostName(snap, d.hostId) }));
       // Hosts still owed an earlier change get it again, even when nothing new is removed.
       const sets = hostSets(snap, next, false);
-      if (gone.length === 0 && sets.length === 0) return { operationId: null, removed, hosts: [], ok: true };
+      if (gone.length === 0 && sets.length === 0) {
+        if (forgotten.length > 0) await dropFromSpec(forgotten);
+        return { operationId: null, removed, hosts: [], ok: true };
+      }
       const summary = { services: gone.length, removed: gone.length, hosts: sets.length };
       const op = await db.transaction().execute(async (trx) => {
         await storeDesired(trx, snap, next, sets, isoAt(clock.now()));
+        await forgetIntent(trx, forgotten);
+        if (forgotten.length > 0) {
+          await trx.deleteFrom('pending_instances').where('service', 'in', forgotten).execute();
+        }
         const recorder = await operations.begin(
           trx,
           {
@@ -263,6 +346,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
         );
         return recorder;
       });
+      pending = await countPending(db);
       log.info({ operationId: op.id, services: gone.length, hosts: sets.length }, 'teardown started');
       const result = await guardedRollout(op, sets, summary, 'teardown');
       log.info({ operationId: op.id, state: result.state, failedHosts: result.failed }, 'teardown finished');
@@ -270,12 +354,150 @@ export function createDeployer(o: DeployerOptions): Deployer {
     });
   }
 
+  async function dropFromSpec(names: readonly string[]): Promise<void> {
+    await db.transaction().execute(async (trx) => {
+      await forgetIntent(trx, names);
+      await trx.deleteFrom('pending_instances').where('service', 'in', names).execute();
+    });
+    pending = await countPending(db);
+  }
+
+  /** The line an operation's log gets for each change of placement the scheduler makes. */
+  function placementLines(snap: FleetSnapshot, planned: DeployPlan) {
+    const lost = [...snap.hosts.values()].filter((h) => h.lost && !h.decommissioned).map((h) => h.name);
+    return [
+      ...lost
+        .filter((name) => planned.plan.some((p) => p.change === 'moved' && p.previousHost === name))
+        .map((name) => ({
+          level: 'warn' as const,
+          host: name,
+          message: `${name} has been offline longer than the reschedule delay; its services move`,
+        })),
+      ...planned.plan
+        .filter((p) => p.change !== 'kept')
+        .map((p) => ({
+          level: 'info' as const,
+          message:
+            p.change === 'moved'
+              ? `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`
+              : `${p.service} placed on ${p.host}`,
+        })),
+      ...planned.removed.map((r) => ({
+        level: 'info' as const,
+        host: r.host,
+        message: `${r.service} no longer belongs on ${r.host} and is stopped there`,
+      })),
+    ];
+  }
+
+  async function reconcile(): Promise<ReconcileResult | null> {
+    return exclusive(async () => {
+      const live = o.live();
+      const intent = await loadIntent(db);
+      // Nothing deployed through a spec and no host owed a set: the fleet is not read at all.
+      if (intent.length === 0) {
+        const behind = await db
+          .selectFrom('host_desired')
+          .select('host_id')
+          .whereRef('acked_generation', '<', 'generation')
+          .limit(1)
+          .executeTakeFirst();
+        if (!behind) return null;
+      }
+      const snap = await loadSnapshot(db, live, rescheduleAfterMs);
+      const planned = planDeploy(snap, intent, { mode: 'scheduler', refusePending: false });
+      const all = hostSets(snap, planned.next, false);
+      const sendable = all.filter(
+        (s) => s.host.status === 'online' && (healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs,
+      );
+      const action = decide(all, sendable);
+      const pendingBefore = pending;
+      const nowIso = isoAt(clock.now());
+      if (action === null) {
+        if (planned.pending.length !== pendingBefore || pendingBefore > 0) {
+          pending = await db.transaction().execute((trx) => storePending(trx, planned.pending, nowIso));
+        }
+        return null;
+      }
+      const summary = {
+        services: planned.next.length,
+        removed: planned.removed.length,
+        hosts: sendable.length,
+      };
+      const op = await db.transaction().execute(async (trx) => {
+        await storeDesired(trx, snap, planned.next, all, nowIso);
+        pending = await storePending(trx, planned.pending, nowIso);
+        const lines =
+          action === 'reschedule'
+            ? placementLines(snap, planned)
+            : sendable.map((s) => ({
+                level: 'info' as const,
+                host: s.host.name,
+                message: `${s.host.name} has not accepted generation ${s.generation}; sending it again`,
+              }));
+        const recorder = await operations.begin(
+          trx,
+          {
+            kind: action,
+            actor: SCHEDULER_ACTOR,
+            target: action === 'reschedule' ? `${planned.next.length} services` : `${sendable.length} hosts`,
+            summary: { ...summary, failedHosts: 0 },
+            steps: sendable.map((s) => ({
+              hostId: s.host.id,
+              hostName: s.host.name,
+              generation: s.generation,
+              services: s.services.length,
+            })),
+          },
+          [
+            { level: 'info', message: `${action} started by the controller (${sendable.length} hosts)` },
+            ...lines,
+            ...planned.pending
+              .filter((p) => action === 'reschedule' || p.service === '')
+              .map((p) => ({ level: 'warn' as const, message: `${p.service} is pending: ${p.reason}` })),
+          ],
+        );
+        await o.audit.append(
+          {
+            actor: SCHEDULER_ACTOR,
+            action,
+            target: recorder.id,
+            details: {
+              moved: planned.plan.filter((p) => p.change === 'moved').map((p) => `${p.service}@${p.host}`),
+              placed: planned.plan.filter((p) => p.change === 'placed').map((p) => `${p.service}@${p.host}`),
+              stopped: planned.removed.map((r) => `${r.service}@${r.host}`),
+              hosts: sendable.map((s) => s.host.name),
+            },
+          },
+          trx,
+        );
+        return recorder;
+      });
+      log.info({ operationId: op.id, action, hosts: sendable.length }, 'scheduler operation started');
+      const result = await guardedRollout(op, sendable, summary, action);
+      for (const [i, set] of sendable.entries()) {
+        if (result.hosts[i]?.outcome === 'failed') {
+          const failures = (healBackoff.get(set.host.id)?.failures ?? 0) + 1;
+          const delay = Math.min(HEAL_BACKOFF_MAX_MS, live.intervalMs * 2 ** Math.min(failures - 1, 16));
+          healBackoff.set(set.host.id, { failures, nextMs: clock.now() + delay });
+        } else {
+          healBackoff.delete(set.host.id);
+        }
+      }
+      log.info({ operationId: op.id, action, state: result.state }, 'scheduler operation finished');
+      return { action, operationId: op.id, state: result.state, hosts: sendable.length };
+    });
+  }
+
   return {
     operations,
     deploy,
     teardown,
+    reconcile,
+    pendingCount: () => pending,
     async recover() {
       const ids = await operations.failInterrupted(RESTART_REASON);
+      pending = await countPending(db);
       await db
         .updateTable('service_dispatch')
         .set({

@@ -16,6 +16,7 @@ const host = (id: string, extra: Partial<HostInfo> = {}): HostInfo => ({
   labels: {},
   status: 'online',
   decommissioned: false,
+  lost: false,
   ...extra,
 });
 

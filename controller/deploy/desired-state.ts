@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { OFFLINE_AFTER_INTERVALS } from '../../protocol/constants.js';
 import type { HostStatus } from '../../protocol/host.js';
 import { Labels } from '../../protocol/common.js';
 import { ServiceSpec } from '../../protocol/service-spec.js';
@@ -19,6 +20,11 @@ export interface HostInfo {
   readonly labels: Readonly<Record<string, string>>;
   readonly status: HostStatus;
   readonly decommissioned: boolean;
+  /**
+   * Decommissioned, or offline for longer than the reschedule delay: the scheduler moves its
+   * instances elsewhere (nothing on the host is touched until it is back).
+   */
+  readonly lost: boolean;
 }
 
 /** One service placed on one host. */
@@ -58,7 +64,26 @@ export const sha256 = (text: string): string => createHash('sha256').update(text
 export const specHashOf = (spec: ServiceSpec): string => canonicalHash(spec);
 const setHashOf = (services: readonly ServiceSpec[]): string => canonicalHash(services);
 
-export async function loadSnapshot(db: Db, live: Liveness): Promise<FleetSnapshot> {
+/**
+ * A host is lost once it has been offline (OFFLINE_AFTER_INTERVALS without a heartbeat) for
+ * `rescheduleAfterMs` more; null: only decommissioning loses a host.
+ */
+export function isLost(
+  lastSeenMs: number | null,
+  decommissioned: boolean,
+  live: Liveness,
+  rescheduleAfterMs: number | null,
+): boolean {
+  if (decommissioned) return true;
+  if (rescheduleAfterMs === null || lastSeenMs === null) return false;
+  return live.nowMs - lastSeenMs >= OFFLINE_AFTER_INTERVALS * live.intervalMs + rescheduleAfterMs;
+}
+
+export async function loadSnapshot(
+  db: Db,
+  live: Liveness,
+  rescheduleAfterMs: number | null = null,
+): Promise<FleetSnapshot> {
   const [hostRows, desiredRows, hostDesiredRows] = await Promise.all([
     db
       .selectFrom('hosts')
@@ -70,18 +95,16 @@ export async function loadSnapshot(db: Db, live: Liveness): Promise<FleetSnapsho
   const hosts = new Map<string, HostInfo>();
   for (const r of hostRows) {
     const decommissioned = r.decommissioned_at !== null;
+    const lastSeenMs = r.last_seen === null ? null : Date.parse(r.last_seen);
     hosts.set(r.id, {
       id: r.id,
       name: r.name,
       address: r.address,
       agentPort: r.agent_port,
       labels: decodeJsonColumn(Labels, r.labels, { table: 'hosts', column: 'labels', row: r.id }),
-      status: deriveHostStatus(
-        { lastSeenMs: r.last_seen === null ? null : Date.parse(r.last_seen), decommissioned },
-        live.nowMs,
-        live.intervalMs,
-      ),
+      status: deriveHostStatus({ lastSeenMs, decommissioned }, live.nowMs, live.intervalMs),
       decommissioned,
+      lost: isLost(lastSeenMs, decommissioned, live, rescheduleAfterMs),
     });
   }
   return {

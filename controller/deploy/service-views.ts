@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import type { ServiceListQuery, ServiceView } from '../../protocol/deployment.js';
+import type { PendingView, ServiceListQuery, ServiceView } from '../../protocol/deployment.js';
 import type { ServiceState } from '../../protocol/heartbeat.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { deriveHostStatus } from '../fleet/host-status.js';
@@ -122,4 +122,10 @@ export async function listServiceViews(
   return views.sort((a, b) =>
     a.service === b.service ? a.host.localeCompare(b.host) : a.service < b.service ? -1 : 1,
   );
+}
+
+/** Instances that wait for a host, by name. */
+export async function listPending(db: Kysely<ControllerDatabase>): Promise<PendingView[]> {
+  const rows = await db.selectFrom('pending_instances').selectAll().orderBy('instance').execute();
+  return rows.map((r) => ({ service: r.instance, reason: r.reason, since: r.since }));
 }

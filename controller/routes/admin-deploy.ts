@@ -12,7 +12,7 @@ import {
 } from '../../protocol/deployment.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { Deployer } from '../deploy/deployer.js';
-import { listServiceViews } from '../deploy/service-views.js';
+import { listPending, listServiceViews } from '../deploy/service-views.js';
 import type { Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
 
@@ -39,6 +39,7 @@ export const adminDeployRoutes: FastifyPluginAsyncTypebox<DeployRouteOptions, Ht
     async (request) =>
       o.deployer.deploy(request.body.spec, {
         dryRun: request.body.dryRun ?? false,
+        allowPending: request.body.allowPending ?? false,
         actor: adminActor(request),
       }),
   );
@@ -46,7 +47,11 @@ export const adminDeployRoutes: FastifyPluginAsyncTypebox<DeployRouteOptions, Ht
   app.get(
     '/v1/services',
     { schema: { querystring: ServiceListQuery, response: { 200: ServiceListResponse } } },
-    async (request) => ({ services: await listServiceViews(o.db, o.live(), request.query) }),
+    async (request) => {
+      const services = await listServiceViews(o.db, o.live(), request.query);
+      const whole = request.query.host === undefined && request.query.state === undefined;
+      return whole ? { services, pending: await listPending(o.db) } : { services };
+    },
   );
 
   app.post(

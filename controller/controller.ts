@@ -44,6 +44,8 @@ import { createReleaseUpdater, type ReleaseUpdater } from './release/update-oper
 import type { ControllerIdentity } from './state/load-state.js';
 import { createFleetEvents, type FleetEventsOptions } from './events/fleet-events.js';
 
+import type { AdminAuthMode } from './http/admin-auth.js';
+export type { AdminAuthMode } from './http/admin-auth.js';
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
 /** A field left out or undefined takes its default. */
@@ -81,6 +83,12 @@ export interface ControllerOptions {
   readonly joinPolicy?: JoinPolicyOptions | undefined;
   /** Fleet event retention, webhook delivery and liveness sweeps (defaults in controller/events/). */
   readonly fleetEvents?: FleetEventsOptions | undefined;
+  /**
+   * Serve the admin API over TLS with the server certificate: `cert` accepts only pinned
+   * operator client certificates, `token` bearer tokens. Without it the admin API is plain
+   * HTTP and refuses to listen off loopback.
+   */
+  readonly adminTls?: AdminAuthMode | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -97,6 +105,8 @@ export interface Controller extends AsyncDisposable {
   readonly releaseUpdater: ReleaseUpdater;
   readonly db: Kysely<ControllerDatabase>;
   readonly heartbeatIntervalMs: number;
+  /** Every admin route, `METHOD URL`, as the admin app registered it (for the scope table's test). */
+  readonly adminRoutes: readonly string[];
   /** Set once `listen` has bound everything. */
   readonly endpoints: ControllerEndpoints | undefined;
   /** Adds an address to every bundle manifest from now on (the syslog listener). */
@@ -237,6 +247,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     decommissionWaitMs: options.decommissionWaitMs ?? DEFAULT_SELF_DESTRUCT_WAIT_MS,
     uploadDir,
     fleetEvents,
+    adminTls: options.adminTls,
   });
 
   const shutdownPhases = controllerShutdownPhases({
@@ -268,6 +279,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     releaseUpdater,
     db,
     heartbeatIntervalMs: intervalMs,
+    adminRoutes: apps.admin.corralRoutes,
     get endpoints() {
       return endpoints;
     },

@@ -48,6 +48,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-notify.js')).registerControllerNotifyCommands,
     },
     {
+      names: ['operators'],
+      load: async () => (await import('./controller-operators.js')).registerControllerOperatorCommands,
+    },
+    {
       names: ['diagnose'],
       load: async () => (await import('./controller-diagnose.js')).registerControllerDiagnoseCommand,
     },

@@ -108,11 +108,18 @@ export interface AuditTable {
   hash: string;
 }
 
-export interface AdminTokensTable {
+/** One operator credential: a bearer token (`hash`) or a pinned client certificate (`fingerprint`). */
+export interface OperatorsTable {
   id: string;
   name: string;
-  hash: string;
+  kind: 'token' | 'cert';
+  hash: string | null;
+  fingerprint: string | null;
+  /** JSON array of scopes. */
+  scopes: string;
   created_at: string;
+  created_by: string;
+  expires_at: string | null;
   revoked_at: string | null;
 }
 
@@ -128,7 +135,7 @@ export interface ControllerDatabase {
   service_observed: ServiceObservedTable;
   events: EventsTable;
   audit: AuditTable;
-  admin_tokens: AdminTokensTable;
+  operators: OperatorsTable;
   settings: SettingsTable;
   desired_services: DesiredServicesTable;
   host_desired: HostDesiredTable;

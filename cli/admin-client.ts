@@ -1,10 +1,13 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { identityFromDer } from '../pki/index.js';
 import type { Readable } from 'node:stream';
 import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
 import { envelopeOf, ErrorCode, RemoteError } from '../protocol/errors.js';
 import { CliExit, EXIT_FAILURE } from './exit.js';
 import { resolveAdminTarget, type AdminTargetOptions } from './controller-home.js';
+import type { AdminTarget } from './profiles.js';
 
 /** Largest admin API answer the CLI reads, in bytes. */
 const MAX_ADMIN_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -52,10 +55,10 @@ function readAll(res: IncomingMessage): Promise<string> {
  * keep-alive connection reused across a command's calls (a paged list makes many); an idle
  * connection does not hold the process open.
  */
-export function createAdminClient(target: { url: string; token: string }): AdminClient {
+export function createAdminClient(target: AdminTarget): AdminClient {
   const tls = target.url.startsWith('https:');
   const request = tls ? httpsRequest : httpRequest;
-  const agent = tls ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const agent = tls ? httpsAgent(target) : new HttpAgent({ keepAlive: true });
 
   function exchange(
     method: 'GET' | 'POST' | 'DELETE',
@@ -92,7 +95,8 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     body?: unknown,
     raw?: RawBody,
   ): Promise<{ status: number; text: string }> {
-    const headers: Record<string, string> = { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` };
+    const headers: Record<string, string> = {};
+    if (target.token !== undefined) headers.authorization = `${AUTHORIZATION_SCHEME} ${target.token}`;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
@@ -141,6 +145,33 @@ export function createAdminClient(target: { url: string; token: string }): Admin
       return JSON.parse((await send('POST', path, undefined, { stream, bytes, timeoutMs })).text) as T;
     },
   };
+}
+
+/**
+ * The https agent for an admin API over TLS: with a profile's CA, only that CA is trusted and
+ * the controller must present a certificate with the `controller` role for the URL's host;
+ * the operator certificate, when there is one, is presented.
+ */
+function httpsAgent(target: AdminTarget): HttpsAgent {
+  const tls = target.tls;
+  if (!tls) return new HttpsAgent({ keepAlive: true });
+  return new HttpsAgent({
+    keepAlive: true,
+    ca: tls.caPem,
+    ...(tls.certPem !== undefined && { cert: tls.certPem, key: tls.keyPem }),
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+    checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined {
+      const role = identityFromDer(cert.raw).role;
+      if (role !== 'controller') {
+        return new CliExit(
+          EXIT_FAILURE,
+          `the server at ${target.url} is not the controller (role ${role ?? 'none'})`,
+        );
+      }
+      return checkServerIdentity(host, cert);
+    },
+  });
 }
 
 /** The admin client for a command's `--state-dir`/`--url`/`--token` options. */

@@ -44,6 +44,8 @@ export interface ServeOptions extends ControllerListen {
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
   readonly joinPolicy?: JoinPolicyOptions | undefined;
+  /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
+  readonly adminTls?: ControllerOptions['adminTls'];
 }
 
 export interface ServingController {
@@ -99,6 +101,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       heartbeatBudget: options.heartbeatBudget,
       eventRetention: options.eventRetention,
       fleetEvents: options.fleetEvents,
+      adminTls: options.adminTls,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

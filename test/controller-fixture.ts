@@ -58,10 +58,15 @@ export async function startController(
     heartbeatBudget?: ControllerOptions['heartbeatBudget'];
     eventRetention?: ControllerOptions['eventRetention'];
     fleetEvents?: ControllerOptions['fleetEvents'];
+    adminTls?: ControllerOptions['adminTls'];
+    /** Where the admin API listens (default 127.0.0.1). */
+    adminHost?: string;
+    /** Addresses for init (they go into the server certificate). */
+    addresses?: readonly string[];
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
-  await initControllerState({ stateDir: dir });
+  await initControllerState({ stateDir: dir, ...(options.addresses && { addresses: options.addresses }) });
   const identity = await loadControllerIdentity(dir);
   const db = await openDatabase(identity.paths.database);
   // Admin reads on their own read-only connection, as `controller serve` runs them.
@@ -77,9 +82,14 @@ export async function startController(
     heartbeatBudget: options.heartbeatBudget,
     eventRetention: options.eventRetention,
     fleetEvents: options.fleetEvents,
+    adminTls: options.adminTls,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
-  const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });
+  const endpoints = await controller.listen({
+    admin: { host: options.adminHost ?? '127.0.0.1', port: 0 },
+    worker: loopback,
+    join: loopback,
+  });
   const adminToken = (await readFile(identity.paths.adminToken, 'utf8')).trim();
 
   async function admin<T>(method: string, path: string, body?: unknown, token: string | null = adminToken) {

@@ -45,6 +45,7 @@ import type { ControllerIdentity } from './state/load-state.js';
 import { createFleetEvents, type FleetEventsOptions } from './events/fleet-events.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
+import type { ControllerServices } from './http/apps.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
@@ -89,6 +90,8 @@ export interface ControllerOptions {
    * HTTP and refuses to listen off loopback.
    */
   readonly adminTls?: AdminAuthMode | undefined;
+  /** Actions that wait for other operators' approval (`approvals:` in controller.yaml); default none. */
+  readonly approvals?: ControllerServices['approvals'];
 }
 
 export interface Controller extends AsyncDisposable {
@@ -248,6 +251,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     uploadDir,
     fleetEvents,
     adminTls: options.adminTls,
+    approvals: options.approvals,
   });
 
   const shutdownPhases = controllerShutdownPhases({

@@ -46,6 +46,7 @@ export interface ServeOptions extends ControllerListen {
   readonly joinPolicy?: JoinPolicyOptions | undefined;
   /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
   readonly adminTls?: ControllerOptions['adminTls'];
+  readonly approvals?: ControllerOptions['approvals'];
 }
 
 export interface ServingController {
@@ -102,6 +103,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       eventRetention: options.eventRetention,
       fleetEvents: options.fleetEvents,
       adminTls: options.adminTls,
+      approvals: options.approvals,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

@@ -59,6 +59,7 @@ export async function startController(
     eventRetention?: ControllerOptions['eventRetention'];
     fleetEvents?: ControllerOptions['fleetEvents'];
     adminTls?: ControllerOptions['adminTls'];
+    approvals?: ControllerOptions['approvals'];
     /** Where the admin API listens (default 127.0.0.1). */
     adminHost?: string;
     /** Addresses for init (they go into the server certificate). */
@@ -83,6 +84,7 @@ export async function startController(
     eventRetention: options.eventRetention,
     fleetEvents: options.fleetEvents,
     adminTls: options.adminTls,
+    approvals: options.approvals,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({

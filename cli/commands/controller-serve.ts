@@ -268,7 +268,9 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       cmd: Command,
     ) => {
       const file = configPath(given.config);
-      const c = (await loadControllerConfig(file)).controller ?? {};
+      const loaded = await loadControllerConfig(file);
+      const c = loaded.controller ?? {};
+      const { expireAfter, ...policy } = loaded.approvals ?? {};
       const fromFile = (name: string, value: string | undefined): string | undefined =>
         cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
       const opts = {
@@ -389,6 +391,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           fleetEvents: { retention: { maxAgeMs: fleetMaxAgeMs, maxCount: fleetMaxCount } },
           extras: controllerExtraListeners(stateDir, syslog, log),
           adminTls,
+          approvals: { policy, ttlMs: expireAfter },
         });
       } catch (e: unknown) {
         shutdown.dispose();

@@ -52,6 +52,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-operators.js')).registerControllerOperatorCommands,
     },
     {
+      names: ['approvals'],
+      load: async () => (await import('./controller-approvals.js')).registerControllerApprovalCommands,
+    },
+    {
       names: ['diagnose'],
       load: async () => (await import('./controller-diagnose.js')).registerControllerDiagnoseCommand,
     },

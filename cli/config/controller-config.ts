@@ -21,6 +21,17 @@ export const CONTROLLER_CONFIG_SPEC = {
     fleetEventsMax: { kind: 'int', min: 1 },
     logLevel: { kind: 'string', allowed: LOG_LEVELS },
   },
+  /** How many other operators must approve each action (0 or absent: none); `expireAfter` the wait. */
+  approvals: {
+    decommission: { kind: 'int', min: 0, max: 10 },
+    teardown: { kind: 'int', min: 0, max: 10 },
+    update: { kind: 'int', min: 0, max: 10 },
+    drain: { kind: 'int', min: 0, max: 10 },
+    operators: { kind: 'int', min: 0, max: 10 },
+    reschedule: { kind: 'int', min: 0, max: 10 },
+    heal: { kind: 'int', min: 0, max: 10 },
+    expireAfter: { kind: 'duration' },
+  },
 } as const satisfies ConfigSpec;
 
 export interface ControllerConfig {
@@ -39,6 +50,16 @@ export interface ControllerConfig {
     fleetEventMaxAge?: number;
     fleetEventsMax?: number;
     logLevel?: string;
+  };
+  approvals?: {
+    decommission?: number;
+    teardown?: number;
+    update?: number;
+    drain?: number;
+    operators?: number;
+    reschedule?: number;
+    heal?: number;
+    expireAfter?: number;
   };
 }
 

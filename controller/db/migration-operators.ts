@@ -26,4 +26,30 @@ export async function operatorsMigration(db: Kysely<unknown>): Promise<void> {
     SELECT id, name, 'token', hash, NULL, '["admin"]', created_at, 'init', NULL, revoked_at
     FROM admin_tokens`.execute(db);
   await db.schema.dropTable('admin_tokens').execute();
+
+  // Requests for actions that wait for other operators' approval; `request` is what runs.
+  await db.schema
+    .createTable('approvals')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('action', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('request', 'text', (c) => c.notNull())
+    .addColumn('requester', 'text', (c) => c.notNull())
+    .addColumn('required', 'integer', (c) => c.notNull())
+    .addColumn('approvers', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('reason', 'text')
+    .addColumn('result', 'text')
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('expires_at', 'text', (c) => c.notNull())
+    .addColumn('decided_at', 'text')
+    .execute();
+  // One pending request per action and target: asking again returns it.
+  await db.schema
+    .createIndex('approvals_pending')
+    .on('approvals')
+    .columns(['action', 'target'])
+    .unique()
+    .where(sql.ref('state'), '=', 'pending')
+    .execute();
 }

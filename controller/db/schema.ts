@@ -123,6 +123,25 @@ export interface OperatorsTable {
   revoked_at: string | null;
 }
 
+export interface ApprovalsTable {
+  id: string;
+  action: string;
+  target: string;
+  /** JSON: what the action runs with once approved. */
+  request: string;
+  requester: string;
+  required: number;
+  /** JSON array of operator names. */
+  approvers: string;
+  state: string;
+  reason: string | null;
+  /** JSON: the action's answer. */
+  result: string | null;
+  created_at: string;
+  expires_at: string;
+  decided_at: string | null;
+}
+
 export interface SettingsTable {
   key: string;
   value: string;
@@ -136,6 +155,7 @@ export interface ControllerDatabase {
   events: EventsTable;
   audit: AuditTable;
   operators: OperatorsTable;
+  approvals: ApprovalsTable;
   settings: SettingsTable;
   desired_services: DesiredServicesTable;
   host_desired: HostDesiredTable;

@@ -45,6 +45,9 @@ import { adminAuth, type AdminAuthMode } from './admin-auth.js';
 import { createOperatorSessions, type OperatorSessions } from '../operators/operator-sessions.js';
 import { createOperatorStore, type OperatorStore } from '../operators/operator-store.js';
 import { adminOperatorRoutes } from '../routes/admin-operators.js';
+import { adminApprovalRoutes } from '../routes/admin-approvals.js';
+import { createApprovalStore, type ApprovalPolicy, type ApprovalStore } from '../approvals/approval-store.js';
+import { decommissionHost } from '../fleet/decommission.js';
 import { isLoopbackHost } from './loopback.js';
 import {
   createHttpApp,
@@ -104,6 +107,7 @@ export interface AdminAppOptions {
   /** The fleet event log (list, SSE stream) and its webhooks. */
   readonly events: FleetEvents;
   readonly diagnose: DiagnoseDeps;
+  readonly approvals: ApprovalStore;
 }
 
 /** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
@@ -139,6 +143,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   });
   void app.register(adminAuth, { mode: tls?.mode ?? 'token', operators: o.operators, sessions: o.sessions });
   void app.register(adminOperatorRoutes, { operators: o.operators });
+  void app.register(adminApprovalRoutes, { approvals: o.approvals });
   void app.register(adminSystemRoutes, o.system);
   void app.register(adminHostRoutes, o.hosts);
   void app.register(adminEnrollRoutes, o.enroll);
@@ -263,6 +268,8 @@ export interface ControllerServices {
   readonly fleetEvents: FleetEvents;
   /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
   readonly adminTls?: AdminAuthMode | undefined;
+  /** Which actions wait for other operators' approval, and for how long (ms). */
+  readonly approvals?: { readonly policy: ApprovalPolicy; readonly ttlMs?: number | undefined } | undefined;
 }
 
 /** Builds the admin, worker and join APIs; nothing listens until listenApps. */
@@ -270,6 +277,31 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
   const { db, readDb, clock, log, pins, audit, writer, metrics, enrollment, live } = s;
   const sessions = createOperatorSessions();
   const operators = createOperatorStore({ db, readDb, audit, clock, ca: s.identity.ca, sessions });
+  const decommission = {
+    db,
+    pins,
+    client: s.client,
+    audit,
+    writer,
+    sockets: s.sockets,
+    clock,
+    live,
+    log: log.child({ component: 'admin' }),
+    waitMs: s.decommissionWaitMs,
+  };
+  const approvals = createApprovalStore({
+    db,
+    audit,
+    clock,
+    policy: s.approvals?.policy ?? {},
+    ttlMs: s.approvals?.ttlMs,
+    // Each approved request runs as its requester's operation. Reschedule and heal come with
+    // the scheduler, which raises them through approvals.request and cancelResolved.
+    executors: {
+      decommission: async (body, actor) =>
+        decommissionHost(decommission, (body as { name: string }).name, actor, decommission.waitMs),
+    },
+  });
   const admin = createAdminApp({
     log: log.child({ component: 'admin-api' }),
     metrics,
@@ -280,20 +312,11 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     hosts: {
       readDb,
       live,
-      decommission: {
-        db,
-        pins,
-        client: s.client,
-        audit,
-        writer,
-        sockets: s.sockets,
-        clock,
-        live,
-        log: log.child({ component: 'admin' }),
-        waitMs: s.decommissionWaitMs,
-      },
+      decommission,
       check: { db, pins, client: s.client },
+      approvals,
     },
+    approvals,
     enroll: {
       db,
       enrollment,

@@ -41,6 +41,12 @@ export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'POST /v1/operators': 'admin',
   'POST /v1/operators/:name/revoke': 'admin',
   'POST /v1/operators/:name/rotate': 'admin',
+  'GET /v1/approvals': 'read',
+  'GET /v1/approvals/:id': 'read',
+  'POST /v1/approvals/:id/approve': 'approve',
+  'POST /v1/approvals/:id/reject': 'approve',
+  // Only the requester may cancel (checked by the store); any operator may try.
+  'POST /v1/approvals/:id/cancel': 'read',
 };
 
 /** The access a route needs; HEAD is answered by its GET route. Undefined for a route not listed. */

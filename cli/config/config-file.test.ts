@@ -107,7 +107,18 @@ describe('controller.yaml', () => {
       controller: { heartbeatInterval: 60_000, adminListen: '127.0.0.1:8770' },
     });
     expect(await refusal('agent: {}\n', loadControllerConfig)).toContain(
-      'unknown key "agent" (known: stateDir, controller)',
+      'unknown key "agent" (known: stateDir, controller, approvals)',
+    );
+  });
+
+  it('reads the approvals an action needs, and refuses an action it does not know', async () => {
+    const file = join(dir, 'controller-approvals.yaml');
+    await writeFile(file, 'approvals:\n  decommission: 1\n  expireAfter: 30m\n');
+    expect(await loadControllerConfig(file)).toEqual({
+      approvals: { decommission: 1, expireAfter: 1_800_000 },
+    });
+    expect(await refusal('approvals:\n  reboot: 1\n', loadControllerConfig)).toContain(
+      'unknown key "approvals.reboot"',
     );
   });
 });

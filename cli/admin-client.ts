@@ -1,10 +1,14 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { identityFromDer } from '../pki/index.js';
 import type { Readable } from 'node:stream';
 import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
 import { envelopeOf, ErrorCode, RemoteError } from '../protocol/errors.js';
+import { SSE_CONTENT_TYPE } from '../protocol/fleet-events.js';
 import { CliExit, EXIT_FAILURE } from './exit.js';
 import { resolveAdminTarget, type AdminTargetOptions } from './controller-home.js';
+import type { AdminTarget } from './profiles.js';
 
 /** Largest admin API answer the CLI reads, in bytes. */
 const MAX_ADMIN_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -19,6 +23,12 @@ export interface AdminClient {
   text(path: string): Promise<string>;
   /** POSTs a raw body (`application/octet-stream`, streamed) and waits up to `timeoutMs`. */
   postStream<T>(path: string, body: Readable, bytes: number, timeoutMs: number): Promise<T>;
+  /**
+   * Opens a server-sent event stream (GET, same connection settings and credentials as every
+   * other call): resolves with the answer once its status is 200, rejects with the envelope's
+   * RemoteError otherwise. `idleMs`: the stream ends with an error after that long silent.
+   */
+  events(path: string, headers?: Readonly<Record<string, string>>, idleMs?: number): Promise<IncomingMessage>;
 }
 
 interface RawBody {
@@ -52,10 +62,10 @@ function readAll(res: IncomingMessage): Promise<string> {
  * keep-alive connection reused across a command's calls (a paged list makes many); an idle
  * connection does not hold the process open.
  */
-export function createAdminClient(target: { url: string; token: string }): AdminClient {
+export function createAdminClient(target: AdminTarget): AdminClient {
   const tls = target.url.startsWith('https:');
   const request = tls ? httpsRequest : httpRequest;
-  const agent = tls ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const agent = tls ? httpsAgent(target) : new HttpAgent({ keepAlive: true });
 
   function exchange(
     method: 'GET' | 'POST' | 'DELETE',
@@ -86,13 +96,46 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     });
   }
 
+  function authorization(): Record<string, string> {
+    return target.token !== undefined ? { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` } : {};
+  }
+
+  function events(path: string, extra: Readonly<Record<string, string>> = {}, idleMs = 60_000) {
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const headers = { ...authorization(), accept: SSE_CONTENT_TYPE, ...extra };
+      const req = request(`${target.url}${path}`, { method: 'GET', headers, agent }, (res) => {
+        res.setTimeout(idleMs, () => res.destroy(new CliExit(EXIT_FAILURE, 'the event stream went silent')));
+        if (res.statusCode === 200) return resolve(res);
+        const status = res.statusCode ?? 0;
+        readAll(res).then((text) => {
+          const envelope = envelopeOf(text);
+          reject(
+            envelope
+              ? new RemoteError(envelope.error.code, envelope.error.message, status)
+              : new RemoteError(ErrorCode.INTERNAL, `the controller answered ${status}`, status),
+          );
+        }, reject);
+      });
+      req.on('error', (e: unknown) => {
+        const code = (e as { code?: unknown }).code;
+        reject(
+          new CliExit(
+            EXIT_FAILURE,
+            `cannot reach the controller at ${target.url}: ${typeof code === 'string' ? code : String(e)}`,
+          ),
+        );
+      });
+      req.end();
+    });
+  }
+
   async function send(
     method: 'GET' | 'POST' | 'DELETE',
     path: string,
     body?: unknown,
     raw?: RawBody,
   ): Promise<{ status: number; text: string }> {
-    const headers: Record<string, string> = { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` };
+    const headers: Record<string, string> = authorization();
     const payload = body === undefined ? undefined : JSON.stringify(body);
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
@@ -140,7 +183,35 @@ export function createAdminClient(target: { url: string; token: string }): Admin
     async postStream<T>(path: string, stream: Readable, bytes: number, timeoutMs: number) {
       return JSON.parse((await send('POST', path, undefined, { stream, bytes, timeoutMs })).text) as T;
     },
+    events,
   };
+}
+
+/**
+ * The https agent for an admin API over TLS: with a profile's CA, only that CA is trusted and
+ * the controller must present a certificate with the `controller` role for the URL's host;
+ * the operator certificate, when there is one, is presented.
+ */
+function httpsAgent(target: AdminTarget): HttpsAgent {
+  const tls = target.tls;
+  if (!tls) return new HttpsAgent({ keepAlive: true });
+  return new HttpsAgent({
+    keepAlive: true,
+    ca: tls.caPem,
+    ...(tls.certPem !== undefined && { cert: tls.certPem, key: tls.keyPem }),
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+    checkServerIdentity(host: string, cert: PeerCertificate): Error | undefined {
+      const role = identityFromDer(cert.raw).role;
+      if (role !== 'controller') {
+        return new CliExit(
+          EXIT_FAILURE,
+          `the server at ${target.url} is not the controller (role ${role ?? 'none'})`,
+        );
+      }
+      return checkServerIdentity(host, cert);
+    },
+  });
 }
 
 /** The admin client for a command's `--state-dir`/`--url`/`--token` options. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from './exit.js';
+import { profileTarget, type AdminTarget } from './profiles.js';
 
 /** Options every command that talks to the admin API takes. */
 export interface AdminTargetOptions {
@@ -34,14 +35,18 @@ export function addAdminTargetOptions(cmd: Command): Command {
 }
 
 /**
- * Finds the admin API and its token: `--url`/`$CORRAL_URL` and `--token`/`$CORRAL_TOKEN`
- * win; otherwise the running controller's `run/endpoints.json` and `admin-token` in the
- * state dir.
+ * Finds the admin API and its credential: a profile (`corral --profile NAME`, or
+ * `$CORRAL_PROFILE`) unless `--url` or `--token` is given; then `--url`/`$CORRAL_URL` and
+ * `--token`/`$CORRAL_TOKEN`; otherwise the running controller's `run/endpoints.json` and
+ * `admin-token` in the state dir.
  */
 export async function resolveAdminTarget(
   opts: AdminTargetOptions,
   env: Env = process.env,
-): Promise<{ url: string; token: string }> {
+): Promise<AdminTarget> {
+  if (env.CORRAL_PROFILE !== undefined && opts.url === undefined && opts.token === undefined) {
+    return profileTarget(env, env.CORRAL_PROFILE);
+  }
   const stateDir = controllerStateDir(opts.stateDir, env);
   let url = opts.url ?? env.CORRAL_URL;
   if (url === undefined) {

@@ -30,8 +30,27 @@ export function errorLines(message: string): string {
   return `corral: ${inline(first)}${more}\n`;
 }
 
+/**
+ * `corral --profile NAME …` (before the command) is `CORRAL_PROFILE=NAME corral …`: the
+ * admin commands take their target from that profile. Returns argv without it.
+ */
+function takeProfile(argv: readonly string[]): readonly string[] {
+  const args = argv.slice(2);
+  const first = args[0];
+  if (first === '--profile' && args[1] !== undefined) {
+    process.env.CORRAL_PROFILE = args[1];
+    return [...argv.slice(0, 2), ...args.slice(2)];
+  }
+  if (first?.startsWith('--profile=')) {
+    process.env.CORRAL_PROFILE = first.slice('--profile='.length);
+    return [...argv.slice(0, 2), ...args.slice(1)];
+  }
+  return argv;
+}
+
 /** The CLI entry: parses argv, runs one command, and returns the process exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(given: readonly string[]): Promise<number> {
+  const argv = takeProfile(given);
   const program = await buildProgram({ version: readVersion(), io: stdio }, argv.slice(2));
   try {
     await program.parseAsync([...argv]);

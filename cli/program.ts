@@ -48,6 +48,10 @@ const GROUPS: Record<string, Group> = {
     description: 'build a release of Corral itself',
     load: async () => (await import('./commands/release.js')).registerReleaseCommands,
   },
+  profile: {
+    description: 'named controllers to drive with corral --profile NAME',
+    load: async () => (await import('./commands/profile.js')).registerProfileCommands,
+  },
   pki: {
     description: 'inspect certificates, bundles and CAs',
     load: async () => (await import('./commands/pki.js')).registerPkiCommands,

@@ -45,6 +45,9 @@ import { createReleaseUpdater, type ReleaseUpdater } from './release/update-oper
 import type { ControllerIdentity } from './state/load-state.js';
 import { createFleetEvents, type FleetEventsOptions } from './events/fleet-events.js';
 
+import type { AdminAuthMode } from './http/admin-auth.js';
+import type { ControllerServices } from './http/apps.js';
+export type { AdminAuthMode } from './http/admin-auth.js';
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
 /** A field left out or undefined takes its default. */
@@ -89,6 +92,14 @@ export interface ControllerOptions {
   readonly joinPolicy?: JoinPolicyOptions | undefined;
   /** Fleet event retention, webhook delivery and liveness sweeps (defaults in controller/events/). */
   readonly fleetEvents?: FleetEventsOptions | undefined;
+  /**
+   * Serve the admin API over TLS with the server certificate: `cert` accepts only pinned
+   * operator client certificates, `token` bearer tokens. Without it the admin API is plain
+   * HTTP and refuses to listen off loopback.
+   */
+  readonly adminTls?: AdminAuthMode | undefined;
+  /** Actions that wait for other operators' approval (`approvals:` in controller.yaml); default none. */
+  readonly approvals?: ControllerServices['approvals'];
 }
 
 export interface Controller extends AsyncDisposable {
@@ -105,6 +116,8 @@ export interface Controller extends AsyncDisposable {
   readonly releaseUpdater: ReleaseUpdater;
   readonly db: Kysely<ControllerDatabase>;
   readonly heartbeatIntervalMs: number;
+  /** Every admin route, `METHOD URL`, as the admin app registered it (for the scope table's test). */
+  readonly adminRoutes: readonly string[];
   /** Set once `listen` has bound everything. */
   readonly endpoints: ControllerEndpoints | undefined;
   /** Adds an address to every bundle manifest from now on (the syslog listener). */
@@ -260,6 +273,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
     uploadDir,
     logDir: options.logDir,
     fleetEvents,
+    adminTls: options.adminTls,
+    approvals: options.approvals,
   });
 
   const shutdownPhases = controllerShutdownPhases({
@@ -291,6 +306,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     releaseUpdater,
     db,
     heartbeatIntervalMs: intervalMs,
+    adminRoutes: apps.admin.corralRoutes,
     get endpoints() {
       return endpoints;
     },

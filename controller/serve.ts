@@ -46,6 +46,9 @@ export interface ServeOptions extends ControllerListen {
   readonly extras?: readonly ExtraListener[];
   /** What joining workers may claim (`--join-allowed-cidr`; default: any address). */
   readonly joinPolicy?: JoinPolicyOptions | undefined;
+  /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
+  readonly adminTls?: ControllerOptions['adminTls'];
+  readonly approvals?: ControllerOptions['approvals'];
 }
 
 export interface ServingController {
@@ -103,6 +106,8 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       heartbeatBudget: options.heartbeatBudget,
       eventRetention: options.eventRetention,
       fleetEvents: options.fleetEvents,
+      adminTls: options.adminTls,
+      approvals: options.approvals,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

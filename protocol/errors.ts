@@ -56,6 +56,8 @@ export const ErrorCode = {
   WEBHOOK_TARGET_REFUSED: 'CORRAL_ERR_WEBHOOK_TARGET_REFUSED',
   /** A log query beyond its bounds: a limit over the maximum, a pattern too long or unsafe to run. */
   LOG_QUERY_REFUSED: 'CORRAL_ERR_LOG_QUERY_REFUSED',
+  /** An authenticated operator lacks the scope a route needs; the message names it. */
+  SCOPE: 'CORRAL_ERR_SCOPE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -97,6 +99,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED: 400,
   CORRAL_ERR_WEBHOOK_TARGET_REFUSED: 400,
   CORRAL_ERR_LOG_QUERY_REFUSED: 400,
+  CORRAL_ERR_SCOPE: 403,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

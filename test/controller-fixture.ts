@@ -59,10 +59,16 @@ export async function startController(
     eventRetention?: ControllerOptions['eventRetention'];
     fleetEvents?: ControllerOptions['fleetEvents'];
     schedule?: ControllerOptions['schedule'];
+    adminTls?: ControllerOptions['adminTls'];
+    approvals?: ControllerOptions['approvals'];
+    /** Where the admin API listens (default 127.0.0.1). */
+    adminHost?: string;
+    /** Addresses for init (they go into the server certificate). */
+    addresses?: readonly string[];
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
-  await initControllerState({ stateDir: dir });
+  await initControllerState({ stateDir: dir, ...(options.addresses && { addresses: options.addresses }) });
   const identity = await loadControllerIdentity(dir);
   const db = await openDatabase(identity.paths.database);
   // Admin reads on their own read-only connection, as `controller serve` runs them.
@@ -79,9 +85,15 @@ export async function startController(
     eventRetention: options.eventRetention,
     fleetEvents: options.fleetEvents,
     schedule: options.schedule,
+    adminTls: options.adminTls,
+    approvals: options.approvals,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
-  const endpoints = await controller.listen({ admin: loopback, worker: loopback, join: loopback });
+  const endpoints = await controller.listen({
+    admin: { host: options.adminHost ?? '127.0.0.1', port: 0 },
+    worker: loopback,
+    join: loopback,
+  });
   const adminToken = (await readFile(identity.paths.adminToken, 'utf8')).trim();
 
   async function admin<T>(method: string, path: string, body?: unknown, token: string | null = adminToken) {

@@ -10,7 +10,7 @@ const IP_TIMEOUT_MS = 10_000;
  * in one suite run side by side instead of the second one skipping; another checkout's run of
  * the same file still makes it skip.
  */
-export const NETNS_SUBNETS = { e2eNetns: 231, e2eInstall: 232 } as const;
+export const NETNS_SUBNETS = { e2eNetns: 231, e2eInstall: 232, adminTls: 233 } as const;
 
 /** One worker's namespace: a veth pair, 10.S.N.1 on the root side and 10.S.N.2 inside. */
 export interface WorkerNamespace {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { AUTHORIZATION_SCHEME } from '../../protocol/constants.js';
 import { envelopeOf, ErrorCode, RemoteError } from '../../protocol/errors.js';
 import {
@@ -17,6 +17,7 @@ import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { jsonArrayWriter, tableWriter, type Cell, type Output } from '../output.js';
 import { terminalSafeJson } from '../terminal-text.js';
 import { createSseReader } from '../sse-reader.js';
+import type { AdminTarget } from '../profiles.js';
 
 type EventsOpts = AdminTargetOptions & { follow?: boolean; since?: string; json?: boolean };
 
@@ -69,19 +70,31 @@ async function* pages(admin: AdminClient, since: number): AsyncGenerator<EventsP
  * which is said on stderr). Runs until interrupted; a refusal (bad token) ends it.
  */
 async function follow(
-  target: { url: string; token: string },
+  target: AdminTarget,
   since: number,
   print: (e: FleetEvent) => Promise<void>,
   io: Output,
 ): Promise<never> {
   let cursor = since;
   let failures = 0;
+  // A profile's CA (and operator certificate) for an admin API over TLS.
+  const tls = target.tls;
+  const dispatcher = tls
+    ? new Agent({
+        connect: {
+          ca: tls.caPem,
+          ...(tls.certPem !== undefined && { cert: tls.certPem, key: tls.keyPem }),
+          rejectUnauthorized: true,
+        },
+      })
+    : undefined;
   for (;;) {
     try {
       const res = await request(`${target.url}/v1/events?follow=true`, {
         method: 'GET',
+        ...(dispatcher && { dispatcher }),
         headers: {
-          authorization: `${AUTHORIZATION_SCHEME} ${target.token}`,
+          ...(target.token !== undefined && { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` }),
           accept: SSE_CONTENT_TYPE,
           'last-event-id': String(cursor),
         },

@@ -1,4 +1,5 @@
 import { createInterface } from 'node:readline/promises';
+import type { ApprovalPending } from '../../protocol/approvals.js';
 import type { Command } from 'commander';
 import type {
   CheckResponse,
@@ -228,7 +229,26 @@ export function registerControllerHostCommands(controller: Command, io: Output):
       if (answer.trim() !== name) throw new CliExit(EXIT_FAILURE, 'not confirmed; nothing was changed');
     }
     const admin = await adminClientFor(opts);
-    const res = await admin.post<DecommissionResponse>(`/v1/hosts/${encodeURIComponent(name)}/decommission`);
+    const answer = await admin.post<DecommissionResponse | ApprovalPending>(
+      `/v1/hosts/${encodeURIComponent(name)}/decommission`,
+    );
+    if ('approval' in answer) {
+      io.out(
+        opts.json
+          ? renderJson(answer)
+          : renderRecord([
+              ['approval', answer.approval.id],
+              ['state', answer.approval.state],
+              ['needs', `${answer.approval.required} approval(s) by another operator`],
+              ['expires', answer.approval.expiresAt],
+            ]),
+      );
+      io.err(
+        `corral: decommission of ${name} waits for approval; another operator runs: ${answer.approveWith}\n`,
+      );
+      return;
+    }
+    const res = answer;
     io.out(
       opts.json
         ? renderJson(res)

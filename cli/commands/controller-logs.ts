@@ -1,14 +1,11 @@
 import type { Command } from 'commander';
-import { request } from 'undici';
-import { AUTHORIZATION_SCHEME } from '../../protocol/constants.js';
 import { MAX_LOG_LIMIT, type LogLine, type LogsPage } from '../../protocol/admin-logs.js';
-import { envelopeOf, ErrorCode, RemoteError } from '../../protocol/errors.js';
-import { SSE_CONTENT_TYPE } from '../../protocol/fleet-events.js';
 import { createAdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, resolveAdminTarget, type AdminTargetOptions } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { inline, renderJson, type Output, type StyledText } from '../output.js';
+import type { AdminTarget } from '../profiles.js';
 import { createSseReader } from '../sse-reader.js';
 import { terminalSafeJson } from '../terminal-text.js';
 
@@ -87,27 +84,17 @@ function query(host: string | undefined, opts: LogsOpts, follow: boolean): strin
 
 /** Streams the page and then new lines until interrupted or the controller ends the stream. */
 async function follow(
-  target: { url: string; token: string },
+  target: AdminTarget,
   path: string,
   io: Output,
   json: boolean | undefined,
 ): Promise<never> {
-  const res = await request(`${target.url}${path}`, {
-    method: 'GET',
-    headers: { authorization: `${AUTHORIZATION_SCHEME} ${target.token}`, accept: SSE_CONTENT_TYPE },
-    // Keep-alive comments arrive every 15 s while no line does.
-    bodyTimeout: 60_000,
-  });
-  if (res.statusCode !== 200) {
-    const envelope = envelopeOf(await res.body.text());
-    throw envelope
-      ? new RemoteError(envelope.error.code, envelope.error.message, res.statusCode)
-      : new RemoteError(ErrorCode.INTERNAL, `the controller answered ${res.statusCode}`, res.statusCode);
-  }
+  // Keep-alive comments arrive every 15 s while no line does.
+  const res = await createAdminClient(target).events(path, {}, 60_000);
   const reader = createSseReader();
-  res.body.setEncoding('utf8');
+  res.setEncoding('utf8');
   try {
-    for await (const chunk of res.body as AsyncIterable<string>) {
+    for await (const chunk of res as AsyncIterable<string>) {
       for (const m of reader.push(chunk)) {
         if (m.event !== 'line') continue;
         printLine(io, JSON.parse(m.data) as LogLine, json);

@@ -193,8 +193,12 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .description('serve the admin API (operators) and the worker API (mutual TLS)')
       .option(
         '--admin-listen <host:port>',
-        'admin API (plain HTTP; keep it on loopback)',
+        'admin API (plain HTTP: loopback only, unless --admin-tls)',
         DEFAULT_ADMIN_LISTEN,
+      )
+      .option(
+        '--admin-tls [mode]',
+        'serve the admin API over TLS with the server certificate: pinned operator certificates, or with =token bearer tokens',
       )
       .option('--worker-listen <host:port>', 'worker API (mutual TLS)', DEFAULT_WORKER_LISTEN)
       .option(
@@ -276,6 +280,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         config?: string;
         stateDir?: string;
         adminListen: string;
+        adminTls?: string | boolean;
         workerListen: string;
         joinListen?: string;
         syslogListen?: string;
@@ -301,6 +306,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const loaded = await loadControllerConfig(file);
       const c = loaded.controller ?? {};
       const logsFile = loaded.logs ?? {};
+      const { expireAfter, ...policy } = loaded.approvals ?? {};
       const fromFile = (name: string, value: string | undefined): string | undefined =>
         cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
       const opts = {
@@ -343,6 +349,20 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       };
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
+      const adminTls =
+        opts.adminTls === undefined
+          ? undefined
+          : opts.adminTls === true || opts.adminTls === 'cert'
+            ? ('cert' as const)
+            : opts.adminTls === 'token'
+              ? ('token' as const)
+              : undefined;
+      if (opts.adminTls !== undefined && adminTls === undefined) {
+        throw new CliExit(
+          EXIT_USAGE,
+          `--admin-tls takes cert (the default) or token, not ${String(opts.adminTls)}`,
+        );
+      }
       const worker = hostPortOption('--worker-listen', opts.workerListen);
       const join = opts.joinListen
         ? hostPortOption('--join-listen', opts.joinListen)
@@ -434,6 +454,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           eventRetention: { maxAgeMs, maxPerHost },
           fleetEvents: { retention: { maxAgeMs: fleetMaxAgeMs, maxCount: fleetMaxCount } },
           extras: controllerExtraListeners(stateDir, syslog, log, ingest),
+          adminTls,
+          approvals: { policy, ttlMs: expireAfter },
         });
       } catch (e: unknown) {
         shutdown.dispose();

@@ -52,6 +52,14 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-logs.js')).registerControllerLogsCommand,
     },
     {
+      names: ['operators'],
+      load: async () => (await import('./controller-operators.js')).registerControllerOperatorCommands,
+    },
+    {
+      names: ['approvals'],
+      load: async () => (await import('./controller-approvals.js')).registerControllerApprovalCommands,
+    },
+    {
       names: ['diagnose'],
       load: async () => (await import('./controller-diagnose.js')).registerControllerDiagnoseCommand,
     },

@@ -108,7 +108,18 @@ describe('controller.yaml', () => {
       logs: { max_file_mb: 32, keep_days: 7 },
     });
     expect(await refusal('agent: {}\n', loadControllerConfig)).toContain(
-      'unknown key "agent" (known: stateDir, controller, logs)',
+      'unknown key "agent" (known: stateDir, controller, logs, approvals)',
+    );
+  });
+
+  it('reads the approvals an action needs, and refuses an action it does not know', async () => {
+    const file = join(dir, 'controller-approvals.yaml');
+    await writeFile(file, 'approvals:\n  decommission: 1\n  expireAfter: 30m\n');
+    expect(await loadControllerConfig(file)).toEqual({
+      approvals: { decommission: 1, expireAfter: 1_800_000 },
+    });
+    expect(await refusal('approvals:\n  reboot: 1\n', loadControllerConfig)).toContain(
+      'unknown key "approvals.reboot"',
     );
     expect(await refusal('logs:\n  max_file_mb: 0\n', loadControllerConfig)).toContain('logs.max_file_mb');
   });

@@ -29,6 +29,17 @@ export const CONTROLLER_CONFIG_SPEC = {
     keep_days: { kind: 'int', min: 1, max: 36_500 },
     keep_files: { kind: 'int', min: 1, max: 100_000 },
   },
+  /** How many other operators must approve each action (0 or absent: none); `expireAfter` the wait. */
+  approvals: {
+    decommission: { kind: 'int', min: 0, max: 10 },
+    teardown: { kind: 'int', min: 0, max: 10 },
+    update: { kind: 'int', min: 0, max: 10 },
+    drain: { kind: 'int', min: 0, max: 10 },
+    operators: { kind: 'int', min: 0, max: 10 },
+    reschedule: { kind: 'int', min: 0, max: 10 },
+    heal: { kind: 'int', min: 0, max: 10 },
+    expireAfter: { kind: 'duration' },
+  },
 } as const satisfies ConfigSpec;
 
 export interface ControllerConfig {
@@ -50,6 +61,16 @@ export interface ControllerConfig {
     rescheduleAfter?: string;
   };
   logs?: { max_file_mb?: number; keep_days?: number; keep_files?: number };
+  approvals?: {
+    decommission?: number;
+    teardown?: number;
+    update?: number;
+    drain?: number;
+    operators?: number;
+    reschedule?: number;
+    heal?: number;
+    expireAfter?: number;
+  };
 }
 
 /** Reads and checks a controller config file; durations come back in ms. Exit 2 on anything wrong. */

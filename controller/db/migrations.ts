@@ -5,6 +5,7 @@ import { ControllerError, ControllerErrorCode } from '../errors.js';
 import { wipeMigration } from './migration-wipe.js';
 import { fleetEventsMigration } from '../events/migration-events.js';
 import { schedulingMigration } from './migration-scheduling.js';
+import { operatorsMigration } from './migration-operators.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -19,6 +20,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0006-host-paging', { up: hostPaging }],
   ['0007-decommission-wipe', { up: wipeMigration }],
   ['0010-fleet-events', { up: fleetEventsMigration }],
+  ['0012-operators', { up: operatorsMigration }],
   ['0013-scheduling', { up: schedulingMigration }],
 ];
 

@@ -110,12 +110,38 @@ export interface AuditTable {
   hash: string;
 }
 
-export interface AdminTokensTable {
+/** One operator credential: a bearer token (`hash`) or a pinned client certificate (`fingerprint`). */
+export interface OperatorsTable {
   id: string;
   name: string;
-  hash: string;
+  kind: 'token' | 'cert';
+  hash: string | null;
+  fingerprint: string | null;
+  /** JSON array of scopes. */
+  scopes: string;
   created_at: string;
+  created_by: string;
+  expires_at: string | null;
   revoked_at: string | null;
+}
+
+export interface ApprovalsTable {
+  id: string;
+  action: string;
+  target: string;
+  /** JSON: what the action runs with once approved. */
+  request: string;
+  requester: string;
+  required: number;
+  /** JSON array of operator names. */
+  approvers: string;
+  state: string;
+  reason: string | null;
+  /** JSON: the action's answer. */
+  result: string | null;
+  created_at: string;
+  expires_at: string;
+  decided_at: string | null;
 }
 
 export interface SettingsTable {
@@ -130,7 +156,8 @@ export interface ControllerDatabase {
   service_observed: ServiceObservedTable;
   events: EventsTable;
   audit: AuditTable;
-  admin_tokens: AdminTokensTable;
+  operators: OperatorsTable;
+  approvals: ApprovalsTable;
   settings: SettingsTable;
   desired_services: DesiredServicesTable;
   host_desired: HostDesiredTable;

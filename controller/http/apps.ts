@@ -22,7 +22,6 @@ import type { TokenStore } from '../fleet/token-store.js';
 import type { PinKeeper } from '../pins/pin-keeper.js';
 import type { MutablePinRegistry, PinRegistry } from '../pins/pin-registry.js';
 import type { ReleaseUpdater } from '../release/update-operation.js';
-import { loadAdminCredentials } from '../state/admin-token.js';
 import type { ControllerIdentity } from '../state/load-state.js';
 import type { FleetEvents } from '../events/fleet-events.js';
 import type { DiagnoseDeps } from '../diagnose/run-diagnose.js';
@@ -43,7 +42,14 @@ import { bundleWrittenRoute } from '../routes/worker-bundle-written.js';
 import { heartbeatRoute, type HeartbeatRouteOptions } from '../routes/worker-heartbeat.js';
 import { renewRoute } from '../routes/worker-renew.js';
 import { wipeRoutes, type WipeRoutesOptions } from '../routes/worker-wipe.js';
-import { adminAuth, type AdminCredential } from './admin-auth.js';
+import { adminAuth, type AdminAuthMode } from './admin-auth.js';
+import { createOperatorSessions, type OperatorSessions } from '../operators/operator-sessions.js';
+import { createOperatorStore, type OperatorStore } from '../operators/operator-store.js';
+import { adminOperatorRoutes } from '../routes/admin-operators.js';
+import { adminApprovalRoutes } from '../routes/admin-approvals.js';
+import { createApprovalStore, type ApprovalPolicy, type ApprovalStore } from '../approvals/approval-store.js';
+import { decommissionHost } from '../fleet/decommission.js';
+import { isLoopbackHost } from './loopback.js';
 import {
   createHttpApp,
   createHttpsApp,
@@ -83,8 +89,14 @@ export interface ControllerEndpoints {
 export interface AdminAppOptions {
   readonly log: Logger;
   readonly metrics: ControllerMetrics;
-  /** Asked on every request, so a token replaced or revoked since the start counts at once. */
-  credentials(): Promise<readonly AdminCredential[]>;
+  /** Looked up on every request, so a credential revoked since the start counts at once. */
+  readonly operators: OperatorStore;
+  readonly sessions: OperatorSessions;
+  /**
+   * Serve over TLS with this server identity: `cert` requires a pinned operator client
+   * certificate, `token` a bearer token. Without it, plain HTTP with bearer tokens.
+   */
+  readonly tls?: { readonly mode: AdminAuthMode; readonly material: TlsMaterial } | undefined;
   readonly system: SystemRouteOptions;
   readonly hosts: HostRouteOptions;
   readonly enroll: EnrollRouteOptions;
@@ -97,17 +109,43 @@ export interface AdminAppOptions {
   readonly events: FleetEvents;
   readonly diagnose: DiagnoseDeps;
   readonly logs: LogRoutesOptions;
+  readonly approvals: ApprovalStore;
 }
 
-export function createAdminApp(o: AdminAppOptions): HttpApp {
-  const app = createHttpApp({
+/** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
+export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralRoutes: readonly string[] } {
+  const base = {
     log: o.log,
     listener: 'admin',
     bodyLimit: MAX_ADMIN_BODY_BYTES,
     metrics: o.metrics,
     coerceTypes: true,
+  };
+  const tls = o.tls;
+  // The routes use only the request and reply, never the server: over TLS they are the same.
+  const app: HttpApp = tls
+    ? createHttpsApp({
+        ...base,
+        https:
+          tls.mode === 'cert'
+            ? {
+                ca: tls.material.caPem,
+                cert: tls.material.certPem,
+                key: tls.material.keyPem,
+                requestCert: true,
+                rejectUnauthorized: true,
+                minVersion: 'TLSv1.2',
+              }
+            : { cert: tls.material.certPem, key: tls.material.keyPem, minVersion: 'TLSv1.2' },
+      })
+    : createHttpApp(base);
+  const routes: string[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push(`${method} ${route.url}`);
   });
-  void app.register(adminAuth, { credentials: () => o.credentials() });
+  void app.register(adminAuth, { mode: tls?.mode ?? 'token', operators: o.operators, sessions: o.sessions });
+  void app.register(adminOperatorRoutes, { operators: o.operators });
+  void app.register(adminApprovalRoutes, { approvals: o.approvals });
   void app.register(adminSystemRoutes, o.system);
   void app.register(adminHostRoutes, o.hosts);
   void app.register(adminEnrollRoutes, o.enroll);
@@ -120,7 +158,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp {
   void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
   void app.register(adminDiagnoseRoutes, o.diagnose);
   void app.register(adminLogRoutes, o.logs);
-  return app;
+  return Object.assign(app, { corralRoutes: routes });
 }
 
 /** The worker API (mutual TLS): heartbeats, renewals, bundle confirmations, wipe reports. */
@@ -192,7 +230,9 @@ export function createJoinApp(o: {
 
 /** The three listeners, each closable in the two steps of the controller's shutdown. */
 export interface ControllerApps {
-  readonly admin: HttpApp;
+  readonly admin: HttpApp & { readonly corralRoutes: readonly string[] };
+  /** Whether the admin API is served over TLS. */
+  readonly adminTls: boolean;
   readonly worker: HttpsApp;
   readonly join: HttpsApp;
   readonly closers: readonly ListenerClose[];
@@ -230,33 +270,57 @@ export interface ControllerServices {
   readonly uploadDir: string;
   readonly logDir?: string | undefined;
   readonly fleetEvents: FleetEvents;
+  /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
+  readonly adminTls?: AdminAuthMode | undefined;
+  /** Which actions wait for other operators' approval, and for how long (ms). */
+  readonly approvals?: { readonly policy: ApprovalPolicy; readonly ttlMs?: number | undefined } | undefined;
 }
 
 /** Builds the admin, worker and join APIs; nothing listens until listenApps. */
 export function createControllerApps(s: ControllerServices): ControllerApps {
   const { db, readDb, clock, log, pins, audit, writer, metrics, enrollment, live } = s;
+  const sessions = createOperatorSessions();
+  const operators = createOperatorStore({ db, readDb, audit, clock, ca: s.identity.ca, sessions });
+  const decommission = {
+    db,
+    pins,
+    client: s.client,
+    audit,
+    writer,
+    sockets: s.sockets,
+    clock,
+    live,
+    log: log.child({ component: 'admin' }),
+    waitMs: s.decommissionWaitMs,
+  };
+  const approvals = createApprovalStore({
+    db,
+    audit,
+    clock,
+    policy: s.approvals?.policy ?? {},
+    ttlMs: s.approvals?.ttlMs,
+    // Each approved request runs as its requester's operation. Reschedule and heal come with
+    // the scheduler, which raises them through approvals.request and cancelResolved.
+    executors: {
+      decommission: async (body, actor) =>
+        decommissionHost(decommission, (body as { name: string }).name, actor, decommission.waitMs),
+    },
+  });
   const admin = createAdminApp({
     log: log.child({ component: 'admin-api' }),
     metrics,
-    credentials: () => loadAdminCredentials(readDb),
+    operators,
+    sessions,
+    ...(s.adminTls !== undefined && { tls: { mode: s.adminTls, material: s.identity.server } }),
     system: { readDb, live, writer, pins, metrics },
     hosts: {
       readDb,
       live,
-      decommission: {
-        db,
-        pins,
-        client: s.client,
-        audit,
-        writer,
-        sockets: s.sockets,
-        clock,
-        live,
-        log: log.child({ component: 'admin' }),
-        waitMs: s.decommissionWaitMs,
-      },
+      decommission,
       check: { db, pins, client: s.client },
+      approvals,
     },
+    approvals,
     enroll: {
       db,
       enrollment,
@@ -300,6 +364,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
   // listenerClose adds a hook, so it comes before anything listens.
   return {
     admin,
+    adminTls: s.adminTls !== undefined,
     worker,
     join,
     closers: [listenerClose(admin), listenerClose(worker), listenerClose(join)],
@@ -319,6 +384,12 @@ export async function listenApps(
 ): Promise<ControllerEndpoints> {
   if (apps.closers.some((c) => c.closing)) throw new CorralError(ErrorCode.CLOSED, 'controller is closed');
   if (apps.listening) throw new CorralError(ErrorCode.CONFLICT, 'controller is already listening');
+  if (!apps.adminTls && !isLoopbackHost(on.admin.host)) {
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `the admin API is plain HTTP and may listen only on loopback, not ${on.admin.host}; serve it over TLS with --admin-tls (pinned operator certificates) or --admin-tls=token, or listen on 127.0.0.1`,
+    );
+  }
   apps.listening = true;
   await apps.admin.listen({ host: on.admin.host, port: on.admin.port });
   await apps.worker.listen({ host: on.worker.host, port: on.worker.port, backlog: FLEET_LISTEN_BACKLOG });
@@ -328,7 +399,7 @@ export async function listenApps(
     advertiseHost ?? (isWildcardHost(listenHost) ? '127.0.0.1' : listenHost);
   const adminBound = apps.admin.server.address() as AddressInfo;
   return {
-    admin: `http://${formatHostPort(adminBound.address, adminBound.port)}`,
+    admin: `${apps.adminTls ? 'https' : 'http'}://${formatHostPort(adminBound.address, adminBound.port)}`,
     worker: formatHostPort(advertised(on.worker.host), port(apps.worker)),
     join: formatHostPort(advertised(on.join.host), port(apps.join)),
   };

@@ -17,6 +17,8 @@ import { decommissionHost, type DecommissionDeps } from '../fleet/decommission.j
 import { checkFleet, type FleetCheckDeps } from '../fleet/fleet-check.js';
 import { hostDetail, listHostPage, type Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
+import { ApprovalPending } from '../../protocol/approvals.js';
+import type { ApprovalStore } from '../approvals/approval-store.js';
 
 export interface HostRouteOptions {
   /** The list and the detail are read here (the read-only connection). */
@@ -25,6 +27,8 @@ export interface HostRouteOptions {
   /** What a decommission changes and tells, and how long it waits for the self-destruct (ms). */
   readonly decommission: DecommissionDeps & { readonly waitMs: number };
   readonly check: Omit<FleetCheckDeps, 'live'>;
+  /** When decommission needs approval, a request becomes a pending approval (202). */
+  readonly approvals?: ApprovalStore | undefined;
 }
 
 /** Hosts: list, one in full, decommission, and the reachability check. */
@@ -54,9 +58,19 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<HostRouteOptions, HttpSe
 
   app.post(
     '/v1/hosts/:name/decommission',
-    { schema: { params: HostNameParams, response: { 200: DecommissionResponse } } },
-    async (request) =>
-      decommissionHost(o.decommission, request.params.name, adminActor(request), o.decommission.waitMs),
+    { schema: { params: HostNameParams, response: { 200: DecommissionResponse, 202: ApprovalPending } } },
+    async (request, reply) => {
+      const name = request.params.name;
+      if (o.approvals && o.approvals.required('decommission') > 0) {
+        if (!(await hostDetail(o.readDb, name, o.live())))
+          throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${name}`);
+        const approval = await o.approvals.request('decommission', name, { name }, adminActor(request));
+        return reply
+          .code(202)
+          .send({ approval, approveWith: `corral controller approvals approve ${approval.id}` });
+      }
+      return decommissionHost(o.decommission, name, adminActor(request), o.decommission.waitMs);
+    },
   );
 
   app.post(

@@ -2,18 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { assertPrivateFile, PRIVATE_FILE_MODE, writeFileAtomic } from '../../pki/index.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDb } from '../db/open-database.js';
-import type { AdminCredential } from '../http/admin-auth.js';
 import { newId, newSecret, secretHash } from '../secrets.js';
 
 export const ADMIN_TOKEN_PREFIX = 'corral_admin';
 /** What newSecret(ADMIN_TOKEN_PREFIX) makes: the prefix and 256 bits in base64url. */
 export const ADMIN_TOKEN_RE = /^corral_admin_[A-Za-z0-9_-]{43}$/;
-/** The admin tokens not revoked, as the admin API checks them (names and hashes only). */
-export async function loadAdminCredentials(db: ControllerDb): Promise<AdminCredential[]> {
-  return db.selectFrom('admin_tokens').select(['name', 'hash']).where('revoked_at', 'is', null).execute();
-}
-
-/** The name init gives the token it writes to `admin-token`. */
+/** The name of the operator init makes: the token it writes to `admin-token` (scope `admin`). */
 const INIT_TOKEN_NAME = 'admin';
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -26,9 +20,10 @@ async function readIfExists(path: string): Promise<string | undefined> {
 }
 
 /**
- * Makes sure `path` holds an admin token (0600) whose hash the database knows; returns true
- * when it wrote or registered anything. With `revokeOthers` (a reinitialized token), every
- * other token init made is revoked, so the lost one stops working.
+ * Makes sure `path` holds an admin token (0600) whose hash the database knows, as a token
+ * credential of the `admin` operator with scope `admin`; returns true when it wrote or
+ * registered anything. With `revokeOthers` (a reinitialized token), every other token of the
+ * `admin` operator is revoked, so the lost one stops working.
  */
 export async function ensureAdminToken(
   db: ControllerDb,
@@ -45,18 +40,30 @@ export async function ensureAdminToken(
   return db.transaction().execute(async (trx) => {
     if (o.revokeOthers) {
       await trx
-        .updateTable('admin_tokens')
+        .updateTable('operators')
         .set({ revoked_at: now })
         .where('name', '=', INIT_TOKEN_NAME)
+        .where('kind', '=', 'token')
         .where('hash', '!=', hash)
         .where('revoked_at', 'is', null)
         .execute();
     }
-    const row = await trx.selectFrom('admin_tokens').select('id').where('hash', '=', hash).executeTakeFirst();
+    const row = await trx.selectFrom('operators').select('id').where('hash', '=', hash).executeTakeFirst();
     if (row) return existing === undefined;
     await trx
-      .insertInto('admin_tokens')
-      .values({ id: newId('adm'), name: INIT_TOKEN_NAME, hash, created_at: now, revoked_at: null })
+      .insertInto('operators')
+      .values({
+        id: newId('adm'),
+        name: INIT_TOKEN_NAME,
+        kind: 'token',
+        hash,
+        fingerprint: null,
+        scopes: JSON.stringify(['admin']),
+        created_at: now,
+        created_by: 'init',
+        expires_at: null,
+        revoked_at: null,
+      })
       .execute();
     return true;
   });

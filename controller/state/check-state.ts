@@ -203,7 +203,7 @@ export async function inspectControllerState(paths: StatePaths, o: InspectOption
   // While init is still running, the token file is written before its hash is stored.
   if (db && token !== undefined && !o.missingOk) {
     const row = await db
-      .selectFrom('admin_tokens')
+      .selectFrom('operators')
       .select('id')
       .where('hash', '=', secretHash(token))
       .executeTakeFirst();

@@ -1,0 +1,57 @@
+import type { Scope } from '../../protocol/operators.js';
+
+/** A route any client may call, with no credential at all. */
+export const PUBLIC = 'public';
+export type RouteAccess = Scope | typeof PUBLIC;
+
+/**
+ * Every admin route and the scope it needs, keyed `METHOD URL` as fastify registers it. The
+ * admin app refuses to register a route missing from this table (so a new route without a
+ * scope cannot start), and the auth hook reads the scope of the matched route from here.
+ * `admin` implies every scope.
+ */
+export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
+  'GET /health': PUBLIC,
+  'GET /metrics': 'metrics',
+  'GET /v1/hosts': 'read',
+  'GET /v1/hosts/:name': 'read',
+  'POST /v1/hosts/:name/decommission': 'decommission',
+  'POST /v1/check': 'read',
+  'POST /v1/hosts/:name/diagnose': 'deploy',
+  'POST /v1/enroll': 'enroll',
+  'POST /v1/hosts/:name/bundle-written': 'enroll',
+  'POST /v1/tokens': 'enroll',
+  'GET /v1/tokens': 'enroll',
+  'POST /v1/tokens/:id/revoke': 'enroll',
+  'GET /v1/audit': 'read',
+  'GET /v1/audit/verify': 'read',
+  'POST /v1/deploy': 'deploy',
+  'GET /v1/services': 'read',
+  'POST /v1/teardown': 'deploy',
+  'GET /v1/ops': 'read',
+  'GET /v1/ops/:id': 'read',
+  'POST /v1/update': 'update',
+  'GET /v1/releases': 'read',
+  'GET /v1/events': 'read',
+  'GET /v1/logs': 'read',
+  'POST /v1/webhooks': 'admin',
+  'GET /v1/webhooks': 'admin',
+  'DELETE /v1/webhooks/:name': 'admin',
+  'GET /v1/webhooks/:name/deliveries': 'admin',
+  'GET /v1/operators': 'admin',
+  'POST /v1/operators': 'admin',
+  'POST /v1/operators/:name/revoke': 'admin',
+  'POST /v1/operators/:name/rotate': 'admin',
+  'GET /v1/approvals': 'read',
+  'GET /v1/approvals/:id': 'read',
+  'POST /v1/approvals/:id/approve': 'approve',
+  'POST /v1/approvals/:id/reject': 'approve',
+  // Only the requester may cancel (checked by the store); any operator may try.
+  'POST /v1/approvals/:id/cancel': 'read',
+};
+
+/** The access a route needs; HEAD is answered by its GET route. Undefined for a route not listed. */
+export function routeAccess(method: string, url: string): RouteAccess | undefined {
+  const m = method === 'HEAD' ? 'GET' : method;
+  return ADMIN_ROUTE_SCOPES[`${m} ${url}`];
+}

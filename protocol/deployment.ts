@@ -5,9 +5,10 @@ import {
   HealthCheck,
   HOST_VARIABLES,
   RESTART_POLICIES,
-  SERVICE_RUNTIMES,
   ServiceName,
-  ServiceSpec,
+  ContainerServiceSpec,
+  ProcessServiceSpec,
+  type ServiceSpec,
   ENV_NAME_RE,
 } from './service-spec.js';
 
@@ -29,26 +30,64 @@ export const Placement = Type.Object(
 );
 export type Placement = Static<typeof Placement>;
 
-const spec = ServiceSpec.properties;
-export const DeploymentService = Type.Object(
+const spec = ProcessServiceSpec.properties;
+const containerSpec = ContainerServiceSpec.properties;
+const DeployedEnv = Type.Optional(
+  Type.Record(Type.String({ pattern: ENV_NAME_RE.source }), Type.String({ maxLength: 4096 }), {
+    maxProperties: 64,
+  }),
+);
+const DeployedRestart = Type.Optional(Type.Union(RESTART_POLICIES.map((r) => Type.Literal(r))));
+
+export const DeploymentProcessService = Type.Object(
   {
     name: ServiceName,
-    runtime: Type.Optional(Type.Union(SERVICE_RUNTIMES.map((r) => Type.Literal(r)))),
+    runtime: Type.Optional(Type.Literal('process')),
     command: spec.command,
     args: Type.Optional(spec.args),
-    env: Type.Optional(
-      Type.Record(Type.String({ pattern: ENV_NAME_RE.source }), Type.String({ maxLength: 4096 }), {
-        maxProperties: 64,
-      }),
-    ),
+    env: DeployedEnv,
     workingDir: spec.workingDir,
-    restart: Type.Optional(Type.Union(RESTART_POLICIES.map((r) => Type.Literal(r)))),
+    user: spec.user,
+    group: spec.group,
+    memory: spec.memory,
+    cpus: spec.cpus,
+    umask: spec.umask,
+    restart: DeployedRestart,
     healthCheck: Type.Optional(HealthCheck),
     stopGraceMs: spec.stopGraceMs,
     placement: Type.Optional(Placement),
   },
   { additionalProperties: false },
 );
+export type DeploymentProcessService = Static<typeof DeploymentProcessService>;
+
+export const DeploymentContainerService = Type.Object(
+  {
+    name: ServiceName,
+    runtime: Type.Literal('container'),
+    image: containerSpec.image,
+    pull: containerSpec.pull,
+    command: containerSpec.command,
+    args: containerSpec.args,
+    env: DeployedEnv,
+    ports: containerSpec.ports,
+    volumes: containerSpec.volumes,
+    user: containerSpec.user,
+    memory: containerSpec.memory,
+    cpus: containerSpec.cpus,
+    network: containerSpec.network,
+    restart: DeployedRestart,
+    healthCheck: Type.Optional(HealthCheck),
+    stopGraceMs: containerSpec.stopGraceMs,
+    placement: Type.Optional(Placement),
+  },
+  { additionalProperties: false },
+);
+
+export type DeploymentContainerService = Static<typeof DeploymentContainerService>;
+
+/** A service as written in a deployment: `runtime` is `process` (the default) or `container`. */
+export const DeploymentService = Type.Union([DeploymentProcessService, DeploymentContainerService]);
 export type DeploymentService = Static<typeof DeploymentService>;
 
 export const DeploymentSpec = Type.Object(
@@ -59,18 +98,17 @@ export type DeploymentSpec = Static<typeof DeploymentSpec>;
 
 /** The agent's ServiceSpec for a deployment service (defaults filled, placement dropped). */
 export function toServiceSpec(service: DeploymentService): ServiceSpec {
-  const out: ServiceSpec = {
-    name: service.name,
-    runtime: service.runtime ?? 'process',
-    command: service.command,
-    args: service.args ?? [],
-    env: service.env ?? {},
-    restart: service.restart ?? 'on-failure',
+  const { placement: _placement, ...rest } = service;
+  if (rest.runtime === 'container') {
+    return { ...rest, env: rest.env ?? {}, restart: rest.restart ?? 'on-failure' };
+  }
+  return {
+    ...rest,
+    runtime: 'process',
+    args: rest.args ?? [],
+    env: rest.env ?? {},
+    restart: rest.restart ?? 'on-failure',
   };
-  if (service.workingDir !== undefined) out.workingDir = service.workingDir;
-  if (service.healthCheck !== undefined) out.healthCheck = service.healthCheck;
-  if (service.stopGraceMs !== undefined) out.stopGraceMs = service.stopGraceMs;
-  return out;
 }
 
 const VARIABLE_RE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
@@ -94,10 +132,16 @@ export function hostVariableProblem(spec: DeploymentSpec): string | undefined {
   };
   for (const [i, svc] of spec.services.entries()) {
     const at = `/services/${i}`;
-    const fields: [string, string][] = [[`${at}/command`, svc.command]];
+    const fields: [string, string][] = [];
+    if (svc.command !== undefined) fields.push([`${at}/command`, svc.command]);
     (svc.args ?? []).forEach((a, j) => fields.push([`${at}/args/${j}`, a]));
+    if (svc.runtime === 'container') {
+      (svc.ports ?? []).forEach((p, j) => fields.push([`${at}/ports/${j}`, p]));
+      (svc.volumes ?? []).forEach((v, j) => fields.push([`${at}/volumes/${j}`, v]));
+    }
     for (const [k, v] of Object.entries(svc.env ?? {})) fields.push([`${at}/env/${k}`, v]);
-    if (svc.workingDir !== undefined) fields.push([`${at}/workingDir`, svc.workingDir]);
+    if (svc.runtime !== 'container' && svc.workingDir !== undefined)
+      fields.push([`${at}/workingDir`, svc.workingDir]);
     const hc = svc.healthCheck;
     if (hc?.type === 'command') {
       fields.push([`${at}/healthCheck/command`, hc.command]);

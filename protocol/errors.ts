@@ -54,6 +54,8 @@ export const ErrorCode = {
   DIAGNOSTIC_NOT_ALLOWED: 'CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED',
   /** A webhook URL that is malformed, too long, carries credentials, or is plain http off loopback. */
   WEBHOOK_TARGET_REFUSED: 'CORRAL_ERR_WEBHOOK_TARGET_REFUSED',
+  /** The container engine was unreachable, or refused or failed a call (pull, create, start). */
+  CONTAINER_ENGINE: 'CORRAL_ERR_CONTAINER_ENGINE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -94,6 +96,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_DECOMMISSIONED: 410,
   CORRAL_ERR_DIAGNOSTIC_NOT_ALLOWED: 400,
   CORRAL_ERR_WEBHOOK_TARGET_REFUSED: 400,
+  CORRAL_ERR_CONTAINER_ENGINE: 502,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -23,7 +23,7 @@ import type { HeartbeatRequest, LifecycleEvent } from '../protocol/heartbeat.js'
 import { parseWith } from '../protocol/validate.js';
 import { HeartbeatRequest as HeartbeatSchema } from '../protocol/heartbeat.js';
 import { RenewRequest } from '../protocol/enrollment.js';
-import type { ServiceSpec } from '../protocol/service-spec.js';
+import type { ProcessServiceSpec } from '../protocol/service-spec.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const silent = pino({ level: 'silent' });
@@ -225,7 +225,11 @@ export async function waitFor<T>(
   }
 }
 
-export function sh(name: string, script: string, extra: Partial<ServiceSpec> = {}): ServiceSpec {
+export function sh(
+  name: string,
+  script: string,
+  extra: Partial<ProcessServiceSpec> = {},
+): ProcessServiceSpec {
   return {
     name,
     runtime: 'process',

@@ -22,6 +22,8 @@ export const WORKER_CONFIG_SPEC = {
     systemd: { kind: 'bool' },
     stopGrace: { kind: 'duration' },
     concurrency: { kind: 'int', min: 1, max: 256 },
+    containerSocket: { kind: 'path' },
+    volumeDirs: { kind: 'paths' },
   },
   updater: {
     listen: { kind: 'hostPort' },
@@ -59,6 +61,8 @@ export interface WorkerConfig {
     systemd?: boolean;
     stopGraceMs?: number;
     concurrency?: number;
+    containerSocket?: string;
+    volumeDirs?: string[];
   };
   updater?: {
     listen?: string;

@@ -11,7 +11,7 @@ import {
   type ServiceSpec,
 } from '../protocol/service-spec.js';
 import { createEngineClient, engineAbsent, EngineError, type EngineClient } from './docker-engine.js';
-import { INSTANCE_ENV, SERVICE_ENV, SPEC_HASH_ENV } from './orphans.js';
+import { SERVICE_ENV } from './orphans.js';
 import type { ExitInfo } from './restart-policy.js';
 import type {
   ContainerRef,
@@ -70,6 +70,7 @@ interface Listed {
   readonly Names?: readonly string[];
   readonly Image: string;
   readonly Labels: Record<string, string> | null;
+  readonly State?: string;
 }
 
 /** `512m` → bytes. */
@@ -290,12 +291,9 @@ export function createContainerRuntime(options: ContainerRuntimeOptions): Runtim
       (bindings[key] ??= []).push({ HostIp: p.hostIp, HostPort: String(p.hostPort) });
     }
     const labels = request.labels;
-    const env = {
-      ...spec.env,
-      [SERVICE_ENV]: labels.service,
-      [INSTANCE_ENV]: labels.instance,
-      [SPEC_HASH_ENV]: labels.specHash,
-    };
+    // Never the instance marker: the container's processes are visible in the host's /proc, and
+    // the process runtime would take them for stray processes of its own. Labels mark containers.
+    const env = { ...spec.env, [SERVICE_ENV]: labels.service };
     return {
       Image: spec.image,
       ...(spec.command !== undefined && { Entrypoint: [spec.command] }),
@@ -511,6 +509,7 @@ export function createContainerRuntime(options: ContainerRuntimeOptions): Runtim
           image: c.Image,
         },
         specHash: hash !== undefined && SPEC_HASH_RE.test(hash) ? hash : undefined,
+        running: c.State === 'running',
       });
     }
     return out;
@@ -626,17 +625,18 @@ export function createContainerRuntime(options: ContainerRuntimeOptions): Runtim
         signal,
       });
       if (!value?.Id) throw new EngineError(500, 'container engine created an exec without an id');
+      // Attached: the stream ends when the command does (a detached exec's state is not kept
+      // current by podman's compatibility API). The output is read and dropped.
       const res = await engine.stream(`/exec/${value.Id}/start`, {
         method: 'POST',
         body: { Detach: false, Tty: false },
         signal,
         timeoutMs: 0,
       });
-      await res.body.dump({ limit: Number.MAX_SAFE_INTEGER, signal });
-      const { value: done } = await engine.json<{ ExitCode?: number | null; Running?: boolean }>(
-        `/exec/${value.Id}/json`,
-        { signal },
-      );
+      for await (const chunk of res.body as AsyncIterable<Buffer>) void chunk;
+      const { value: done } = await engine.json<{ ExitCode?: number | null }>(`/exec/${value.Id}/json`, {
+        signal,
+      });
       return typeof done?.ExitCode === 'number' ? done.ExitCode : -1;
     },
 

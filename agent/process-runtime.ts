@@ -185,7 +185,7 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
             bootId: l.bootId,
             pgid: l.pid,
           };
-          out.push({ service, ref, specHash: l.specHash });
+          out.push({ service, ref, specHash: l.specHash, running: true });
         }
       }
       return out;

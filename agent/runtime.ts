@@ -75,6 +75,8 @@ export interface OwnedWorkload {
   readonly ref: RuntimeRef;
   /** From its labels; undefined when they name none (started by an older agent). */
   readonly specHash: string | undefined;
+  /** False for a container that has exited and was not removed yet (never adopted, only cleared). */
+  readonly running: boolean;
 }
 
 /**

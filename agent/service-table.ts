@@ -126,7 +126,8 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
           // Started by an agent that died before recording it: adopt it rather than start another
           // (the one on the recorded spec, if there is one; the others are stopped below).
           const wanted = rec.specHash;
-          keep = found.find((w) => w.specHash === wanted) ?? found[0];
+          const live = found.filter((w) => w.running);
+          keep = live.find((w) => w.specHash === wanted) ?? live[0];
           if (keep) {
             rec = { ...rec, ref: keep.ref };
             log.warn(

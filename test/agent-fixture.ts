@@ -259,9 +259,7 @@ export async function killServices(stateDir: string): Promise<void> {
   const dir = join(stateDir, 'services');
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const text = await readFile(join(dir, name, 'state.json'), 'utf8').catch(() => '');
-    const pgid = text
-      ? (JSON.parse(text) as { process?: { pgid?: number } | null }).process?.pgid
-      : undefined;
+    const pgid = text ? (JSON.parse(text) as { ref?: { pgid?: number } | null }).ref?.pgid : undefined;
     if (pgid && pgid > 1) {
       try {
         process.kill(-pgid, 'SIGKILL');

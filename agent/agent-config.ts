@@ -85,6 +85,7 @@ const AgentSettings = Type.Object({
   defaultStopGraceMs: Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
   concurrency: Type.Integer({ minimum: 1, maximum: 1024 }),
   reinitialize: Type.Boolean(),
+  allowedWorkingDirs: Paths,
   containers: Type.Object({
     socket: Type.String({ minLength: 1, maxLength: 1024 }),
     allowedVolumeDirs: Paths,
@@ -196,6 +197,7 @@ export function agentConfig(o: AgentOptions): AgentConfig {
       defaultStopGraceMs: o.defaultStopGraceMs ?? d.stopGraceMs,
       concurrency: o.concurrency ?? d.concurrency,
       reinitialize: o.reinitialize ?? false,
+      allowedWorkingDirs: [...(o.allowedWorkingDirs ?? [])],
       containers: {
         socket: engineSocket(o.containers?.socket),
         allowedVolumeDirs: [...(o.containers?.allowedVolumeDirs ?? [])],

@@ -100,6 +100,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     const emit = (e: NewEvent): void => void outbox.add(e);
     const runtimes = createRuntimes({
       adoptPollMs: c.adoptPollMs,
+      allowedWorkingDirs: c.allowedWorkingDirs,
       container: { socket: c.containers.socket, allowedVolumeDirs: c.containers.allowedVolumeDirs },
     });
     cleanups.push(() => {

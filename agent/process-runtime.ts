@@ -14,6 +14,7 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import type { ExitInfo } from './restart-policy.js';
 import type { ServiceSpec } from '../protocol/service-spec.js';
 import { findServiceLeaders } from './orphans.js';
+import { checkProcessLimits, prepareLimits, wrapCommand } from './process-limits.js';
 import type { ProcessRef, RunHandle, Runtime, RuntimeRef, StartRequest } from './runtime.js';
 
 export interface ProcessRuntimeOptions {
@@ -21,6 +22,8 @@ export interface ProcessRuntimeOptions {
   readonly adoptPollMs?: number;
   /** How long to wait for a group to vanish after SIGKILL, in ms. */
   readonly killWaitMs?: number;
+  /** Directories a service's workingDir may lie in; none: no workingDir is accepted. */
+  readonly allowedWorkingDirs?: readonly string[];
 }
 
 const STOP_POLL_MS = 25;
@@ -104,12 +107,15 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
     kind: 'process',
 
     check(spec, where) {
-      processSpec(spec);
-      void where;
+      checkProcessLimits(processSpec(spec), where, {
+        ...(options.allowedWorkingDirs && { allowedWorkingDirs: options.allowedWorkingDirs }),
+      });
     },
 
     async start(request: StartRequest): Promise<RunHandle> {
       const spec = processSpec(request.spec);
+      const limits = await prepareLimits(spec, `${request.labels.instance.slice(0, 12)}-${spec.name}`);
+      const [command, args] = wrapCommand(spec.command, spec.args, limits);
       const out = await open(request.stdoutPath, 'a', 0o640);
       const err = await open(request.stderrPath, 'a', 0o640).catch(async (e: unknown) => {
         await out.close();
@@ -118,8 +124,10 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
       let child: ChildProcess;
       let exited: Promise<ExitInfo>;
       try {
-        child = spawn(spec.command, spec.args, {
+        child = spawn(command, args, {
           cwd: request.cwd,
+          ...(limits.uid !== undefined && { uid: limits.uid }),
+          ...(limits.gid !== undefined && { gid: limits.gid }),
           env: { ...request.env },
           detached: true,
           stdio: ['ignore', out.fd, err.fd],

@@ -60,6 +60,7 @@ interface ServeOptions extends CommonOptions {
   stopGrace?: string;
   containerSocket?: string;
   volumeDir: string[];
+  workingDir: string[];
   concurrency?: string;
   reinitialize?: boolean;
 }
@@ -214,6 +215,7 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
     defaultStopGraceMs: stopGraceMs,
     ...(concurrency !== undefined && { concurrency: Math.max(1, concurrency) }),
     reinitialize: o.reinitialize === true,
+    allowedWorkingDirs: listOf(o.workingDir, a.workingDirs),
     containers: {
       socket: o.containerSocket ? resolve(o.containerSocket) : a.containerSocket,
       allowedVolumeDirs: listOf(o.volumeDir, a.volumeDirs),
@@ -311,7 +313,8 @@ export function registerAgentCommands(program: Command, io: Output): Command {
       '--container-socket <path>',
       'container engine socket for runtime: container (default: DOCKER_HOST, else /var/run/docker.sock)',
     )
-    .option('--volume-dir <dir>', 'host dir container bind mounts may come from (repeatable)', collect, []);
+    .option('--volume-dir <dir>', 'host dir container bind mounts may come from (repeatable)', collect, [])
+    .option('--working-dir <dir>', 'dir a process service workingDir may lie in (repeatable)', collect, []);
   for (const [flag, help] of [
     ['--heartbeat-min-interval <duration>', 'shortest heartbeat interval honoured'],
     ['--backoff-base <duration>', 'first backoff while the controller is down'],

@@ -24,6 +24,7 @@ export const WORKER_CONFIG_SPEC = {
     concurrency: { kind: 'int', min: 1, max: 256 },
     containerSocket: { kind: 'path' },
     volumeDirs: { kind: 'paths' },
+    workingDirs: { kind: 'paths' },
   },
   updater: {
     listen: { kind: 'hostPort' },
@@ -63,6 +64,7 @@ export interface WorkerConfig {
     concurrency?: number;
     containerSocket?: string;
     volumeDirs?: string[];
+    workingDirs?: string[];
   };
   updater?: {
     listen?: string;

@@ -222,6 +222,9 @@ export const ServiceView = Type.Object(
     restarts: Type.Integer({ minimum: 0 }),
     lastError: Type.Union([Reason, Type.Null()]),
     updatedAt: Type.Union([Timestamp, Type.Null()]),
+    /** From the desired spec: `process` or `container`, and a container's image. */
+    runtime: Type.Optional(Type.String({ maxLength: 16 })),
+    image: Type.Optional(Type.String({ maxLength: 512 })),
   },
   { additionalProperties: false },
 );

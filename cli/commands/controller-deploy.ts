@@ -97,10 +97,22 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       opts.json
         ? renderJson(services)
         : renderTable(
-            ['service', 'host', 'desired', 'observed', 'restarts', 'last error', 'updated'],
+            [
+              'service',
+              'host',
+              'runtime',
+              'image',
+              'desired',
+              'observed',
+              'restarts',
+              'last error',
+              'updated',
+            ],
             services.map((s) => [
               s.service,
               s.host,
+              s.runtime ?? null,
+              s.image ?? null,
               s.desired,
               s.observed,
               s.restarts,

@@ -14,6 +14,7 @@ import { BUNDLE_DIR } from './agent-identity.js';
 import { SERVICES_DIR } from './state-check.js';
 import { DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
 import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';
+import { engineSocket } from './docker-engine.js';
 
 /** Every default the agent runs with, in one place; `createAgent` has no literals of its own. */
 export const AGENT_DEFAULTS = Object.freeze({
@@ -84,6 +85,11 @@ const AgentSettings = Type.Object({
   defaultStopGraceMs: Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
   concurrency: Type.Integer({ minimum: 1, maximum: 1024 }),
   reinitialize: Type.Boolean(),
+  allowedWorkingDirs: Paths,
+  containers: Type.Object({
+    socket: Type.String({ minLength: 1, maxLength: 1024 }),
+    allowedVolumeDirs: Paths,
+  }),
   selfDestruct: Type.Object({
     installDirs: Paths,
     extraDirs: Paths,
@@ -191,6 +197,11 @@ export function agentConfig(o: AgentOptions): AgentConfig {
       defaultStopGraceMs: o.defaultStopGraceMs ?? d.stopGraceMs,
       concurrency: o.concurrency ?? d.concurrency,
       reinitialize: o.reinitialize ?? false,
+      allowedWorkingDirs: [...(o.allowedWorkingDirs ?? [])],
+      containers: {
+        socket: engineSocket(o.containers?.socket),
+        allowedVolumeDirs: [...(o.containers?.allowedVolumeDirs ?? [])],
+      },
       selfDestruct: {
         installDirs: [...(sd.installDirs ?? [])],
         extraDirs: [...(sd.extraDirs ?? [])],

@@ -37,6 +37,12 @@ export interface AgentCoreDeps {
   readonly now: () => number;
   readonly startedAt: number;
   metrics(): Promise<HostMetrics>;
+  /**
+   * Refuses a resolved spec this host's runtime will not run (CORRAL_ERR_VALIDATION naming the
+   * field under `where`): no runtime of that kind, a volume outside the allowed dirs, a limit
+   * it cannot enforce. Absent: every spec the schema admits is accepted.
+   */
+  checkSpec?(spec: ServiceSpec, where: string): void;
 }
 
 /**
@@ -77,6 +83,7 @@ export function createAgentCore(deps: AgentCoreDeps): AgentCore {
       }
       seen.add(spec.name);
       const r = resolveSpec(spec, deps.facts, `body/services/${i}`);
+      deps.checkSpec?.(r, `body/services/${i}`);
       return { spec: r, specHash: specHash(r) };
     });
   }
@@ -201,6 +208,7 @@ export function createAgentCore(deps: AgentCoreDeps): AgentCore {
       desired.services.forEach((spec, i) => {
         try {
           const r = resolveSpec(spec, deps.facts, `services/${i}`);
+          deps.checkSpec?.(r, `services/${i}`);
           resolved.push({ spec: r, specHash: specHash(r) });
         } catch (e: unknown) {
           const message = e instanceof Error ? e.message : String(e);

@@ -46,6 +46,15 @@ export interface AgentOptions {
    * of refusing to start; what that destroys is in the result and the log.
    */
   readonly reinitialize?: boolean | undefined;
+  /** Directories a process service's workingDir may lie in; none: workingDir is refused. */
+  readonly allowedWorkingDirs?: readonly string[] | undefined;
+  /** The container engine `runtime: container` services run on. */
+  readonly containers?: {
+    /** Its Unix socket (default: DOCKER_HOST when it is unix://, else /var/run/docker.sock). */
+    readonly socket?: string | undefined;
+    /** Host directories bind mounts may come from; none: every bind mount is refused. */
+    readonly allowedVolumeDirs?: readonly string[] | undefined;
+  };
   readonly selfDestruct?: {
     readonly installDirs?: readonly string[];
     readonly extraDirs?: readonly string[];

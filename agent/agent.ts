@@ -19,7 +19,8 @@ import { readDefaultRouteInterface } from './host-vars.js';
 import { claimPidFile } from '../kit/pid-file.js';
 import { agentInstance } from './orphans.js';
 import { startLocalHealth } from './local-health.js';
-import { createProcessRuntime } from './process-runtime.js';
+import { createRuntimes } from './runtimes.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createReconciler, type JobResult } from './reconciler.js';
 import { renewIfDue } from './renewal.js';
 import { createSelfDestruct } from './self-destruct.js';
@@ -97,12 +98,19 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     });
     cleanups.push(() => outbox.flush());
     const emit = (e: NewEvent): void => void outbox.add(e);
-    const runtime = createProcessRuntime({ adoptPollMs: c.adoptPollMs });
-    cleanups.push(() => runtime.close());
+    const runtimes = createRuntimes({
+      adoptPollMs: c.adoptPollMs,
+      allowedWorkingDirs: c.allowedWorkingDirs,
+      container: { socket: c.containers.socket, allowedVolumeDirs: c.containers.allowedVolumeDirs },
+    });
+    cleanups.push(() => {
+      for (const r of runtimes.values()) r.close();
+    });
+    const instance = agentInstance(resolve(c.stateDir));
     const dirs = serviceDirs(paths.servicesDir, stateFiles);
     const { defaultStopGraceMs } = c;
     const table = createServiceTable({
-      runtime,
+      runtimes,
       dirs,
       log,
       limits: c.restart,
@@ -110,7 +118,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       now,
       baseEnv: c.baseEnv,
       defaultStopGraceMs,
-      instance: agentInstance(resolve(c.stateDir)),
+      instance,
       emit: (e) =>
         emit({ type: e.type, service: e.service, ...(e.detail !== undefined && { detail: e.detail }) }),
       hostname: manifest.hostName,
@@ -159,6 +167,16 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       now,
       startedAt,
       metrics,
+      checkSpec: (spec, where) => {
+        const runtime = runtimes.get(spec.runtime);
+        if (!runtime) {
+          throw new CorralError(
+            ErrorCode.VALIDATION,
+            `${where}/runtime: this agent has no ${spec.runtime} runtime`,
+          );
+        }
+        runtime.check(spec, where);
+      },
     });
     const sd = c.selfDestruct;
     markApplied = (generation) => core.markApplied(generation);
@@ -170,6 +188,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
         keepDirs: [dirname(c.logFile), ...sd.keepDirs],
         units: sd.units,
         logFile: c.logFile,
+        containers: { socket: c.containers.socket, instance },
       },
       hostId: manifest.hostId,
       hostname: manifest.hostName,
@@ -179,11 +198,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       defaultStopGraceMs,
       log,
       services: () =>
-        table.processes().map((p) => ({
-          name: p.name,
-          process: p.record,
-          stopGraceMs: p.stopGraceMs ?? defaultStopGraceMs,
+        table.workloads().map((w) => ({
+          name: w.name,
+          ref: w.ref,
+          stopGraceMs: w.stopGraceMs ?? defaultStopGraceMs,
         })),
+      runtimes,
+      instance,
       freeze: () => core.freeze(),
       now,
       reportTarget: () =>
@@ -199,7 +220,12 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       diagnostics: {
         diskPaths: paths.diskPaths,
         serviceDir: (name) => (table.names().includes(name) ? dirs.dir(name) : undefined),
-        servicePids: () => new Map(table.processes().map((p) => [p.record.pid, p.name])),
+        servicePids: () =>
+          new Map(
+            table
+              .workloads()
+              .flatMap((w) => (w.ref.kind === 'process' ? [[w.ref.pid, w.name] as const] : [])),
+          ),
       },
       selfDestruct,
       log,

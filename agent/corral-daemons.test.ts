@@ -114,7 +114,7 @@ describe('findCorralDaemons', () => {
     const bystanderId = await identityOf(bystander);
     if (!victimId || !bystanderId) throw new Error('no /proc entry');
     const report = await runReaper({
-      version: 1,
+      version: 2,
       hostname: 'h',
       agent: null,
       daemons: [
@@ -130,6 +130,7 @@ describe('findCorralDaemons', () => {
       deleteDirs: [],
       keepDirs: [],
       logFile: null,
+      containers: null,
       report: null,
       startDelayMs: 0,
     });

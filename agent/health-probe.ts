@@ -11,6 +11,11 @@ export interface ProbeContext {
   readonly cwd: string;
   readonly env: Readonly<Record<string, string>>;
   readonly signal: AbortSignal;
+  /**
+   * Runs a `command` check inside the workload (a container) and resolves with its exit code;
+   * absent: the command runs on the host, beside the process.
+   */
+  readonly exec?: (argv: readonly string[], signal: AbortSignal) => Promise<number>;
 }
 
 /** Runs one probe; resolves with undefined when healthy, or the reason it is not. */
@@ -20,6 +25,10 @@ export async function runProbe(check: HealthCheck, ctx: ProbeContext): Promise<s
   try {
     switch (check.type) {
       case 'command':
+        if (ctx.exec) {
+          const code = await ctx.exec([check.command, ...(check.args ?? [])], signal);
+          return code === 0 ? undefined : `health command failed: exit ${code}`;
+        }
         return await commandProbe(check.command, check.args ?? [], ctx, signal);
       case 'tcp':
         return await tcpProbe(check.host ?? '127.0.0.1', check.port, signal);

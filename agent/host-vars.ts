@@ -112,14 +112,30 @@ export function resolveSpec(spec: ServiceSpec, facts: HostFacts, where: string):
   for (const [key, value] of Object.entries(spec.env)) {
     env[key] = resolveString(value, facts, `${where}/env/${key}`);
   }
+  const list = (values: readonly string[], field: string): string[] =>
+    values.map((v, i) => resolveString(v, facts, `${where}/${field}/${i}`));
+  const healthCheck = spec.healthCheck && {
+    healthCheck: resolveCheck(spec.healthCheck, facts, `${where}/healthCheck`),
+  };
+  if (spec.runtime === 'container') {
+    return {
+      ...spec,
+      env,
+      ...(spec.command !== undefined && { command: resolveString(spec.command, facts, `${where}/command`) }),
+      ...(spec.args && { args: list(spec.args, 'args') }),
+      ...(spec.ports && { ports: list(spec.ports, 'ports') }),
+      ...(spec.volumes && { volumes: list(spec.volumes, 'volumes') }),
+      ...healthCheck,
+    };
+  }
   return {
     ...spec,
     command: resolveString(spec.command, facts, `${where}/command`),
-    args: spec.args.map((a, i) => resolveString(a, facts, `${where}/args/${i}`)),
+    args: list(spec.args, 'args'),
     env,
     ...(spec.workingDir !== undefined && {
       workingDir: resolveString(spec.workingDir, facts, `${where}/workingDir`),
     }),
-    ...(spec.healthCheck && { healthCheck: resolveCheck(spec.healthCheck, facts, `${where}/healthCheck`) }),
+    ...healthCheck,
   };
 }

@@ -3,9 +3,11 @@ import { appendFile, lstat, readdir, readFile, realpath, rm, rmdir } from 'node:
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { createProcessRuntime } from './process-runtime.js';
+import { createRuntimes } from './runtimes.js';
+import type { OwnedWorkload, RuntimeRef, Runtimes } from './runtime.js';
 import { isSameProcess, signalProcess, type ProcessIdentity } from '../kit/proc.js';
 import { formatSyslogLine } from './rfc5424.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { checkDeletable, checkDirectoryOnDisk, isWithin, type ReaperPlan } from './self-destruct-plan.js';
 import { sendWipeReport } from './wipe-reporter.js';
 
@@ -104,7 +106,10 @@ async function deleteExcept(dir: string, keep: readonly string[], report: Reaper
  * Runs in its own session (or systemd unit), so it outlives the agent. Never throws; what
  * failed is in `errors`.
  */
-export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
+export async function runReaper(
+  plan: ReaperPlan,
+  runtimes: Runtimes = createRuntimes({ container: plan.containers && { socket: plan.containers.socket } }),
+): Promise<ReaperReport> {
   const report: ReaperReport = {
     stoppedServices: [],
     stoppedUnits: [],
@@ -151,13 +156,32 @@ export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
       fail('agent', e);
     }
   }
-  const runtime = createProcessRuntime();
-  const queue = [...plan.services];
+  const queue: { name: string; ref: RuntimeRef; stopGraceMs: number }[] = [...plan.services];
+  // Containers of this instance no record named (an agent that died before recording one).
+  if (plan.containers) {
+    const containers = runtimes.get('container');
+    const listed: OwnedWorkload[] = containers
+      ? await containers.listOwned(plan.containers.instance).catch((e: unknown) => {
+          fail('listing containers', e);
+          return [];
+        })
+      : [];
+    for (const w of listed) {
+      if (
+        !queue.some((q) => q.ref.kind === 'container' && w.ref.kind === 'container' && q.ref.id === w.ref.id)
+      ) {
+        queue.push({ name: w.service, ref: w.ref, stopGraceMs: AGENT_STOP_GRACE_MS });
+      }
+    }
+  }
   await Promise.all(
     Array.from({ length: PARALLEL_STOPS }, async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
         try {
-          await runtime.stop(await runtime.adopt(s.process), s.stopGraceMs);
+          const runtime = runtimes.get(s.ref.kind);
+          if (!runtime)
+            throw new CorralError(ErrorCode.UNAVAILABLE, `no ${s.ref.kind} runtime to stop it with`);
+          await runtime.stop(s.ref, s.stopGraceMs);
           report.stoppedServices.push(s.name);
         } catch (e: unknown) {
           fail(`service ${s.name}`, e);
@@ -165,7 +189,7 @@ export async function runReaper(plan: ReaperPlan): Promise<ReaperReport> {
       }
     }),
   );
-  runtime.close();
+  for (const runtime of runtimes.values()) runtime.close();
   for (const dir of plan.deleteDirs) {
     try {
       await deleteExcept(dir, plan.keepDirs, report);

@@ -5,7 +5,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { MAX_APPLY_SERVICES } from '../protocol/agent-api.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { CORRAL_DAEMONS, type FoundDaemon } from './corral-daemons.js';
-import { ProcessRecordSchema } from './service-record.js';
+import { ProcessRecordSchema, RuntimeRefSchema } from './service-record.js';
 
 const ProcessIdentitySchema = Type.Object(
   {
@@ -33,7 +33,7 @@ export type ReaperReportTarget = Static<typeof ReaperReportTarget>;
 /** What the reaper is told to do; written to a file it reads and then deletes. */
 export const ReaperPlan = Type.Object(
   {
-    version: Type.Literal(1),
+    version: Type.Literal(2),
     hostname: Type.String({ maxLength: 255 }),
     /** The agent to stop first, so it cannot restart what the reaper stops. */
     agent: Type.Union([ProcessRecordSchema, Type.Null()]),
@@ -57,13 +57,27 @@ export const ReaperPlan = Type.Object(
       Type.Object(
         {
           name: Type.String({ maxLength: 63 }),
-          process: ProcessRecordSchema,
+          ref: RuntimeRefSchema,
           stopGraceMs: Type.Integer({ minimum: 0 }),
         },
         { additionalProperties: false },
       ),
       { maxItems: MAX_APPLY_SERVICES * 2 },
     ),
+    /**
+     * The container engine's socket and this agent's instance: the reaper lists the instance's
+     * labelled containers again when it runs and removes them with the ones above. Null: no engine.
+     */
+    containers: Type.Union([
+      Type.Object(
+        {
+          socket: Type.String({ minLength: 1, maxLength: 1024 }),
+          instance: Type.String({ pattern: '^[0-9a-f]{24}$' }),
+        },
+        { additionalProperties: false },
+      ),
+      Type.Null(),
+    ]),
     /** Directories whose contents go (the directory too, unless it holds a kept one). */
     deleteDirs: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 16 }),
     /** Directories kept whole, even inside a deleted one: the logs. */
@@ -194,6 +208,8 @@ export interface SelfDestructConfig {
   readonly keepDirs: readonly string[];
   readonly units: readonly string[];
   readonly logFile: string | null;
+  /** The container engine to remove this instance's containers from; null: none. */
+  readonly containers?: { readonly socket: string; readonly instance: string } | null;
 }
 
 export function buildReaperPlan(
@@ -217,7 +233,7 @@ export function buildReaperPlan(
       throw new CorralError(ErrorCode.VALIDATION, `kept directory ${keep} is not absolute`);
   }
   return {
-    version: 1,
+    version: 2,
     hostname,
     agent,
     daemons: daemons.map((d) => ({ name: d.name, process: { ...d.process } })),
@@ -226,6 +242,7 @@ export function buildReaperPlan(
     deleteDirs: [...new Set(deleteDirs)],
     keepDirs: [...new Set(keepDirs)],
     logFile: config.logFile,
+    containers: config.containers ? { ...config.containers } : null,
     report,
     startDelayMs,
   };

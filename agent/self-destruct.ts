@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { SelfDestructAccepted, SelfDestructRequest } from '../protocol/agent-api.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
@@ -16,6 +16,10 @@ import {
   type SelfDestructConfig,
 } from './self-destruct-plan.js';
 import type { ServiceDirs } from './service-record.js';
+import type { Runtimes } from './runtime.js';
+import { createRuntimes } from './runtimes.js';
+import { engineSocket } from './docker-engine.js';
+import { agentInstance } from './orphans.js';
 
 /** Gives the agent's reply time to leave before the reaper stops the agent, in ms. */
 const REAPER_START_DELAY_MS = 300;
@@ -31,6 +35,9 @@ export interface SelfDestructDeps {
   readonly defaultStopGraceMs: number;
   readonly log: Logger;
   services(): ReaperPlan['services'];
+  /** Asked for the containers labelled with `instance` that no service record names. */
+  readonly runtimes: Runtimes;
+  readonly instance: string;
   /** Where the reaper reports when it has finished (the controller, with this agent's identity). */
   reportTarget(): ReaperReportTarget | null;
   /** Refuse every change from now on. */
@@ -61,7 +68,7 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
         deps.config,
         deps.hostname,
         { ...deps.agent, pgid: deps.agent.pid },
-        deps.services(),
+        await withOwnedContainers(deps.services(), deps.runtimes, deps.instance, deps.defaultStopGraceMs),
         REAPER_START_DELAY_MS,
         await findCorralDaemons(deps.config.stateDir),
         deps.reportTarget(),
@@ -74,7 +81,10 @@ export function createSelfDestruct(deps: SelfDestructDeps) {
         {
           operationId,
           deleteDirs: plan.deleteDirs,
-          services: plan.services.length,
+          services: plan.services.map(
+            (s) =>
+              `${s.name} (${s.ref.kind === 'process' ? `pid ${s.ref.pid}` : `container ${s.ref.id.slice(0, 12)}`})`,
+          ),
           daemons: plan.daemons.map((d) => `${d.name} (pid ${d.process.pid})`),
         },
         'self-destruct accepted',
@@ -107,11 +117,59 @@ export async function planFromDisk(
     ? { pid: holder.pid, startTime: holder.startTime, bootId: holder.bootId, pgid: holder.pid }
     : null;
   const services: ReaperPlan['services'] = [];
+  const processes = createRuntimes({ container: null });
   for (const name of await dirs.list()) {
     const rec = await dirs.load(name).catch(() => undefined /* unreadable: nothing to stop by record */);
-    if (rec?.process && (await isSameProcess(rec.process))) {
-      services.push({ name, process: rec.process, stopGraceMs: rec.spec.stopGraceMs ?? defaultStopGraceMs });
+    if (rec?.ref?.kind === 'process' && (await isSameProcess(rec.ref))) {
+      services.push({ name, ref: rec.ref, stopGraceMs: rec.spec.stopGraceMs ?? defaultStopGraceMs });
     }
   }
-  return buildCheckedReaperPlan(config, '-', agent, services, 0, await findCorralDaemons(stateDir));
+  for (const r of processes.values()) r.close();
+  // Containers are found by label, whatever the records say (the engine is the truth for them).
+  let containers: SelfDestructConfig['containers'] = config.containers;
+  if (containers === undefined) {
+    try {
+      containers = { socket: engineSocket(undefined), instance: agentInstance(resolve(stateDir)) };
+    } catch {
+      containers = null; // DOCKER_HOST names no Unix socket: no engine Corral would have used
+    }
+  }
+  const runtimes = createRuntimes({ container: containers ? { socket: containers.socket } : null });
+  try {
+    const all = containers
+      ? await withOwnedContainers(services, runtimes, containers.instance, defaultStopGraceMs)
+      : services;
+    return buildCheckedReaperPlan(
+      { ...config, containers },
+      '-',
+      agent,
+      all,
+      0,
+      await findCorralDaemons(stateDir),
+    );
+  } finally {
+    for (const r of runtimes.values()) r.close();
+  }
+}
+
+/**
+ * `services` plus every container labelled with `instance` that none of them names: the
+ * containers of records lost or never written. Each is listed in the plan (and its dry run).
+ */
+export async function withOwnedContainers(
+  services: ReaperPlan['services'],
+  runtimes: Runtimes,
+  instance: string,
+  stopGraceMs: number,
+): Promise<ReaperPlan['services']> {
+  const runtime = runtimes.get('container');
+  if (!runtime) return services;
+  const out = [...services];
+  for (const w of await runtime.listOwned(instance)) {
+    const ref = w.ref;
+    if (ref.kind !== 'container') continue;
+    if (out.some((s) => s.ref.kind === 'container' && s.ref.id === ref.id)) continue;
+    out.push({ name: w.service, ref, stopGraceMs });
+  }
+  return out;
 }

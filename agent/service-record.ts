@@ -13,6 +13,7 @@ export const MAX_RESTART_HISTORY = 100;
 export const MAX_RECORD_BYTES = 1024 * 1024;
 export const RECORD_FILE = 'state.json';
 
+/** A process's identity as version 1 records and the reaper's plan held it. */
 export const ProcessRecordSchema = Type.Object(
   {
     pid: Type.Integer({ minimum: 2 }),
@@ -23,24 +24,62 @@ export const ProcessRecordSchema = Type.Object(
   { additionalProperties: false },
 );
 
-/** `services/<name>/state.json`: what the next agent needs to re-adopt or restart a service. */
-export const ServiceRecord = Type.Object(
+export const ProcessRefSchema = Type.Object(
   {
-    version: Type.Literal(1),
-    /** The resolved spec the process was started with. */
-    spec: ServiceSpec,
-    specHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
-    generation: Type.Integer({ minimum: 0 }),
-    state: ServiceState,
-    process: Type.Union([ProcessRecordSchema, Type.Null()]),
-    restarts: Type.Integer({ minimum: 0 }),
-    restartTimes: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: MAX_RESTART_HISTORY }),
-    lastError: Type.Union([Reason, Type.Null()]),
-    since: Type.Union([Timestamp, Type.Null()]),
+    kind: Type.Literal('process'),
+    pid: Type.Integer({ minimum: 2 }),
+    pgid: Type.Integer({ minimum: 2 }),
+    startTime: Type.String({ maxLength: 32 }),
+    bootId: Type.String({ maxLength: 64 }),
   },
   { additionalProperties: false },
 );
+export const ContainerRefSchema = Type.Object(
+  {
+    kind: Type.Literal('container'),
+    id: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    name: Type.String({ minLength: 1, maxLength: 128 }),
+    image: Type.String({ minLength: 1, maxLength: 512 }),
+  },
+  { additionalProperties: false },
+);
+/** A workload reference, by runtime kind (see runtime.ts RuntimeRef). */
+export const RuntimeRefSchema = Type.Union([ProcessRefSchema, ContainerRefSchema]);
+
+const RecordFields = {
+  /** The resolved spec the workload was started with. */
+  spec: ServiceSpec,
+  specHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  generation: Type.Integer({ minimum: 0 }),
+  state: ServiceState,
+  restarts: Type.Integer({ minimum: 0 }),
+  restartTimes: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: MAX_RESTART_HISTORY }),
+  lastError: Type.Union([Reason, Type.Null()]),
+  since: Type.Union([Timestamp, Type.Null()]),
+};
+
+/** Version 1 (agents before container services): a process record, processes only. */
+const ServiceRecordV1 = Type.Object(
+  { version: Type.Literal(1), ...RecordFields, process: Type.Union([ProcessRecordSchema, Type.Null()]) },
+  { additionalProperties: false },
+);
+
+/** `services/<name>/state.json`: what the next agent needs to re-adopt or restart a service. */
+export const ServiceRecord = Type.Object(
+  { version: Type.Literal(2), ...RecordFields, ref: Type.Union([RuntimeRefSchema, Type.Null()]) },
+  { additionalProperties: false },
+);
 export type ServiceRecord = Static<typeof ServiceRecord>;
+
+export const StoredServiceRecord = Type.Union([ServiceRecord, ServiceRecordV1]);
+export type StoredServiceRecord = Static<typeof StoredServiceRecord>;
+
+/** A record as read from disk, in the current version (version 1's process becomes its ref). */
+export function upgradeRecord(stored: StoredServiceRecord): ServiceRecord {
+  if (stored.version === 2) return stored;
+  const { process, version: _v1, ...rest } = stored;
+  return { version: 2, ...rest, ref: process ? { kind: 'process', ...process } : null };
+}
 
 /** Per-service directories under `<state>/services/`. */
 export interface ServiceDirs {
@@ -80,13 +119,14 @@ export function serviceDirs(root: string, stateFiles: StateFiles = UNTRACKED): S
         throw e;
       }
     },
-    load(name) {
-      return readJsonFile(
+    async load(name) {
+      const stored = await readJsonFile(
         join(dir(name), RECORD_FILE),
-        ServiceRecord,
+        StoredServiceRecord,
         `${name} service record`,
         MAX_RECORD_BYTES,
       );
+      return stored && upgradeRecord(stored);
     },
     async save(record, durable) {
       const d = await this.ensure(record.spec.name);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ServiceSpec } from '../protocol/service-spec.js';
+import type { ProcessServiceSpec } from '../protocol/service-spec.js';
 import { agentInstance, INSTANCE_ENV, SERVICE_ENV, SPEC_HASH_ENV } from './orphans.js';
 import { plan } from './plan.js';
 import { bootId, identityOf } from '../kit/proc.js';
@@ -21,7 +21,7 @@ afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-const spec = (round: number): ServiceSpec => ({
+const spec = (round: number): ProcessServiceSpec => ({
   name: 'web',
   runtime: 'process',
   command: '/bin/sh',
@@ -32,7 +32,7 @@ const spec = (round: number): ServiceSpec => ({
 });
 
 /** Starts a process the way a (since killed) agent would have: own session, marked environment. */
-async function orphan(instance: string, s: ServiceSpec, hash: string) {
+async function orphan(instance: string, s: ProcessServiceSpec, hash: string) {
   const child = spawn(s.command, s.args, {
     detached: true,
     stdio: 'ignore',
@@ -77,7 +77,7 @@ function slowFirstStart(real: Runtime) {
   const gate = new Promise<void>((r) => (release = r));
   const inside = new Promise<void>((r) => (entered = r));
   const runtime: Runtime = {
-    kind: real.kind,
+    ...real,
     async start(request: StartRequest) {
       if (calls++ === 0) {
         entered();
@@ -85,9 +85,6 @@ function slowFirstStart(real: Runtime) {
       }
       return real.start(request);
     },
-    adopt: (r) => real.adopt(r),
-    stop: (h, g) => real.stop(h, g),
-    close: () => real.close(),
   };
   return { runtime, inside, release };
 }
@@ -105,7 +102,7 @@ describe('service supervisor: one process per service', () => {
     const slow = slowFirstStart(real);
     const dirs = serviceDirs(join(root, 'services'));
     const deps: SupervisorDeps = {
-      runtime: slow.runtime,
+      runtimes: new Map([['process', slow.runtime]]),
       dirs,
       log: pino({ level: 'silent' }),
       limits: { maxRestarts: 5, windowMs: 60_000, baseDelayMs: 1, maxDelayMs: 1 },
@@ -119,12 +116,18 @@ describe('service supervisor: one process per service', () => {
     const old = spec(1);
     // What a killed agent left: the old spec, running, with a process that is gone.
     const rec: ServiceRecord = {
-      version: 1,
+      version: 2,
       spec: old,
       specHash: specHash(old),
       generation: 1,
       state: 'running',
-      process: { pid: process.pid, pgid: process.pid, startTime: 'gone', bootId: await bootId() },
+      ref: {
+        kind: 'process',
+        pid: process.pid,
+        pgid: process.pid,
+        startTime: 'gone',
+        bootId: await bootId(),
+      },
       restarts: 0,
       restartTimes: [],
       lastError: null,
@@ -146,7 +149,7 @@ describe('service supervisor: one process per service', () => {
     const found = await leaders(instance);
     expect(found).toEqual([{ pid: sup.pid(), round: '2' }]);
     const onDisk = JSON.parse(await readFile(join(root, 'services/web/state.json'), 'utf8')) as ServiceRecord;
-    expect({ pid: onDisk.process?.pid, hash: onDisk.specHash }).toEqual({
+    expect({ pid: onDisk.ref?.kind === 'process' && onDisk.ref.pid, hash: onDisk.specHash }).toEqual({
       pid: sup.pid(),
       hash: specHash(next),
     });
@@ -160,7 +163,7 @@ describe('service table restore: which process is the service', () => {
     const runtime = createProcessRuntime({ adoptPollMs: 50 });
     const dirs = serviceDirs(join(root, 'services'));
     const table = createServiceTable({
-      runtime,
+      runtimes: new Map([['process', runtime]]),
       dirs,
       log: pino({ level: 'silent' }),
       limits: { maxRestarts: 5, windowMs: 60_000, baseDelayMs: 20, maxDelayMs: 20 },
@@ -179,13 +182,13 @@ describe('service table restore: which process is the service', () => {
       runtime.close();
       await rm(root, { recursive: true, force: true });
     });
-    const record = (s: ServiceSpec, proc: ServiceRecord['process']): ServiceRecord => ({
-      version: 1,
+    const record = (s: ProcessServiceSpec, ref: ServiceRecord['ref']): ServiceRecord => ({
+      version: 2,
       spec: s,
       specHash: specHash(s),
       generation: 2,
       state: 'running',
-      process: proc,
+      ref,
       restarts: 0,
       restartTimes: [],
       lastError: null,
@@ -200,7 +203,7 @@ describe('service table restore: which process is the service', () => {
     const next = spec(2);
     // What the old race left: the record names the new spec, its process runs the old one.
     const id = await orphan(t.instance, old, specHash(old));
-    await t.dirs.save(t.record(next, { ...id, pgid: id.pid }), true);
+    await t.dirs.save(t.record(next, { kind: 'process', ...id, pgid: id.pid }), true);
     await t.table.restore();
     expect(t.table.current().map((c) => c.specHash)).toEqual([UNKNOWN_SPEC_HASH]);
     const steps = plan(t.table.current(), {

@@ -5,7 +5,8 @@ import type { ServiceSpec } from '../protocol/service-spec.js';
 import { healthLoop } from './health-loop.js';
 import type { CurrentService, DesiredService } from './plan.js';
 import { decideAfterExit, restartsInWindow, type ExitInfo, type RestartLimits } from './restart-policy.js';
-import type { RunHandle, Runtime } from './runtime.js';
+import type { RunHandle, Runtime, RuntimeRef, Runtimes } from './runtime.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { MAX_RESTART_HISTORY, type ServiceDirs, type ServiceRecord } from './service-record.js';
 import { streamFile } from './log-capture.js';
 import { INSTANCE_ENV, SERVICE_ENV, SPEC_HASH_ENV } from './orphans.js';
@@ -21,7 +22,7 @@ export interface ServiceEvent {
 }
 
 export interface SupervisorDeps {
-  readonly runtime: Runtime;
+  readonly runtimes: Runtimes;
   readonly dirs: ServiceDirs;
   readonly log: Logger;
   readonly limits: RestartLimits;
@@ -30,7 +31,7 @@ export interface SupervisorDeps {
   /** Environment every service starts from (PATH and the like); the spec's env goes on top. */
   readonly baseEnv: Readonly<Record<string, string>>;
   readonly defaultStopGraceMs: number;
-  /** Marks the processes this agent starts (see orphans.ts). */
+  /** Marks the workloads this agent starts (see orphans.ts). */
   readonly instance: string;
   emit(event: ServiceEvent): void;
 }
@@ -102,12 +103,12 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
 
   function record(): ServiceRecord {
     return {
-      version: 1,
+      version: 2,
       spec,
       specHash,
       generation,
       state,
-      process: handle ? handle.record : null,
+      ref: handle ? handle.ref : null,
       restarts,
       restartTimes: restartTimes.slice(-MAX_RESTART_HISTORY),
       lastError,
@@ -134,20 +135,22 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
   }
 
   function cwd(): string {
-    return spec.workingDir ?? deps.dirs.dir(name);
+    return (spec.runtime === 'process' ? spec.workingDir : undefined) ?? deps.dirs.dir(name);
   }
 
   async function launch(signal: AbortSignal): Promise<void> {
     const dir = await deps.dirs.ensure(name);
-    const h = await deps.runtime.start({
+    const h = await runtimeOf(deps, spec.runtime).start({
       spec,
       cwd: cwd(),
       env: env(),
       stdoutPath: streamFile(dir, 'stdout'),
       stderrPath: streamFile(dir, 'stderr'),
+      serviceDir: dir,
+      labels: { service: name, instance: deps.instance, specHash },
     });
     watch(h, signal);
-    log.info({ pid: h.record.pid, incarnation }, 'service started');
+    log.info({ pid: h.pid, ref: describeRef(h.ref), incarnation }, 'service started');
   }
 
   function watch(h: RunHandle, signal: AbortSignal): void {
@@ -159,11 +162,24 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
       h.detach();
       return;
     }
+    const runtime = runtimeOf(deps, h.ref.kind);
+    const dir = deps.dirs.dir(name);
+    runtime.logs(
+      h,
+      { stdoutPath: streamFile(dir, 'stdout'), stderrPath: streamFile(dir, 'stderr'), serviceDir: dir },
+      signal,
+    );
     void h.exited.then((exit) => onExit(exit, inc, signal));
     if (spec.healthCheck) {
+      const exec = runtime.exec?.bind(runtime);
       void healthLoop({
         check: spec.healthCheck,
-        probe: { cwd: cwd(), env: env(), signal },
+        probe: {
+          cwd: cwd(),
+          env: env(),
+          signal,
+          ...(exec && { exec: (argv: readonly string[], s: AbortSignal) => exec(h.ref, argv, s) }),
+        },
         alive: () => inc === incarnation && handle !== undefined && !signal.aborted,
         onHealthy: () => {
           if (state !== 'starting' && state !== 'degraded') return;
@@ -246,7 +262,7 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     const h = handle;
     if (!h) return;
     try {
-      await deps.runtime.stop(h, spec.stopGraceMs ?? deps.defaultStopGraceMs);
+      await runtimeOf(deps, h.ref.kind).stop(h.ref, spec.stopGraceMs ?? deps.defaultStopGraceMs);
     } finally {
       h.detach();
       handle = undefined;
@@ -256,10 +272,20 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
   return {
     name,
     spec: () => spec,
-    pid: () => handle?.record.pid ?? null,
+    pid: () => handle?.pid ?? null,
     record,
     current: () => ({ name, specHash, state, generation }),
-    status: () => ({ name, state, restarts, lastError, pid: handle?.record.pid ?? null, since }),
+    status: () => ({
+      name,
+      state,
+      restarts,
+      lastError,
+      pid: handle?.pid ?? null,
+      since,
+      runtime: spec.runtime,
+      ...(spec.runtime === 'container' && { image: spec.image }),
+      ...(handle?.ref.kind === 'container' && { containerId: handle.ref.id }),
+    }),
 
     start(desired, gen) {
       life.abort(); // at once: a restart waiting out its backoff gives up now
@@ -302,7 +328,7 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     },
 
     adopt(h) {
-      log.info({ pid: h.record.pid }, 'service re-adopted');
+      log.info({ pid: h.pid, ref: describeRef(h.ref) }, 'service re-adopted');
       watch(h, life.signal);
     },
 
@@ -331,11 +357,23 @@ export async function restoreSupervisor(
   rec: ServiceRecord,
 ): Promise<ServiceSupervisor> {
   const sup = createSupervisor(deps, rec);
-  if (rec.process) {
-    const h = await deps.runtime.adopt(rec.process);
+  if (rec.ref) {
+    const h = await runtimeOf(deps, rec.ref.kind).adopt(rec.ref);
     sup.adopt(h);
   } else if (ACTIVE.includes(rec.state)) {
     sup.adoptGone();
   }
   return sup;
+}
+
+/** The runtime of `kind`; a spec reaches a supervisor only after its runtime's check passed. */
+export function runtimeOf(deps: { readonly runtimes: Runtimes }, kind: RuntimeRef['kind']): Runtime {
+  const runtime = deps.runtimes.get(kind);
+  if (!runtime) throw new CorralError(ErrorCode.VALIDATION, `this agent has no ${kind} runtime`);
+  return runtime;
+}
+
+/** A reference as a log field: the pid, or the container's short id and name. */
+export function describeRef(ref: RuntimeRef): string {
+  return ref.kind === 'process' ? `pid ${ref.pid}` : `container ${ref.id.slice(0, 12)} (${ref.name})`;
 }

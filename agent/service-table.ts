@@ -1,15 +1,15 @@
 import { join } from 'node:path';
 import type { ServiceStatus } from '../protocol/heartbeat.js';
 import { createLogCapture, type LogCapture } from './log-capture.js';
-import { findServiceLeaders } from './orphans.js';
-import { isSameProcess, type ProcessIdentity } from '../kit/proc.js';
 import type { CurrentService, DesiredService } from './plan.js';
-import type { ProcessRecord } from './runtime.js';
+import { sameWorkload, type OwnedWorkload, type RuntimeRef } from './runtime.js';
 import { RECORD_FILE, type ServiceRecord } from './service-record.js';
 import { damagedRecordError } from './state-check.js';
 import {
   createSupervisor,
+  describeRef,
   restoreSupervisor,
+  runtimeOf,
   type ServiceSupervisor,
   type SupervisorDeps,
 } from './service-supervisor.js';
@@ -29,7 +29,7 @@ export interface ServiceTableDeps extends SupervisorDeps {
 
 /** Every service this agent supervises, with its log capture. */
 export interface ServiceTable {
-  /** Rebuilds supervisors from `services/*` records, re-adopting live processes. */
+  /** Rebuilds supervisors from `services/*` records, re-adopting live workloads. */
   restore(): Promise<void>;
   current(): CurrentService[];
   statuses(): ServiceStatus[];
@@ -38,8 +38,8 @@ export interface ServiceTable {
   start(desired: DesiredService, generation: number): Promise<string | undefined>;
   /** Stops a service, ships its last output, and forgets it (its directory goes). */
   remove(name: string): Promise<void>;
-  /** The process records of running services, for the self-destruct reaper. */
-  processes(): { name: string; record: ProcessRecord; stopGraceMs: number | undefined }[];
+  /** The workloads of running services, for the self-destruct reaper. */
+  workloads(): { name: string; ref: RuntimeRef; stopGraceMs: number | undefined }[];
   /** Copies new service output into the worker log; returns lines shipped. */
   pumpLogs(): Promise<number>;
   /** Stops watching every service, leaving them running. */
@@ -79,62 +79,79 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
     }
   }
 
-  /** Processes of ours no record explains (or second copies): stop them, never supervise twice. */
-  async function stopStrays(strays: [string, ProcessIdentity[]][]): Promise<void> {
-    for (const [name, ids] of strays) {
-      for (const id of ids) {
-        log.warn({ service: name, pid: id.pid }, 'stray service process; stopping it');
-        const h = await deps.runtime.adopt({ ...id, pgid: id.pid });
-        await deps.runtime
-          .stop(h, deps.defaultStopGraceMs)
-          .catch((err: unknown) => log.error({ err }, 'stray not stopped'));
-        h.detach();
+  /** Workloads of ours no record explains (or second copies): stop them, never supervise twice. */
+  async function stopStrays(strays: OwnedWorkload[]): Promise<void> {
+    for (const stray of strays) {
+      log.warn(
+        { service: stray.service, ref: describeRef(stray.ref) },
+        'stray service workload; stopping it',
+      );
+      await runtimeOf(deps, stray.ref.kind)
+        .stop(stray.ref, deps.defaultStopGraceMs)
+        .catch((err: unknown) => log.error({ err }, 'stray not stopped'));
+    }
+  }
+
+  /** Every runtime's workloads labelled with this agent instance, by service. */
+  async function listOwned(): Promise<Map<string, OwnedWorkload[]>> {
+    const found = new Map<string, OwnedWorkload[]>();
+    for (const runtime of deps.runtimes.values()) {
+      for (const w of await runtime.listOwned(deps.instance)) {
+        found.set(w.service, [...(found.get(w.service) ?? []), w]);
       }
     }
+    return found;
   }
 
   return {
     async restore() {
-      const leaders = await findServiceLeaders(deps.instance);
+      const owned = await listOwned();
       for (const name of await deps.dirs.list()) {
         let rec: ServiceRecord | undefined;
         try {
           rec = await deps.dirs.load(name);
         } catch (err: unknown) {
-          // Never run on without it: its process would be left alone and a second one started.
+          // Never run on without it: its workload would be left alone and a second one started.
           throw damagedRecordError(join(deps.dirs.dir(name), RECORD_FILE), err);
         }
         if (!rec || rec.spec.name !== name) continue;
-        const found = leaders.get(name) ?? [];
-        const recorded = rec.process;
-        let keep =
-          recorded && found.find((p) => p.pid === recorded.pid && p.startTime === recorded.startTime);
-        if (!keep && found.length > 0 && !(recorded && (await isSameProcess(recorded)))) {
-          // Spawned by an agent that died before recording it: adopt it rather than start another
+        const found = owned.get(name) ?? [];
+        const recorded = rec.ref;
+        let keep = recorded ? found.find((w) => sameWorkload(w.ref, recorded)) : undefined;
+        if (
+          !keep &&
+          found.length > 0 &&
+          !(recorded && (await runtimeOf(deps, recorded.kind).inspect(recorded)))
+        ) {
+          // Started by an agent that died before recording it: adopt it rather than start another
           // (the one on the recorded spec, if there is one; the others are stopped below).
           const wanted = rec.specHash;
-          keep = found.find((p) => p.specHash === wanted) ?? found[0];
+          const live = found.filter((w) => w.running);
+          keep = live.find((w) => w.specHash === wanted) ?? live[0];
           if (keep) {
-            rec = {
-              ...rec,
-              process: { pid: keep.pid, startTime: keep.startTime, bootId: keep.bootId, pgid: keep.pid },
-            };
-            log.warn({ service: name, pid: keep.pid }, 'unrecorded service process found; adopting it');
+            rec = { ...rec, ref: keep.ref };
+            log.warn(
+              { service: name, ref: describeRef(keep.ref) },
+              'unrecorded service workload found; adopting it',
+            );
           }
         }
         if (keep?.specHash !== undefined && keep.specHash !== rec.specHash) {
-          // Its environment says it runs another spec than the record names: never take it
-          // for the recorded one, so the startup reconcile replaces it.
-          log.warn({ service: name, pid: keep.pid }, 'service process runs another spec than recorded');
+          // Its labels say it runs another spec than the record names: never take it for the
+          // recorded one, so the startup reconcile replaces it.
+          log.warn(
+            { service: name, ref: describeRef(keep.ref) },
+            'service workload runs another spec than recorded',
+          );
           rec = { ...rec, specHash: UNKNOWN_SPEC_HASH };
         }
-        leaders.set(
+        owned.set(
           name,
-          found.filter((p) => p !== keep),
+          found.filter((w) => w !== keep),
         );
         track(await restoreSupervisor(deps, rec));
       }
-      await stopStrays([...leaders.entries()]);
+      await stopStrays([...owned.values()].flat());
     },
 
     current: () => [...sups.values()].map((s) => s.current()),
@@ -145,12 +162,12 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
       let sup = sups.get(desired.spec.name);
       if (!sup) {
         sup = createSupervisor(deps, {
-          version: 1,
+          version: 2,
           spec: desired.spec,
           specHash: desired.specHash,
           generation,
           state: 'pending',
-          process: null,
+          ref: null,
           restarts: 0,
           restartTimes: [],
           lastError: null,
@@ -174,11 +191,11 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
       log.info({ service: name }, 'service removed');
     },
 
-    processes() {
-      const out: { name: string; record: ProcessRecord; stopGraceMs: number | undefined }[] = [];
+    workloads() {
+      const out: { name: string; ref: RuntimeRef; stopGraceMs: number | undefined }[] = [];
       for (const sup of sups.values()) {
         const rec = sup.record();
-        if (rec.process) out.push({ name: sup.name, record: rec.process, stopGraceMs: rec.spec.stopGraceMs });
+        if (rec.ref) out.push({ name: sup.name, ref: rec.ref, stopGraceMs: rec.spec.stopGraceMs });
       }
       return out;
     },

@@ -10,7 +10,7 @@ import { DESIRED_STATE_FILE, DesiredState, MAX_DESIRED_STATE_BYTES } from './des
 import { MAX_OUTBOX_BYTES, OUTBOX_FILE, OutboxFile } from './event-outbox.js';
 import { writeJsonAtomic } from '../kit/json-file.js';
 import { MAX_OFFSETS_BYTES, Offsets, OFFSETS_FILE } from './log-capture.js';
-import { MAX_RECORD_BYTES, RECORD_FILE, ServiceRecord } from './service-record.js';
+import { MAX_RECORD_BYTES, RECORD_FILE, StoredServiceRecord } from './service-record.js';
 import { manifestPath } from './state-manifest.js';
 
 export const SERVICES_DIR = 'services';
@@ -42,12 +42,12 @@ const KINDS: readonly StateKind[] = [
   },
   {
     match: new RegExp(`^${SERVICES_DIR}/([^/]+)/${RECORD_FILE.replace('.', '\\.')}$`),
-    schema: ServiceRecord,
+    schema: StoredServiceRecord,
     maxBytes: MAX_RECORD_BYTES,
     destroys: (name) =>
       `the record of service ${name}: its process (found by its environment) is stopped and started again from the desired set, and its restart history is lost`,
     extra: (value, name) =>
-      (value as ServiceRecord).spec.name === name ? undefined : `is damaged: it names another service`,
+      (value as StoredServiceRecord).spec.name === name ? undefined : `is damaged: it names another service`,
   },
   {
     match: new RegExp(`^${SERVICES_DIR}/([^/]+)/${OFFSETS_FILE.replace('.', '\\.')}$`),

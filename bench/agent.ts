@@ -310,9 +310,7 @@ export async function run(args: string[]): Promise<void> {
     // Leftovers from an interrupted round: kill the groups the state dir records.
     for (const name of await readdir(join(stateDir, 'services')).catch(() => [] as string[])) {
       const rec = await readFile(join(stateDir, 'services', name, 'state.json'), 'utf8').catch(() => '');
-      const pgid = rec
-        ? (JSON.parse(rec) as { process?: { pgid?: number } | null }).process?.pgid
-        : undefined;
+      const pgid = rec ? (JSON.parse(rec) as { ref?: { pgid?: number } | null }).ref?.pgid : undefined;
       if (pgid && pgid > 1) {
         try {
           process.kill(-pgid, 'SIGKILL');

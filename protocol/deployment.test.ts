@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { DeploymentSpec, hostVariableProblem, toServiceSpec, type DeploymentService } from './deployment.js';
+import {
+  DeploymentSpec,
+  hostVariableProblem,
+  toServiceSpec,
+  type DeploymentProcessService,
+} from './deployment.js';
 import { parseWith } from './validate.js';
 
-const svc = (extra: Partial<DeploymentService> = {}): DeploymentService => ({
+const svc = (extra: Partial<DeploymentProcessService> = {}): DeploymentProcessService => ({
   name: 'api',
   command: '/bin/app',
   ...extra,

@@ -7,9 +7,10 @@ import {
   MAX_SERVICE_COUNT,
   RESTART_POLICIES,
   BaseServiceName,
-  SERVICE_RUNTIMES,
   ServiceName,
-  ServiceSpec,
+  ContainerServiceSpec,
+  ProcessServiceSpec,
+  type ServiceSpec,
   ENV_NAME_RE,
 } from './service-spec.js';
 
@@ -42,30 +43,72 @@ export function placementRule(p: Placement | undefined): PlacementRule | undefin
   return p === EVERY_HOST ? { everyHost: true } : p;
 }
 
-const spec = ServiceSpec.properties;
-export const DeploymentService = Type.Object(
+const spec = ProcessServiceSpec.properties;
+const containerSpec = ContainerServiceSpec.properties;
+const DeployedEnv = Type.Optional(
+  Type.Record(Type.String({ pattern: ENV_NAME_RE.source }), Type.String({ maxLength: 4096 }), {
+    maxProperties: 64,
+  }),
+);
+const DeployedRestart = Type.Optional(Type.Union(RESTART_POLICIES.map((r) => Type.Literal(r))));
+/** Instances, named `name#1` … `name#N`; without it, one instance named `name`. */
+const Count = Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_SERVICE_COUNT }));
+/** At most one instance per host (default true); false lets instances share a host. */
+const Spread = Type.Optional(Type.Boolean());
+
+export const DeploymentProcessService = Type.Object(
   {
     name: BaseServiceName,
-    runtime: Type.Optional(Type.Union(SERVICE_RUNTIMES.map((r) => Type.Literal(r)))),
+    runtime: Type.Optional(Type.Literal('process')),
     command: spec.command,
     args: Type.Optional(spec.args),
-    env: Type.Optional(
-      Type.Record(Type.String({ pattern: ENV_NAME_RE.source }), Type.String({ maxLength: 4096 }), {
-        maxProperties: 64,
-      }),
-    ),
+    env: DeployedEnv,
     workingDir: spec.workingDir,
-    restart: Type.Optional(Type.Union(RESTART_POLICIES.map((r) => Type.Literal(r)))),
+    user: spec.user,
+    group: spec.group,
+    memory: spec.memory,
+    cpus: spec.cpus,
+    umask: spec.umask,
+    restart: DeployedRestart,
     healthCheck: Type.Optional(HealthCheck),
     stopGraceMs: spec.stopGraceMs,
     placement: Type.Optional(Placement),
-    /** Instances, named `name#1` … `name#N`; without it, one instance named `name`. */
-    count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_SERVICE_COUNT })),
-    /** At most one instance per host (default true); false lets instances share a host. */
-    spread: Type.Optional(Type.Boolean()),
+    count: Count,
+    spread: Spread,
   },
   { additionalProperties: false },
 );
+export type DeploymentProcessService = Static<typeof DeploymentProcessService>;
+
+export const DeploymentContainerService = Type.Object(
+  {
+    name: BaseServiceName,
+    runtime: Type.Literal('container'),
+    image: containerSpec.image,
+    pull: containerSpec.pull,
+    command: containerSpec.command,
+    args: containerSpec.args,
+    env: DeployedEnv,
+    ports: containerSpec.ports,
+    volumes: containerSpec.volumes,
+    user: containerSpec.user,
+    memory: containerSpec.memory,
+    cpus: containerSpec.cpus,
+    network: containerSpec.network,
+    restart: DeployedRestart,
+    healthCheck: Type.Optional(HealthCheck),
+    stopGraceMs: containerSpec.stopGraceMs,
+    placement: Type.Optional(Placement),
+    count: Count,
+    spread: Spread,
+  },
+  { additionalProperties: false },
+);
+
+export type DeploymentContainerService = Static<typeof DeploymentContainerService>;
+
+/** A service as written in a deployment: `runtime` is `process` (the default) or `container`. */
+export const DeploymentService = Type.Union([DeploymentProcessService, DeploymentContainerService]);
 export type DeploymentService = Static<typeof DeploymentService>;
 
 export const DeploymentSpec = Type.Object(
@@ -75,22 +118,22 @@ export const DeploymentSpec = Type.Object(
 export type DeploymentSpec = Static<typeof DeploymentSpec>;
 
 /**
- * The agent's ServiceSpec for a deployment service (defaults filled, placement dropped), under
- * the instance name (`name#k`) when given.
+ * The agent's ServiceSpec for a deployment service (defaults filled; placement, count and
+ * spread dropped), under the instance name (`name#k`) when given.
  */
 export function toServiceSpec(service: DeploymentService, instance: string = service.name): ServiceSpec {
-  const out: ServiceSpec = {
+  const { placement: _placement, count: _count, spread: _spread, ...rest } = service;
+  if (rest.runtime === 'container') {
+    return { ...rest, name: instance, env: rest.env ?? {}, restart: rest.restart ?? 'on-failure' };
+  }
+  return {
+    ...rest,
     name: instance,
-    runtime: service.runtime ?? 'process',
-    command: service.command,
-    args: service.args ?? [],
-    env: service.env ?? {},
-    restart: service.restart ?? 'on-failure',
+    runtime: 'process',
+    args: rest.args ?? [],
+    env: rest.env ?? {},
+    restart: rest.restart ?? 'on-failure',
   };
-  if (service.workingDir !== undefined) out.workingDir = service.workingDir;
-  if (service.healthCheck !== undefined) out.healthCheck = service.healthCheck;
-  if (service.stopGraceMs !== undefined) out.stopGraceMs = service.stopGraceMs;
-  return out;
 }
 
 const VARIABLE_RE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
@@ -114,10 +157,16 @@ export function hostVariableProblem(spec: DeploymentSpec): string | undefined {
   };
   for (const [i, svc] of spec.services.entries()) {
     const at = `/services/${i}`;
-    const fields: [string, string][] = [[`${at}/command`, svc.command]];
+    const fields: [string, string][] = [];
+    if (svc.command !== undefined) fields.push([`${at}/command`, svc.command]);
     (svc.args ?? []).forEach((a, j) => fields.push([`${at}/args/${j}`, a]));
+    if (svc.runtime === 'container') {
+      (svc.ports ?? []).forEach((p, j) => fields.push([`${at}/ports/${j}`, p]));
+      (svc.volumes ?? []).forEach((v, j) => fields.push([`${at}/volumes/${j}`, v]));
+    }
     for (const [k, v] of Object.entries(svc.env ?? {})) fields.push([`${at}/env/${k}`, v]);
-    if (svc.workingDir !== undefined) fields.push([`${at}/workingDir`, svc.workingDir]);
+    if (svc.runtime !== 'container' && svc.workingDir !== undefined)
+      fields.push([`${at}/workingDir`, svc.workingDir]);
     const hc = svc.healthCheck;
     if (hc?.type === 'command') {
       fields.push([`${at}/healthCheck/command`, hc.command]);
@@ -213,6 +262,9 @@ export const ServiceView = Type.Object(
     restarts: Type.Integer({ minimum: 0 }),
     lastError: Type.Union([Reason, Type.Null()]),
     updatedAt: Type.Union([Timestamp, Type.Null()]),
+    /** From the desired spec: `process` or `container`, and a container's image. */
+    runtime: Type.Optional(Type.String({ maxLength: 16 })),
+    image: Type.Optional(Type.String({ maxLength: 512 })),
   },
   { additionalProperties: false },
 );

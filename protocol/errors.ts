@@ -58,6 +58,8 @@ export const ErrorCode = {
   LOG_QUERY_REFUSED: 'CORRAL_ERR_LOG_QUERY_REFUSED',
   /** An authenticated operator lacks the scope a route needs; the message names it. */
   SCOPE: 'CORRAL_ERR_SCOPE',
+  /** The container engine was unreachable, or refused or failed a call (pull, create, start). */
+  CONTAINER_ENGINE: 'CORRAL_ERR_CONTAINER_ENGINE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -100,6 +102,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_WEBHOOK_TARGET_REFUSED: 400,
   CORRAL_ERR_LOG_QUERY_REFUSED: 400,
   CORRAL_ERR_SCOPE: 403,
+  CORRAL_ERR_CONTAINER_ENGINE: 502,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

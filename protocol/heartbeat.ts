@@ -39,6 +39,11 @@ export const ServiceStatus = Type.Object(
     lastError: Type.Union([WorkerText, Type.Null()]),
     pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
     since: Type.Union([Timestamp, Type.Null()]),
+    /** `process` or `container`; absent from agents before container services. */
+    runtime: Type.Optional(Type.String({ maxLength: 16 })),
+    /** A container service's image and its current container's id. */
+    image: Type.Optional(Type.String({ maxLength: 512 })),
+    containerId: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
   },
   { additionalProperties: false },
 );

@@ -1,6 +1,6 @@
 import type { Static, TSchema } from '@sinclair/typebox';
 import { FormatRegistry } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { CorralError, ErrorCode } from './errors.js';
 
 const DATE_TIME_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
@@ -15,8 +15,51 @@ if (!FormatRegistry.Has('date-time')) {
 export function parseWith<T extends TSchema>(schema: T, value: unknown, what: string): Static<T> {
   if (Value.Check(schema, value)) return value;
   const first = [...Value.Errors(schema, value)][0];
+  if (first && first.type === ValueErrorType.Union) {
+    const inner = unionProblem(first.schema, first.value, first.path);
+    if (inner) throw new CorralError(ErrorCode.VALIDATION, `${what}: ${inner}`);
+  }
   const where = first ? (first.path === '' ? '/' : first.path) : '/';
   throw new CorralError(ErrorCode.VALIDATION, `${what}: ${where}: ${first?.message ?? 'invalid'}`);
+}
+
+/** Fields whose literal value picks the member of a union (`runtime`, a health check's `type`). */
+const DISCRIMINATORS = ['runtime', 'type'] as const;
+
+/**
+ * For a union of objects told apart by a literal field: the first error of the member the
+ * value's field names, or, when it names none, that field's allowed values. Undefined for any
+ * other union (the caller then reports the union as a whole).
+ */
+function unionProblem(schema: TSchema, value: unknown, path: string): string | undefined {
+  const members = (schema as { anyOf?: TSchema[] }).anyOf;
+  if (!members || typeof value !== 'object' || value === null) return undefined;
+  for (const key of DISCRIMINATORS) {
+    const literals = members.map(
+      (m) => (m as { properties?: Record<string, { const?: unknown }> }).properties?.[key]?.const,
+    );
+    if (literals.some((l) => typeof l !== 'string')) continue;
+    const got = (value as Record<string, unknown>)[key];
+    // A member whose field is optional is the one a value without the field means.
+    const index =
+      got === undefined
+        ? members.findIndex((m) => !((m as { required?: string[] }).required ?? []).includes(key))
+        : literals.indexOf(got);
+    const member = members[index];
+    if (index < 0 || !member) {
+      const seen = got === undefined ? 'missing' : `got ${JSON.stringify(got).slice(0, 40)}`;
+      return `${path}/${key}: must be one of ${literals.join(', ')} (${seen})`;
+    }
+    const first = [...Value.Errors(member, value)][0];
+    if (!first) return undefined;
+    const at = `${path}${first.path}`;
+    if (first.type === ValueErrorType.Union) {
+      const inner = unionProblem(first.schema, first.value, at);
+      if (inner) return inner;
+    }
+    return `${at === '' ? '/' : at}: ${first.message}`;
+  }
+  return undefined;
 }
 
 /** Parses JSON text of bounded size and validates it. */

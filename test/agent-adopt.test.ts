@@ -127,7 +127,7 @@ describe('agent restarts (separate processes)', () => {
     // A crash between a spawn and its record: t3's record lost its pid. And a stray process
     // of this agent instance that no record explains at all.
     const t3 = join(worker.stateDir, 'services/t3/state.json');
-    await writeFile(t3, JSON.stringify({ ...JSON.parse(await readFile(t3, 'utf8')), process: null }));
+    await writeFile(t3, JSON.stringify({ ...JSON.parse(await readFile(t3, 'utf8')), ref: null }));
     const ghost = spawn('sleep', ['300'], {
       detached: true,
       stdio: 'ignore',

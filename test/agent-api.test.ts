@@ -153,6 +153,32 @@ describe('agent API', () => {
     expect(res.body.error.message).toContain('/services/0');
   });
 
+  it('names the allowed runtimes, and the field of the runtime named, for a spec of the wrong shape', async () => {
+    const call = (service: unknown) =>
+      controller.call<{ error: { code: string; message: string } }>('POST', '/v1/apply', {
+        generation: 6,
+        services: [service],
+      });
+    const vm = await call({ ...sh('x', 'true'), runtime: 'vm' });
+    expect(vm.status).toBe(400);
+    expect(vm.body.error.message).toBe(
+      'body: /services/0/runtime: must be one of process, container (got "vm")',
+    );
+    const noImage = await call({ name: 'c', runtime: 'container', env: {}, restart: 'always' });
+    expect(noImage.status).toBe(400);
+    expect(noImage.body.error.message).toMatch(/^body: \/services\/0\/image: /);
+    const badPort = await call({
+      name: 'c',
+      runtime: 'container',
+      image: 'busybox',
+      env: {},
+      restart: 'always',
+      ports: ['80'],
+    });
+    expect(badPort.body.error.message).toMatch(/^body: \/services\/0\/ports\/0: /);
+    expect((await status()).generation).toBe(5);
+  });
+
   it('runs only allow-listed diagnostics', async () => {
     const unknown = await controller.call<{ error: { code: string } }>('POST', '/v1/diagnostics', {
       kind: 'shell',

@@ -23,7 +23,7 @@ import type { HeartbeatRequest, LifecycleEvent } from '../protocol/heartbeat.js'
 import { parseWith } from '../protocol/validate.js';
 import { HeartbeatRequest as HeartbeatSchema } from '../protocol/heartbeat.js';
 import { RenewRequest } from '../protocol/enrollment.js';
-import type { ServiceSpec } from '../protocol/service-spec.js';
+import type { ProcessServiceSpec } from '../protocol/service-spec.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const silent = pino({ level: 'silent' });
@@ -225,7 +225,11 @@ export async function waitFor<T>(
   }
 }
 
-export function sh(name: string, script: string, extra: Partial<ServiceSpec> = {}): ServiceSpec {
+export function sh(
+  name: string,
+  script: string,
+  extra: Partial<ProcessServiceSpec> = {},
+): ProcessServiceSpec {
   return {
     name,
     runtime: 'process',
@@ -255,9 +259,7 @@ export async function killServices(stateDir: string): Promise<void> {
   const dir = join(stateDir, 'services');
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const text = await readFile(join(dir, name, 'state.json'), 'utf8').catch(() => '');
-    const pgid = text
-      ? (JSON.parse(text) as { process?: { pgid?: number } | null }).process?.pgid
-      : undefined;
+    const pgid = text ? (JSON.parse(text) as { ref?: { pgid?: number } | null }).ref?.pgid : undefined;
     if (pgid && pgid > 1) {
       try {
         process.kill(-pgid, 'SIGKILL');

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgent, type Agent } from '../agent/index.js';
 import { writeBundle } from '../pki/index.js';
-import type { DeploymentService, DeploymentSpec, ServiceView } from '../protocol/deployment.js';
+import type {
+  DeploymentProcessService,
+  DeploymentService,
+  DeploymentSpec,
+  ServiceView,
+} from '../protocol/deployment.js';
 import { fastAgentOptions, killServices } from './agent-fixture.js';
 import type { TestController } from './controller-fixture.js';
 import { freePort } from './rsyslog-fixtures.js';
@@ -86,7 +91,7 @@ export async function addWorker(
 }
 
 /** A long-running shell service. */
-export function svc(name: string, extra: Partial<DeploymentService> = {}): DeploymentService {
+export function svc(name: string, extra: Partial<DeploymentProcessService> = {}): DeploymentProcessService {
   return {
     name,
     command: '/bin/sh',

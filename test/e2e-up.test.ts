@@ -15,9 +15,9 @@ async function servicePids(dir: string): Promise<number[]> {
     const root = join(dir, `worker-${n}`, 'state', 'services');
     for (const name of await readdir(root).catch(() => [] as string[])) {
       const rec = JSON.parse(await readFile(join(root, name, 'state.json'), 'utf8')) as {
-        process: { pid: number } | null;
+        ref: { kind: string; pid?: number } | null;
       };
-      if (rec.process) pids.push(rec.process.pid);
+      if (rec.ref?.pid !== undefined) pids.push(rec.ref.pid);
     }
   }
   return pids;

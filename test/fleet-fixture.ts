@@ -117,9 +117,9 @@ export async function recordedPids(worker: LocalWorker): Promise<Record<string, 
   const out: Record<string, number> = {};
   for (const name of await readdir(root).catch(() => [] as string[])) {
     const record = JSON.parse(await readFile(join(root, name, 'state.json'), 'utf8')) as {
-      process: { pid: number } | null;
+      ref: { kind: string; pid?: number } | null;
     };
-    if (record.process) out[name] = record.process.pid;
+    if (record.ref?.pid !== undefined) out[name] = record.ref.pid;
   }
   return out;
 }

@@ -58,6 +58,9 @@ interface ServeOptions extends CommonOptions {
   adoptPoll?: string;
   logPoll?: string;
   stopGrace?: string;
+  containerSocket?: string;
+  volumeDir: string[];
+  workingDir: string[];
   concurrency?: string;
   reinitialize?: boolean;
 }
@@ -212,6 +215,11 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
     defaultStopGraceMs: stopGraceMs,
     ...(concurrency !== undefined && { concurrency: Math.max(1, concurrency) }),
     reinitialize: o.reinitialize === true,
+    allowedWorkingDirs: listOf(o.workingDir, a.workingDirs),
+    containers: {
+      socket: o.containerSocket ? resolve(o.containerSocket) : a.containerSocket,
+      allowedVolumeDirs: listOf(o.volumeDir, a.volumeDirs),
+    },
     selfDestruct: {
       installDirs: sd.installDirs,
       extraDirs: sd.extraDirs,
@@ -252,7 +260,10 @@ async function selfDestruct(
       dryRun: true,
       agent: plan.agent ? plan.agent.pid : null,
       daemons: plan.daemons.map((d) => `${d.name} (pid ${d.process.pid})`),
-      services: plan.services.map((s) => `${s.name} (pid ${s.process.pid})`),
+      services: plan.services.map(
+        (s) =>
+          `${s.name} (${s.ref.kind === 'process' ? `pid ${s.ref.pid}` : `container ${s.ref.id.slice(0, 12)} ${s.ref.name}`})`,
+      ),
       units: plan.units,
       delete: plan.deleteDirs,
       keep: plan.keepDirs,
@@ -297,7 +308,13 @@ export function registerAgentCommands(program: Command, io: Output): Command {
       '--reinitialize',
       'replace state files that are missing or damaged (moved aside as *.damaged-TIME), saying what that destroys',
     )
-    .option('--heartbeat-interval <duration>', 'heartbeat interval before the controller sets one (30s)');
+    .option('--heartbeat-interval <duration>', 'heartbeat interval before the controller sets one (30s)')
+    .option(
+      '--container-socket <path>',
+      'container engine socket for runtime: container (default: DOCKER_HOST, else /var/run/docker.sock)',
+    )
+    .option('--volume-dir <dir>', 'host dir container bind mounts may come from (repeatable)', collect, [])
+    .option('--working-dir <dir>', 'dir a process service workingDir may lie in (repeatable)', collect, []);
   for (const [flag, help] of [
     ['--heartbeat-min-interval <duration>', 'shortest heartbeat interval honoured'],
     ['--backoff-base <duration>', 'first backoff while the controller is down'],

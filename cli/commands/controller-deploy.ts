@@ -132,8 +132,28 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       opts.json
         ? renderJson(rows)
         : renderTable(
-            ['service', 'host', 'desired', 'observed', 'restarts', 'last error', 'updated'],
-            rows.map((s) => [s.service, s.host, s.desired, s.observed, s.restarts, s.lastError, s.updatedAt]),
+            [
+              'service',
+              'host',
+              'runtime',
+              'image',
+              'desired',
+              'observed',
+              'restarts',
+              'last error',
+              'updated',
+            ],
+            rows.map((s) => [
+              s.service,
+              s.host,
+              'runtime' in s ? (s.runtime ?? null) : null,
+              'image' in s ? (s.image ?? null) : null,
+              s.desired,
+              s.observed,
+              s.restarts,
+              s.lastError,
+              s.updatedAt,
+            ]),
           ),
     );
   });

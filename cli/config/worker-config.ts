@@ -22,6 +22,9 @@ export const WORKER_CONFIG_SPEC = {
     systemd: { kind: 'bool' },
     stopGrace: { kind: 'duration' },
     concurrency: { kind: 'int', min: 1, max: 256 },
+    containerSocket: { kind: 'path' },
+    volumeDirs: { kind: 'paths' },
+    workingDirs: { kind: 'paths' },
   },
   updater: {
     listen: { kind: 'hostPort' },
@@ -59,6 +62,9 @@ export interface WorkerConfig {
     systemd?: boolean;
     stopGraceMs?: number;
     concurrency?: number;
+    containerSocket?: string;
+    volumeDirs?: string[];
+    workingDirs?: string[];
   };
   updater?: {
     listen?: string;

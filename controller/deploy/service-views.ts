@@ -10,6 +10,22 @@ interface Row {
   service: string;
   desired: 'running' | 'removed';
   desiredAt: string | null;
+  /** The desired spec's runtime and image (rows not desired any more have none). */
+  runtime?: string;
+  image?: string;
+}
+
+/** `runtime` and `image` of a stored spec; nothing for one that is not an object. */
+function specKind(json: string): { runtime?: string; image?: string } {
+  try {
+    const v = JSON.parse(json) as { runtime?: unknown; image?: unknown };
+    return {
+      ...(typeof v.runtime === 'string' && { runtime: v.runtime.slice(0, 16) }),
+      ...(typeof v.image === 'string' && { image: v.image.slice(0, 512) }),
+    };
+  } catch {
+    return {}; // SyntaxError: the spec column is checked where it is decoded; here it is only a label
+  }
 }
 
 const latest = (...times: (string | null | undefined)[]): string | null =>
@@ -34,7 +50,7 @@ export async function listServiceViews(
 ): Promise<ServiceView[]> {
   const [hosts, desired, dispatch, observed] = await Promise.all([
     db.selectFrom('hosts').select(['id', 'name', 'last_seen', 'decommissioned_at', 'generation']).execute(),
-    db.selectFrom('desired_services').select(['host_id', 'service', 'updated_at']).execute(),
+    db.selectFrom('desired_services').select(['host_id', 'service', 'updated_at', 'spec']).execute(),
     db.selectFrom('service_dispatch').selectAll().execute(),
     db.selectFrom('service_observed').selectAll().execute(),
   ]);
@@ -50,6 +66,7 @@ export async function listServiceViews(
       service: d.service,
       desired: 'running',
       desiredAt: d.updated_at,
+      ...specKind(d.spec),
     });
   }
   const isLive = (hostId: string): boolean => hostById.get(hostId)?.decommissioned_at === null;
@@ -117,6 +134,8 @@ export async function listServiceViews(
       restarts: seen?.restarts ?? 0,
       lastError,
       updatedAt,
+      ...(r.runtime !== undefined && { runtime: r.runtime }),
+      ...(r.image !== undefined && { image: r.image }),
     });
   }
   return views.sort((a, b) =>

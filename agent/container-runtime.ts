@@ -483,6 +483,8 @@ export function createContainerRuntime(options: ContainerRuntimeOptions): Runtim
   }
 
   async function listOwned(instance: string): Promise<OwnedWorkload[]> {
+    // No engine socket on this host: no containers of ours either (and undici stays unloaded).
+    if (!(await engine.present())) return [];
     let listed: Listed[] | undefined;
     try {
       ({ value: listed } = await engine.json<Listed[]>('/containers/json', {

@@ -1,4 +1,5 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { stat } from 'node:fs/promises';
+import type { Agent, Dispatcher } from 'undici';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 /** The Engine API version Corral speaks: dockerd and podman's compatibility API both serve it. */
@@ -62,6 +63,8 @@ export interface EngineClient {
     path: string,
     call?: EngineCall & { readonly ok?: readonly number[] },
   ): Promise<{ status: number; value: T | undefined }>;
+  /** Whether a Unix socket is there to call (without loading the HTTP client). */
+  present(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -89,7 +92,14 @@ export function engineAbsent(e: unknown): boolean {
 
 /** An Engine API client over the engine's Unix socket (undici; no TCP, no TLS). */
 export function createEngineClient(socket: string): EngineClient {
-  const dispatcher = new Agent({ connect: { socketPath: socket }, connections: 64, pipelining: 0 });
+  // undici is loaded at the first call: an agent with no container service never pays for it
+  // (about 20 MiB of an idle agent's memory; cli-module-graph checks `agent serve` without it).
+  let client: Promise<{ dispatcher: Agent; request: typeof import('undici').request }> | undefined;
+  const connect = () =>
+    (client ??= import('undici').then((u) => ({
+      dispatcher: new u.Agent({ connect: { socketPath: socket }, connections: 64, pipelining: 0 }),
+      request: u.request,
+    })));
 
   function url(path: string, query: EngineCall['query']): string {
     const params = new URLSearchParams();
@@ -101,6 +111,7 @@ export function createEngineClient(socket: string): EngineClient {
   async function send(path: string, call: EngineCall = {}): Promise<EngineResponse> {
     const timeoutMs = call.timeoutMs ?? ENGINE_CALL_TIMEOUT_MS;
     try {
+      const { dispatcher, request } = await connect();
       const res = await request(url(path, call.query), {
         dispatcher,
         method: call.method ?? 'GET',
@@ -162,6 +173,15 @@ export function createEngineClient(socket: string): EngineClient {
       }
       return { status: res.status, value: value as T | undefined };
     },
-    close: () => dispatcher.close(),
+    async present() {
+      // ENOENT, EACCES on a parent, …: nothing to call there.
+      return stat(socket).then(
+        (st) => st.isSocket(),
+        () => false,
+      );
+    },
+    close: async () => {
+      if (client) await (await client).dispatcher.close();
+    },
   };
 }

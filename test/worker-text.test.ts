@@ -213,7 +213,7 @@ describe('text a compromised worker sends reaches the operator escaped', () => {
       expect(servicesTable.code).toBe(0);
       expect(actionable(servicesTable.stdout)).toEqual([]);
       expect(servicesTable.stdout.toString()).toMatch(
-        /^api\s+evil-1\s+removed\s+failed\s+3\s+boom\\x1b\[2J/m,
+        /^api\s+evil-1\s+(?:\S+\s+){2}removed\s+failed\s+3\s+boom\\x1b\[2J/m,
       );
 
       // JSON: the same value back, with every actionable character a JSON escape.

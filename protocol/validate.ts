@@ -34,6 +34,9 @@ const DISCRIMINATORS = ['runtime', 'type'] as const;
 function unionProblem(schema: TSchema, value: unknown, path: string): string | undefined {
   const members = (schema as { anyOf?: TSchema[] }).anyOf;
   if (!members || typeof value !== 'object' || value === null) return undefined;
+  // One object member beside literals (`placement: every-host | {…}`): an object value means it.
+  const objects = members.filter((m) => (m as { type?: unknown }).type === 'object');
+  if (objects.length === 1 && objects[0]) return memberProblem(objects[0], value, path);
   for (const key of DISCRIMINATORS) {
     const literals = members.map(
       (m) => (m as { properties?: Record<string, { const?: unknown }> }).properties?.[key]?.const,
@@ -50,16 +53,21 @@ function unionProblem(schema: TSchema, value: unknown, path: string): string | u
       const seen = got === undefined ? 'missing' : `got ${JSON.stringify(got).slice(0, 40)}`;
       return `${path}/${key}: must be one of ${literals.join(', ')} (${seen})`;
     }
-    const first = [...Value.Errors(member, value)][0];
-    if (!first) return undefined;
-    const at = `${path}${first.path}`;
-    if (first.type === ValueErrorType.Union) {
-      const inner = unionProblem(first.schema, first.value, at);
-      if (inner) return inner;
-    }
-    return `${at === '' ? '/' : at}: ${first.message}`;
+    return memberProblem(member, value, path);
   }
   return undefined;
+}
+
+/** The first error of `value` against the union member it stands for, as `PATH: message`. */
+function memberProblem(member: TSchema, value: unknown, path: string): string | undefined {
+  const first = [...Value.Errors(member, value)][0];
+  if (!first) return undefined;
+  const at = `${path}${first.path}`;
+  if (first.type === ValueErrorType.Union) {
+    const inner = unionProblem(first.schema, first.value, at);
+    if (inner) return inner;
+  }
+  return `${at === '' ? '/' : at}: ${first.message}`;
 }
 
 /** Parses JSON text of bounded size and validates it. */

@@ -277,7 +277,7 @@ describe('text a compromised worker sends reaches the operator escaped', () => {
       // After the failed dispatch, `services` shows the agent's refusal as the service's error.
       expect(actionable(afterDeploy.stdout)).toEqual([]);
       expect(afterDeploy.stdout.toString()).toMatch(
-        /^api\s+evil-1\s+running\s+failed\s+\S+\s+agent refused \(400\): boom\\x1b/m,
+        /^api\s+evil-1\s+(?:\S+\s+){2}running\s+failed\s+\S+\s+agent refused \(400\): boom\\x1b/m,
       );
 
       // A hostile version in the agent's health answer does not pass the schema either.

@@ -57,6 +57,14 @@ function readAll(res: IncomingMessage): Promise<string> {
   });
 }
 
+/** An answer of 400 or more: the envelope's code and message, or the bare status. */
+function refusal(status: number, text: string): RemoteError {
+  const envelope = envelopeOf(text);
+  return envelope
+    ? new RemoteError(envelope.error.code, envelope.error.message, status)
+    : new RemoteError(ErrorCode.INTERNAL, `the controller answered ${status}`, status);
+}
+
 /**
  * The admin API over node's own HTTP client (nothing to load beyond node itself), one
  * keep-alive connection reused across a command's calls (a paged list makes many); an idle
@@ -66,6 +74,18 @@ export function createAdminClient(target: AdminTarget): AdminClient {
   const tls = target.url.startsWith('https:');
   const request = tls ? httpsRequest : httpRequest;
   const agent = tls ? httpsAgent(target) : new HttpAgent({ keepAlive: true });
+
+  /** A request that got no answer: the error code, or the timeout it ran out of. */
+  function unreachable(e: unknown, timeoutMs?: number): CliExit {
+    const code = (e as { code?: unknown }).code;
+    const why =
+      timeoutMs !== undefined && (e as { name?: unknown }).name === 'AbortError'
+        ? `no answer within ${timeoutMs / 1000} s`
+        : typeof code === 'string'
+          ? code
+          : String(e);
+    return new CliExit(EXIT_FAILURE, `cannot reach the controller at ${target.url}: ${why}`);
+  }
 
   function exchange(
     method: 'GET' | 'POST' | 'DELETE',
@@ -82,16 +102,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
           readAll(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
         },
       );
-      req.on('error', (e: unknown) => {
-        const code = (e as { code?: unknown }).code;
-        const why =
-          (e as { name?: unknown }).name === 'AbortError'
-            ? `no answer within ${timeoutMs / 1000} s`
-            : typeof code === 'string'
-              ? code
-              : String(e);
-        reject(new CliExit(EXIT_FAILURE, `cannot reach the controller at ${target.url}: ${why}`));
-      });
+      req.on('error', (e: unknown) => reject(unreachable(e, timeoutMs)));
       write(req);
     });
   }
@@ -107,24 +118,9 @@ export function createAdminClient(target: AdminTarget): AdminClient {
         res.setTimeout(idleMs, () => res.destroy(new CliExit(EXIT_FAILURE, 'the event stream went silent')));
         if (res.statusCode === 200) return resolve(res);
         const status = res.statusCode ?? 0;
-        readAll(res).then((text) => {
-          const envelope = envelopeOf(text);
-          reject(
-            envelope
-              ? new RemoteError(envelope.error.code, envelope.error.message, status)
-              : new RemoteError(ErrorCode.INTERNAL, `the controller answered ${status}`, status),
-          );
-        }, reject);
+        readAll(res).then((text) => reject(refusal(status, text)), reject);
       });
-      req.on('error', (e: unknown) => {
-        const code = (e as { code?: unknown }).code;
-        reject(
-          new CliExit(
-            EXIT_FAILURE,
-            `cannot reach the controller at ${target.url}: ${typeof code === 'string' ? code : String(e)}`,
-          ),
-        );
-      });
+      req.on('error', (e: unknown) => reject(unreachable(e)));
       req.end();
     });
   }
@@ -159,11 +155,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
         }
       },
     );
-    if (status >= 400) {
-      const envelope = envelopeOf(text);
-      if (envelope) throw new RemoteError(envelope.error.code, envelope.error.message, status);
-      throw new RemoteError(ErrorCode.INTERNAL, `the controller answered ${status}`, status);
-    }
+    if (status >= 400) throw refusal(status, text);
     return { status, text };
   }
   return {

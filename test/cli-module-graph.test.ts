@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROLLER_SUBCOMMANDS } from '../cli/commands/controller.js';
 import { buildProgram } from '../cli/program.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
-import { createCa, writeBundle } from '../pki/index.js';
+import { makePki, makeWorker } from './agent-fixture.js';
 import { startController, type TestController } from './controller-fixture.js';
 import { moduleTraceArgs, tracedModules } from './module-trace.js';
 
@@ -98,29 +98,8 @@ describe('module graph of a corral command', () => {
 
   it('agent serve runs without the join client, undici or @peculiar/x509', async () => {
     const stateDir = join(work, 'agent');
-    const ca = await createCa();
-    const agent = await ca.issue({
-      role: 'agent',
-      hostId: 'graph',
-      commonName: 'graph',
-      ipAddresses: ['127.0.0.1'],
-    });
-    const client = await ca.issue({ role: 'controller-client', commonName: 'controller-client' });
-    await writeBundle(join(stateDir, 'bundle'), {
-      caPem: ca.certPem,
-      manifest: {
-        version: 1,
-        hostId: 'graph',
-        hostName: 'graph',
-        address: '127.0.0.1',
-        agentPort: 0,
-        updaterPort: 0,
-        controller: '127.0.0.1:9',
-        controllerClientFingerprint: client.fingerprint,
-        caFingerprint: ca.fingerprint,
-      },
-      identities: { agent },
-    });
+    // An enrolled bundle whose controller nothing answers (heartbeats back off, quietly).
+    await makeWorker(await makePki(), '127.0.0.1:9', { stateDir, hostId: 'graph' });
     const file = join(work, 'trace-agent.txt');
     const child = spawn(
       process.execPath,

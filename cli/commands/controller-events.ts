@@ -1,12 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { Agent, request } from 'undici';
-import { AUTHORIZATION_SCHEME } from '../../protocol/constants.js';
-import { envelopeOf, ErrorCode, RemoteError } from '../../protocol/errors.js';
+import { RemoteError } from '../../protocol/errors.js';
 import {
   MAX_EVENT_CURSOR,
   MAX_EVENTS_PAGE,
-  SSE_CONTENT_TYPE,
   SSE_TRUNCATED_EVENT,
   type EventsPage,
   type FleetEvent,
@@ -77,43 +74,16 @@ async function follow(
 ): Promise<never> {
   let cursor = since;
   let failures = 0;
-  // A profile's CA (and operator certificate) for an admin API over TLS.
-  const tls = target.tls;
-  const dispatcher = tls
-    ? new Agent({
-        connect: {
-          ca: tls.caPem,
-          ...(tls.certPem !== undefined && { cert: tls.certPem, key: tls.keyPem }),
-          rejectUnauthorized: true,
-        },
-      })
-    : undefined;
+  // The admin client's connection settings: a profile's CA and operator certificate over TLS.
+  const client = createAdminClient(target);
   for (;;) {
     try {
-      const res = await request(`${target.url}/v1/events?follow=true`, {
-        method: 'GET',
-        ...(dispatcher && { dispatcher }),
-        headers: {
-          ...(target.token !== undefined && { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` }),
-          accept: SSE_CONTENT_TYPE,
-          'last-event-id': String(cursor),
-        },
-        // The stream is idle between events; keep-alive comments arrive every 15 s.
-        bodyTimeout: 60_000,
-      });
-      if (res.statusCode !== 200) {
-        const text = await res.body.text();
-        const envelope = envelopeOf(text);
-        const err = envelope
-          ? new RemoteError(envelope.error.code, envelope.error.message, res.statusCode)
-          : new RemoteError(ErrorCode.INTERNAL, `the controller answered ${res.statusCode}`, res.statusCode);
-        if (res.statusCode !== 503) throw err;
-        throw Object.assign(err, { retry: true });
-      }
+      // The stream is idle between events; keep-alive comments arrive every 15 s.
+      const res = await client.events('/v1/events?follow=true', { 'last-event-id': String(cursor) }, 60_000);
       failures = 0;
       const reader = createSseReader();
-      res.body.setEncoding('utf8');
-      for await (const chunk of res.body as AsyncIterable<string>) {
+      res.setEncoding('utf8');
+      for await (const chunk of res as AsyncIterable<string>) {
         for (const m of reader.push(chunk)) {
           if (m.event === SSE_TRUNCATED_EVENT) {
             io.err(
@@ -128,7 +98,8 @@ async function follow(
         }
       }
     } catch (e: unknown) {
-      if (e instanceof RemoteError && !(e as { retry?: boolean }).retry) throw e;
+      // A refusal ends it; an unavailable controller (503), a cut or a silent stream is retried.
+      if (e instanceof RemoteError && e.status !== 503) throw e;
       if (e instanceof RangeError) throw new CliExit(EXIT_FAILURE, e.message);
     }
     failures++;

@@ -216,24 +216,49 @@ export function missingSummary(seqs: readonly number[], count: number): string {
 }
 
 /**
- * Waits until the ingest file holds `count` sequenced lines. Times out (by default) before
- * the test does, saying which lines are missing.
+ * Polls `count` until it reaches `want`. Fails only once it has not grown for `stallMs`, so a
+ * loaded machine that delivers slowly passes and a delivery that stopped fails (with `what`
+ * and the last count), instead of either depending on a fixed deadline.
  */
-export async function waitForLines(path: string, count: number, timeoutMs = 45_000): Promise<number[]> {
+export async function waitForCount(
+  what: string,
+  count: () => Promise<number>,
+  want: number,
+  stallMs = 30_000,
+): Promise<number> {
+  let last = -1;
+  let grewAt = Date.now();
+  for (;;) {
+    const now = await count();
+    if (now >= want) return now;
+    if (now > last) {
+      last = now;
+      grewAt = Date.now();
+    } else if (Date.now() - grewAt > stallMs) {
+      throw new Error(`${what}: stuck at ${now} of ${want} for ${stallMs} ms`);
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * Waits until the ingest file holds `count` sequenced lines, as long as lines keep arriving
+ * (`stallMs` without a new one fails, saying which lines are missing).
+ */
+export async function waitForLines(path: string, count: number, stallMs = 30_000): Promise<number[]> {
   let seqs: number[] = [];
   try {
-    await waitFor(
-      `${count} lines in ${path}`,
+    await waitForCount(
+      `lines in ${path}`,
       async () => {
         seqs = await sequencesIn(path);
-        return seqs.length >= count;
+        return seqs.length;
       },
-      timeoutMs,
+      count,
+      stallMs,
     );
   } catch (e: unknown) {
-    throw new Error(
-      `${e instanceof Error ? e.message : String(e)}: have ${seqs.length}, ${missingSummary(seqs, count)}`,
-    );
+    throw new Error(`${e instanceof Error ? e.message : String(e)}: ${missingSummary(seqs, count)}`);
   }
   return seqs;
 }

@@ -23,6 +23,7 @@ import {
   spawnListener,
   tempDir,
   waitFor,
+  waitForCount,
   waitForLines,
   writeLines,
   type Child,
@@ -209,15 +210,18 @@ describe('ingest rotation: exactly once across listener crashes while files rota
     }
     await writing;
     for (const h of f.hosts) {
-      await waitFor(
+      const stalled = await waitForCount(
         `every line of ${h.hostId}`,
-        async () => (await hostSequences(f.logDir, h.hostId)).length >= lines,
-        45_000,
-      ).catch(() => undefined /* the assertion below says what is missing */);
+        async () => (await hostSequences(f.logDir, h.hostId)).length,
+        lines,
+      ).then(
+        () => '',
+        (e: unknown) => `${String(e)}; listener said: ${f.listener.output()}`,
+      );
       const seqs = await hostSequences(f.logDir, h.hostId);
       expect(
         exactlyOnceProblem(seqs, lines),
-        `seed ${seed} (LOGS_JOURNAL_SEED=${seed}): ${h.hostId}`,
+        `seed ${seed} (LOGS_JOURNAL_SEED=${seed}): ${h.hostId}: ${missingSummary(seqs, lines)} ${stalled}`,
       ).toBeUndefined();
       const files = await listHostFiles(f.logDir, h.hostId);
       const rotated = files.filter((x) => x.generation !== undefined);
@@ -232,7 +236,7 @@ describe('ingest rotation: exactly once across listener crashes while files rota
         `srv-${h.hostId}.${h.hostId}.log`,
       ]);
     }
-  }, 150_000);
+  }, 300_000);
 });
 
 /** How many records the journal file holds, by their headers' lengths (contents unchecked). */

@@ -210,15 +210,15 @@ describe('ingest rotation: exactly once across listener crashes while files rota
     }
     await writing;
     for (const h of f.hosts) {
+      let seqs: number[] = [];
       const stalled = await waitForCount(
         `every line of ${h.hostId}`,
-        async () => (await hostSequences(f.logDir, h.hostId)).length,
+        async () => (seqs = await hostSequences(f.logDir, h.hostId)).length,
         lines,
       ).then(
         () => '',
         (e: unknown) => `${String(e)}; listener said: ${f.listener.output()}`,
       );
-      const seqs = await hostSequences(f.logDir, h.hostId);
       expect(
         exactlyOnceProblem(seqs, lines),
         `seed ${seed} (LOGS_JOURNAL_SEED=${seed}): ${h.hostId}: ${missingSummary(seqs, lines)} ${stalled}`,

@@ -8,13 +8,13 @@ import { WORKER_LOG_FILE } from '../protocol/agent-api.js';
 import { AGENT_HEALTH_SOCKET } from '../protocol/agent-local.js';
 import { INSTANCE_TOKEN_RE } from '../protocol/pid-file.js';
 import type { AgentOptions } from './agent-options.js';
-import { DESIRED_STATE_FILE } from './desired-store.js';
-import { OUTBOX_FILE } from './event-outbox.js';
+import { DESIRED_STATE_FILE } from './reconcile/desired-store.js';
+import { OUTBOX_FILE } from './link/event-outbox.js';
 import { BUNDLE_DIR } from './agent-identity.js';
-import { SERVICES_DIR } from './state-check.js';
-import { DEFAULT_RENEW_BEFORE_MS } from './renewal.js';
-import { DEFAULT_RESTART_LIMITS } from './restart-policy.js';
-import { engineSocket } from './docker-engine.js';
+import { SERVICES_DIR } from './state/state-check.js';
+import { DEFAULT_RENEW_BEFORE_MS } from './link/renewal.js';
+import { DEFAULT_RESTART_LIMITS } from './supervise/restart-policy.js';
+import { engineSocket } from './runtime/docker-engine.js';
 
 /** Every default the agent runs with, in one place; `createAgent` has no literals of its own. */
 export const AGENT_DEFAULTS = Object.freeze({

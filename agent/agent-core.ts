@@ -11,13 +11,13 @@ import type {
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import type { HostMetrics, ServiceStatus } from '../protocol/heartbeat.js';
 import type { ServiceSpec } from '../protocol/service-spec.js';
-import { saveDesiredState, type DesiredState } from './desired-store.js';
-import { resolveSpec, type HostFacts } from './host-vars.js';
-import type { DesiredService } from './plan.js';
-import type { Reconciler } from './reconciler.js';
-import type { ServiceTable } from './service-table.js';
-import type { StateFiles } from './state-manifest.js';
-import { desiredSetHash, specHash } from './spec-hash.js';
+import { saveDesiredState, type DesiredState } from './reconcile/desired-store.js';
+import { resolveSpec, type HostFacts } from './reconcile/host-vars.js';
+import type { DesiredService } from './reconcile/plan.js';
+import type { Reconciler } from './reconcile/reconciler.js';
+import type { ServiceTable } from './supervise/service-table.js';
+import type { StateFiles } from './state/state-manifest.js';
+import { desiredSetHash, specHash } from './reconcile/spec-hash.js';
 import { SingleFlight } from '../kit/single-flight.js';
 
 /** Applies and teardowns that may wait behind the running one (the controller sends one at a time). */

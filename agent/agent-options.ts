@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { HeartbeatTiming } from './heartbeat-loop.js';
-import type { SystemdMode } from './reaper-launch.js';
-import type { RestartLimits } from './restart-policy.js';
+import type { HeartbeatTiming } from './link/heartbeat-loop.js';
+import type { SystemdMode } from './self-destruct/reaper-launch.js';
+import type { RestartLimits } from './supervise/restart-policy.js';
 
 /** Every field optional; undefined means the default. */
 type Unset<T> = { readonly [K in keyof T]?: T[K] | undefined };

@@ -6,8 +6,8 @@ import {
   type DiagnosticsResponse,
 } from '../protocol/agent-api.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
-import { diskUsage, readMeminfo } from './host-metrics.js';
-import { streamFile } from './log-capture.js';
+import { diskUsage, readMeminfo } from './link/host-metrics.js';
+import { streamFile } from './logs/log-capture.js';
 import { listProcesses } from '../kit/proc.js';
 
 export interface DiagnosticsContext {

@@ -1,10 +1,10 @@
 export { createAgent, type Agent, type AgentOptions } from './agent.js';
 export { WORKER_LOG_FILE } from './agent-options.js';
 export { AGENT_DEFAULTS, agentConfig, DEFAULT_STOP_GRACE_MS, type AgentConfig } from './agent-config.js';
-export { runReaper, type ReaperReport } from './reaper.js';
-export { ReaperPlan, type SelfDestructConfig } from './self-destruct-plan.js';
-export { planFromDisk } from './self-destruct.js';
-export { serviceDirs } from './service-record.js';
-export type { Reinitialized } from './state-check.js';
-export type { SystemdMode } from './reaper-launch.js';
-export { findCorralDaemons, type CorralDaemon } from './corral-daemons.js';
+export { runReaper, type ReaperReport } from './self-destruct/reaper.js';
+export { ReaperPlan, type SelfDestructConfig } from './self-destruct/self-destruct-plan.js';
+export { planFromDisk } from './self-destruct/self-destruct.js';
+export { serviceDirs } from './supervise/service-record.js';
+export type { Reinitialized } from './state/state-check.js';
+export type { SystemdMode } from './self-destruct/reaper-launch.js';
+export { findCorralDaemons, type CorralDaemon } from './self-destruct/corral-daemons.js';

@@ -4,7 +4,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { Agent, request } from 'undici';
-import { joinFleet } from '../agent/join.js';
+import { joinFleet } from '../agent/link/join.js';
 import { initControllerState } from '../controller/index.js';
 import { createCa, createCsr, signCsr, type LeafProfile } from '../pki/index.js';
 import { parseHostPort } from '../kit/host-port.js';

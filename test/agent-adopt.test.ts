@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentInstance } from '../agent/orphans.js';
+import { agentInstance } from '../agent/runtime/orphans.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {

@@ -3,7 +3,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentInstance } from '../agent/orphans.js';
+import { agentInstance } from '../agent/runtime/orphans.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { desiredSetHash, specHash } from '../agent/spec-hash.js';
+import { desiredSetHash, specHash } from '../agent/reconcile/spec-hash.js';
 import { auditHash } from '../controller/audit/audit-log.js';
 import { specHashOf } from '../controller/deploy/desired-state.js';
 import type { ServiceSpec } from '../protocol/service-spec.js';

@@ -125,8 +125,8 @@ describe('module graph of a corral command', () => {
       }
       const { ours, packages } = split(await tracedModules(file));
       expect(ours).toContain('agent/agent.js');
-      expect(ours).toContain('agent/renewal.js');
-      expect(ours).not.toContain('agent/join.js');
+      expect(ours).toContain('agent/link/renewal.js');
+      expect(ours).not.toContain('agent/link/join.js');
       expect(packages).toContain('fastify');
       expect(packages.filter((p) => p === 'undici' || p.startsWith('@peculiar/'))).toEqual([]);
     } finally {

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { JoinError, JoinErrorCode } from '../agent/join.js';
+import { JoinError, JoinErrorCode } from '../agent/link/join.js';
 import { ControllerError, ControllerErrorCode } from '../controller/errors.js';
 import { ForwarderError, ForwarderErrorCode } from '../forwarder/errors.js';
 import { PkiErrorCode } from '../pki/index.js';

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { joinFleet, JoinErrorCode } from '../agent/join.js';
+import { joinFleet, JoinErrorCode } from '../agent/link/join.js';
 import { createCa, loadBundle, PkiErrorCode } from '../pki/index.js';
 import type { AuditListResponse } from '../protocol/admin-audit.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';

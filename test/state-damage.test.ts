@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentInstance } from '../agent/orphans.js';
+import { agentInstance } from '../agent/runtime/orphans.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {

@@ -53,7 +53,7 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
         const updaterPort = portOf('--updater-port', opts.updaterPort);
         const token = opts.token ?? (await readSecret('--token-file', opts.tokenFile ?? '-', io));
         // Loaded here: only a join needs the join client, and `agent serve` shares this module.
-        const { joinFleet } = await import('../../agent/join.js');
+        const { joinFleet } = await import('../../agent/link/join.js');
         const result = await joinFleet({
           controller: opts.controller,
           token,

@@ -92,7 +92,7 @@ async function joinOnce(
   io: Output,
 ): Promise<string> {
   const token = await readSecret('--token-file', o.tokenFile ?? '-', io);
-  const { joinFleet } = await import('../../agent/join.js');
+  const { joinFleet } = await import('../../agent/link/join.js');
   const tmp = join(d.stateDir, `.install-join-${process.pid}`);
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true, mode: 0o700 });

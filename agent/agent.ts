@@ -29,7 +29,7 @@ import { serviceDirs } from './service-record.js';
 import { createServiceTable } from './service-table.js';
 import { checkAgentState, type Reinitialized } from './state-check.js';
 import { trackStateFiles } from './state-manifest.js';
-import { createWorkerLog } from './worker-log.js';
+import { createWorkerLog } from '../kit/worker-log.js';
 
 export interface Agent {
   /** host:port the mTLS API is bound to. */

@@ -11,7 +11,7 @@ import { createProcessRuntime } from './process-runtime.js';
 import { serviceDirs, type ServiceRecord } from './service-record.js';
 import { createServiceTable } from './service-table.js';
 import { specHash } from './spec-hash.js';
-import { createWorkerLog } from './worker-log.js';
+import { createWorkerLog } from '../kit/worker-log.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -1,6 +1,6 @@
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { SingleFlight } from '../kit/single-flight.js';
+import { SingleFlight } from './single-flight.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 /**

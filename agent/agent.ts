@@ -29,7 +29,7 @@ import { serviceDirs } from './supervise/service-record.js';
 import { createServiceTable } from './supervise/service-table.js';
 import { checkAgentState, type Reinitialized } from './state/state-check.js';
 import { trackStateFiles } from './state/state-manifest.js';
-import { createWorkerLog } from './logs/worker-log.js';
+import { createWorkerLog } from '../kit/worker-log.js';
 
 export interface Agent {
   /** host:port the mTLS API is bound to. */

@@ -290,6 +290,29 @@ if (unavailable !== undefined) {
         role: 'edge',
       });
       expect(online.find((h) => h.name === 'box-2')?.labels).toEqual({});
+      // Each box ships its own daemons' logs home beside its services', readable by name.
+      for (const app of ['corral-agent', 'corral-updater', 'corral-forwarder']) {
+        const shipped = await poll(
+          `box-1's ${app} lines at the controller`,
+          async () => {
+            const r = await ctl(['controller', 'logs', 'box-1', '--service', app, '--json']);
+            if (r.code !== 0) return undefined;
+            const got = (
+              JSON.parse(r.stdout) as {
+                lines: { host: string; service: string | null; message: string }[];
+              }
+            ).lines;
+            return got.length > 0 ? got : undefined;
+          },
+          ONLINE_TIMEOUT_MS,
+          POLL_MS,
+        );
+        expect(shipped.every((l) => l.host === 'box-1' && l.service === app)).toBe(true);
+        expect(
+          shipped.some((l) => /started|listening/.test(l.message)),
+          JSON.stringify(shipped),
+        ).toBe(true);
+      }
       const shown = await ctl(['controller', 'host', 'box-1']);
       expect(shown.code, shown.stderr).toBe(0);
       expect(shown.stdout).toMatch(/^labels\s+zone=a,tier=web,role=edge$/m);

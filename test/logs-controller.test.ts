@@ -133,6 +133,9 @@ describe('syslog listener inside controller serve', () => {
     expect(forwarderOut.split('\n').filter((l) => l.includes('decommissioned'))).toHaveLength(1);
     // No refusal warnings in the controller's log for it, and the line never reached the ingest.
     expect(refusalsOf(fingerprint)).toHaveLength(refusedBefore);
-    expect((await readFile(ingest, 'utf8')).split('\n').filter(Boolean)).toHaveLength(200);
+    expect(await sequencesIn(ingest)).toHaveLength(200);
+    // The forwarder follows the worker log, so its own lines went home too, under its name.
+    const own = (await readFile(ingest, 'utf8')).split('\n').filter((l) => / corral-forwarder \d+ /.test(l));
+    expect(own.some((l) => l.includes('forwarder started'))).toBe(true);
   }, 120_000);
 });

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogCapture } from './log-capture.js';
-import { formatSyslogLine } from './rfc5424.js';
-import { createWorkerLog } from './worker-log.js';
+import { formatSyslogLine } from '../../kit/rfc5424.js';
+import { createWorkerLog } from '../../kit/worker-log.js';
 
 const dirs: string[] = [];
 afterEach(async () => {

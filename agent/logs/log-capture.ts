@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { readJsonFile, writeJsonAtomic } from '../../kit/json-file.js';
 import { UNTRACKED, type StateFiles } from '../state/state-manifest.js';
-import { formatSyslogLine, type Severity } from './rfc5424.js';
-import type { WorkerLog } from './worker-log.js';
+import { formatSyslogLine, type Severity } from '../../kit/rfc5424.js';
+import type { WorkerLog } from '../../kit/worker-log.js';
 import { SingleFlight } from '../../kit/single-flight.js';
 
 /**

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { createRuntimes } from '../runtime/runtimes.js';
 import type { OwnedWorkload, RuntimeRef, Runtimes } from '../runtime/runtime.js';
 import { isSameProcess, signalProcess, type ProcessIdentity } from '../../kit/proc.js';
-import { formatSyslogLine } from '../logs/rfc5424.js';
+import { formatSyslogLine } from '../../kit/rfc5424.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { checkDeletable, checkDirectoryOnDisk, isWithin, type ReaperPlan } from './self-destruct-plan.js';
 import { sendWipeReport } from './wipe-reporter.js';

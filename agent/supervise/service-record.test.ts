@@ -11,7 +11,7 @@ import { createProcessRuntime } from '../runtime/process-runtime.js';
 import { serviceDirs, type ServiceRecord } from './service-record.js';
 import { createServiceTable } from './service-table.js';
 import { specHash } from '../reconcile/spec-hash.js';
-import { createWorkerLog } from '../logs/worker-log.js';
+import { createWorkerLog } from '../../kit/worker-log.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -13,7 +13,7 @@ import type { Runtime, StartRequest } from '../runtime/runtime.js';
 import { serviceDirs, type ServiceRecord } from './service-record.js';
 import { restoreSupervisor, type SupervisorDeps } from './service-supervisor.js';
 import { createServiceTable, UNKNOWN_SPEC_HASH } from './service-table.js';
-import { createWorkerLog } from '../logs/worker-log.js';
+import { createWorkerLog } from '../../kit/worker-log.js';
 import { specHash } from '../reconcile/spec-hash.js';
 
 const cleanups: (() => Promise<void>)[] = [];

@@ -14,7 +14,7 @@ import {
   type SupervisorDeps,
 } from './service-supervisor.js';
 import type { StateFiles } from '../state/state-manifest.js';
-import type { WorkerLog } from '../logs/worker-log.js';
+import type { WorkerLog } from '../../kit/worker-log.js';
 
 /** Matches no resolved spec: a service labelled with it is replaced by the next reconcile. */
 export const UNKNOWN_SPEC_HASH = '0'.repeat(64);

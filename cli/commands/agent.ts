@@ -1,7 +1,6 @@
 import { readFile, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { pino } from 'pino';
 import type { Reinitialized, SelfDestructConfig } from '../../agent/index.js';
 import {
   DEFAULT_AGENT_PORT,
@@ -11,7 +10,7 @@ import {
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
 import { AGENT_INSTANCE_ENV, INSTANCE_TOKEN_RE } from '../../protocol/pid-file.js';
-import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { createDaemonLogger } from '../daemon-logger.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
 import { configPath } from '../config/config-file.js';
 import { durationFlag, loadWorkerConfig, type WorkerConfig } from '../config/worker-config.js';
@@ -166,12 +165,15 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
     '--listen',
     o.listen ?? a.listen ?? `0.0.0.0:${manifest.agentPort || DEFAULT_AGENT_PORT}`,
   );
-  const log = pino({
+  const sd = selfDestructConfig(o, config, file);
+  // Its own log goes home too, as `corral-agent` lines in the worker log the forwarder ships.
+  const logger = createDaemonLogger({
     name: 'corral-agent',
     level: o.logLevel ?? a.logLevel ?? 'info',
-    redact: [...LOG_REDACT_PATHS],
+    workerLog: sd.logFile,
+    hostname: manifest.hostName,
   });
-  const sd = selfDestructConfig(o, config, file);
+  const { log } = logger;
   const ms = (flag: string, value: string | undefined): number | undefined =>
     value === undefined ? undefined : durationFlag(flag, value);
   const heartbeatIntervalMs = ms('--heartbeat-interval', o.heartbeatInterval) ?? a.heartbeatIntervalMs;
@@ -228,14 +230,18 @@ async function serve(o: ServeOptions, systemdFlag: boolean, version: string, io:
       systemd: systemd ? 'auto' : 'never',
       ...(script && { reaperCommand: [process.execPath, resolve(script), 'agent', 'reap', '--plan'] }),
     },
-  }).catch((e: unknown) => {
+  }).catch(async (e: unknown) => {
     shutdown.dispose();
+    await logger.close();
     throw e;
   });
 
   if (o.reinitialize) io.err(reinitializeReport(agent.reinitialized));
 
-  const result = await shutdown.wait([{ name: 'agent', run: () => agent.close(), timeoutMs: 30_000 }]);
+  const result = await shutdown.wait([
+    { name: 'agent', run: () => agent.close(), timeoutMs: 30_000 },
+    { name: 'close its log in the worker log', run: () => logger.close(), timeoutMs: 5_000 },
+  ]);
   settleShutdown(log, result);
   log.flush();
 }

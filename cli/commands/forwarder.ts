@@ -1,6 +1,5 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import {
   createForwarder,
   FORWARDER_MODES,
@@ -10,7 +9,7 @@ import {
   type ForwarderMode,
 } from '../../forwarder/index.js';
 import { ensurePrivateDir } from '../../pki/index.js';
-import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { createDaemonLogger } from '../daemon-logger.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
 import { RELEASE_VERSION_ENV, RELEASE_VERSION_RE, WORKER_LOG_FILE } from '../../protocol/index.js';
 import { FORWARDER_INSTANCE_ENV, INSTANCE_TOKEN_RE } from '../../protocol/pid-file.js';
@@ -72,7 +71,16 @@ async function run(opts: RunOptions): Promise<void> {
   if (!target) throw new CliExit(EXIT_USAGE, 'no --controller given and the bundle names no syslog address');
   const controller = hostPortOption('--controller', target);
 
-  const log = pino({ name: 'corral-forwarder', level: o.logLevel, redact: [...LOG_REDACT_PATHS] });
+  // Its own log goes home too, as `corral-forwarder` lines, when it follows the worker log
+  // (a forwarder given other files writes nothing into them).
+  const workerLog = resolve(config.agent?.logFile ?? join(resolve(stateDir), WORKER_LOG_FILE));
+  const logger = createDaemonLogger({
+    name: 'corral-forwarder',
+    level: o.logLevel,
+    workerLog: o.file.some((f) => resolve(f) === workerLog) ? workerLog : undefined,
+    hostname: bundle.manifest.hostName,
+  });
+  const { log } = logger;
   const ac = new AbortController();
   // Taken before the store opens and the loop starts: a signal meanwhile stops it once it has.
   const shutdown = listenForShutdown({
@@ -83,11 +91,14 @@ async function run(opts: RunOptions): Promise<void> {
     },
   });
   await ensurePrivateDir(join(o.stateDir, 'forwarder'));
-  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE)).catch((e: unknown) => {
-    shutdown.dispose();
-    if (isForwarderError(e)) throw new CliExit(EXIT_FAILURE, `${e.message} (${e.code})`);
-    throw e;
-  });
+  const store = await openPositionStore(join(o.stateDir, FORWARDER_POSITIONS_FILE)).catch(
+    async (e: unknown) => {
+      shutdown.dispose();
+      await logger.close();
+      if (isForwarderError(e)) throw new CliExit(EXIT_FAILURE, `${e.message} (${e.code})`);
+      throw e;
+    },
+  );
   const forwarder = createForwarder({
     tls: { caPem: bundle.caPem, certPem: agent.certPem, keyPem: agent.keyPem },
     controller,
@@ -133,6 +144,7 @@ async function run(opts: RunOptions): Promise<void> {
   const failed = settleShutdown(log, result);
   if (end === 'decommissioned')
     log.warn('the controller says this host is decommissioned; the forwarder stopped and exits');
+  await logger.close();
   log.flush();
   if (isForwarderError(failure)) throw new CliExit(EXIT_FAILURE, `${failure.message} (${failure.code})`);
   if (failed.length > 0) throw new CliExit(EXIT_FAILURE, 'forwarder did not shut down cleanly');

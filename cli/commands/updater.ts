@@ -1,18 +1,19 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import {
   DEFAULT_MAX_RELEASE_BYTES,
   DEFAULT_UPDATER_LISTEN,
   RELEASE_VERSION_RE,
   UPDATER_VERSION_ENV,
+  WORKER_LOG_FILE,
 } from '../../protocol/index.js';
 import { ErrorCode, isCorralError } from '../../protocol/errors.js';
-import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
+import { createDaemonLogger } from '../daemon-logger.js';
 import { claimPidFile, type PidFileClaim } from '../../kit/pid-file.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
 import {
@@ -77,6 +78,8 @@ interface Resolved {
   readonly standingMs: number;
   readonly superviseForwarder: boolean;
   readonly logLevel: string;
+  /** The worker log the forwarder ships, where the updater's own lines go too. */
+  readonly workerLog: string;
 }
 
 const words = (cmd: string | undefined): string[] | undefined =>
@@ -115,6 +118,10 @@ function resolveServe(o: ServeOptions, config: WorkerConfig, configFile: string 
     standingMs: durationFlag('--standing-interval', o.standingInterval ?? DEFAULT_STANDING_INTERVAL),
     superviseForwarder: u.superviseForwarder ?? true,
     logLevel: u.logLevel ?? 'info',
+    workerLog: resolve(
+      config.agent?.logFile ??
+        join(resolve(o.agentStateDir ?? u.agentStateDir ?? stateDir!), WORKER_LOG_FILE),
+    ),
   };
 }
 
@@ -259,7 +266,14 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     await rootClaim.release();
     await claim.release();
   };
-  const log = pino({ name: 'corral-updater', level: r.logLevel, redact: [...LOG_REDACT_PATHS] });
+  // Its own log goes home too, as `corral-updater` lines in the worker log the forwarder ships.
+  const logger = createDaemonLogger({
+    name: 'corral-updater',
+    level: r.logLevel,
+    workerLog: r.workerLog,
+    hostname: bundle.manifest.hostName,
+  });
+  const { log } = logger;
   let selfUpdating: AgentRelease | undefined;
   let wake: () => void = () => undefined;
   const woken = new Promise<void>((r) => (wake = r));
@@ -298,6 +312,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   } catch (e: unknown) {
     shutdown.dispose();
     await releaseClaims();
+    await logger.close();
     throw e;
   }
   // Said on stderr as well as in the log: the operator must not miss what was lost.
@@ -359,6 +374,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
     log.warn(
       'the controller says this host is decommissioned; the updater stopped and exits (its agent wipes the node)',
     );
+  await logger.close();
   log.flush();
 }
 

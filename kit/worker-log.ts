@@ -1,7 +1,7 @@
 import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { SingleFlight } from '../../kit/single-flight.js';
-import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { SingleFlight } from './single-flight.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 /**
  * The worker's RFC 5424 log file, which the forwarder tails. Appends are serialized and

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ErrorCode, isCorralError } from '../../protocol/errors.js';
+import { ErrorCode, isCorralError } from '../protocol/errors.js';
 import { createWorkerLog } from './worker-log.js';
 
 let dir: string;

@@ -60,7 +60,10 @@ function hint(fleet: LocalFleet): string {
     `admin API: ${c.adminUrl} (token in ${join(c.stateDir, 'admin-token')})`,
     `in another shell:  CORRAL_HOME=${c.stateDir} npx corral controller services`,
     ...(fleet.syslog
-      ? [`worker logs, shipped home: ${join(c.stateDir, 'logs', 'hosts')}/<host id>.log`]
+      ? [
+          `worker logs, shipped home:  CORRAL_HOME=${c.stateDir} npx corral controller logs [HOST] [-f]`,
+          `  (stored in ${join(c.stateDir, 'logs', 'hosts')}/<host name>.<host id>.log)`,
+        ]
       : []),
     '',
   ].join('\n');

@@ -306,7 +306,12 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const loaded = await loadControllerConfig(file);
       const c = loaded.controller ?? {};
       const logsFile = loaded.logs ?? {};
-      const { expireAfter, ...policy } = loaded.approvals ?? {};
+      const { expireAfter, update, ...counts } = loaded.approvals ?? {};
+      const policy = {
+        ...counts,
+        ...(update !== undefined && { update: typeof update === 'number' ? update : update.count }),
+      };
+      const updateAllOnly = typeof update === 'object' && update.all === true;
       const fromFile = (name: string, value: string | undefined): string | undefined =>
         cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
       const opts = {
@@ -455,7 +460,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           fleetEvents: { retention: { maxAgeMs: fleetMaxAgeMs, maxCount: fleetMaxCount } },
           extras: controllerExtraListeners(stateDir, syslog, log, ingest),
           adminTls,
-          approvals: { policy, ttlMs: expireAfter },
+          approvals: { policy, ttlMs: expireAfter, updateAllOnly },
         });
       } catch (e: unknown) {
         shutdown.dispose();

@@ -126,9 +126,9 @@ describe('controller.yaml', () => {
     expect(await loadControllerConfig(rule)).toEqual({
       approvals: { update: { count: 2, all: true }, reschedule: 1, heal: 1 },
     });
-    expect(await refusal('approvals:\n  update: { count: 1, every: true }\n', loadControllerConfig)).toContain(
-      'approvals.update: expected a whole number from 0 to 10, or { count: N, all: true|false }',
-    );
+    expect(
+      await refusal('approvals:\n  update: { count: 1, every: true }\n', loadControllerConfig),
+    ).toContain('approvals.update: expected a whole number from 0 to 10, or { count: N, all: true|false }');
     expect(await refusal('approvals:\n  teardown: -1\n', loadControllerConfig)).toContain(
       'approvals.teardown: expected a whole number from 0 to 10',
     );

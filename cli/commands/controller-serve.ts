@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   createSyslogListener,
+  syslogMetricLines,
   DEFAULT_INGEST_MAX_FILE_BYTES,
   DEFAULT_INGEST_RETENTION,
   type RetentionPolicy,
@@ -73,6 +74,7 @@ export function controllerExtraListeners(
           retention: ingest.retention,
         });
         const bound = await listener.listen(listen.host, listen.port);
+        controller.metrics.addSource(() => syslogMetricLines(listener.stats()));
         const workerHost = controller.endpoints
           ? parseHostPort(controller.endpoints.worker).host
           : '127.0.0.1';

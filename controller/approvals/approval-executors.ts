@@ -101,11 +101,11 @@ export function registerAdminExecutors(
     },
   });
   store.register('operators', {
-    async run(body, actor) {
+    async run(body, actor, { socket }) {
       const change = parseWith(ApprovedOperatorChange, body, 'approved operator change');
       if (change.change === 'create') return d.operators.create(change.create, actor);
-      if (change.change === 'rotate') return d.operators.rotate(change.name, actor);
-      return { operators: await d.operators.revoke(change.name, actor) };
+      if (change.change === 'rotate') return d.operators.rotate(change.name, actor, socket);
+      return { operators: await d.operators.revoke(change.name, actor, socket) };
     },
     // A revoke's answer holds no secret: it runs at approval like any other action.
     byRequester: {

@@ -1,4 +1,5 @@
 import type { ApprovalAction, ApprovalPending } from '../../protocol/approvals.js';
+import type { Socket } from 'node:net';
 import type { ApprovalStore } from './approval-store.js';
 
 /** One operator request for an action that may need approval. */
@@ -12,6 +13,8 @@ export interface GateRequest {
   readonly actor: string;
   /** `update` only: whether the push goes to every host (see `updateAllOnly`). */
   readonly all?: boolean;
+  /** The connection the request came on (left open by an operator revocation it runs). */
+  readonly socket?: Socket | undefined;
 }
 
 /** What a gated request came to: it ran (now, or an approved one claimed), or it waits. */
@@ -49,7 +52,9 @@ export function createApprovalGate(
     required,
     async pass<T>(request: GateRequest, now: () => Promise<T>): Promise<Gated<T>> {
       if (required(request.action, { all: request.all ?? false }) === 0) return { ran: await now() };
-      const claimed = await store.claim(request.action, request.target, request.body, request.actor);
+      const claimed = await store.claim(request.action, request.target, request.body, request.actor, {
+        socket: request.socket,
+      });
       if (claimed) return { ran: claimed.result as T };
       const { approval, created } = await store.request(
         request.action,

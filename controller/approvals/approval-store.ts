@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Kysely, Selectable } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -35,12 +36,13 @@ export interface ApprovalConfig {
 export interface ApprovalExecutor {
   /**
    * Runs the stored request as `actor` (the requester); what it returns is kept as the
-   * result. `approval` names the request and who approved it.
+   * result. `approval` names the request, who approved it, and the connection the run was
+   * asked on (a revocation leaves that one open: it is answering).
    */
   run(
     request: unknown,
     actor: string,
-    approval: { readonly id: string; readonly approvers: readonly string[] },
+    approval: RunContext & { readonly id: string; readonly approvers: readonly string[] },
   ): Promise<unknown>;
   /**
    * The requester runs it once approved, by asking again (`claim`), because its answer holds
@@ -53,6 +55,11 @@ export interface ApprovalExecutor {
   };
   /** Frees what a request holds (a kept release upload) once it ends without running. */
   discard?(request: unknown): Promise<void>;
+}
+
+/** The admin request an approved action runs in. */
+export interface RunContext {
+  readonly socket?: Socket | undefined;
 }
 
 /** A request recorded or found: `created` false when the pending one already there answers. */
@@ -89,13 +96,14 @@ export interface ApprovalStore {
     target: string,
     body: unknown,
     requester: string,
+    ctx?: RunContext,
   ): Promise<{ approval: ApprovalView; result: unknown } | undefined>;
   /** Pending requests that have not expired. */
   pendingCount(): Promise<number>;
   list(): Promise<ApprovalView[]>;
   get(id: string): Promise<ApprovalView>;
   /** One approval by `approver` (never the requester); at the required count the action runs. */
-  approve(id: string, approver: string): Promise<ApprovalView>;
+  approve(id: string, approver: string, ctx?: RunContext): Promise<ApprovalView>;
   reject(id: string, approver: string, reason: string | undefined): Promise<ApprovalView>;
   /** The requester withdraws a pending request (or an approved one waiting for them to run it). */
   cancel(id: string, actor: string): Promise<ApprovalView>;
@@ -225,7 +233,7 @@ export function createApprovalStore(deps: {
    * audited. Returns the view and the action's whole answer (the view keeps it redacted when
    * the executor says so).
    */
-  async function run(row: Row): Promise<{ approval: ApprovalView; result: unknown }> {
+  async function run(row: Row, ctx: RunContext = {}): Promise<{ approval: ApprovalView; result: unknown }> {
     const executor = executorOf(row.action);
     await db.transaction().execute(async (trx) => {
       await move(trx, row.id, 'approved', { state: 'running' });
@@ -251,7 +259,8 @@ export function createApprovalStore(deps: {
         throw new CorralError(ErrorCode.INTERNAL, `nothing runs approved ${row.action} requests here`);
       const approvers = JSON.parse(row.approvers) as string[];
       result =
-        (await executor.run(JSON.parse(row.request), row.requester, { id: row.id, approvers })) ?? null;
+        (await executor.run(JSON.parse(row.request), row.requester, { ...ctx, id: row.id, approvers })) ??
+        null;
     } catch (e: unknown) {
       state = 'failed';
       reason = e instanceof Error ? e.message.slice(0, 2000) : String(e).slice(0, 2000);
@@ -332,7 +341,7 @@ export function createApprovalStore(deps: {
       });
     },
 
-    async claim(action, target, body, requester) {
+    async claim(action, target, body, requester, ctx) {
       if (!executorOf(action)?.byRequester) return undefined;
       const row = await db
         .selectFrom('approvals')
@@ -351,7 +360,7 @@ export function createApprovalStore(deps: {
           `approval ${row.id} approved ${action} ${target} with other settings; cancel it or ask for exactly what was approved`,
         );
       }
-      return run(row);
+      return run(row, ctx);
     },
 
     async pendingCount() {
@@ -379,7 +388,7 @@ export function createApprovalStore(deps: {
       return view(await load(id));
     },
 
-    async approve(id, approver) {
+    async approve(id, approver, ctx) {
       const row = await load(id);
       if (row.state !== 'pending')
         throw new CorralError(ErrorCode.CONFLICT, `approval ${id} is ${row.state}, not pending`);
@@ -412,7 +421,7 @@ export function createApprovalStore(deps: {
       });
       // An action whose answer is a secret waits for its requester to run it (claim).
       if (!done || waitsForRequester(row)) return view(await load(id));
-      return (await run({ ...row, approvers: JSON.stringify(approvers), state: 'approved' })).approval;
+      return (await run({ ...row, approvers: JSON.stringify(approvers), state: 'approved' }, ctx)).approval;
     },
 
     async reject(id, approver, reason) {

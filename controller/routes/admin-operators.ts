@@ -1,4 +1,5 @@
 import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import {
   OperatorCreateRequest,
@@ -35,9 +36,17 @@ export const adminOperatorRoutes: FastifyPluginAsyncTypebox<OperatorRouteOptions
     operators: await operators.list(),
   }));
 
-  const gated = async <T>(change: ApprovedOperatorChange, actor: string, now: () => Promise<T>) =>
+  const gated = async <T>(
+    change: ApprovedOperatorChange,
+    actor: string,
+    socket: Socket,
+    now: () => Promise<T>,
+  ) =>
     gate
-      ? gate.pass({ action: 'operators', target: operatorApprovalTarget(change), body: change, actor }, now)
+      ? gate.pass(
+          { action: 'operators', target: operatorApprovalTarget(change), body: change, actor, socket },
+          now,
+        )
       : { ran: await now() };
 
   app.post(
@@ -52,7 +61,7 @@ export const adminOperatorRoutes: FastifyPluginAsyncTypebox<OperatorRouteOptions
       const actor = adminActor(request);
       return gatedAnswer(
         reply,
-        await gated({ change: 'create', create: request.body }, actor, () =>
+        await gated({ change: 'create', create: request.body }, actor, request.raw.socket, () =>
           operators.create(request.body, actor),
         ),
       );
@@ -72,7 +81,7 @@ export const adminOperatorRoutes: FastifyPluginAsyncTypebox<OperatorRouteOptions
       const name = request.params.name;
       return gatedAnswer(
         reply,
-        await gated({ change: 'revoke', name }, actor, async () => ({
+        await gated({ change: 'revoke', name }, actor, request.raw.socket, async () => ({
           operators: await operators.revoke(name, actor, request.raw.socket),
         })),
       );
@@ -92,7 +101,7 @@ export const adminOperatorRoutes: FastifyPluginAsyncTypebox<OperatorRouteOptions
       const name = request.params.name;
       return gatedAnswer(
         reply,
-        await gated({ change: 'rotate', name }, actor, () =>
+        await gated({ change: 'rotate', name }, actor, request.raw.socket, () =>
           operators.rotate(name, actor, request.raw.socket),
         ),
       );

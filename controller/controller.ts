@@ -44,9 +44,11 @@ import { loadActivePins, loadDecommissionedPins } from './pins/pin-store.js';
 import { createReleaseUpdater, type ReleaseUpdater } from './release/update-operation.js';
 import type { ControllerIdentity } from './state/load-state.js';
 import { createFleetEvents, type FleetEventsOptions } from './events/fleet-events.js';
+import { createApprovalGate } from './approvals/approval-gate.js';
+import { createApprovalStore, type ApprovalConfig } from './approvals/approval-store.js';
+import { registerSchedulerExecutors, schedulerApprovals } from './approvals/scheduler-approvals.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
-import type { ControllerServices } from './http/apps.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
@@ -99,7 +101,7 @@ export interface ControllerOptions {
    */
   readonly adminTls?: AdminAuthMode | undefined;
   /** Actions that wait for other operators' approval (`approvals:` in controller.yaml); default none. */
-  readonly approvals?: ControllerServices['approvals'];
+  readonly approvals?: ApprovalConfig | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -173,6 +175,15 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
   pins.onRevoked((hostId) => clocks.forget(hostId));
   const live = () => ({ nowMs: clock.now(), intervalMs, clockOf: (hostId: string) => clocks.get(hostId) });
+  const approvalStore = createApprovalStore({
+    db,
+    audit,
+    clock,
+    policy: options.approvals?.policy ?? {},
+    ttlMs: options.approvals?.ttlMs,
+    log: log.child({ component: 'approvals' }),
+  });
+  const approvals = createApprovalGate(approvalStore, { updateAllOnly: options.approvals?.updateAllOnly });
   const deployer = createDeployer({
     db,
     client: workerClient,
@@ -183,11 +194,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
     live: () => ({ nowMs: clock.now(), intervalMs }),
     signal: root.signal,
     events: fleetEvents.sink,
+    approvals: schedulerApprovals(approvalStore),
     ...options.deploy,
     ...(options.schedule?.rescheduleAfterMs !== undefined && {
       rescheduleAfterMs: options.schedule.rescheduleAfterMs,
     }),
   });
+  registerSchedulerExecutors(approvalStore, deployer);
   metrics.addSource(() => [
     '# HELP corral_services_pending Service instances no host can take yet (placed once one fits).',
     '# TYPE corral_services_pending gauge',
@@ -274,7 +287,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     logDir: options.logDir,
     fleetEvents,
     adminTls: options.adminTls,
-    approvals: options.approvals,
+    approvals,
   });
 
   const shutdownPhases = controllerShutdownPhases({

@@ -1,5 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Reason, Timestamp } from './common.js';
+import { Name, Reason, Timestamp } from './common.js';
+import { ServiceTeardownRequest } from './deployment.js';
+import { OperatorCreateRequest } from './operators.js';
+import { Sha256Hex } from './updater-api.js';
 
 /** Actions that can be made to wait for other operators' approval (controller config `approvals:`). */
 export const APPROVAL_ACTIONS = [
@@ -67,5 +70,41 @@ export type ApprovalListResponse = Static<typeof ApprovalListResponse>;
 export const ApprovalParams = Type.Object({ id: ApprovalId }, { additionalProperties: false });
 export const ApprovalRejectRequest = Type.Object(
   { reason: Type.Optional(Reason) },
+  { additionalProperties: false },
+);
+
+/**
+ * What an approval request keeps to run once approved (its `request` column), per action.
+ * Read back with these schemas before it runs.
+ */
+export const ApprovedDecommission = Type.Object({ name: Name }, { additionalProperties: false });
+export const ApprovedTeardown = ServiceTeardownRequest;
+/** A release push; `file` is the upload the controller keeps until the request ends. */
+export const ApprovedUpdate = Type.Object(
+  {
+    file: Type.String({ minLength: 1, maxLength: 4096 }),
+    sha256: Sha256Hex,
+    hosts: Type.Array(Name, { maxItems: 10_000 }),
+    all: Type.Boolean(),
+    includeSelf: Type.Boolean(),
+    force: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type ApprovedUpdate = Static<typeof ApprovedUpdate>;
+export const ApprovedOperatorChange = Type.Union([
+  Type.Object(
+    { change: Type.Literal('create'), create: OperatorCreateRequest },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { change: Type.Union([Type.Literal('revoke'), Type.Literal('rotate')]), name: Name },
+    { additionalProperties: false },
+  ),
+]);
+export type ApprovedOperatorChange = Static<typeof ApprovedOperatorChange>;
+/** A reschedule or heal the controller raised: the placement it would change, as it saw it. */
+export const ApprovedSchedulerPass = Type.Object(
+  { target: Type.String({ maxLength: 300 }) },
   { additionalProperties: false },
 );

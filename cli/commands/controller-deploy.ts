@@ -12,6 +12,8 @@ import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { readDeploymentFile } from '../deployment-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import type { ApprovalPending } from '../../protocol/approvals.js';
+import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import { renderJson, renderTable, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
@@ -190,7 +192,11 @@ export function registerControllerDeployCommands(controller: Command, io: Output
     if (opts.host !== undefined) body.host = opts.host;
     if (opts.service !== undefined) body.service = opts.service;
     const admin = await adminClientFor(opts);
-    const res = await admin.post<ServiceTeardownResponse>('/v1/teardown', body);
+    const res = await admin.post<ServiceTeardownResponse | ApprovalPending>('/v1/teardown', body);
+    if (isApprovalPending(res)) {
+      printApprovalPending(io, res, { what: `teardown of ${scope}`, json: opts.json });
+      return;
+    }
     if (opts.json) {
       io.out(renderJson(res));
     } else if (res.operationId === null) {

@@ -12,6 +12,7 @@ import { HOST_STATUSES, type HostClock, type HostView } from '../../protocol/hos
 import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import {
   jsonArrayWriter,
   renderJson,
@@ -232,20 +233,8 @@ export function registerControllerHostCommands(controller: Command, io: Output):
     const answer = await admin.post<DecommissionResponse | ApprovalPending>(
       `/v1/hosts/${encodeURIComponent(name)}/decommission`,
     );
-    if ('approval' in answer) {
-      io.out(
-        opts.json
-          ? renderJson(answer)
-          : renderRecord([
-              ['approval', answer.approval.id],
-              ['state', answer.approval.state],
-              ['needs', `${answer.approval.required} approval(s) by another operator`],
-              ['expires', answer.approval.expiresAt],
-            ]),
-      );
-      io.err(
-        `corral: decommission of ${name} waits for approval; another operator runs: ${answer.approveWith}\n`,
-      );
+    if (isApprovalPending(answer)) {
+      printApprovalPending(io, answer, { what: `decommission of ${name}`, json: opts.json });
       return;
     }
     const res = answer;

@@ -16,6 +16,8 @@ import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import type { ApprovalPending } from '../../protocol/approvals.js';
+import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
@@ -155,12 +157,16 @@ export function registerControllerOperatorCommands(controller: Command, io: Outp
         }
       }
       const admin = await adminClientFor(opts);
-      const res = await admin.post<OperatorCreateResponse>('/v1/operators', {
+      const res = await admin.post<OperatorCreateResponse | ApprovalPending>('/v1/operators', {
         name,
         scopes,
         ...(expiresInSeconds !== undefined && { expiresInSeconds }),
         ...(opts.cert && { cert: true }),
       });
+      if (isApprovalPending(res)) {
+        printApprovalPending(io, res, { what: `creating operator ${name}`, json: opts.json, rerun: true });
+        return;
+      }
       await showCredential(io, res, opts);
     },
   );
@@ -184,7 +190,13 @@ export function registerControllerOperatorCommands(controller: Command, io: Outp
       .option('--json', 'print JSON'),
   ).action(async (name: string, opts: JsonOpt) => {
     const admin = await adminClientFor(opts);
-    const res = await admin.post<OperatorRevokeResponse>(`/v1/operators/${encodeURIComponent(name)}/revoke`);
+    const res = await admin.post<OperatorRevokeResponse | ApprovalPending>(
+      `/v1/operators/${encodeURIComponent(name)}/revoke`,
+    );
+    if (isApprovalPending(res)) {
+      printApprovalPending(io, res, { what: `revoking operator ${name}`, json: opts.json });
+      return;
+    }
     io.out(opts.json ? renderJson(res.operators) : operatorRows(res.operators));
   });
 
@@ -205,7 +217,13 @@ export function registerControllerOperatorCommands(controller: Command, io: Outp
     if (current?.kind === 'cert' && opts.outDir === undefined) {
       throw new CliExit(EXIT_USAGE, `${name} is a certificate operator: rotate needs --out-dir`);
     }
-    const res = await admin.post<OperatorCreateResponse>(`/v1/operators/${encodeURIComponent(name)}/rotate`);
+    const res = await admin.post<OperatorCreateResponse | ApprovalPending>(
+      `/v1/operators/${encodeURIComponent(name)}/rotate`,
+    );
+    if (isApprovalPending(res)) {
+      printApprovalPending(io, res, { what: `rotating operator ${name}`, json: opts.json, rerun: true });
+      return;
+    }
     await showCredential(io, res, opts);
   });
 }

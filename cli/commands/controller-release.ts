@@ -14,6 +14,8 @@ import type { OperationDetail, OperationListResponse } from '../../protocol/oper
 import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import type { ApprovalPending } from '../../protocol/approvals.js';
+import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import { inline, renderJson, renderRecord, renderTable, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
@@ -130,9 +132,9 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
     const follow: Follow = { id: undefined, afterSeq: 0 };
     const showProgress = !opts.json && !opts.dryRun;
     const progress = showProgress ? followProgress(admin, io, follow, since, stop.signal) : undefined;
-    let res: AdminUpdateResponse;
+    let answer: AdminUpdateResponse | ApprovalPending;
     try {
-      res = await admin.postStream<AdminUpdateResponse>(
+      answer = await admin.postStream<AdminUpdateResponse | ApprovalPending>(
         `${ADMIN_UPDATE_PATH}?${q.toString()}`,
         createReadStream(opts.release),
         bytes,
@@ -142,6 +144,11 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
       stop.abort();
       await progress;
     }
+    if (isApprovalPending(answer)) {
+      printApprovalPending(io, answer, { what: `the push of ${opts.release}`, json: opts.json });
+      return;
+    }
+    const res = answer;
     if (showProgress && res.operationId !== null) {
       if (follow.id !== res.operationId) follow.afterSeq = 0;
       await printNewLines(admin, io, follow, res.operationId).catch(() => undefined /* best effort */);

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import {
   createSyslogListener,
+  syslogMetricLines,
   DEFAULT_INGEST_MAX_FILE_BYTES,
   DEFAULT_INGEST_RETENTION,
   type RetentionPolicy,
@@ -73,6 +74,7 @@ export function controllerExtraListeners(
           retention: ingest.retention,
         });
         const bound = await listener.listen(listen.host, listen.port);
+        controller.metrics.addSource(() => syslogMetricLines(listener.stats()));
         const workerHost = controller.endpoints
           ? parseHostPort(controller.endpoints.worker).host
           : '127.0.0.1';
@@ -306,7 +308,12 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       const loaded = await loadControllerConfig(file);
       const c = loaded.controller ?? {};
       const logsFile = loaded.logs ?? {};
-      const { expireAfter, ...policy } = loaded.approvals ?? {};
+      const { expireAfter, update, ...counts } = loaded.approvals ?? {};
+      const policy = {
+        ...counts,
+        ...(update !== undefined && { update: typeof update === 'number' ? update : update.count }),
+      };
+      const updateAllOnly = typeof update === 'object' && update.all === true;
       const fromFile = (name: string, value: string | undefined): string | undefined =>
         cmd.getOptionValueSource(name) === 'cli' ? undefined : value;
       const opts = {
@@ -455,7 +462,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           fleetEvents: { retention: { maxAgeMs: fleetMaxAgeMs, maxCount: fleetMaxCount } },
           extras: controllerExtraListeners(stateDir, syslog, log, ingest),
           adminTls,
-          approvals: { policy, ttlMs: expireAfter },
+          approvals: { policy, ttlMs: expireAfter, updateAllOnly },
         });
       } catch (e: unknown) {
         shutdown.dispose();

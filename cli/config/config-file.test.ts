@@ -119,7 +119,18 @@ describe('controller.yaml', () => {
       approvals: { decommission: 1, expireAfter: 1_800_000 },
     });
     expect(await refusal('approvals:\n  reboot: 1\n', loadControllerConfig)).toContain(
-      'unknown key "approvals.reboot"',
+      'unknown key "approvals.reboot" (known in approvals: decommission, teardown, update, drain, operators, reschedule, heal, expireAfter)',
+    );
+    const rule = join(dir, 'controller-approvals-rule.yaml');
+    await writeFile(rule, 'approvals:\n  update: { count: 2, all: true }\n  reschedule: 1\n  heal: 1\n');
+    expect(await loadControllerConfig(rule)).toEqual({
+      approvals: { update: { count: 2, all: true }, reschedule: 1, heal: 1 },
+    });
+    expect(
+      await refusal('approvals:\n  update: { count: 1, every: true }\n', loadControllerConfig),
+    ).toContain('approvals.update: expected a whole number from 0 to 10, or { count: N, all: true|false }');
+    expect(await refusal('approvals:\n  teardown: -1\n', loadControllerConfig)).toContain(
+      'approvals.teardown: expected a whole number from 0 to 10',
     );
     expect(await refusal('logs:\n  max_file_mb: 0\n', loadControllerConfig)).toContain('logs.max_file_mb');
   });

@@ -19,7 +19,9 @@ export type Field =
   | { readonly kind: 'hostPort' }
   | { readonly kind: 'duration'; readonly zero?: boolean }
   | { readonly kind: 'int'; readonly min: number; readonly max?: number }
-  | { readonly kind: 'bool' };
+  | { readonly kind: 'bool' }
+  /** A whole number from 0 to `max`, or a mapping `{ count: N, FLAG: true|false }` of `flags`. */
+  | { readonly kind: 'countRule'; readonly max: number; readonly flags: readonly string[] };
 
 /** A config file's shape: top-level keys, each a field or a section of fields. */
 export type ConfigSpec = Readonly<Record<string, Field | Readonly<Record<string, Field>>>>;
@@ -46,6 +48,8 @@ export function describeField(f: Field): string {
       return `a whole number from ${f.min}${f.max !== undefined ? ` to ${f.max}` : ''}`;
     case 'bool':
       return 'true or false';
+    case 'countRule':
+      return `a whole number from 0 to ${f.max}, or { count: N${f.flags.map((x) => `, ${x}: true|false`).join('')} }`;
   }
 }
 
@@ -111,6 +115,16 @@ function checkValue(f: Field, v: unknown): { ok: true; value: unknown } | { ok: 
         : { ok: false };
     case 'bool':
       return typeof v === 'boolean' ? { ok: true, value: v } : { ok: false };
+    case 'countRule': {
+      const count = (n: unknown): n is number =>
+        typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 && n <= f.max;
+      if (count(v)) return { ok: true, value: v };
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return { ok: false };
+      const rule = v as Record<string, unknown>;
+      const keysKnown = Object.keys(rule).every((k) => k === 'count' || f.flags.includes(k));
+      const flagsOk = f.flags.every((k) => rule[k] === undefined || typeof rule[k] === 'boolean');
+      return keysKnown && flagsOk && count(rule.count) ? { ok: true, value: { ...rule } } : { ok: false };
+    }
   }
 }
 

@@ -29,11 +29,14 @@ export const CONTROLLER_CONFIG_SPEC = {
     keep_days: { kind: 'int', min: 1, max: 36_500 },
     keep_files: { kind: 'int', min: 1, max: 100_000 },
   },
-  /** How many other operators must approve each action (0 or absent: none); `expireAfter` the wait. */
+  /**
+   * How many other operators must approve each action (0 or absent: none); `expireAfter` the
+   * wait. `update: { count: N, all: true }`: only pushes to all hosts need approval.
+   */
   approvals: {
     decommission: { kind: 'int', min: 0, max: 10 },
     teardown: { kind: 'int', min: 0, max: 10 },
-    update: { kind: 'int', min: 0, max: 10 },
+    update: { kind: 'countRule', max: 10, flags: ['all'] },
     drain: { kind: 'int', min: 0, max: 10 },
     operators: { kind: 'int', min: 0, max: 10 },
     reschedule: { kind: 'int', min: 0, max: 10 },
@@ -64,7 +67,7 @@ export interface ControllerConfig {
   approvals?: {
     decommission?: number;
     teardown?: number;
-    update?: number;
+    update?: number | { count: number; all?: boolean };
     drain?: number;
     operators?: number;
     reschedule?: number;

@@ -1,4 +1,6 @@
+import type { Socket } from 'node:net';
 import type { Kysely, Selectable } from 'kysely';
+import type { Logger } from 'pino';
 import {
   APPROVAL_ACTIONS,
   APPROVAL_STATES,
@@ -15,34 +17,102 @@ import { newId } from '../secrets.js';
 
 type Row = Selectable<ApprovalsTable>;
 
+/** The requester of the approvals the controller raises for its own actions (reschedule, heal). */
+export const CONTROLLER_REQUESTER = 'controller';
+
 /** How many other operators must approve each action; an action not listed runs at once. */
 export type ApprovalPolicy = Partial<Record<ApprovalAction, number>>;
 
-/** Runs an approved request as its requester's operation; what it returns is kept as the result. */
-export type ApprovalExecutor = (request: unknown, actor: string) => Promise<unknown>;
+/** Controller config `approvals:`. */
+export interface ApprovalConfig {
+  readonly policy: ApprovalPolicy;
+  /** How long a request waits for its approvals, in ms (default DEFAULT_APPROVAL_TTL_MS). */
+  readonly ttlMs?: number | undefined;
+  /** `update` needs approval only for pushes to all hosts (`update: { count: N, all: true }`). */
+  readonly updateAllOnly?: boolean | undefined;
+}
+
+/** What runs an approved request, as its requester's operation. */
+export interface ApprovalExecutor {
+  /**
+   * Runs the stored request as `actor` (the requester); what it returns is kept as the
+   * result. `approval` names the request, who approved it, and the connection the run was
+   * asked on (a revocation leaves that one open: it is answering).
+   */
+  run(
+    request: unknown,
+    actor: string,
+    approval: RunContext & { readonly id: string; readonly approvers: readonly string[] },
+  ): Promise<unknown>;
+  /**
+   * The requester runs it once approved, by asking again (`claim`), because its answer holds
+   * a secret for them only (a new operator token or key). The approval keeps `redact(result)`.
+   * `applies` picks the requests it is for (default: all of the action's).
+   */
+  readonly byRequester?: {
+    redact(result: unknown): unknown;
+    applies?(request: unknown): boolean;
+  };
+  /** Frees what a request holds (a kept release upload) once it ends without running. */
+  discard?(request: unknown): Promise<void>;
+}
+
+/** The admin request an approved action runs in. */
+export interface RunContext {
+  readonly socket?: Socket | undefined;
+}
+
+/** A request recorded or found: `created` false when the pending one already there answers. */
+export interface ApprovalRequested {
+  readonly approval: ApprovalView;
+  readonly created: boolean;
+}
 
 export interface ApprovalStore {
   /** Approvals this action needs (0: none, run it now). */
   required(action: ApprovalAction): number;
+  /** Sets what runs approved requests of `action` (one per action; a second replaces it). */
+  register(action: ApprovalAction, executor: ApprovalExecutor): void;
   /**
    * Records a request for an action that needs approval, or returns the pending one for the
    * same action and target (idempotent). Requests by the controller itself use requester
-   * `controller` (reschedule, heal: the scheduling work raises them here).
+   * `controller` (reschedule, heal: the scheduler raises them). With `unlessRejected`, a
+   * target whose latest request was rejected is answered with that one, not asked again.
    */
-  request(action: ApprovalAction, target: string, body: unknown, requester: string): Promise<ApprovalView>;
+  request(
+    action: ApprovalAction,
+    target: string,
+    body: unknown,
+    requester: string,
+    o?: { readonly unlessRejected?: boolean },
+  ): Promise<ApprovalRequested>;
+  /**
+   * For actions run `byRequester`: the approved request of this action and target that
+   * `requester` made, run now with its full answer, or undefined when there is none. Throws
+   * CONFLICT when `body` is not what was approved.
+   */
+  claim(
+    action: ApprovalAction,
+    target: string,
+    body: unknown,
+    requester: string,
+    ctx?: RunContext,
+  ): Promise<{ approval: ApprovalView; result: unknown } | undefined>;
+  /** Pending requests that have not expired. */
+  pendingCount(): Promise<number>;
   list(): Promise<ApprovalView[]>;
   get(id: string): Promise<ApprovalView>;
   /** One approval by `approver` (never the requester); at the required count the action runs. */
-  approve(id: string, approver: string): Promise<ApprovalView>;
+  approve(id: string, approver: string, ctx?: RunContext): Promise<ApprovalView>;
   reject(id: string, approver: string, reason: string | undefined): Promise<ApprovalView>;
-  /** The requester withdraws a pending request. */
+  /** The requester withdraws a pending request (or an approved one waiting for them to run it). */
   cancel(id: string, actor: string): Promise<ApprovalView>;
   /**
-   * For requests the controller raised itself: a pending one whose cause went away (the host
-   * came back, the service recovered) is cancelled as `resolved`; approved or running ones
-   * are left alone. Returns how many were cancelled.
+   * For requests the controller raised itself: pending ones of `action` whose cause went away
+   * (the host came back, the service recovered), that is every target but `stillNeeded`, are
+   * cancelled as `resolved`; approved or running ones are left alone. Returns how many.
    */
-  cancelResolved(action: ApprovalAction, target: string): Promise<number>;
+  cancelResolved(action: ApprovalAction, stillNeeded: string | null): Promise<number>;
 }
 
 const isAction = (a: string): a is ApprovalAction => (APPROVAL_ACTIONS as readonly string[]).includes(a);
@@ -74,16 +144,37 @@ export function createApprovalStore(deps: {
   readonly clock: Clock;
   readonly policy: ApprovalPolicy;
   readonly ttlMs?: number | undefined;
-  readonly executors: Partial<Record<ApprovalAction, ApprovalExecutor>>;
+  readonly log?: Logger | undefined;
 }): ApprovalStore {
-  const { db, audit, clock, policy, executors } = deps;
+  const { db, audit, clock, policy } = deps;
   const ttlMs = deps.ttlMs ?? DEFAULT_APPROVAL_TTL_MS;
+  const executors = new Map<ApprovalAction, ApprovalExecutor>();
   const now = (): string => isoAt(clock.now());
+  const executorOf = (action: string): ApprovalExecutor | undefined =>
+    isAction(action) ? executors.get(action) : undefined;
+  /** Whether an approved row waits for its requester to run it (claim) instead of running now. */
+  const waitsForRequester = (row: Pick<Row, 'action' | 'request'>): boolean => {
+    const by = executorOf(row.action)?.byRequester;
+    return by !== undefined && (by.applies?.(JSON.parse(row.request)) ?? true);
+  };
+
+  /** Lets the executor free what ended requests held; a failure is logged, never thrown. */
+  async function discard(rows: readonly Row[]): Promise<void> {
+    for (const row of rows) {
+      const executor = executorOf(row.action);
+      if (!executor?.discard) continue;
+      try {
+        await executor.discard(JSON.parse(row.request));
+      } catch (e: unknown) {
+        deps.log?.warn({ err: e, approvalId: row.id }, 'approval request could not be discarded');
+      }
+    }
+  }
 
   /** Moves pending rows past their expiry to `expired`, each audited. */
   async function expire(where?: { action: string; target: string } | { id: string }): Promise<void> {
     const at = now();
-    await db.transaction().execute(async (trx) => {
+    const expired = await db.transaction().execute(async (trx) => {
       let q = trx
         .selectFrom('approvals')
         .selectAll()
@@ -91,7 +182,8 @@ export function createApprovalStore(deps: {
         .where('expires_at', '<=', at);
       if (where && 'id' in where) q = q.where('id', '=', where.id);
       else if (where) q = q.where('action', '=', where.action).where('target', '=', where.target);
-      for (const row of await q.execute()) {
+      const rows = await q.execute();
+      for (const row of rows) {
         await trx
           .updateTable('approvals')
           .set({ state: 'expired', decided_at: at })
@@ -107,7 +199,9 @@ export function createApprovalStore(deps: {
           trx,
         );
       }
+      return rows;
     });
+    await discard(expired);
   }
 
   async function load(id: string): Promise<Row> {
@@ -134,8 +228,13 @@ export function createApprovalStore(deps: {
       throw new CorralError(ErrorCode.CONFLICT, `approval ${id} is no longer ${from}`);
   }
 
-  async function run(row: Row): Promise<ApprovalView> {
-    const executor = executors[row.action as ApprovalAction];
+  /**
+   * Runs an approved row as its requester: approved → running → completed | failed, each
+   * audited. Returns the view and the action's whole answer (the view keeps it redacted when
+   * the executor says so).
+   */
+  async function run(row: Row, ctx: RunContext = {}): Promise<{ approval: ApprovalView; result: unknown }> {
+    const executor = executorOf(row.action);
     await db.transaction().execute(async (trx) => {
       await move(trx, row.id, 'approved', { state: 'running' });
       await audit.append(
@@ -143,7 +242,11 @@ export function createApprovalStore(deps: {
           actor: row.requester,
           action: 'approval-running',
           target: row.id,
-          details: { action: row.action, target: row.target },
+          details: {
+            action: row.action,
+            target: row.target,
+            approvers: JSON.parse(row.approvers) as unknown,
+          },
         },
         trx,
       );
@@ -154,14 +257,18 @@ export function createApprovalStore(deps: {
     try {
       if (!executor)
         throw new CorralError(ErrorCode.INTERNAL, `nothing runs approved ${row.action} requests here`);
-      result = (await executor(JSON.parse(row.request), row.requester)) ?? null;
+      const approvers = JSON.parse(row.approvers) as string[];
+      result =
+        (await executor.run(JSON.parse(row.request), row.requester, { ...ctx, id: row.id, approvers })) ??
+        null;
     } catch (e: unknown) {
       state = 'failed';
       reason = e instanceof Error ? e.message.slice(0, 2000) : String(e).slice(0, 2000);
     }
+    const kept = executor?.byRequester && result !== null ? executor.byRequester.redact(result) : result;
     const at = now();
     await db.transaction().execute(async (trx) => {
-      await move(trx, row.id, 'running', { state, result: JSON.stringify(result), reason, decided_at: at });
+      await move(trx, row.id, 'running', { state, result: JSON.stringify(kept), reason, decided_at: at });
       await audit.append(
         {
           actor: row.requester,
@@ -172,13 +279,17 @@ export function createApprovalStore(deps: {
         trx,
       );
     });
-    return view(await load(row.id));
+    return { approval: view(await load(row.id)), result };
   }
 
   return {
     required: (action) => policy[action] ?? 0,
 
-    async request(action, target, body, requester) {
+    register(action, executor) {
+      executors.set(action, executor);
+    },
+
+    async request(action, target, body, requester, o = {}) {
       await expire({ action, target });
       const at = clock.now();
       const row: Row = {
@@ -204,7 +315,18 @@ export function createApprovalStore(deps: {
           .where('target', '=', target)
           .where('state', '=', 'pending')
           .executeTakeFirst();
-        if (existing) return view(existing);
+        if (existing) return { approval: view(existing), created: false };
+        if (o.unlessRejected) {
+          const latest = await trx
+            .selectFrom('approvals')
+            .selectAll()
+            .where('action', '=', action)
+            .where('target', '=', target)
+            .orderBy('created_at', 'desc')
+            .limit(1)
+            .executeTakeFirst();
+          if (latest?.state === 'rejected') return { approval: view(latest), created: false };
+        }
         await trx.insertInto('approvals').values(row).execute();
         await audit.append(
           {
@@ -215,8 +337,40 @@ export function createApprovalStore(deps: {
           },
           trx,
         );
-        return view(row);
+        return { approval: view(row), created: true };
       });
+    },
+
+    async claim(action, target, body, requester, ctx) {
+      if (!executorOf(action)?.byRequester) return undefined;
+      const row = await db
+        .selectFrom('approvals')
+        .selectAll()
+        .where('action', '=', action)
+        .where('target', '=', target)
+        .where('requester', '=', requester)
+        .where('state', '=', 'approved')
+        .orderBy('created_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      if (!row || !waitsForRequester(row)) return undefined;
+      if (row.request !== JSON.stringify(body ?? null)) {
+        throw new CorralError(
+          ErrorCode.CONFLICT,
+          `approval ${row.id} approved ${action} ${target} with other settings; cancel it or ask for exactly what was approved`,
+        );
+      }
+      return run(row, ctx);
+    },
+
+    async pendingCount() {
+      const row = await db
+        .selectFrom('approvals')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('state', '=', 'pending')
+        .where('expires_at', '>', now())
+        .executeTakeFirst();
+      return Number(row?.n ?? 0);
     },
 
     async list() {
@@ -234,7 +388,7 @@ export function createApprovalStore(deps: {
       return view(await load(id));
     },
 
-    async approve(id, approver) {
+    async approve(id, approver, ctx) {
       const row = await load(id);
       if (row.state !== 'pending')
         throw new CorralError(ErrorCode.CONFLICT, `approval ${id} is ${row.state}, not pending`);
@@ -265,9 +419,9 @@ export function createApprovalStore(deps: {
           trx,
         );
       });
-      return done
-        ? run({ ...row, approvers: JSON.stringify(approvers), state: 'approved' })
-        : view(await load(id));
+      // An action whose answer is a secret waits for its requester to run it (claim).
+      if (!done || waitsForRequester(row)) return view(await load(id));
+      return (await run({ ...row, approvers: JSON.stringify(approvers), state: 'approved' }, ctx)).approval;
     },
 
     async reject(id, approver, reason) {
@@ -292,12 +446,14 @@ export function createApprovalStore(deps: {
           trx,
         );
       });
+      await discard([row]);
       return view(await load(id));
     },
 
     async cancel(id, actor) {
       const row = await load(id);
-      if (row.state !== 'pending')
+      const waiting = row.state === 'approved' && waitsForRequester(row);
+      if (row.state !== 'pending' && !waiting)
         throw new CorralError(ErrorCode.CONFLICT, `approval ${id} is ${row.state}, not pending`);
       if (row.requester !== actor)
         throw new CorralError(
@@ -305,7 +461,7 @@ export function createApprovalStore(deps: {
           `only ${row.requester}, who requested ${id}, may cancel it`,
         );
       await db.transaction().execute(async (trx) => {
-        await move(trx, id, 'pending', {
+        await move(trx, id, waiting ? 'approved' : 'pending', {
           state: 'cancelled',
           reason: 'cancelled by the requester',
           decided_at: now(),
@@ -320,34 +476,38 @@ export function createApprovalStore(deps: {
           trx,
         );
       });
+      await discard([row]);
       return view(await load(id));
     },
 
-    async cancelResolved(action, target) {
-      await expire({ action, target });
-      return db.transaction().execute(async (trx) => {
-        const rows = await trx
+    async cancelResolved(action, stillNeeded) {
+      await expire();
+      const at = now();
+      const rows = await db.transaction().execute(async (trx) => {
+        let q = trx
           .selectFrom('approvals')
           .selectAll()
           .where('action', '=', action)
-          .where('target', '=', target)
           .where('state', '=', 'pending')
-          .where('requester', '=', 'controller')
-          .execute();
-        for (const row of rows) {
-          await move(trx, row.id, 'pending', { state: 'cancelled', reason: 'resolved', decided_at: now() });
+          .where('requester', '=', CONTROLLER_REQUESTER);
+        if (stillNeeded !== null) q = q.where('target', '!=', stillNeeded);
+        const found = await q.execute();
+        for (const row of found) {
+          await move(trx, row.id, 'pending', { state: 'cancelled', reason: 'resolved', decided_at: at });
           await audit.append(
             {
-              actor: 'controller',
+              actor: CONTROLLER_REQUESTER,
               action: 'approval-cancelled',
               target: row.id,
-              details: { action, target, reason: 'resolved' },
+              details: { action, target: row.target, reason: 'resolved' },
             },
             trx,
           );
         }
-        return rows.length;
+        return found;
       });
+      await discard(rows);
+      return rows.length;
     },
   };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import {
@@ -31,7 +32,14 @@ import { createOperations, RESTART_REASON, type OperationRecorder, type Operatio
 import { planDeploy, type DeployPlan } from './deploy-plan.js';
 import { countPending, forgetIntent, loadIntent, storeIntent, storePending } from './intent-store.js';
 import { serviceOfInstance } from './placement.js';
-import { decide, SCHEDULER_ACTOR, type SchedulerAction } from './scheduler-actions.js';
+import {
+  decide,
+  SCHEDULER_ACTIONS,
+  SCHEDULER_ACTOR,
+  schedulerTarget,
+  type SchedulerAction,
+  type SchedulerApprovals,
+} from './scheduler-actions.js';
 import { rollout, type RolloutResult } from './rollout.js';
 import { SingleFlight } from '../../kit/single-flight.js';
 
@@ -67,6 +75,18 @@ export interface DeployerOptions {
    * ms; null: never (only decommissioning moves them). Default DEFAULT_RESCHEDULE_AFTER_MS.
    */
   readonly rescheduleAfterMs?: number | null;
+  /** What the controller's own reschedule and heal wait for (default: nothing, they run at once). */
+  readonly approvals?: SchedulerApprovals | undefined;
+}
+
+/**
+ * A scheduler action operators approved: the pass runs it when it still finds that action
+ * for that target, and throws CONFLICT when the placement changed since (a new request follows).
+ */
+export interface ApprovedPass {
+  readonly action: SchedulerAction;
+  readonly target: string;
+  readonly approvers: readonly string[];
 }
 
 /** What one scheduler pass did. */
@@ -94,7 +114,7 @@ export interface Deployer {
    * online hosts whose set changed or who missed one (see scheduler-actions.ts). Null when
    * there was nothing to do.
    */
-  reconcile(): Promise<ReconcileResult | null>;
+  reconcile(o?: { readonly approved?: ApprovedPass }): Promise<ReconcileResult | null>;
   /** Instances no host could take at the last placement. */
   pendingCount(): number;
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
@@ -129,6 +149,24 @@ export function createDeployer(o: DeployerOptions): Deployer {
   /** One deploy or teardown at a time: each reads the state the previous one left. */
   const turns = new SingleFlight({ name: 'deploys', maxQueued: MAX_WAITING });
   let closed = false;
+  /** Scheduler actions that may have the controller's requests pending (at start: all, a past run's). */
+  const raised = new Set<SchedulerAction>(SCHEDULER_ACTIONS);
+  const digest = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 16);
+
+  /**
+   * Cancels as resolved the controller's pending requests no longer needed: every one but
+   * `gated`'s (the action that waits now, for its target).
+   */
+  async function settleApprovals(gated: { action: SchedulerAction; target: string } | null): Promise<void> {
+    const a = o.approvals;
+    if (!a) return;
+    for (const action of SCHEDULER_ACTIONS) {
+      const keep = gated?.action === action ? gated.target : null;
+      if (keep === null && !raised.has(action)) continue;
+      await a.resolve(action, keep);
+      if (keep === null) raised.delete(action);
+    }
+  }
 
   const shuttingDown = () => new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down');
 
@@ -390,7 +428,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
     ];
   }
 
-  async function reconcile(): Promise<ReconcileResult | null> {
+  async function reconcile(ro: { readonly approved?: ApprovedPass } = {}): Promise<ReconcileResult | null> {
     return exclusive(async () => {
       const live = o.live();
       const intent = await loadIntent(db);
@@ -402,7 +440,10 @@ export function createDeployer(o: DeployerOptions): Deployer {
           .whereRef('acked_generation', '<', 'generation')
           .limit(1)
           .executeTakeFirst();
-        if (!behind) return null;
+        if (!behind) {
+          await settleApprovals(null);
+          return null;
+        }
       }
       const snap = await loadSnapshot(db, live, rescheduleAfterMs);
       const planned = planDeploy(snap, intent, { mode: 'scheduler', refusePending: false });
@@ -417,8 +458,28 @@ export function createDeployer(o: DeployerOptions): Deployer {
         if (planned.pending.length !== pendingBefore || pendingBefore > 0) {
           pending = await db.transaction().execute((trx) => storePending(trx, planned.pending, nowIso));
         }
+        await settleApprovals(null);
         return null;
       }
+      const target = schedulerTarget(
+        (action === 'reschedule' ? all.filter((s) => s.changed) : sendable).map((s) => s.host.name),
+        digest,
+      );
+      const approved = ro.approved;
+      if (approved && (approved.action !== action || approved.target !== target)) {
+        throw new CorralError(
+          ErrorCode.CONFLICT,
+          `the fleet changed since ${approved.action} of ${approved.target} was asked for: now ${action} of ${target}`,
+        );
+      }
+      if (!approved && o.approvals?.required(action)) {
+        // Nothing changes until operators approve; the request is raised once per target.
+        await settleApprovals({ action, target });
+        await o.approvals.raise(action, target);
+        raised.add(action);
+        return null;
+      }
+      await settleApprovals(null);
       const summary = {
         services: planned.next.length,
         removed: planned.removed.length,
@@ -451,6 +512,9 @@ export function createDeployer(o: DeployerOptions): Deployer {
           },
           [
             { level: 'info', message: `${action} started by the controller (${sendable.length} hosts)` },
+            ...(approved
+              ? [{ level: 'info' as const, message: `approved by ${approved.approvers.join(', ')}` }]
+              : []),
             ...lines,
             ...planned.pending
               .filter((p) => action === 'reschedule' || p.service === '')

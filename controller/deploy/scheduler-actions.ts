@@ -3,7 +3,8 @@ import type { HostSet } from './desired-state.js';
 /**
  * What the controller changes on its own, without an operator's command, by name. Every such
  * change is one of these, recorded as an operation of that kind (actor `controller`) and in
- * the audit log; an approval step for them belongs here, in front of `decide`.
+ * the audit log. With `approvals: { reschedule: N }` (or `heal`) a pass that would run one raises
+ * a request as the controller instead (SchedulerApprovals) and runs it only once approved.
  *
  * - `reschedule`: placement changed (pending instances placed, instances moved off a lost or
  *   decommissioned host, an every-host service reaching a new host): the changed sets go out.
@@ -20,4 +21,30 @@ export const SCHEDULER_ACTOR = 'controller';
 export function decide(all: readonly HostSet[], sendable: readonly HostSet[]): SchedulerAction | null {
   if (all.some((s) => s.changed)) return 'reschedule';
   return sendable.length > 0 ? 'heal' : null;
+}
+
+/**
+ * The approvals the scheduler's own actions may wait for. The controller is the requester;
+ * a request whose cause went away before anyone approved it is cancelled as resolved.
+ */
+export interface SchedulerApprovals {
+  /** Whether `action` waits for operators' approval. */
+  required(action: SchedulerAction): boolean;
+  /** Raises the controller's request for this action and target, or finds the pending one. */
+  raise(action: SchedulerAction, target: string): Promise<void>;
+  /** Cancels, as resolved, the controller's pending requests of `action` but the one for `stillNeeded`. */
+  resolve(action: SchedulerAction, stillNeeded: string | null): Promise<void>;
+}
+
+/** Targets longer than this name their hosts by count and digest instead. */
+const MAX_TARGET_CHARS = 200;
+
+/**
+ * What a scheduler action is about, for its approval: the hosts whose sets it changes (a
+ * reschedule) or re-sends (a heal), sorted; the same situation gives the same target.
+ */
+export function schedulerTarget(hostNames: readonly string[], digest: (text: string) => string): string {
+  const names = [...hostNames].sort();
+  const text = `${names.length} hosts: ${names.join(',')}`;
+  return text.length <= MAX_TARGET_CHARS ? text : `${names.length} hosts (${digest(names.join(','))})`;
 }

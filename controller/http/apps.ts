@@ -47,8 +47,8 @@ import { createOperatorSessions, type OperatorSessions } from '../operators/oper
 import { createOperatorStore, type OperatorStore } from '../operators/operator-store.js';
 import { adminOperatorRoutes } from '../routes/admin-operators.js';
 import { adminApprovalRoutes } from '../routes/admin-approvals.js';
-import { createApprovalStore, type ApprovalPolicy, type ApprovalStore } from '../approvals/approval-store.js';
-import { decommissionHost } from '../fleet/decommission.js';
+import type { ApprovalGate } from '../approvals/approval-gate.js';
+import { registerAdminExecutors } from '../approvals/approval-executors.js';
 import { isLoopbackHost } from './loopback.js';
 import {
   createHttpApp,
@@ -109,7 +109,8 @@ export interface AdminAppOptions {
   readonly events: FleetEvents;
   readonly diagnose: DiagnoseDeps;
   readonly logs: LogRoutesOptions;
-  readonly approvals: ApprovalStore;
+  /** Approvals: their routes, and the gate operator changes pass through. */
+  readonly approvals: ApprovalGate;
 }
 
 /** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
@@ -144,8 +145,8 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
     for (const method of [route.method].flat()) routes.push(`${method} ${route.url}`);
   });
   void app.register(adminAuth, { mode: tls?.mode ?? 'token', operators: o.operators, sessions: o.sessions });
-  void app.register(adminOperatorRoutes, { operators: o.operators });
-  void app.register(adminApprovalRoutes, { approvals: o.approvals });
+  void app.register(adminOperatorRoutes, { operators: o.operators, gate: o.approvals });
+  void app.register(adminApprovalRoutes, { approvals: o.approvals.store });
   void app.register(adminSystemRoutes, o.system);
   void app.register(adminHostRoutes, o.hosts);
   void app.register(adminEnrollRoutes, o.enroll);
@@ -272,8 +273,8 @@ export interface ControllerServices {
   readonly fleetEvents: FleetEvents;
   /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
   readonly adminTls?: AdminAuthMode | undefined;
-  /** Which actions wait for other operators' approval, and for how long (ms). */
-  readonly approvals?: { readonly policy: ApprovalPolicy; readonly ttlMs?: number | undefined } | undefined;
+  /** Which actions wait for other operators' approval; the admin actions' executors register here. */
+  readonly approvals: ApprovalGate;
 }
 
 /** Builds the admin, worker and join APIs; nothing listens until listenApps. */
@@ -293,18 +294,13 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     log: log.child({ component: 'admin' }),
     waitMs: s.decommissionWaitMs,
   };
-  const approvals = createApprovalStore({
-    db,
-    audit,
-    clock,
-    policy: s.approvals?.policy ?? {},
-    ttlMs: s.approvals?.ttlMs,
-    // Each approved request runs as its requester's operation. Reschedule and heal come with
-    // the scheduler, which raises them through approvals.request and cancelResolved.
-    executors: {
-      decommission: async (body, actor) =>
-        decommissionHost(decommission, (body as { name: string }).name, actor, decommission.waitMs),
-    },
+  const approvals = s.approvals;
+  // Each approved request runs as its requester's operation (reschedule and heal: controller.ts).
+  registerAdminExecutors(approvals.store, {
+    decommission,
+    deployer: s.deployer,
+    updater: s.releaseUpdater,
+    operators,
   });
   const admin = createAdminApp({
     log: log.child({ component: 'admin-api' }),
@@ -318,7 +314,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       live,
       decommission,
       check: { db, pins, client: s.client },
-      approvals,
+      gate: approvals,
     },
     approvals,
     enroll: {
@@ -329,9 +325,9 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       joinAddress: () => s.joinAddress(),
     },
     audit: { audit },
-    deploy: { deployer: s.deployer, db, live },
+    deploy: { deployer: s.deployer, db, live, gate: approvals },
     operations: s.deployer.operations,
-    update: { updater: s.releaseUpdater, uploadDir: s.uploadDir },
+    update: { updater: s.releaseUpdater, uploadDir: s.uploadDir, gate: approvals },
     events: s.fleetEvents,
     diagnose: { db, pins, client: s.client, audit },
     logs: { readDb, logDir: s.logDir },

@@ -51,7 +51,8 @@ export interface ControllerMetrics {
   render(hostsByStatus: Readonly<Record<HostStatus, number>>, extra?: readonly string[]): string;
 }
 
-const escapeLabel = (v: string): string =>
+/** A label value as the Prometheus text format writes it: backslash, double quote and newline escaped. */
+export const escapeLabel = (v: string): string =>
   v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
 export function createMetrics(): ControllerMetrics {

@@ -25,7 +25,8 @@ export const adminApprovalRoutes: FastifyPluginAsyncTypebox<
   app.post(
     '/v1/approvals/:id/approve',
     { schema: { params: ApprovalParams, response: { 200: ApprovalView } } },
-    async (request) => approvals.approve(request.params.id, adminActor(request)),
+    async (request) =>
+      approvals.approve(request.params.id, adminActor(request), { socket: request.raw.socket }),
   );
   app.post(
     '/v1/approvals/:id/reject',

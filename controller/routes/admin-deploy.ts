@@ -15,11 +15,16 @@ import type { Deployer } from '../deploy/deployer.js';
 import { listPending, listServiceViews } from '../deploy/service-views.js';
 import type { Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
+import { ApprovalPending } from '../../protocol/approvals.js';
+import { gatedAnswer, type ApprovalGate } from '../approvals/approval-gate.js';
+import { teardownApprovalTarget } from '../approvals/approval-executors.js';
 
 export interface DeployRouteOptions {
   readonly deployer: Deployer;
   readonly db: Kysely<ControllerDatabase>;
   live(): Liveness;
+  /** When `teardown` needs approval, a teardown becomes a pending approval (202). */
+  readonly gate?: ApprovalGate | undefined;
 }
 
 /** A spec of MAX_DEPLOYMENT_SPEC_BYTES as YAML grows a little as JSON; room for that. */
@@ -56,7 +61,19 @@ export const adminDeployRoutes: FastifyPluginAsyncTypebox<DeployRouteOptions, Ht
 
   app.post(
     '/v1/teardown',
-    { schema: { body: ServiceTeardownRequest, response: { 200: ServiceTeardownResponse } } },
-    async (request) => o.deployer.teardown(request.body, adminActor(request)),
+    {
+      schema: {
+        body: ServiceTeardownRequest,
+        response: { 200: ServiceTeardownResponse, 202: ApprovalPending },
+      },
+    },
+    async (request, reply) => {
+      const actor = adminActor(request);
+      const filter = request.body;
+      const now = () => o.deployer.teardown(filter, actor);
+      if (!o.gate) return now();
+      const target = teardownApprovalTarget(filter);
+      return gatedAnswer(reply, await o.gate.pass({ action: 'teardown', target, body: filter, actor }, now));
+    },
   );
 };

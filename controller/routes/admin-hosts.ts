@@ -18,7 +18,7 @@ import { checkFleet, type FleetCheckDeps } from '../fleet/fleet-check.js';
 import { hostDetail, listHostPage, type Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
 import { ApprovalPending } from '../../protocol/approvals.js';
-import type { ApprovalStore } from '../approvals/approval-store.js';
+import { gatedAnswer, type ApprovalGate } from '../approvals/approval-gate.js';
 
 export interface HostRouteOptions {
   /** The list and the detail are read here (the read-only connection). */
@@ -28,7 +28,7 @@ export interface HostRouteOptions {
   readonly decommission: DecommissionDeps & { readonly waitMs: number };
   readonly check: Omit<FleetCheckDeps, 'live'>;
   /** When decommission needs approval, a request becomes a pending approval (202). */
-  readonly approvals?: ApprovalStore | undefined;
+  readonly gate?: ApprovalGate | undefined;
 }
 
 /** Hosts: list, one in full, decommission, and the reachability check. */
@@ -61,15 +61,15 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<HostRouteOptions, HttpSe
     { schema: { params: HostNameParams, response: { 200: DecommissionResponse, 202: ApprovalPending } } },
     async (request, reply) => {
       const name = request.params.name;
-      if (o.approvals && o.approvals.required('decommission') > 0) {
-        if (!(await hostDetail(o.readDb, name, o.live())))
-          throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${name}`);
-        const approval = await o.approvals.request('decommission', name, { name }, adminActor(request));
-        return reply
-          .code(202)
-          .send({ approval, approveWith: `corral controller approvals approve ${approval.id}` });
-      }
-      return decommissionHost(o.decommission, name, adminActor(request), o.decommission.waitMs);
+      const actor = adminActor(request);
+      const now = () => decommissionHost(o.decommission, name, actor, o.decommission.waitMs);
+      if (!o.gate || o.gate.required('decommission') === 0) return now();
+      if (!(await hostDetail(o.readDb, name, o.live())))
+        throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${name}`);
+      return gatedAnswer(
+        reply,
+        await o.gate.pass({ action: 'decommission', target: name, body: { name }, actor }, now),
+      );
     },
   );
 

@@ -6,6 +6,9 @@ import type { ControllerDatabase } from '../db/schema.js';
 import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
 import { countHostsByStatus, type Liveness } from '../fleet/host-store.js';
 import type { ControllerMetrics } from '../http/metrics.js';
+import { isoAt } from '../clock.js';
+import { fleetMetricLines } from '../http/fleet-metrics.js';
+import { processMetricLines } from '../http/process-metrics.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
 
 export interface SystemRouteOptions {
@@ -19,7 +22,7 @@ export interface SystemRouteOptions {
 
 const Health = Type.Object({ ok: Type.Boolean() }, { additionalProperties: false });
 
-/** `/health` (no token) and `/metrics` (Prometheus text; token required). */
+/** `/health` (no token) and `/metrics` (Prometheus text; a `metrics`-scoped credential). */
 export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, HttpServer> = async (
   app,
   o,
@@ -27,7 +30,9 @@ export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, Ht
   app.get('/health', { schema: { response: { 200: Health } } }, async () => ({ ok: true }));
 
   app.get('/metrics', async (_request, reply) => {
-    const counts = await countHostsByStatus(o.readDb, o.live());
+    const live = o.live();
+    const counts = await countHostsByStatus(o.readDb, live);
+    const fleet = await fleetMetricLines(o.readDb, isoAt(live.nowMs));
     const stats = o.writer.stats();
     const extra = [
       '# HELP corral_heartbeat_queue Heartbeats waiting to be written.',
@@ -39,6 +44,8 @@ export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, Ht
       '# HELP corral_pins Active pinned certificates.',
       '# TYPE corral_pins gauge',
       `corral_pins ${o.pins.size}`,
+      ...fleet,
+      ...(await processMetricLines()),
     ];
     return reply.type('text/plain; version=0.0.4; charset=utf-8').send(o.metrics.render(counts, extra));
   });

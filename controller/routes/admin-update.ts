@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -8,17 +8,23 @@ import { pipeline } from 'node:stream/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ensurePrivateDir } from '../../pki/index.js';
 import { ADMIN_UPDATE_PATH, AdminUpdateQuery, AdminUpdateResponse } from '../../protocol/admin-update.js';
+import { ApprovalPending } from '../../protocol/approvals.js';
 import { NAME_RE } from '../../protocol/common.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { DEFAULT_MAX_RELEASE_BYTES, RELEASE_CONTENT_TYPE } from '../../protocol/updater-api.js';
 import { adminActor } from '../http/admin-auth.js';
 import type { ReleaseUpdater } from '../release/update-operation.js';
+import { readReleaseFile } from '../release/read-release.js';
+import { gatedAnswer, type ApprovalGate } from '../approvals/approval-gate.js';
+import { keptUploadDir, updateApprovalTarget, type KeptUpdate } from '../approvals/approval-executors.js';
 
 export interface UpdateRouteOptions {
   readonly updater: ReleaseUpdater;
   /** Private directory (0700) for uploads in flight; created on first use. */
   readonly uploadDir: string;
   readonly maxReleaseBytes?: number;
+  /** When `update` needs approval, a push becomes a pending approval (202) keeping its upload. */
+  readonly gate?: ApprovalGate | undefined;
 }
 
 /**
@@ -35,8 +41,10 @@ export const adminUpdateRoutes: FastifyPluginAsyncTypebox<UpdateRouteOptions, Ht
 
   app.post(
     ADMIN_UPDATE_PATH,
-    { schema: { querystring: AdminUpdateQuery, response: { 200: AdminUpdateResponse } } },
-    async (request) => {
+    {
+      schema: { querystring: AdminUpdateQuery, response: { 200: AdminUpdateResponse, 202: ApprovalPending } },
+    },
+    async (request, reply) => {
       const q = request.query;
       const type = String(request.headers['content-type'] ?? '')
         .split(';')[0]
@@ -85,16 +93,35 @@ export const adminUpdateRoutes: FastifyPluginAsyncTypebox<UpdateRouteOptions, Ht
             `the upload has SHA-256 ${sha256}, not the announced ${q.sha256}`,
           );
         }
-        return await o.updater.update({
-          file,
+        const push = {
           sha256,
           hosts,
           all: q.all === true,
           includeSelf: q.includeSelf === true,
           force: q.force === true,
-          dryRun: q.dryRun === true,
-          actor: adminActor(request),
-        });
+        };
+        const actor = adminActor(request);
+        if (q.dryRun === true || !o.gate || o.gate.required('update', { all: push.all }) === 0)
+          return await o.updater.update({ ...push, file, dryRun: q.dryRun === true, actor });
+        try {
+          await readReleaseFile(file, sha256);
+        } catch (e: unknown) {
+          if (e instanceof CorralError) throw e;
+          const why = e instanceof Error ? e.message : String(e);
+          throw new CorralError(ErrorCode.VALIDATION, `body: not a Corral release: ${why.slice(0, 2000)}`);
+        }
+        // The upload is kept (under the approval's own name) until the request ends.
+        const dir = keptUploadDir(o.uploadDir);
+        await ensurePrivateDir(dir);
+        const kept = join(dir, `release-${randomUUID()}.tar.gz`);
+        await rename(file, kept);
+        const body: KeptUpdate = { ...push, file: kept };
+        const gated = await o.gate.pass(
+          { action: 'update', target: updateApprovalTarget(push), body, actor, all: push.all },
+          () => o.updater.update({ ...push, file: kept, dryRun: false, actor }),
+        );
+        if (!('pending' in gated && gated.created)) await rm(kept, { force: true });
+        return gatedAnswer(reply, gated);
       } finally {
         await rm(file, { force: true });
       }

@@ -1,0 +1,86 @@
+import { sql, type Kysely } from 'kysely';
+import { SERVICE_STATES } from '../../protocol/heartbeat.js';
+import { OPERATION_KINDS, OPERATION_STATES } from '../../protocol/operations.js';
+import type { ControllerDatabase } from '../db/schema.js';
+import { escapeLabel } from './metrics.js';
+
+/** A number as the exposition writes it (a value stored as something else counts as absent). */
+const num = (v: unknown): string | undefined =>
+  typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined;
+
+/**
+ * The fleet's series, read with one aggregate query each on `db` (the read-only connection):
+ * per-host gauges from the last heartbeat of every active host (its name escaped, since a
+ * worker chose it), services by observed state, operations by kind and outcome, and pending
+ * approvals. No host view is built, so a scrape of 60k hosts reads three columns per host.
+ */
+export async function fleetMetricLines(db: Kysely<ControllerDatabase>, nowIso: string): Promise<string[]> {
+  const hosts = await db
+    .selectFrom('hosts')
+    .select([
+      'name',
+      sql<unknown>`json_extract(metrics, '$.load1')`.as('load1'),
+      sql<unknown>`json_extract(metrics, '$.memAvailableBytes')`.as('mem'),
+      sql<unknown>`json_extract(metrics, '$.diskFreeBytes')`.as('disk'),
+    ])
+    .where('decommissioned_at', 'is', null)
+    .where('metrics', 'is not', null)
+    .execute();
+  const services = await db
+    .selectFrom('service_observed')
+    .innerJoin('hosts', 'hosts.id', 'service_observed.host_id')
+    .where('hosts.decommissioned_at', 'is', null)
+    .select(['service_observed.state as state', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy('service_observed.state')
+    .execute();
+  const operations = await db
+    .selectFrom('operations')
+    .select(['kind', 'state', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy(['kind', 'state'])
+    .execute();
+  const approvals = await db
+    .selectFrom('approvals')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('state', '=', 'pending')
+    .where('expires_at', '>', nowIso)
+    .executeTakeFirst();
+
+  const load: string[] = [];
+  const mem: string[] = [];
+  const disk: string[] = [];
+  for (const h of hosts) {
+    const label = `{host="${escapeLabel(h.name)}"}`;
+    const [l, m, d] = [num(h.load1), num(h.mem), num(h.disk)];
+    if (l !== undefined) load.push(`corral_host_load1${label} ${l}`);
+    if (m !== undefined) mem.push(`corral_host_memory_available_bytes${label} ${m}`);
+    if (d !== undefined) disk.push(`corral_host_disk_free_bytes${label} ${d}`);
+  }
+  const byState = new Map<string, number>(SERVICE_STATES.map((s) => [s, 0]));
+  for (const s of services) byState.set(s.state, Number(s.n));
+  const ops = new Map<string, number>();
+  for (const kind of OPERATION_KINDS) for (const state of OPERATION_STATES) ops.set(`${kind}\0${state}`, 0);
+  for (const o of operations) ops.set(`${o.kind}\0${o.state}`, Number(o.n));
+  return [
+    '# HELP corral_host_load1 One-minute load average of each active host, from its last heartbeat.',
+    '# TYPE corral_host_load1 gauge',
+    ...load,
+    '# HELP corral_host_memory_available_bytes Memory available on each active host, from its last heartbeat.',
+    '# TYPE corral_host_memory_available_bytes gauge',
+    ...mem,
+    '# HELP corral_host_disk_free_bytes Free disk of each active host, from its last heartbeat.',
+    '# TYPE corral_host_disk_free_bytes gauge',
+    ...disk,
+    '# HELP corral_services Service instances on active hosts, by the state their agents last reported.',
+    '# TYPE corral_services gauge',
+    ...[...byState].map(([state, n]) => `corral_services{state="${escapeLabel(state)}"} ${n}`),
+    '# HELP corral_operations Operations kept, by kind and outcome (running until they end).',
+    '# TYPE corral_operations gauge',
+    ...[...ops].map(([key, n]) => {
+      const [kind = '', state = ''] = key.split('\0');
+      return `corral_operations{kind="${escapeLabel(kind)}",outcome="${escapeLabel(state)}"} ${n}`;
+    }),
+    '# HELP corral_approvals_pending Approval requests waiting for operators (not yet expired).',
+    '# TYPE corral_approvals_pending gauge',
+    `corral_approvals_pending ${Number(approvals?.n ?? 0)}`,
+  ];
+}

@@ -198,7 +198,7 @@ export function parseBackupHeader(header: Buffer): BackupHeader {
  * reordered or appended.
  */
 export function createBackupDecryptor(passphrase: string): Transform {
-  let buffered = Buffer.alloc(0);
+  let buffered: Buffer = Buffer.alloc(0);
   let header: Buffer | undefined;
   let info: BackupHeader | undefined;
   let encKey: Buffer | undefined;

@@ -10,6 +10,8 @@ import { StateFilePath } from './state-manifest.js';
  * bytes in the manifest's order.
  */
 export const BACKUP_CONTENT_TYPE = 'application/vnd.corral.backup';
+/** The answer's header carrying the backup's manifest (base64url JSON), for the CLI's summary. */
+export const BACKUP_MANIFEST_HEADER = 'corral-backup-manifest';
 /** The suggested file name's suffix. */
 export const BACKUP_FILE_SUFFIX = '.corral-backup';
 

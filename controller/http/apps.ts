@@ -47,6 +47,7 @@ import { createOperatorSessions, type OperatorSessions } from '../operators/oper
 import { createOperatorStore, type OperatorStore } from '../operators/operator-store.js';
 import { adminOperatorRoutes } from '../routes/admin-operators.js';
 import { adminApprovalRoutes } from '../routes/admin-approvals.js';
+import { adminBackupRoutes, type BackupRouteOptions } from '../routes/admin-backup.js';
 import { createApprovalStore, type ApprovalPolicy, type ApprovalStore } from '../approvals/approval-store.js';
 import { decommissionHost } from '../fleet/decommission.js';
 import { isLoopbackHost } from './loopback.js';
@@ -110,6 +111,7 @@ export interface AdminAppOptions {
   readonly diagnose: DiagnoseDeps;
   readonly logs: LogRoutesOptions;
   readonly approvals: ApprovalStore;
+  readonly backup: BackupRouteOptions;
 }
 
 /** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
@@ -158,6 +160,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
   void app.register(adminDiagnoseRoutes, o.diagnose);
   void app.register(adminLogRoutes, o.logs);
+  void app.register(adminBackupRoutes, o.backup);
   return Object.assign(app, { corralRoutes: routes });
 }
 
@@ -247,7 +250,7 @@ export interface ControllerServices {
   readonly readDb: Kysely<ControllerDatabase>;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly identity: Pick<ControllerIdentity, 'ca' | 'server'>;
+  readonly identity: Pick<ControllerIdentity, 'ca' | 'server'> & Partial<Pick<ControllerIdentity, 'paths'>>;
   readonly pins: MutablePinRegistry;
   readonly keeper: PinKeeper;
   readonly audit: AuditLog;
@@ -335,6 +338,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     events: s.fleetEvents,
     diagnose: { db, pins, client: s.client, audit },
     logs: { readDb, logDir: s.logDir },
+    backup: { paths: s.identity.paths, audit, clock, log: log.child({ component: 'backup' }) },
   });
   const worker = createWorkerApp({
     log: log.child({ component: 'worker-api' }),

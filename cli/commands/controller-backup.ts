@@ -3,7 +3,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PRIVATE_FILE_MODE, syncDir } from '../../pki/index.js';
 import { extractBackup } from '../../kit/backup-archive.js';
@@ -41,20 +40,20 @@ function progressLine(io: Output, verb: string): (bytes: number) => void {
   };
 }
 
-/** Counts and hashes what passes through it. */
-function meter(onBytes: (total: number) => void): Transform & { total(): number; sha256(): string } {
+/** Counts and hashes what it is given. */
+function meter(onBytes: (total: number) => void): { add(chunk: Buffer): void; total(): number; sha256(): string } {
   const hash = createHash('sha256');
   let total = 0;
-  const t = new Transform({
-    transform(chunk: Buffer, _enc, done) {
+  let digest: string | undefined;
+  return {
+    add(chunk) {
       total += chunk.length;
       hash.update(chunk);
       onBytes(total);
-      done(null, chunk);
     },
-  });
-  let digest: string | undefined;
-  return Object.assign(t, { total: () => total, sha256: () => (digest ??= hash.digest('hex')) });
+    total: () => total,
+    sha256: () => (digest ??= hash.digest('hex')),
+  };
 }
 
 /** Reads a whole backup file without writing anything: its passphrase, authentication and archive. */
@@ -95,7 +94,10 @@ async function runBackup(opts: BackupOpts, io: Output): Promise<void> {
     await fh.chmod(PRIVATE_FILE_MODE);
     const m = meter(progressLine(io, 'received'));
     try {
-      await pipeline(res, m, fh.createWriteStream({ autoClose: false }));
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        m.add(chunk);
+        await fh.write(chunk);
+      }
       await fh.sync();
     } finally {
       await fh.close();

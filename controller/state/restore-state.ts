@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PRIVATE_DIR_MODE, syncDir } from '../../pki/index.js';
@@ -107,6 +107,14 @@ export async function restoreControllerState(o: RestoreOptions): Promise<Restore
     if (await livePidFile(target, 'controller', { command: true })) {
       throw refused(`a controller is running on ${target}; stop it first; nothing was changed`);
     }
+  }
+  try {
+    if (!(await stat(o.file)).isFile()) throw new CorralError(ErrorCode.VALIDATION, `${o.file} is not a file`);
+  } catch (e: unknown) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code.startsWith('E'))
+      throw new CorralError(ErrorCode.NOT_FOUND, `cannot read the backup ${o.file}: ${code}`);
+    throw e;
   }
   await mkdir(dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
   const staging = join(dirname(target), `.${basename(target)}.restore-${randomBytes(6).toString('hex')}`);

@@ -74,7 +74,7 @@ class ByteReader {
 
   async exactly(n: number, what: string): Promise<Buffer> {
     const parts: Buffer[] = [];
-    for (let got = 0; got < n; ) {
+    for (let got = 0; got < n;) {
       const part = await this.some(n - got);
       if (!part) throw damaged(`it ends inside ${what}`);
       parts.push(part);
@@ -96,7 +96,12 @@ class ByteReader {
 function checkManifest(json: Buffer): { manifest: BackupManifest; rules: BackupFileRule[] } {
   let manifest: BackupManifest;
   try {
-    manifest = parseJsonWith(BackupManifest, json.toString('utf8'), 'backup manifest', MAX_BACKUP_MANIFEST_BYTES);
+    manifest = parseJsonWith(
+      BackupManifest,
+      json.toString('utf8'),
+      'backup manifest',
+      MAX_BACKUP_MANIFEST_BYTES,
+    );
   } catch (e: unknown) {
     if (isCorralError(e)) throw damaged(e.message);
     throw e;
@@ -133,7 +138,8 @@ export async function extractBackup(
 ): Promise<BackupManifest> {
   const reader = new ByteReader(plain);
   const length = (await reader.exactly(4, 'the manifest length')).readUInt32BE(0);
-  if (length > MAX_BACKUP_MANIFEST_BYTES) throw damaged(`its manifest is larger than ${MAX_BACKUP_MANIFEST_BYTES} bytes`);
+  if (length > MAX_BACKUP_MANIFEST_BYTES)
+    throw damaged(`its manifest is larger than ${MAX_BACKUP_MANIFEST_BYTES} bytes`);
   const { manifest, rules } = checkManifest(await reader.exactly(length, 'the manifest'));
   let done = 0;
   for (const [i, entry] of manifest.files.entries()) {
@@ -147,7 +153,7 @@ export async function extractBackup(
     }
     try {
       await fh?.chmod(rule.mode);
-      for (let left = entry.bytes; left > 0; ) {
+      for (let left = entry.bytes; left > 0;) {
         const part = await reader.some(left);
         if (!part) throw damaged(`it ends inside ${entry.path}`);
         if (fh) await fh.write(part);

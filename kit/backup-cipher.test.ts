@@ -75,7 +75,7 @@ describe('backup framing (scrypt + AES-256-GCM, chunked)', () => {
     const codes = new Set<string>();
     for (let i = 0; i < file.length; i++) {
       const bad = Buffer.from(file);
-      bad[i] = (bad[i] ?? 0) ^ (1 << i % 8);
+      bad[i] = (bad[i] ?? 0) ^ (1 << (i % 8));
       codes.add(await codeOf(decrypt(bad, PASS, 4096)));
     }
     expect([...codes]).toEqual([ErrorCode.BACKUP_DAMAGED]);
@@ -102,7 +102,8 @@ describe('backup framing (scrypt + AES-256-GCM, chunked)', () => {
     const swapped = Buffer.concat([a.subarray(0, h), c1, c0, rest]);
     const dropped = Buffer.concat([a.subarray(0, h), c1, rest]);
     const mixed = Buffer.concat([a.subarray(0, h), b.subarray(h)]);
-    for (const bad of [swapped, dropped, mixed]) expect(await codeOf(decrypt(bad))).toBe(ErrorCode.BACKUP_DAMAGED);
+    for (const bad of [swapped, dropped, mixed])
+      expect(await codeOf(decrypt(bad))).toBe(ErrorCode.BACKUP_DAMAGED);
   });
 
   it('refuses a header that names scrypt parameters out of bounds, before deriving anything', async () => {

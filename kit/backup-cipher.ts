@@ -68,7 +68,8 @@ function deriveKeys(
       salt,
       64,
       { N, r: cost.r, p: cost.p, maxmem: 256 * N * cost.r + 1024 * 1024 },
-      (err, key) => (err ? reject(err) : resolve({ encKey: key.subarray(0, 32), checkKey: key.subarray(32) })),
+      (err, key) =>
+        err ? reject(err) : resolve({ encKey: key.subarray(0, 32), checkKey: key.subarray(32) }),
     );
   });
 }
@@ -111,7 +112,12 @@ export interface EncryptOptions {
 export async function createBackupEncryptor(passphrase: string, o: EncryptOptions = {}): Promise<Transform> {
   const cost = o.cost ?? DEFAULT_SCRYPT_COST;
   const chunkBytes = o.chunkBytes ?? DEFAULT_BACKUP_CHUNK_BYTES;
-  if (cost.log2N < MIN_LOG2N || cost.log2N > MAX_LOG2N || chunkBytes < MIN_CHUNK_BYTES || chunkBytes > MAX_CHUNK_BYTES)
+  if (
+    cost.log2N < MIN_LOG2N ||
+    cost.log2N > MAX_LOG2N ||
+    chunkBytes < MIN_CHUNK_BYTES ||
+    chunkBytes > MAX_CHUNK_BYTES
+  )
     throw new CorralError(ErrorCode.VALIDATION, 'backup encryption parameters out of bounds');
   const salt = randomBytes(SALT_BYTES);
   const { encKey, checkKey } = await deriveKeys(passphrase, salt, cost);
@@ -123,7 +129,10 @@ export async function createBackupEncryptor(passphrase: string, o: EncryptOption
   header.writeUInt8(cost.p, 11);
   header.writeUInt32BE(chunkBytes, 12);
   salt.copy(header, 16);
-  createHmac('sha256', checkKey).update(header.subarray(0, CHECKED_BYTES)).digest().copy(header, CHECKED_BYTES);
+  createHmac('sha256', checkKey)
+    .update(header.subarray(0, CHECKED_BYTES))
+    .digest()
+    .copy(header, CHECKED_BYTES);
   createHash('sha256').update(header.subarray(0, DIGESTED_BYTES)).digest().copy(header, DIGESTED_BYTES);
 
   let index = 0n;
@@ -179,12 +188,14 @@ export interface BackupHeader {
  */
 export function parseBackupHeader(header: Buffer): BackupHeader {
   if (header.length < BACKUP_HEADER_BYTES) throw damaged('it is shorter than its header');
-  if (!header.subarray(0, BACKUP_MAGIC.length).equals(BACKUP_MAGIC)) throw damaged('it does not start with CORRALBK');
+  if (!header.subarray(0, BACKUP_MAGIC.length).equals(BACKUP_MAGIC))
+    throw damaged('it does not start with CORRALBK');
   const digest = createHash('sha256').update(header.subarray(0, DIGESTED_BYTES)).digest();
   if (!timingSafeEqual(digest, header.subarray(DIGESTED_BYTES, BACKUP_HEADER_BYTES)))
     throw damaged('its header fails its digest');
   const version = header.readUInt8(8);
-  if (version !== BACKUP_FORMAT_VERSION) throw damaged(`format version ${version} is not one this build reads`);
+  if (version !== BACKUP_FORMAT_VERSION)
+    throw damaged(`format version ${version} is not one this build reads`);
   const cost = { log2N: header.readUInt8(9), r: header.readUInt8(10), p: header.readUInt8(11) };
   const chunkBytes = header.readUInt32BE(12);
   checkCost(cost, chunkBytes);
@@ -211,7 +222,8 @@ export function createBackupDecryptor(passphrase: string): Transform {
       if (ended) throw damaged('bytes follow its last chunk');
       const flags = buffered.readUInt8(0);
       const length = buffered.readUInt32BE(1);
-      if ((flags & ~FLAG_LAST) !== 0 || length > info.chunkBytes) throw damaged(`chunk ${index} has a bad frame`);
+      if ((flags & ~FLAG_LAST) !== 0 || length > info.chunkBytes)
+        throw damaged(`chunk ${index} has a bad frame`);
       const total = FRAME_PREFIX_BYTES + length + TAG_BYTES;
       if (buffered.length < total) return;
       const decipher = createDecipheriv('aes-256-gcm', encKey, nonce(index), { authTagLength: TAG_BYTES });
@@ -219,7 +231,10 @@ export function createBackupDecryptor(passphrase: string): Transform {
       decipher.setAuthTag(buffered.subarray(FRAME_PREFIX_BYTES + length, total));
       let plain: Buffer;
       try {
-        plain = Buffer.concat([decipher.update(buffered.subarray(FRAME_PREFIX_BYTES, FRAME_PREFIX_BYTES + length)), decipher.final()]);
+        plain = Buffer.concat([
+          decipher.update(buffered.subarray(FRAME_PREFIX_BYTES, FRAME_PREFIX_BYTES + length)),
+          decipher.final(),
+        ]);
       } catch (e: unknown) {
         void e; // Unsupported state or unable to authenticate data: the chunk was changed.
         throw damaged(`chunk ${index} fails its authentication`);

@@ -50,7 +50,10 @@ export const BACKUP_FILES: readonly BackupFileRule[] = [
 export const BackupRequest = Type.Object(
   {
     /** Never logged, never stored: only the key derived from it is used, for this answer. */
-    passphrase: Type.String({ minLength: MIN_BACKUP_PASSPHRASE_CHARS, maxLength: MAX_BACKUP_PASSPHRASE_BYTES }),
+    passphrase: Type.String({
+      minLength: MIN_BACKUP_PASSPHRASE_CHARS,
+      maxLength: MAX_BACKUP_PASSPHRASE_BYTES,
+    }),
   },
   { additionalProperties: false },
 );

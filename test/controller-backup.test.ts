@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdminClient } from '../cli/admin-client.js';
@@ -11,7 +11,6 @@ import type { AuditEntry, AuditVerification } from '../protocol/admin-audit.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
-import { rm } from 'node:fs/promises';
 import { CLI, deploy, loggingSpec, poll, tempDir } from './fleet-fixture.js';
 
 /**
@@ -38,8 +37,7 @@ describe('controller backup and restore (real processes)', () => {
     if (!fleet) throw new Error('the fleet did not start');
     return fleet;
   };
-  const cli = (args: readonly string[]): Promise<CliResult> =>
-    runCorral(CLI, args, { env: isolatedEnv() });
+  const cli = (args: readonly string[]): Promise<CliResult> => runCorral(CLI, args, { env: isolatedEnv() });
   const work = (): string => {
     if (!dir) throw new Error('no work dir');
     return dir;
@@ -95,7 +93,11 @@ describe('controller backup and restore (real processes)', () => {
     expect(backup.stderr).toBe('');
     expect(backup.code).toBe(0);
     expect(deployed.exitCode).toBe(0);
-    const summary = JSON.parse(backup.stdout) as { verified: boolean; bytes: number; files: { path: string }[] };
+    const summary = JSON.parse(backup.stdout) as {
+      verified: boolean;
+      bytes: number;
+      files: { path: string }[];
+    };
     expect(summary.verified).toBe(true);
     expect(summary.files.map((x) => x.path)).toContain('ca/ca.key');
     const st = await stat(backupFile);
@@ -115,7 +117,15 @@ describe('controller backup and restore (real processes)', () => {
     const parent = join(work(), 'targets');
     await mkdir(parent);
     const fresh = join(parent, 'fresh');
-    const wrong = await cli(['controller', 'restore', backupFile, '--state-dir', fresh, '--passphrase-file', wrongFile]);
+    const wrong = await cli([
+      'controller',
+      'restore',
+      backupFile,
+      '--state-dir',
+      fresh,
+      '--passphrase-file',
+      wrongFile,
+    ]);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain(ErrorCode.BACKUP_PASSPHRASE);
 
@@ -125,7 +135,15 @@ describe('controller backup and restore (real processes)', () => {
       flipped[at] = (flipped[at] ?? 0) ^ 0x10;
       const file = join(parent, `flipped-${at}`);
       await writeFile(file, flipped);
-      const r = await cli(['controller', 'restore', file, '--state-dir', fresh, '--passphrase-file', passFile]);
+      const r = await cli([
+        'controller',
+        'restore',
+        file,
+        '--state-dir',
+        fresh,
+        '--passphrase-file',
+        passFile,
+      ]);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toContain(ErrorCode.BACKUP_DAMAGED);
       await rm(file);
@@ -136,7 +154,15 @@ describe('controller backup and restore (real processes)', () => {
     const full = join(parent, 'full');
     await mkdir(full);
     await writeFile(join(full, 'keep-me'), 'still here');
-    const refused = await cli(['controller', 'restore', backupFile, '--state-dir', full, '--passphrase-file', passFile]);
+    const refused = await cli([
+      'controller',
+      'restore',
+      backupFile,
+      '--state-dir',
+      full,
+      '--passphrase-file',
+      passFile,
+    ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(ErrorCode.RESTORE_REFUSED);
     const forcedWrong = await cli([
@@ -162,7 +188,16 @@ describe('controller backup and restore (real processes)', () => {
     await f().controller.daemon.stop();
 
     const stateDir = join(work(), 'restored');
-    const r = await cli(['controller', 'restore', backupFile, '--state-dir', stateDir, '--passphrase-file', passFile, '--json']);
+    const r = await cli([
+      'controller',
+      'restore',
+      backupFile,
+      '--state-dir',
+      stateDir,
+      '--passphrase-file',
+      passFile,
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as { auditEntries: number; movedAside: string | null };
@@ -194,17 +229,19 @@ describe('controller backup and restore (real processes)', () => {
       logFile: join(work(), 'restored.log'),
       env: isolatedEnv(),
     });
-    const endpoints = await poll('the restored controller listening', async () => {
+    const adminUrl = await poll('the restored controller listening', async () => {
       const e = await readEndpointsFile(stateDir).catch(() => undefined /* not written yet */);
-      return e?.admin ? e : undefined;
+      return e?.admin;
     });
     const adminToken = (await readFile(join(stateDir, 'admin-token'), 'utf8')).trim();
-    const admin = createAdminClient({ url: endpoints.admin, token: adminToken });
+    const admin = createAdminClient({ url: adminUrl, token: adminToken });
 
     // The old controller's agents, with the certificates and pins they had, reach this one.
     await poll('both old workers heartbeating to the restored controller', async () => {
       const hosts = (await admin.get<HostListResponse>('/v1/hosts')).hosts;
-      const fresh = hosts.filter((h) => h.status === 'online' && h.lastSeen !== null && h.lastSeen > restoredAt);
+      const fresh = hosts.filter(
+        (h) => h.status === 'online' && h.lastSeen !== null && h.lastSeen > restoredAt,
+      );
       return fresh.length === 2 ? fresh : undefined;
     });
 
@@ -217,7 +254,7 @@ describe('controller backup and restore (real processes)', () => {
     expect(audit.entries.some((e) => e.action === 'backup')).toBe(true);
 
     // The operator token made before the backup works on the restored controller.
-    const reader = createAdminClient({ url: endpoints.admin, token: operatorToken });
+    const reader = createAdminClient({ url: adminUrl, token: operatorToken });
     const hosts = (await reader.get<HostListResponse>('/v1/hosts')).hosts;
     expect(hosts.map((h) => h.name).sort()).toEqual(['bk-1', 'bk-2']);
   }, 180_000);

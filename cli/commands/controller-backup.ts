@@ -41,7 +41,11 @@ function progressLine(io: Output, verb: string): (bytes: number) => void {
 }
 
 /** Counts and hashes what it is given. */
-function meter(onBytes: (total: number) => void): { add(chunk: Buffer): void; total(): number; sha256(): string } {
+function meter(onBytes: (total: number) => void): {
+  add(chunk: Buffer): void;
+  total(): number;
+  sha256(): string;
+} {
   const hash = createHash('sha256');
   let total = 0;
   let digest: string | undefined;
@@ -59,9 +63,13 @@ function meter(onBytes: (total: number) => void): { add(chunk: Buffer): void; to
 /** Reads a whole backup file without writing anything: its passphrase, authentication and archive. */
 async function verifyBackup(file: string, passphrase: string): Promise<BackupManifest> {
   let manifest: BackupManifest | undefined;
-  await pipeline(createReadStream(file), createBackupDecryptor(passphrase), async (plain: AsyncIterable<Buffer>) => {
-    manifest = await extractBackup(plain, undefined);
-  });
+  await pipeline(
+    createReadStream(file),
+    createBackupDecryptor(passphrase),
+    async (plain: AsyncIterable<Buffer>) => {
+      manifest = await extractBackup(plain, undefined);
+    },
+  );
   if (!manifest) throw new CorralError(ErrorCode.BACKUP_DAMAGED, `${file} holds no archive`);
   return manifest;
 }
@@ -81,7 +89,10 @@ interface BackupOpts extends AdminTargetOptions {
 async function runBackup(opts: BackupOpts, io: Output): Promise<void> {
   const passphrase = await readPassphrase(opts.passphraseFile, io, { confirm: true });
   if ([...passphrase].length < MIN_BACKUP_PASSPHRASE_CHARS) {
-    throw new CliExit(EXIT_USAGE, `a backup passphrase has at least ${MIN_BACKUP_PASSPHRASE_CHARS} characters`);
+    throw new CliExit(
+      EXIT_USAGE,
+      `a backup passphrase has at least ${MIN_BACKUP_PASSPHRASE_CHARS} characters`,
+    );
   }
   const out = resolve(opts.out);
   const admin = await adminClientFor(opts);
@@ -111,7 +122,10 @@ async function runBackup(opts: BackupOpts, io: Output): Promise<void> {
         MAX_BACKUP_MANIFEST_BYTES,
       );
       if (JSON.stringify(announced) !== JSON.stringify(manifest)) {
-        throw new CorralError(ErrorCode.BACKUP_DAMAGED, 'the backup does not hold what the controller announced');
+        throw new CorralError(
+          ErrorCode.BACKUP_DAMAGED,
+          'the backup does not hold what the controller announced',
+        );
       }
     }
     await rename(tmp, out);

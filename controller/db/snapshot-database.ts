@@ -21,7 +21,9 @@ export async function snapshotDatabase(path: string, into: string): Promise<void
     raw.configure('busyTimeout', DB_BUSY_TIMEOUT_MS);
     const db = raw;
     await new Promise<void>((resolve, reject) =>
-      db.run('VACUUM INTO ?', [into], (err: Error | null) => (err ? reject(namingFile(err, path)) : resolve())),
+      db.run('VACUUM INTO ?', [into], (err: Error | null) =>
+        err ? reject(namingFile(err, path)) : resolve(),
+      ),
     );
   } catch (e: unknown) {
     await rm(into, { force: true });
@@ -42,7 +44,8 @@ export async function auditHeadOf(path: string): Promise<{ seq: number; hash: st
     return await new Promise((resolve, reject) =>
       raw.get<{ seq: number; hash: string }>(
         'SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1',
-        (err: Error | null, row: { seq: number; hash: string } | undefined) => (err ? reject(err) : resolve(row)),
+        (err: Error | null, row: { seq: number; hash: string } | undefined) =>
+          err ? reject(err) : resolve(row),
       ),
     );
   } finally {

@@ -24,7 +24,10 @@ export interface BackupRouteOptions {
  * its own entry. A failure after the answer began cuts the connection: the CLI then has an
  * incomplete file, which it refuses and removes.
  */
-export const adminBackupRoutes: FastifyPluginAsyncTypebox<BackupRouteOptions, HttpServer> = async (app, o) => {
+export const adminBackupRoutes: FastifyPluginAsyncTypebox<BackupRouteOptions, HttpServer> = async (
+  app,
+  o,
+) => {
   app.post('/v1/backup', { schema: { body: BackupRequest } }, async (request, reply) => {
     const paths = o.paths;
     if (!paths) throw new CorralError(ErrorCode.UNAVAILABLE, 'this controller has no state dir to back up');

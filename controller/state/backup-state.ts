@@ -24,9 +24,13 @@ export interface BackupStream {
 async function readSmall(path: string): Promise<Buffer> {
   const { size } = await stat(path);
   if (size > MAX_BACKUP_SMALL_FILE_BYTES) {
-    throw new ControllerError(ControllerErrorCode.STATE_DAMAGED, `${path} is larger than a state file can be`, {
-      file: path,
-    });
+    throw new ControllerError(
+      ControllerErrorCode.STATE_DAMAGED,
+      `${path} is larger than a state file can be`,
+      {
+        file: path,
+      },
+    );
   }
   return readFile(path);
 }
@@ -47,7 +51,10 @@ export async function createBackupStream(o: {
   const { paths } = o;
   const read = await readControllerManifest(paths);
   if (read.kind !== 'ok' || !read.manifest.complete || read.manifest.caFingerprint === null) {
-    throw new ControllerError(ControllerErrorCode.STATE_MISSING, `${paths.root} has no complete state manifest`);
+    throw new ControllerError(
+      ControllerErrorCode.STATE_MISSING,
+      `${paths.root} has no complete state manifest`,
+    );
   }
   const state = read.manifest;
   await ensurePrivateDir(paths.runDir);
@@ -65,7 +72,13 @@ export async function createBackupStream(o: {
     const sources: PackSource[] = BACKUP_FILES.map((rule) => {
       const bytes = small.get(rule.path);
       return bytes
-        ? { path: rule.path, bytes: bytes.length, read: async function* () { yield bytes; } }
+        ? {
+            path: rule.path,
+            bytes: bytes.length,
+            read: async function* () {
+              yield bytes;
+            },
+          }
         : { path: rule.path, bytes: dbBytes, read: () => createReadStream(snapshot) };
     });
     const manifest: BackupManifest = {
@@ -82,7 +95,11 @@ export async function createBackupStream(o: {
     const out = new PassThrough();
     pipeline(packBackup(manifest, sources), encryptor, out).then(cleanup, async (e: unknown) => {
       await cleanup();
-      out.destroy(e instanceof Error ? e : new Error(String(e)));
+      out.destroy(
+        e instanceof Error
+          ? e
+          : new ControllerError(ControllerErrorCode.WRITE_FAILED, `backup failed: ${String(e)}`),
+      );
     });
     out.once('close', () => void cleanup());
     return { manifest, stream: out };

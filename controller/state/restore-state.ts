@@ -62,9 +62,16 @@ async function targetState(dir: string): Promise<'missing' | 'empty' | 'full'> {
 async function validate(dir: string, manifest: BackupManifest, clock: Clock): Promise<number> {
   const paths = statePaths(dir);
   const read = await readControllerManifest(paths);
-  if (read.kind !== 'ok') throw damaged(read.kind === 'damaged' ? `state-manifest.json ${read.problem.problem}` : 'it has no state manifest');
+  if (read.kind !== 'ok')
+    throw damaged(
+      read.kind === 'damaged' ? `state-manifest.json ${read.problem.problem}` : 'it has no state manifest',
+    );
   const state = read.manifest;
-  if (!state.complete || state.stateId !== manifest.stateId || state.caFingerprint !== manifest.caFingerprint) {
+  if (
+    !state.complete ||
+    state.stateId !== manifest.stateId ||
+    state.caFingerprint !== manifest.caFingerprint
+  ) {
     throw damaged('its state manifest is not the one its archive names');
   }
   const inspection = await inspectControllerState(paths, { manifest: state, missingOk: false });
@@ -76,10 +83,14 @@ async function validate(dir: string, manifest: BackupManifest, clock: Clock): Pr
   try {
     const v = await createAuditLog({ db, clock }).verify();
     if (!v.ok) {
-      throw damaged(`its audit chain breaks at entry ${v.firstBroken?.seq ?? '?'}: ${v.firstBroken?.message ?? ''}`);
+      throw damaged(
+        `its audit chain breaks at entry ${v.firstBroken?.seq ?? '?'}: ${v.firstBroken?.message ?? ''}`,
+      );
     }
     if (v.checked !== manifest.auditSeq || (v.headHash ?? AUDIT_GENESIS_HASH) !== manifest.auditHead) {
-      throw damaged(`its audit chain ends at ${v.checked}, not at entry ${manifest.auditSeq} as its manifest says`);
+      throw damaged(
+        `its audit chain ends at ${v.checked}, not at entry ${manifest.auditSeq} as its manifest says`,
+      );
     }
     return v.checked;
   } finally {
@@ -102,14 +113,17 @@ export async function restoreControllerState(o: RestoreOptions): Promise<Restore
   const before = await targetState(target);
   if (before === 'full') {
     if (!o.force) {
-      throw refused(`${target} is not empty; restore into a new state dir, or pass --force to move it aside; nothing was changed`);
+      throw refused(
+        `${target} is not empty; restore into a new state dir, or pass --force to move it aside; nothing was changed`,
+      );
     }
     if (await livePidFile(target, 'controller', { command: true })) {
       throw refused(`a controller is running on ${target}; stop it first; nothing was changed`);
     }
   }
   try {
-    if (!(await stat(o.file)).isFile()) throw new CorralError(ErrorCode.VALIDATION, `${o.file} is not a file`);
+    if (!(await stat(o.file)).isFile())
+      throw new CorralError(ErrorCode.VALIDATION, `${o.file} is not a file`);
   } catch (e: unknown) {
     const code = (e as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && code.startsWith('E'))
@@ -121,15 +135,20 @@ export async function restoreControllerState(o: RestoreOptions): Promise<Restore
   await mkdir(staging, { mode: PRIVATE_DIR_MODE });
   try {
     let manifest: BackupManifest | undefined;
-    await pipeline(createReadStream(o.file), createBackupDecryptor(o.passphrase), async (plain: AsyncIterable<Buffer>) => {
-      manifest = await extractBackup(plain, staging, o.progress);
-    });
+    await pipeline(
+      createReadStream(o.file),
+      createBackupDecryptor(o.passphrase),
+      async (plain: AsyncIterable<Buffer>) => {
+        manifest = await extractBackup(plain, staging, o.progress);
+      },
+    );
     if (!manifest) throw damaged('it holds no archive');
     await mkdir(join(staging, 'run'), { mode: PRIVATE_DIR_MODE });
     const auditEntries = await validate(staging, manifest, clock);
     // Checked again: the target may have changed while the backup was read.
     const now = await targetState(target);
-    if (now === 'full' && !o.force) throw refused(`${target} was filled while the backup was restored; nothing was changed`);
+    if (now === 'full' && !o.force)
+      throw refused(`${target} was filled while the backup was restored; nothing was changed`);
     let movedAside: string | null = null;
     if (now === 'full') {
       movedAside = `${target}.before-restore-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}`;

@@ -179,6 +179,23 @@ describe('controller backup and restore (real processes)', () => {
     expect(await readdir(full)).toEqual(['keep-me']);
     expect(await readFile(join(full, 'keep-me'), 'utf8')).toBe('still here');
     expect((await readdir(parent)).sort()).toEqual(['full']);
+
+    // With --force and the right passphrase the old dir is moved aside, not deleted.
+    const forced = await cli([
+      'controller',
+      'restore',
+      backupFile,
+      '--state-dir',
+      full,
+      '--force',
+      '--passphrase-file',
+      passFile,
+      '--json',
+    ]);
+    expect(forced.code, forced.stderr).toBe(0);
+    const aside = (JSON.parse(forced.stdout) as { movedAside: string }).movedAside;
+    expect(await readFile(join(aside, 'keep-me'), 'utf8')).toBe('still here');
+    expect(await readdir(full)).toContain('corral.db');
   }, 120_000);
 
   it('restored on a fresh state dir, it is the same controller: old workers heartbeat to it, audit verifies, tokens work', async () => {

@@ -29,6 +29,12 @@ export interface AdminClient {
    * RemoteError otherwise. `idleMs`: the stream ends with an error after that long silent.
    */
   events(path: string, headers?: Readonly<Record<string, string>>, idleMs?: number): Promise<IncomingMessage>;
+  /**
+   * POSTs `body` as JSON and resolves with the answer, unread, once its status is 200 (a
+   * download: the caller streams it); rejects with the envelope's RemoteError otherwise.
+   * `idleMs`: the answer ends with an error after that long silent.
+   */
+  download(path: string, body: unknown, idleMs?: number): Promise<IncomingMessage>;
 }
 
 interface RawBody {
@@ -125,6 +131,25 @@ export function createAdminClient(target: AdminTarget): AdminClient {
     });
   }
 
+  function download(path: string, body: unknown, idleMs = ADMIN_TIMEOUT_MS) {
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const payload = JSON.stringify(body);
+      const headers = {
+        ...authorization(),
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(payload)),
+      };
+      const req = request(`${target.url}${path}`, { method: 'POST', headers, agent }, (res) => {
+        res.setTimeout(idleMs, () => res.destroy(new CliExit(EXIT_FAILURE, 'the download went silent')));
+        if (res.statusCode === 200) return resolve(res);
+        const status = res.statusCode ?? 0;
+        readAll(res).then((text) => reject(refusal(status, text)), reject);
+      });
+      req.on('error', (e: unknown) => reject(unreachable(e)));
+      req.end(payload);
+    });
+  }
+
   async function send(
     method: 'GET' | 'POST' | 'DELETE',
     path: string,
@@ -176,6 +201,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
       return JSON.parse((await send('POST', path, undefined, { stream, bytes, timeoutMs })).text) as T;
     },
     events,
+    download,
   };
 }
 

@@ -61,7 +61,9 @@ export interface ControllerOptions {
    * on. Default: `db`. The caller owns and closes it.
    */
   readonly readDb?: Kysely<ControllerDatabase> | undefined;
-  readonly identity: Pick<ControllerIdentity, 'ca' | 'server' | 'client'>;
+  /** With `paths` (as loadControllerIdentity gives it), `POST /v1/backup` backs that state dir up. */
+  readonly identity: Pick<ControllerIdentity, 'ca' | 'server' | 'client'> &
+    Partial<Pick<ControllerIdentity, 'paths'>>;
   readonly log: Logger;
   readonly clock?: Clock | undefined;
   readonly heartbeatIntervalMs?: number | undefined;

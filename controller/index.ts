@@ -19,3 +19,4 @@ export {
 } from './fleet/heartbeat-budget.js';
 export { DEFAULT_EVENT_RETENTION, type EventRetention } from './fleet/event-retention.js';
 export { DEFAULT_FLEET_EVENT_RETENTION, type FleetEventRetention } from './events/fleet-retention.js';
+export { restoreControllerState, type RestoreOptions, type RestoreResult } from './state/restore-state.js';

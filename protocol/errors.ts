@@ -60,6 +60,12 @@ export const ErrorCode = {
   SCOPE: 'CORRAL_ERR_SCOPE',
   /** The container engine was unreachable, or refused or failed a call (pull, create, start). */
   CONTAINER_ENGINE: 'CORRAL_ERR_CONTAINER_ENGINE',
+  /** A backup's passphrase does not open it (its header's key check fails); nothing was written. */
+  BACKUP_PASSPHRASE: 'CORRAL_ERR_BACKUP_PASSPHRASE',
+  /** A backup file fails its authentication or its format (flipped, cut short, extended, foreign). */
+  BACKUP_DAMAGED: 'CORRAL_ERR_BACKUP_DAMAGED',
+  /** `controller restore` into a state dir that is not empty, without `--force`; nothing was changed. */
+  RESTORE_REFUSED: 'CORRAL_ERR_RESTORE_REFUSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -103,6 +109,9 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_LOG_QUERY_REFUSED: 400,
   CORRAL_ERR_SCOPE: 403,
   CORRAL_ERR_CONTAINER_ENGINE: 502,
+  CORRAL_ERR_BACKUP_PASSPHRASE: 400,
+  CORRAL_ERR_BACKUP_DAMAGED: 400,
+  CORRAL_ERR_RESTORE_REFUSED: 409,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

@@ -60,6 +60,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-approvals.js')).registerControllerApprovalCommands,
     },
     {
+      names: ['backup', 'restore'],
+      load: async () => (await import('./controller-backup.js')).registerControllerBackupCommands,
+    },
+    {
       names: ['diagnose'],
       load: async () => (await import('./controller-diagnose.js')).registerControllerDiagnoseCommand,
     },

@@ -49,6 +49,7 @@ import { adminOperatorRoutes } from '../routes/admin-operators.js';
 import { adminApprovalRoutes } from '../routes/admin-approvals.js';
 import type { ApprovalGate } from '../approvals/approval-gate.js';
 import { registerAdminExecutors } from '../approvals/approval-executors.js';
+import { adminBackupRoutes, type BackupRouteOptions } from '../routes/admin-backup.js';
 import { isLoopbackHost } from './loopback.js';
 import {
   createHttpApp,
@@ -111,6 +112,7 @@ export interface AdminAppOptions {
   readonly logs: LogRoutesOptions;
   /** Approvals: their routes, and the gate operator changes pass through. */
   readonly approvals: ApprovalGate;
+  readonly backup: BackupRouteOptions;
 }
 
 /** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
@@ -159,6 +161,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
   void app.register(adminDiagnoseRoutes, o.diagnose);
   void app.register(adminLogRoutes, o.logs);
+  void app.register(adminBackupRoutes, o.backup);
   return Object.assign(app, { corralRoutes: routes });
 }
 
@@ -248,7 +251,7 @@ export interface ControllerServices {
   readonly readDb: Kysely<ControllerDatabase>;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly identity: Pick<ControllerIdentity, 'ca' | 'server'>;
+  readonly identity: Pick<ControllerIdentity, 'ca' | 'server'> & Partial<Pick<ControllerIdentity, 'paths'>>;
   readonly pins: MutablePinRegistry;
   readonly keeper: PinKeeper;
   readonly audit: AuditLog;
@@ -331,6 +334,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     events: s.fleetEvents,
     diagnose: { db, pins, client: s.client, audit },
     logs: { readDb, logDir: s.logDir },
+    backup: { paths: s.identity.paths, audit, clock, log: log.child({ component: 'backup' }) },
   });
   const worker = createWorkerApp({
     log: log.child({ component: 'worker-api' }),

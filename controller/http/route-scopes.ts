@@ -48,6 +48,8 @@ export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'POST /v1/approvals/:id/reject': 'approve',
   // Only the requester may cancel (checked by the store); any operator may try.
   'POST /v1/approvals/:id/cancel': 'read',
+  // The CA key and every credential's hash leave in it (encrypted): admin only.
+  'POST /v1/backup': 'admin',
 };
 
 /** The access a route needs; HEAD is answered by its GET route. Undefined for a route not listed. */

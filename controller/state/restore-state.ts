@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { PRIVATE_DIR_MODE, syncDir } from '../../pki/index.js';
+import { extractBackup } from '../../kit/backup-archive.js';
+import { createBackupDecryptor } from '../../kit/backup-cipher.js';
+import { livePidFile } from '../../kit/pid-file.js';
+import type { BackupManifest } from '../../protocol/backup.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { AUDIT_GENESIS_HASH, createAuditLog } from '../audit/audit-log.js';
+import { systemClock, type Clock } from '../clock.js';
+import { inspectControllerState } from './check-state.js';
+import { readControllerManifest } from './controller-manifest.js';
+import { statePaths } from './state-paths.js';
+
+export interface RestoreOptions {
+  /** The backup file (`corral controller backup --out`). */
+  readonly file: string;
+  /** Where the state goes; it must be missing or empty unless `force`. */
+  readonly stateDir: string;
+  readonly passphrase: string;
+  /** Replace a non-empty state dir: it is moved aside (`<dir>.before-restore-<time>`), not deleted. */
+  readonly force?: boolean;
+  readonly clock?: Clock;
+  /** Called as plaintext bytes are written (for a progress line). */
+  readonly progress?: (bytes: number) => void;
+}
+
+export interface RestoreResult {
+  readonly stateDir: string;
+  readonly manifest: BackupManifest;
+  /** Audit entries checked (the whole chain). */
+  readonly auditEntries: number;
+  /** Where the state dir that was there went (with `force`), else null. */
+  readonly movedAside: string | null;
+}
+
+const refused = (message: string): CorralError => new CorralError(ErrorCode.RESTORE_REFUSED, message);
+const damaged = (message: string): CorralError =>
+  new CorralError(ErrorCode.BACKUP_DAMAGED, `the backup is damaged: ${message}`);
+
+/** `missing`, `empty` or `full`; refuses a path that is not a directory. */
+async function targetState(dir: string): Promise<'missing' | 'empty' | 'full'> {
+  try {
+    const st = await lstat(dir);
+    if (!st.isDirectory()) throw refused(`${dir} exists and is not a directory; nothing was changed`);
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw e;
+  }
+  return (await readdir(dir)).length === 0 ? 'empty' : 'full';
+}
+
+/**
+ * Checks a restored state dir as `serve` would (state/check-state.ts: every file present and
+ * holding what init wrote, certificates from this CA, keys matching them, the database passing
+ * quick_check with this state's id), that it is the state the backup's manifest names, and
+ * that the whole audit chain verifies up to the manifest's head. Throws CORRAL_ERR_BACKUP_DAMAGED.
+ */
+async function validate(dir: string, manifest: BackupManifest, clock: Clock): Promise<number> {
+  const paths = statePaths(dir);
+  const read = await readControllerManifest(paths);
+  if (read.kind !== 'ok')
+    throw damaged(
+      read.kind === 'damaged' ? `state-manifest.json ${read.problem.problem}` : 'it has no state manifest',
+    );
+  const state = read.manifest;
+  if (
+    !state.complete ||
+    state.stateId !== manifest.stateId ||
+    state.caFingerprint !== manifest.caFingerprint
+  ) {
+    throw damaged('its state manifest is not the one its archive names');
+  }
+  const inspection = await inspectControllerState(paths, { manifest: state, missingOk: false });
+  const db = inspection.db;
+  if (inspection.problems.length > 0 || !db) {
+    await db?.destroy();
+    throw damaged(inspection.problems.map((p) => `${p.file.slice(dir.length + 1)} ${p.problem}`).join('; '));
+  }
+  try {
+    const v = await createAuditLog({ db, clock }).verify();
+    if (!v.ok) {
+      throw damaged(
+        `its audit chain breaks at entry ${v.firstBroken?.seq ?? '?'}: ${v.firstBroken?.message ?? ''}`,
+      );
+    }
+    if (v.checked !== manifest.auditSeq || (v.headHash ?? AUDIT_GENESIS_HASH) !== manifest.auditHead) {
+      throw damaged(
+        `its audit chain ends at ${v.checked}, not at entry ${manifest.auditSeq} as its manifest says`,
+      );
+    }
+    return v.checked;
+  } finally {
+    await db.destroy();
+  }
+}
+
+/**
+ * `corral controller restore`: decrypts the backup into a staging dir beside `stateDir` (same
+ * file system), writes each file with its own mode (keys 0600) and bound, validates the whole
+ * state (see validate), and only then moves it in place with a rename. Throws, leaving
+ * `stateDir` as it was: CORRAL_ERR_RESTORE_REFUSED for a non-empty `stateDir` without `force`
+ * (before the backup is read) or one a running controller holds; CORRAL_ERR_BACKUP_PASSPHRASE
+ * for a wrong passphrase; CORRAL_ERR_BACKUP_DAMAGED for a backup that fails authentication or
+ * validation. The staging dir is removed on any failure.
+ */
+export async function restoreControllerState(o: RestoreOptions): Promise<RestoreResult> {
+  const clock = o.clock ?? systemClock;
+  const target = resolve(o.stateDir);
+  const before = await targetState(target);
+  if (before === 'full') {
+    if (!o.force) {
+      throw refused(
+        `${target} is not empty; restore into a new state dir, or pass --force to move it aside; nothing was changed`,
+      );
+    }
+    if (await livePidFile(target, 'controller', { command: true })) {
+      throw refused(`a controller is running on ${target}; stop it first; nothing was changed`);
+    }
+  }
+  try {
+    if (!(await stat(o.file)).isFile())
+      throw new CorralError(ErrorCode.VALIDATION, `${o.file} is not a file`);
+  } catch (e: unknown) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && code.startsWith('E'))
+      throw new CorralError(ErrorCode.NOT_FOUND, `cannot read the backup ${o.file}: ${code}`);
+    throw e;
+  }
+  await mkdir(dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
+  const staging = join(dirname(target), `.${basename(target)}.restore-${randomBytes(6).toString('hex')}`);
+  await mkdir(staging, { mode: PRIVATE_DIR_MODE });
+  try {
+    let manifest: BackupManifest | undefined;
+    await pipeline(
+      createReadStream(o.file),
+      createBackupDecryptor(o.passphrase),
+      async (plain: AsyncIterable<Buffer>) => {
+        manifest = await extractBackup(plain, staging, o.progress);
+      },
+    );
+    if (!manifest) throw damaged('it holds no archive');
+    await mkdir(join(staging, 'run'), { mode: PRIVATE_DIR_MODE });
+    const auditEntries = await validate(staging, manifest, clock);
+    // Checked again: the target may have changed while the backup was read.
+    const now = await targetState(target);
+    if (now === 'full' && !o.force)
+      throw refused(`${target} was filled while the backup was restored; nothing was changed`);
+    let movedAside: string | null = null;
+    if (now === 'full') {
+      movedAside = `${target}.before-restore-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}`;
+      await rename(target, movedAside);
+    } else if (now === 'empty') {
+      await rmdir(target);
+    }
+    await rename(staging, target);
+    await syncDir(dirname(target));
+    return { stateDir: target, manifest, auditEntries, movedAside };
+  } catch (e: unknown) {
+    await rm(staging, { recursive: true, force: true });
+    throw e;
+  }
+}

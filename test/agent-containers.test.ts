@@ -164,6 +164,14 @@ describe.skipIf(unavailable !== undefined)(`container services (${unavailable ??
     expect(w?.containerId).toMatch(/^[0-9a-f]{64}$/);
     expect(st.services.find((s) => s.name === 'side')).toMatchObject({ runtime: 'process' });
     expect(st.services.find((s) => s.name === 'side')?.pid).toBeGreaterThan(1);
+    // The heartbeat carries the same, for `controller services` and `controller host`.
+    await waitFor('web container id in a heartbeat', () =>
+      standIn.heartbeats.some((h) =>
+        h.services.some(
+          (s) => s.name === 'web' && s.image === TEST_IMAGE && s.containerId === w?.containerId,
+        ),
+      ),
+    );
 
     const page = await request(`http://127.0.0.1:${webPort}/index.html`);
     expect(page.statusCode).toBe(200);

@@ -12,7 +12,7 @@ import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { readDeploymentFile } from '../deployment-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { renderJson, renderTable, type Output } from '../output.js';
+import { renderJson, renderTable, shortContainerId, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 
@@ -137,6 +137,7 @@ export function registerControllerDeployCommands(controller: Command, io: Output
               'host',
               'runtime',
               'image',
+              'container',
               'desired',
               'observed',
               'restarts',
@@ -148,6 +149,7 @@ export function registerControllerDeployCommands(controller: Command, io: Output
               s.host,
               'runtime' in s ? (s.runtime ?? null) : null,
               'image' in s ? (s.image ?? null) : null,
+              'containerId' in s ? shortContainerId(s.containerId) : null,
               s.desired,
               s.observed,
               s.restarts,

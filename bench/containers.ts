@@ -13,7 +13,7 @@ import { podmanUnavailable, startPodman, TEST_IMAGE } from '../test/podman-fixtu
 /**
  * `npm run bench -- containers [--services 50]`: one agent (the built CLI, its own process) on a
  * private podman engine (see test/podman-fixture.ts); one apply of N container services
- * (`sleep`), the time until /v1/status shows all running, and the agent's resident memory idle
+ * (`sleep 86400`), the time until /v1/status shows all running, and the agent's resident memory idle
  * and with them running (after a settle). Needs root and podman; says so otherwise.
  */
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -73,7 +73,8 @@ export async function run(argv: string[]): Promise<void> {
       image: TEST_IMAGE,
       pull: 'never',
       command: '/bin/sleep',
-      args: ['300'],
+      // Longer than any start-up of the whole set: a service that exited would never count.
+      args: ['86400'],
       env: {},
       restart: 'always',
       stopGraceMs: 1000,

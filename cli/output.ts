@@ -192,3 +192,8 @@ export function renderRecord(entries: readonly (readonly [string, Cell])[]): str
       .join('\n') + '\n'
   );
 }
+
+/** A container id as `docker ps` shows it: its first 12 hex digits (null for none). */
+export function shortContainerId(id: string | undefined): string | null {
+  return id === undefined ? null : id.slice(0, 12);
+}

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Fingerprint, Name, Reason, Timestamp } from './common.js';
-import { ServiceState } from './heartbeat.js';
+import { ContainerId, RuntimeKind, ServiceState } from './heartbeat.js';
+import { ImageReference } from './service-spec.js';
 import { HostStatus, HostView } from './host.js';
 
 /** Hosts in one answer of `GET /v1/hosts` when the request names no `limit`. */
@@ -48,6 +49,10 @@ export const ObservedServiceView = Type.Object(
     pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
     since: Type.Union([Timestamp, Type.Null()]),
     updatedAt: Timestamp,
+    /** As the agent reported them; absent for agents before container services. */
+    runtime: Type.Optional(RuntimeKind),
+    image: Type.Optional(ImageReference),
+    containerId: Type.Optional(ContainerId),
   },
   { additionalProperties: false },
 );

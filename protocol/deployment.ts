@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Labels, Name, Reason, Timestamp } from './common.js';
-import { ServiceState } from './heartbeat.js';
+import { ContainerId, ServiceState } from './heartbeat.js';
 import {
   HealthCheck,
   HOST_VARIABLES,
@@ -265,6 +265,8 @@ export const ServiceView = Type.Object(
     /** From the desired spec: `process` or `container`, and a container's image. */
     runtime: Type.Optional(Type.String({ maxLength: 16 })),
     image: Type.Optional(Type.String({ maxLength: 512 })),
+    /** The container the host last reported running the service (container services only). */
+    containerId: Type.Optional(ContainerId),
   },
   { additionalProperties: false },
 );

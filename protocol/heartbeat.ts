@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HostId, InstanceName, Timestamp } from './common.js';
 import { RELEASE_VERSION_RE } from './release.js';
+import { ImageReference } from './service-spec.js';
 
 /** An agent's version, as it reports it: a release version (semver-ish, no spaces or controls). */
 export const AgentVersion = Type.String({ pattern: RELEASE_VERSION_RE.source, minLength: 1, maxLength: 64 });
@@ -30,6 +31,14 @@ export const SERVICE_STATES = [
 export type ServiceState = (typeof SERVICE_STATES)[number];
 export const ServiceState = Type.Union(SERVICE_STATES.map((s) => Type.Literal(s)));
 
+/**
+ * A runtime's kind as a worker names it: a short lower-case word, so a kind newer than the
+ * controller is still stored and shown (not refused), but never arbitrary text.
+ */
+export const RuntimeKind = Type.String({ minLength: 1, maxLength: 16, pattern: '^[a-z][a-z0-9-]*$' });
+/** A container's full id, as the engine gives it (64 lower-case hex digits). */
+export const ContainerId = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
 /** One service as the agent observes it. */
 export const ServiceStatus = Type.Object(
   {
@@ -40,10 +49,10 @@ export const ServiceStatus = Type.Object(
     pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
     since: Type.Union([Timestamp, Type.Null()]),
     /** `process` or `container`; absent from agents before container services. */
-    runtime: Type.Optional(Type.String({ maxLength: 16 })),
+    runtime: Type.Optional(RuntimeKind),
     /** A container service's image and its current container's id. */
-    image: Type.Optional(Type.String({ maxLength: 512 })),
-    containerId: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+    image: Type.Optional(ImageReference),
+    containerId: Type.Optional(ContainerId),
   },
   { additionalProperties: false },
 );

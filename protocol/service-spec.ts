@@ -131,12 +131,18 @@ export const VOLUME_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const MAX_CONTAINER_PORTS = 64;
 export const MAX_CONTAINER_VOLUMES = 64;
 
+/** An image reference (`repo/name:tag` or `name@sha256:…`). */
+export const ImageReference = Type.String({
+  minLength: 1,
+  maxLength: 512,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._/:@-]*$',
+});
+
 export const ContainerServiceSpec = Type.Object(
   {
     ...Common,
     runtime: Type.Literal('container'),
-    /** An image reference (`repo/name:tag` or `name@sha256:…`). */
-    image: Type.String({ minLength: 1, maxLength: 512, pattern: '^[A-Za-z0-9][A-Za-z0-9._/:@-]*$' }),
+    image: ImageReference,
     /** When the image is fetched from its registry: `missing` (default), `always`, or `never`. */
     pull: Type.Optional(Type.Union(PULL_POLICIES.map((p) => Type.Literal(p)))),
     /** Replaces the image's entrypoint, when given. */

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../protocol/agent-api.js';
 import type { ServiceStatus } from '../protocol/heartbeat.js';
 import type { ContainerServiceSpec } from '../protocol/service-spec.js';
+import pino from 'pino';
+import { createSyslogListener } from '../controller/syslog/index.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import {
   agentCaller,
@@ -164,6 +166,14 @@ describe.skipIf(unavailable !== undefined)(`container services (${unavailable ??
     expect(w?.containerId).toMatch(/^[0-9a-f]{64}$/);
     expect(st.services.find((s) => s.name === 'side')).toMatchObject({ runtime: 'process' });
     expect(st.services.find((s) => s.name === 'side')?.pid).toBeGreaterThan(1);
+    // The heartbeat carries the same, for `controller services` and `controller host`.
+    await waitFor('web container id in a heartbeat', () =>
+      standIn.heartbeats.some((h) =>
+        h.services.some(
+          (s) => s.name === 'web' && s.image === TEST_IMAGE && s.containerId === w?.containerId,
+        ),
+      ),
+    );
 
     const page = await request(`http://127.0.0.1:${webPort}/index.html`);
     expect(page.statusCode).toBe(200);
@@ -188,6 +198,59 @@ describe.skipIf(unavailable !== undefined)(`container services (${unavailable ??
     });
     expect(lines.find((l) => l.includes(' stdout '))).toMatch(/^<\d+>1 \S+ \S+ talker .* talker says hello$/);
     expect(lines.find((l) => l.includes(' stderr '))).toMatch(/^<\d+>1 \S+ \S+ talker .* talker complains$/);
+  });
+
+  it('logs arrive at the controller named for the service: the forwarder ships the worker log to a listener', async () => {
+    const ingest = await mkdtemp(join(tmpdir(), 'corral-ingest-'));
+    const hostName = `worker-${worker.hostId}`;
+    const listener = createSyslogListener({
+      tls: pki.controllerServer,
+      logDir: ingest,
+      pins: {
+        lookup: (fp) => (fp === worker.agentFingerprint ? { hostId: worker.hostId, hostName } : undefined),
+        onRevoked: () => () => undefined,
+      },
+      log: pino({ level: 'silent' }),
+    });
+    const forwarder = await listener.listen('127.0.0.1', 0).then(({ port }) => {
+      const child = spawnCorral([
+        'forwarder',
+        'run',
+        '--state-dir',
+        worker.stateDir,
+        '--controller',
+        `127.0.0.1:${port}`,
+        '--poll-interval',
+        '50ms',
+        '--log-level',
+        'warn',
+      ]);
+      children.push(child);
+      return child;
+    });
+    try {
+      const lines = await waitFor('talker lines at the listener', async () => {
+        const text = await readFile(join(ingest, `${hostName}.${worker.hostId}.log`), 'utf8').catch(() => '');
+        const mine = text.split('\n').filter((l) => / talker \S+ (stdout|stderr) /.test(l));
+        return mine.length >= 2 ? mine : undefined;
+      }).catch(async (e: unknown) => {
+        const files = await readdir(ingest).catch(() => []);
+        throw new Error(
+          `${String(e)}; ingest has [${files.join(', ')}]; forwarder said: ${forwarder.output()}`,
+        );
+      });
+      expect(lines.find((l) => l.includes(' stdout '))).toMatch(
+        /^<\d+>1 \S+ \S+ talker .* talker says hello$/,
+      );
+      expect(lines.find((l) => l.includes(' stderr '))).toMatch(
+        /^<\d+>1 \S+ \S+ talker .* talker complains$/,
+      );
+    } finally {
+      forwarder.kill('SIGTERM');
+      if (forwarder.exitCode === null) await once(forwarder, 'exit');
+      await listener.close();
+      await rm(ingest, { recursive: true, force: true });
+    }
   });
 
   it('refuses a bind mount outside the allowed dirs at apply, naming the field, and changes nothing', async () => {

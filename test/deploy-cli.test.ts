@@ -108,9 +108,9 @@ describe('corral controller deploy / services / ops / teardown', () => {
     ]);
     const table = await corral(['controller', 'services', '--host', 'cli-b', ...target]);
     expect(table.stdout).toMatch(
-      /^SERVICE\s+HOST\s+RUNTIME\s+IMAGE\s+DESIRED\s+OBSERVED\s+RESTARTS\s+LAST ERROR\s+UPDATED$/m,
+      /^SERVICE\s+HOST\s+RUNTIME\s+IMAGE\s+CONTAINER\s+DESIRED\s+OBSERVED\s+RESTARTS\s+LAST ERROR\s+UPDATED$/m,
     );
-    expect(table.stdout).toMatch(/^web\s+cli-b\s+process\s+-\s+running\s+running\s+0\s+-/m);
+    expect(table.stdout).toMatch(/^web\s+cli-b\s+process\s+-\s+-\s+running\s+running\s+0\s+-/m);
     const badState = await corral(['controller', 'services', '--state', 'sleepy', ...target]);
     expect(badState.code).toBe(2);
 

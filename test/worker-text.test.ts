@@ -206,14 +206,14 @@ describe('text a compromised worker sends reaches the operator escaped', () => {
       expect(recordText).toMatch(/^agent version\s+1\.0\.0$/m);
       // Table cells are bounded: the long escaped text ends in an ellipsis, never in a new row.
       expect(recordText).toContain(SHOWN.slice(0, 60));
-      expect(recordText).toMatch(/^api\s+failed\s+3\s+-\s+-\s+boom\\x1b\[2J.*…$/m);
+      expect(recordText).toMatch(/^api\s+failed\s+(?:-\s+){3}3\s+-\s+-\s+boom\\x1b\[2J.*…$/m);
       expect(recordText).toMatch(/^service-failed\s+\S+\s+api\s+-\s+boom\\x1b\[2J.*…$/m);
       expect(recordText).not.toMatch(/^(web-9|FAKE)/m);
 
       expect(servicesTable.code).toBe(0);
       expect(actionable(servicesTable.stdout)).toEqual([]);
       expect(servicesTable.stdout.toString()).toMatch(
-        /^api\s+evil-1\s+(?:\S+\s+){2}removed\s+failed\s+3\s+boom\\x1b\[2J/m,
+        /^api\s+evil-1\s+(?:\S+\s+){3}removed\s+failed\s+3\s+boom\\x1b\[2J/m,
       );
 
       // JSON: the same value back, with every actionable character a JSON escape.
@@ -277,7 +277,7 @@ describe('text a compromised worker sends reaches the operator escaped', () => {
       // After the failed dispatch, `services` shows the agent's refusal as the service's error.
       expect(actionable(afterDeploy.stdout)).toEqual([]);
       expect(afterDeploy.stdout.toString()).toMatch(
-        /^api\s+evil-1\s+(?:\S+\s+){2}running\s+failed\s+\S+\s+agent refused \(400\): boom\\x1b/m,
+        /^api\s+evil-1\s+(?:\S+\s+){3}running\s+failed\s+\S+\s+agent refused \(400\): boom\\x1b/m,
       );
 
       // A hostile version in the agent's health answer does not pass the schema either.
@@ -295,4 +295,55 @@ describe('text a compromised worker sends reaches the operator escaped', () => {
       await agent.close();
     }
   }, 240_000);
+
+  it('takes a runtime, image and container id only in their own shapes, and shows them in services and host', async () => {
+    const enrolled = await t.enroll('box-1');
+    await using client = workerClient(t.endpoints.worker, agentMaterial(enrolled));
+    const containerId = 'f0'.repeat(32);
+    const box = {
+      name: 'box',
+      state: 'running' as const,
+      restarts: 0,
+      lastError: null,
+      pid: null,
+      since: null,
+      runtime: 'container',
+      image: 'corral-test/busybox:1',
+      containerId,
+    };
+    for (const bad of [
+      { runtime: 'container\u001b[2J' },
+      { image: 'busybox\u001b]0;owned\u0007' },
+      { image: 'busybox\nbox-9  online' },
+      { image: 'a'.repeat(513) },
+      { containerId: `${containerId}\n` },
+    ]) {
+      const services = [{ ...box, ...bad }];
+      const res = await postJson(client, '/v1/heartbeat', heartbeatBody(enrolled.hostId, { services }));
+      expect([res.status, res.body.error?.code]).toEqual([400, ErrorCode.VALIDATION]);
+    }
+    const ok = await postJson(client, '/v1/heartbeat', heartbeatBody(enrolled.hostId, { services: [box] }));
+    expect(ok.status).toBe(200);
+
+    const [servicesTable, record, servicesJsonOut] = await Promise.all([
+      cli(t, 'controller', 'services', '--host', 'box-1'),
+      cli(t, 'controller', 'host', 'box-1'),
+      cli(t, 'controller', 'services', '--host', 'box-1', '--json'),
+    ]);
+    expect(servicesTable.code).toBe(0);
+    expect(servicesTable.stdout.toString()).toMatch(
+      /^SERVICE\s+HOST\s+RUNTIME\s+IMAGE\s+CONTAINER\s+DESIRED\s/m,
+    );
+    expect(servicesTable.stdout.toString()).toMatch(
+      /^box\s+box-1\s+container\s+corral-test\/busybox:1\s+f0f0f0f0f0f0\s+removed\s+running\s/m,
+    );
+    expect(record.code).toBe(0);
+    expect(record.stdout.toString()).toMatch(
+      /^box\s+running\s+container\s+corral-test\/busybox:1\s+f0f0f0f0f0f0\s+0\s/m,
+    );
+    const views = JSON.parse(servicesJsonOut.stdout.toString()) as ServiceView[];
+    expect(views).toEqual([
+      expect.objectContaining({ service: 'box', runtime: 'container', image: box.image, containerId }),
+    ]);
+  }, 120_000);
 });

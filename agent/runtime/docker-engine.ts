@@ -10,6 +10,8 @@ export const DEFAULT_ENGINE_SOCKET = '/var/run/docker.sock';
 const MAX_ENGINE_JSON_BYTES = 8 * 1024 * 1024;
 /** An ordinary call (inspect, create, list) that takes longer than this has failed, in ms. */
 const ENGINE_CALL_TIMEOUT_MS = 30_000;
+/** Connections at once for calls that end; more wait their turn (long-lived streams are apart). */
+const ENGINE_CALL_CONNECTIONS = 16;
 
 /**
  * The engine's socket: `configured` (the agent's config) when given, else DOCKER_HOST when it is
@@ -94,10 +96,20 @@ export function engineAbsent(e: unknown): boolean {
 export function createEngineClient(socket: string): EngineClient {
   // undici is loaded at the first call: an agent with no container service never pays for it
   // (about 20 MiB of an idle agent's memory; cli-module-graph checks `agent serve` without it).
-  let client: Promise<{ dispatcher: Agent; request: typeof import('undici').request }> | undefined;
+  // Two pools: calls that end (create, start, inspect, …) share a bounded one; a call without a
+  // timeout (a container's wait, its log follow) holds its connection for the container's life,
+  // so those get a pool of their own without a cap (two per running container service). In
+  // one shared pool they took every connection once there were enough containers, and the
+  // next create waited for ever.
+  let client: Promise<{ calls: Agent; streams: Agent; request: typeof import('undici').request }> | undefined;
   const connect = () =>
     (client ??= import('undici').then((u) => ({
-      dispatcher: new u.Agent({ connect: { socketPath: socket }, connections: 64, pipelining: 0 }),
+      calls: new u.Agent({
+        connect: { socketPath: socket },
+        connections: ENGINE_CALL_CONNECTIONS,
+        pipelining: 0,
+      }),
+      streams: new u.Agent({ connect: { socketPath: socket }, pipelining: 0 }),
       request: u.request,
     })));
 
@@ -111,9 +123,9 @@ export function createEngineClient(socket: string): EngineClient {
   async function send(path: string, call: EngineCall = {}): Promise<EngineResponse> {
     const timeoutMs = call.timeoutMs ?? ENGINE_CALL_TIMEOUT_MS;
     try {
-      const { dispatcher, request } = await connect();
+      const { calls, streams, request } = await connect();
       const res = await request(url(path, call.query), {
-        dispatcher,
+        dispatcher: timeoutMs === 0 ? streams : calls,
         method: call.method ?? 'GET',
         ...(call.body !== undefined && {
           body: JSON.stringify(call.body),
@@ -181,7 +193,9 @@ export function createEngineClient(socket: string): EngineClient {
       );
     },
     close: async () => {
-      if (client) await (await client).dispatcher.close();
+      if (!client) return;
+      const { calls, streams } = await client;
+      await Promise.all([calls.close(), streams.close()]);
     },
   };
 }

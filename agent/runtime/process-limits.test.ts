@@ -1,18 +1,21 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ProcessServiceSpec } from '../../protocol/service-spec.js';
-import { cgroupProblem } from './process-limits.js';
+import { cgroupLayout } from './process-limits.js';
 import { createProcessRuntime } from './process-runtime.js';
 import type { RunHandle } from './runtime.js';
 
 const runtime = createProcessRuntime({ adoptPollMs: 50 });
 const started: RunHandle[] = [];
 let dir = '';
+/** Cgroups the runtime made for this file's services, removed once they are empty. */
+const cgroups: string[] = [];
 afterAll(async () => {
   for (const h of started) await runtime.stop(h.ref, 500);
   runtime.close();
+  for (const cg of cgroups) await rmdir(cg).catch(() => undefined /* ENOENT or EBUSY: left for the host */);
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -67,21 +70,45 @@ describe('process limits', () => {
     );
   });
 
-  it('enforces a memory limit through a writable cgroup v2, or refuses it at apply naming why', async () => {
-    const problem = cgroupProblem();
-    if (problem) {
+  it('enforces memory and cpu limits through a writable cgroup (v2, or v1 beneath our own), or refuses them at apply naming why', async () => {
+    const found = cgroupLayout();
+    if ('problem' in found) {
       expect(() => runtime.check(spec({ memory: '64m', cpus: 0.5 }), 'body/services/0')).toThrow(
-        `body/services/0/memory: ${problem}`,
+        `body/services/0/memory: ${found.problem}`,
       );
       return;
     }
     runtime.check(spec({ memory: '64m', cpus: 0.5 }), 'body/services/0');
     const pid = await start(spec({ memory: '64m', cpus: 0.5 }));
     await status(pid, 'Name');
-    const cg = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).trim().split(':').at(-1) ?? '';
-    expect(cg).toMatch(/corral-a{12}-limited$/);
-    expect((await readFile(`/sys/fs/cgroup${cg}/memory.max`, 'utf8')).trim()).toBe(String(64 * 1024 * 1024));
-    expect((await readFile(`/sys/fs/cgroup${cg}/cpu.max`, 'utf8')).trim()).toBe('50000 100000');
+    // `N:controllers:/path` per hierarchy; v2 has the one line `0::/path`.
+    const lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8')).trim().split('\n');
+    const pathOf = (controller: string): string => {
+      const line = lines.find((l) => l.split(':')[1]?.split(',').includes(controller));
+      return line?.split(':').at(-1) ?? '';
+    };
+    if (found.layout.kind === 'v2') {
+      const cg = lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '';
+      cgroups.push(`/sys/fs/cgroup${cg}`);
+      expect(cg).toMatch(/corral-a{12}-limited$/);
+      expect((await readFile(`/sys/fs/cgroup${cg}/memory.max`, 'utf8')).trim()).toBe(
+        String(64 * 1024 * 1024),
+      );
+      expect((await readFile(`/sys/fs/cgroup${cg}/cpu.max`, 'utf8')).trim()).toBe('50000 100000');
+    } else {
+      const memory = join(found.layout.memory, 'corral-aaaaaaaaaaaa-limited');
+      const cpu = join(found.layout.cpu, 'corral-aaaaaaaaaaaa-limited');
+      cgroups.push(memory, cpu);
+      expect(pathOf('memory')).toMatch(/\/corral-a{12}-limited$/);
+      expect(pathOf('cpu')).toMatch(/\/corral-a{12}-limited$/);
+      expect((await readFile(join(memory, 'cgroup.procs'), 'utf8')).split('\n')).toContain(String(pid));
+      expect((await readFile(join(cpu, 'cgroup.procs'), 'utf8')).split('\n')).toContain(String(pid));
+      expect((await readFile(join(memory, 'memory.limit_in_bytes'), 'utf8')).trim()).toBe(
+        String(64 * 1024 * 1024),
+      );
+      expect((await readFile(join(cpu, 'cpu.cfs_quota_us'), 'utf8')).trim()).toBe('50000');
+      expect((await readFile(join(cpu, 'cpu.cfs_period_us'), 'utf8')).trim()).toBe('100000');
+    }
   });
 
   it('refuses a workingDir outside the allowed dirs', () => {

@@ -14,7 +14,7 @@ import { readDeploymentFile } from '../deployment-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
-import { renderJson, renderTable, type Output } from '../output.js';
+import { renderJson, renderTable, shortContainerId, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 
@@ -139,6 +139,7 @@ export function registerControllerDeployCommands(controller: Command, io: Output
               'host',
               'runtime',
               'image',
+              'container',
               'desired',
               'observed',
               'restarts',
@@ -150,6 +151,7 @@ export function registerControllerDeployCommands(controller: Command, io: Output
               s.host,
               'runtime' in s ? (s.runtime ?? null) : null,
               'image' in s ? (s.image ?? null) : null,
+              'containerId' in s ? shortContainerId(s.containerId) : null,
               s.desired,
               s.observed,
               s.restarts,

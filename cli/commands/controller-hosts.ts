@@ -18,6 +18,7 @@ import {
   renderJson,
   renderRecord,
   renderTable,
+  shortContainerId,
   tableWriter,
   type Output,
 } from '../output.js';
@@ -191,8 +192,18 @@ export function registerControllerHostCommands(controller: Command, io: Output):
       io.out('\n');
       io.out(
         renderTable(
-          ['service', 'state', 'restarts', 'pid', 'since', 'last error'],
-          detail.services.map((s) => [s.name, s.state, s.restarts, s.pid, s.since, s.lastError]),
+          ['service', 'state', 'runtime', 'image', 'container', 'restarts', 'pid', 'since', 'last error'],
+          detail.services.map((s) => [
+            s.name,
+            s.state,
+            s.runtime ?? null,
+            s.image ?? null,
+            shortContainerId(s.containerId),
+            s.restarts,
+            s.pid,
+            s.since,
+            s.lastError,
+          ]),
         ),
       );
     }

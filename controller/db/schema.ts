@@ -84,6 +84,10 @@ export interface ServiceObservedTable {
   pid: number | null;
   since: string | null;
   updated_at: string;
+  /** Added by 0017-service-runtime: the reported runtime kind, image and container id. */
+  runtime: string | null;
+  image: string | null;
+  container_id: string | null;
 }
 
 export interface EventsTable {

@@ -28,6 +28,11 @@ function specKind(json: string): { runtime?: string; image?: string } {
   }
 }
 
+const withRuntime = (runtime: string | undefined, image: string | undefined) => ({
+  ...(runtime !== undefined && { runtime }),
+  ...(image !== undefined && { image }),
+});
+
 const latest = (...times: (string | null | undefined)[]): string | null =>
   times
     .filter((t): t is string => typeof t === 'string')
@@ -134,8 +139,10 @@ export async function listServiceViews(
       restarts: seen?.restarts ?? 0,
       lastError,
       updatedAt,
-      ...(r.runtime !== undefined && { runtime: r.runtime }),
-      ...(r.image !== undefined && { image: r.image }),
+      // The desired spec names the runtime and image; a row not desired any more shows what
+      // the host last reported. The container id is only ever the host's report.
+      ...withRuntime(r.runtime ?? seen?.runtime ?? undefined, r.image ?? seen?.image ?? undefined),
+      ...(seen?.container_id != null && { containerId: seen.container_id }),
     });
   }
   return views.sort((a, b) =>

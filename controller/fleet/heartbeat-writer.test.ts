@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { HeartbeatRequest } from '../../protocol/heartbeat.js';
+import { HeartbeatRequest, type ServiceStatus } from '../../protocol/heartbeat.js';
+import { Value } from '@sinclair/typebox/value';
 import { ErrorCode } from '../../protocol/errors.js';
 import { openDatabase, type ControllerDb } from '../db/open-database.js';
+import { listServiceViews } from '../deploy/service-views.js';
 import { createHeartbeatWriter } from './heartbeat-writer.js';
+import { hostDetail } from './host-store.js';
 
 let dir: string;
 let db: ControllerDb;
@@ -179,5 +182,98 @@ describe('heartbeat writer', () => {
       { host_id: 'h-5', service: 'keep', restarts: 0, updated_at: '2024-04-01T00:00:00.000Z' },
     ]);
     await writer.close();
+  });
+
+  it('stores what runs each service (runtime, image, container id) and shows it in the views', async () => {
+    const id = (c: string) => c.repeat(64);
+    const web = (containerId: string): ServiceStatus => ({
+      name: 'web',
+      state: 'running',
+      restarts: 0,
+      lastError: null,
+      pid: null,
+      since: null,
+      runtime: 'container',
+      image: 'corral-test/busybox:1',
+      containerId,
+    });
+    const side: ServiceStatus = {
+      name: 'side',
+      state: 'running',
+      restarts: 0,
+      lastError: null,
+      pid: 42,
+      since: null,
+      runtime: 'process',
+    };
+    // web is desired (its spec names the image); side runs unwanted, so only the report names it.
+    await db
+      .insertInto('desired_services')
+      .values({
+        host_id: 'h-0',
+        service: 'web',
+        spec: JSON.stringify({ name: 'web', runtime: 'container', image: 'corral-test/busybox:1' }),
+        spec_hash: '0'.repeat(64),
+        updated_at: '2024-04-01T00:00:00.000Z',
+      })
+      .execute();
+    const writer = createHeartbeatWriter({ db, clock, log, flushMs: 1 });
+    await writer.submit('h-0', hb('h-0', { services: [web(id('a')), side] }));
+    // A new container alone (same state, restarts, pid) is a change the writer stores.
+    await writer.submit('h-0', hb('h-0', { services: [web(id('b')), side] }));
+    await writer.close();
+    const rows = await db
+      .selectFrom('service_observed')
+      .select(['service', 'runtime', 'image', 'container_id'])
+      .orderBy('service')
+      .execute();
+    expect(rows).toEqual([
+      { service: 'side', runtime: 'process', image: null, container_id: null },
+      { service: 'web', runtime: 'container', image: 'corral-test/busybox:1', container_id: id('b') },
+    ]);
+
+    const live = { nowMs: clock.now(), intervalMs: 10_000 };
+    const views = await listServiceViews(db, live);
+    expect(views.map((v) => [v.service, v.runtime, v.image, v.containerId])).toEqual([
+      ['side', 'process', undefined, undefined],
+      ['web', 'container', 'corral-test/busybox:1', id('b')],
+    ]);
+    const detail = await hostDetail(db, 'n-0', live);
+    expect(detail?.services.find((s) => s.name === 'web')).toMatchObject({
+      runtime: 'container',
+      image: 'corral-test/busybox:1',
+      containerId: id('b'),
+    });
+    expect(detail?.services.find((s) => s.name === 'side')).not.toHaveProperty('containerId');
+  });
+
+  it('takes from a worker only a runtime word, an image reference and a full container id', () => {
+    const ok = hb('h-0', { services: [web()] });
+    expect(Value.Check(HeartbeatRequest, ok)).toBe(true);
+    for (const bad of [
+      { runtime: 'Container' },
+      { runtime: 'x'.repeat(17) },
+      { image: 'busybox\u001b[2J' },
+      { image: 'busybox latest' },
+      { image: `${'a'.repeat(512)}b` },
+      { containerId: 'abc123' },
+      { containerId: 'A'.repeat(64) },
+    ]) {
+      expect(Value.Check(HeartbeatRequest, hb('h-0', { services: [{ ...web(), ...bad }] }))).toBe(false);
+    }
+
+    function web(): ServiceStatus {
+      return {
+        name: 'web',
+        state: 'running',
+        restarts: 0,
+        lastError: null,
+        pid: null,
+        since: null,
+        runtime: 'container',
+        image: 'registry.example:5000/team/web@sha256:' + 'c'.repeat(64),
+        containerId: 'd'.repeat(64),
+      };
+    }
   });
 });

@@ -20,7 +20,7 @@ export const DEFAULT_HEARTBEAT_MAX_PENDING = 20_000;
 const EVENT_ROWS_PER_INSERT = 100;
 /** Hosts updated per statement (5 parameters each, well under SQLite's 32,766). */
 const HOST_ROWS_PER_UPDATE = 1000;
-/** Observed-service rows per upsert statement (8 parameters each). */
+/** Observed-service rows per upsert statement (11 parameters each). */
 const SERVICE_ROWS_PER_UPSERT = 500;
 /** Parameters of one DELETE of services no longer listed, at most (host ids and kept rows). */
 const MAX_DELETE_PARAMS = 10_000;
@@ -267,7 +267,10 @@ function sameServices(a: readonly ServiceStatus[] | undefined, b: readonly Servi
       x.restarts !== y.restarts ||
       x.lastError !== y.lastError ||
       x.pid !== y.pid ||
-      x.since !== y.since
+      x.since !== y.since ||
+      x.runtime !== y.runtime ||
+      x.image !== y.image ||
+      x.containerId !== y.containerId
     ) {
       return false;
     }
@@ -330,6 +333,9 @@ async function writeServices(
         pid: s.pid,
         since: s.since,
         updated_at: nowIso,
+        runtime: s.runtime ?? null,
+        image: s.image ?? null,
+        container_id: s.containerId ?? null,
       });
     }
   }
@@ -347,6 +353,9 @@ async function writeServices(
           pid: eb.ref('excluded.pid'),
           since: eb.ref('excluded.since'),
           updated_at: eb.ref('excluded.updated_at'),
+          runtime: eb.ref('excluded.runtime'),
+          image: eb.ref('excluded.image'),
+          container_id: eb.ref('excluded.container_id'),
         })),
       )
       .execute();

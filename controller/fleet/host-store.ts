@@ -303,6 +303,9 @@ export async function hostDetail(db: Db, name: string, live: Liveness): Promise<
       pid: s.pid,
       since: s.since,
       updatedAt: s.updated_at,
+      ...(s.runtime !== null && { runtime: s.runtime }),
+      ...(s.image !== null && { image: s.image }),
+      ...(s.container_id !== null && { containerId: s.container_id }),
     })),
     pins: row.decommissioned_at === null ? hostPins.map(pinView) : [],
     recentEvents: events.map((e) => ({

@@ -98,6 +98,8 @@ export interface ControllerOptions {
    * HTTP and refuses to listen off loopback.
    */
   readonly adminTls?: AdminAuthMode | undefined;
+  /** The built dashboard's folder (`dist/ui`), served at `/` by the admin listener. */
+  readonly dashboardDir?: string | undefined;
   /** Actions that wait for other operators' approval (`approvals:` in controller.yaml); default none. */
   readonly approvals?: ControllerServices['approvals'];
 }
@@ -274,6 +276,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     logDir: options.logDir,
     fleetEvents,
     adminTls: options.adminTls,
+    dashboardDir: options.dashboardDir,
     approvals: options.approvals,
   });
 

@@ -60,6 +60,8 @@ export const ErrorCode = {
   SCOPE: 'CORRAL_ERR_SCOPE',
   /** The container engine was unreachable, or refused or failed a call (pull, create, start). */
   CONTAINER_ENGINE: 'CORRAL_ERR_CONTAINER_ENGINE',
+  /** A browser's mutating request without its session's anti-CSRF header (or without a session). */
+  CSRF: 'CORRAL_ERR_CSRF',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -103,6 +105,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_LOG_QUERY_REFUSED: 400,
   CORRAL_ERR_SCOPE: 403,
   CORRAL_ERR_CONTAINER_ENGINE: 502,
+  CORRAL_ERR_CSRF: 403,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

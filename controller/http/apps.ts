@@ -43,6 +43,9 @@ import { heartbeatRoute, type HeartbeatRouteOptions } from '../routes/worker-hea
 import { renewRoute } from '../routes/worker-renew.js';
 import { wipeRoutes, type WipeRoutesOptions } from '../routes/worker-wipe.js';
 import { adminAuth, type AdminAuthMode } from './admin-auth.js';
+import { dashboardAssets, SECURITY_HEADERS } from './dashboard-assets.js';
+import { adminSessionRoutes } from '../routes/admin-session.js';
+import { createWebSessions, type WebSessions } from '../operators/web-sessions.js';
 import { createOperatorSessions, type OperatorSessions } from '../operators/operator-sessions.js';
 import { createOperatorStore, type OperatorStore } from '../operators/operator-store.js';
 import { adminOperatorRoutes } from '../routes/admin-operators.js';
@@ -110,6 +113,9 @@ export interface AdminAppOptions {
   readonly diagnose: DiagnoseDeps;
   readonly logs: LogRoutesOptions;
   readonly approvals: ApprovalStore;
+  readonly webSessions: WebSessions;
+  /** The built dashboard's folder (`dist/ui`); without it `GET /` says the dashboard is not built. */
+  readonly dashboardDir?: string | undefined;
 }
 
 /** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
@@ -143,7 +149,22 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push(`${method} ${route.url}`);
   });
-  void app.register(adminAuth, { mode: tls?.mode ?? 'token', operators: o.operators, sessions: o.sessions });
+  app.addHook('onSend', async (_request, reply) => {
+    reply.headers(SECURITY_HEADERS);
+  });
+  void app.register(adminAuth, {
+    mode: tls?.mode ?? 'token',
+    operators: o.operators,
+    sessions: o.sessions,
+    webSessions: o.webSessions,
+  });
+  void app.register(dashboardAssets, { dir: o.dashboardDir });
+  void app.register(adminSessionRoutes, {
+    operators: o.operators,
+    webSessions: o.webSessions,
+    mode: tls?.mode ?? 'token',
+    secure: tls !== undefined,
+  });
   void app.register(adminOperatorRoutes, { operators: o.operators });
   void app.register(adminApprovalRoutes, { approvals: o.approvals });
   void app.register(adminSystemRoutes, o.system);
@@ -272,6 +293,8 @@ export interface ControllerServices {
   readonly fleetEvents: FleetEvents;
   /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
   readonly adminTls?: AdminAuthMode | undefined;
+  /** The built dashboard's folder, served at `/` by the admin listener. */
+  readonly dashboardDir?: string | undefined;
   /** Which actions wait for other operators' approval, and for how long (ms). */
   readonly approvals?: { readonly policy: ApprovalPolicy; readonly ttlMs?: number | undefined } | undefined;
 }
@@ -281,6 +304,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
   const { db, readDb, clock, log, pins, audit, writer, metrics, enrollment, live } = s;
   const sessions = createOperatorSessions();
   const operators = createOperatorStore({ db, readDb, audit, clock, ca: s.identity.ca, sessions });
+  const webSessions = createWebSessions({ db, readDb, audit, clock });
   const decommission = {
     db,
     pins,
@@ -311,6 +335,8 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     metrics,
     operators,
     sessions,
+    webSessions,
+    dashboardDir: s.dashboardDir,
     ...(s.adminTls !== undefined && { tls: { mode: s.adminTls, material: s.identity.server } }),
     system: { readDb, live, writer, pins, metrics },
     hosts: {

@@ -9,6 +9,11 @@ export function installationRoot(): string {
   return dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 }
 
+/** The dashboard this installation built (`npm run build`, or a release's copy): `ROOT/dist/ui`. */
+export function dashboardDir(): string {
+  return join(installationRoot(), 'dist', 'ui');
+}
+
 /**
  * The running installation and its release version: the `manifest.json` a release carries at
  * its root (present when Corral runs from `PREFIX/releases/<version>/`), else the package's.

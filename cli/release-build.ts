@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -97,6 +97,14 @@ export async function buildCorralRelease(o: ReleaseBuildOptions): Promise<Releas
     });
     await mkdir(join(stage, 'bin'), { recursive: true });
     await copyFile(join(root, 'bin', 'corral.js'), join(stage, 'bin', 'corral.js'));
+    // The dashboard's files as built (page, styles, its own small modules), served by the controller.
+    await cp(join(root, 'dist', 'ui'), join(stage, 'dist', 'ui'), {
+      recursive: true,
+      filter: (f) => !f.endsWith('.map') && !f.endsWith('.test.js'),
+    }).catch((e: unknown) => {
+      // An installation built without its dashboard ships none (the controller says so at `/`).
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    });
     const req = createRequire(join(root, 'package.json'));
     for (const [name, files] of Object.entries(NATIVE_RUNTIME)) {
       const from = dirname(

@@ -102,6 +102,8 @@ export interface ControllerOptions {
    * HTTP and refuses to listen off loopback.
    */
   readonly adminTls?: AdminAuthMode | undefined;
+  /** The built dashboard's folder (`dist/ui`), served at `/` by the admin listener. */
+  readonly dashboardDir?: string | undefined;
   /** Actions that wait for other operators' approval (`approvals:` in controller.yaml); default none. */
   readonly approvals?: ApprovalConfig | undefined;
 }
@@ -289,6 +291,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     logDir: options.logDir,
     fleetEvents,
     adminTls: options.adminTls,
+    dashboardDir: options.dashboardDir,
     approvals,
   });
 

@@ -49,6 +49,8 @@ export interface ServeOptions extends ControllerListen {
   /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
   readonly adminTls?: ControllerOptions['adminTls'];
   readonly approvals?: ControllerOptions['approvals'];
+  /** The built dashboard's folder, served at `/` by the admin listener. */
+  readonly dashboardDir?: string | undefined;
 }
 
 export interface ServingController {
@@ -108,6 +110,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       fleetEvents: options.fleetEvents,
       adminTls: options.adminTls,
       approvals: options.approvals,
+      dashboardDir: options.dashboardDir,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

@@ -66,6 +66,8 @@ export const ErrorCode = {
   BACKUP_DAMAGED: 'CORRAL_ERR_BACKUP_DAMAGED',
   /** `controller restore` into a state dir that is not empty, without `--force`; nothing was changed. */
   RESTORE_REFUSED: 'CORRAL_ERR_RESTORE_REFUSED',
+  /** A browser's mutating request without its session's anti-CSRF header (or without a session). */
+  CSRF: 'CORRAL_ERR_CSRF',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -112,6 +114,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_BACKUP_PASSPHRASE: 400,
   CORRAL_ERR_BACKUP_DAMAGED: 400,
   CORRAL_ERR_RESTORE_REFUSED: 409,
+  CORRAL_ERR_CSRF: 403,
 };
 
 /** The one error envelope every Corral API answers with: no stacks, no paths. */

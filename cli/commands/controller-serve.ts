@@ -14,6 +14,7 @@ import {
   type JoinPolicyOptions,
 } from '../../controller/index.js';
 import { join } from 'node:path';
+import { dashboardDir } from '../installation.js';
 import type { Logger } from 'pino';
 import {
   createSyslogListener,
@@ -463,6 +464,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           extras: controllerExtraListeners(stateDir, syslog, log, ingest),
           adminTls,
           approvals: { policy, ttlMs: expireAfter, updateAllOnly },
+          // The dashboard this installation built (npm run build, or a release's copy).
+          dashboardDir: dashboardDir(),
         });
       } catch (e: unknown) {
         shutdown.dispose();

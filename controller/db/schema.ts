@@ -129,6 +129,15 @@ export interface OperatorsTable {
   revoked_at: string | null;
 }
 
+export interface WebSessionsTable {
+  /** SHA-256 hex of the session cookie. */
+  id: string;
+  operator_id: string;
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+}
+
 export interface ApprovalsTable {
   id: string;
   action: string;
@@ -161,6 +170,7 @@ export interface ControllerDatabase {
   events: EventsTable;
   audit: AuditTable;
   operators: OperatorsTable;
+  web_sessions: WebSessionsTable;
   approvals: ApprovalsTable;
   settings: SettingsTable;
   desired_services: DesiredServicesTable;

@@ -43,6 +43,9 @@ import { heartbeatRoute, type HeartbeatRouteOptions } from '../routes/worker-hea
 import { renewRoute } from '../routes/worker-renew.js';
 import { wipeRoutes, type WipeRoutesOptions } from '../routes/worker-wipe.js';
 import { adminAuth, type AdminAuthMode } from './admin-auth.js';
+import { dashboardAssets, SECURITY_HEADERS } from './dashboard-assets.js';
+import { adminSessionRoutes } from '../routes/admin-session.js';
+import { createWebSessions, type WebSessions } from '../operators/web-sessions.js';
 import { createOperatorSessions, type OperatorSessions } from '../operators/operator-sessions.js';
 import { createOperatorStore, type OperatorStore } from '../operators/operator-store.js';
 import { adminOperatorRoutes } from '../routes/admin-operators.js';
@@ -113,6 +116,9 @@ export interface AdminAppOptions {
   /** Approvals: their routes, and the gate operator changes pass through. */
   readonly approvals: ApprovalGate;
   readonly backup: BackupRouteOptions;
+  readonly webSessions: WebSessions;
+  /** The built dashboard's folder (`dist/ui`); without it `GET /` says the dashboard is not built. */
+  readonly dashboardDir?: string | undefined;
 }
 
 /** The admin app and every route it registered, as `METHOD URL` (HEAD included). */
@@ -146,7 +152,22 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) routes.push(`${method} ${route.url}`);
   });
-  void app.register(adminAuth, { mode: tls?.mode ?? 'token', operators: o.operators, sessions: o.sessions });
+  app.addHook('onSend', async (_request, reply) => {
+    reply.headers(SECURITY_HEADERS);
+  });
+  void app.register(adminAuth, {
+    mode: tls?.mode ?? 'token',
+    operators: o.operators,
+    sessions: o.sessions,
+    webSessions: o.webSessions,
+  });
+  void app.register(dashboardAssets, { dir: o.dashboardDir });
+  void app.register(adminSessionRoutes, {
+    operators: o.operators,
+    webSessions: o.webSessions,
+    mode: tls?.mode ?? 'token',
+    secure: tls !== undefined,
+  });
   void app.register(adminOperatorRoutes, { operators: o.operators, gate: o.approvals });
   void app.register(adminApprovalRoutes, { approvals: o.approvals.store });
   void app.register(adminSystemRoutes, o.system);
@@ -276,6 +297,8 @@ export interface ControllerServices {
   readonly fleetEvents: FleetEvents;
   /** Serve the admin API over TLS (`cert`: pinned operator certificates; `token`: bearer tokens). */
   readonly adminTls?: AdminAuthMode | undefined;
+  /** The built dashboard's folder, served at `/` by the admin listener. */
+  readonly dashboardDir?: string | undefined;
   /** Which actions wait for other operators' approval; the admin actions' executors register here. */
   readonly approvals: ApprovalGate;
 }
@@ -285,6 +308,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
   const { db, readDb, clock, log, pins, audit, writer, metrics, enrollment, live } = s;
   const sessions = createOperatorSessions();
   const operators = createOperatorStore({ db, readDb, audit, clock, ca: s.identity.ca, sessions });
+  const webSessions = createWebSessions({ db, readDb, audit, clock });
   const decommission = {
     db,
     pins,
@@ -310,6 +334,8 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     metrics,
     operators,
     sessions,
+    webSessions,
+    dashboardDir: s.dashboardDir,
     ...(s.adminTls !== undefined && { tls: { mode: s.adminTls, material: s.identity.server } }),
     system: { readDb, live, writer, pins, metrics },
     hosts: {

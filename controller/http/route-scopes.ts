@@ -12,6 +12,12 @@ export type RouteAccess = Scope | typeof PUBLIC;
  */
 export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'GET /health': PUBLIC,
+  // The dashboard's page and files, and its login (which takes the credential itself).
+  'GET /': PUBLIC,
+  'GET /ui/:file': PUBLIC,
+  'POST /v1/session': PUBLIC,
+  'GET /v1/session': 'read',
+  'DELETE /v1/session': 'read',
   'GET /metrics': 'metrics',
   'GET /v1/hosts': 'read',
   'GET /v1/hosts/:name': 'read',

@@ -50,7 +50,8 @@ export interface OperatorStore {
   rotate(name: string, actor: string, except?: Socket): Promise<OperatorSecret>;
 }
 
-const isActive = (row: Row, nowIso: string): boolean =>
+/** Whether a credential counts now: not revoked and not past its end. */
+export const isActive = (row: Row, nowIso: string): boolean =>
   row.revoked_at === null && (row.expires_at === null || row.expires_at > nowIso);
 
 function scopesOf(row: Row): Scope[] {
@@ -71,7 +72,7 @@ function view(row: Row, nowIso: string): OperatorView {
   };
 }
 
-const authenticated = (row: Row): AuthenticatedOperator => ({
+export const authenticated = (row: Row): AuthenticatedOperator => ({
   id: row.id,
   name: row.name,
   kind: row.kind,

@@ -6,6 +6,7 @@ import { wipeMigration } from './migration-wipe.js';
 import { fleetEventsMigration } from '../events/migration-events.js';
 import { schedulingMigration } from './migration-scheduling.js';
 import { operatorsMigration } from './migration-operators.js';
+import { eligibilityMigration } from './migration-eligibility.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -22,6 +23,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0010-fleet-events', { up: fleetEventsMigration }],
   ['0012-operators', { up: operatorsMigration }],
   ['0013-scheduling', { up: schedulingMigration }],
+  ['0014-eligibility', { up: eligibilityMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

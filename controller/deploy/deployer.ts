@@ -11,6 +11,7 @@ import {
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { MAX_SERVICE_NAME_CHARS } from '../../protocol/service-spec.js';
 import type { OperationSummary } from '../../protocol/operations.js';
+import type { PlacementChange } from '../../protocol/admin-eligibility.js';
 import type { WorkerClient } from '../agent-client.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { isoAt, type Clock } from '../clock.js';
@@ -28,7 +29,8 @@ import {
 } from './desired-state.js';
 import type { FleetEventSink } from '../events/event-log.js';
 import { createOperations, RESTART_REASON, type OperationRecorder, type Operations } from './operations.js';
-import { planDeploy, type DeployPlan } from './deploy-plan.js';
+import { planDeploy } from './deploy-plan.js';
+import { handOver, handoverCandidates, loadRunning, runningKey, type HandedOver } from './handover.js';
 import { countPending, forgetIntent, loadIntent, storeIntent, storePending } from './intent-store.js';
 import { serviceOfInstance } from './placement.js';
 import { decide, SCHEDULER_ACTOR, type SchedulerAction } from './scheduler-actions.js';
@@ -69,6 +71,13 @@ export interface DeployerOptions {
   readonly rescheduleAfterMs?: number | null;
 }
 
+/** A change of one host that placement sees (see Deployer.preview). */
+export interface HostChange {
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly eligible?: boolean;
+  readonly drainDeadlineMs?: number | null;
+}
+
 /** What one scheduler pass did. */
 export interface ReconcileResult {
   readonly action: SchedulerAction;
@@ -95,6 +104,11 @@ export interface Deployer {
    * there was nothing to do.
    */
   reconcile(): Promise<ReconcileResult | null>;
+  /**
+   * What the scheduler would move if host `name` had `change` applied (labels, eligibility):
+   * the instances placed or moved, and those stopped with nowhere to go. Reads only.
+   */
+  preview(name: string, change: HostChange): Promise<PlacementChange>;
   /** Instances no host could take at the last placement. */
   pendingCount(): number;
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
@@ -182,10 +196,10 @@ export function createDeployer(o: DeployerOptions): Deployer {
     if (variables) throw new CorralError(ErrorCode.VALIDATION, `spec${variables}`);
     return exclusive(async () => {
       const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
-      const planned = planDeploy(snap, spec.services, {
-        mode: 'operator',
-        refusePending: !(opts.allowPending ?? false),
-      });
+      const planned = await withHandover(
+        snap,
+        planDeploy(snap, spec.services, { mode: 'operator', refusePending: !(opts.allowPending ?? false) }),
+      );
       const { plan, next, removed } = planned;
       const waiting = planned.pending;
       const sets = hostSets(snap, next, true);
@@ -362,8 +376,50 @@ export function createDeployer(o: DeployerOptions): Deployer {
     pending = await countPending(db);
   }
 
+  /** The plan with make-before-break applied (see handover.ts); reads what runs only for moves. */
+  async function withHandover(
+    snap: FleetSnapshot,
+    planned: ReturnType<typeof planDeploy>,
+  ): Promise<HandedOver> {
+    if (handoverCandidates(snap, planned).length === 0) return { ...planned, waiting: [], released: [] };
+    const running = await loadRunning(db);
+    return handOver(
+      snap,
+      planned,
+      (hostId, instance) => running.has(runningKey(hostId, instance)),
+      clock.now(),
+    );
+  }
+
+  /** A draining host with nothing left on it, before or after this pass, is drained: ineligible. */
+  async function finishDrains(snap: FleetSnapshot, planned: HandedOver): Promise<void> {
+    const busy = new Set([...snap.desired, ...planned.next].map((e) => e.hostId));
+    const done = [...snap.hosts.values()].filter(
+      (h) => h.drainDeadlineMs !== null && !h.decommissioned && !busy.has(h.id),
+    );
+    if (done.length === 0) return;
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('hosts')
+        .set({ drain_deadline: null, eligible: 0 })
+        .where(
+          'id',
+          'in',
+          done.map((h) => h.id),
+        )
+        .execute();
+      for (const h of done) {
+        await o.audit.append(
+          { actor: SCHEDULER_ACTOR, action: 'drain-complete', target: h.name, details: { host: h.id } },
+          trx,
+        );
+      }
+    });
+    for (const h of done) log.info({ hostId: h.id, host: h.name }, 'host drained');
+  }
+
   /** The line an operation's log gets for each change of placement the scheduler makes. */
-  function placementLines(snap: FleetSnapshot, planned: DeployPlan) {
+  function placementLines(snap: FleetSnapshot, planned: HandedOver) {
     const lost = [...snap.hosts.values()].filter((h) => h.lost && !h.decommissioned).map((h) => h.name);
     return [
       ...lost
@@ -382,11 +438,26 @@ export function createDeployer(o: DeployerOptions): Deployer {
               ? `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`
               : `${p.service} placed on ${p.host}`,
         })),
-      ...planned.removed.map((r) => ({
+      ...planned.waiting.map((w) => ({
         level: 'info' as const,
-        host: r.host,
-        message: `${r.service} no longer belongs on ${r.host} and is stopped there`,
+        host: w.from,
+        message: `${w.service} keeps running on ${w.from} until it runs on ${w.to.join(', ')}`,
       })),
+      ...planned.released.map((r) => ({
+        level: r.why === 'replaced' ? ('info' as const) : ('warn' as const),
+        host: r.host,
+        message:
+          r.why === 'replaced'
+            ? `${r.service} stopped on ${r.host}: its replacement runs`
+            : `${r.service} stopped on ${r.host}: the drain deadline passed before its replacement ran`,
+      })),
+      ...planned.removed
+        .filter((r) => !planned.released.some((x) => x.service === r.service && x.host === r.host))
+        .map((r) => ({
+          level: 'info' as const,
+          host: r.host,
+          message: `${r.service} no longer belongs on ${r.host} and is stopped there`,
+        })),
     ];
   }
 
@@ -405,7 +476,11 @@ export function createDeployer(o: DeployerOptions): Deployer {
         if (!behind) return null;
       }
       const snap = await loadSnapshot(db, live, rescheduleAfterMs);
-      const planned = planDeploy(snap, intent, { mode: 'scheduler', refusePending: false });
+      const planned = await withHandover(
+        snap,
+        planDeploy(snap, intent, { mode: 'scheduler', refusePending: false }),
+      );
+      await finishDrains(snap, planned);
       const all = hostSets(snap, planned.next, false);
       const sendable = all.filter(
         (s) => s.host.status === 'online' && (healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs,
@@ -494,6 +569,20 @@ export function createDeployer(o: DeployerOptions): Deployer {
     deploy,
     teardown,
     reconcile,
+    async preview(name, change) {
+      const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
+      const hosts = new Map(
+        [...snap.hosts].map(([id, h]) => [
+          id,
+          h.name === name && !h.decommissioned ? { ...h, ...change } : h,
+        ]),
+      );
+      const planned = planDeploy({ ...snap, hosts }, await loadIntent(db), {
+        mode: 'scheduler',
+        refusePending: false,
+      });
+      return { plan: planned.plan.filter((p) => p.change !== 'kept'), removed: planned.removed };
+    },
     pendingCount: () => pending,
     async recover() {
       const ids = await operations.failInterrupted(RESTART_REASON);

@@ -33,6 +33,12 @@ import { adminAuditRoutes, type AuditRouteOptions } from '../routes/admin-audit.
 import { adminDeployRoutes, type DeployRouteOptions } from '../routes/admin-deploy.js';
 import { adminEnrollRoutes, type EnrollRouteOptions } from '../routes/admin-enroll.js';
 import { adminHostRoutes, type HostRouteOptions } from '../routes/admin-hosts.js';
+import {
+  adminEligibilityRoutes,
+  type DrainApprovalBody,
+  type EligibilityRouteOptions,
+} from '../routes/admin-eligibility.js';
+import { drainHost } from '../deploy/host-eligibility.js';
 import { adminOpsRoutes } from '../routes/admin-ops.js';
 import { adminReleasesRoutes } from '../routes/admin-releases.js';
 import { adminSystemRoutes, type SystemRouteOptions } from '../routes/admin-system.js';
@@ -99,6 +105,7 @@ export interface AdminAppOptions {
   readonly tls?: { readonly mode: AdminAuthMode; readonly material: TlsMaterial } | undefined;
   readonly system: SystemRouteOptions;
   readonly hosts: HostRouteOptions;
+  readonly eligibility: EligibilityRouteOptions;
   readonly enroll: EnrollRouteOptions;
   readonly audit: AuditRouteOptions;
   readonly deploy: DeployRouteOptions;
@@ -148,6 +155,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminApprovalRoutes, { approvals: o.approvals });
   void app.register(adminSystemRoutes, o.system);
   void app.register(adminHostRoutes, o.hosts);
+  void app.register(adminEligibilityRoutes, o.eligibility);
   void app.register(adminEnrollRoutes, o.enroll);
   void app.register(adminAuditRoutes, o.audit);
   void app.register(adminDeployRoutes, o.deploy);
@@ -293,6 +301,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     log: log.child({ component: 'admin' }),
     waitMs: s.decommissionWaitMs,
   };
+  const eligibility = { db, audit, clock, deployer: s.deployer };
   const approvals = createApprovalStore({
     db,
     audit,
@@ -304,6 +313,10 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     executors: {
       decommission: async (body, actor) =>
         decommissionHost(decommission, (body as { name: string }).name, actor, decommission.waitMs),
+      drain: async (body, actor) => {
+        const b = body as DrainApprovalBody;
+        return drainHost(eligibility, b.name, b.deadlineMs, actor);
+      },
     },
   });
   const admin = createAdminApp({
@@ -320,6 +333,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       check: { db, pins, client: s.client },
       approvals,
     },
+    eligibility: { ...eligibility, approvals },
     approvals,
     enroll: {
       db,

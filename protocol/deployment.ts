@@ -265,6 +265,8 @@ export const ServiceView = Type.Object(
     /** From the desired spec: `process` or `container`, and a container's image. */
     runtime: Type.Optional(Type.String({ maxLength: 16 })),
     image: Type.Optional(Type.String({ maxLength: 512 })),
+    /** Failed after every retry by the controller: why; left alone until it runs again. */
+    escalated: Type.Optional(Reason),
   },
   { additionalProperties: false },
 );

@@ -35,6 +35,12 @@ import { countPending, forgetIntent, loadIntent, storeIntent, storePending } fro
 import { serviceOfInstance } from './placement.js';
 import { decide, SCHEDULER_ACTOR, type SchedulerAction } from './scheduler-actions.js';
 import { rollout, type RolloutResult } from './rollout.js';
+import {
+  decideRetries,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_RETRY_COOLDOWN_MS,
+  type RetryPolicy,
+} from './failed-retries.js';
 import { SingleFlight } from '../../kit/single-flight.js';
 
 /** Hosts sent their sets at once, at most. */
@@ -69,6 +75,8 @@ export interface DeployerOptions {
    * ms; null: never (only decommissioning moves them). Default DEFAULT_RESCHEDULE_AFTER_MS.
    */
   readonly rescheduleAfterMs?: number | null;
+  /** Retries of services their agent gave up on (failed-retries.ts). */
+  readonly retry?: RetryPolicy;
 }
 
 /** A change of one host that placement sees (see Deployer.preview). */
@@ -111,6 +119,8 @@ export interface Deployer {
   preview(name: string, change: HostChange): Promise<PlacementChange>;
   /** Instances no host could take at the last placement. */
   pendingCount(): number;
+  /** Instances escalated after every retry, at the last pass. */
+  escalatedCount(): number;
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
   teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse>;
   /**
@@ -131,6 +141,11 @@ export function createDeployer(o: DeployerOptions): Deployer {
   const rescheduleAfterMs =
     o.rescheduleAfterMs === undefined ? DEFAULT_RESCHEDULE_AFTER_MS : o.rescheduleAfterMs;
   let pending = 0;
+  let escalatedCount = 0;
+  const retryPolicy: RetryPolicy = o.retry ?? {
+    cooldownMs: DEFAULT_RETRY_COOLDOWN_MS,
+    maxRetries: DEFAULT_MAX_RETRIES,
+  };
   /** Per host: heals that failed in a row, and when the next may be tried (ms). */
   const healBackoff = new Map<string, { failures: number; nextMs: number }>();
   const deps = {
@@ -418,6 +433,63 @@ export function createDeployer(o: DeployerOptions): Deployer {
     for (const h of done) log.info({ hostId: h.id, host: h.name }, 'host drained');
   }
 
+  /**
+   * `sets` plus, for every host with a retry due, its set again under a new generation (so
+   * its agent starts what gave up): the same services, the generation one past the stored.
+   */
+  function withRetries(
+    snap: FleetSnapshot,
+    next: readonly DesiredEntry[],
+    sets: readonly HostSet[],
+    due: ReadonlyMap<string, unknown>,
+  ): HostSet[] {
+    const out = sets.map((s) =>
+      due.has(s.host.id) && !s.changed
+        ? { ...s, generation: (snap.hostDesired.get(s.host.id)?.generation ?? 0) + 1, changed: true }
+        : s,
+    );
+    for (const hostId of due.keys()) {
+      const host = snap.hosts.get(hostId);
+      const current = snap.hostDesired.get(hostId);
+      if (!host || !current || out.some((s) => s.host.id === hostId)) continue;
+      const services = next
+        .filter((e) => e.hostId === hostId)
+        .sort((a, b) => (a.service < b.service ? -1 : 1))
+        .map((e) => e.spec);
+      out.push({
+        host,
+        generation: current.generation + 1,
+        setHash: current.setHash,
+        services,
+        dropped: [],
+        changed: true,
+      });
+    }
+    return out;
+  }
+
+  /** Escalations go to the audit log and the deploy log; the count is kept for /metrics. */
+  async function noteEscalations(
+    snap: FleetSnapshot,
+    escalated: readonly { hostId: string; service: string; reason: string }[],
+  ): Promise<void> {
+    for (const e of escalated) {
+      log.error({ hostId: e.hostId, service: e.service, reason: e.reason }, 'service escalated');
+      await o.audit.append({
+        actor: SCHEDULER_ACTOR,
+        action: 'escalate',
+        target: `${e.service}@${hostName(snap, e.hostId)}`,
+        details: { reason: e.reason },
+      });
+    }
+    const row = await db
+      .selectFrom('service_retries')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('escalated_at', 'is not', null)
+      .executeTakeFirst();
+    escalatedCount = Number(row?.n ?? 0);
+  }
+
   /** The line an operation's log gets for each change of placement the scheduler makes. */
   function placementLines(snap: FleetSnapshot, planned: HandedOver) {
     const lost = [...snap.hosts.values()].filter((h) => h.lost && !h.decommissioned).map((h) => h.name);
@@ -481,11 +553,19 @@ export function createDeployer(o: DeployerOptions): Deployer {
         planDeploy(snap, intent, { mode: 'scheduler', refusePending: false }),
       );
       await finishDrains(snap, planned);
-      const all = hostSets(snap, planned.next, false);
+      const retries = await decideRetries(db, snap, planned.next, retryPolicy, live.nowMs);
+      await noteEscalations(snap, retries.escalated);
+      const placedSets = hostSets(snap, planned.next, false);
+      const all = withRetries(snap, planned.next, placedSets, retries.due);
       const sendable = all.filter(
-        (s) => s.host.status === 'online' && (healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs,
+        (s) =>
+          s.host.status === 'online' &&
+          ((healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs || retries.due.has(s.host.id)),
       );
-      const action = decide(all, sendable);
+      const placedSendable = sendable.filter(
+        (s) => !retries.due.has(s.host.id) && placedSets.some((p) => p.host.id === s.host.id),
+      );
+      const action = decide(placedSets, placedSendable) ?? (retries.due.size > 0 ? 'retry' : null);
       const pendingBefore = pending;
       const nowIso = isoAt(clock.now());
       if (action === null) {
@@ -502,14 +582,28 @@ export function createDeployer(o: DeployerOptions): Deployer {
       const op = await db.transaction().execute(async (trx) => {
         await storeDesired(trx, snap, planned.next, all, nowIso);
         pending = await storePending(trx, planned.pending, nowIso);
+        const retryLines = [...retries.due].flatMap(([hostId, list]) =>
+          list.map((r) => ({
+            level: 'warn' as const,
+            host: hostName(snap, hostId),
+            message: `${r.service} failed on ${hostName(snap, hostId)}; trying again (${r.attempt} of ${retryPolicy.maxRetries})`,
+          })),
+        );
         const lines =
-          action === 'reschedule'
-            ? placementLines(snap, planned)
-            : sendable.map((s) => ({
-                level: 'info' as const,
-                host: s.host.name,
-                message: `${s.host.name} has not accepted generation ${s.generation}; sending it again`,
-              }));
+          action === 'retry'
+            ? retryLines
+            : action === 'reschedule'
+              ? [...placementLines(snap, planned), ...retryLines]
+              : [
+                  ...retryLines,
+                  ...sendable
+                    .filter((s) => !retries.due.has(s.host.id))
+                    .map((s) => ({
+                      level: 'info' as const,
+                      host: s.host.name,
+                      message: `${s.host.name} has not accepted generation ${s.generation}; sending it again`,
+                    })),
+                ];
         const recorder = await operations.begin(
           trx,
           {
@@ -584,6 +678,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
       return { plan: planned.plan.filter((p) => p.change !== 'kept'), removed: planned.removed };
     },
     pendingCount: () => pending,
+    escalatedCount: () => escalatedCount,
     async recover() {
       const ids = await operations.failInterrupted(RESTART_REASON);
       pending = await countPending(db);

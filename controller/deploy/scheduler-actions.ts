@@ -9,8 +9,10 @@ import type { HostSet } from './desired-state.js';
  *   decommissioned host, an every-host service reaching a new host): the changed sets go out.
  * - `heal`: nothing moved, but online hosts have not accepted their current set (the dispatch
  *   failed, or the host was away when it changed): they get it again.
+ * - `retry`: nothing else to do, but services their agent gave up on are due another try
+ *   (failed-retries.ts): their hosts get their sets again under a new generation.
  */
-export const SCHEDULER_ACTIONS = ['reschedule', 'heal'] as const;
+export const SCHEDULER_ACTIONS = ['reschedule', 'heal', 'retry'] as const;
 export type SchedulerAction = (typeof SCHEDULER_ACTIONS)[number];
 
 /** The actor the controller's own operations and audit entries carry. */

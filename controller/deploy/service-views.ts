@@ -3,6 +3,7 @@ import type { PendingView, ServiceListQuery, ServiceView } from '../../protocol/
 import type { ServiceState } from '../../protocol/heartbeat.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { deriveHostStatus } from '../fleet/host-status.js';
+import { loadEscalated } from './failed-retries.js';
 import type { Liveness } from '../fleet/host-store.js';
 
 interface Row {
@@ -54,6 +55,7 @@ export async function listServiceViews(
     db.selectFrom('service_dispatch').selectAll().execute(),
     db.selectFrom('service_observed').selectAll().execute(),
   ]);
+  const escalated = await loadEscalated(db);
   const hostById = new Map(hosts.map((h) => [h.id, h]));
   const key = (hostId: string, service: string) => `${hostId}\u0000${service}`;
   const dispatchBy = new Map(dispatch.map((d) => [key(d.host_id, d.service), d]));
@@ -136,6 +138,7 @@ export async function listServiceViews(
       updatedAt,
       ...(r.runtime !== undefined && { runtime: r.runtime }),
       ...(r.image !== undefined && { image: r.image }),
+      ...(escalated.has(k) && { escalated: escalated.get(k)?.reason ?? '' }),
     });
   }
   return views.sort((a, b) =>

@@ -12,6 +12,7 @@ import { controllerShutdownPhases } from './controller-shutdown.js';
 import type { ControllerDatabase } from './db/schema.js';
 import { createDeployer, type Deployer } from './deploy/deployer.js';
 import { startScheduler } from './deploy/scheduler.js';
+import type { RetryPolicy } from './deploy/failed-retries.js';
 import { createClockOffsets } from './fleet/clock-offsets.js';
 import { DEFAULT_SELF_DESTRUCT_WAIT_MS } from './fleet/decommission.js';
 import { createEnrollment } from './fleet/enrollment.js';
@@ -82,7 +83,14 @@ export interface ControllerOptions {
    * The scheduler: how long a host may be offline before its services move (ms; null: never,
    * default DEFAULT_RESCHEDULE_AFTER_MS), and how often it re-places the spec (ms).
    */
-  readonly schedule?: { readonly rescheduleAfterMs?: number | null; readonly tickMs?: number } | undefined;
+  readonly schedule?:
+    | {
+        readonly rescheduleAfterMs?: number | null;
+        readonly tickMs?: number;
+        /** Retries of services their agent gave up on (default 120 s cooldown, 5 tries). */
+        readonly retry?: RetryPolicy;
+      }
+    | undefined;
   /**
    * Private directory (0700, created on use) for release uploads in flight. Default: a
    * per-process directory under the system temp dir; `serve` passes one under the state dir.
@@ -203,12 +211,16 @@ export async function createController(options: ControllerOptions): Promise<Cont
     ...(options.schedule?.rescheduleAfterMs !== undefined && {
       rescheduleAfterMs: options.schedule.rescheduleAfterMs,
     }),
+    ...(options.schedule?.retry !== undefined && { retry: options.schedule.retry }),
   });
   registerSchedulerExecutors(approvalStore, deployer);
   metrics.addSource(() => [
     '# HELP corral_services_pending Service instances no host can take yet (placed once one fits).',
     '# TYPE corral_services_pending gauge',
     `corral_services_pending ${deployer.pendingCount()}`,
+    '# HELP corral_services_escalated Service instances that failed after every retry by the controller.',
+    '# TYPE corral_services_escalated gauge',
+    `corral_services_escalated ${deployer.escalatedCount()}`,
   ]);
   const releaseUpdater = createReleaseUpdater({
     db,

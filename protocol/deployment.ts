@@ -267,6 +267,8 @@ export const ServiceView = Type.Object(
     image: Type.Optional(Type.String({ maxLength: 512 })),
     /** The container the host last reported running the service (container services only). */
     containerId: Type.Optional(ContainerId),
+    /** Failed after every retry by the controller: why; left alone until it runs again. */
+    escalated: Type.Optional(Reason),
   },
   { additionalProperties: false },
 );

@@ -8,6 +8,15 @@ export type HostStatus = (typeof HOST_STATUSES)[number];
 export const HostStatus = Type.Union(HOST_STATUSES.map((s) => Type.Literal(s)));
 
 /**
+ * `eligible`: takes new instances. `ineligible`: takes none and keeps the ones it has.
+ * `draining`: takes none, and its instances move away (each stopped once its replacement runs,
+ * or at the drain deadline); it becomes `ineligible` once nothing is left on it.
+ */
+export const HOST_ELIGIBILITIES = ['eligible', 'ineligible', 'draining'] as const;
+export type HostEligibility = (typeof HOST_ELIGIBILITIES)[number];
+export const HostEligibility = Type.Union(HOST_ELIGIBILITIES.map((s) => Type.Literal(s)));
+
+/**
  * A host's clock offset beyond which it is shown with a warning, in ms. A minute: far more
  * than the error of the estimate (half a round trip, seconds at worst), far less than the
  * day of backdating that keeps certificates valid on a slow clock; a worker past it has a
@@ -51,6 +60,10 @@ export const HostView = Type.Object(
     wipedAt: Type.Optional(Type.Union([Timestamp, Type.Null()])),
     /** Null until a heartbeat since the controller started carried the agent's clock. */
     clock: Type.Optional(Type.Union([HostClock, Type.Null()])),
+    /** Whether placement may use it (see HOST_ELIGIBILITIES); absent from older controllers. */
+    eligibility: Type.Optional(HostEligibility),
+    /** While draining: when what has not moved yet is stopped anyway. */
+    drainDeadline: Type.Optional(Type.Union([Timestamp, Type.Null()])),
   },
   { additionalProperties: false },
 );

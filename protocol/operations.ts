@@ -6,7 +6,7 @@ import { Name, Reason, Timestamp } from './common.js';
  * makes on its own (`reschedule`: placing pending instances and moving them off lost hosts;
  * `heal`: sending a host the set it missed), with one step per host and an append-only log. Admin API: `GET /v1/ops`, `GET /v1/ops/:id`.
  */
-export const OPERATION_KINDS = ['deploy', 'teardown', 'update', 'reschedule', 'heal'] as const;
+export const OPERATION_KINDS = ['deploy', 'teardown', 'update', 'reschedule', 'heal', 'retry'] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
 /** `partial`: some hosts succeeded and some failed. */
 export const OPERATION_STATES = ['running', 'succeeded', 'failed', 'partial'] as const;

@@ -44,7 +44,18 @@ function hostRows(hosts: readonly HostView[]) {
     h.agentVersion,
     labelsText(h.labels),
     short(h.agentFingerprint),
+    eligibilityText(h),
   ]);
+}
+
+/** `eligible`, `ineligible`, or `draining (until T)`; nothing for a decommissioned host. */
+export function eligibilityText(
+  h: Pick<HostView, 'eligibility' | 'drainDeadline' | 'status'>,
+): string | null {
+  if (h.status === 'decommissioned' || h.eligibility === undefined) return null;
+  return h.eligibility === 'draining' && h.drainDeadline
+    ? `draining (until ${h.drainDeadline})`
+    : h.eligibility;
 }
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
@@ -134,6 +145,7 @@ export function registerControllerHostCommands(controller: Command, io: Output):
       'agent version',
       'labels',
       'fingerprint',
+      'eligibility',
     ]);
     let first = true;
     for await (const hosts of hostPages(admin, opts.status)) {
@@ -173,6 +185,7 @@ export function registerControllerHostCommands(controller: Command, io: Output):
         ['updater port', h.updaterPort],
         ['sans', detail.sans.join(', ')],
         ['labels', labelsText(h.labels)],
+        ['eligibility', eligibilityText(h)],
         ['enrolled', `${h.enrolledAt} (${detail.enrolledVia})`],
         ['bundle written', detail.bundleWrittenAt ?? 'not confirmed'],
         ['last seen', h.lastSeen],

@@ -27,6 +27,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-hosts.js')).registerControllerHostCommands,
     },
     {
+      names: ['drain', 'eligibility', 'label'],
+      load: async () => (await import('./controller-eligibility.js')).registerControllerEligibilityCommands,
+    },
+    {
       names: ['audit'],
       load: async () => (await import('./controller-audit.js')).registerControllerAuditCommand,
     },

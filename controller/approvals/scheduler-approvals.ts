@@ -1,7 +1,7 @@
 import { ApprovedSchedulerPass } from '../../protocol/approvals.js';
 import { parseWith } from '../../protocol/validate.js';
 import type { Deployer } from '../deploy/deployer.js';
-import { SCHEDULER_ACTIONS, type SchedulerApprovals } from '../deploy/scheduler-actions.js';
+import { approvalOf, type SchedulerApprovals } from '../deploy/scheduler-actions.js';
 import { CONTROLLER_REQUESTER, type ApprovalStore } from './approval-store.js';
 
 /**
@@ -11,12 +11,14 @@ import { CONTROLLER_REQUESTER, type ApprovalStore } from './approval-store.js';
  */
 export function schedulerApprovals(store: ApprovalStore): SchedulerApprovals {
   return {
-    required: (action) => store.required(action) > 0,
+    required: (action) => store.required(approvalOf(action)) > 0,
     async raise(action, target) {
-      await store.request(action, target, { target }, CONTROLLER_REQUESTER, { unlessRejected: true });
+      await store.request(approvalOf(action), target, { target }, CONTROLLER_REQUESTER, {
+        unlessRejected: true,
+      });
     },
     async resolve(action, stillNeeded) {
-      await store.cancelResolved(action, stillNeeded);
+      await store.cancelResolved(approvalOf(action), stillNeeded);
     },
   };
 }
@@ -26,7 +28,7 @@ export function registerSchedulerExecutors(
   store: ApprovalStore,
   deployer: Pick<Deployer, 'reconcile'>,
 ): void {
-  for (const action of SCHEDULER_ACTIONS) {
+  for (const action of ['reschedule', 'heal'] as const) {
     store.register(action, {
       run: async (body, _actor, approval) =>
         deployer.reconcile({

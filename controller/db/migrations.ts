@@ -6,6 +6,7 @@ import { wipeMigration } from './migration-wipe.js';
 import { fleetEventsMigration } from '../events/migration-events.js';
 import { schedulingMigration } from './migration-scheduling.js';
 import { operatorsMigration } from './migration-operators.js';
+import { eligibilityMigration } from './migration-eligibility.js';
 import { webSessionsMigration } from './migration-web-sessions.js';
 import { serviceRuntimeMigration } from './migration-service-runtime.js';
 
@@ -24,6 +25,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0010-fleet-events', { up: fleetEventsMigration }],
   ['0012-operators', { up: operatorsMigration }],
   ['0013-scheduling', { up: schedulingMigration }],
+  ['0014-eligibility', { up: eligibilityMigration }],
   ['0016-web-sessions', { up: webSessionsMigration }],
   ['0017-service-runtime', { up: serviceRuntimeMigration }],
 ];

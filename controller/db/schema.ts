@@ -47,6 +47,10 @@ export interface HostsTable {
   wiped_at: string | null;
   /** JSON WipeReport the worker sent. */
   wipe_report: string | null;
+  /** 0: takes no new instances (migration-eligibility.ts). */
+  eligible: Generated<number>;
+  /** Set while the host drains: when its instances are stopped whether or not replaced. */
+  drain_deadline: string | null;
 }
 
 export interface PinsTable {
@@ -157,6 +161,17 @@ export interface ApprovalsTable {
   decided_at: string | null;
 }
 
+/** The controller's retries of a service its agent gave up on, per host (migration-eligibility.ts). */
+export interface ServiceRetriesTable {
+  host_id: string;
+  service: string;
+  attempts: number;
+  /** When the agent last reported it failed. */
+  failed_at: string;
+  escalated_at: string | null;
+  reason: string | null;
+}
+
 export interface SettingsTable {
   key: string;
   value: string;
@@ -173,6 +188,7 @@ export interface ControllerDatabase {
   web_sessions: WebSessionsTable;
   approvals: ApprovalsTable;
   settings: SettingsTable;
+  service_retries: ServiceRetriesTable;
   desired_services: DesiredServicesTable;
   host_desired: HostDesiredTable;
   service_dispatch: ServiceDispatchTable;

@@ -13,6 +13,8 @@ const host = (id: string, extra: Partial<HostInfo> = {}): HostInfo => ({
   status: 'online',
   decommissioned: false,
   lost: false,
+  eligible: true,
+  drainDeadlineMs: null,
   ...extra,
 });
 

@@ -31,10 +31,16 @@ export interface PlanOptions {
   readonly refusePending: boolean;
 }
 
-/** What placement sees of a host. */
+/**
+ * What placement sees of a host: it accepts new instances while online and eligible; it
+ * holds those it has unless it drains (or, see PlanOptions, is not online or is lost). An
+ * ineligible host that does not drain keeps what it runs.
+ */
 export function candidateOf(h: HostInfo, mode: PlanOptions['mode']): CandidateHost {
-  const accepts = h.status === 'online' && !h.decommissioned;
-  return { name: h.name, labels: h.labels, accepts, holds: mode === 'operator' ? accepts : !h.lost };
+  const up = h.status === 'online' && !h.decommissioned;
+  const draining = h.drainDeadlineMs !== null;
+  const holds = !draining && (mode === 'operator' ? up : !h.lost);
+  return { name: h.name, labels: h.labels, accepts: up && h.eligible, holds };
 }
 
 export function placeableOf(svc: DeploymentService): PlaceableService {

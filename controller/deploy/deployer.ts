@@ -12,6 +12,7 @@ import {
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { MAX_SERVICE_NAME_CHARS } from '../../protocol/service-spec.js';
 import type { OperationSummary } from '../../protocol/operations.js';
+import type { PlacementChange } from '../../protocol/admin-eligibility.js';
 import type { WorkerClient } from '../agent-client.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { isoAt, type Clock } from '../clock.js';
@@ -29,7 +30,8 @@ import {
 } from './desired-state.js';
 import type { FleetEventSink } from '../events/event-log.js';
 import { createOperations, RESTART_REASON, type OperationRecorder, type Operations } from './operations.js';
-import { planDeploy, type DeployPlan } from './deploy-plan.js';
+import { planDeploy } from './deploy-plan.js';
+import { handOver, handoverCandidates, loadRunning, runningKey, type HandedOver } from './handover.js';
 import { countPending, forgetIntent, loadIntent, storeIntent, storePending } from './intent-store.js';
 import { serviceOfInstance } from './placement.js';
 import {
@@ -39,8 +41,15 @@ import {
   schedulerTarget,
   type SchedulerAction,
   type SchedulerApprovals,
+  approvalOf,
 } from './scheduler-actions.js';
 import { rollout, type RolloutResult } from './rollout.js';
+import {
+  decideRetries,
+  DEFAULT_MAX_RETRIES,
+  DEFAULT_RETRY_COOLDOWN_MS,
+  type RetryPolicy,
+} from './failed-retries.js';
 import { SingleFlight } from '../../kit/single-flight.js';
 
 /** Hosts sent their sets at once, at most. */
@@ -77,6 +86,15 @@ export interface DeployerOptions {
   readonly rescheduleAfterMs?: number | null;
   /** What the controller's own reschedule and heal wait for (default: nothing, they run at once). */
   readonly approvals?: SchedulerApprovals | undefined;
+  /** Retries of services their agent gave up on (failed-retries.ts). */
+  readonly retry?: RetryPolicy;
+}
+
+/** A change of one host that placement sees (see Deployer.preview). */
+export interface HostChange {
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly eligible?: boolean;
+  readonly drainDeadlineMs?: number | null;
 }
 
 /**
@@ -115,8 +133,15 @@ export interface Deployer {
    * there was nothing to do.
    */
   reconcile(o?: { readonly approved?: ApprovedPass }): Promise<ReconcileResult | null>;
+  /**
+   * What the scheduler would move if host `name` had `change` applied (labels, eligibility):
+   * the instances placed or moved, and those stopped with nowhere to go. Reads only.
+   */
+  preview(name: string, change: HostChange): Promise<PlacementChange>;
   /** Instances no host could take at the last placement. */
   pendingCount(): number;
+  /** Instances escalated after every retry, at the last pass. */
+  escalatedCount(): number;
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
   teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse>;
   /**
@@ -137,6 +162,11 @@ export function createDeployer(o: DeployerOptions): Deployer {
   const rescheduleAfterMs =
     o.rescheduleAfterMs === undefined ? DEFAULT_RESCHEDULE_AFTER_MS : o.rescheduleAfterMs;
   let pending = 0;
+  let escalatedCount = 0;
+  const retryPolicy: RetryPolicy = o.retry ?? {
+    cooldownMs: DEFAULT_RETRY_COOLDOWN_MS,
+    maxRetries: DEFAULT_MAX_RETRIES,
+  };
   /** Per host: heals that failed in a row, and when the next may be tried (ms). */
   const healBackoff = new Map<string, { failures: number; nextMs: number }>();
   const deps = {
@@ -220,10 +250,10 @@ export function createDeployer(o: DeployerOptions): Deployer {
     if (variables) throw new CorralError(ErrorCode.VALIDATION, `spec${variables}`);
     return exclusive(async () => {
       const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
-      const planned = planDeploy(snap, spec.services, {
-        mode: 'operator',
-        refusePending: !(opts.allowPending ?? false),
-      });
+      const planned = await withHandover(
+        snap,
+        planDeploy(snap, spec.services, { mode: 'operator', refusePending: !(opts.allowPending ?? false) }),
+      );
       const { plan, next, removed } = planned;
       const waiting = planned.pending;
       const sets = hostSets(snap, next, true);
@@ -400,8 +430,107 @@ export function createDeployer(o: DeployerOptions): Deployer {
     pending = await countPending(db);
   }
 
+  /** The plan with make-before-break applied (see handover.ts); reads what runs only for moves. */
+  async function withHandover(
+    snap: FleetSnapshot,
+    planned: ReturnType<typeof planDeploy>,
+  ): Promise<HandedOver> {
+    if (handoverCandidates(snap, planned).length === 0) return { ...planned, waiting: [], released: [] };
+    const running = await loadRunning(db);
+    return handOver(
+      snap,
+      planned,
+      (hostId, instance) => running.has(runningKey(hostId, instance)),
+      clock.now(),
+    );
+  }
+
+  /** A draining host with nothing left on it, before or after this pass, is drained: ineligible. */
+  async function finishDrains(snap: FleetSnapshot, planned: HandedOver): Promise<void> {
+    const busy = new Set([...snap.desired, ...planned.next].map((e) => e.hostId));
+    const done = [...snap.hosts.values()].filter(
+      (h) => h.drainDeadlineMs !== null && !h.decommissioned && !busy.has(h.id),
+    );
+    if (done.length === 0) return;
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('hosts')
+        .set({ drain_deadline: null, eligible: 0 })
+        .where(
+          'id',
+          'in',
+          done.map((h) => h.id),
+        )
+        .execute();
+      for (const h of done) {
+        await o.audit.append(
+          { actor: SCHEDULER_ACTOR, action: 'drain-complete', target: h.name, details: { host: h.id } },
+          trx,
+        );
+      }
+    });
+    for (const h of done) log.info({ hostId: h.id, host: h.name }, 'host drained');
+  }
+
+  /**
+   * `sets` plus, for every host with a retry due, its set again under a new generation (so
+   * its agent starts what gave up): the same services, the generation one past the stored.
+   */
+  function withRetries(
+    snap: FleetSnapshot,
+    next: readonly DesiredEntry[],
+    sets: readonly HostSet[],
+    due: ReadonlyMap<string, unknown>,
+  ): HostSet[] {
+    const out = sets.map((s) =>
+      due.has(s.host.id) && !s.changed
+        ? { ...s, generation: (snap.hostDesired.get(s.host.id)?.generation ?? 0) + 1, changed: true }
+        : s,
+    );
+    for (const hostId of due.keys()) {
+      const host = snap.hosts.get(hostId);
+      const current = snap.hostDesired.get(hostId);
+      if (!host || !current || out.some((s) => s.host.id === hostId)) continue;
+      const services = next
+        .filter((e) => e.hostId === hostId)
+        .sort((a, b) => (a.service < b.service ? -1 : 1))
+        .map((e) => e.spec);
+      out.push({
+        host,
+        generation: current.generation + 1,
+        setHash: current.setHash,
+        services,
+        dropped: [],
+        changed: true,
+      });
+    }
+    return out;
+  }
+
+  /** Escalations go to the audit log and the deploy log; the count is kept for /metrics. */
+  async function noteEscalations(
+    snap: FleetSnapshot,
+    escalated: readonly { hostId: string; service: string; reason: string }[],
+  ): Promise<void> {
+    for (const e of escalated) {
+      log.error({ hostId: e.hostId, service: e.service, reason: e.reason }, 'service escalated');
+      await o.audit.append({
+        actor: SCHEDULER_ACTOR,
+        action: 'escalate',
+        target: `${e.service}@${hostName(snap, e.hostId)}`,
+        details: { reason: e.reason },
+      });
+    }
+    const row = await db
+      .selectFrom('service_retries')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('escalated_at', 'is not', null)
+      .executeTakeFirst();
+    escalatedCount = Number(row?.n ?? 0);
+  }
+
   /** The line an operation's log gets for each change of placement the scheduler makes. */
-  function placementLines(snap: FleetSnapshot, planned: DeployPlan) {
+  function placementLines(snap: FleetSnapshot, planned: HandedOver) {
     const lost = [...snap.hosts.values()].filter((h) => h.lost && !h.decommissioned).map((h) => h.name);
     return [
       ...lost
@@ -420,11 +549,26 @@ export function createDeployer(o: DeployerOptions): Deployer {
               ? `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`
               : `${p.service} placed on ${p.host}`,
         })),
-      ...planned.removed.map((r) => ({
+      ...planned.waiting.map((w) => ({
         level: 'info' as const,
-        host: r.host,
-        message: `${r.service} no longer belongs on ${r.host} and is stopped there`,
+        host: w.from,
+        message: `${w.service} keeps running on ${w.from} until it runs on ${w.to.join(', ')}`,
       })),
+      ...planned.released.map((r) => ({
+        level: r.why === 'replaced' ? ('info' as const) : ('warn' as const),
+        host: r.host,
+        message:
+          r.why === 'replaced'
+            ? `${r.service} stopped on ${r.host}: its replacement runs`
+            : `${r.service} stopped on ${r.host}: the drain deadline passed before its replacement ran`,
+      })),
+      ...planned.removed
+        .filter((r) => !planned.released.some((x) => x.service === r.service && x.host === r.host))
+        .map((r) => ({
+          level: 'info' as const,
+          host: r.host,
+          message: `${r.service} no longer belongs on ${r.host} and is stopped there`,
+        })),
     ];
   }
 
@@ -446,12 +590,24 @@ export function createDeployer(o: DeployerOptions): Deployer {
         }
       }
       const snap = await loadSnapshot(db, live, rescheduleAfterMs);
-      const planned = planDeploy(snap, intent, { mode: 'scheduler', refusePending: false });
-      const all = hostSets(snap, planned.next, false);
-      const sendable = all.filter(
-        (s) => s.host.status === 'online' && (healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs,
+      const planned = await withHandover(
+        snap,
+        planDeploy(snap, intent, { mode: 'scheduler', refusePending: false }),
       );
-      const action = decide(all, sendable);
+      await finishDrains(snap, planned);
+      const retries = await decideRetries(db, snap, planned.next, retryPolicy, live.nowMs);
+      await noteEscalations(snap, retries.escalated);
+      const placedSets = hostSets(snap, planned.next, false);
+      const all = withRetries(snap, planned.next, placedSets, retries.due);
+      const sendable = all.filter(
+        (s) =>
+          s.host.status === 'online' &&
+          ((healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs || retries.due.has(s.host.id)),
+      );
+      const placedSendable = sendable.filter(
+        (s) => !retries.due.has(s.host.id) && placedSets.some((p) => p.host.id === s.host.id),
+      );
+      const action = decide(placedSets, placedSendable) ?? (retries.due.size > 0 ? 'retry' : null);
       const pendingBefore = pending;
       const nowIso = isoAt(clock.now());
       if (action === null) {
@@ -466,7 +622,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
         digest,
       );
       const approved = ro.approved;
-      if (approved && (approved.action !== action || approved.target !== target)) {
+      if (approved && (approvalOf(approved.action) !== approvalOf(action) || approved.target !== target)) {
         throw new CorralError(
           ErrorCode.CONFLICT,
           `the fleet changed since ${approved.action} of ${approved.target} was asked for: now ${action} of ${target}`,
@@ -488,14 +644,28 @@ export function createDeployer(o: DeployerOptions): Deployer {
       const op = await db.transaction().execute(async (trx) => {
         await storeDesired(trx, snap, planned.next, all, nowIso);
         pending = await storePending(trx, planned.pending, nowIso);
+        const retryLines = [...retries.due].flatMap(([hostId, list]) =>
+          list.map((r) => ({
+            level: 'warn' as const,
+            host: hostName(snap, hostId),
+            message: `${r.service} failed on ${hostName(snap, hostId)}; trying again (${r.attempt} of ${retryPolicy.maxRetries})`,
+          })),
+        );
         const lines =
-          action === 'reschedule'
-            ? placementLines(snap, planned)
-            : sendable.map((s) => ({
-                level: 'info' as const,
-                host: s.host.name,
-                message: `${s.host.name} has not accepted generation ${s.generation}; sending it again`,
-              }));
+          action === 'retry'
+            ? retryLines
+            : action === 'reschedule'
+              ? [...placementLines(snap, planned), ...retryLines]
+              : [
+                  ...retryLines,
+                  ...sendable
+                    .filter((s) => !retries.due.has(s.host.id))
+                    .map((s) => ({
+                      level: 'info' as const,
+                      host: s.host.name,
+                      message: `${s.host.name} has not accepted generation ${s.generation}; sending it again`,
+                    })),
+                ];
         const recorder = await operations.begin(
           trx,
           {
@@ -558,7 +728,22 @@ export function createDeployer(o: DeployerOptions): Deployer {
     deploy,
     teardown,
     reconcile,
+    async preview(name, change) {
+      const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
+      const hosts = new Map(
+        [...snap.hosts].map(([id, h]) => [
+          id,
+          h.name === name && !h.decommissioned ? { ...h, ...change } : h,
+        ]),
+      );
+      const planned = planDeploy({ ...snap, hosts }, await loadIntent(db), {
+        mode: 'scheduler',
+        refusePending: false,
+      });
+      return { plan: planned.plan.filter((p) => p.change !== 'kept'), removed: planned.removed };
+    },
     pendingCount: () => pending,
+    escalatedCount: () => escalatedCount,
     async recover() {
       const ids = await operations.failInterrupted(RESTART_REASON);
       pending = await countPending(db);

@@ -17,6 +17,8 @@ const host = (id: string, extra: Partial<HostInfo> = {}): HostInfo => ({
   status: 'online',
   decommissioned: false,
   lost: false,
+  eligible: true,
+  drainDeadlineMs: null,
   ...extra,
 });
 

@@ -25,6 +25,10 @@ export interface HostInfo {
    * instances elsewhere (nothing on the host is touched until it is back).
    */
   readonly lost: boolean;
+  /** Takes new instances (eligibility on, not draining). */
+  readonly eligible: boolean;
+  /** Draining: its instances move away; stopped there by this time (ms) at the latest. */
+  readonly drainDeadlineMs: number | null;
 }
 
 /** One service placed on one host. */
@@ -87,7 +91,17 @@ export async function loadSnapshot(
   const [hostRows, desiredRows, hostDesiredRows] = await Promise.all([
     db
       .selectFrom('hosts')
-      .select(['id', 'name', 'address', 'agent_port', 'labels', 'last_seen', 'decommissioned_at'])
+      .select([
+        'id',
+        'name',
+        'address',
+        'agent_port',
+        'labels',
+        'last_seen',
+        'decommissioned_at',
+        'eligible',
+        'drain_deadline',
+      ])
       .execute(),
     db.selectFrom('desired_services').selectAll().orderBy('service').execute(),
     db.selectFrom('host_desired').selectAll().execute(),
@@ -105,6 +119,8 @@ export async function loadSnapshot(
       status: deriveHostStatus({ lastSeenMs, decommissioned }, live.nowMs, live.intervalMs),
       decommissioned,
       lost: isLost(lastSeenMs, decommissioned, live, rescheduleAfterMs),
+      eligible: r.eligible !== 0 && r.drain_deadline === null,
+      drainDeadlineMs: r.drain_deadline === null ? null : Date.parse(r.drain_deadline),
     });
   }
   return {

@@ -10,9 +10,20 @@ import type { HostSet } from './desired-state.js';
  *   decommissioned host, an every-host service reaching a new host): the changed sets go out.
  * - `heal`: nothing moved, but online hosts have not accepted their current set (the dispatch
  *   failed, or the host was away when it changed): they get it again.
+ * - `retry`: nothing else to do, but services their agent gave up on are due another try
+ *   (failed-retries.ts): their hosts get their sets again under a new generation.
  */
-export const SCHEDULER_ACTIONS = ['reschedule', 'heal'] as const;
+export const SCHEDULER_ACTIONS = ['reschedule', 'heal', 'retry'] as const;
 export type SchedulerAction = (typeof SCHEDULER_ACTIONS)[number];
+
+/**
+ * The approval an action waits for: a retry of a failed service is the controller healing the
+ * fleet, so `approvals: { heal: N }` covers both.
+ */
+export type SchedulerApproval = 'reschedule' | 'heal';
+export function approvalOf(action: SchedulerAction): SchedulerApproval {
+  return action === 'retry' ? 'heal' : action;
+}
 
 /** The actor the controller's own operations and audit entries carry. */
 export const SCHEDULER_ACTOR = 'controller';

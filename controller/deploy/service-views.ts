@@ -3,6 +3,7 @@ import type { PendingView, ServiceListQuery, ServiceView } from '../../protocol/
 import type { ServiceState } from '../../protocol/heartbeat.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { deriveHostStatus } from '../fleet/host-status.js';
+import { loadEscalated } from './failed-retries.js';
 import type { Liveness } from '../fleet/host-store.js';
 
 interface Row {
@@ -59,6 +60,7 @@ export async function listServiceViews(
     db.selectFrom('service_dispatch').selectAll().execute(),
     db.selectFrom('service_observed').selectAll().execute(),
   ]);
+  const escalated = await loadEscalated(db);
   const hostById = new Map(hosts.map((h) => [h.id, h]));
   const key = (hostId: string, service: string) => `${hostId}\u0000${service}`;
   const dispatchBy = new Map(dispatch.map((d) => [key(d.host_id, d.service), d]));
@@ -143,6 +145,7 @@ export async function listServiceViews(
       // the host last reported. The container id is only ever the host's report.
       ...withRuntime(r.runtime ?? seen?.runtime ?? undefined, r.image ?? seen?.image ?? undefined),
       ...(seen?.container_id != null && { containerId: seen.container_id }),
+      ...(escalated.has(k) && { escalated: escalated.get(k)?.reason ?? '' }),
     });
   }
   return views.sort((a, b) =>

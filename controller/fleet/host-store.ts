@@ -11,7 +11,13 @@ import { HostMetrics, type ServiceState } from '../../protocol/heartbeat.js';
 import { Labels } from '../../protocol/common.js';
 import { OFFLINE_AFTER_INTERVALS, STALE_AFTER_INTERVALS } from '../../protocol/constants.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
-import { HOST_STATUSES, type HostClock, type HostStatus, type HostView } from '../../protocol/host.js';
+import {
+  HOST_STATUSES,
+  type HostClock,
+  type HostEligibility,
+  type HostStatus,
+  type HostView,
+} from '../../protocol/host.js';
 import { isoAt } from '../clock.js';
 import type { WipeState } from '../../protocol/wipe.js';
 import type { ControllerDatabase, HostsTable, PinsTable } from '../db/schema.js';
@@ -76,7 +82,15 @@ export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness
     wipe: wipeState(row),
     wipedAt: row.wiped_at,
     ...(live.clockOf ? { clock: decommissioned ? null : (live.clockOf(row.id) ?? null) } : {}),
+    eligibility: eligibilityOf(row),
+    drainDeadline: row.drain_deadline,
   };
+}
+
+/** Draining while a drain deadline is set; ineligible while `eligible` is 0 (see HostEligibility). */
+export function eligibilityOf(row: Pick<HostRow, 'eligible' | 'drain_deadline'>): HostEligibility {
+  if (row.drain_deadline !== null) return 'draining';
+  return row.eligible === 0 ? 'ineligible' : 'eligible';
 }
 
 async function activePinsByHost(db: Db, hostIds?: readonly string[]): Promise<Map<string, PinRow[]>> {

@@ -33,6 +33,12 @@ import { adminAuditRoutes, type AuditRouteOptions } from '../routes/admin-audit.
 import { adminDeployRoutes, type DeployRouteOptions } from '../routes/admin-deploy.js';
 import { adminEnrollRoutes, type EnrollRouteOptions } from '../routes/admin-enroll.js';
 import { adminHostRoutes, type HostRouteOptions } from '../routes/admin-hosts.js';
+import {
+  adminEligibilityRoutes,
+  type DrainApprovalBody,
+  type EligibilityRouteOptions,
+} from '../routes/admin-eligibility.js';
+import { drainHost } from '../deploy/host-eligibility.js';
 import { adminOpsRoutes } from '../routes/admin-ops.js';
 import { adminReleasesRoutes } from '../routes/admin-releases.js';
 import { adminSystemRoutes, type SystemRouteOptions } from '../routes/admin-system.js';
@@ -103,6 +109,7 @@ export interface AdminAppOptions {
   readonly tls?: { readonly mode: AdminAuthMode; readonly material: TlsMaterial } | undefined;
   readonly system: SystemRouteOptions;
   readonly hosts: HostRouteOptions;
+  readonly eligibility: EligibilityRouteOptions;
   readonly enroll: EnrollRouteOptions;
   readonly audit: AuditRouteOptions;
   readonly deploy: DeployRouteOptions;
@@ -172,6 +179,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminApprovalRoutes, { approvals: o.approvals.store });
   void app.register(adminSystemRoutes, o.system);
   void app.register(adminHostRoutes, o.hosts);
+  void app.register(adminEligibilityRoutes, o.eligibility);
   void app.register(adminEnrollRoutes, o.enroll);
   void app.register(adminAuditRoutes, o.audit);
   void app.register(adminDeployRoutes, o.deploy);
@@ -329,6 +337,13 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     updater: s.releaseUpdater,
     operators,
   });
+  const eligibility = { db, audit, clock, deployer: s.deployer };
+  approvals.store.register('drain', {
+    run: async (body, actor) => {
+      const b = body as DrainApprovalBody;
+      return drainHost(eligibility, b.name, b.deadlineMs, actor);
+    },
+  });
   const admin = createAdminApp({
     log: log.child({ component: 'admin-api' }),
     metrics,
@@ -345,6 +360,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       check: { db, pins, client: s.client },
       gate: approvals,
     },
+    eligibility: { ...eligibility, approvals: approvals.store },
     approvals,
     enroll: {
       db,

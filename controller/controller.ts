@@ -194,6 +194,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     policy: options.approvals?.policy ?? {},
     ttlMs: options.approvals?.ttlMs,
     log: log.child({ component: 'approvals' }),
+    events: fleetEvents.sink,
   });
   const approvals = createApprovalGate(approvalStore, { updateAllOnly: options.approvals?.updateAllOnly });
   const deployer = createDeployer({

@@ -89,6 +89,18 @@ describe('a decommission that needs one approval', () => {
     expect(about('web-1').filter(([, action]) => action === 'decommission')).toEqual([
       ['alice', 'decommission'],
     ]);
+    // The fleet event stream told of the request and of its decision.
+    const events = await t.admin<{ events: { kind: string; data: Record<string, unknown> }[] }>(
+      'GET',
+      '/v1/events?limit=1000',
+    );
+    const told = events.body.events
+      .filter((e) => e.kind.startsWith('approval.') && e.data.approval === first.body.approval.id)
+      .map((e) => [e.kind, e.data.state ?? null, e.data.by ?? e.data.requester]);
+    expect(told).toEqual([
+      ['approval.pending', null, 'alice'],
+      ['approval.decided', 'approved', 'bob'],
+    ]);
   }, 30_000);
 
   it('expires when nobody approves it in time, and can no longer be approved', async () => {
@@ -119,6 +131,16 @@ describe('a decommission that needs one approval', () => {
         alice,
       );
       expect(cancelled.body.state).toBe('cancelled');
+      const events = await t.admin<{ events: { kind: string; data: Record<string, unknown> }[] }>(
+        'GET',
+        '/v1/events?limit=1000',
+      );
+      const decided = (id: string) =>
+        events.body.events
+          .filter((e) => e.kind === 'approval.decided' && e.data.approval === id)
+          .map((e) => e.data.state);
+      expect(decided(asked.body.approval.id)).toEqual(['expired']);
+      expect(decided(anew.body.approval.id)).toEqual(['cancelled']);
     } finally {
       skewMs = 0;
     }

@@ -11,6 +11,7 @@ import {
 } from '../../protocol/approvals.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { FleetEventSink } from '../events/event-log.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ApprovalsTable, ControllerDatabase } from '../db/schema.js';
 import { newId } from '../secrets.js';
@@ -145,8 +146,32 @@ export function createApprovalStore(deps: {
   readonly policy: ApprovalPolicy;
   readonly ttlMs?: number | undefined;
   readonly log?: Logger | undefined;
+  /** `approval.pending` and `approval.decided` go here, in the transaction of each change. */
+  readonly events?: FleetEventSink | undefined;
 }): ApprovalStore {
   const { db, audit, clock, policy } = deps;
+  /** Tells the fleet event stream that `row` was decided (`state`) by `by`. */
+  const decided = async (
+    trx: Kysely<ControllerDatabase>,
+    row: Pick<Row, 'id' | 'action' | 'target' | 'requester'>,
+    state: string,
+    by: string,
+    reason?: string | null,
+  ): Promise<void> =>
+    deps.events?.append(trx, [
+      {
+        kind: 'approval.decided',
+        data: {
+          approval: row.id,
+          action: row.action,
+          target: row.target,
+          requester: row.requester,
+          state,
+          by,
+          reason: reason ?? null,
+        },
+      },
+    ]);
   const ttlMs = deps.ttlMs ?? DEFAULT_APPROVAL_TTL_MS;
   const executors = new Map<ApprovalAction, ApprovalExecutor>();
   const now = (): string => isoAt(clock.now());
@@ -189,6 +214,7 @@ export function createApprovalStore(deps: {
           .set({ state: 'expired', decided_at: at })
           .where('id', '=', row.id)
           .execute();
+        await decided(trx, row, 'expired', 'controller');
         await audit.append(
           {
             actor: 'controller',
@@ -328,6 +354,12 @@ export function createApprovalStore(deps: {
           if (latest?.state === 'rejected') return { approval: view(latest), created: false };
         }
         await trx.insertInto('approvals').values(row).execute();
+        await deps.events?.append(trx, [
+          {
+            kind: 'approval.pending',
+            data: { approval: row.id, action, target, requester, required: row.required },
+          },
+        ]);
         await audit.append(
           {
             actor: requester,
@@ -409,6 +441,7 @@ export function createApprovalStore(deps: {
           approvers: JSON.stringify(approvers),
           ...(done && { state: 'approved', decided_at: at }),
         });
+        if (done) await decided(trx, row, 'approved', approver);
         await audit.append(
           {
             actor: approver,
@@ -436,6 +469,7 @@ export function createApprovalStore(deps: {
       }
       await db.transaction().execute(async (trx) => {
         await move(trx, id, 'pending', { state: 'rejected', reason: reason ?? null, decided_at: now() });
+        await decided(trx, row, 'rejected', approver, reason);
         await audit.append(
           {
             actor: approver,
@@ -466,6 +500,7 @@ export function createApprovalStore(deps: {
           reason: 'cancelled by the requester',
           decided_at: now(),
         });
+        await decided(trx, row, 'cancelled', actor, 'cancelled by the requester');
         await audit.append(
           {
             actor,
@@ -494,6 +529,7 @@ export function createApprovalStore(deps: {
         const found = await q.execute();
         for (const row of found) {
           await move(trx, row.id, 'pending', { state: 'cancelled', reason: 'resolved', decided_at: at });
+          await decided(trx, row, 'cancelled', CONTROLLER_REQUESTER, 'resolved');
           await audit.append(
             {
               actor: CONTROLLER_REQUESTER,

@@ -221,6 +221,10 @@ export const PlanEntry = Type.Object(
     host: Name,
     change: Type.Union([Type.Literal('kept'), Type.Literal('placed'), Type.Literal('moved')]),
     previousHost: Type.Union([Name, Type.Null()]),
+    /** Fields of the running copy's spec the new one changes (`env +KEY`: keys only, never values). */
+    changed: Type.Optional(Type.Array(Type.String({ maxLength: 160 }), { maxItems: 64 })),
+    /** Whether the agent restarts (or, moved, stops and starts elsewhere) the running copy. */
+    restarts: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

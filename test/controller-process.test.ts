@@ -246,11 +246,11 @@ describe('corral controller as real processes', () => {
     ]);
     const table = await corral(['controller', 'hosts', '--state-dir', state]);
     expect(table.stdout).toMatch(
-      /^NAME\s+ADDRESS\s+STATUS\s+LAST SEEN\s+AGENT VERSION\s+LABELS\s+FINGERPRINT$/m,
+      /^NAME\s+ADDRESS\s+STATUS\s+LAST SEEN\s+AGENT VERSION\s+LABELS\s+FINGERPRINT\s+ELIGIBILITY$/m,
     );
     expect(table.stdout).toMatch(
       new RegExp(
-        `^web-1\\s+127\\.0\\.0\\.1\\s+online\\s+\\S+\\s+7\\.0\\.0\\s+tier=web\\s+${bundle.identities.agent!.fingerprint.slice(0, 12)}$`,
+        `^web-1\\s+127\\.0\\.0\\.1\\s+online\\s+\\S+\\s+7\\.0\\.0\\s+tier=web\\s+${bundle.identities.agent!.fingerprint.slice(0, 12)}\\s+eligible$`,
         'm',
       ),
     );

@@ -90,7 +90,7 @@ describe('corral controller deploy / services / ops / teardown', () => {
 
     const real = await corral(['controller', 'deploy', specFile, ...target]);
     expect(real.code).toBe(0);
-    expect(real.stdout).toMatch(/^SERVICE\s+HOST\s+CHANGE\s+PREVIOUS HOST$/m);
+    expect(real.stdout).toMatch(/^SERVICE\s+HOST\s+CHANGE\s+PREVIOUS HOST\s+EFFECT\s+FIELDS CHANGED$/m);
     expect(real.stdout).toMatch(/^cli-b\s+applied\s+1\s+/m);
     const opId = /^operation (\S+)$/m.exec(real.stdout)?.[1];
     expect(opId).toBeDefined();

@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import type {
   DeployResponse,
+  PlanEntry,
   HostDispatchResult,
   ServiceListResponse,
   ServiceTeardownRequest,
@@ -36,6 +37,13 @@ function failIfAnyHostFailed(hosts: readonly HostDispatchResult[], operationId: 
   }
 }
 
+/** What a plan entry does to the running copy, in words: starts, restarts, moves, or nothing. */
+export function effectOf(p: PlanEntry): string {
+  if (p.change === 'placed') return 'starts';
+  if (p.change === 'moved') return 'moves (stops there, starts here)';
+  return p.restarts ? 'restarts' : 'unchanged';
+}
+
 /** `corral controller deploy`, `services`, `teardown`. */
 export function registerControllerDeployCommands(controller: Command, io: Output): void {
   addAdminTargetOptions(
@@ -62,8 +70,15 @@ export function registerControllerDeployCommands(controller: Command, io: Output
     } else {
       io.out(
         renderTable(
-          ['service', 'host', 'change', 'previous host'],
-          res.plan.map((p) => [p.service, p.host, p.change, p.previousHost]),
+          ['service', 'host', 'change', 'previous host', 'effect', 'fields changed'],
+          res.plan.map((p) => [
+            p.service,
+            p.host,
+            p.change,
+            p.previousHost,
+            effectOf(p),
+            p.changed && p.changed.length > 0 ? p.changed.join(', ') : null,
+          ]),
         ),
       );
       if (res.removed.length > 0) {

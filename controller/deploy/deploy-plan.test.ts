@@ -100,6 +100,30 @@ describe('planDeploy', () => {
     ]);
   });
 
+  it('says per instance which fields a new spec changes (env keys, never values) and whether it restarts', () => {
+    const running = snap(
+      [host('a'), host('b')],
+      [
+        ['a', 'same'],
+        ['a', 'edited'],
+      ],
+    );
+    const { plan } = planDeploy(running, [
+      { name: 'same', command: 'x', restart: 'always' },
+      { name: 'edited', command: 'y', args: ['--fast'], env: { TOKEN: 'hunter2' }, restart: 'always' },
+      { name: 'fresh', command: 'x', restart: 'always' },
+    ]);
+    const by = Object.fromEntries(plan.map((p) => [p.service, p]));
+    expect(by.same).toMatchObject({ change: 'kept', changed: [], restarts: false });
+    expect(by.edited).toMatchObject({
+      change: 'kept',
+      changed: ['args', 'command', 'env +TOKEN'],
+      restarts: true,
+    });
+    expect(by.fresh).toMatchObject({ change: 'placed', changed: [], restarts: false });
+    expect(JSON.stringify(plan)).not.toContain('hunter2');
+  });
+
   it('every-host: one instance per host under the plain name, and a new host gets one', () => {
     const spec: DeploymentService[] = [{ name: 'node-exp', command: 'x', placement: 'every-host' }];
     const first = planDeploy(snap([host('a'), host('b')]), spec);

@@ -8,6 +8,7 @@ import {
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { specHashOf, type DesiredEntry, type FleetSnapshot, type HostInfo } from './desired-state.js';
 import { place, serviceOfInstance, type CandidateHost, type PlaceableService } from './placement.js';
+import { specChanges } from './spec-diff.js';
 
 export interface DeployPlan {
   readonly plan: PlanEntry[];
@@ -95,13 +96,21 @@ export function planDeploy(
     change: d.change,
     previousHost: d.previousHost,
   }));
-  const next: DesiredEntry[] = plan.map((p) => {
+  const before = new Map(snap.desired.map((d) => [`${hostName(d.hostId)}\u0000${d.service}`, d]));
+  const next: DesiredEntry[] = plan.map((p, i) => {
     const host = byName.get(p.host);
     const svc = specByName.get(serviceOfInstance(p.service));
     if (!host || !svc)
       throw new CorralError(ErrorCode.INTERNAL, 'placement named an unknown host or service');
     const s = toServiceSpec(svc, p.service);
-    return { hostId: host.id, service: p.service, spec: s, specHash: specHashOf(s) };
+    const specHash = specHashOf(s);
+    // What changes of the copy running now, and whether the agent restarts it for that.
+    const old = before.get(`${p.previousHost ?? p.host}\u0000${p.service}`);
+    if (old) {
+      const changed = specChanges(old.spec, s);
+      plan[i] = { ...p, changed, restarts: p.change === 'moved' || old.specHash !== specHash };
+    } else plan[i] = { ...p, changed: [], restarts: false };
+    return { hostId: host.id, service: p.service, spec: s, specHash };
   });
   const unmanaged = snap.desired.filter((d) => !specByName.has(serviceOfInstance(d.service)));
   const nextKeys = new Set(next.map((e) => `${e.hostId}\u0000${e.service}`));

@@ -11,8 +11,7 @@ const base = {
   restart: 'always',
   healthCheck: { kind: 'tcp', port: 8080, intervalMs: 5000 },
 } as unknown as ServiceSpec;
-const edit = (patch: Record<string, unknown>): ServiceSpec =>
-  ({ ...base, ...patch });
+const edit = (patch: Record<string, unknown>): ServiceSpec => ({ ...base, ...patch });
 
 describe('the fields a new spec changes, for the plan', () => {
   it.each<[string, ServiceSpec, string[]]>([

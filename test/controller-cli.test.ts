@@ -60,7 +60,7 @@ describe('controller CLI against a running controller', () => {
 
     const table = await run('controller', 'hosts', '--status', 'pending');
     expect(table.out.split('\n')[0]).toMatch(/^NAME\s+ADDRESS\s+STATUS/);
-    expect(table.out).toMatch(/^cli-1\s+10\.1\.0\.1\s+pending\s+-\s+-\s+tier=db\s+[0-9a-f]{12}$/m);
+    expect(table.out).toMatch(/^cli-1\s+10\.1\.0\.1\s+pending\s+-\s+-\s+tier=db\s+[0-9a-f]{12}\s+eligible$/m);
     expect((await run('controller', 'hosts', '--status', 'online', '--json')).out.trim()).toBe('[]');
     expect((await run('controller', 'hosts', '--status', 'bogus')).exit).toBe(2);
 

@@ -90,7 +90,7 @@ describe('drain', { timeout: 150_000 }, () => {
     const answer = JSON.parse(drained.stdout) as EligibilityResponse;
     expect(answer).toMatchObject({ host: from, eligibility: 'draining', dryRun: false });
     expect(answer.changes.plan).toEqual([
-      { service: 'dr-solo', host: to, change: 'moved', previousHost: from },
+      { service: 'dr-solo', host: to, change: 'moved', previousHost: from, changed: [], restarts: true },
     ]);
 
     await waitFor(async () => {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +110,11 @@ describe('process limits', () => {
       expect((await readFile(join(cpu, 'cpu.cfs_quota_us'), 'utf8')).trim()).toBe('50000');
       expect((await readFile(join(cpu, 'cpu.cfs_period_us'), 'utf8')).trim()).toBe('100000');
     }
+    // Once the service has exited, its cgroups are gone.
+    const dirs = found.layout.kind === 'v2' ? cgroups.slice(-1) : cgroups.slice(-2);
+    expect(dirs.every((d) => existsSync(d))).toBe(true);
+    process.kill(pid, 'SIGKILL');
+    await expect.poll(() => dirs.filter((d) => existsSync(d)), { timeout: 10_000 }).toEqual([]);
   });
 
   it('refuses a workingDir outside the allowed dirs', () => {

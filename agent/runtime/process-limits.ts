@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join, normalize } from 'node:path';
+import { chown, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join, normalize } from 'node:path';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { ProcessServiceSpec } from '../../protocol/service-spec.js';
 import { memoryBytes } from './container-runtime.js';
@@ -225,4 +225,18 @@ export function wrapCommand(command: string, args: readonly string[], l: SpawnLi
     'exec "$@"',
   ];
   return ['/bin/sh', ['-c', steps.join(' && '), 'corral-limits', ...procs, '--', command, ...args]];
+}
+
+/**
+ * Removes a service's cgroups (the dirs of these `cgroup.procs` files) once its process has
+ * exited. Never throws: a cgroup that still holds a process (EBUSY) or is gone already stays
+ * as it is.
+ */
+export async function removeCgroups(cgroupProcs: readonly string[]): Promise<void> {
+  for (const procs of cgroupProcs) {
+    await rmdir(dirname(procs)).catch((e: unknown) => {
+      // EBUSY: a process of the group is still in it; ENOENT: removed already.
+      void e;
+    });
+  }
 }

@@ -14,7 +14,7 @@ import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { ExitInfo } from '../supervise/restart-policy.js';
 import type { ServiceSpec } from '../../protocol/service-spec.js';
 import { findServiceLeaders } from './orphans.js';
-import { checkProcessLimits, prepareLimits, wrapCommand } from './process-limits.js';
+import { checkProcessLimits, prepareLimits, removeCgroups, wrapCommand } from './process-limits.js';
 import type { ProcessRef, RunHandle, Runtime, RuntimeRef, StartRequest } from './runtime.js';
 
 export interface ProcessRuntimeOptions {
@@ -146,6 +146,9 @@ export function createProcessRuntime(options: ProcessRuntimeOptions = {}): Runti
         await err.close();
       }
       child.unref();
+      // The service's cgroups go once it has exited (a cgroup still holding a process of its
+      // group stays: rmdir refuses it, and the next start of the service reuses it by name).
+      void exited.then(() => removeCgroups(limits.cgroupProcs ?? []));
       const pid = child.pid;
       if (pid === undefined) throw new CorralError(ErrorCode.PROCESS_FAILED, 'spawned process has no pid');
       const identity = (await identityOf(pid)) ?? { pid, startTime: 'exited', bootId: await bootId() };

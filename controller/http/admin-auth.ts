@@ -30,7 +30,7 @@ export type AdminAuthMode = 'token' | 'cert';
 const BEARER_RE = new RegExp(`^${AUTHORIZATION_SCHEME}\\s+(\\S{1,512})$`, 'i');
 
 /** The one 401 for a missing, unknown, revoked or expired credential: no detail on purpose. */
-const refused = (mode: AdminAuthMode): CorralError =>
+export const refused = (mode: AdminAuthMode): CorralError =>
   new CorralError(
     ErrorCode.UNAUTHENTICATED,
     mode === 'cert' ? 'missing or invalid operator certificate' : 'missing or invalid admin token',

@@ -10,7 +10,7 @@ import {
   SessionLogoutResponse,
   SessionView,
 } from '../../protocol/web-session.js';
-import { adminActor, sessionCookie, type AdminAuthMode } from '../http/admin-auth.js';
+import { adminActor, refused, sessionCookie, type AdminAuthMode } from '../http/admin-auth.js';
 import type { AuthenticatedOperator, OperatorStore } from '../operators/operator-store.js';
 import type { WebSessions } from '../operators/web-sessions.js';
 
@@ -49,12 +49,7 @@ export const adminSessionRoutes: FastifyPluginAsyncTypebox<SessionRouteOptions, 
         const peer = peerOfRequest(request.raw);
         if (peer?.role === 'operator') who = await operators.byFingerprint(peer.fingerprint);
       }
-      if (!who) {
-        throw new CorralError(
-          ErrorCode.UNAUTHENTICATED,
-          mode === 'cert' ? 'missing or invalid operator certificate' : 'missing or invalid admin token',
-        );
-      }
+      if (!who) throw refused(mode);
       if (!scopeAllows(who.scopes, 'read'))
         throw new CorralError(
           ErrorCode.SCOPE,

@@ -47,16 +47,14 @@ export const KEY_USAGE = {
   cRLSign: 6,
 } as const;
 
-/**
- * A Name: one RDN per attribute, in the order given. PrintableString where the value fits its
- * alphabet, UTF8String otherwise.
- */
+/** One RDN of one attribute: PrintableString where the value fits its alphabet, UTF8String otherwise. */
+export function relativeDistinguishedName(type: string, value: string): Buffer {
+  return setOf(sequence(oid(type), isPrintable(value) ? printableString(value) : utf8String(value)));
+}
+
+/** A Name: one RDN per attribute, in the order given. */
 export function distinguishedName(attributes: readonly (readonly [oid: string, value: string])[]): Buffer {
-  return sequence(
-    ...attributes.map(([type, value]) =>
-      setOf(sequence(oid(type), isPrintable(value) ? printableString(value) : utf8String(value))),
-    ),
-  );
+  return sequence(...attributes.map(([type, value]) => relativeDistinguishedName(type, value)));
 }
 
 /** One Extension; `value` is the DER the extnValue OCTET STRING wraps. */

@@ -2,11 +2,11 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import {
   basicConstraintsValue,
-  distinguishedName,
   extension,
   KEY_USAGE,
   keyIdentifier,
   OID,
+  relativeDistinguishedName,
   signCertificate,
   subjectAltNameValue,
   tbsCertificate,
@@ -16,8 +16,16 @@ import { implicitPrimitive, namedBits, octetString, oid, sequence } from './der.
 import { PkiError, PkiErrorCode } from './errors.js';
 import { fingerprintDer } from './fingerprint.js';
 import { pemEncode } from './pem.js';
-import { signatureAlgorithmFor } from './signature.js';
-import { HOST_ID_RE, HOST_URI_PREFIX, ROLE_EKUS, ROLE_URI_PREFIX, WORKER_ROLES, type Role } from './roles.js';
+import { signatureAlgorithmFor, type SignatureAlgorithm } from './signature.js';
+import {
+  HOST_ID_RE,
+  HOST_URI_PREFIX,
+  ROLE_EKUS,
+  ROLE_URI_PREFIX,
+  ROLES,
+  WORKER_ROLES,
+  type Role,
+} from './roles.js';
 
 /** Default leaf validity, in days. Workers renew well before this runs out. */
 export const DEFAULT_LEAF_VALIDITY_DAYS = 90;
@@ -113,13 +121,61 @@ export function escapeDnValue(value: string): string {
 /** A time as a certificate holds it: whole seconds. */
 export const wholeSeconds = (date: Date): Date => new Date(Math.floor(date.getTime() / 1000) * 1000);
 
+/** The extensions every leaf of a role shares, encoded once. */
+const BASIC_CONSTRAINTS_LEAF = extension(OID.basicConstraints, true, basicConstraintsValue(false));
+const KEY_USAGE_EC = extension(
+  OID.keyUsage,
+  true,
+  namedBits([KEY_USAGE.digitalSignature, KEY_USAGE.keyAgreement]),
+);
+const KEY_USAGE_RSA = extension(
+  OID.keyUsage,
+  true,
+  namedBits([KEY_USAGE.digitalSignature, KEY_USAGE.keyEncipherment]),
+);
+const EXT_KEY_USAGE = new Map<Role, Buffer>(
+  ROLES.map((role) => [role, extension(OID.extKeyUsage, false, sequence(...ROLE_EKUS[role].map(oid)))]),
+);
+/** The subject's second RDN, the same in every leaf. */
+const ORGANIZATION_RDN = relativeDistinguishedName(OID.organizationName, SUBJECT_ORGANIZATION);
+
+/** What every leaf an issuer signs shares: its signature algorithm and authority key identifier. */
+interface IssuerParts {
+  readonly alg: SignatureAlgorithm;
+  readonly authorityKeyIdentifier: Buffer;
+}
+
+/** Per issuer (a CA object lives as long as its controller), made at its first leaf. */
+const issuerParts = new WeakMap<Issuer, IssuerParts>();
+
+function partsOf(issuer: Issuer): IssuerParts {
+  let parts = issuerParts.get(issuer);
+  if (!parts) {
+    parts = {
+      alg: signatureAlgorithmFor(issuer.key),
+      authorityKeyIdentifier: extension(
+        OID.authorityKeyIdentifier,
+        false,
+        sequence(implicitPrimitive(0, issuer.keyIdentifier)),
+      ),
+    };
+    issuerParts.set(issuer, parts);
+  }
+  return parts;
+}
+
+/** `CN=<commonName>, O=Corral`: one RDN each, in that order. */
+const leafSubject = (commonName: string): Buffer =>
+  sequence(relativeDistinguishedName(OID.commonName, commonName), ORGANIZATION_RDN);
+
 /**
  * Signs a leaf of Corral's fixed profile for the subject's public key: subject
  * `CN=<commonName>, O=Corral`; basicConstraints CA:false and keyUsage (digitalSignature plus
  * keyAgreement for EC, keyEncipherment for RSA), both critical; the role's extended key
  * usages; SAN URIs for role and host id, then DNS names, then IP addresses; subject and
  * authority key identifiers. The role (and host id) go into SAN URIs; the CN is
- * informational only and never used for authorization.
+ * informational only and never used for authorization. The parts every leaf shares are
+ * encoded once (per issuer for its algorithm and key identifier); one signature per leaf.
  */
 export async function signLeaf(
   issuer: Issuer,
@@ -137,29 +193,22 @@ export async function signLeaf(
   for (const dns of profile.dnsNames ?? []) names.push({ type: 'dns', value: dns });
   for (const ip of profile.ipAddresses ?? []) names.push({ type: 'ip', value: ip });
 
-  const keyUsage =
-    subject.key.asymmetricKeyType === 'ec'
-      ? [KEY_USAGE.digitalSignature, KEY_USAGE.keyAgreement]
-      : [KEY_USAGE.digitalSignature, KEY_USAGE.keyEncipherment];
-  const alg = signatureAlgorithmFor(issuer.key);
+  const { alg, authorityKeyIdentifier } = partsOf(issuer);
   const tbs = tbsCertificate({
     serial: serialBytes(randomSerial()),
     signature: alg,
     issuer: issuer.subjectDer,
     notBefore,
     notAfter,
-    subject: distinguishedName([
-      [OID.commonName, profile.commonName],
-      [OID.organizationName, SUBJECT_ORGANIZATION],
-    ]),
+    subject: leafSubject(profile.commonName),
     spki: subject.spki,
     extensions: [
-      extension(OID.basicConstraints, true, basicConstraintsValue(false)),
-      extension(OID.keyUsage, true, namedBits(keyUsage)),
-      extension(OID.extKeyUsage, false, sequence(...ROLE_EKUS[profile.role].map(oid))),
+      BASIC_CONSTRAINTS_LEAF,
+      subject.key.asymmetricKeyType === 'ec' ? KEY_USAGE_EC : KEY_USAGE_RSA,
+      EXT_KEY_USAGE.get(profile.role) as Buffer,
       extension(OID.subjectAltName, false, subjectAltNameValue(names)),
       extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(subject.spki))),
-      extension(OID.authorityKeyIdentifier, false, sequence(implicitPrimitive(0, issuer.keyIdentifier))),
+      authorityKeyIdentifier,
     ],
   });
   const der = await signCertificate(tbs, alg, issuer.key);

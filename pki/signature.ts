@@ -49,10 +49,19 @@ export function acceptedSignatureAlgorithm(dotted: string): SignatureAlgorithm |
 }
 
 /**
- * Signs `data` in the thread pool (DER ECDSA signatures, as X.509 carries them). A failure is
- * CORRAL_ERR_PKI_BAD_PARAMETER: only a key that cannot sign gets here.
+ * Signs `data` (DER ECDSA signatures, as X.509 carries them). EC signatures are made on the
+ * calling thread: on the fixed curves one costs less than handing it to the thread pool (about
+ * 40 against 80 µs of CPU for P-256) and is bounded; RSA ones go to the thread pool. A failure
+ * is CORRAL_ERR_PKI_BAD_PARAMETER: only a key that cannot sign gets here.
  */
 export function signData(alg: SignatureAlgorithm, data: Uint8Array, key: KeyObject): Promise<Buffer> {
+  if (key.asymmetricKeyType === 'ec') {
+    try {
+      return Promise.resolve(nodeSign(alg.hash, data, key));
+    } catch (e: unknown) {
+      return Promise.reject(new PkiError(PkiErrorCode.BAD_PARAMETER, 'signing failed', { cause: e }));
+    }
+  }
   return new Promise((resolve, reject) => {
     nodeSign(alg.hash, data, key, (err, signature) => {
       if (err) reject(new PkiError(PkiErrorCode.BAD_PARAMETER, 'signing failed', { cause: err }));
@@ -61,7 +70,11 @@ export function signData(alg: SignatureAlgorithm, data: Uint8Array, key: KeyObje
   });
 }
 
-/** Verifies a signature in the thread pool; false when it does not match (or cannot be checked). */
+/**
+ * Verifies a signature; false when it does not match (or cannot be checked). EC signatures
+ * are checked on the calling thread (bounded, cheaper than the hand-off, as for signData);
+ * RSA ones, whose cost grows with the requester's modulus and exponent, in the thread pool.
+ */
 export function verifyData(
   alg: SignatureAlgorithm,
   data: Uint8Array,
@@ -69,6 +82,14 @@ export function verifyData(
   signature: Uint8Array,
 ): Promise<boolean> {
   if (key.asymmetricKeyType !== alg.keyType) return Promise.resolve(false);
+  if (alg.keyType === 'ec') {
+    try {
+      return Promise.resolve(nodeVerify(alg.hash, data, key, signature));
+    } catch {
+      // node:crypto failing to check it (a key it cannot use this way): not a match.
+      return Promise.resolve(false);
+    }
+  }
   return new Promise((resolve) => {
     nodeVerify(alg.hash, data, key, signature, (err, ok) => resolve(err ? false : ok));
   });

@@ -168,7 +168,7 @@ export function tbsCertificate(f: TbsFields): Buffer {
   );
 }
 
-/** Signs a TBSCertificate (natively, in the thread pool) into a complete Certificate, DER. */
+/** Signs a TBSCertificate natively (see signData) into a complete Certificate, DER. */
 export async function signCertificate(tbs: Buffer, alg: SignatureAlgorithm, key: KeyObject): Promise<Buffer> {
   const signature = await signData(alg, tbs, key);
   return sequence(tbs, alg.identifier, bitString(signature));

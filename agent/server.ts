@@ -41,7 +41,11 @@ export function createAgentServer(o: AgentServerOptions): AgentServer {
     log,
     bodyLimit: MAX_WORKER_BODY_BYTES,
     guard: (req) =>
-      void checkPinnedPeer(req, { role: 'controller-client', fingerprint: o.pinnedFingerprint, guarded: 'agent' }),
+      void checkPinnedPeer(req, {
+        role: 'controller-client',
+        fingerprint: o.pinnedFingerprint,
+        guarded: 'agent',
+      }),
   });
   registerHealthRoute(api, o.core);
   registerStatusRoute(api, o.core);

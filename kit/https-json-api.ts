@@ -60,7 +60,8 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** A route's refusal or failure as the wire sees it; anything but a CorralError is a generic 500. */
 function classify(e: unknown): { status: number; code: string; message: string } {
   // A package's own family (no status) is not for a client: its message may name files.
-  if (isCorralError(e) && e.statusCode !== undefined) return { status: e.statusCode, code: e.code, message: e.message };
+  if (isCorralError(e) && e.statusCode !== undefined)
+    return { status: e.statusCode, code: e.code, message: e.message };
   return { status: ERROR_STATUS[ErrorCode.INTERNAL], code: ErrorCode.INTERNAL, message: 'internal error' };
 }
 
@@ -101,11 +102,15 @@ async function bodyOf(req: IncomingMessage, limit: number): Promise<unknown> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (text === undefined) {
     if (type === 'application/json' && req.headers['content-length'] !== undefined) {
-      throw refuse(ErrorCode.BAD_REQUEST, "Body cannot be empty when content-type is set to 'application/json'");
+      throw refuse(
+        ErrorCode.BAD_REQUEST,
+        "Body cannot be empty when content-type is set to 'application/json'",
+      );
     }
     return undefined;
   }
-  if (type !== 'application/json') throw refuse(ErrorCode.BAD_REQUEST, `Unsupported Media Type: ${type || 'none'}`);
+  if (type !== 'application/json')
+    throw refuse(ErrorCode.BAD_REQUEST, `Unsupported Media Type: ${type || 'none'}`);
   try {
     return parseJson(text);
   } catch (e: unknown) {
@@ -177,7 +182,7 @@ export function createHttpsJsonApi(o: HttpsJsonApiOptions): HttpsJsonApi {
     server,
     route<B>(r: JsonRoute<B>): void {
       const key = `${r.method} ${r.path}`;
-      if (routes.has(key)) throw new Error(`route ${key} registered twice`);
+      if (routes.has(key)) throw new CorralError(ErrorCode.INTERNAL, `route ${key} registered twice`);
       routes.set(key, r as JsonRoute<unknown>);
     },
     listen(host, port) {

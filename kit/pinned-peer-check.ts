@@ -1,4 +1,11 @@
-import { isPkiError, peerOfRequest, PkiErrorCode, requirePeer, type PeerIdentity, type Role } from '../pki/index.js';
+import {
+  isPkiError,
+  peerOfRequest,
+  PkiErrorCode,
+  requirePeer,
+  type PeerIdentity,
+  type Role,
+} from '../pki/index.js';
 import { CorralError, ERROR_STATUS, ErrorCode } from '../protocol/errors.js';
 
 export interface PinnedPeerOptions {

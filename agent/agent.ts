@@ -231,9 +231,9 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       log,
     });
     identity.onChange((m) => server.reloadTls(m));
-    cleanups.push(() => server.app.close());
-    await server.app.listen({ host: c.listen.host, port: c.listen.port });
-    const bound = server.app.server.address() as AddressInfo;
+    cleanups.push(() => server.api.close());
+    await server.api.listen(c.listen.host, c.listen.port);
+    const bound = server.api.server.address() as AddressInfo;
     const address = formatHostPort(bound.address, bound.port);
     // Merged: the updater may share this state dir and keep its own entry here.
     const others = await readEndpointsFile(c.stateDir).catch(() => undefined /* unreadable: rewrite it */);

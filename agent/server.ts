@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { serverTlsOptions, type TlsMaterial } from '../pki/index.js';
 import { MAX_WORKER_BODY_BYTES } from '../protocol/constants.js';
-import { createTlsApp, type TlsApp } from '../kit/fastify/create-app.js';
-import { pinnedPeer } from '../kit/fastify/pinned-peer.js';
+import { createHttpsJsonApi, type HttpsJsonApi } from '../kit/https-json-api.js';
+import { checkPinnedPeer } from '../kit/pinned-peer-check.js';
 import type { AgentCore } from './agent-core.js';
 import type { DiagnosticsContext } from './diagnostics.js';
 import { registerApplyRoute } from './routes/apply.js';
@@ -22,37 +22,41 @@ export interface AgentServerOptions {
 }
 
 export interface AgentServer {
-  readonly app: TlsApp;
+  readonly api: HttpsJsonApi;
   /** New TLS connections use `material` from now on (after a certificate renewal). */
   reloadTls(material: TlsMaterial): void;
 }
 
 /**
- * The agent's mTLS API. No OpenAPI or docs routes. Validation is strict (extra properties are
- * refused, never silently dropped: dropping them would also corrupt union matching).
+ * The agent's mTLS API, on node:https rather than fastify: it runs on every worker, where an
+ * idle agent's memory is the budget (kit/https-json-api.ts). Only the pinned controller client
+ * may call, checked before routing or reading a body. No OpenAPI or docs routes. Bodies are
+ * checked strictly against the protocol's schemas (extra properties are refused).
  */
 export function createAgentServer(o: AgentServerOptions): AgentServer {
-  const app = createTlsApp({
+  // Refusals are warnings; per-request lines are off, and info stays out of this log.
+  const log = o.log.child({ component: 'agent-api' }, { level: o.log.levelVal > 40 ? o.log.level : 'warn' });
+  const api = createHttpsJsonApi({
     https: serverTlsOptions(o.material),
-    // Refusals are warnings; per-request lines are off, and info stays out of this log.
-    log: o.log.child({ component: 'agent-api' }, { level: o.log.levelVal > 40 ? o.log.level : 'warn' }),
+    log,
     bodyLimit: MAX_WORKER_BODY_BYTES,
+    guard: (req) =>
+      void checkPinnedPeer(req, {
+        role: 'controller-client',
+        fingerprint: o.pinnedFingerprint,
+        guarded: 'agent',
+      }),
   });
-  void app.register(pinnedPeer, {
-    role: 'controller-client',
-    fingerprint: o.pinnedFingerprint,
-    guarded: 'agent',
-  });
-  registerHealthRoute(app, o.core);
-  registerStatusRoute(app, o.core);
-  registerApplyRoute(app, o.core);
-  registerTeardownRoute(app, o.core);
-  registerDiagnosticsRoute(app, o.diagnostics);
-  registerSelfDestructRoute(app, o.selfDestruct);
+  registerHealthRoute(api, o.core);
+  registerStatusRoute(api, o.core);
+  registerApplyRoute(api, o.core);
+  registerTeardownRoute(api, o.core);
+  registerDiagnosticsRoute(api, o.diagnostics);
+  registerSelfDestructRoute(api, o.selfDestruct);
   return {
-    app,
+    api,
     reloadTls(material) {
-      app.server.setSecureContext(serverTlsOptions(material));
+      api.server.setSecureContext(serverTlsOptions(material));
     },
   };
 }

@@ -1,13 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { Agent as Dispatcher, request } from 'undici';
 import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
+import { buildCorralRelease } from '../cli/release-build.js';
 import { clientTlsOptions, createCa, writeBundle, type TlsMaterial } from '../pki/index.js';
 import type { AgentStatus } from '../protocol/agent-api.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
@@ -15,8 +17,9 @@ import { fmt, median } from './lib/stats.js';
 
 /**
  * `npm run bench -- agent [--services N] [--rounds R] [--flags "F ..."]`: the agent's resident
- * memory (VmRSS) as its own process (the built CLI, started as the updater starts it: with
- * AGENT_NODE_FLAGS), idle and while it supervises N small services (`sleep`), beside peers
+ * memory (VmRSS) as its own process, started as the updater starts it (with AGENT_NODE_FLAGS),
+ * in two builds: the release `corral release build` packs (what workers run: the CLI bundled
+ * and split at its lazy imports) and the tsc build the tests run; idle and while it supervises N small services (`sleep`), beside peers
  * measured the same way in the same run: bare node, a bare node:https mTLS server and a bare
  * fastify mTLS server (same certificates), each with node's defaults and with the agent's
  * flags, and the agent with node's defaults. Idle is measured after one mTLS request and a
@@ -24,6 +27,7 @@ import { fmt, median } from './lib/stats.js';
  * the time from one POST /v1/apply of N services until /v1/status shows all running.
  * `--flags` replaces the agent's flags for this run (to try others).
  */
+const execFileAsync = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SETTLE_MS = 3_000;
 const SAMPLES = 3;
@@ -160,13 +164,27 @@ export async function run(args: string[]): Promise<void> {
     if (res.statusCode !== 200) throw new Error(`GET ${path}: ${res.statusCode}`);
   };
 
-  const startAgent = async (flags: readonly string[]): Promise<{ child: ChildProcess; address: string }> => {
+  // The agent as `npm run build` leaves it (tsc's modules) and as workers run it: the release
+  // `corral release build` packs (the CLI bundled and split at its lazy imports).
+  const release = join(work, 'release');
+  const built = await buildCorralRelease({ installRoot: ROOT, out: join(work, 'release.tar.gz') });
+  await mkdir(release);
+  await execFileAsync('tar', ['xzf', built.file, '-C', release]);
+  const builds = [
+    { label: 'corral agent (release bundle)', bin: join(release, 'bin', 'corral.js') },
+    { label: 'corral agent (tsc build)', bin: join(ROOT, 'bin', 'corral.js') },
+  ] as const;
+
+  const startAgent = async (
+    bin: string,
+    flags: readonly string[],
+  ): Promise<{ child: ChildProcess; address: string }> => {
     await rm(join(stateDir, 'run'), { recursive: true, force: true });
     const child = spawn(
       process.execPath,
       [
         ...flags,
-        join(ROOT, 'bin', 'corral.js'),
+        bin,
         'agent',
         'serve',
         '--state-dir',
@@ -222,54 +240,57 @@ export async function run(args: string[]): Promise<void> {
             await stop(peer.child);
           }
         }
-        const agent = await startAgent(fs.flags);
-        try {
-          const port = Number(agent.address.split(':').pop());
-          await get(port, '/v1/health');
-          push(`corral agent|${fs.label}`, await settledRss(agent.child.pid ?? 0));
-          const call = async <T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => {
-            const res = await request(`https://${agent.address}${path}`, {
-              dispatcher,
-              method,
-              ...(body !== undefined && {
-                body: JSON.stringify(body),
-                headers: { 'content-type': 'application/json' },
-              }),
-            });
-            return (await res.body.json()) as T;
-          };
-          const services = Array.from({ length: count }, (_, i) => ({
-            name: `s${round}-${i}`,
-            runtime: 'process',
-            command: 'sleep',
-            args: ['3600'],
-            env: {},
-            restart: 'always',
-            stopGraceMs: 2000,
-          }));
-          const start = performance.now();
-          await call('POST', '/v1/apply', { generation: ++generation, services });
-          await until(
-            'all running',
-            async () => {
-              const st = await call<AgentStatus>('GET', '/v1/status');
-              return st.services.filter((s) => s.state === 'running').length === count ? true : undefined;
-            },
-            180_000,
-            100,
-          );
-          applyMs.set(fs.label, [...(applyMs.get(fs.label) ?? []), performance.now() - start]);
-          loaded.set(fs.label, [...(loaded.get(fs.label) ?? []), await settledRss(agent.child.pid ?? 0)]);
-          await call('POST', '/v1/teardown', {});
-          await until(
-            'all stopped',
-            async () =>
-              (await call<AgentStatus>('GET', '/v1/status')).services.length === 0 ? true : undefined,
-            180_000,
-            100,
-          );
-        } finally {
-          await stop(agent.child);
+        for (const b of builds) {
+          const key = `${b.label}|${fs.label}`;
+          const agent = await startAgent(b.bin, fs.flags);
+          try {
+            const port = Number(agent.address.split(':').pop());
+            await get(port, '/v1/health');
+            push(key, await settledRss(agent.child.pid ?? 0));
+            const call = async <T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => {
+              const res = await request(`https://${agent.address}${path}`, {
+                dispatcher,
+                method,
+                ...(body !== undefined && {
+                  body: JSON.stringify(body),
+                  headers: { 'content-type': 'application/json' },
+                }),
+              });
+              return (await res.body.json()) as T;
+            };
+            const services = Array.from({ length: count }, (_, i) => ({
+              name: `s${generation}-${i}`,
+              runtime: 'process',
+              command: 'sleep',
+              args: ['3600'],
+              env: {},
+              restart: 'always',
+              stopGraceMs: 2000,
+            }));
+            const start = performance.now();
+            await call('POST', '/v1/apply', { generation: ++generation, services });
+            await until(
+              'all running',
+              async () => {
+                const st = await call<AgentStatus>('GET', '/v1/status');
+                return st.services.filter((s) => s.state === 'running').length === count ? true : undefined;
+              },
+              180_000,
+              100,
+            );
+            applyMs.set(key, [...(applyMs.get(key) ?? []), performance.now() - start]);
+            loaded.set(key, [...(loaded.get(key) ?? []), await settledRss(agent.child.pid ?? 0)]);
+            await call('POST', '/v1/teardown', {});
+            await until(
+              'all stopped',
+              async () =>
+                (await call<AgentStatus>('GET', '/v1/status')).services.length === 0 ? true : undefined,
+              180_000,
+              100,
+            );
+          } finally {
+            await stop(agent.child);
+          }
         }
       }
     }
@@ -284,26 +305,32 @@ export async function run(args: string[]): Promise<void> {
       'idle (one mTLS request, then settled):',
     ];
     for (const fs of flagSets) {
-      for (const name of [...variants.map((v) => v.label), 'corral agent']) {
+      for (const name of [...variants.map((v) => v.label), ...builds.map((b) => b.label)]) {
         lines.push(row(`${name}, ${fs.label}`, idle.get(`${name}|${fs.label}`) ?? []));
       }
     }
-    lines.push('', `corral agent supervising ${count} services:`);
-    for (const fs of flagSets) {
-      lines.push(row(`${fs.label}`, loaded.get(fs.label) ?? []));
-      const t = applyMs.get(fs.label) ?? [];
+    lines.push('', `supervising ${count} services:`);
+    for (const b of builds) {
+      for (const fs of flagSets) {
+        const key = `${b.label}|${fs.label}`;
+        lines.push(row(`${b.label}, ${fs.label}`, loaded.get(key) ?? []));
+        const t = applyMs.get(key) ?? [];
+        lines.push(
+          `  ${'  apply until all running'.padEnd(48)} median ${fmt(median(t), 0).padStart(6)} ms    (rounds: ${t.map((x) => fmt(x, 0)).join(', ')})`,
+        );
+      }
+    }
+    lines.push('');
+    for (const b of builds) {
+      const key = `${b.label}|agent flags`;
+      const idleMb = median(idle.get(key) ?? []) / 1e6;
+      const loadedMb = median(loaded.get(key) ?? []) / 1e6;
       lines.push(
-        `  ${`${fs.label}: apply until all running`.padEnd(48)} median ${fmt(median(t), 0).padStart(6)} ms    (rounds: ${t.map((x) => fmt(x, 0)).join(', ')})`,
+        `goals, ${b.label} with agent flags: idle < ${GOAL_IDLE_MB} MB: ${fmt(idleMb, 1)} MB ${idleMb < GOAL_IDLE_MB ? 'met' : 'NOT met'}; ` +
+          `with ${count} services < ${GOAL_LOADED_MB} MB: ${fmt(loadedMb, 1)} MB ${loadedMb < GOAL_LOADED_MB ? 'met' : 'NOT met'}`,
       );
     }
-    const idleMb = median(idle.get('corral agent|agent flags') ?? []) / 1e6;
-    const loadedMb = median(loaded.get('agent flags') ?? []) / 1e6;
-    lines.push(
-      '',
-      `goals (agent flags): idle < ${GOAL_IDLE_MB} MB: ${fmt(idleMb, 1)} MB ${idleMb < GOAL_IDLE_MB ? 'met' : 'NOT met'}; ` +
-        `with ${count} services < ${GOAL_LOADED_MB} MB: ${fmt(loadedMb, 1)} MB ${loadedMb < GOAL_LOADED_MB ? 'met' : 'NOT met'}`,
-      '',
-    );
+    lines.push('');
     process.stdout.write(lines.join('\n'));
   } finally {
     await dispatcher.close();

@@ -57,8 +57,8 @@ async function loadEsbuild(installRoot: string): Promise<Esbuild> {
 
 /**
  * Packs the running installation as a release `controller update` can push: the CLI bundled
- * into one ESM file (`dist/cli/main.js`, every production dependency inlined; nothing from
- * devDependencies is reachable from it), `bin/corral.js`, a minimal `package.json`, and the
+ * as ESM (`dist/cli/main.js` and the chunks its lazy imports load, all in `dist/cli/`, every
+ * production dependency inlined; nothing from devDependencies is reachable from it), `bin/corral.js`, a minimal `package.json`, and the
  * native SQLite binding with only its runtime files (`node_modules/sqlite3` and its loader).
  * The bundle is built with paths relative to the installation and no source maps, and the
  * tarball by `packRelease`, so the same installation gives the same bytes. The `.node` file
@@ -82,7 +82,12 @@ export async function buildCorralRelease(o: ReleaseBuildOptions): Promise<Releas
     await esbuild.build({
       absWorkingDir: root,
       entryPoints: [join(root, 'dist', 'cli', 'main.js')],
-      outfile: join(stage, 'dist', 'cli', 'main.js'),
+      outdir: join(stage, 'dist', 'cli'),
+      // Split at the CLI's lazy imports: `agent serve` loads its own chunks only, not the
+      // controller's (fastify, kysely, the dashboard's routes), which is most of an idle
+      // agent's memory budget on every worker (`npm run bench -- agent`).
+      splitting: true,
+      chunkNames: 'chunk-[hash]',
       bundle: true,
       platform: 'node',
       format: 'esm',

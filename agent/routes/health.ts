@@ -1,8 +1,11 @@
-import type { TlsApp } from '../../kit/fastify/create-app.js';
-import { AgentHealth } from '../../protocol/agent-api.js';
+import type { HttpsJsonApi } from '../../kit/https-json-api.js';
 import type { AgentCore } from '../agent-core.js';
 
-/** GET /v1/health: version and uptime. */
-export function registerHealthRoute(app: TlsApp, core: AgentCore): void {
-  app.get('/v1/health', { schema: { response: { 200: AgentHealth } } }, async () => core.health());
+/** GET /v1/health: version and uptime (protocol AgentHealth). */
+export function registerHealthRoute(api: HttpsJsonApi, core: AgentCore): void {
+  api.route({
+    method: 'GET',
+    path: '/v1/health',
+    handle: async () => ({ status: 200, body: core.health() }),
+  });
 }

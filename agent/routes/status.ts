@@ -1,8 +1,11 @@
-import type { TlsApp } from '../../kit/fastify/create-app.js';
-import { AgentStatus } from '../../protocol/agent-api.js';
+import type { HttpsJsonApi } from '../../kit/https-json-api.js';
 import type { AgentCore } from '../agent-core.js';
 
-/** GET /v1/status: desired generation, every service's runtime state, host metrics. */
-export function registerStatusRoute(app: TlsApp, core: AgentCore): void {
-  app.get('/v1/status', { schema: { response: { 200: AgentStatus } } }, async () => core.status());
+/** GET /v1/status: desired generation, every service's runtime state, host metrics (protocol AgentStatus). */
+export function registerStatusRoute(api: HttpsJsonApi, core: AgentCore): void {
+  api.route({
+    method: 'GET',
+    path: '/v1/status',
+    handle: async () => ({ status: 200, body: await core.status() }),
+  });
 }

@@ -1,15 +1,14 @@
-import type { TlsApp } from '../../kit/fastify/create-app.js';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { TeardownRequest, TeardownResponse } from '../../protocol/agent-api.js';
+import type { HttpsJsonApi } from '../../kit/https-json-api.js';
+import { TeardownRequest } from '../../protocol/agent-api.js';
+import { parseWith } from '../../protocol/validate.js';
 import type { AgentCore } from '../agent-core.js';
 
-/** POST /v1/teardown: stop and forget one service, or all; 202, `teardown-finished` follows. */
-export function registerTeardownRoute(app: TlsApp, core: AgentCore): void {
-  app
-    .withTypeProvider<TypeBoxTypeProvider>()
-    .post(
-      '/v1/teardown',
-      { schema: { body: TeardownRequest, response: { 202: TeardownResponse } } },
-      async (request, reply) => reply.code(202).send(await core.teardown(request.body)),
-    );
+/** POST /v1/teardown: stop and forget one service, or all; 202 (TeardownResponse), `teardown-finished` follows. */
+export function registerTeardownRoute(api: HttpsJsonApi, core: AgentCore): void {
+  api.route({
+    method: 'POST',
+    path: '/v1/teardown',
+    parse: (body) => parseWith(TeardownRequest, body, 'body'),
+    handle: async ({ body }) => ({ status: 202, body: await core.teardown(body) }),
+  });
 }

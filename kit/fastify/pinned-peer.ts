@@ -1,13 +1,9 @@
 import type { FastifyPluginCallback } from 'fastify';
-import {
-  isPkiError,
-  peerOfRequest,
-  PkiErrorCode,
-  requirePeer,
-  type PeerIdentity,
-  type Role,
-} from '../../pki/index.js';
-import { CorralError, ERROR_STATUS, ErrorCode } from '../../protocol/errors.js';
+import type { PeerIdentity } from '../../pki/index.js';
+import { isCorralError } from '../../protocol/errors.js';
+import { checkPinnedPeer, type PinnedPeerOptions } from '../pinned-peer-check.js';
+
+export type { PinnedPeerOptions } from '../pinned-peer-check.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,15 +13,6 @@ declare module 'fastify' {
      */
     pinnedPeer: PeerIdentity | null;
   }
-}
-
-export interface PinnedPeerOptions {
-  /** The one role that may call. */
-  readonly role: Role;
-  /** The fingerprint pinned for that role now (read per request: it may be re-pinned). */
-  readonly fingerprint: () => string;
-  /** Who is guarded, for the refusal message: `agent`, `updater`. */
-  readonly guarded: string;
 }
 
 /**
@@ -42,24 +29,13 @@ export const pinnedPeer: FastifyPluginCallback<PinnedPeerOptions> = (app, option
   app.decorateRequest('pinnedPeer', null);
   app.addHook('onRequest', async (request, reply) => {
     try {
-      request.pinnedPeer = requirePeer(peerOfRequest(request.raw), {
-        roles: [options.role],
-        fingerprints: [options.fingerprint()],
-      });
+      request.pinnedPeer = checkPinnedPeer(request.raw, options);
     } catch (e: unknown) {
-      if (!isPkiError(e)) throw e;
-      request.log.warn({ code: e.code }, 'caller refused');
-      void reply.header('connection', 'close');
-      if (e.code === PkiErrorCode.PIN_MISMATCH) {
-        // The code is pki's (its one registry); on the wire it is a 403 like FORBIDDEN.
-        throw new CorralError(PkiErrorCode.PIN_MISMATCH, `caller is not the pinned ${options.role}`, {
-          status: ERROR_STATUS[ErrorCode.FORBIDDEN],
-        });
+      if (isCorralError(e)) {
+        request.log.warn({ code: e.code }, 'caller refused');
+        void reply.header('connection', 'close');
       }
-      throw new CorralError(
-        ErrorCode.FORBIDDEN,
-        `only the pinned ${options.role} may call the ${options.guarded} (${e.code})`,
-      );
+      throw e;
     }
   });
   done();

@@ -109,8 +109,10 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       } else {
         io.out('\n');
         io.out(hostTable(res.hosts));
-        io.out(`\noperation ${res.operationId ?? '-'}${res.state ? ` ${res.state}` : ''}\n`);
-        if (res.reason) io.out(`${inline(res.reason)}\n`);
+        io.out(`\noperation ${res.operationId ?? '-'}\n`);
+        if (res.state !== undefined && res.state !== 'succeeded') {
+          io.out(`${res.state}${res.reason ? `: ${inline(res.reason)}` : ''}\n`);
+        }
       }
     }
     if (res.state === 'halted') {

@@ -363,7 +363,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       check: { db, pins, client: s.client },
       gate: approvals,
     },
-    eligibility: { ...eligibility, approvals: approvals.store },
+    eligibility: { ...eligibility, gate: approvals },
     approvals,
     enroll: {
       db,

@@ -18,6 +18,7 @@ import { forgetHalted, saveHalted } from '../deploy/halted-rollouts.js';
 import { rolloutPolicy, type RolloutPolicy } from '../deploy/rollout-plan.js';
 import { describePolicy } from '../deploy/rollout-describe.js';
 import type { HaltedRollout, RolloutOptions } from '../../protocol/rollout.js';
+import type { OperationState } from '../../protocol/operations.js';
 import { operationState } from '../deploy/rollout.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
 import { pushRelease, type HostPushResult } from './push.js';
@@ -307,7 +308,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
     }
     const steps = await o.operations.stepStates(op.id);
     const failed = steps.filter((s) => s.state === 'failed').length;
-    let state = operationState(steps.length, failed);
+    let state: OperationState = operationState(steps.length, failed);
     let reason: string | null = null;
     if (out.halted) {
       state = 'halted';
@@ -326,8 +327,6 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
             new Date().toISOString(),
           ),
         );
-    } else if (failed > 0 && state === 'succeeded') {
-      state = 'partial';
     }
     await op.finish(
       state,

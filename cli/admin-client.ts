@@ -17,7 +17,8 @@ const ADMIN_TIMEOUT_MS = 120_000;
 export interface AdminClient {
   readonly url: string;
   get<T>(path: string): Promise<T>;
-  post<T>(path: string, body?: unknown): Promise<T>;
+  /** POSTs `body` as JSON; `timeoutMs` for an answer that comes once long work is done. */
+  post<T>(path: string, body?: unknown, timeoutMs?: number): Promise<T>;
   delete<T>(path: string): Promise<T>;
   /** Raw text (for /metrics). */
   text(path: string): Promise<string>;
@@ -155,6 +156,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
     path: string,
     body?: unknown,
     raw?: RawBody,
+    timeoutMs?: number,
   ): Promise<{ status: number; text: string }> {
     const headers: Record<string, string> = authorization();
     const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -170,7 +172,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
       method,
       path,
       headers,
-      raw?.timeoutMs ?? ADMIN_TIMEOUT_MS,
+      raw?.timeoutMs ?? timeoutMs ?? ADMIN_TIMEOUT_MS,
       (req) => {
         if (raw) {
           raw.stream.once('error', (e: Error) => req.destroy(e));
@@ -188,8 +190,8 @@ export function createAdminClient(target: AdminTarget): AdminClient {
     async get<T>(path: string) {
       return JSON.parse((await send('GET', path)).text) as T;
     },
-    async post<T>(path: string, body: unknown = {}) {
-      return JSON.parse((await send('POST', path, body)).text) as T;
+    async post<T>(path: string, body: unknown = {}, timeoutMs?: number) {
+      return JSON.parse((await send('POST', path, body, undefined, timeoutMs)).text) as T;
     },
     async delete<T>(path: string) {
       return JSON.parse((await send('DELETE', path)).text) as T;

@@ -223,6 +223,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     '# TYPE corral_services_escalated gauge',
     `corral_services_escalated ${deployer.escalatedCount()}`,
   ]);
+  const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   const releaseUpdater = createReleaseUpdater({
     db,
     operations: deployer.operations,
@@ -232,9 +233,9 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'update' }),
     signal: root.signal,
     events: fleetEvents.sink,
+    haltedDir: join(uploadDir, 'halted'),
     ...options.update,
   });
-  const uploadDir = options.uploadDir ?? join(tmpdir(), `corral-uploads-${process.pid}`);
   // Operations a previous controller left running can never finish now.
   await deployer.recover();
   const scheduler = startScheduler({

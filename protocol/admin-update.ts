@@ -1,6 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Name, Reason } from './common.js';
+import { OPERATION_STATES } from './operations.js';
 import { ReleaseVersion } from './release.js';
+import { RolloutOptions } from './rollout.js';
 import { HistoryEntry, Sha256Hex } from './updater-api.js';
 
 /**
@@ -24,12 +26,25 @@ export const AdminUpdateQuery = Type.Object(
     dryRun: QueryFlag,
     /** The digest the sender computed; the upload is refused if it differs. */
     sha256: Type.Optional(Sha256Hex),
+    /** The rollout (protocol/rollout.ts), flattened into the query. */
+    maxParallel: RolloutOptions.properties.maxParallel,
+    canary: RolloutOptions.properties.canary,
+    canaryWaitMs: RolloutOptions.properties.canaryWaitMs,
+    haltOnFailure: RolloutOptions.properties.haltOnFailure,
   },
   { additionalProperties: false },
 );
 export type AdminUpdateQuery = Static<typeof AdminUpdateQuery>;
 
-export const UPDATE_OUTCOMES = ['updated', 'rolled-back', 'failed', 'self-updated', 'dry-run'] as const;
+/** `untouched`: the rollout halted before it sent this host anything. */
+export const UPDATE_OUTCOMES = [
+  'updated',
+  'rolled-back',
+  'failed',
+  'self-updated',
+  'dry-run',
+  'untouched',
+] as const;
 
 export const AdminUpdateHostResult = Type.Object(
   {
@@ -53,6 +68,10 @@ export const AdminUpdateResponse = Type.Object(
     hosts: Type.Array(AdminUpdateHostResult, { maxItems: 10_000 }),
     /** Every host ended on the new version (for a dry run: every host could be asked). */
     ok: Type.Boolean(),
+    /** The operation's final state (absent for a dry run). */
+    state: Type.Optional(Type.Union(OPERATION_STATES.map((s) => Type.Literal(s)))),
+    /** Why it did not succeed as a whole (e.g. where it halted). */
+    reason: Type.Optional(Type.Union([Reason, Type.Null()])),
   },
   { additionalProperties: false },
 );

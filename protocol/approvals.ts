@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Name, Reason, Timestamp } from './common.js';
 import { ServiceTeardownRequest } from './deployment.js';
 import { OperatorCreateRequest } from './operators.js';
+import { RolloutOptions } from './rollout.js';
 import { Sha256Hex } from './updater-api.js';
 
 /** Actions that can be made to wait for other operators' approval (controller config `approvals:`). */
@@ -88,6 +89,7 @@ export const ApprovedUpdate = Type.Object(
     all: Type.Boolean(),
     includeSelf: Type.Boolean(),
     force: Type.Boolean(),
+    rollout: Type.Optional(RolloutOptions),
   },
   { additionalProperties: false },
 );

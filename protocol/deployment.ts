@@ -1,6 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Labels, Name, Reason, Timestamp } from './common.js';
 import { ContainerId, ServiceState } from './heartbeat.js';
+import { OPERATION_STATES } from './operations.js';
+import { RolloutOptions } from './rollout.js';
 import {
   HealthCheck,
   HOST_VARIABLES,
@@ -198,6 +200,8 @@ export const DeployRequest = Type.Object(
     dryRun: Type.Optional(Type.Boolean()),
     /** Store the spec even when some instances have no host yet (they wait as `pending`). */
     allowPending: Type.Optional(Type.Boolean()),
+    /** Batches, canaries, halting (protocol/rollout.ts); by default every host at once. */
+    rollout: Type.Optional(RolloutOptions),
   },
   { additionalProperties: false },
 );
@@ -206,7 +210,13 @@ export type DeployRequest = Static<typeof DeployRequest>;
 export const HostDispatchResult = Type.Object(
   {
     host: Name,
-    outcome: Type.Union([Type.Literal('applied'), Type.Literal('unchanged'), Type.Literal('failed')]),
+    /** `untouched`: the rollout halted before this host was sent anything. */
+    outcome: Type.Union([
+      Type.Literal('applied'),
+      Type.Literal('unchanged'),
+      Type.Literal('failed'),
+      Type.Literal('untouched'),
+    ]),
     generation: Type.Integer({ minimum: 0 }),
     services: Type.Integer({ minimum: 0 }),
     reason: Type.Union([Reason, Type.Null()]),
@@ -251,6 +261,10 @@ export const DeployResponse = Type.Object(
     /** Instances no host can take now: they wait, and are placed as soon as a host fits. */
     pending: Type.Array(PendingInstance, { maxItems: MAX_PENDING_LISTED }),
     ok: Type.Boolean(),
+    /** The operation's final state (absent for a dry run). */
+    state: Type.Optional(Type.Union(OPERATION_STATES.map((s) => Type.Literal(s)))),
+    /** Why it did not succeed as a whole (e.g. where it halted). */
+    reason: Type.Optional(Type.Union([Reason, Type.Null()])),
   },
   { additionalProperties: false },
 );

@@ -8,10 +8,14 @@ import { Name, Reason, Timestamp } from './common.js';
  */
 export const OPERATION_KINDS = ['deploy', 'teardown', 'update', 'reschedule', 'heal', 'retry'] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
-/** `partial`: some hosts succeeded and some failed. */
-export const OPERATION_STATES = ['running', 'succeeded', 'failed', 'partial'] as const;
+/**
+ * `partial`: some hosts succeeded and some failed. `halted`: a rollout stopped at its first
+ * failed host (the reason says which), the hosts after it untouched; it can be resumed or
+ * cancelled. `cancelled`: a halted rollout an operator ended, its untouched hosts `skipped`.
+ */
+export const OPERATION_STATES = ['running', 'succeeded', 'failed', 'partial', 'halted', 'cancelled'] as const;
 export type OperationState = (typeof OPERATION_STATES)[number];
-export const STEP_STATES = ['pending', 'running', 'succeeded', 'failed'] as const;
+export const STEP_STATES = ['pending', 'running', 'succeeded', 'failed', 'skipped'] as const;
 export type StepState = (typeof STEP_STATES)[number];
 export const LOG_LEVELS = ['info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

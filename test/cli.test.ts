@@ -52,6 +52,32 @@ describe('corral executable', () => {
     }
   });
 
+  it('exits 2 on a bad retry or rollout flag, before anything starts', async () => {
+    const serve = await corral([
+      'controller',
+      'serve',
+      '--state-dir',
+      '/nonexistent/corral',
+      '--retry-max',
+      '-1',
+    ]);
+    expect(serve.code).toBe(2);
+    expect(serve.stderr).toContain('--retry-max must be an integer from 0 to 1000');
+    const cooldown = await corral([
+      'controller',
+      'serve',
+      '--state-dir',
+      '/nonexistent/corral',
+      '--retry-cooldown',
+      'soon',
+    ]);
+    expect(cooldown.code).toBe(2);
+    expect(cooldown.stderr).toContain('--retry-cooldown');
+    const deploy = await corral(['controller', 'deploy', '/nonexistent/spec.yaml', '--max-parallel', '0']);
+    expect(deploy.code).toBe(2);
+    expect(deploy.stderr).toContain('--max-parallel must be an integer from 1 to 10000');
+  });
+
   it('exits 2 on an unknown command', async () => {
     const { code, stderr } = await corral(['no-such-command']);
     expect(code).toBe(2);

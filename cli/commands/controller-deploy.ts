@@ -15,9 +15,11 @@ import { readDeploymentFile } from '../deployment-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
-import { renderJson, renderTable, shortContainerId, type Output } from '../output.js';
+import { inline, renderJson, renderTable, shortContainerId, type Output } from '../output.js';
+import { addRolloutOptions, rolloutFromFlags, type RolloutFlags } from '../rollout-flags.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
+type DeployOpts = JsonOpt & { dryRun?: boolean; allowPending?: boolean } & RolloutFlags;
 
 function hostTable(hosts: readonly HostDispatchResult[]): string {
   return renderTable(
@@ -46,7 +48,7 @@ export function effectOf(p: PlanEntry): string {
 
 /** `corral controller deploy`, `services`, `teardown`. */
 export function registerControllerDeployCommands(controller: Command, io: Output): void {
-  addAdminTargetOptions(
+  const deploy = addAdminTargetOptions(
     controller
       .command('deploy')
       .description('place a deployment spec (YAML or JSON) on the fleet and send every affected host its set')
@@ -57,13 +59,16 @@ export function registerControllerDeployCommands(controller: Command, io: Output
         'store the spec even when some instances have no host yet (they wait as pending and are placed once one fits)',
       )
       .option('--json', 'print JSON'),
-  ).action(async (file: string, opts: JsonOpt & { dryRun?: boolean; allowPending?: boolean }) => {
+  );
+  addRolloutOptions(deploy, 'every host at once').action(async (file: string, opts: DeployOpts) => {
+    const rollout = rolloutFromFlags(opts);
     const spec = await readDeploymentFile(file);
     const admin = await adminClientFor(opts);
     const res = await admin.post<DeployResponse>('/v1/deploy', {
       spec,
       dryRun: opts.dryRun ?? false,
       ...(opts.allowPending && { allowPending: true }),
+      ...(Object.keys(rollout).length > 0 && { rollout }),
     });
     if (opts.json) {
       io.out(renderJson(res));
@@ -105,7 +110,17 @@ export function registerControllerDeployCommands(controller: Command, io: Output
         io.out('\n');
         io.out(hostTable(res.hosts));
         io.out(`\noperation ${res.operationId ?? '-'}\n`);
+        if (res.state !== undefined && res.state !== 'succeeded') {
+          io.out(`${res.state}${res.reason ? `: ${inline(res.reason)}` : ''}\n`);
+        }
       }
+    }
+    if (res.state === 'halted') {
+      throw new CliExit(
+        EXIT_FAILURE,
+        `${res.reason ?? 'halted'}; ${res.hosts.filter((h) => h.outcome === 'untouched').length} hosts untouched ` +
+          `(corral controller ops resume ${res.operationId ?? '?'} | ops cancel ${res.operationId ?? '?'})`,
+      );
     }
     failIfAnyHostFailed(res.hosts, res.operationId);
   });

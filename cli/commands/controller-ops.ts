@@ -5,7 +5,9 @@ import {
   type OperationDetail,
   type OperationListResponse,
   type OperationLogEntry,
+  type OperationView,
 } from '../../protocol/operations.js';
+import { opCancelPath, opResumePath } from '../../protocol/rollout.js';
 import type { AdminClient } from '../admin-client.js';
 import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
@@ -16,6 +18,8 @@ import { inline, renderJson, renderRecord, renderTable, type Output } from '../o
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 
 const FOLLOW_POLL_MS = 500;
+/** A resumed rollout answers once its last host is done (updates take minutes per batch). */
+const RESUME_TIMEOUT_MS = 6 * 60 * 60_000;
 
 /** One log entry as one line: the message may carry worker text (an agent's refusal), escaped. */
 const logLine = (l: OperationLogEntry): string =>
@@ -74,7 +78,9 @@ export function registerControllerOpsCommands(controller: Command, io: Output): 
   const ops = addAdminTargetOptions(
     controller
       .command('ops')
-      .description('operations (deploys, teardowns), newest first; `ops show ID` for one')
+      .description(
+        'operations (deploys, updates, teardowns, scheduler changes), newest first; `ops show ID` for one, `ops resume|cancel ID` for a halted rollout',
+      )
       .option('--limit <n>', 'how many', '100')
       .option('--json', 'print JSON'),
   ).action(async (opts: JsonOpt & { limit: string }) => {
@@ -144,5 +150,63 @@ export function registerControllerOpsCommands(controller: Command, io: Output): 
     if (detail.operation.state !== 'succeeded') {
       throw new CliExit(EXIT_FAILURE, `operation ${id} ${detail.operation.state}`);
     }
+  });
+
+  addAdminTargetOptions(
+    ops
+      .command('resume')
+      .description(
+        'continue a halted rollout with the hosts it left untouched; exit 1 unless it then succeeds',
+      )
+      .argument('<id>', 'operation id')
+      .option('--json', 'print JSON'),
+  ).action(async (id: string, opts: JsonOpt) => {
+    const admin = await adminClientFor({ ...ops.opts<AdminTargetOptions>(), ...opts });
+    const seen = await fetchDetail(admin, id, 0);
+    let afterSeq = seen.log.at(-1)?.seq ?? 0;
+    const stop = new AbortController();
+    // Progress: the new log lines on stderr while the controller runs the rest.
+    const progress = opts.json
+      ? undefined
+      : (async () => {
+          for (let i = 0; i < 1_000_000 && !stop.signal.aborted; i++) {
+            await sleep(FOLLOW_POLL_MS, undefined, { signal: stop.signal }).catch(() => undefined /* done */);
+            try {
+              const d = await fetchDetail(admin, id, afterSeq);
+              for (const l of d.log) io.err(logLine(l));
+              afterSeq = d.log.at(-1)?.seq ?? afterSeq;
+            } catch (e: unknown) {
+              void e; // progress is best effort; the resume's own answer decides
+            }
+          }
+        })();
+    let op: OperationView;
+    try {
+      op = await admin.post<OperationView>(opResumePath(id), {}, RESUME_TIMEOUT_MS);
+    } finally {
+      stop.abort();
+      await progress;
+    }
+    const detail = await fetchDetail(admin, id, afterSeq);
+    if (opts.json) io.out(renderJson({ ...detail, operation: op }));
+    else {
+      for (const l of detail.log) io.err(logLine(l));
+      io.out(renderDetail(detail));
+    }
+    if (op.state !== 'succeeded')
+      throw new CliExit(EXIT_FAILURE, `operation ${id} ${op.state}${op.reason ? `: ${op.reason}` : ''}`);
+  });
+
+  addAdminTargetOptions(
+    ops
+      .command('cancel')
+      .description('end a halted rollout: the hosts it left untouched stay as they are')
+      .argument('<id>', 'operation id')
+      .option('--json', 'print JSON'),
+  ).action(async (id: string, opts: JsonOpt) => {
+    const admin = await adminClientFor({ ...ops.opts<AdminTargetOptions>(), ...opts });
+    const op = await admin.post<OperationView>(opCancelPath(id), {});
+    if (opts.json) io.out(renderJson(op));
+    else io.out(renderDetail(await fetchDetail(admin, id, Number.MAX_SAFE_INTEGER)));
   });
 }

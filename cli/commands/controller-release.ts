@@ -14,6 +14,7 @@ import type { OperationDetail, OperationListResponse } from '../../protocol/oper
 import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { addRolloutOptions, rolloutFromFlags, type RolloutFlags } from '../rollout-flags.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import { inline, renderJson, renderRecord, renderTable, type Output } from '../output.js';
@@ -26,7 +27,7 @@ type UpdateOpts = JsonOpt & {
   includeSelf?: boolean;
   dryRun?: boolean;
   force?: boolean;
-};
+} & RolloutFlags;
 
 /** The whole update request may take this long (many hosts, each up to minutes). */
 const UPDATE_REQUEST_TIMEOUT_MS = 6 * 60 * 60_000;
@@ -97,7 +98,7 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
       io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
     });
 
-  addAdminTargetOptions(
+  const update = addAdminTargetOptions(
     controller
       .command('update')
       .description('push a release to workers through their updaters; health-checked, rolled back on failure')
@@ -108,7 +109,8 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
       .option('--dry-run', 'ask each updater what would happen; change nothing')
       .option('--force', 'push even a version that rolled back on a host before')
       .option('--json', 'print JSON'),
-  ).action(async (opts: UpdateOpts) => {
+  );
+  addRolloutOptions(update, '25% of the hosts').action(async (opts: UpdateOpts) => {
     const hosts = opts.host ?? [];
     if (hosts.length > 0 === (opts.all === true)) {
       throw new CliExit(EXIT_USAGE, 'name hosts with --host, or use --all (not both)');
@@ -126,6 +128,7 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
     if (opts.includeSelf) q.set('includeSelf', 'true');
     if (opts.dryRun) q.set('dryRun', 'true');
     if (opts.force) q.set('force', 'true');
+    for (const [k, v] of Object.entries(rolloutFromFlags(opts))) q.set(k, String(v));
     const admin = await adminClientFor(opts);
     const since = new Date(Date.now() - 5000).toISOString();
     const stop = new AbortController();
@@ -166,6 +169,13 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
         res.dryRun
           ? `\ndry run of ${res.version}: nothing was changed\n`
           : `\nrelease ${res.version} (sha256 ${res.sha256.slice(0, 12)}), operation ${res.operationId ?? '-'}\n`,
+      );
+    }
+    if (res.state === 'halted') {
+      throw new CliExit(
+        EXIT_FAILURE,
+        `${res.reason ?? 'halted'}; ${res.hosts.filter((h) => h.outcome === 'untouched').length} hosts untouched ` +
+          `(corral controller ops resume ${res.operationId ?? '?'} | ops cancel ${res.operationId ?? '?'})`,
       );
     }
     if (!res.ok) {

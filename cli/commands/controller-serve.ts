@@ -274,6 +274,12 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         "how long a host may be offline before its services are placed elsewhere ('off': only decommissioning moves them)",
         '5m',
       )
+      .option(
+        '--retry-cooldown <duration>',
+        'how long after a service failed (its agent gave up) the controller tries it again',
+        '120s',
+      )
+      .option('--retry-max <n>', 'tries of a failed service before it is escalated', '5')
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
@@ -301,6 +307,8 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         logsKeepFiles: string;
         logLevel: string;
         rescheduleAfter: string;
+        retryCooldown: string;
+        retryMax: string;
         reinitialize?: boolean;
       },
       cmd: Command,
@@ -354,6 +362,10 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         logsKeepFiles: fromFile('logsKeepFiles', optionalString(logsFile.keep_files)) ?? given.logsKeepFiles,
         logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
         rescheduleAfter: fromFile('rescheduleAfter', c.rescheduleAfter) ?? given.rescheduleAfter,
+        retryCooldown:
+          fromFile('retryCooldown', c.retryCooldown !== undefined ? `${c.retryCooldown}ms` : undefined) ??
+          given.retryCooldown,
+        retryMax: fromFile('retryMax', optionalString(c.retryMax)) ?? given.retryMax,
       };
       const stateDir = controllerStateDir(opts.stateDir);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
@@ -403,6 +415,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
             `--reschedule-after: ${e instanceof Error ? e.message : String(e)} (or 'off')`,
           );
         }
+      }
+      const retryCooldownMs = positive('--retry-cooldown', opts.retryCooldown, parseDurationMs);
+      const maxRetries = Number(opts.retryMax);
+      if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 1000) {
+        throw new CliExit(EXIT_USAGE, `--retry-max must be an integer from 0 to 1000, got ${opts.retryMax}`);
       }
       const budget = opts.heartbeatBudget
         ? heartbeatBudget(opts.heartbeatRate, opts.heartbeatBytes)
@@ -456,7 +473,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           join,
           log,
           heartbeatIntervalMs,
-          schedule: { rescheduleAfterMs },
+          schedule: { rescheduleAfterMs, retry: { cooldownMs: retryCooldownMs, maxRetries } },
           joinPolicy,
           heartbeatBudget: budget,
           eventRetention: { maxAgeMs, maxPerHost },

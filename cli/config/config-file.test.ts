@@ -112,6 +112,15 @@ describe('controller.yaml', () => {
     );
   });
 
+  it('reads the failed-service retry keys, and refuses a bad count', async () => {
+    const file = join(dir, 'controller-retry.yaml');
+    await writeFile(file, 'controller:\n  retryCooldown: 30s\n  retryMax: 2\n');
+    expect(await loadControllerConfig(file)).toEqual({ controller: { retryCooldown: 30_000, retryMax: 2 } });
+    expect(await refusal('controller:\n  retryMax: -1\n', loadControllerConfig)).toContain(
+      'controller.retryMax',
+    );
+  });
+
   it('reads the approvals an action needs, and refuses an action it does not know', async () => {
     const file = join(dir, 'controller-approvals.yaml');
     await writeFile(file, 'approvals:\n  decommission: 1\n  expireAfter: 30m\n');

@@ -22,6 +22,9 @@ export const CONTROLLER_CONFIG_SPEC = {
     logLevel: { kind: 'string', allowed: LOG_LEVELS },
     /** A duration (`5m`) or `off`. */
     rescheduleAfter: { kind: 'string' },
+    /** A failed service's retries by the controller: the wait before each, and how many. */
+    retryCooldown: { kind: 'duration' },
+    retryMax: { kind: 'int', min: 0, max: 1000 },
   },
   /** The hosts' ingest files (`logs/hosts/`): rotation size and retention of rotated files. */
   logs: {
@@ -62,6 +65,8 @@ export interface ControllerConfig {
     fleetEventsMax?: number;
     logLevel?: string;
     rescheduleAfter?: string;
+    retryCooldown?: number;
+    retryMax?: number;
   };
   logs?: { max_file_mb?: number; keep_days?: number; keep_files?: number };
   approvals?: {

@@ -38,7 +38,7 @@ export interface OperationsTable {
   id: string;
   /** 'deploy' | 'teardown' | 'update' */
   kind: string;
-  /** 'running' | 'succeeded' | 'failed' | 'partial' */
+  /** 'running' | 'succeeded' | 'failed' | 'partial' | 'halted' | 'cancelled' */
   state: string;
   actor: string;
   target: string;
@@ -53,13 +53,23 @@ export interface OperationStepsTable {
   operation_id: string;
   host_id: string;
   host_name: string;
-  /** 'pending' | 'running' | 'succeeded' | 'failed' */
+  /** 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' */
   state: string;
   generation: number | null;
   services: number;
   detail: string | null;
   started_at: string | null;
   finished_at: string | null;
+}
+
+/** A halted rollout's resume data (migration-rollouts.ts). */
+export interface HaltedRolloutsTable {
+  operation_id: string;
+  /** 'deploy' | 'update' */
+  kind: string;
+  /** JSON HaltedRollout. */
+  rollout: string;
+  halted_at: string;
 }
 
 /** Append-only (triggers refuse UPDATE and DELETE). */

@@ -3,6 +3,7 @@ import type {
   DeploymentServicesTable,
   DesiredServicesTable,
   HostDesiredTable,
+  HaltedRolloutsTable,
   OperationLogTable,
   OperationStepsTable,
   OperationsTable,
@@ -197,6 +198,7 @@ export interface ControllerDatabase {
   operations: OperationsTable;
   operation_steps: OperationStepsTable;
   operation_log: OperationLogTable;
+  halted_rollouts: HaltedRolloutsTable;
   fleet_events: FleetEventsTable;
   fleet_host_status: FleetHostStatusTable;
   webhooks: WebhooksTable;

@@ -43,7 +43,11 @@ import {
   type SchedulerApprovals,
   approvalOf,
 } from './scheduler-actions.js';
-import { rollout, type RolloutResult } from './rollout.js';
+import { rollout, type RolloutResult, type StagedRollout } from './rollout.js';
+import { rolloutPolicy } from './rollout-plan.js';
+import { forgetHalted, heldHosts } from './halted-rollouts.js';
+import { describePolicy } from './rollout-describe.js';
+import type { HaltedRollout, RolloutOptions } from '../../protocol/rollout.js';
 import {
   decideRetries,
   DEFAULT_MAX_RETRIES,
@@ -124,8 +128,13 @@ export interface Deployer {
    */
   deploy(
     spec: DeploymentSpec,
-    o: { dryRun: boolean; actor: string; allowPending?: boolean },
+    o: { dryRun: boolean; actor: string; allowPending?: boolean; rollout?: RolloutOptions | undefined },
   ): Promise<DeployResponse>;
+  /**
+   * Continues a halted deploy (halted-rollouts.ts), in turn with deploys: sends the hosts it
+   * left untouched their stored sets, as the same operation (no canary this time).
+   */
+  resume(operationId: string, halted: HaltedRollout, actor: string): Promise<void>;
   /**
    * One scheduler pass, in turn with deploys: re-places the stored spec on the hosts as they
    * are now (pending instances, lost hosts, every-host services on new hosts) and sends the
@@ -213,9 +222,10 @@ export function createDeployer(o: DeployerOptions): Deployer {
     sets: readonly HostSet[],
     summary: Omit<OperationSummary, 'failedHosts'>,
     kind: 'deploy' | 'teardown' | SchedulerAction,
+    staged?: StagedRollout,
   ): Promise<RolloutResult> {
     try {
-      return await rollout(deps, op, sets, summary, kind);
+      return await rollout(deps, op, sets, summary, kind, staged);
     } catch (e: unknown) {
       log.error({ err: e, operationId: op.id }, 'rollout broke off');
       await op
@@ -231,7 +241,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
 
   async function deploy(
     spec: DeploymentSpec,
-    opts: { dryRun: boolean; actor: string; allowPending?: boolean },
+    opts: { dryRun: boolean; actor: string; allowPending?: boolean; rollout?: RolloutOptions | undefined },
   ): Promise<DeployResponse> {
     const dups = duplicateServiceNames(spec);
     if (dups.length > 0) {
@@ -261,6 +271,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
         return { operationId: null, dryRun: true, plan, removed, hosts: [], pending: waiting, ok: true };
 
       const summary = { services: next.length, removed: removed.length, hosts: sets.length };
+      const policy = rolloutPolicy('deploy', sets.length, opts.rollout);
       const op = await db.transaction().execute(async (trx) => {
         const nowIso = isoAt(clock.now());
         await storeDesired(trx, snap, next, sets, nowIso);
@@ -286,6 +297,9 @@ export function createDeployer(o: DeployerOptions): Deployer {
               level: 'info',
               message: `deploy of ${next.length} services to ${sets.length} hosts started by ${opts.actor}`,
             },
+            ...(opts.rollout !== undefined && Object.keys(opts.rollout).length > 0
+              ? [{ level: 'info' as const, message: describePolicy(policy) }]
+              : []),
             ...moved.map((p) => ({
               level: 'info' as const,
               message: `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`,
@@ -318,7 +332,10 @@ export function createDeployer(o: DeployerOptions): Deployer {
         return recorder;
       });
       log.info({ operationId: op.id, services: next.length, hosts: sets.length }, 'deploy started');
-      const result = await guardedRollout(op, sets, summary, 'deploy');
+      const result = await guardedRollout(op, sets, summary, 'deploy', {
+        policy,
+        order: sets.map((s) => s.host.id),
+      });
       log.info({ operationId: op.id, state: result.state, failedHosts: result.failed }, 'deploy finished');
       return {
         operationId: op.id,
@@ -327,7 +344,9 @@ export function createDeployer(o: DeployerOptions): Deployer {
         removed,
         hosts: result.hosts,
         pending: waiting,
-        ok: result.failed === 0,
+        ok: result.state === 'succeeded',
+        state: result.state,
+        reason: result.reason,
       };
     });
   }
@@ -599,9 +618,11 @@ export function createDeployer(o: DeployerOptions): Deployer {
       await noteEscalations(snap, retries.escalated);
       const placedSets = hostSets(snap, planned.next, false);
       const all = withRetries(snap, planned.next, placedSets, retries.due);
+      const held = await heldHosts(db);
       const sendable = all.filter(
         (s) =>
           s.host.status === 'online' &&
+          !held.has(s.host.id) &&
           ((healBackoff.get(s.host.id)?.nextMs ?? 0) <= live.nowMs || retries.due.has(s.host.id)),
       );
       const placedSendable = sendable.filter(
@@ -723,9 +744,49 @@ export function createDeployer(o: DeployerOptions): Deployer {
     });
   }
 
+  async function resume(id: string, halted: HaltedRollout, actor: string): Promise<void> {
+    await exclusive(async () => {
+      const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
+      const steps = await operations.stepStates(id);
+      const left = new Set(steps.filter((s) => s.state === 'pending').map((s) => s.hostId));
+      const rank = new Map(halted.hosts.map((h, i) => [h, i]));
+      const sets = hostSets(snap, snap.desired, false)
+        .filter((s) => left.has(s.host.id))
+        .sort((a, b) => (rank.get(a.host.id) ?? 0) - (rank.get(b.host.id) ?? 0));
+      const detail = await operations.detail(id, Number.MAX_SAFE_INTEGER);
+      const before = detail?.operation.summary ?? {
+        services: 0,
+        removed: 0,
+        hosts: steps.length,
+        failedHosts: 0,
+      };
+      const op = await operations.reopen(id, {
+        level: 'info',
+        message: `resumed by ${actor}: ${sets.length} hosts left`,
+      });
+      await db.transaction().execute((trx) => forgetHalted(trx, id));
+      const result = await guardedRollout(
+        op,
+        sets,
+        { services: before.services, removed: before.removed, hosts: sets.length },
+        'deploy',
+        {
+          policy: { ...halted.policy, canary: 0 },
+          earlier: {
+            hosts: steps.length - sets.length,
+            failed: steps.filter((s) => s.state === 'failed').length,
+          },
+          order: halted.hosts,
+        },
+      );
+      log.info({ operationId: id, state: result.state }, 'resumed deploy finished');
+    });
+  }
+
   return {
     operations,
     deploy,
+    resume,
     teardown,
     reconcile,
     async preview(name, change) {

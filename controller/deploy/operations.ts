@@ -12,6 +12,7 @@ import type {
   StepState,
 } from '../../protocol/operations.js';
 import { MAX_OPERATION_LOG_PAGE, OperationSummary } from '../../protocol/operations.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { decodeJsonColumn } from '../db/json-column.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { OperationsTable, OperationStepsTable } from '../db/deploy-schema.js';
@@ -65,7 +66,13 @@ export interface OperationRecorder {
     step?: StepUpdate,
     extra?: (trx: Db, nowIso: string) => Promise<void>,
   ): Promise<void>;
-  finish(state: OperationState, summary: OperationSummary, line: LogLine): Promise<void>;
+  /** Ends the operation in `state`; `reason` says why it did not succeed (e.g. why it halted). */
+  finish(
+    state: OperationState,
+    summary: OperationSummary,
+    line: LogLine,
+    reason?: string | null,
+  ): Promise<void>;
 }
 
 export interface Operations {
@@ -76,6 +83,18 @@ export interface Operations {
    * died), with a log line, and their unfinished steps too. Returns their ids.
    */
   failInterrupted(reason?: string): Promise<string[]>;
+  /**
+   * Sets a halted operation running again (its reason and end cleared) with `line` in its log,
+   * and gives its recorder. Throws CONFLICT unless it is `halted`, NOT_FOUND when it is unknown.
+   */
+  reopen(id: string, line: LogLine): Promise<OperationRecorder>;
+  /**
+   * Ends a halted operation `cancelled`: its steps never started become `skipped`. Throws as
+   * `reopen`. `extra` runs in the same transaction.
+   */
+  cancel(id: string, line: LogLine, extra?: (trx: Db) => Promise<void>): Promise<OperationView>;
+  /** Each step's host id and state, in no particular order. */
+  stepStates(id: string): Promise<{ hostId: string; hostName: string; state: StepState }[]>;
   list(limit?: number): Promise<OperationView[]>;
   detail(id: string, afterSeq?: number): Promise<OperationDetail | undefined>;
 }
@@ -137,13 +156,18 @@ export function createOperations(deps: {
           seq += lines.length;
         });
       },
-      finish(state, summary, line) {
+      finish(state, summary, line, reason = null) {
         return serialized(async () => {
           const nowIso = now();
           await db.transaction().execute(async (trx) => {
             await trx
               .updateTable('operations')
-              .set({ state, finished_at: nowIso, summary: JSON.stringify(summary) })
+              .set({
+                state,
+                finished_at: nowIso,
+                summary: JSON.stringify(summary),
+                reason: reason === null ? null : reason.slice(0, 2000),
+              })
               .where('id', '=', id)
               .execute();
             await insertLines(trx, id, seq, [line], nowIso);
@@ -167,7 +191,86 @@ export function createOperations(deps: {
     };
   }
 
+  /** The halted operation `id` (its kind and next log seq), or throws NOT_FOUND / CONFLICT. */
+  async function halted(trx: Db, id: string): Promise<{ kind: OperationKind; nextSeq: number }> {
+    const row = await trx
+      .selectFrom('operations')
+      .select(['kind', 'state'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new CorralError(ErrorCode.NOT_FOUND, `no operation ${id}`);
+    if (row.state !== 'halted') {
+      throw new CorralError(
+        ErrorCode.CONFLICT,
+        `operation ${id} is ${row.state}; only a halted one resumes or is cancelled`,
+      );
+    }
+    const last = await trx
+      .selectFrom('operation_log')
+      .select((eb) => eb.fn.max('seq').as('seq'))
+      .where('operation_id', '=', id)
+      .executeTakeFirst();
+    return { kind: row.kind as OperationKind, nextSeq: Number(last?.seq ?? 0) + 1 };
+  }
+
   return {
+    async reopen(id, line) {
+      const nowIso = now();
+      const { kind, nextSeq } = await db.transaction().execute(async (trx) => {
+        const h = await halted(trx, id);
+        await trx
+          .updateTable('operations')
+          .set({ state: 'running', finished_at: null, reason: null })
+          .where('id', '=', id)
+          .execute();
+        await insertLines(trx, id, h.nextSeq, [line], nowIso);
+        return h;
+      });
+      return recorder(id, nextSeq + 1, kind);
+    },
+
+    async cancel(id, line, extra) {
+      const nowIso = now();
+      await db.transaction().execute(async (trx) => {
+        const h = await halted(trx, id);
+        await trx
+          .updateTable('operations')
+          .set({ state: 'cancelled', finished_at: nowIso })
+          .where('id', '=', id)
+          .execute();
+        await trx
+          .updateTable('operation_steps')
+          .set({ state: 'skipped', detail: 'cancelled before it was sent', finished_at: nowIso })
+          .where('operation_id', '=', id)
+          .where('state', '=', 'pending')
+          .execute();
+        await insertLines(trx, id, h.nextSeq, [line], nowIso);
+        if (extra) await extra(trx);
+        await events?.append(trx, [
+          {
+            kind: 'operation.finished',
+            operationId: id,
+            data: { kind: h.kind, outcome: 'cancelled', message: line.message },
+          },
+        ]);
+      });
+      const row = await db
+        .selectFrom('operations')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      return toView(row);
+    },
+
+    async stepStates(id) {
+      const rows = await db
+        .selectFrom('operation_steps')
+        .select(['host_id', 'host_name', 'state'])
+        .where('operation_id', '=', id)
+        .execute();
+      return rows.map((r) => ({ hostId: r.host_id, hostName: r.host_name, state: r.state as StepState }));
+    },
+
     async begin(trx, op, first) {
       const id = randomUUID();
       const nowIso = now();

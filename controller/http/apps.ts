@@ -12,6 +12,7 @@ import type { Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { Deployer } from '../deploy/deployer.js';
 import type { Operations } from '../deploy/operations.js';
+import { createRolloutControl, type RolloutControl } from '../deploy/halted-rollouts.js';
 import type { ClockOffsets } from '../fleet/clock-offsets.js';
 import type { Enrollment } from '../fleet/enrollment.js';
 import type { HeartbeatBudget } from '../fleet/heartbeat-budget.js';
@@ -114,6 +115,8 @@ export interface AdminAppOptions {
   readonly audit: AuditRouteOptions;
   readonly deploy: DeployRouteOptions;
   readonly operations: Operations;
+  /** `ops resume` / `ops cancel` of halted rollouts. */
+  readonly rollouts?: RolloutControl | undefined;
   /** Release pushes (`POST /v1/update`); its updater also answers `GET /v1/releases`. */
   readonly update: UpdateRouteOptions;
   /** The fleet event log (list, SSE stream) and its webhooks. */
@@ -183,7 +186,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminEnrollRoutes, o.enroll);
   void app.register(adminAuditRoutes, o.audit);
   void app.register(adminDeployRoutes, o.deploy);
-  void app.register(adminOpsRoutes, { operations: o.operations });
+  void app.register(adminOpsRoutes, { operations: o.operations, rollouts: o.rollouts });
   void app.register(adminUpdateRoutes, o.update);
   void app.register(adminReleasesRoutes, { updater: o.update.updater });
   void app.register(adminEventRoutes, { events: o.events });
@@ -360,7 +363,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       check: { db, pins, client: s.client },
       gate: approvals,
     },
-    eligibility: { ...eligibility, approvals: approvals.store },
+    eligibility: { ...eligibility, gate: approvals },
     approvals,
     enroll: {
       db,
@@ -372,6 +375,16 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     audit: { audit },
     deploy: { deployer: s.deployer, db, live, gate: approvals },
     operations: s.deployer.operations,
+    rollouts: createRolloutControl({
+      db,
+      operations: s.deployer.operations,
+      audit,
+      log: log.child({ component: 'rollouts' }),
+      resumers: {
+        deploy: (id, halted, actor) => s.deployer.resume(id, halted, actor),
+        update: (id, halted, actor) => s.releaseUpdater.resume(id, halted, actor),
+      },
+    }),
     update: { updater: s.releaseUpdater, uploadDir: s.uploadDir, gate: approvals },
     events: s.fleetEvents,
     diagnose: { db, pins, client: s.client, audit },

@@ -39,6 +39,9 @@ export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'POST /v1/teardown': 'deploy',
   'GET /v1/ops': 'read',
   'GET /v1/ops/:id': 'read',
+  // And `update` for an update's rollout (checked by the route).
+  'POST /v1/ops/:id/resume': 'deploy',
+  'POST /v1/ops/:id/cancel': 'deploy',
   'POST /v1/update': 'update',
   'GET /v1/releases': 'read',
   'GET /v1/events': 'read',

@@ -1,6 +1,8 @@
+import { access, copyFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
-import type { TlsMaterial } from '../../pki/index.js';
+import { ensurePrivateDir, type TlsMaterial } from '../../pki/index.js';
 import {
   ADMIN_RELEASE_HISTORY_ENTRIES,
   type AdminHostReleases,
@@ -11,11 +13,16 @@ import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { findHostByName, type HostRow } from '../fleet/host-store.js';
-import type { Operations } from '../deploy/operations.js';
+import type { OperationRecorder, Operations } from '../deploy/operations.js';
+import { forgetHalted, saveHalted } from '../deploy/halted-rollouts.js';
+import { rolloutPolicy, type RolloutPolicy } from '../deploy/rollout-plan.js';
+import { describePolicy } from '../deploy/rollout-describe.js';
+import type { HaltedRollout, RolloutOptions } from '../../protocol/rollout.js';
+import type { OperationState } from '../../protocol/operations.js';
 import { operationState } from '../deploy/rollout.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
-import { pushRelease, type HostPushResult, type PushProgress } from './push.js';
-import { progressLine } from './update-progress.js';
+import { pushRelease, type HostPushResult } from './push.js';
+import { pushInSteps } from './update-rollout.js';
 import { readReleaseFile } from './read-release.js';
 import { fetchReleases, type UpdaterTarget } from './updater-client.js';
 import { mapConcurrent } from '../../kit/concurrency.js';
@@ -44,6 +51,8 @@ export interface ReleaseUpdaterOptions {
   readonly signal: AbortSignal;
   /** `release.updated` / `release.rolled_back` per host, with that host's step (fleet events). */
   readonly events?: FleetEventSink;
+  /** Private directory where a halted update keeps its release until resumed or cancelled. */
+  readonly haltedDir: string;
 }
 
 export interface UpdateRequest {
@@ -57,11 +66,15 @@ export interface UpdateRequest {
   readonly force: boolean;
   readonly dryRun: boolean;
   readonly actor: string;
+  /** Batches, canaries, halting (rollout-plan.ts); defaults for an update when absent. */
+  readonly rollout?: RolloutOptions | undefined;
 }
 
 export interface ReleaseUpdater {
   /** Pushes a release to hosts as an operation with one step per host; one update at a time. */
   update(r: UpdateRequest): Promise<AdminUpdateResponse>;
+  /** Continues a halted update (halted-rollouts.ts): its untouched hosts, as the same operation. */
+  resume(operationId: string, halted: HaltedRollout, actor: string): Promise<void>;
   /** Each active host's (or one host's) releases and recent history, asked of its updater. */
   releases(host?: string): Promise<AdminHostReleases[]>;
   /**
@@ -73,7 +86,6 @@ export interface ReleaseUpdater {
 
 const QUERY_CONCURRENCY = 16;
 const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
-const FINE = new Set(['updated', 'self-updated']);
 
 interface Resolved {
   readonly row: HostRow;
@@ -178,10 +190,10 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       };
     }
 
-    const idOf = new Map(hosts.map((h) => [h.row.name, h.row.id]));
     const summary = { services: 0, removed: 0, hosts: hosts.length };
     const target = `release ${version}`;
     const names = hosts.map((h) => h.row.name);
+    const policy = rolloutPolicy('update', hosts.length, r.rollout);
     const op = await db.transaction().execute(async (trx) => {
       const recorder = await o.operations.begin(
         trx,
@@ -200,6 +212,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
               `${hosts.length} hosts started by ${r.actor}` +
               `${r.includeSelf ? ', updaters included' : ''}${r.force ? ', forced' : ''}`,
           },
+          { level: 'info', message: describePolicy(policy) },
         ],
       );
       await o.audit.append(
@@ -213,6 +226,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
             hosts: names,
             includeSelf: r.includeSelf,
             force: r.force,
+            rollout: policy,
           },
         },
         trx,
@@ -220,29 +234,69 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       return recorder;
     });
     log.info({ operationId: op.id, version, hosts: hosts.length }, 'update started');
-
-    // Progress lands in the log in order; a failed write is logged, not fatal to the push.
-    const pending: Promise<void>[] = [];
-    const onProgress = (p: PushProgress): void => {
-      const hostId = idOf.get(p.hostName);
-      if (hostId === undefined) return;
-      const write = progressLine(p, hostId);
-      if (!write) return;
-      const event = releaseEvent(p.result, { id: hostId, name: p.hostName }, version, op.id);
-      const events = o.events;
-      pending.push(
-        op
-          .record(write.lines, write.step, event && events ? (trx) => events.append(trx, [event]) : undefined)
-          .catch((err: unknown) => log.error({ err, operationId: op.id }, 'update progress not recorded')),
-      );
+    const release = {
+      file: r.file,
+      sha256: info.sha256,
+      version,
+      includeSelf: r.includeSelf,
+      force: r.force,
     };
-    let report;
+    const out = await runSteps(op, hosts, policy, release, { total: hosts.length, actor: r.actor, names });
+    return {
+      operationId: op.id,
+      dryRun: false,
+      version,
+      sha256: info.sha256,
+      hosts: [
+        ...out.results.map(view),
+        ...out.untouched.map((host) => ({
+          host,
+          outcome: 'untouched' as const,
+          version: null,
+          reason: null,
+        })),
+      ],
+      ok: out.failed.length === 0 && out.untouched.length === 0,
+      state: out.state,
+      reason: out.reason,
+    };
+  }
+
+  /**
+   * Runs `hosts` as the policy plans them and ends the operation: `halted` (the release kept
+   * for a resume) when a failure stopped it with hosts left; else by the steps of the whole
+   * operation (a resumed one counts the hosts its first run sent).
+   */
+  async function runSteps(
+    op: OperationRecorder,
+    hosts: readonly Resolved[],
+    policy: RolloutPolicy,
+    release: NonNullable<HaltedRollout['update']>,
+    ctx: { total: number; actor: string; names: readonly string[] },
+  ) {
+    const { version } = release;
+    const summary = { services: 0, removed: 0, hosts: ctx.total };
+    let out;
     try {
-      report = await pushRelease({ ...base, ...limits, targets, onProgress, signal });
+      out = await pushInSteps({
+        op,
+        hosts: hosts.map((h) => ({ id: h.row.id, target: h.target })),
+        policy,
+        file: release.file,
+        sha256: release.sha256,
+        version,
+        tls: o.tls,
+        force: release.force,
+        includeSelf: release.includeSelf,
+        timeoutMs: o.timeoutMs,
+        signal,
+        log,
+        events: o.events,
+        releaseEvent: (res, host) => releaseEvent(res, host, version, op.id),
+      });
       // Hosts cut off half-way may still finish on their own; the next push sees where they are.
       if (signal.aborted) throw new CorralError(ErrorCode.UNAVAILABLE, SHUTDOWN_REASON);
     } catch (e: unknown) {
-      await Promise.all(pending);
       await op
         .finish(
           'failed',
@@ -252,33 +306,99 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
         .catch((err: unknown) => log.error({ err, operationId: op.id }, 'operation could not be closed'));
       throw e;
     }
-    await Promise.all(pending);
-    const results = report.results.map(view);
-    const failed = results.filter((h) => !FINE.has(h.outcome) || h.version !== version).length;
-    const state = operationState(hosts.length, failed);
+    const steps = await o.operations.stepStates(op.id);
+    const failed = steps.filter((s) => s.state === 'failed').length;
+    let state: OperationState = operationState(steps.length, failed);
+    let reason: string | null = null;
+    if (out.halted) {
+      state = 'halted';
+      reason = `halted at ${out.halted.host}: ${out.halted.reason}`.slice(0, 2000);
+      const kept = join(o.haltedDir, `${op.id}.tar.gz`);
+      await ensurePrivateDir(o.haltedDir);
+      if (release.file !== kept) await copyFile(release.file, kept);
+      await db
+        .transaction()
+        .execute((trx) =>
+          saveHalted(
+            trx,
+            op.id,
+            'update',
+            { policy, hosts: [...ctx.names], update: { ...release, file: kept } },
+            new Date().toISOString(),
+          ),
+        );
+    }
     await op.finish(
       state,
       { ...summary, failedHosts: failed },
       {
-        level: failed === 0 ? 'info' : 'error',
-        message:
-          failed === 0
-            ? `update to ${version} ${state}: ${hosts.length} hosts`
-            : `update to ${version} ${state}: ${failed} of ${hosts.length} hosts not on ${version}`,
+        level: failed === 0 && !out.halted ? 'info' : 'error',
+        message: out.halted
+          ? `update to ${version} halted at ${out.halted.host} (${out.halted.reason}); ` +
+            `${out.untouched.length} hosts untouched; \`corral controller ops resume ${op.id}\` or \`ops cancel ${op.id}\``
+          : failed === 0
+            ? `update to ${version} ${state}: ${ctx.total} hosts`
+            : `update to ${version} ${state}: ${failed} of ${ctx.total} hosts not on ${version}`,
       },
+      reason,
     );
     await o.audit.append({
-      actor: r.actor,
+      actor: ctx.actor,
       action: 'update-finished',
       target: version,
       details: {
         operationId: op.id,
-        outcomes: Object.fromEntries(results.map((h) => [h.host, h.outcome])),
+        state,
+        outcomes: Object.fromEntries(out.results.map((h) => [h.hostName, h.outcome])),
+        untouched: out.untouched,
       },
     });
     log.info({ operationId: op.id, version, state, failedHosts: failed }, 'update finished');
-    return { operationId: op.id, dryRun: false, version, sha256: info.sha256, hosts: results, ok: report.ok };
+    return { ...out, state, reason };
   }
+
+  /** Continues a halted update with its untouched hosts (no canary this time), as the same operation. */
+  async function resume(id: string, halted: HaltedRollout, actor: string): Promise<void> {
+    const release = halted.update;
+    if (!release) throw new CorralError(ErrorCode.CONFLICT, `operation ${id} is not an update`);
+    if (closed || signal.aborted) throw new CorralError(ErrorCode.UNAVAILABLE, 'controller is shutting down');
+    if (running) throw new CorralError(ErrorCode.CONFLICT, 'an update is already running; retry later');
+    const run = (async () => {
+      await access(release.file).catch(() => {
+        throw new CorralError(
+          ErrorCode.CONFLICT,
+          `the release of operation ${id} is no longer on the controller (it restarted); push it again`,
+        );
+      });
+      const steps = await o.operations.stepStates(id);
+      const left = new Set(steps.filter((s) => s.state === 'pending').map((s) => s.hostName));
+      const hosts = await resolve(
+        halted.hosts.filter((h) => left.has(h)),
+        false,
+      );
+      const op = await o.operations.reopen(id, {
+        level: 'info',
+        message: `resumed by ${actor}: ${hosts.length} hosts left`,
+      });
+      await db.transaction().execute((trx) => forgetHalted(trx, id));
+      const policy = { ...halted.policy, canary: 0 };
+      await runSteps(op, hosts, policy, release, { total: steps.length, actor, names: halted.hosts });
+      if (!(await isHalted(id))) await rm(release.file, { force: true });
+    })();
+    running = run;
+    try {
+      await run;
+    } finally {
+      running = undefined;
+    }
+  }
+
+  const isHalted = async (id: string): Promise<boolean> =>
+    (await db
+      .selectFrom('halted_rollouts')
+      .select('operation_id')
+      .where('operation_id', '=', id)
+      .executeTakeFirst()) !== undefined;
 
   async function releases(host?: string): Promise<AdminHostReleases[]> {
     const hosts = await resolve(host === undefined ? [] : [host], host === undefined).catch((e: unknown) => {
@@ -317,6 +437,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
 
   return {
     update,
+    resume,
     releases,
     async close() {
       closed = true;

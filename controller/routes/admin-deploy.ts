@@ -45,6 +45,7 @@ export const adminDeployRoutes: FastifyPluginAsyncTypebox<DeployRouteOptions, Ht
       o.deployer.deploy(request.body.spec, {
         dryRun: request.body.dryRun ?? false,
         allowPending: request.body.allowPending ?? false,
+        rollout: request.body.rollout,
         actor: adminActor(request),
       }),
   );

@@ -9,13 +9,13 @@ import {
 import { HostNameParams } from '../../protocol/admin-hosts.js';
 import { ApprovalPending } from '../../protocol/approvals.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
-import type { ApprovalStore } from '../approvals/approval-store.js';
+import { gatedAnswer, type ApprovalGate } from '../approvals/approval-gate.js';
 import { drainHost, relabelHost, setEligibility, type EligibilityDeps } from '../deploy/host-eligibility.js';
 import { adminActor } from '../http/admin-auth.js';
 
 export interface EligibilityRouteOptions extends EligibilityDeps {
   /** When drain needs approval, a request becomes a pending approval (202), as decommission does. */
-  readonly approvals?: ApprovalStore | undefined;
+  readonly gate?: ApprovalGate | undefined;
 }
 
 /** The body an approved drain runs with. */
@@ -41,21 +41,18 @@ export const adminEligibilityRoutes: FastifyPluginAsyncTypebox<EligibilityRouteO
     async (request, reply) => {
       const name = request.params.name;
       const deadlineMs = request.body.deadlineMs;
-      if (o.approvals && o.approvals.required('drain') > 0) {
-        const exists = await o.db
-          .selectFrom('hosts')
-          .select('id')
-          .where('name', '=', name)
-          .where('decommissioned_at', 'is', null)
-          .executeTakeFirst();
-        if (!exists) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${name}`);
-        const body: DrainApprovalBody = { name, ...(deadlineMs !== undefined && { deadlineMs }) };
-        const { approval } = await o.approvals.request('drain', name, body, adminActor(request));
-        return reply
-          .code(202)
-          .send({ approval, approveWith: `corral controller approvals approve ${approval.id}` });
-      }
-      return drainHost(o, name, deadlineMs, adminActor(request));
+      const actor = adminActor(request);
+      const now = () => drainHost(o, name, deadlineMs, actor);
+      if (!o.gate || o.gate.required('drain') === 0) return now();
+      const exists = await o.db
+        .selectFrom('hosts')
+        .select('id')
+        .where('name', '=', name)
+        .where('decommissioned_at', 'is', null)
+        .executeTakeFirst();
+      if (!exists) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${name}`);
+      const body: DrainApprovalBody = { name, ...(deadlineMs !== undefined && { deadlineMs }) };
+      return gatedAnswer(reply, await o.gate.pass({ action: 'drain', target: name, body, actor }, now));
     },
   );
 

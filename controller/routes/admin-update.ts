@@ -99,6 +99,12 @@ export const adminUpdateRoutes: FastifyPluginAsyncTypebox<UpdateRouteOptions, Ht
           all: q.all === true,
           includeSelf: q.includeSelf === true,
           force: q.force === true,
+          rollout: {
+            ...(q.maxParallel !== undefined && { maxParallel: q.maxParallel }),
+            ...(q.canary !== undefined && { canary: q.canary }),
+            ...(q.canaryWaitMs !== undefined && { canaryWaitMs: q.canaryWaitMs }),
+            ...(q.haltOnFailure !== undefined && { haltOnFailure: q.haltOnFailure }),
+          },
         };
         const actor = adminActor(request);
         if (q.dryRun === true || !o.gate || o.gate.required('update', { all: push.all }) === 0)

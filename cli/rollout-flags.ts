@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { MAX_CANARY_WAIT_MS, type RolloutOptions } from '../protocol/rollout.js';
+import { parseDurationMs } from './duration.js';
+import { CliExit, EXIT_USAGE } from './exit.js';
+
+export interface RolloutFlags {
+  maxParallel?: string;
+  canary?: string;
+  canaryWait?: string;
+  haltOnFailure?: boolean;
+}
+
+/** `--max-parallel`, `--canary`, `--canary-wait`, `--[no-]halt-on-failure` on a deploy or update. */
+export function addRolloutOptions(cmd: Command, defaultParallel: string): Command {
+  return cmd
+    .option('--max-parallel <n>', `hosts sent at once (default: ${defaultParallel})`)
+    .option('--canary <n>', 'send the first N hosts alone, then wait --canary-wait for them to stay healthy')
+    .option(
+      '--canary-wait <duration>',
+      'how long the canaries must stay healthy before the rest (default 30s)',
+    )
+    .option('--halt-on-failure', 'stop at the first failed host, the rest untouched (the default)')
+    .option('--no-halt-on-failure', 'go on past failed hosts');
+}
+
+function count(flag: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > 10_000) {
+    throw new CliExit(
+      EXIT_USAGE,
+      `${flag} must be an integer from ${min} to 10000, got ${JSON.stringify(text)}`,
+    );
+  }
+  return n;
+}
+
+/** The flags as the admin API's rollout options; a bad value is a usage error (exit 2). */
+export function rolloutFromFlags(f: RolloutFlags): RolloutOptions {
+  const out: { -readonly [K in keyof RolloutOptions]: RolloutOptions[K] } = {};
+  if (f.maxParallel !== undefined) out.maxParallel = count('--max-parallel', f.maxParallel, 1);
+  if (f.canary !== undefined) out.canary = count('--canary', f.canary, 0);
+  if (f.canaryWait !== undefined) {
+    let ms: number;
+    try {
+      ms = f.canaryWait.trim() === '0' ? 0 : parseDurationMs(f.canaryWait);
+    } catch (e: unknown) {
+      throw new CliExit(EXIT_USAGE, `--canary-wait: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (ms > MAX_CANARY_WAIT_MS) throw new CliExit(EXIT_USAGE, '--canary-wait may be at most 24h');
+    out.canaryWaitMs = ms;
+  }
+  if (f.haltOnFailure !== undefined) out.haltOnFailure = f.haltOnFailure;
+  return out;
+}

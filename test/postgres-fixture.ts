@@ -16,8 +16,10 @@ import pg from 'pg';
  */
 export interface PostgresCluster {
   readonly port: number;
-  /** A new, empty database; returns its connection URL. */
-  createDatabase(): Promise<string>;
+  /** A new database (empty, or a copy of `template`); returns its connection URL. */
+  createDatabase(template?: string): Promise<string>;
+  /** The name of the database a URL from createDatabase names. */
+  databaseName(url: string): string;
   stop(): Promise<void>;
 }
 
@@ -50,7 +52,11 @@ interface Run {
   readonly output: string;
 }
 
-function run(file: string, args: readonly string[], asUser: { uid: number; gid: number } | undefined): Promise<Run> {
+function run(
+  file: string,
+  args: readonly string[],
+  asUser: { uid: number; gid: number } | undefined,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -121,7 +127,18 @@ export async function startPostgres(): Promise<PostgresCluster> {
       ].join(' ');
       const started = await run(
         join(bin, 'pg_ctl'),
-        ['-D', data, '-l', join(dir, 'server.log'), '-o', options, '-w', '-t', String(SERVER_START_TIMEOUT_S), 'start'],
+        [
+          '-D',
+          data,
+          '-l',
+          join(dir, 'server.log'),
+          '-o',
+          options,
+          '-w',
+          '-t',
+          String(SERVER_START_TIMEOUT_S),
+          'start',
+        ],
         user,
       );
       if (started.code === 0) break;
@@ -133,10 +150,15 @@ export async function startPostgres(): Promise<PostgresCluster> {
     let stopped = false;
     return {
       port,
-      async createDatabase() {
+      async createDatabase(template) {
         const name = `corral_${randomBytes(6).toString('hex')}`;
-        await admin.query(`CREATE DATABASE ${name}`);
+        if (template !== undefined && !/^[a-z0-9_]+$/.test(template))
+          throw new Error(`bad template ${template}`);
+        await admin.query(`CREATE DATABASE ${name}${template === undefined ? '' : ` TEMPLATE ${template}`}`);
         return `postgres://postgres@127.0.0.1:${port}/${name}`;
+      },
+      databaseName(url) {
+        return new URL(url).pathname.slice(1);
       },
       async stop() {
         if (stopped) return;

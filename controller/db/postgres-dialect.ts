@@ -28,9 +28,13 @@ const TYPE_PARSERS: Readonly<Record<number, (text: string) => unknown>> = {
   [OID_NUMERIC]: (text) => Number(text),
 };
 
+/** pg's own parser of `oid`'s text form (the driver asks for text results only). */
+function defaultParser(oid: number): (text: string) => unknown {
+  return pg.types.getTypeParser(oid, 'text') as (text: string) => unknown;
+}
+
 const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    TYPE_PARSERS[oid] ?? pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
+  getTypeParser: ((oid: number) => TYPE_PARSERS[oid] ?? defaultParser(oid)) as typeof pg.types.getTypeParser,
 };
 
 /**

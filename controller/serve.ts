@@ -100,6 +100,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
     controller = await createController({
       db,
       readDb,
+      database: options.database,
       identity,
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),

@@ -7,7 +7,11 @@ import { dialectOf } from './dialect-of.js';
  * ones shipped migrations always ran, so existing files are unchanged); on PostgreSQL one
  * PL/pgSQL function, `corral_append_only`, raises for every such table.
  */
-export async function makeAppendOnly(db: Kysely<unknown>, table: 'audit' | 'operation_log', what: string): Promise<void> {
+export async function makeAppendOnly(
+  db: Kysely<unknown>,
+  table: 'audit' | 'operation_log',
+  what: string,
+): Promise<void> {
   if (dialectOf(db) === 'sqlite') {
     const message = sql.lit(`${what} is append-only`);
     await sql`CREATE TRIGGER ${sql.raw(`${table}_no_update`)} BEFORE UPDATE ON ${sql.raw(table)}

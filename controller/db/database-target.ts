@@ -6,8 +6,7 @@ import { ControllerError, ControllerErrorCode } from '../errors.js';
  * in the state dir) or a PostgreSQL database named by a connection URL.
  */
 export type DatabaseTarget =
-  | { readonly kind: 'sqlite'; readonly path: string }
-  | { readonly kind: 'postgres'; readonly url: string };
+  { readonly kind: 'sqlite'; readonly path: string } | { readonly kind: 'postgres'; readonly url: string };
 
 export type DatabaseKind = DatabaseTarget['kind'];
 
@@ -24,9 +23,13 @@ export function parseDatabaseTarget(text: string): DatabaseTarget {
     try {
       new URL(text);
     } catch (e: unknown) {
-      throw new ControllerError(ControllerErrorCode.DATABASE_TARGET, '--database: the PostgreSQL URL does not parse', {
-        cause: e,
-      });
+      throw new ControllerError(
+        ControllerErrorCode.DATABASE_TARGET,
+        '--database: the PostgreSQL URL does not parse',
+        {
+          cause: e,
+        },
+      );
     }
     return { kind: 'postgres', url: text };
   }

@@ -10,7 +10,10 @@ export function dialectOf(db: QueryExecutorProvider): DatabaseKind {
   const adapter = db.getExecutor().adapter;
   if (adapter instanceof SqliteAdapter) return 'sqlite';
   if (adapter instanceof PostgresAdapter) return 'postgres';
-  throw new ControllerError(ControllerErrorCode.UNSUPPORTED, 'the controller runs on SQLite or PostgreSQL only');
+  throw new ControllerError(
+    ControllerErrorCode.UNSUPPORTED,
+    'the controller runs on SQLite or PostgreSQL only',
+  );
 }
 
 /** SQLite's extended result codes are not exposed by the sqlite3 driver; its primary code is. */

@@ -52,10 +52,16 @@ export interface PostgresOpenOptions {
  * `create`, already holding the controller's tables (else CORRAL_ERR_STATE_DAMAGED naming
  * the URL without its password). The caller migrates.
  */
-export async function openPostgres(target: PostgresTarget, o: PostgresOpenOptions): Promise<Kysely<ControllerDatabase>> {
+export async function openPostgres(
+  target: PostgresTarget,
+  o: PostgresOpenOptions,
+): Promise<Kysely<ControllerDatabase>> {
   const pool = createPostgresPool(target.url, { max: WRITER_CONNECTIONS, name: 'corral-controller' });
   await reach(target, pool);
-  const db = new Kysely<ControllerDatabase>({ dialect: postgresDialect(pool), plugins: [new WideIntegersPlugin()] });
+  const db = new Kysely<ControllerDatabase>({
+    dialect: postgresDialect(pool),
+    plugins: [new WideIntegersPlugin()],
+  });
   try {
     if (!o.create && !(await hasTables(db, ['kysely_migration', 'settings']))) {
       const where = describeDatabaseTarget(target);
@@ -82,5 +88,8 @@ export async function openPostgresReader(target: PostgresTarget): Promise<Kysely
     name: 'corral-controller-reader',
   });
   await reach(target, pool);
-  return new Kysely<ControllerDatabase>({ dialect: postgresDialect(pool), plugins: [new WideIntegersPlugin()] });
+  return new Kysely<ControllerDatabase>({
+    dialect: postgresDialect(pool),
+    plugins: [new WideIntegersPlugin()],
+  });
 }

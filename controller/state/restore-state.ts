@@ -136,11 +136,16 @@ async function placeDatabase(staging: string, database: DatabaseTarget | undefin
     } finally {
       await snapshot.destroy();
     }
-    for (const f of [paths.database, `${paths.database}-wal`, `${paths.database}-shm`]) await rm(f, { force: true });
+    for (const f of [paths.database, `${paths.database}-wal`, `${paths.database}-shm`])
+      await rm(f, { force: true });
   }
   const { database: _was, ...kept } = read.manifest;
   const fresh = newManifest(read.manifest.stateId, read.manifest.addresses, kind);
-  await writeControllerManifest(paths, { ...kept, files: fresh.files, ...(kind === 'postgres' && { database: kind }) });
+  await writeControllerManifest(paths, {
+    ...kept,
+    files: fresh.files,
+    ...(kind === 'postgres' && { database: kind }),
+  });
 }
 
 /**

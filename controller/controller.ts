@@ -1,3 +1,4 @@
+import type { DatabaseTarget } from './db/database-target.js';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,8 @@ export interface ControllerOptions {
    * on. Default: `db`. The caller owns and closes it.
    */
   readonly readDb?: Kysely<ControllerDatabase> | undefined;
+  /** Where `db` lives, for `POST /v1/backup` (default: the state dir's `corral.db`). */
+  readonly database?: DatabaseTarget | undefined;
   /** With `paths` (as loadControllerIdentity gives it), `POST /v1/backup` backs that state dir up. */
   readonly identity: Pick<ControllerIdentity, 'ca' | 'server' | 'client'> &
     Partial<Pick<ControllerIdentity, 'paths'>>;
@@ -280,6 +283,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const apps = createControllerApps({
     db,
     readDb,
+    database: options.database,
     clock,
     log,
     identity,

@@ -8,13 +8,15 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 export const ControllerErrorCode = {
   MIGRATION_FAILED: 'CORRAL_ERR_MIGRATION_FAILED',
   DATABASE_OPEN: 'CORRAL_ERR_DATABASE_OPEN',
+  /** `--database` (or the config's `database`) is neither `sqlite:PATH` nor a PostgreSQL URL. */
+  DATABASE_TARGET: 'CORRAL_ERR_DATABASE_TARGET',
   STATE_MISSING: 'CORRAL_ERR_STATE_MISSING',
   STATE_INVALID: 'CORRAL_ERR_STATE_INVALID',
   /** A state file that existed is missing, empty or fails its check; the message names it and the way back. */
   STATE_DAMAGED: ErrorCode.STATE_DAMAGED,
   /** A database row does not match its column's schema; the message names the table, row and column. */
   ROW_DAMAGED: 'CORRAL_ERR_ROW_DAMAGED',
-  /** What this build cannot do: streaming through the sqlite3 driver, SQLite-only triggers elsewhere. */
+  /** What this build cannot do: streaming through the sqlite3 driver, a dialect other than SQLite or PostgreSQL. */
   UNSUPPORTED: 'CORRAL_ERR_UNSUPPORTED',
   CLOSED: ErrorCode.CLOSED,
   WRITE_FAILED: ErrorCode.WRITE_FAILED,

@@ -7,6 +7,12 @@ export type { AuditLog, AuditInput } from './audit/audit-log.js';
 export type { PinRegistry, PinMatch, PinRevocation, PinRole } from './pins/pin-registry.js';
 export type { PinKeeper } from './pins/pin-keeper.js';
 export { openDatabase, openReadConnection, type ControllerDb } from './db/open-database.js';
+export {
+  describeDatabaseTarget,
+  parseDatabaseTarget,
+  toDatabaseTarget,
+  type DatabaseTarget,
+} from './db/database-target.js';
 export { initControllerState, type InitResult } from './state/init-state.js';
 export { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
 export { statePaths, type StatePaths } from './state/state-paths.js';

@@ -14,6 +14,7 @@ import {
 import type { JoinPolicyOptions } from './fleet/join-policy.js';
 import { getSetting, SETTING_ADDRESSES } from './state/settings.js';
 import { loadControllerIdentity, type ControllerIdentity } from './state/load-state.js';
+import type { DatabaseTarget } from './db/database-target.js';
 import { openReadConnection, type ControllerDb } from './db/open-database.js';
 import { openControllerState } from './state/open-state.js';
 import { decodeJsonColumn, StoredNames } from './db/json-column.js';
@@ -36,6 +37,8 @@ export interface ExtraListener {
 
 export interface ServeOptions extends ControllerListen {
   readonly stateDir: string;
+  /** The database, when it is not the state dir's `corral.db` (`--database`). */
+  readonly database?: DatabaseTarget | undefined;
   readonly log: Logger;
   readonly heartbeatIntervalMs?: number | undefined;
   /** The scheduler (`--reschedule-after`). */
@@ -76,12 +79,12 @@ const FLUSH_LOGS_TIMEOUT_MS = 5_000;
  * writes `run/endpoints.json`.
  */
 export async function serveController(options: ServeOptions): Promise<ServingController> {
-  const db = await openControllerState(options.stateDir);
+  const db = await openControllerState(options.stateDir, options.database);
   let identity: ControllerIdentity;
   let readDb: ControllerDb;
   try {
     identity = await loadControllerIdentity(options.stateDir);
-    readDb = await openReadConnection(statePaths(options.stateDir).database);
+    readDb = await openReadConnection(options.database ?? statePaths(options.stateDir).database);
   } catch (e: unknown) {
     await db.destroy();
     throw e;
@@ -97,6 +100,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
     controller = await createController({
       db,
       readDb,
+      database: options.database,
       identity,
       log: options.log,
       uploadDir: join(options.stateDir, 'uploads'),

@@ -30,6 +30,11 @@ export const ControllerStateManifest = Type.Object(
     /** The addresses of the first init, kept here so `--reinitialize` can make a database again. */
     addresses: Type.Array(Address, { maxItems: 64 }),
     files: Type.Array(StateFilePath, { maxItems: 64 }),
+    /**
+     * Where the database is: absent or `sqlite`, the file `corral.db` here; `postgres`, a
+     * PostgreSQL database that `serve` must be told (`--database`; the URL is never kept here).
+     */
+    database: Type.Optional(Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')])),
   },
   { additionalProperties: false },
 );

@@ -20,6 +20,7 @@ import {
   loadControllerIdentity,
   openDatabase,
   openReadConnection,
+  toDatabaseTarget,
   type Clock,
   type Controller,
   type ControllerDb,
@@ -65,17 +66,26 @@ export async function startController(
     adminHost?: string;
     /** Addresses for init (they go into the server certificate). */
     addresses?: readonly string[];
+    /** The database (`postgres://…`; default: the state dir's SQLite file). */
+    database?: string;
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
-  await initControllerState({ stateDir: dir, ...(options.addresses && { addresses: options.addresses }) });
+  const database = options.database === undefined ? undefined : toDatabaseTarget(options.database);
+  await initControllerState({
+    stateDir: dir,
+    ...(options.addresses && { addresses: options.addresses }),
+    ...(database && { database }),
+  });
   const identity = await loadControllerIdentity(dir);
-  const db = await openDatabase(identity.paths.database);
+  const target = database ?? identity.paths.database;
+  const db = await openDatabase(target);
   // Admin reads on their own read-only connection, as `controller serve` runs them.
-  const readDb = await openReadConnection(identity.paths.database);
+  const readDb = await openReadConnection(target);
   const controller = await createController({
     db,
     readDb,
+    database,
     identity,
     log: silentLog,
     heartbeatIntervalMs: options.heartbeatIntervalMs,

@@ -166,6 +166,7 @@ interface RestoreOpts {
   stateDir: string;
   force?: boolean;
   passphraseFile?: string;
+  database?: string;
   json?: boolean;
 }
 
@@ -173,11 +174,19 @@ async function runRestore(file: string, opts: RestoreOpts, io: Output): Promise<
   const passphrase = await readPassphrase(opts.passphraseFile, io, { confirm: false });
   // The controller's module graph (SQLite, the state checks) is loaded only here.
   const { restoreControllerState } = await import('../../controller/state/restore-state.js');
+  const { parseDatabaseTarget } = await import('../../controller/db/database-target.js');
+  let database;
+  try {
+    database = opts.database === undefined ? undefined : parseDatabaseTarget(opts.database);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, e instanceof Error ? e.message : String(e));
+  }
   const r = await restoreControllerState({
     file,
     stateDir: opts.stateDir,
     passphrase,
     force: opts.force ?? false,
+    database,
     progress: progressLine(io, 'restored'),
   });
   const summary = {
@@ -200,7 +209,10 @@ async function runRestore(file: string, opts: RestoreOpts, io: Output): Promise<
         ['audit chain', `intact (${r.auditEntries} entries)`],
         ['files', r.manifest.files.map((f) => f.path).join(', ')],
         ['moved aside', r.movedAside],
-        ['next', `corral controller serve --state-dir ${r.stateDir}`],
+        [
+          'next',
+          `corral controller serve --state-dir ${r.stateDir}${opts.database?.startsWith('postgres') ? ' --database …' : ''}`,
+        ],
       ]),
     );
 }
@@ -222,6 +234,10 @@ export function registerControllerBackupCommands(controller: Command, io: Output
     .requiredOption('--state-dir <dir>', 'the state dir to restore into (missing or empty unless --force)')
     .option('--force', 'move a non-empty state dir aside (to DIR.before-restore-TIME) and restore')
     .option('--passphrase-file <file>', 'read the passphrase from the first line of FILE (- for stdin)')
+    .option(
+      '--database <target>',
+      "restore the database into this PostgreSQL database (postgres://…, empty of controller rows) instead of the state dir's corral.db",
+    )
     .option('--json', 'print JSON')
     .action((file: string, opts: RestoreOpts) => runRestore(file, opts, io));
 }

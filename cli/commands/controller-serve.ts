@@ -7,7 +7,9 @@ import {
   DEFAULT_HEARTBEAT_BUDGET,
   initControllerState,
   parseCidr,
+  parseDatabaseTarget,
   serveController,
+  type DatabaseTarget,
   type ExtraListener,
   type HeartbeatBudgetLimits,
   type InitResult,
@@ -132,6 +134,19 @@ function heartbeatBudget(rate: string, bytes: string): HeartbeatBudgetLimits {
   return limits;
 }
 
+const DATABASE_HELP =
+  'the database: sqlite:PATH or postgres://USER@HOST:PORT/NAME (default: corral.db in the state dir)';
+
+/** `--database` (or the config's `database`) as a target; exit 2 when it is neither kind. */
+function databaseOption(text: string | undefined): DatabaseTarget | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseDatabaseTarget(text);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, e instanceof Error ? e.message : String(e));
+  }
+}
+
 const REINITIALIZE_HELP =
   'replace state files that are missing or damaged (moved aside as *.damaged-TIME), saying what that destroys';
 
@@ -155,40 +170,54 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .description('create the CA, certificates, admin token and database (idempotent)')
       .option('--address <host>', 'name or IP workers reach the controller at (repeatable)', collect, [])
       .option('--reinitialize', REINITIALIZE_HELP)
+      .option('--database <target>', DATABASE_HELP)
+      .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG): its database')
       .option('--json', 'print JSON'),
-  ).action(async (opts: { stateDir?: string; address: string[]; reinitialize?: boolean; json?: boolean }) => {
-    const result = await initControllerState({
-      stateDir: controllerStateDir(opts.stateDir),
-      addresses: opts.address,
-      reinitialize: opts.reinitialize === true,
-    });
-    const view = {
-      stateDir: result.stateDir,
-      caPin: `sha256:${result.caFingerprint}`,
-      created: result.created,
-      addresses: result.addresses,
-      adminTokenFile: result.adminTokenFile,
-      reinitialized: result.reinitialized,
-      destroyed: result.destroyed,
-    };
-    if (opts.json) {
-      io.out(renderJson(view));
-      return;
-    }
-    io.out(
-      renderRecord([
-        ['state dir', view.stateDir],
-        ['CA pin', view.caPin],
-        ['created', view.created.length > 0 ? view.created.join(', ') : 'nothing (already initialized)'],
-        ['addresses', view.addresses.join(', ')],
-        ['admin token', view.adminTokenFile],
-      ]),
-    );
-    if (opts.reinitialize) io.err(reinitializeReport(result));
-    if (result.addressesIgnored) {
-      io.err('corral: the addresses of the first init are kept; --address was ignored\n');
-    }
-  });
+  ).action(
+    async (opts: {
+      stateDir?: string;
+      address: string[];
+      reinitialize?: boolean;
+      database?: string;
+      config?: string;
+      json?: boolean;
+    }) => {
+      const loaded = await loadControllerConfig(configPath(opts.config));
+      const database = databaseOption(opts.database ?? loaded.database);
+      const result = await initControllerState({
+        stateDir: controllerStateDir(opts.stateDir ?? loaded.stateDir),
+        addresses: opts.address,
+        reinitialize: opts.reinitialize === true,
+        ...(database && { database }),
+      });
+      const view = {
+        stateDir: result.stateDir,
+        caPin: `sha256:${result.caFingerprint}`,
+        created: result.created,
+        addresses: result.addresses,
+        adminTokenFile: result.adminTokenFile,
+        reinitialized: result.reinitialized,
+        destroyed: result.destroyed,
+      };
+      if (opts.json) {
+        io.out(renderJson(view));
+        return;
+      }
+      io.out(
+        renderRecord([
+          ['state dir', view.stateDir],
+          ['CA pin', view.caPin],
+          ['created', view.created.length > 0 ? view.created.join(', ') : 'nothing (already initialized)'],
+          ['addresses', view.addresses.join(', ')],
+          ['admin token', view.adminTokenFile],
+        ]),
+      );
+      if (opts.reinitialize) io.err(reinitializeReport(result));
+      if (result.addressesIgnored) {
+        io.err('corral: the addresses of the first init are kept; --address was ignored\n');
+      }
+    },
+  );
 
   addStateDirOption(
     controller
@@ -282,6 +311,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .option('--retry-max <n>', 'tries of a failed service before it is escalated', '5')
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
+      .option('--database <target>', DATABASE_HELP)
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
     async (
@@ -310,6 +340,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         retryCooldown: string;
         retryMax: string;
         reinitialize?: boolean;
+        database?: string;
       },
       cmd: Command,
     ) => {
@@ -368,6 +399,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         retryMax: fromFile('retryMax', optionalString(c.retryMax)) ?? given.retryMax,
       };
       const stateDir = controllerStateDir(opts.stateDir);
+      const database = databaseOption(given.database ?? loaded.database);
       const admin = hostPortOption('--admin-listen', opts.adminListen);
       const adminTls =
         opts.adminTls === undefined
@@ -450,7 +482,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         base: { process: 'controller' },
       });
       if (opts.reinitialize) {
-        const result = await initControllerState({ stateDir, reinitialize: true });
+        const result = await initControllerState({
+          stateDir,
+          reinitialize: true,
+          ...(database && { database }),
+        });
         io.err(reinitializeReport(result));
         if (result.reinitialized.length > 0) {
           log.warn({ replaced: result.reinitialized.map((r) => r.file) }, 'state reinitialized');
@@ -468,6 +504,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       try {
         serving = await serveController({
           stateDir,
+          database,
           admin,
           worker,
           join,

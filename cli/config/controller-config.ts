@@ -6,6 +6,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 /** `controller.yaml`, read by `corral controller serve --config`; flags win over it. */
 export const CONTROLLER_CONFIG_SPEC = {
   stateDir: { kind: 'path' },
+  /** `sqlite:PATH` or `postgres://…` (default: `corral.db` in the state dir); `--database` wins. */
+  database: { kind: 'string' },
   controller: {
     adminListen: { kind: 'hostPort' },
     workerListen: { kind: 'hostPort' },
@@ -50,6 +52,7 @@ export const CONTROLLER_CONFIG_SPEC = {
 
 export interface ControllerConfig {
   stateDir?: string;
+  database?: string;
   controller?: {
     adminListen?: string;
     workerListen?: string;

@@ -46,6 +46,8 @@ export interface LocalControllerOptions {
   readonly startTimeoutMs?: number;
   /** More `controller serve` flags (e.g. `--reschedule-after 2s`). */
   readonly serveArgs?: readonly string[];
+  /** More `controller init` flags (e.g. `--database postgres://…`). */
+  readonly initArgs?: readonly string[];
 }
 
 /** The environment for child `corral` commands: never aimed at a controller by the caller's env. */
@@ -66,9 +68,13 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
   const address = o.address ?? '127.0.0.1';
   const listenHost = o.workerListenHost ?? address;
   const env = isolatedEnv();
-  await corralJson(o.cli, ['controller', 'init', '--state-dir', o.stateDir, '--address', address, '--json'], {
-    env,
-  });
+  await corralJson(
+    o.cli,
+    ['controller', 'init', '--state-dir', o.stateDir, '--address', address, '--json', ...(o.initArgs ?? [])],
+    {
+      env,
+    },
+  );
   const daemon = await spawnDaemon({
     name: 'controller',
     command: o.cli.node ?? process.execPath,

@@ -36,6 +36,8 @@ export interface LocalFleetOptions {
   readonly progress?: (line: string) => void;
   /** More `controller serve` flags. */
   readonly serveArgs?: readonly string[];
+  /** More `controller init` flags. */
+  readonly initArgs?: readonly string[];
 }
 
 export interface FleetStopReport {
@@ -104,6 +106,7 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
     ...(o.workerListenHost !== undefined ? { workerListenHost: o.workerListenHost } : {}),
     ...(o.startTimeoutMs !== undefined ? { startTimeoutMs: o.startTimeoutMs } : {}),
     ...(o.serveArgs !== undefined ? { serveArgs: o.serveArgs } : {}),
+    ...(o.initArgs !== undefined ? { initArgs: o.initArgs } : {}),
   });
   const e = controller.endpoints;
   const syslog = (o.forwarder ?? true) && e.syslog !== undefined;

@@ -1,21 +1,11 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { describeEachDialect } from '../../test/dialects.js';
 import { Labels } from '../../protocol/common.js';
 import { isCorralError } from '../../protocol/errors.js';
 import { ControllerErrorCode } from '../errors.js';
 import { listHostViews } from '../fleet/host-store.js';
 import { decodeJsonColumn } from './json-column.js';
 import { openDatabase } from './open-database.js';
-
-let dir: string;
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'corral-json-column-'));
-});
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
 
 const host = (id: string, name: string, labels: string, metrics: string | null = null) => ({
   id,
@@ -36,59 +26,63 @@ const host = (id: string, name: string, labels: string, metrics: string | null =
 
 const live = { nowMs: Date.parse('2024-01-02T00:00:00Z'), intervalMs: 30_000 };
 
-describe('JSON columns decoded with their schemas', () => {
-  it('reads rows Corral wrote', async () => {
-    const db = await openDatabase(join(dir, 'corral.db'));
-    try {
-      await db
-        .insertInto('hosts')
-        .values(host('h-ok', 'web-1', '{"tier":"web"}'))
-        .execute();
-      const views = await listHostViews(db, live);
-      expect(views.map((v) => [v.name, v.labels])).toEqual([['web-1', { tier: 'web' }]]);
-    } finally {
-      await db.destroy();
-    }
-  });
-
-  it.each([
-    ['text that is not JSON', '{"tier":', /hosts row "h-bad", column labels: not valid JSON/],
-    ['JSON of the wrong shape', '["web"]', /hosts row "h-bad", column labels: \/: /],
-    ['a label value that is not a string', '{"tier":7}', /hosts row "h-bad", column labels: \/tier: /],
-  ])(
-    'refuses a row holding %s with CORRAL_ERR_ROW_DAMAGED naming table, row and column',
-    async (_what, labels, message) => {
-      const db = await openDatabase(join(dir, 'corral.db'));
+describeEachDialect((dialect) => {
+  describe('JSON columns decoded with their schemas', () => {
+    it('reads rows Corral wrote', async () => {
+      const db = await openDatabase(await dialect.newDatabase());
       try {
         await db
           .insertInto('hosts')
-          .values(host('h-bad', 'web-2', labels))
+          .values(host('h-ok', 'web-1', '{"tier":"web"}'))
           .execute();
-        const failure = await listHostViews(db, live).catch((e: unknown) => e);
-        expect(isCorralError(failure, ControllerErrorCode.ROW_DAMAGED)).toBe(true);
-        expect((failure as Error).message).toMatch(message);
+        const views = await listHostViews(db, live);
+        expect(views.map((v) => [v.name, v.labels])).toEqual([['web-1', { tier: 'web' }]]);
       } finally {
         await db.destroy();
       }
-    },
-  );
+    });
 
-  it('names a metrics column that fails its schema', async () => {
-    const db = await openDatabase(join(dir, 'corral.db'));
-    try {
-      await db
-        .insertInto('hosts')
-        .values(host('h-m', 'web-3', '{}', '{"load1":"high"}'))
-        .execute();
-      await expect(listHostViews(db, live)).rejects.toThrow(/hosts row "h-m", column metrics: /);
-    } finally {
-      await db.destroy();
-    }
-  });
+    it.each([
+      ['text that is not JSON', '{"tier":', /hosts row "h-bad", column labels: not valid JSON/],
+      ['JSON of the wrong shape', '["web"]', /hosts row "h-bad", column labels: \/: /],
+      ['a label value that is not a string', '{"tier":7}', /hosts row "h-bad", column labels: \/tier: /],
+    ])(
+      'refuses a row holding %s with CORRAL_ERR_ROW_DAMAGED naming table, row and column',
+      async (_what, labels, message) => {
+        const db = await openDatabase(await dialect.newDatabase());
+        try {
+          await db
+            .insertInto('hosts')
+            .values(host('h-bad', 'web-2', labels))
+            .execute();
+          const failure = await listHostViews(db, live).catch((e: unknown) => e);
+          expect(isCorralError(failure, ControllerErrorCode.ROW_DAMAGED)).toBe(true);
+          expect((failure as Error).message).toMatch(message);
+        } finally {
+          await db.destroy();
+        }
+      },
+    );
 
-  it('returns the decoded value typed by the schema', () => {
-    const at = { table: 'join_tokens', column: 'labels', row: 't1' };
-    expect(decodeJsonColumn(Labels, '{"a":"b"}', at)).toEqual({ a: 'b' });
-    expect(() => decodeJsonColumn(Labels, '{"a":["b"]}', at)).toThrow(/join_tokens row "t1", column labels/);
+    it('names a metrics column that fails its schema', async () => {
+      const db = await openDatabase(await dialect.newDatabase());
+      try {
+        await db
+          .insertInto('hosts')
+          .values(host('h-m', 'web-3', '{}', '{"load1":"high"}'))
+          .execute();
+        await expect(listHostViews(db, live)).rejects.toThrow(/hosts row "h-m", column metrics: /);
+      } finally {
+        await db.destroy();
+      }
+    });
+
+    it('returns the decoded value typed by the schema', () => {
+      const at = { table: 'join_tokens', column: 'labels', row: 't1' };
+      expect(decodeJsonColumn(Labels, '{"a":"b"}', at)).toEqual({ a: 'b' });
+      expect(() => decodeJsonColumn(Labels, '{"a":["b"]}', at)).toThrow(
+        /join_tokens row "t1", column labels/,
+      );
+    });
   });
 });

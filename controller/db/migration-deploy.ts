@@ -1,5 +1,5 @@
-import { sql, SqliteAdapter, type Kysely } from 'kysely';
-import { ControllerError, ControllerErrorCode } from '../errors.js';
+import type { Kysely } from 'kysely';
+import { makeAppendOnly } from './append-only.js';
 
 /**
  * Deploy state: desired services per host, each host's desired generation, what the last
@@ -83,15 +83,5 @@ export async function deployMigration(db: Kysely<unknown>): Promise<void> {
     .addColumn('message', 'text', (c) => c.notNull())
     .addPrimaryKeyConstraint('operation_log_pk', ['operation_id', 'seq'])
     .execute();
-  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
-    // A PostgreSQL dialect adds its own append-only rule here (a trigger function raising).
-    throw new ControllerError(
-      ControllerErrorCode.UNSUPPORTED,
-      'operation log append-only triggers are written for SQLite only',
-    );
-  }
-  await sql`CREATE TRIGGER operation_log_no_update BEFORE UPDATE ON operation_log
-    BEGIN SELECT RAISE(ABORT, 'operation log is append-only'); END`.execute(db);
-  await sql`CREATE TRIGGER operation_log_no_delete BEFORE DELETE ON operation_log
-    BEGIN SELECT RAISE(ABORT, 'operation log is append-only'); END`.execute(db);
+  await makeAppendOnly(db, 'operation_log', 'operation log');
 }

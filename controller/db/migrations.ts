@@ -1,7 +1,7 @@
-import { sql, SqliteAdapter, type Kysely, type Migration } from 'kysely';
+import { sql, type Kysely, type Migration } from 'kysely';
+import { makeAppendOnly } from './append-only.js';
 import { deployMigration } from './migration-deploy.js';
 import { enrollmentMigration } from './migration-enrollment.js';
-import { ControllerError, ControllerErrorCode } from '../errors.js';
 import { wipeMigration } from './migration-wipe.js';
 import { fleetEventsMigration } from '../events/migration-events.js';
 import { schedulingMigration } from './migration-scheduling.js';
@@ -140,17 +140,7 @@ async function audit(db: Kysely<unknown>): Promise<void> {
     .addColumn('prev_hash', 'text', (c) => c.notNull())
     .addColumn('hash', 'text', (c) => c.notNull())
     .execute();
-  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) {
-    // A PostgreSQL dialect adds its own append-only rule here (a trigger function raising).
-    throw new ControllerError(
-      ControllerErrorCode.UNSUPPORTED,
-      'audit append-only triggers are written for SQLite only',
-    );
-  }
-  await sql`CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
-  await sql`CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END`.execute(db);
+  await makeAppendOnly(db, 'audit', 'audit log');
 }
 
 /** Events are pruned per host by age and count, and read newest first per host. */

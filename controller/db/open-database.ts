@@ -2,7 +2,9 @@ import { open } from 'node:fs/promises';
 import { Kysely, Migrator, type Migration } from 'kysely';
 import type sqlite3 from 'sqlite3';
 import { ControllerError, ControllerErrorCode, isControllerError } from '../errors.js';
+import { toDatabaseTarget, type DatabaseTarget } from './database-target.js';
 import { MIGRATIONS } from './migrations.js';
+import { openPostgres, openPostgresReader } from './open-postgres.js';
 import type { ControllerDatabase } from './schema.js';
 import { namingFile, openSqlite3, Sqlite3Dialect } from './sqlite3-dialect.js';
 
@@ -87,6 +89,30 @@ function closeRaw(raw: sqlite3.Database): Promise<void> {
 }
 
 /**
+ * Opens the controller's database, checks it, and (unless `migrate: false`) brings its schema
+ * up to date: an SQLite file (a bare string is its path, or `sqlite:PATH`) or a PostgreSQL
+ * database (`postgres://…`). Nothing above this function knows which. Throws
+ * CORRAL_ERR_STATE_DAMAGED (naming the file or URL) for a damaged, missing (`create: false`)
+ * or foreign database, CORRAL_ERR_DATABASE_OPEN or CORRAL_ERR_MIGRATION_FAILED naming the
+ * migration and the cause; the database is closed again before any of them is thrown.
+ */
+export async function openDatabase(
+  target: DatabaseTarget | string,
+  options: OpenDatabaseOptions = {},
+): Promise<ControllerDb> {
+  const t = toDatabaseTarget(target);
+  if (t.kind === 'sqlite') return openSqliteDatabase(t.path, options);
+  const db = await openPostgres(t, { create: options.create ?? true, verify: options.verify });
+  try {
+    if (options.migrate ?? true) await migrateDatabase(db, options.migrations);
+  } catch (e: unknown) {
+    await db.destroy();
+    throw e;
+  }
+  return db;
+}
+
+/**
  * Opens the controller's SQLite file (WAL, foreign keys on, busy timeout, full fsync on
  * commit), checks it, and brings its schema up to date. An existing file must look like
  * SQLite and pass `PRAGMA quick_check` before anything is written to it. Throws
@@ -94,7 +120,7 @@ function closeRaw(raw: sqlite3.Database): Promise<void> {
  * foreign one, CORRAL_ERR_DATABASE_OPEN or CORRAL_ERR_MIGRATION_FAILED naming the migration
  * and the cause; the database is closed again before any of them is thrown.
  */
-export async function openDatabase(path: string, options: OpenDatabaseOptions = {}): Promise<ControllerDb> {
+async function openSqliteDatabase(path: string, options: OpenDatabaseOptions): Promise<ControllerDb> {
   const create = options.create ?? true;
   const before = await peek(path);
   if (!create && before === undefined) throw damaged(path, 'is missing');
@@ -146,9 +172,13 @@ export async function openDatabase(path: string, options: OpenDatabaseOptions = 
  * admin reads: in WAL mode readers and the writer do not block each other, so a long host
  * list or scrape never makes heartbeat commits wait behind it, and each statement sees the
  * last committed state. Writes through it fail (`query_only`, and the file is opened
- * read-only). Throws CORRAL_ERR_DATABASE_OPEN.
+ * read-only). On PostgreSQL, a small pool whose transactions are all read-only. Throws
+ * CORRAL_ERR_DATABASE_OPEN.
  */
-export async function openReadConnection(path: string): Promise<ControllerDb> {
+export async function openReadConnection(target: DatabaseTarget | string): Promise<ControllerDb> {
+  const t = toDatabaseTarget(target);
+  if (t.kind === 'postgres') return openPostgresReader(t);
+  const path = t.path;
   let raw: sqlite3.Database | undefined;
   try {
     raw = await openSqlite3(path, 'readonly');

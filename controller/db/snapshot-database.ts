@@ -1,7 +1,10 @@
 import { rm } from 'node:fs/promises';
+import { sql } from 'kysely';
 import type sqlite3 from 'sqlite3';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
-import { DB_BUSY_TIMEOUT_MS } from './open-database.js';
+import { copyDatabase } from './copy-database.js';
+import { describeDatabaseTarget, type DatabaseTarget } from './database-target.js';
+import { DB_BUSY_TIMEOUT_MS, openDatabase, type ControllerDb } from './open-database.js';
 import { namingFile, openSqlite3 } from './sqlite3-dialect.js';
 
 function close(raw: sqlite3.Database): Promise<void> {
@@ -34,6 +37,49 @@ export async function snapshotDatabase(path: string, into: string): Promise<void
     );
   } finally {
     if (raw) await close(raw);
+  }
+}
+
+/**
+ * Writes a consistent copy of `source` to the SQLite file `into` (which must not exist): for
+ * an SQLite source VACUUM INTO (snapshotDatabase); for PostgreSQL every table read in one
+ * REPEATABLE READ, READ ONLY transaction on a connection of its own (so heartbeats and deploys
+ * keep committing, and the copy is the database as of one instant), written into a new SQLite
+ * file with the same schema. A backup thus always holds an SQLite `corral.db`, whichever
+ * database it came from, and restores into either. Throws CORRAL_ERR_WRITE_FAILED (removing a
+ * partial copy) when it fails.
+ */
+export async function snapshotTo(source: DatabaseTarget, into: string): Promise<void> {
+  if (source.kind === 'sqlite') return snapshotDatabase(source.path, into);
+  let from: ControllerDb | undefined;
+  let to: ControllerDb | undefined;
+  try {
+    // The running controller migrated the source; migrate: false so a backup never changes it.
+    from = await openDatabase(source, { create: false, migrate: false });
+    to = await openDatabase(into);
+    const target = to;
+    await from
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .setAccessMode('read only')
+      .execute(async (trx) => {
+        await target.transaction().execute((out) => copyDatabase(trx, out).then(() => undefined));
+      });
+    await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(to);
+  } catch (e: unknown) {
+    await to?.destroy();
+    to = undefined;
+    await rm(into, { force: true });
+    await rm(`${into}-wal`, { force: true });
+    await rm(`${into}-shm`, { force: true });
+    throw new ControllerError(
+      ControllerErrorCode.WRITE_FAILED,
+      `cannot snapshot ${describeDatabaseTarget(source)}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
+  } finally {
+    await to?.destroy();
+    await from?.destroy();
   }
 }
 

@@ -10,6 +10,7 @@ import {
   type FleetEventKind,
 } from '../../protocol/fleet-events.js';
 import { isoAt, type Clock } from '../clock.js';
+import { dialectOf } from '../db/dialect-of.js';
 import { decodeJsonColumn } from '../db/json-column.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
@@ -144,13 +145,15 @@ export async function readEvents(db: Db, since: number, limit: number): Promise<
 }
 
 /**
- * The newest cursor ever handed out (AUTOINCREMENT's own counter), so it holds even when
- * retention deleted every event.
+ * The newest cursor ever handed out (AUTOINCREMENT's own counter; on PostgreSQL the identity
+ * column's sequence), so it holds even when retention deleted every event.
  */
 export async function headCursor(db: Db): Promise<number> {
-  const { rows } = await sql<{
-    seq: number;
-  }>`SELECT seq FROM sqlite_sequence WHERE name = 'fleet_events'`.execute(db);
+  const { rows } =
+    dialectOf(db) === 'sqlite'
+      ? await sql<{ seq: number }>`SELECT seq FROM sqlite_sequence WHERE name = 'fleet_events'`.execute(db)
+      : await sql<{ seq: number }>`SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS seq
+          FROM fleet_events_cursor_seq`.execute(db);
   return Number(rows[0]?.seq ?? 0);
 }
 

@@ -6,6 +6,7 @@ import type { EnrollRequest, EnrollResponse, JoinRequest, JoinResponse } from '.
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { isoAt, type Clock } from '../clock.js';
+import { isUniqueViolation } from '../db/dialect-of.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { MutablePinRegistry, Pin } from '../pins/pin-registry.js';
 import type { HostRow } from './host-store.js';
@@ -15,7 +16,6 @@ import type { FleetEventSink } from '../events/event-log.js';
 import {
   assertNameAllowed,
   insertPins,
-  isUniqueViolation,
   newHostId,
   signWorkerCsr,
   workerProfile,

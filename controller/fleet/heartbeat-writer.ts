@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { HeartbeatRequest, LifecycleEvent, ServiceStatus } from '../../protocol/heartbeat.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { isoAt, type Clock } from '../clock.js';
+import { dialectOf } from '../db/dialect-of.js';
 import type { ControllerDatabase, ServiceObservedTable } from '../db/schema.js';
 import { DEFAULT_EVENT_RETENTION, pruneHostEvents, type EventRetention } from './event-retention.js';
 
@@ -233,22 +234,35 @@ async function updateHosts(
   await trx.executeQuery(CompiledQuery.raw(updateHostsSql(trx, rows.length), params));
 }
 
-const updateSqlByRows = new Map<number, string>();
+/** Statement texts by row count, per database (its dialect compiled them). */
+const updateSqlByDb = new WeakMap<object, Map<number, string>>();
 
 /**
  * The statement text for `rows` hosts, compiled by the dialect (so placeholders are its
- * own) once per size and reused: the heartbeat path builds no query tree.
+ * own) once per size and database and reused: the heartbeat path builds no query tree.
+ * PostgreSQL types a VALUES list from its parameters, which arrive untyped, so there each
+ * one is cast to its column's type.
  */
 function updateHostsSql(db: Kysely<ControllerDatabase>, rows: number): string {
-  let text = updateSqlByRows.get(rows);
+  const adapter = db.getExecutor().adapter;
+  let byRows = updateSqlByDb.get(adapter);
+  if (byRows === undefined) {
+    byRows = new Map();
+    updateSqlByDb.set(adapter, byRows);
+  }
+  let text = byRows.get(rows);
   if (text === undefined) {
-    const values = sql.join(Array.from({ length: rows }, () => sql`(${''}, ${''}, ${''}, ${0}, ${''})`));
+    const row =
+      dialectOf(db) === 'postgres'
+        ? () => sql`(${''}::text, ${''}::text, ${''}::text, ${0}::bigint, ${''}::text)`
+        : () => sql`(${''}, ${''}, ${''}, ${0}, ${''})`;
+    const values = sql.join(Array.from({ length: rows }, row));
     text =
       sql`UPDATE hosts SET last_seen = v.column2, agent_version = v.column3, generation = v.column4, metrics = v.column5
       FROM (VALUES ${values}) AS v WHERE hosts.id = v.column1 AND hosts.decommissioned_at IS NULL`.compile(
         db,
       ).sql;
-    if (updateSqlByRows.size < HOST_ROWS_PER_UPDATE) updateSqlByRows.set(rows, text);
+    if (byRows.size < HOST_ROWS_PER_UPDATE) byRows.set(rows, text);
   }
   return text;
 }

@@ -101,8 +101,3 @@ export async function insertPins(
     superseded: false,
   }));
 }
-
-/** True for a unique-constraint failure on insert (SQLite's wording; PostgreSQL says "unique"). */
-export function isUniqueViolation(e: unknown): boolean {
-  return e instanceof Error && /UNIQUE constraint failed|unique constraint/i.test(e.message);
-}

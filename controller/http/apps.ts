@@ -1,3 +1,4 @@
+import type { DatabaseTarget } from '../db/database-target.js';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -281,6 +282,8 @@ export interface ControllerServices {
   readonly db: Kysely<ControllerDatabase>;
   /** Admin reads (lists, details, counts, admin tokens): the read-only connection, or `db`. */
   readonly readDb: Kysely<ControllerDatabase>;
+  /** Where `db` lives (undefined: the state dir's `corral.db`). */
+  readonly database?: DatabaseTarget | undefined;
   readonly clock: Clock;
   readonly log: Logger;
   readonly identity: Pick<ControllerIdentity, 'ca' | 'server'> & Partial<Pick<ControllerIdentity, 'paths'>>;
@@ -389,7 +392,13 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     events: s.fleetEvents,
     diagnose: { db, pins, client: s.client, audit },
     logs: { readDb, logDir: s.logDir },
-    backup: { paths: s.identity.paths, audit, clock, log: log.child({ component: 'backup' }) },
+    backup: {
+      paths: s.identity.paths,
+      database: s.database,
+      audit,
+      clock,
+      log: log.child({ component: 'backup' }),
+    },
   });
   const worker = createWorkerApp({
     log: log.child({ component: 'worker-api' }),

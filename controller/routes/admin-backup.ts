@@ -8,10 +8,13 @@ import type { Clock } from '../clock.js';
 import { adminActor } from '../http/admin-auth.js';
 import { createBackupStream } from '../state/backup-state.js';
 import type { StatePaths } from '../state/state-paths.js';
+import type { DatabaseTarget } from '../db/database-target.js';
 
 export interface BackupRouteOptions {
   /** The state dir backed up; undefined for a controller built without one (backups refused). */
   readonly paths: StatePaths | undefined;
+  /** The database, when it is not the state dir's `corral.db`. */
+  readonly database?: DatabaseTarget | undefined;
   readonly audit: AuditLog;
   readonly clock: Clock;
   readonly log: Logger;
@@ -33,7 +36,12 @@ export const adminBackupRoutes: FastifyPluginAsyncTypebox<BackupRouteOptions, Ht
     if (!paths) throw new CorralError(ErrorCode.UNAVAILABLE, 'this controller has no state dir to back up');
     const actor = adminActor(request);
     await o.audit.append({ actor, action: 'backup', target: 'controller', details: {} });
-    const backup = await createBackupStream({ paths, clock: o.clock, passphrase: request.body.passphrase });
+    const backup = await createBackupStream({
+      paths,
+      database: o.database,
+      clock: o.clock,
+      passphrase: request.body.passphrase,
+    });
     backup.stream.once('error', (e: unknown) => o.log.warn({ err: e }, 'backup stream failed'));
     o.log.info({ actor, auditSeq: backup.manifest.auditSeq }, 'backup started');
     return reply

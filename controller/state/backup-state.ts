@@ -10,7 +10,8 @@ import { packBackup, type PackSource } from '../../kit/backup-archive.js';
 import { BACKUP_FILES, MAX_BACKUP_SMALL_FILE_BYTES, type BackupManifest } from '../../protocol/backup.js';
 import { AUDIT_GENESIS_HASH } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
-import { auditHeadOf, snapshotDatabase } from '../db/snapshot-database.js';
+import type { DatabaseTarget } from '../db/database-target.js';
+import { auditHeadOf, snapshotTo } from '../db/snapshot-database.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
 import { readControllerManifest } from './controller-manifest.js';
 import type { StatePaths } from './state-paths.js';
@@ -36,14 +37,17 @@ async function readSmall(path: string): Promise<Buffer> {
 }
 
 /**
- * An online, consistent backup of a controller state dir: the database through VACUUM INTO
- * (into `run/` of the state dir, so on the same disk), the state manifest, the CA, the
+ * An online, consistent backup of a controller state dir: the database through VACUUM INTO,
+ * or from PostgreSQL one repeatable-read export (snapshotTo), into an SQLite file in `run/`
+ * of the state dir (so on the same disk), the state manifest, the CA, the
  * controller's certificates and keys and the admin token (read whole before anything is sent,
  * so nothing can change under the stream), packed and encrypted with `passphrase` (which is
  * not kept). Throws CORRAL_ERR_STATE_MISSING when the state dir has no complete manifest.
  */
 export async function createBackupStream(o: {
   readonly paths: StatePaths;
+  /** Where the database is (default: the state dir's `corral.db`). */
+  readonly database?: DatabaseTarget | undefined;
   readonly clock: Clock;
   readonly passphrase: string;
   readonly encryption?: EncryptOptions;
@@ -62,7 +66,7 @@ export async function createBackupStream(o: {
   const cleanup = (): Promise<void> => rm(snapshot, { force: true });
   try {
     const createdAt = new Date(o.clock.now()).toISOString();
-    await snapshotDatabase(paths.database, snapshot);
+    await snapshotTo(o.database ?? { kind: 'sqlite', path: paths.database }, snapshot);
     const head = await auditHeadOf(snapshot);
     const small = new Map<string, Buffer>();
     for (const rule of BACKUP_FILES) {

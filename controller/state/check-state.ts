@@ -3,6 +3,7 @@ import { access, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { identityFromPem } from '../../pki/index.js';
 import type { ControllerStateManifest } from '../../protocol/state-manifest.js';
+import { describeDatabaseTarget, type DatabaseTarget } from '../db/database-target.js';
 import { openDatabase, type ControllerDb } from '../db/open-database.js';
 import { ControllerError, ControllerErrorCode, isControllerError } from '../errors.js';
 import { secretHash } from '../secrets.js';
@@ -45,6 +46,35 @@ export interface InspectOptions {
   readonly manifest: ControllerStateManifest | undefined;
   /** True while init is still creating files: a missing one is not a problem. */
   readonly missingOk: boolean;
+  /** The database, when it is not the state dir's own `corral.db` (see stateDatabase). */
+  readonly database?: DatabaseTarget | undefined;
+}
+
+/**
+ * The database of a state dir: `given` (`--database`), else the SQLite file `corral.db` in
+ * it. Throws CORRAL_ERR_STATE_INVALID when the manifest says the database is PostgreSQL and
+ * none was given, or when `given` is of the other kind than the one init recorded.
+ */
+export function stateDatabase(
+  paths: StatePaths,
+  manifest: ControllerStateManifest | undefined,
+  given: DatabaseTarget | undefined,
+): DatabaseTarget {
+  const recorded = manifest?.database ?? 'sqlite';
+  if (given === undefined && recorded === 'postgres') {
+    throw new ControllerError(
+      ControllerErrorCode.STATE_INVALID,
+      `the database of ${paths.root} is PostgreSQL: pass --database postgres://… (or set database in the controller config)`,
+    );
+  }
+  const target = given ?? { kind: 'sqlite' as const, path: paths.database };
+  if (manifest !== undefined && target.kind !== recorded) {
+    throw new ControllerError(
+      ControllerErrorCode.STATE_INVALID,
+      `${paths.root} was initialized with a${recorded === 'sqlite' ? 'n SQLite' : ' PostgreSQL'} database, and --database names a${target.kind === 'sqlite' ? 'n SQLite' : ' PostgreSQL'} one; move between them with controller backup and restore`,
+    );
+  }
+  return target;
 }
 
 type Read =
@@ -175,8 +205,10 @@ export async function inspectControllerState(paths: StatePaths, o: InspectOption
   }
 
   let db: ControllerDb | undefined;
+  const target = o.database ?? { kind: 'sqlite' as const, path: paths.database };
+  const where = describeDatabaseTarget(target);
   try {
-    db = await openDatabase(paths.database, {
+    db = await openDatabase(target, {
       create: false,
       migrate: false,
       verify: async (opened) => {
@@ -186,19 +218,19 @@ export async function inspectControllerState(paths: StatePaths, o: InspectOption
         throw new ControllerError(
           ControllerErrorCode.STATE_DAMAGED,
           id === undefined
-            ? `${paths.database} is not the database this state dir was initialized with (it has no state id)`
-            : `${paths.database} is not the database this state dir was initialized with (state id ${id}, expected ${expected})`,
-          { file: paths.database },
+            ? `${where} is not the database this state dir was initialized with (it has no state id)`
+            : `${where} is not the database this state dir was initialized with (state id ${id}, expected ${expected})`,
+          { file: where },
         );
       },
     });
     present.add('corral.db');
   } catch (e: unknown) {
     if (!isControllerError(e, ControllerErrorCode.STATE_DAMAGED)) throw e;
-    const problem = withoutPath(e.message, paths.database);
+    const problem = withoutPath(e.message, where);
     const missing = problem === 'is missing';
     if (!missing) present.add('corral.db');
-    if (!(missing && o.missingOk)) problems.push({ file: paths.database, group: 'database', problem });
+    if (!(missing && o.missingOk)) problems.push({ file: where, group: 'database', problem });
   }
   // While init is still running, the token file is written before its hash is stored.
   if (db && token !== undefined && !o.missingOk) {

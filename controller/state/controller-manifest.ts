@@ -6,6 +6,7 @@ import { ControllerStateManifest, MAX_STATE_MANIFEST_BYTES } from '../../protoco
 import { parseJsonWith } from '../../protocol/validate.js';
 import { STATE_FILES, type StateProblem } from './state-files.js';
 import type { StatePaths } from './state-paths.js';
+import type { DatabaseKind } from '../db/database-target.js';
 
 export type ManifestRead =
   | { readonly kind: 'absent' }
@@ -41,7 +42,12 @@ export function newStateId(): string {
   return randomBytes(16).toString('hex');
 }
 
-export function newManifest(stateId: string, addresses: readonly string[]): ControllerStateManifest {
+/** A manifest for a new state dir; with a PostgreSQL database it lists no database file. */
+export function newManifest(
+  stateId: string,
+  addresses: readonly string[],
+  database: DatabaseKind = 'sqlite',
+): ControllerStateManifest {
   return {
     version: 1,
     daemon: 'controller',
@@ -49,7 +55,8 @@ export function newManifest(stateId: string, addresses: readonly string[]): Cont
     stateId,
     caFingerprint: null,
     addresses: [...addresses],
-    files: STATE_FILES.map((f) => f.rel),
+    files: STATE_FILES.filter((f) => database === 'sqlite' || f.group !== 'database').map((f) => f.rel),
+    ...(database === 'postgres' && { database }),
   };
 }
 

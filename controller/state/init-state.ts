@@ -17,7 +17,9 @@ import { createAuditLog } from '../audit/audit-log.js';
 import { systemClock, type Clock } from '../clock.js';
 import { openDatabase, type ControllerDb } from '../db/open-database.js';
 import { ensureAdminToken } from './admin-token.js';
-import { anyStateFilePresent, inspectControllerState } from './check-state.js';
+import { anyStateFilePresent, inspectControllerState, stateDatabase } from './check-state.js';
+import type { DatabaseTarget } from '../db/database-target.js';
+import { ControllerError, ControllerErrorCode } from '../errors.js';
 import {
   newManifest,
   newStateId,
@@ -46,6 +48,8 @@ export interface InitOptions {
    * of refusing. What that destroys is in state-files.ts and in the result.
    */
   readonly reinitialize?: boolean;
+  /** The database (default: the SQLite file `corral.db` in the state dir). */
+  readonly database?: DatabaseTarget;
 }
 
 export interface InitResult {
@@ -116,13 +120,15 @@ async function plan(
   clock: Clock,
 ): Promise<Plan> {
   const read = await readControllerManifest(paths);
+  const kind = o.database?.kind ?? 'sqlite';
   if (read.kind === 'absent' && !(await anyStateFilePresent(paths))) {
-    return { manifest: newManifest(newStateId(), requested), reinitialized: [], groups: [] };
+    return { manifest: newManifest(newStateId(), requested, kind), reinitialized: [], groups: [] };
   }
   const manifest = read.kind === 'ok' ? read.manifest : undefined;
   const inspection = await inspectControllerState(paths, {
     manifest,
     missingOk: manifest?.complete === false,
+    database: stateDatabase(paths, manifest, o.database),
   });
   let stateId = manifest?.stateId;
   if (inspection.db) {
@@ -132,13 +138,19 @@ async function plan(
   const problems = [...(read.kind === 'damaged' ? [read.problem] : []), ...inspection.problems];
   if (problems.length === 0) {
     // A state dir from before manifests, whole: adopt it as it is.
-    const adopt = manifest ? undefined : newManifest(stateId ?? newStateId(), requested);
+    const adopt = manifest ? undefined : newManifest(stateId ?? newStateId(), requested, kind);
     return { manifest: adopt, reinitialized: [], groups: [] };
   }
   if (!o.reinitialize) throw stateDamagedError(paths.root, problems);
   const groups = groupsToReplace(problems);
+  if (kind === 'postgres' && groups.includes('database')) {
+    throw new ControllerError(
+      ControllerErrorCode.STATE_INVALID,
+      `--reinitialize does not replace a PostgreSQL database (nothing can be moved aside): restore it from a backup, or create an empty database and init again\n${stateDamagedError(paths.root, problems).message}`,
+    );
+  }
   const reinitialized = await moveAside(paths, groups, problems, clock);
-  const next = newManifest(stateId ?? newStateId(), manifest?.addresses ?? requested);
+  const next = newManifest(stateId ?? newStateId(), manifest?.addresses ?? requested, kind);
   return { manifest: next, reinitialized, groups };
 }
 
@@ -167,7 +179,7 @@ export async function initControllerState(options: InitOptions): Promise<InitRes
   if (!caExisted) created.push('ca');
 
   // plan() has checked an existing database (and its state id); this creates or migrates it.
-  const db = await openDatabase(paths.database);
+  const db = await openDatabase(stateDatabase(paths, started, options.database));
   try {
     const { addresses, fresh } = await ensureSettings(db, started, requested, ca, clock);
     if (fresh) created.push('database');

@@ -1,6 +1,7 @@
 import { migrateDatabase, type ControllerDb } from '../db/open-database.js';
 import { ControllerError, ControllerErrorCode } from '../errors.js';
-import { anyStateFilePresent, inspectControllerState } from './check-state.js';
+import type { DatabaseTarget } from '../db/database-target.js';
+import { anyStateFilePresent, inspectControllerState, stateDatabase } from './check-state.js';
 import {
   newManifest,
   newStateId,
@@ -17,9 +18,13 @@ import { decodeJsonColumn, StoredNames } from '../db/json-column.js';
  * database; nothing is created. Throws CORRAL_ERR_STATE_MISSING when `init` never ran (or
  * did not finish), and CORRAL_ERR_STATE_DAMAGED, naming each file and the way back, when a
  * state file that existed is missing, empty or damaged; the disk is left as it was. A whole
- * state dir from before manifests gets one.
+ * state dir from before manifests gets one. `database`: where the database is when it is not
+ * the state dir's `corral.db` (see stateDatabase).
  */
-export async function openControllerState(stateDir: string): Promise<ControllerDb> {
+export async function openControllerState(
+  stateDir: string,
+  database?: DatabaseTarget,
+): Promise<ControllerDb> {
   const paths = statePaths(stateDir);
   const read = await readControllerManifest(paths);
   if (read.kind === 'absent' && !(await anyStateFilePresent(paths))) {
@@ -35,7 +40,8 @@ export async function openControllerState(stateDir: string): Promise<ControllerD
     );
   }
   const manifest = read.kind === 'ok' ? read.manifest : undefined;
-  const inspection = await inspectControllerState(paths, { manifest, missingOk: false });
+  const target = stateDatabase(paths, manifest, database);
+  const inspection = await inspectControllerState(paths, { manifest, missingOk: false, database: target });
   const problems = [...(read.kind === 'damaged' ? [read.problem] : []), ...inspection.problems];
   const db = inspection.db;
   if (problems.length > 0 || !db) {

@@ -12,7 +12,11 @@ import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { AUDIT_GENESIS_HASH, createAuditLog } from '../audit/audit-log.js';
 import { systemClock, type Clock } from '../clock.js';
 import { inspectControllerState } from './check-state.js';
-import { readControllerManifest } from './controller-manifest.js';
+import { newManifest, readControllerManifest, writeControllerManifest } from './controller-manifest.js';
+import { copyDatabase } from '../db/copy-database.js';
+import { describeDatabaseTarget, type DatabaseTarget } from '../db/database-target.js';
+import { openDatabase } from '../db/open-database.js';
+import { ControllerErrorCode, isControllerError } from '../errors.js';
 import { statePaths } from './state-paths.js';
 
 export interface RestoreOptions {
@@ -26,6 +30,12 @@ export interface RestoreOptions {
   readonly clock?: Clock;
   /** Called as plaintext bytes are written (for a progress line). */
   readonly progress?: (bytes: number) => void;
+  /**
+   * Restore the database into this one instead of the state dir's `corral.db`: a PostgreSQL
+   * database that holds no controller rows (it is migrated first). Whatever database the
+   * backup came from.
+   */
+  readonly database?: DatabaseTarget | undefined;
 }
 
 export interface RestoreResult {
@@ -99,6 +109,46 @@ async function validate(dir: string, manifest: BackupManifest, clock: Clock): Pr
 }
 
 /**
+ * Puts the validated snapshot (`corral.db` in `staging`) where the restored controller will
+ * find it, and says so in its state manifest: for the state dir's own file, it stays; for
+ * PostgreSQL, it is migrated, copied into the target in one transaction and removed from
+ * `staging`. Throws CORRAL_ERR_RESTORE_REFUSED when the target holds controller rows.
+ */
+async function placeDatabase(staging: string, database: DatabaseTarget | undefined): Promise<void> {
+  const paths = statePaths(staging);
+  const read = await readControllerManifest(paths);
+  if (read.kind !== 'ok') throw damaged('it has no state manifest');
+  const kind = database?.kind ?? 'sqlite';
+  if (kind === 'postgres' && database) {
+    const snapshot = await openDatabase(paths.database, { create: false });
+    try {
+      const target = await openDatabase(database);
+      try {
+        await target.transaction().execute((trx) => copyDatabase(snapshot, trx));
+      } catch (e: unknown) {
+        if (isControllerError(e, ControllerErrorCode.STATE_INVALID)) {
+          throw refused(`${describeDatabaseTarget(database)}: ${e.message}; nothing was changed`);
+        }
+        throw e;
+      } finally {
+        await target.destroy();
+      }
+    } finally {
+      await snapshot.destroy();
+    }
+    for (const f of [paths.database, `${paths.database}-wal`, `${paths.database}-shm`])
+      await rm(f, { force: true });
+  }
+  const { database: _was, ...kept } = read.manifest;
+  const fresh = newManifest(read.manifest.stateId, read.manifest.addresses, kind);
+  await writeControllerManifest(paths, {
+    ...kept,
+    files: fresh.files,
+    ...(kind === 'postgres' && { database: kind }),
+  });
+}
+
+/**
  * `corral controller restore`: decrypts the backup into a staging dir beside `stateDir` (same
  * file system), writes each file with its own mode (keys 0600) and bound, validates the whole
  * state (see validate), and only then moves it in place with a rename. Throws, leaving
@@ -110,6 +160,10 @@ async function validate(dir: string, manifest: BackupManifest, clock: Clock): Pr
 export async function restoreControllerState(o: RestoreOptions): Promise<RestoreResult> {
   const clock = o.clock ?? systemClock;
   const target = resolve(o.stateDir);
+  if (o.database?.kind === 'sqlite' && resolve(o.database.path) !== join(target, 'corral.db')) {
+    // Only the state dir's own file: one elsewhere is a move away once restored.
+    throw refused(`restore puts an SQLite database at ${join(target, 'corral.db')}; nothing was changed`);
+  }
   const before = await targetState(target);
   if (before === 'full') {
     if (!o.force) {
@@ -145,6 +199,7 @@ export async function restoreControllerState(o: RestoreOptions): Promise<Restore
     if (!manifest) throw damaged('it holds no archive');
     await mkdir(join(staging, 'run'), { mode: PRIVATE_DIR_MODE });
     const auditEntries = await validate(staging, manifest, clock);
+    await placeDatabase(staging, o.database);
     // Checked again: the target may have changed while the backup was read.
     const now = await targetState(target);
     if (now === 'full' && !o.force)

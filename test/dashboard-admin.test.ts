@@ -11,7 +11,7 @@ import type { AuditVerification } from '../protocol/admin-audit.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
 import { startController, type TestController } from './controller-fixture.js';
-import { actionButtons, hasChromium, launchChromium, logIn, shoot } from './dashboard-fixture.js';
+import { actionButtons, hasChromium, launchChromium, logIn, shoot, unlabelled } from './dashboard-fixture.js';
 import { ROOT } from './fleet-fixture.js';
 import { freePort } from './rsyslog-fixtures.js';
 import {
@@ -167,6 +167,7 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     await expect
       .poll(() => a.locator('#decommission-status').textContent())
       .toContain('Waiting for 1 approval');
+    expect(await unlabelled(a)).toEqual([]);
     await shoot(a, 'host-actions');
     const id = (await a.locator('#decommission-status [data-approval]').getAttribute('data-approval')) ?? '';
     expect(id).toMatch(/^apr-/);
@@ -234,6 +235,10 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     expect(await p.locator('#push-hosts tr[data-host="w-1"]').getAttribute('data-outcome')).toBe(
       'rolled-back',
     );
+    await expect
+      .poll(() => p.locator('#push-progress [data-fact="state"]').textContent())
+      .not.toBe('running');
+    expect(await unlabelled(p)).toEqual([]);
     await shoot(p, 'releases');
 
     await p.goto(`${url}/#/host/w-1/releases`);
@@ -247,6 +252,7 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     await p.goto(`${url}/#/ops`);
     await p.getByLabel('Kind').selectOption('update');
     await expect.poll(() => p.locator('#ops tbody tr').count()).toBe(2);
+    expect(await unlabelled(p)).toEqual([]);
     await shoot(p, 'operations');
     await p.locator('#ops tbody tr').first().getByRole('link').click();
     await p.locator('#op-steps tr[data-host="w-1"]').waitFor();
@@ -269,6 +275,7 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     expect(await asCarol(token)).toBe(200);
     await p.locator('#operators tr[data-operator="carol"]').waitFor();
     expect(await p.locator('#operators tr[data-operator="carol"]').textContent()).toContain('read, deploy');
+    expect(await unlabelled(p)).toEqual([]);
     await shoot(p, 'operators');
 
     p.once('dialog', (d) => void d.accept());
@@ -299,6 +306,7 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     const actions = await p.locator('#audit tbody tr td:nth-child(4)').allTextContents();
     expect(actions.length).toBeGreaterThan(0);
     expect(actions.every((a) => a.includes('decommission'))).toBe(true);
+    expect(await unlabelled(p)).toEqual([]);
     await shoot(p, 'audit');
   }, 60_000);
 

@@ -55,3 +55,11 @@ export async function shoot(page: Page, name: string): Promise<void> {
 
 /** Buttons that change something (the dashboard marks each with `data-action`). */
 export const actionButtons = (page: Page): Promise<number> => page.locator('[data-action]').count();
+
+/** Form controls on the page with neither a `<label>` nor an `aria-label` (ids, for the message). */
+export const unlabelled = (page: Page): Promise<string[]> =>
+  page.evaluate(() =>
+    Array.from(document.querySelectorAll<HTMLInputElement>('input, select, textarea'))
+      .filter((c) => (c.labels?.length ?? 0) === 0 && !c.getAttribute('aria-label'))
+      .map((c) => c.id || c.outerHTML.slice(0, 80)),
+  );

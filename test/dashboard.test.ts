@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalFleet, type LocalFleet } from '../cli/up/local-fleet.js';
-import { actionButtons, hasChromium, launchChromium, logIn as logInAt, shoot } from './dashboard-fixture.js';
+import {
+  actionButtons,
+  hasChromium,
+  launchChromium,
+  logIn as logInAt,
+  shoot,
+  unlabelled,
+} from './dashboard-fixture.js';
 import { CLI, fleetCli, poll, tempDir } from './fleet-fixture.js';
 import type { BrowserContext } from 'playwright-core';
 
@@ -130,6 +137,7 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
       (await fleetCli(fleet, ['controller', 'services', '--json'])).stdout,
     ) as unknown[];
     expect(before).toEqual([]);
+    expect(await unlabelled(page)).toEqual([]);
     await shoot(page, 'deploy');
     await apply.click();
     await expect
@@ -197,6 +205,7 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     expect(await lines.count()).toBe(paused);
     await page.getByRole('button', { name: 'Resume' }).click();
     await expect.poll(() => lines.count()).toBeGreaterThan(paused);
+    expect(await unlabelled(page)).toEqual([]);
     await shoot(page, 'host-logs');
 
     await page.getByLabel('Grep').fill('talk [0-9]*7$');
@@ -210,6 +219,38 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     expect(await page.locator('[data-action="decommission"]').isDisabled()).toBe(true);
     await context.close();
   }, 150_000);
+
+  it('is usable by keyboard alone, with a visible focus', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${fleet.controller.adminUrl}/`);
+    // The token field has the focus; Enter submits.
+    await page.keyboard.type(adminToken);
+    await page.keyboard.press('Enter');
+    await page.locator('#fleet tbody tr').first().waitFor();
+    const focused = (): Promise<{ text: string; outline: string }> =>
+      page.evaluate(() => {
+        const a = document.activeElement as HTMLElement;
+        return { text: a.textContent ?? '', outline: getComputedStyle(a).outlineStyle };
+      });
+    await page.keyboard.press('Tab');
+    expect(await focused()).toEqual({ text: 'Skip to the page', outline: 'solid' });
+    await page.keyboard.press('Tab');
+    expect(await focused()).toEqual({ text: 'Fleet', outline: 'solid' });
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.locator('#services').waitFor();
+    expect(page.url()).toContain('#/services');
+    // Into a host's tabs from the fleet page, by links only.
+    await page.goto(`${fleet.controller.adminUrl}/#/fleet`);
+    await page.locator('#fleet a[href="#/host/web-1"]').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('nav.tabs [data-tab="logs"]').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#log-service').waitFor();
+    expect(await unlabelled(page)).toEqual([]);
+    await context.close();
+  }, 60_000);
 
   it("refuses a session's change without its CSRF header, a read-only operator's change, and the cookie after logout", async () => {
     const context = await browser.newContext();

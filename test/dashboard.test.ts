@@ -224,7 +224,8 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(`${fleet.controller.adminUrl}/`);
-    // The token field has the focus; Enter submits.
+    // The token field has the focus once the form is shown; Enter submits.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('token');
     await page.keyboard.type(adminToken);
     await page.keyboard.press('Enter');
     await page.locator('#fleet tbody tr').first().waitFor();

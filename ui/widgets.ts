@@ -1,17 +1,31 @@
 import { el, replace, type Child } from './dom.js';
 
-/** A table with a header row; `rows` are its `tr`s. */
+/**
+ * A table with a header row; `rows` are its `tr`s. Each cell carries its column's name
+ * (`data-label`), which narrow screens show beside the value when rows become cards.
+ */
 export function table(
   id: string,
   headers: readonly string[],
   rows: readonly HTMLTableRowElement[],
 ): HTMLTableElement {
+  labelCells(rows, headers);
   return el(
     'table',
-    { id },
+    { id, class: 'cards' },
     el('thead', {}, el('tr', {}, ...headers.map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, ...rows),
   );
+}
+
+/** Gives each cell of `rows` its column's name as `data-label` (see table()). */
+export function labelCells(rows: readonly HTMLTableRowElement[], headers: readonly string[]): void {
+  for (const tr of rows) {
+    Array.from(tr.cells).forEach((td, i) => {
+      const h = headers[i];
+      if (h !== undefined && h !== '') td.setAttribute('data-label', h);
+    });
+  }
 }
 
 /** A row of cells; strings and numbers become text. */

@@ -62,6 +62,8 @@ export async function startController(
     schedule?: ControllerOptions['schedule'];
     adminTls?: ControllerOptions['adminTls'];
     approvals?: ControllerOptions['approvals'];
+    /** The built dashboard to serve at `/` (dist/ui); none by default. */
+    dashboardDir?: string;
     /** Where the admin API listens (default 127.0.0.1). */
     adminHost?: string;
     /** Addresses for init (they go into the server certificate). */
@@ -97,6 +99,7 @@ export async function startController(
     schedule: options.schedule,
     adminTls: options.adminTls,
     approvals: options.approvals,
+    dashboardDir: options.dashboardDir,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({

@@ -1,31 +1,29 @@
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalFleet, type LocalFleet } from '../cli/up/local-fleet.js';
-import { CLI, deploy, fleetCli, poll, ROOT, tempDir } from './fleet-fixture.js';
+import {
+  actionButtons,
+  hasChromium,
+  launchChromium,
+  logIn as logInAt,
+  shoot,
+  unlabelled,
+} from './dashboard-fixture.js';
+import { CLI, fleetCli, poll, tempDir } from './fleet-fixture.js';
+import type { BrowserContext } from 'playwright-core';
 
 /**
  * The web dashboard in a real headless Chromium (Debian's, driven by playwright-core; nothing
- * downloaded) against a real controller and agents, every one a `corral` process: login,
- * the fleet page kept live, worker text shown as text, the session cookie's limits (CSRF,
- * scopes, logout). Screenshots of each page at 1280 and 390 px go to test-artifacts/dashboard/.
+ * downloaded) against a real controller and agents with forwarders, every one a `corral`
+ * process: login, the fleet page kept live, a deploy through the deploy page watched to its
+ * end, a host's tabs and its logs followed live, worker text shown as text, the session
+ * cookie's limits (CSRF, scopes, logout) and a read-only operator offered no actions.
+ * Screenshots of each page at 1280 and 390 px go to test-artifacts/dashboard/.
+ * (dashboard-admin.test.ts has approvals, releases, operations, audit and operators.)
  */
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = join(ROOT, 'test-artifacts', 'dashboard');
 const HEARTBEAT_INTERVAL_MS = 1_000;
-/** As the machine's notes say Chromium must run here: no sandbox as root, no background network. */
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const hasChromium = existsSync(CHROMIUM);
 
 let dir: string;
 let fleet: LocalFleet;
@@ -39,26 +37,26 @@ async function operatorToken(name: string, scopes: string): Promise<string> {
   return (JSON.parse(r.stdout) as { token: string }).token;
 }
 
-async function logIn(context: BrowserContext, token: string): Promise<Page> {
-  const page = await context.newPage();
-  await page.goto(`${fleet.controller.adminUrl}/`);
-  await page.getByLabel('Operator token').fill(token);
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.locator('#who').waitFor();
-  return page;
-}
+const logIn = (context: BrowserContext, token: string, hash = ''): Promise<Page> =>
+  logInAt(context, fleet.controller.adminUrl, token, hash);
 
-async function shoot(page: Page, name: string): Promise<void> {
-  for (const width of [1280, 390]) {
-    await page.setViewportSize({ width, height: 900 });
-    await page.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
+/** What the deploy page is given: a ticker, a talker on every host, and one whose error is markup. */
+const SPEC = {
+  services: [
+    { name: 'ticker', command: 'sh', args: ['-c', 'while true; do sleep 1; done'], restart: 'always' },
+    {
+      name: 'talker',
+      command: 'sh',
+      args: ['-c', 'i=0; while true; do i=$((i+1)); echo "talk $i"; sleep 0.3; done'],
+      restart: 'always',
+      placement: 'every-host',
+    },
+    { name: 'broken', command: '/nonexistent/<script>window.pwned=1</script>', restart: 'never' },
+  ],
+};
 
 beforeAll(async () => {
   if (!hasChromium) return;
-  await mkdir(SHOTS, { recursive: true });
   dir = await tempDir('dashboard');
   fleet = await startLocalFleet({
     dir,
@@ -66,11 +64,10 @@ beforeAll(async () => {
     workers: ['web-1', 'web-2'].map((name) => ({ name, address: '127.0.0.1' })),
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     updater: false,
-    forwarder: false,
   });
   adminToken = (await readFile(join(fleet.controller.stateDir, 'admin-token'), 'utf8')).trim();
   readToken = await operatorToken('viewer', 'read');
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 }, 240_000);
 
 afterAll(async () => {
@@ -112,32 +109,51 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     await context.close();
   }, 60_000);
 
-  it('updates the fleet page live as a deploy lands, and shows a worker-sent <script> as text', async () => {
+  it('deploys through the deploy page (dry-run plan, apply, the operation watched to its end) while the fleet page updates live; a worker-sent <script> is text', async () => {
     const context = await browser.newContext();
-    const page = await logIn(context, adminToken);
-    await page.locator('#fleet tbody tr').nth(1).waitFor();
+    const fleetPage = await logIn(context, adminToken);
+    await fleetPage.locator('#fleet tbody tr').nth(1).waitFor();
     // A marker that a reload would lose.
-    await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
-    const spec = {
-      services: [
-        {
-          name: 'ticker',
-          command: 'sh',
-          args: ['-c', 'while true; do sleep 1; done'],
-          restart: 'always' as const,
-        },
-        {
-          name: 'broken',
-          command: '/nonexistent/<script>window.pwned=1</script>',
-          restart: 'never' as const,
-        },
-      ],
-    };
-    await deploy(fleet, spec);
+    await fleetPage.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+
+    const page = await context.newPage();
+    await page.goto(`${fleet.controller.adminUrl}/#/deploy`);
+    const apply = page.getByRole('button', { name: 'Apply' });
+    await page.getByLabel('Deployment spec (JSON)').fill('{ "services": [');
+    await page.getByRole('button', { name: 'Dry run' }).click();
+    await expect.poll(() => page.locator('#deploy-status').textContent()).toContain('not JSON');
+    expect(await apply.isDisabled()).toBe(true);
+    await page.getByLabel('Deployment spec (JSON)').fill(JSON.stringify(SPEC, null, 2));
+    await page.getByRole('button', { name: 'Dry run' }).click();
+    await page.locator('#deploy-plan tbody tr').nth(3).waitFor();
+    const plan = await page
+      .locator('#deploy-plan tbody tr')
+      .evaluateAll((trs) =>
+        trs.map((tr) => `${tr.getAttribute('data-service')}:${tr.getAttribute('data-change')}`),
+      );
+    expect(plan.sort()).toEqual(['broken:placed', 'talker:placed', 'talker:placed', 'ticker:placed']);
+    // A dry run changed nothing.
+    const before = JSON.parse(
+      (await fleetCli(fleet, ['controller', 'services', '--json'])).stdout,
+    ) as unknown[];
+    expect(before).toEqual([]);
+    expect(await unlabelled(page)).toEqual([]);
+    await shoot(page, 'deploy');
+    await apply.click();
     await expect
-      .poll(() => page.locator('#fleet tbody').textContent(), { timeout: 30_000 })
-      .toMatch(/1\/1 running|1\/2 running/);
-    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+      .poll(() => page.locator('#op-facts [data-fact="state"]').textContent(), { timeout: 60_000 })
+      .toMatch(/succeeded|partial|failed/);
+    expect(await page.locator('#op-steps tbody tr').count()).toBe(2);
+    expect(await page.locator('#deploy-status').textContent()).toMatch(
+      /^Operation \S+ (succeeded|partial|failed)\.$/,
+    );
+    await shoot(page, 'deploy-applied');
+
+    await expect
+      .poll(() => fleetPage.locator('#fleet tbody').textContent(), { timeout: 30_000 })
+      .toMatch(/2\/2 running/);
+    expect(await fleetPage.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+    await fleetPage.close();
 
     await page.goto(`${fleet.controller.adminUrl}/#/services`);
     const broken = page.locator('#services tbody tr[data-service="broken"]');
@@ -149,12 +165,127 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
     await shoot(page, 'services');
     await context.close();
-  }, 90_000);
+  }, 120_000);
+
+  it("shows a host's tabs and follows its logs live, with a service filter, grep, and pause/resume", async () => {
+    const context = await browser.newContext();
+    const page = await logIn(context, adminToken, '#/host/web-1/overview');
+    await page.locator('#host-pins tbody tr').nth(1).waitFor();
+    const pins = await page.locator('#host-pins tbody tr td:first-child').allTextContents();
+    expect(pins.sort()).toEqual(['agent', 'updater']);
+    expect(await page.locator('#host-facts').textContent()).toContain('eligible');
+    await page.locator('#host-metrics').waitFor();
+    await shoot(page, 'host-overview');
+
+    await page.getByRole('link', { name: 'Services', exact: true }).last().click();
+    await page.locator('#host-services tr[data-service="talker"]').waitFor();
+    await shoot(page, 'host-services');
+
+    await page.locator('nav.tabs [data-tab="operations"]').click();
+    await page.locator('#host-ops tbody tr').first().waitFor({ timeout: 30_000 });
+    expect(await page.locator('#host-ops tbody tr').first().textContent()).toContain('deploy');
+    await shoot(page, 'host-operations');
+
+    await page.locator('nav.tabs [data-tab="logs"]').click();
+    await page.getByLabel('Service').fill('talker');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    const lines = page.locator('#log-lines li');
+    // Live: the count grows while the page is open (the talker prints every 0.3 s).
+    await expect.poll(() => lines.count(), { timeout: 60_000 }).toBeGreaterThan(3);
+    const seen = await lines.count();
+    await expect.poll(() => lines.count(), { timeout: 30_000 }).toBeGreaterThan(seen);
+    const services = await lines.evaluateAll((lis) => lis.map((li) => li.getAttribute('data-service')));
+    expect(new Set(services)).toEqual(new Set(['talker']));
+
+    await page.getByRole('button', { name: 'Pause' }).click();
+    const paused = await lines.count();
+    await expect
+      .poll(() => page.locator('#log-state').textContent(), { timeout: 30_000 })
+      .toMatch(/paused, [1-9]\d* new lines held/);
+    expect(await lines.count()).toBe(paused);
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => lines.count()).toBeGreaterThan(paused);
+    expect(await unlabelled(page)).toEqual([]);
+    await shoot(page, 'host-logs');
+
+    await page.getByLabel('Grep').fill('talk [0-9]*7$');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect.poll(() => lines.count(), { timeout: 30_000 }).toBeGreaterThan(0);
+    const messages = await page.locator('#log-lines .log-message').allTextContents();
+    expect(messages.every((m) => /talk \d*7$/.test(m))).toBe(true);
+
+    await page.locator('nav.tabs [data-tab="actions"]').click();
+    await page.locator('[data-action="drain"]').waitFor();
+    expect(await page.locator('[data-action="decommission"]').isDisabled()).toBe(true);
+    await context.close();
+  }, 150_000);
+
+  it('is usable by keyboard alone, with a visible focus', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${fleet.controller.adminUrl}/`);
+    // The token field has the focus once the form is shown; Enter submits.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('token');
+    await page.keyboard.type(adminToken);
+    await page.keyboard.press('Enter');
+    await page.locator('#fleet tbody tr').first().waitFor();
+    const focused = (): Promise<{ text: string; outline: string }> =>
+      page.evaluate(() => {
+        const a = document.activeElement as HTMLElement;
+        return { text: a.textContent ?? '', outline: getComputedStyle(a).outlineStyle };
+      });
+    await page.keyboard.press('Tab');
+    expect(await focused()).toEqual({ text: 'Skip to the page', outline: 'solid' });
+    await page.keyboard.press('Tab');
+    expect(await focused()).toEqual({ text: 'Fleet', outline: 'solid' });
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.locator('#services').waitFor();
+    expect(page.url()).toContain('#/services');
+    // Into a host's tabs from the fleet page, by links only.
+    await page.goto(`${fleet.controller.adminUrl}/#/fleet`);
+    await page.locator('#fleet a[href="#/host/web-1"]').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('nav.tabs [data-tab="logs"]').focus();
+    await page.keyboard.press('Enter');
+    await page.locator('#log-service').waitFor();
+    expect(await unlabelled(page)).toEqual([]);
+    await context.close();
+  }, 60_000);
 
   it("refuses a session's change without its CSRF header, a read-only operator's change, and the cookie after logout", async () => {
     const context = await browser.newContext();
     const page = await logIn(context, readToken);
     expect(await page.locator('#who').textContent()).toContain('viewer (read)');
+    // No page offers it an action: no action buttons, no actions tab, no deploy or operators page.
+    expect(await page.locator('header nav a').allTextContents()).toEqual([
+      'Fleet',
+      'Services',
+      'Releases',
+      'Operations',
+      'Approvals',
+      'Audit',
+    ]);
+    // Each page once its data is on it (what it would offer an action on).
+    const loaded: Record<string, string> = {
+      '#/fleet': '#fleet tbody tr',
+      '#/services': '#services tbody tr',
+      '#/host/web-1/overview': '#host-pins tbody tr',
+      '#/host/web-1/services': '#host-services tbody tr',
+      '#/releases': '#releases tbody tr',
+      '#/ops': '#ops tbody tr',
+      '#/approvals': '#approvals-done',
+      '#/audit': '#audit tbody tr',
+    };
+    for (const [hash, ready] of Object.entries(loaded)) {
+      await page.goto(`${fleet.controller.adminUrl}/${hash}`);
+      await page.locator(ready).first().waitFor({ timeout: 30_000 });
+      expect(await actionButtons(page), hash).toBe(0);
+    }
+    expect(await page.locator('nav.tabs [data-tab="actions"]').count()).toBe(0);
+    await page.goto(`${fleet.controller.adminUrl}/#/host/web-1/actions`);
+    await page.locator('#tab-overview').waitFor();
+    expect(await actionButtons(page)).toBe(0);
     // A forged change with the cookie (what a cross-site form would send): no CSRF header.
     const forged = await page.evaluate(async () => {
       const r = await fetch('/v1/teardown', {

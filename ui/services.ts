@@ -1,6 +1,9 @@
 import { api } from './api.js';
 import { ago, el, replace } from './dom.js';
 import { onFleetChange } from './live.js';
+import { labelCells } from './widgets.js';
+
+const HEADERS = ['State', 'Service', 'Host', 'Desired', 'Restarts', 'Last error', 'Updated'];
 
 interface ServiceRow {
   readonly service: string;
@@ -10,6 +13,8 @@ interface ServiceRow {
   readonly restarts: number;
   readonly lastError: string | null;
   readonly updatedAt: string | null;
+  /** Why the controller gave up retrying it (it stays failed until it runs again). */
+  readonly escalated?: string;
 }
 interface PendingRow {
   readonly service: string;
@@ -19,6 +24,7 @@ interface PendingRow {
 
 /** Order: what needs a look first (pending, escalated, failed, degraded), then by name. */
 const RANK: Readonly<Record<string, number>> = { pending: 0, escalated: 1, failed: 2, degraded: 3 };
+const rank = (s: ServiceRow): number => (s.escalated !== undefined ? 1 : (RANK[s.observed] ?? 9));
 
 /**
  * Every service across the fleet: state, host, desired against observed, restarts and the
@@ -33,27 +39,15 @@ export function renderServices(root: HTMLElement, signal: AbortSignal): void {
     summary,
     el(
       'table',
-      { id: 'services' },
-      el(
-        'thead',
-        {},
-        el(
-          'tr',
-          {},
-          ...['State', 'Service', 'Host', 'Desired', 'Restarts', 'Last error', 'Updated'].map((h) =>
-            el('th', { scope: 'col' }, h),
-          ),
-        ),
-      ),
+      { id: 'services', class: 'cards' },
+      el('thead', {}, el('tr', {}, ...HEADERS.map((h) => el('th', { scope: 'col' }, h)))),
       body,
     ),
   );
   const load = async (): Promise<void> => {
     const page = await api<{ services: ServiceRow[]; pending?: PendingRow[] }>('GET', '/v1/services');
     const now = Date.now();
-    const rows = [...page.services].sort(
-      (a, b) => (RANK[a.observed] ?? 9) - (RANK[b.observed] ?? 9) || a.service.localeCompare(b.service),
-    );
+    const rows = [...page.services].sort((a, b) => rank(a) - rank(b) || a.service.localeCompare(b.service));
     replace(
       body,
       ...(page.pending ?? []).map((p) =>
@@ -73,16 +67,17 @@ export function renderServices(root: HTMLElement, signal: AbortSignal): void {
         el(
           'tr',
           { 'data-service': s.service, 'data-state': s.observed },
-          el('td', {}, s.observed),
+          el('td', {}, s.escalated === undefined ? s.observed : `${s.observed} (escalated)`),
           el('td', {}, s.service),
           el('td', {}, s.host),
           el('td', {}, s.desired),
           el('td', {}, s.restarts),
-          el('td', { class: 'error' }, s.lastError ?? ''),
+          el('td', { class: 'error' }, s.escalated ?? s.lastError ?? ''),
           el('td', {}, ago(s.updatedAt, now)),
         ),
       ),
     );
+    labelCells(Array.from(body.rows), HEADERS);
     replace(summary, `${rows.length} services, ${(page.pending ?? []).length} pending`);
   };
   onFleetChange(load, signal);

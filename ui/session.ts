@@ -7,6 +7,21 @@ export interface Session {
   readonly expiresAt: string;
 }
 
-export function can(session: Session, scope: string): boolean {
-  return session.scopes.includes('admin') || session.scopes.includes(scope);
+let current: Session | undefined;
+
+/** The logged-in operator's session, for pages deciding which actions to offer. */
+export function setSession(s: Session | undefined): void {
+  current = s;
+}
+
+export function session(): Session | undefined {
+  return current;
+}
+
+/**
+ * Whether the operator's scopes allow `scope` (`admin` implies all), as the server decides it:
+ * the page only hides what it would refuse, the server still enforces every scope.
+ */
+export function can(scope: string, s: Session | undefined = current): boolean {
+  return s !== undefined && (s.scopes.includes('admin') || s.scopes.includes(scope));
 }

@@ -58,7 +58,7 @@ function arg(args: string[], name: string, fallback: number): number {
 const fingerprint = (seed: string): string => createHash('sha256').update(seed).digest('hex');
 
 /** Writes `count` hosts (and an agent and an updater pin each) straight into the state's database. */
-async function seedHosts(stateDir: string, count: number): Promise<void> {
+export async function seedHosts(stateDir: string, count: number): Promise<void> {
   const db = await openControllerState(stateDir);
   try {
     const now = Date.now();

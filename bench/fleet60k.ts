@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { initControllerState } from '../controller/index.js';
 import { openControllerState } from '../controller/state/open-state.js';
 import type { HostsTable, PinsTable } from '../controller/db/schema.js';
+import type { FleetHostStatusTable } from '../controller/events/event-tables.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
 import { ROOT, startControllerProcess, type ControllerProcess } from './lib/controller-process.js';
@@ -57,7 +58,11 @@ function arg(args: string[], name: string, fallback: number): number {
 
 const fingerprint = (seed: string): string => createHash('sha256').update(seed).digest('hex');
 
-/** Writes `count` hosts (and an agent and an updater pin each) straight into the state's database. */
+/**
+ * Writes `count` hosts (and an agent and an updater pin each, and the status the fleet events
+ * last told of each, as a controller that saw them enroll and beat would have left it)
+ * straight into the state's database.
+ */
 export async function seedHosts(stateDir: string, count: number): Promise<void> {
   const db = await openControllerState(stateDir);
   try {
@@ -66,6 +71,7 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
     for (let start = 0; start < count; start += SEED_ROWS_PER_TX) {
       const hosts: Insertable<HostsTable>[] = [];
       const pins: Insertable<PinsTable>[] = [];
+      const told: Insertable<FleetHostStatusTable>[] = [];
       for (let i = start; i < Math.min(count, start + SEED_ROWS_PER_TX); i++) {
         const id = randomUUID();
         // 90% seen within the last 20 s, 4% two intervals ago, 4% long ago, 2% never.
@@ -79,6 +85,11 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
                 ? now - 3_600_000
                 : null;
         const enrolledAt = new Date(now - 86_400_000 + i).toISOString();
+        told.push({
+          host_id: id,
+          status: bucket < 45 ? 'online' : bucket < 47 ? 'stale' : bucket < 49 ? 'offline' : 'pending',
+          changed_at: enrolledAt,
+        });
         hosts.push({
           id,
           name: `host-${String(i).padStart(6, '0')}`,
@@ -112,6 +123,7 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
       }
       await db.transaction().execute(async (trx) => {
         await trx.insertInto('hosts').values(hosts).execute();
+        await trx.insertInto('fleet_host_status').values(told).execute();
         for (let i = 0; i < pins.length; i += SEED_ROWS_PER_TX) {
           await trx
             .insertInto('pins')

@@ -9,6 +9,7 @@ import { operatorsMigration } from './migration-operators.js';
 import { eligibilityMigration } from './migration-eligibility.js';
 import { webSessionsMigration } from './migration-web-sessions.js';
 import { serviceRuntimeMigration } from './migration-service-runtime.js';
+import { eventAgeMigration } from './migration-event-age.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -28,6 +29,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0014-eligibility', { up: eligibilityMigration }],
   ['0016-web-sessions', { up: webSessionsMigration }],
   ['0017-service-runtime', { up: serviceRuntimeMigration }],
+  ['0020-event-age', { up: eventAgeMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

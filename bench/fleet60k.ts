@@ -283,6 +283,15 @@ export async function run(args: string[]): Promise<void> {
       `/metrics, ${scrapes} scrapes               median ${fmt(median(metricsMs), 1)} ms   max ${fmt(Math.max(...metricsMs), 1)} ms`,
     );
     const scrapeCpuMs = (await processCpuMs(pid)) - cpuBeforeScrapes;
+    const perHost = await timedGet(controller, '/metrics/hosts');
+    if (perHost.status !== 200) throw new Error(`/metrics/hosts: ${perHost.status}`);
+    const omitted = /^corral_host_series_omitted_hosts (\d+)$/m.exec(
+      (await timedGet(controller, '/metrics')).text,
+    )?.[1];
+    console.log(
+      `/metrics/hosts (the per-host gauges alone; /metrics omits them for ${omitted ?? '?'} hosts)  ` +
+        `${fmt(perHost.ms, 0)} ms, ${fmt(perHost.text.length / 1e6, 1)} MB`,
+    );
     const cpuBeforeWalk = await processCpuMs(pid);
     const walk = await walkList(controller);
     const walkCpuMs = (await processCpuMs(pid)) - cpuBeforeWalk;
@@ -353,6 +362,11 @@ export async function run(args: string[]): Promise<void> {
     reading = false;
     await Promise.all(readers);
     heartbeatLine('with list walks and scrapes', busy);
+    console.log(
+      `  busy / alone: p50 ${fmt(percentile(busy.latenciesMs, 50) / percentile(quiet.latenciesMs, 50), 2)}×, ` +
+        `p99 ${fmt(percentile(busy.latenciesMs, 99) / percentile(quiet.latenciesMs, 99), 2)}×, ` +
+        `rate ${fmt(busy.count / busy.seconds / (quiet.count / quiet.seconds), 2)}×`,
+    );
     await Promise.all(clients.map((c) => c.close()));
     console.log(
       `  admin reads meanwhile: ${readStats.walks} list walks (page median ${fmt(median(readStats.pageMs), 1)} ms, ` +

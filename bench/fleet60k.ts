@@ -9,6 +9,7 @@ import { request } from 'undici';
 import { initControllerState } from '../controller/index.js';
 import { openControllerState } from '../controller/state/open-state.js';
 import type { HostsTable, PinsTable } from '../controller/db/schema.js';
+import type { FleetHostStatusTable } from '../controller/events/event-tables.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
 import { ROOT, startControllerProcess, type ControllerProcess } from './lib/controller-process.js';
@@ -57,8 +58,12 @@ function arg(args: string[], name: string, fallback: number): number {
 
 const fingerprint = (seed: string): string => createHash('sha256').update(seed).digest('hex');
 
-/** Writes `count` hosts (and an agent and an updater pin each) straight into the state's database. */
-async function seedHosts(stateDir: string, count: number): Promise<void> {
+/**
+ * Writes `count` hosts (and an agent and an updater pin each, and the status the fleet events
+ * last told of each, as a controller that saw them enroll and beat would have left it)
+ * straight into the state's database.
+ */
+export async function seedHosts(stateDir: string, count: number): Promise<void> {
   const db = await openControllerState(stateDir);
   try {
     const now = Date.now();
@@ -66,6 +71,7 @@ async function seedHosts(stateDir: string, count: number): Promise<void> {
     for (let start = 0; start < count; start += SEED_ROWS_PER_TX) {
       const hosts: Insertable<HostsTable>[] = [];
       const pins: Insertable<PinsTable>[] = [];
+      const told: Insertable<FleetHostStatusTable>[] = [];
       for (let i = start; i < Math.min(count, start + SEED_ROWS_PER_TX); i++) {
         const id = randomUUID();
         // 90% seen within the last 20 s, 4% two intervals ago, 4% long ago, 2% never.
@@ -79,6 +85,11 @@ async function seedHosts(stateDir: string, count: number): Promise<void> {
                 ? now - 3_600_000
                 : null;
         const enrolledAt = new Date(now - 86_400_000 + i).toISOString();
+        told.push({
+          host_id: id,
+          status: bucket < 45 ? 'online' : bucket < 47 ? 'stale' : bucket < 49 ? 'offline' : 'pending',
+          changed_at: enrolledAt,
+        });
         hosts.push({
           id,
           name: `host-${String(i).padStart(6, '0')}`,
@@ -112,6 +123,7 @@ async function seedHosts(stateDir: string, count: number): Promise<void> {
       }
       await db.transaction().execute(async (trx) => {
         await trx.insertInto('hosts').values(hosts).execute();
+        await trx.insertInto('fleet_host_status').values(told).execute();
         for (let i = 0; i < pins.length; i += SEED_ROWS_PER_TX) {
           await trx
             .insertInto('pins')
@@ -271,6 +283,15 @@ export async function run(args: string[]): Promise<void> {
       `/metrics, ${scrapes} scrapes               median ${fmt(median(metricsMs), 1)} ms   max ${fmt(Math.max(...metricsMs), 1)} ms`,
     );
     const scrapeCpuMs = (await processCpuMs(pid)) - cpuBeforeScrapes;
+    const perHost = await timedGet(controller, '/metrics/hosts');
+    if (perHost.status !== 200) throw new Error(`/metrics/hosts: ${perHost.status}`);
+    const omitted = /^corral_host_series_omitted_hosts (\d+)$/m.exec(
+      (await timedGet(controller, '/metrics')).text,
+    )?.[1];
+    console.log(
+      `/metrics/hosts (the per-host gauges alone; /metrics omits them for ${omitted ?? '?'} hosts)  ` +
+        `${fmt(perHost.ms, 0)} ms, ${fmt(perHost.text.length / 1e6, 1)} MB`,
+    );
     const cpuBeforeWalk = await processCpuMs(pid);
     const walk = await walkList(controller);
     const walkCpuMs = (await processCpuMs(pid)) - cpuBeforeWalk;
@@ -341,6 +362,11 @@ export async function run(args: string[]): Promise<void> {
     reading = false;
     await Promise.all(readers);
     heartbeatLine('with list walks and scrapes', busy);
+    console.log(
+      `  busy / alone: p50 ${fmt(percentile(busy.latenciesMs, 50) / percentile(quiet.latenciesMs, 50), 2)}×, ` +
+        `p99 ${fmt(percentile(busy.latenciesMs, 99) / percentile(quiet.latenciesMs, 99), 2)}×, ` +
+        `rate ${fmt(busy.count / busy.seconds / (quiet.count / quiet.seconds), 2)}×`,
+    );
     await Promise.all(clients.map((c) => c.close()));
     console.log(
       `  admin reads meanwhile: ${readStats.walks} list walks (page median ${fmt(median(readStats.pageMs), 1)} ms, ` +

@@ -1,11 +1,9 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { identityFromDer } from '../pki/index.js';
 import type { Readable } from 'node:stream';
-import { AUTHORIZATION_SCHEME } from '../protocol/constants.js';
-import { envelopeOf, ErrorCode, RemoteError } from '../protocol/errors.js';
-import { SSE_CONTENT_TYPE } from '../protocol/fleet-events.js';
+import { AUTHORIZATION_SCHEME, SSE_CONTENT_TYPE } from '../protocol/constants.js';
+import type { RemoteError } from '../protocol/errors.js';
 import { CliExit, EXIT_FAILURE } from './exit.js';
 import { resolveAdminTarget, type AdminTargetOptions } from './controller-home.js';
 import type { AdminTarget } from './profiles.js';
@@ -64,8 +62,12 @@ function readAll(res: IncomingMessage): Promise<string> {
   });
 }
 
-/** An answer of 400 or more: the envelope's code and message, or the bare status. */
-function refusal(status: number, text: string): RemoteError {
+/**
+ * An answer of 400 or more: the envelope's code and message, or the bare status. The error
+ * registry (and its schema library) loads only here, when an answer is a refusal.
+ */
+async function refusal(status: number, text: string): Promise<RemoteError> {
+  const { envelopeOf, ErrorCode, RemoteError } = await import('../protocol/errors.js');
   const envelope = envelopeOf(text);
   return envelope
     ? new RemoteError(envelope.error.code, envelope.error.message, status)
@@ -73,14 +75,17 @@ function refusal(status: number, text: string): RemoteError {
 }
 
 /**
- * The admin API over node's own HTTP client (nothing to load beyond node itself), one
- * keep-alive connection reused across a command's calls (a paged list makes many); an idle
- * connection does not hold the process open.
+ * The admin API over node's own HTTP client (nothing to load beyond node itself, and pki/
+ * only for a TLS target with a CA, on its first call), one keep-alive connection reused
+ * across a command's calls (a paged list makes many); an idle connection does not hold the
+ * process open.
  */
 export function createAdminClient(target: AdminTarget): AdminClient {
   const tls = target.url.startsWith('https:');
   const request = tls ? httpsRequest : httpRequest;
-  const agent = tls ? httpsAgent(target) : new HttpAgent({ keepAlive: true });
+  let agentP: Promise<HttpAgent> | undefined;
+  const agentFor = (): Promise<HttpAgent> =>
+    (agentP ??= tls ? httpsAgent(target) : Promise.resolve(new HttpAgent({ keepAlive: true })));
 
   /** A request that got no answer: the error code, or the timeout it ran out of. */
   function unreachable(e: unknown, timeoutMs?: number): CliExit {
@@ -101,38 +106,45 @@ export function createAdminClient(target: AdminTarget): AdminClient {
     timeoutMs: number,
     write: (req: ReturnType<typeof httpRequest>) => void,
   ): Promise<{ status: number; text: string }> {
-    return new Promise((resolve, reject) => {
-      const req = request(
-        `${target.url}${path}`,
-        { method, headers, signal: AbortSignal.timeout(timeoutMs), agent },
-        (res) => {
-          readAll(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
-        },
-      );
-      req.on('error', (e: unknown) => reject(unreachable(e, timeoutMs)));
-      write(req);
-    });
+    return agentFor().then(
+      (agent) =>
+        new Promise((resolve, reject) => {
+          const req = request(
+            `${target.url}${path}`,
+            { method, headers, signal: AbortSignal.timeout(timeoutMs), agent },
+            (res) => {
+              readAll(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
+            },
+          );
+          req.on('error', (e: unknown) => reject(unreachable(e, timeoutMs)));
+          write(req);
+        }),
+    );
   }
 
   function authorization(): Record<string, string> {
     return target.token !== undefined ? { authorization: `${AUTHORIZATION_SCHEME} ${target.token}` } : {};
   }
 
-  function events(path: string, extra: Readonly<Record<string, string>> = {}, idleMs = 60_000) {
+  async function events(path: string, extra: Readonly<Record<string, string>> = {}, idleMs = 60_000) {
+    const agent = await agentFor();
     return new Promise<IncomingMessage>((resolve, reject) => {
       const headers = { ...authorization(), accept: SSE_CONTENT_TYPE, ...extra };
       const req = request(`${target.url}${path}`, { method: 'GET', headers, agent }, (res) => {
         res.setTimeout(idleMs, () => res.destroy(new CliExit(EXIT_FAILURE, 'the event stream went silent')));
         if (res.statusCode === 200) return resolve(res);
         const status = res.statusCode ?? 0;
-        readAll(res).then((text) => reject(refusal(status, text)), reject);
+        readAll(res)
+          .then(async (text) => reject(await refusal(status, text)))
+          .catch(reject);
       });
       req.on('error', (e: unknown) => reject(unreachable(e)));
       req.end();
     });
   }
 
-  function download(path: string, body: unknown, idleMs = ADMIN_TIMEOUT_MS) {
+  async function download(path: string, body: unknown, idleMs = ADMIN_TIMEOUT_MS) {
+    const agent = await agentFor();
     return new Promise<IncomingMessage>((resolve, reject) => {
       const payload = JSON.stringify(body);
       const headers = {
@@ -144,7 +156,9 @@ export function createAdminClient(target: AdminTarget): AdminClient {
         res.setTimeout(idleMs, () => res.destroy(new CliExit(EXIT_FAILURE, 'the download went silent')));
         if (res.statusCode === 200) return resolve(res);
         const status = res.statusCode ?? 0;
-        readAll(res).then((text) => reject(refusal(status, text)), reject);
+        readAll(res)
+          .then(async (text) => reject(await refusal(status, text)))
+          .catch(reject);
       });
       req.on('error', (e: unknown) => reject(unreachable(e)));
       req.end(payload);
@@ -182,7 +196,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
         }
       },
     );
-    if (status >= 400) throw refusal(status, text);
+    if (status >= 400) throw await refusal(status, text);
     return { status, text };
   }
   return {
@@ -210,11 +224,13 @@ export function createAdminClient(target: AdminTarget): AdminClient {
 /**
  * The https agent for an admin API over TLS: with a profile's CA, only that CA is trusted and
  * the controller must present a certificate with the `controller` role for the URL's host;
- * the operator certificate, when there is one, is presented.
+ * the operator certificate, when there is one, is presented. pki/ (to read the role) loads
+ * only then.
  */
-function httpsAgent(target: AdminTarget): HttpsAgent {
+async function httpsAgent(target: AdminTarget): Promise<HttpsAgent> {
   const tls = target.tls;
   if (!tls) return new HttpsAgent({ keepAlive: true });
+  const { identityFromDer } = await import('../pki/index.js');
   return new HttpsAgent({
     keepAlive: true,
     ca: tls.caPem,

@@ -2,9 +2,42 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { readEndpointsFile } from '../kit/endpoints-file.js';
+import { ENDPOINTS_FILE } from '../protocol/constants.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from './exit.js';
-import { profileTarget, type AdminTarget } from './profiles.js';
+import type { AdminTarget } from './profiles.js';
+
+/** Largest `run/endpoints.json` read, in bytes (a daemon writes a few hundred). */
+const MAX_ENDPOINTS_FILE_BYTES = 16 * 1024;
+
+/**
+ * The admin address in the state dir's `run/endpoints.json`, undefined when the file or the
+ * field is absent. Only that field is read, checked as a URL by the caller, so an admin
+ * command loads no schema library for it. Throws CliExit for a file that is not JSON.
+ */
+async function readAdminEndpoint(stateDir: string): Promise<string | undefined> {
+  const path = join(stateDir, ENDPOINTS_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e: unknown) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  const foreign = (): CliExit =>
+    new CliExit(EXIT_FAILURE, `${path} is not an endpoints file a controller wrote`);
+  if (text.length > MAX_ENDPOINTS_FILE_BYTES) throw foreign();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON: refused like any other file a controller did not write.
+    throw foreign();
+  }
+  const admin =
+    typeof parsed === 'object' && parsed !== null ? (parsed as { admin?: unknown }).admin : undefined;
+  if (admin !== undefined && typeof admin !== 'string') throw foreign();
+  return admin;
+}
 
 /** Options every command that talks to the admin API takes. */
 export interface AdminTargetOptions {
@@ -45,13 +78,14 @@ export async function resolveAdminTarget(
   env: Env = process.env,
 ): Promise<AdminTarget> {
   if (env.CORRAL_PROFILE !== undefined && opts.url === undefined && opts.token === undefined) {
+    // Profiles (their schema and pki/) load only for a command that uses one.
+    const { profileTarget } = await import('./profiles.js');
     return profileTarget(env, env.CORRAL_PROFILE);
   }
   const stateDir = controllerStateDir(opts.stateDir, env);
   let url = opts.url ?? env.CORRAL_URL;
   if (url === undefined) {
-    const endpoints = await readEndpointsFile(stateDir);
-    url = endpoints?.admin;
+    url = await readAdminEndpoint(stateDir);
     if (url === undefined) {
       throw new CliExit(
         EXIT_FAILURE,

@@ -4,10 +4,10 @@ import { ContainerId, RuntimeKind, ServiceState } from './heartbeat.js';
 import { ImageReference } from './service-spec.js';
 import { HostStatus, HostView } from './host.js';
 
-/** Hosts in one answer of `GET /v1/hosts` when the request names no `limit`. */
-export const DEFAULT_HOST_PAGE_LIMIT = 500;
-/** Hosts in one answer of `GET /v1/hosts` at most. */
-export const MAX_HOST_PAGE_LIMIT = 1000;
+import { MAX_HOST_PAGE_LIMIT } from './constants.js';
+
+// The page bounds live in constants.ts (no schema library to load for a CLI that only pages).
+export { DEFAULT_HOST_PAGE_LIMIT, MAX_HOST_PAGE_LIMIT } from './constants.js';
 /** Longest `cursor` accepted, in characters (an opaque token the previous page returned). */
 export const MAX_HOST_CURSOR_CHARS = 1024;
 

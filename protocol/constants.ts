@@ -30,3 +30,14 @@ export const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 
 /** File, under a daemon's state dir, where it writes the addresses it bound. */
 export const ENDPOINTS_FILE = 'run/endpoints.json';
+
+/** The content type of a server-sent event stream. */
+export const SSE_CONTENT_TYPE = 'text/event-stream';
+
+/** Host statuses, in the order lists and counts show them. */
+export const HOST_STATUSES = ['pending', 'online', 'stale', 'offline', 'decommissioned'] as const;
+
+/** Hosts in one answer of `GET /v1/hosts` when the request names no `limit`. */
+export const DEFAULT_HOST_PAGE_LIMIT = 500;
+/** Hosts in one answer of `GET /v1/hosts` at most. */
+export const MAX_HOST_PAGE_LIMIT = 1000;

@@ -93,4 +93,4 @@ export type EventsPage = Static<typeof EventsPage>;
  * comes first (no id).
  */
 export const SSE_TRUNCATED_EVENT = 'truncated';
-export const SSE_CONTENT_TYPE = 'text/event-stream';
+export { SSE_CONTENT_TYPE } from './constants.js';

@@ -2,8 +2,10 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Address, Fingerprint, HostId, Labels, Name, Port, Timestamp } from './common.js';
 import { HostMetrics } from './heartbeat.js';
 import { WipeStateSchema } from './wipe.js';
+import { HOST_STATUSES } from './constants.js';
 
-export const HOST_STATUSES = ['pending', 'online', 'stale', 'offline', 'decommissioned'] as const;
+// The list lives in constants.ts (no schema library to load for a CLI that only shows it).
+export { HOST_STATUSES } from './constants.js';
 export type HostStatus = (typeof HOST_STATUSES)[number];
 export const HostStatus = Type.Union(HOST_STATUSES.map((s) => Type.Literal(s)));
 

@@ -88,6 +88,27 @@ describe('module graph of a corral command', () => {
       [],
     );
     expect(controllerPackagesIn(packages)).toEqual([]);
+    // Nor the schema library, nor pki/: the page bounds and statuses are plain constants.
+    expect(packages).toEqual(['commander']);
+    expect(ours.filter((f) => f.startsWith('pki/'))).toEqual([]);
+  });
+
+  it('a refused admin call loads the error registry then, and still names the code', async () => {
+    const failed = await execFileAsync(process.execPath, [
+      join(ROOT, 'bin', 'corral.js'),
+      'controller',
+      'host',
+      'no-such-host',
+      '--url',
+      t.endpoints.admin,
+      '--token',
+      t.adminToken,
+    ]).then(
+      () => undefined,
+      (e: unknown) => e as { code?: number; stderr?: string },
+    );
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toContain('(CORRAL_ERR_NOT_FOUND)');
   });
 
   it('controller serve --help does load the controller (the trace sees it when it is there)', async () => {

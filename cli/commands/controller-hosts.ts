@@ -7,8 +7,8 @@ import type {
   HostDetail,
   HostListResponse,
 } from '../../protocol/admin-hosts.js';
-import { MAX_HOST_PAGE_LIMIT } from '../../protocol/admin-hosts.js';
-import { HOST_STATUSES, type HostClock, type HostView } from '../../protocol/host.js';
+import { HOST_STATUSES, MAX_HOST_PAGE_LIMIT } from '../../protocol/constants.js';
+import type { HostClock, HostView } from '../../protocol/host.js';
 import { adminClientFor, type AdminClient } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';

@@ -10,6 +10,7 @@ import { eligibilityMigration } from './migration-eligibility.js';
 import { webSessionsMigration } from './migration-web-sessions.js';
 import { serviceRuntimeMigration } from './migration-service-runtime.js';
 import { rolloutsMigration } from './migration-rollouts.js';
+import { eventAgeMigration } from './migration-event-age.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -30,6 +31,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0016-web-sessions', { up: webSessionsMigration }],
   ['0017-service-runtime', { up: serviceRuntimeMigration }],
   ['0018-rollouts', { up: rolloutsMigration }],
+  ['0019-event-age', { up: eventAgeMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

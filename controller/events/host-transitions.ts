@@ -12,6 +12,8 @@ type Db = Kysely<ControllerDatabase>;
 
 /** Hosts read per statement when checking (one parameter each). */
 const HOSTS_PER_READ = 500;
+/** Status rows per upsert (3 parameters each): a first start with a large fleet writes them all. */
+const STATUS_ROWS_PER_UPSERT = 300;
 /** A failed check is tried again after this, in ms. */
 const RETRY_MS = 1_000;
 
@@ -154,11 +156,20 @@ export function createHostTransitions(o: {
           trx,
           found.flatMap((c) => eventsFor(c.row, told.get(c.row.id), c.next)),
         );
-        for (const c of found) {
+        for (let i = 0; i < found.length; i += STATUS_ROWS_PER_UPSERT) {
           await trx
             .insertInto('fleet_host_status')
-            .values({ host_id: c.row.id, status: c.next, changed_at: nowIso })
-            .onConflict((oc) => oc.column('host_id').doUpdateSet({ status: c.next, changed_at: nowIso }))
+            .values(
+              found
+                .slice(i, i + STATUS_ROWS_PER_UPSERT)
+                .map((c) => ({ host_id: c.row.id, status: c.next, changed_at: nowIso })),
+            )
+            .onConflict((oc) =>
+              oc.column('host_id').doUpdateSet((eb) => ({
+                status: eb.ref('excluded.status'),
+                changed_at: eb.ref('excluded.changed_at'),
+              })),
+            )
             .execute();
         }
         return found;

@@ -78,11 +78,47 @@ export async function pruneHostEvents(
   return Number(aged.numDeletedRows + over);
 }
 
-/** Prunes every host's events (one host per statement group, so no long lock). */
+/** Events deleted per statement when pruning by age (each statement a short write). */
+const AGED_EVENTS_PER_DELETE = 2_000;
+
+/**
+ * Prunes every host's events: those past the age limit a batch per statement, oldest first
+ * (from the `events_received` index), then the hosts holding more than `maxPerHost` (found in
+ * one pass over `events_host_received`) one at a time. A handful of statements for a fleet
+ * of 60k hosts, none holding the write lock for long.
+ */
 export async function pruneAllEvents(db: Db, retention: EventRetention, nowMs: number): Promise<number> {
-  const hosts = await db.selectFrom('hosts').select('id').execute();
+  const cutoff = isoAt(nowMs - retention.maxAgeMs);
   let deleted = 0;
-  for (const { id } of hosts) deleted += await pruneHostEvents(db, id, retention, nowMs);
+  // Ends: every round but the last deletes a full batch of a table that only shrinks here.
+  for (;;) {
+    const res = await db
+      .deleteFrom('events')
+      .where((eb) =>
+        eb(
+          eb.refTuple('host_id', 'event_id'),
+          'in',
+          eb
+            .selectFrom('events')
+            .select(['host_id', 'event_id'])
+            .where('received_at', '<', cutoff)
+            .orderBy('received_at')
+            .limit(AGED_EVENTS_PER_DELETE)
+            .$asTuple('host_id', 'event_id'),
+        ),
+      )
+      .executeTakeFirst();
+    const n = Number(res.numDeletedRows);
+    deleted += n;
+    if (n < AGED_EVENTS_PER_DELETE) break;
+  }
+  const crowded = await db
+    .selectFrom('events')
+    .select('host_id')
+    .groupBy('host_id')
+    .having((eb) => eb.fn.countAll(), '>', retention.maxPerHost)
+    .execute();
+  for (const { host_id } of crowded) deleted += await pruneHostEvents(db, host_id, retention, nowMs);
   return deleted;
 }
 

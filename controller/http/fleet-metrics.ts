@@ -9,12 +9,17 @@ const num = (v: unknown): string | undefined =>
   typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined;
 
 /**
- * The fleet's series, read with one aggregate query each on `db` (the read-only connection):
- * per-host gauges from the last heartbeat of every active host (its name escaped, since a
- * worker chose it), services by observed state, operations by kind and outcome, and pending
- * approvals. No host view is built, so a scrape of 60k hosts reads three columns per host.
+ * Above this many hosts with a heartbeat, `/metrics` leaves the per-host gauges out (they are
+ * three series per host: at 60k hosts 180k series, 10 MB and about a second per scrape) and
+ * `/metrics/hosts` serves them alone, for a scrape job of its own at a longer interval.
  */
-export async function fleetMetricLines(db: Kysely<ControllerDatabase>, nowIso: string): Promise<string[]> {
+export const PER_HOST_SERIES_MAX_HOSTS = 1_000;
+
+/**
+ * The per-host gauges from the last heartbeat of every active host (its name escaped, since a
+ * worker chose it): one query reading three JSON fields of each host row, no host view built.
+ */
+export async function hostGaugeLines(db: Kysely<ControllerDatabase>): Promise<string[]> {
   const hosts = await db
     .selectFrom('hosts')
     .select([
@@ -26,6 +31,42 @@ export async function fleetMetricLines(db: Kysely<ControllerDatabase>, nowIso: s
     .where('decommissioned_at', 'is', null)
     .where('metrics', 'is not', null)
     .execute();
+  const load: string[] = [];
+  const mem: string[] = [];
+  const disk: string[] = [];
+  for (const h of hosts) {
+    const label = `{host="${escapeLabel(h.name)}"}`;
+    const [l, m, d] = [num(h.load1), num(h.mem), num(h.disk)];
+    if (l !== undefined) load.push(`corral_host_load1${label} ${l}`);
+    if (m !== undefined) mem.push(`corral_host_memory_available_bytes${label} ${m}`);
+    if (d !== undefined) disk.push(`corral_host_disk_free_bytes${label} ${d}`);
+  }
+  return [
+    '# HELP corral_host_load1 One-minute load average of each active host, from its last heartbeat.',
+    '# TYPE corral_host_load1 gauge',
+    ...load,
+    '# HELP corral_host_memory_available_bytes Memory available on each active host, from its last heartbeat.',
+    '# TYPE corral_host_memory_available_bytes gauge',
+    ...mem,
+    '# HELP corral_host_disk_free_bytes Free disk of each active host, from its last heartbeat.',
+    '# TYPE corral_host_disk_free_bytes gauge',
+    ...disk,
+  ];
+}
+
+/**
+ * The fleet's series, read with one aggregate query each on `db` (the read-only connection):
+ * the per-host gauges when `heartbeatHosts` (active hosts with a heartbeat) is at most
+ * PER_HOST_SERIES_MAX_HOSTS, else how many hosts they were left out for; services by observed
+ * state, operations by kind and outcome, and pending approvals.
+ */
+export async function fleetMetricLines(
+  db: Kysely<ControllerDatabase>,
+  nowIso: string,
+  heartbeatHosts: number,
+): Promise<string[]> {
+  const perHost = heartbeatHosts <= PER_HOST_SERIES_MAX_HOSTS;
+  const gauges = perHost ? await hostGaugeLines(db) : [];
   const services = await db
     .selectFrom('service_observed')
     .innerJoin('hosts', 'hosts.id', 'service_observed.host_id')
@@ -45,31 +86,16 @@ export async function fleetMetricLines(db: Kysely<ControllerDatabase>, nowIso: s
     .where('expires_at', '>', nowIso)
     .executeTakeFirst();
 
-  const load: string[] = [];
-  const mem: string[] = [];
-  const disk: string[] = [];
-  for (const h of hosts) {
-    const label = `{host="${escapeLabel(h.name)}"}`;
-    const [l, m, d] = [num(h.load1), num(h.mem), num(h.disk)];
-    if (l !== undefined) load.push(`corral_host_load1${label} ${l}`);
-    if (m !== undefined) mem.push(`corral_host_memory_available_bytes${label} ${m}`);
-    if (d !== undefined) disk.push(`corral_host_disk_free_bytes${label} ${d}`);
-  }
   const byState = new Map<string, number>(SERVICE_STATES.map((s) => [s, 0]));
   for (const s of services) byState.set(s.state, Number(s.n));
   const ops = new Map<string, number>();
   for (const kind of OPERATION_KINDS) for (const state of OPERATION_STATES) ops.set(`${kind}\0${state}`, 0);
   for (const o of operations) ops.set(`${o.kind}\0${o.state}`, Number(o.n));
   return [
-    '# HELP corral_host_load1 One-minute load average of each active host, from its last heartbeat.',
-    '# TYPE corral_host_load1 gauge',
-    ...load,
-    '# HELP corral_host_memory_available_bytes Memory available on each active host, from its last heartbeat.',
-    '# TYPE corral_host_memory_available_bytes gauge',
-    ...mem,
-    '# HELP corral_host_disk_free_bytes Free disk of each active host, from its last heartbeat.',
-    '# TYPE corral_host_disk_free_bytes gauge',
-    ...disk,
+    ...gauges,
+    '# HELP corral_host_series_omitted_hosts Hosts whose per-host gauges this scrape left out (too many hosts: read /metrics/hosts).',
+    '# TYPE corral_host_series_omitted_hosts gauge',
+    `corral_host_series_omitted_hosts ${perHost ? 0 : heartbeatHosts}`,
     '# HELP corral_services Service instances on active hosts, by the state their agents last reported.',
     '# TYPE corral_services gauge',
     ...[...byState].map(([state, n]) => `corral_services{state="${escapeLabel(state)}"} ${n}`),

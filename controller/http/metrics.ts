@@ -156,9 +156,10 @@ export function createMetrics(): ControllerMetrics {
         '# HELP corral_metrics_series_dropped_total Series not kept (cardinality cap): latency, expired certificates by host.',
         '# TYPE corral_metrics_series_dropped_total counter',
         `corral_metrics_series_dropped_total ${droppedSeries}`,
-        ...extra,
-        ...sources.flatMap((source) => source()),
       );
+      // Pushed one by one: a spread of a long list into push() overflows the call stack.
+      for (const line of extra) out.push(line);
+      for (const source of sources) for (const line of source()) out.push(line);
       return `${out.join('\n')}\n`;
     },
   };

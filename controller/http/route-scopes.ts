@@ -19,6 +19,7 @@ export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'GET /v1/session': 'read',
   'DELETE /v1/session': 'read',
   'GET /metrics': 'metrics',
+  'GET /metrics/hosts': 'metrics',
   'GET /v1/hosts': 'read',
   'GET /v1/hosts/:name': 'read',
   'POST /v1/hosts/:name/decommission': 'decommission',

@@ -7,7 +7,7 @@ import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
 import { countHostsByStatus, type Liveness } from '../fleet/host-store.js';
 import type { ControllerMetrics } from '../http/metrics.js';
 import { isoAt } from '../clock.js';
-import { fleetMetricLines } from '../http/fleet-metrics.js';
+import { fleetMetricLines, hostGaugeLines } from '../http/fleet-metrics.js';
 import { processMetricLines } from '../http/process-metrics.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
 
@@ -22,7 +22,13 @@ export interface SystemRouteOptions {
 
 const Health = Type.Object({ ok: Type.Boolean() }, { additionalProperties: false });
 
-/** `/health` (no token) and `/metrics` (Prometheus text; a `metrics`-scoped credential). */
+const EXPOSITION_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/**
+ * `/health` (no token), `/metrics` and `/metrics/hosts` (Prometheus text; a `metrics`-scoped
+ * credential). `/metrics` holds the per-host gauges only up to PER_HOST_SERIES_MAX_HOSTS hosts;
+ * `/metrics/hosts` holds them alone, for every active host.
+ */
 export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, HttpServer> = async (
   app,
   o,
@@ -32,7 +38,11 @@ export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, Ht
   app.get('/metrics', async (_request, reply) => {
     const live = o.live();
     const counts = await countHostsByStatus(o.readDb, live);
-    const fleet = await fleetMetricLines(o.readDb, isoAt(live.nowMs));
+    const fleet = await fleetMetricLines(
+      o.readDb,
+      isoAt(live.nowMs),
+      counts.online + counts.stale + counts.offline,
+    );
     const stats = o.writer.stats();
     const extra = [
       '# HELP corral_heartbeat_queue Heartbeats waiting to be written.',
@@ -47,6 +57,11 @@ export const adminSystemRoutes: FastifyPluginAsyncTypebox<SystemRouteOptions, Ht
       ...fleet,
       ...(await processMetricLines()),
     ];
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(o.metrics.render(counts, extra));
+    return reply.type(EXPOSITION_TYPE).send(o.metrics.render(counts, extra));
+  });
+
+  app.get('/metrics/hosts', async (_request, reply) => {
+    const lines = await hostGaugeLines(o.readDb);
+    return reply.type(EXPOSITION_TYPE).send(`${lines.join('\n')}\n`);
   });
 };

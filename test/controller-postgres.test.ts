@@ -91,6 +91,10 @@ describe.skipIf(skip !== undefined)(
         const h = (await f().controller.admin.get<HostListResponse>('/v1/hosts')).hosts[0];
         return h?.lastSeen && h.lastSeen > seenBefore ? true : undefined;
       });
+      // /metrics reads the heartbeat's JSON fields with PostgreSQL's own JSON operators.
+      const metrics = await f().controller.admin.text('/metrics');
+      expect(metrics).toMatch(/^corral_host_load1\{host="pg-1"\} \d/m);
+      expect(metrics).toMatch(/^corral_host_disk_free_bytes\{host="pg-1"\} \d/m);
       const verify = await fleetCli(f(), ['controller', 'audit', '--verify', '--json']);
       expect(verify.code, verify.stderr).toBe(0);
       const v = JSON.parse(verify.stdout) as AuditVerification;

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { SERVICE_STATES } from '../../protocol/heartbeat.js';
 import { OPERATION_KINDS, OPERATION_STATES } from '../../protocol/operations.js';
+import { dialectOf } from '../db/dialect-of.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { escapeLabel } from './metrics.js';
 
@@ -20,13 +21,18 @@ export const PER_HOST_SERIES_MAX_HOSTS = 1_000;
  * worker chose it): one query reading three JSON fields of each host row, no host view built.
  */
 export async function hostGaugeLines(db: Kysely<ControllerDatabase>): Promise<string[]> {
+  // One numeric field of the metrics JSON text, in the database's own JSON functions.
+  const field =
+    dialectOf(db) === 'postgres'
+      ? (key: string) => sql<unknown>`(metrics::json->>${sql.lit(key)})::float8`
+      : (key: string) => sql<unknown>`json_extract(metrics, ${sql.lit(`$.${key}`)})`;
   const hosts = await db
     .selectFrom('hosts')
     .select([
       'name',
-      sql<unknown>`json_extract(metrics, '$.load1')`.as('load1'),
-      sql<unknown>`json_extract(metrics, '$.memAvailableBytes')`.as('mem'),
-      sql<unknown>`json_extract(metrics, '$.diskFreeBytes')`.as('disk'),
+      field('load1').as('load1'),
+      field('memAvailableBytes').as('mem'),
+      field('diskFreeBytes').as('disk'),
     ])
     .where('decommissioned_at', 'is', null)
     .where('metrics', 'is not', null)

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openDatabase, type ControllerDb } from '../db/open-database.js';
-import { describeEachDialect } from '../../test/dialects.js';
-import { AUDIT_GENESIS_HASH, auditHash, createAuditLog } from './audit-log.js';
-import { canonicalJson } from '../../kit/canonical-json.js';
+import { openDatabase, type ControllerDb } from '../controller/db/open-database.js';
+import { describeEachDialect } from './dialects.js';
+import { AUDIT_GENESIS_HASH, auditHash, createAuditLog } from '../controller/audit/audit-log.js';
+import { canonicalJson } from '../kit/canonical-json.js';
 
 describeEachDialect((dialect) => {
   let target: string;

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { describeEachDialect } from '../../test/dialects.js';
-import { Labels } from '../../protocol/common.js';
-import { isCorralError } from '../../protocol/errors.js';
-import { ControllerErrorCode } from '../errors.js';
-import { listHostViews } from '../fleet/host-store.js';
-import { decodeJsonColumn } from './json-column.js';
-import { openDatabase } from './open-database.js';
+import { describeEachDialect } from './dialects.js';
+import { Labels } from '../protocol/common.js';
+import { isCorralError } from '../protocol/errors.js';
+import { ControllerErrorCode } from '../controller/errors.js';
+import { listHostViews } from '../controller/fleet/host-store.js';
+import { decodeJsonColumn } from '../controller/db/json-column.js';
+import { openDatabase } from '../controller/db/open-database.js';
 
 const host = (id: string, name: string, labels: string, metrics: string | null = null) => ({
   id,

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HeartbeatRequest, type ServiceStatus } from '../../protocol/heartbeat.js';
+import { HeartbeatRequest, type ServiceStatus } from '../protocol/heartbeat.js';
 import { Value } from '@sinclair/typebox/value';
-import { ErrorCode } from '../../protocol/errors.js';
-import { describeEachDialect } from '../../test/dialects.js';
-import { openDatabase, type ControllerDb } from '../db/open-database.js';
-import { listServiceViews } from '../deploy/service-views.js';
-import { createHeartbeatWriter } from './heartbeat-writer.js';
-import { hostDetail } from './host-store.js';
+import { ErrorCode } from '../protocol/errors.js';
+import { describeEachDialect } from './dialects.js';
+import { openDatabase, type ControllerDb } from '../controller/db/open-database.js';
+import { listServiceViews } from '../controller/deploy/service-views.js';
+import { createHeartbeatWriter } from '../controller/fleet/heartbeat-writer.js';
+import { hostDetail } from '../controller/fleet/host-store.js';
 
 describeEachDialect((dialect) => {
   let db: ControllerDb;

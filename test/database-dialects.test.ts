@@ -1,12 +1,16 @@
 import { sql } from 'kysely';
 import { beforeEach, afterEach, describe, expect, it } from 'vitest';
-import { describeEachDialect } from '../../test/dialects.js';
-import { ControllerErrorCode } from '../errors.js';
-import { createEventSink, headCursor, readPage } from '../events/event-log.js';
-import { describeDatabaseTarget, parseDatabaseTarget, toDatabaseTarget } from './database-target.js';
-import { dialectOf, isUniqueViolation } from './dialect-of.js';
-import { MIGRATIONS } from './migrations.js';
-import { openDatabase, openReadConnection, type ControllerDb } from './open-database.js';
+import { describeEachDialect } from './dialects.js';
+import { ControllerErrorCode } from '../controller/errors.js';
+import { createEventSink, headCursor, readPage } from '../controller/events/event-log.js';
+import {
+  describeDatabaseTarget,
+  parseDatabaseTarget,
+  toDatabaseTarget,
+} from '../controller/db/database-target.js';
+import { dialectOf, isUniqueViolation } from '../controller/db/dialect-of.js';
+import { MIGRATIONS } from '../controller/db/migrations.js';
+import { openDatabase, openReadConnection, type ControllerDb } from '../controller/db/open-database.js';
 
 const host = (id: string, name: string, decommissionedAt: string | null = null) => ({
   id,

@@ -49,6 +49,8 @@ import { createFleetEvents, type FleetEventsOptions } from './events/fleet-event
 import { createApprovalGate } from './approvals/approval-gate.js';
 import { createApprovalStore, type ApprovalConfig } from './approvals/approval-store.js';
 import { registerSchedulerExecutors, schedulerApprovals } from './approvals/scheduler-approvals.js';
+import { startBackupSchedule, type BackupConfig } from './state/backup-schedule.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
@@ -117,6 +119,12 @@ export interface ControllerOptions {
   readonly dashboardDir?: string | undefined;
   /** Actions that wait for other operators' approval (`approvals:` in controller.yaml); default none. */
   readonly approvals?: ApprovalConfig | undefined;
+  /**
+   * Backups the controller writes itself into a directory: on a schedule when it has an
+   * interval, and before every decommission and teardown of everything (refused when that
+   * backup fails). Needs `identity.paths` (VALIDATION otherwise).
+   */
+  readonly backups?: BackupConfig | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -159,6 +167,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const intervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   /** Aborted by the abort-operations phase: every long operation takes this signal. */
   const root = new AbortController();
+  if (options.backups && !identity.paths)
+    throw new CorralError(ErrorCode.VALIDATION, 'backups need the state dir of the controller');
   const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
   const audit = createAuditLog({ db, clock });
   const tokens = createTokenStore({ db, audit, clock });
@@ -255,6 +265,19 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'events' }),
     onPruned: (n) => metrics.eventsPruned(n),
   });
+  const backups =
+    options.backups && identity.paths
+      ? startBackupSchedule({
+          config: options.backups,
+          paths: identity.paths,
+          database: options.database,
+          audit,
+          clock,
+          log: log.child({ component: 'backup' }),
+          signal: root.signal,
+        })
+      : undefined;
+  if (backups) metrics.addSource(() => backups.metricsLines());
   const sockets = createLiveSockets(pins);
   const advertised: { syslog?: string } = {};
   let endpoints: ControllerEndpoints | undefined;
@@ -311,12 +334,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
     adminTls: options.adminTls,
     dashboardDir: options.dashboardDir,
     approvals,
+    backupFirst: backups && ((action, target, actor) => backups.backupFirst(action, target, actor)),
   });
 
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
-    operations: [scheduler, deployer, releaseUpdater],
+    operations: [scheduler, deployer, releaseUpdater, ...(backups ? [backups] : [])],
     writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }],
     clients: [
       { close: async () => sockets.dispose() },

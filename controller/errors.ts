@@ -19,6 +19,8 @@ export const ControllerErrorCode = {
   /** What this build cannot do: streaming through the sqlite3 driver, a dialect other than SQLite or PostgreSQL. */
   UNSUPPORTED: 'CORRAL_ERR_UNSUPPORTED',
   CLOSED: ErrorCode.CLOSED,
+  /** The automatic backup before a destructive action failed; the action was refused and nothing changed. */
+  BACKUP_FIRST_FAILED: ErrorCode.BACKUP_FIRST_FAILED,
   WRITE_FAILED: ErrorCode.WRITE_FAILED,
 } as const;
 

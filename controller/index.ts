@@ -26,3 +26,5 @@ export {
 export { DEFAULT_EVENT_RETENTION, type EventRetention } from './fleet/event-retention.js';
 export { DEFAULT_FLEET_EVENT_RETENTION, type FleetEventRetention } from './events/fleet-retention.js';
 export { restoreControllerState, type RestoreOptions, type RestoreResult } from './state/restore-state.js';
+export { DEFAULT_BACKUP_KEEP, type BackupConfig } from './state/backup-schedule.js';
+export { BACKUP_NAME_RE, listBackupFiles } from './state/backup-files.js';

@@ -54,6 +54,8 @@ export interface ServeOptions extends ControllerListen {
   readonly approvals?: ControllerOptions['approvals'];
   /** The built dashboard's folder, served at `/` by the admin listener. */
   readonly dashboardDir?: string | undefined;
+  /** The controller's own backups (`backup:` in controller.yaml). */
+  readonly backups?: ControllerOptions['backups'];
 }
 
 export interface ServingController {
@@ -115,6 +117,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       adminTls: options.adminTls,
       approvals: options.approvals,
       dashboardDir: options.dashboardDir,
+      backups: options.backups,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

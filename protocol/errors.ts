@@ -66,6 +66,8 @@ export const ErrorCode = {
   BACKUP_DAMAGED: 'CORRAL_ERR_BACKUP_DAMAGED',
   /** `controller restore` into a state dir that is not empty, without `--force`; nothing was changed. */
   RESTORE_REFUSED: 'CORRAL_ERR_RESTORE_REFUSED',
+  /** A destructive action (decommission, teardown of everything) refused: the backup taken first failed. */
+  BACKUP_FIRST_FAILED: 'CORRAL_ERR_BACKUP_FIRST_FAILED',
   /** A browser's mutating request without its session's anti-CSRF header (or without a session). */
   CSRF: 'CORRAL_ERR_CSRF',
 } as const;
@@ -114,6 +116,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   CORRAL_ERR_BACKUP_PASSPHRASE: 400,
   CORRAL_ERR_BACKUP_DAMAGED: 400,
   CORRAL_ERR_RESTORE_REFUSED: 409,
+  CORRAL_ERR_BACKUP_FIRST_FAILED: 503,
   CORRAL_ERR_CSRF: 403,
 };
 

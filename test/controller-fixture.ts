@@ -62,6 +62,7 @@ export async function startController(
     schedule?: ControllerOptions['schedule'];
     adminTls?: ControllerOptions['adminTls'];
     approvals?: ControllerOptions['approvals'];
+    backups?: ControllerOptions['backups'];
     /** The built dashboard to serve at `/` (dist/ui); none by default. */
     dashboardDir?: string;
     /** Where the admin API listens (default 127.0.0.1). */
@@ -100,6 +101,7 @@ export async function startController(
     adminTls: options.adminTls,
     approvals: options.approvals,
     dashboardDir: options.dashboardDir,
+    backups: options.backups,
   });
   const loopback = { host: '127.0.0.1', port: 0 };
   const endpoints = await controller.listen({

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import {
   checkHeartbeatBudget,
+  DEFAULT_BACKUP_KEEP,
   DEFAULT_EVENT_RETENTION,
   DEFAULT_FLEET_EVENT_RETENTION,
   DEFAULT_HEARTBEAT_BUDGET,
@@ -37,6 +38,7 @@ import { addStateDirOption, controllerStateDir } from '../controller-home.js';
 import { parseDurationMs } from '../duration.js';
 import { configPath } from '../config/config-file.js';
 import { loadControllerConfig } from '../config/controller-config.js';
+import { backupConfigFrom } from '../config/backup-options.js';
 import { claimPidFile } from '../../kit/pid-file.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
@@ -312,6 +314,22 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       .option('--log-level <level>', 'pino log level', 'info')
       .option('--config <file>', 'controller config file (YAML; default: $CORRAL_CONFIG); flags win over it')
       .option('--database <target>', DATABASE_HELP)
+      .option(
+        '--backup-dir <dir>',
+        'write encrypted backups into DIR (0700): on --backup-every and before each decommission and teardown of everything',
+      )
+      .option(
+        '--backup-passphrase-file <file>',
+        "the backups' passphrase: the first line of FILE (must be 0600; read at start)",
+      )
+      .option(
+        '--backup-every <duration>',
+        'a backup every DURATION (e.g. 6h); without it, only before destructive actions',
+      )
+      .option(
+        '--backup-keep <n>',
+        `backups kept in --backup-dir, the newest (default ${DEFAULT_BACKUP_KEEP})`,
+      )
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
     async (
@@ -341,6 +359,10 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         retryMax: string;
         reinitialize?: boolean;
         database?: string;
+        backupDir?: string;
+        backupPassphraseFile?: string;
+        backupEvery?: string;
+        backupKeep?: string;
       },
       cmd: Command,
     ) => {
@@ -476,6 +498,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           keepFiles: wholeNumber('--logs-keep-files', opts.logsKeepFiles),
         },
       };
+      const backupFile = loaded.backup ?? {};
+      const backups = await backupConfigFrom({
+        dir: given.backupDir ?? backupFile.dir,
+        passphraseFile: given.backupPassphraseFile ?? backupFile.passphraseFile,
+        every: given.backupEvery ?? (backupFile.every !== undefined ? `${backupFile.every}ms` : undefined),
+        keep: given.backupKeep ?? optionalString(backupFile.keep),
+      });
       const log = pino({
         level: opts.logLevel,
         redact: [...LOG_REDACT_PATHS],
@@ -520,6 +549,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           approvals: { policy, ttlMs: expireAfter, updateAllOnly },
           // The dashboard this installation built (npm run build, or a release's copy).
           dashboardDir: dashboardDir(),
+          backups,
         });
       } catch (e: unknown) {
         shutdown.dispose();

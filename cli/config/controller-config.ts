@@ -48,6 +48,17 @@ export const CONTROLLER_CONFIG_SPEC = {
     heal: { kind: 'int', min: 0, max: 10 },
     expireAfter: { kind: 'duration' },
   },
+  /**
+   * The controller's own encrypted backups: into `dir`, with the passphrase of `passphraseFile`
+   * (0600, read at start), every `every` when given and before each decommission and teardown
+   * of everything; the newest `keep` are kept.
+   */
+  backup: {
+    dir: { kind: 'path' },
+    passphraseFile: { kind: 'path' },
+    every: { kind: 'duration' },
+    keep: { kind: 'int', min: 1, max: 10_000 },
+  },
 } as const satisfies ConfigSpec;
 
 export interface ControllerConfig {
@@ -82,6 +93,7 @@ export interface ControllerConfig {
     heal?: number;
     expireAfter?: number;
   };
+  backup?: { dir?: string; passphraseFile?: string; every?: number; keep?: number };
 }
 
 /** Reads and checks a controller config file; durations come back in ms. Exit 2 on anything wrong. */

@@ -9,8 +9,7 @@ import {
 } from '../../protocol/approvals.js';
 import type { ServiceTeardownRequest } from '../../protocol/deployment.js';
 import { parseWith } from '../../protocol/validate.js';
-import type { Deployer } from '../deploy/deployer.js';
-import { decommissionHost, type DecommissionDeps } from '../fleet/decommission.js';
+import type { DestructiveActions } from '../fleet/destructive-actions.js';
 import type { OperatorSecret, OperatorStore } from '../operators/operator-store.js';
 import type { ReleaseUpdater } from '../release/update-operation.js';
 import type { ApprovalStore } from './approval-store.js';
@@ -63,24 +62,19 @@ function withoutSecret(result: unknown): unknown {
 export function registerAdminExecutors(
   store: ApprovalStore,
   d: {
-    readonly decommission: DecommissionDeps & { readonly waitMs: number };
-    readonly deployer: Pick<Deployer, 'teardown'>;
+    /** Decommission and teardown, with the backup taken first when backups are configured. */
+    readonly destructive: DestructiveActions;
     readonly updater: Pick<ReleaseUpdater, 'update'>;
     readonly operators: OperatorStore;
   },
 ): void {
   store.register('decommission', {
     run: async (body, actor) =>
-      decommissionHost(
-        d.decommission,
-        parseWith(ApprovedDecommission, body, 'approved decommission').name,
-        actor,
-        d.decommission.waitMs,
-      ),
+      d.destructive.decommission(parseWith(ApprovedDecommission, body, 'approved decommission').name, actor),
   });
   store.register('teardown', {
     run: async (body, actor) =>
-      d.deployer.teardown(parseWith(ApprovedTeardown, body, 'approved teardown'), actor),
+      d.destructive.teardown(parseWith(ApprovedTeardown, body, 'approved teardown'), actor),
   });
   const keptFile = (body: unknown): string | undefined =>
     typeof (body as { file?: unknown } | null)?.file === 'string'

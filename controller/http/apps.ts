@@ -15,6 +15,7 @@ import type { Deployer } from '../deploy/deployer.js';
 import type { Operations } from '../deploy/operations.js';
 import { createRolloutControl, type RolloutControl } from '../deploy/halted-rollouts.js';
 import type { ClockOffsets } from '../fleet/clock-offsets.js';
+import { createDestructiveActions, type BackupFirst } from '../fleet/destructive-actions.js';
 import type { Enrollment } from '../fleet/enrollment.js';
 import type { HeartbeatBudget } from '../fleet/heartbeat-budget.js';
 import type { HeartbeatWriter } from '../fleet/heartbeat-writer.js';
@@ -315,6 +316,8 @@ export interface ControllerServices {
   readonly dashboardDir?: string | undefined;
   /** Which actions wait for other operators' approval; the admin actions' executors register here. */
   readonly approvals: ApprovalGate;
+  /** With backups configured: the backup taken before a decommission or a teardown of everything. */
+  readonly backupFirst?: BackupFirst | undefined;
 }
 
 /** Builds the admin, worker and join APIs; nothing listens until listenApps. */
@@ -336,10 +339,14 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     waitMs: s.decommissionWaitMs,
   };
   const approvals = s.approvals;
-  // Each approved request runs as its requester's operation (reschedule and heal: controller.ts).
-  registerAdminExecutors(approvals.store, {
+  const destructive = createDestructiveActions({
     decommission,
     deployer: s.deployer,
+    backupFirst: s.backupFirst,
+  });
+  // Each approved request runs as its requester's operation (reschedule and heal: controller.ts).
+  registerAdminExecutors(approvals.store, {
+    destructive,
     updater: s.releaseUpdater,
     operators,
   });
@@ -362,7 +369,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     hosts: {
       readDb,
       live,
-      decommission,
+      destructive,
       check: { db, pins, client: s.client },
       gate: approvals,
     },
@@ -376,7 +383,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       joinAddress: () => s.joinAddress(),
     },
     audit: { audit },
-    deploy: { deployer: s.deployer, db, live, gate: approvals },
+    deploy: { deployer: s.deployer, destructive, db, live, gate: approvals },
     operations: s.deployer.operations,
     rollouts: createRolloutControl({
       db,

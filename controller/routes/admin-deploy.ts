@@ -12,6 +12,7 @@ import {
 } from '../../protocol/deployment.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { Deployer } from '../deploy/deployer.js';
+import type { DestructiveActions } from '../fleet/destructive-actions.js';
 import { listPending, listServiceViews } from '../deploy/service-views.js';
 import type { Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
@@ -21,6 +22,8 @@ import { teardownApprovalTarget } from '../approvals/approval-executors.js';
 
 export interface DeployRouteOptions {
   readonly deployer: Deployer;
+  /** Teardown (with the backup taken first for a teardown of everything, when configured). */
+  readonly destructive: Pick<DestructiveActions, 'teardown'>;
   readonly db: Kysely<ControllerDatabase>;
   live(): Liveness;
   /** When `teardown` needs approval, a teardown becomes a pending approval (202). */
@@ -71,7 +74,7 @@ export const adminDeployRoutes: FastifyPluginAsyncTypebox<DeployRouteOptions, Ht
     async (request, reply) => {
       const actor = adminActor(request);
       const filter = request.body;
-      const now = () => o.deployer.teardown(filter, actor);
+      const now = () => o.destructive.teardown(filter, actor);
       if (!o.gate) return now();
       const target = teardownApprovalTarget(filter);
       return gatedAnswer(reply, await o.gate.pass({ action: 'teardown', target, body: filter, actor }, now));

@@ -13,7 +13,7 @@ import {
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import type { Kysely } from 'kysely';
 import type { ControllerDatabase } from '../db/schema.js';
-import { decommissionHost, type DecommissionDeps } from '../fleet/decommission.js';
+import type { DestructiveActions } from '../fleet/destructive-actions.js';
 import { checkFleet, type FleetCheckDeps } from '../fleet/fleet-check.js';
 import { hostDetail, listHostPage, type Liveness } from '../fleet/host-store.js';
 import { adminActor } from '../http/admin-auth.js';
@@ -24,8 +24,8 @@ export interface HostRouteOptions {
   /** The list and the detail are read here (the read-only connection). */
   readonly readDb: Kysely<ControllerDatabase>;
   live(): Liveness;
-  /** What a decommission changes and tells, and how long it waits for the self-destruct (ms). */
-  readonly decommission: DecommissionDeps & { readonly waitMs: number };
+  /** Decommission (with the backup taken first when backups are configured). */
+  readonly destructive: Pick<DestructiveActions, 'decommission'>;
   readonly check: Omit<FleetCheckDeps, 'live'>;
   /** When decommission needs approval, a request becomes a pending approval (202). */
   readonly gate?: ApprovalGate | undefined;
@@ -62,7 +62,7 @@ export const adminHostRoutes: FastifyPluginAsyncTypebox<HostRouteOptions, HttpSe
     async (request, reply) => {
       const name = request.params.name;
       const actor = adminActor(request);
-      const now = () => decommissionHost(o.decommission, name, actor, o.decommission.waitMs);
+      const now = () => o.destructive.decommission(name, actor);
       if (!o.gate || o.gate.required('decommission') === 0) return now();
       if (!(await hostDetail(o.readDb, name, o.live())))
         throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${name}`);

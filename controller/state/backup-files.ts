@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, readdir, rm, unlink } from 'node:fs/promises';
+import { link, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ensurePrivateDir, PRIVATE_FILE_MODE, syncDir } from '../../pki/index.js';
@@ -91,11 +91,21 @@ export async function listBackupFiles(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((n) => BACKUP_NAME_RE.test(n)).sort();
 }
 
-/** Deletes the oldest backups in `dir` beyond the newest `keep`; returns the names deleted. */
-export async function pruneBackupFiles(dir: string, keep: number): Promise<string[]> {
+/** A temp file this old is a crashed write's leftover, not one in progress, in ms. */
+const STALE_TEMP_MS = 60 * 60_000;
+
+/**
+ * Deletes the oldest backups in `dir` beyond the newest `keep`, and the temp files of writes a
+ * crash cut off (older than STALE_TEMP_MS); returns the backup names deleted.
+ */
+export async function pruneBackupFiles(dir: string, keep: number, nowMs = Date.now()): Promise<string[]> {
   const names = await listBackupFiles(dir);
   const old = names.slice(0, Math.max(0, names.length - keep));
   for (const name of old) await rm(join(dir, name), { force: true });
+  for (const name of (await readdir(dir)).filter((n) => n.startsWith(TEMP_PREFIX) && n.endsWith('.tmp'))) {
+    const st = await stat(join(dir, name)).catch(() => undefined /* ENOENT: a write just finished */);
+    if (st && nowMs - st.mtimeMs > STALE_TEMP_MS) await rm(join(dir, name), { force: true });
+  }
   if (old.length > 0) await syncDir(dir);
   return old;
 }

@@ -74,7 +74,9 @@ describe('agent POST /v1/restart', () => {
 
   it('refuses an unknown service with CORRAL_ERR_NOT_FOUND and changes nothing', async () => {
     const before = await sleeper();
-    const res = await controller.call<{ error: { code: string } }>('POST', '/v1/restart', { service: 'nope' });
+    const res = await controller.call<{ error: { code: string } }>('POST', '/v1/restart', {
+      service: 'nope',
+    });
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe(ErrorCode.NOT_FOUND);
     const after = await sleeper();

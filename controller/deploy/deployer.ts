@@ -806,7 +806,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
             audit: o.audit,
             log,
             signal: o.signal,
-            live: o.live,
+            live: () => o.live(),
           },
           req,
           actor,

@@ -91,7 +91,9 @@ async function restartOnAgent(
       };
     }
     if (Value.Check(ErrorEnvelope, reply.json)) {
-      return failed(`agent refused (${reply.statusCode}): ${reply.json.error.message} (${reply.json.error.code})`);
+      return failed(
+        `agent refused (${reply.statusCode}): ${reply.json.error.message} (${reply.json.error.code})`,
+      );
     }
     return failed(`agent answered ${reply.statusCode} without a valid reply`);
   } catch (e: unknown) {
@@ -112,7 +114,10 @@ export async function restartService(
   actor: string,
 ): Promise<ServiceRestartResponse> {
   const snap = await loadSnapshot(d.db, d.live());
-  if (req.host !== undefined && ![...snap.hosts.values()].some((h) => h.name === req.host && !h.decommissioned)) {
+  if (
+    req.host !== undefined &&
+    ![...snap.hosts.values()].some((h) => h.name === req.host && !h.decommissioned)
+  ) {
     throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${req.host}`);
   }
   const targets = selectInstances(snap.hosts, snap.desired, req);
@@ -177,12 +182,17 @@ export async function restartService(
       mine.map((r) =>
         r.ok
           ? { level: 'info' as const, host, message: `${r.instance} restarted (pid ${r.pid ?? '?'})` }
-          : { level: 'error' as const, host, message: `${r.instance} not restarted: ${r.reason ?? 'unknown'}` },
+          : {
+              level: 'error' as const,
+              host,
+              message: `${r.instance} not restarted: ${r.reason ?? 'unknown'}`,
+            },
       ),
       {
         hostId: t.host.id,
         state: bad.length > 0 ? 'failed' : 'succeeded',
-        detail: bad.length > 0 ? bad.map((r) => `${r.instance}: ${r.reason ?? 'unknown'}`).join('; ') : 'restarted',
+        detail:
+          bad.length > 0 ? bad.map((r) => `${r.instance}: ${r.reason ?? 'unknown'}`).join('; ') : 'restarted',
       },
     );
   }

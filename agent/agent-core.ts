@@ -5,6 +5,8 @@ import type {
   AgentStatus,
   ApplyAccepted,
   ApplyRequest,
+  RestartRequest,
+  RestartResponse,
   TeardownRequest,
   TeardownResponse,
 } from '../protocol/agent-api.js';
@@ -55,6 +57,8 @@ export interface AgentCore {
   status(): Promise<AgentStatus>;
   apply(req: ApplyRequest): Promise<ApplyAccepted>;
   teardown(req: TeardownRequest): Promise<TeardownResponse>;
+  /** Restarts one supervised service on its spec; CORRAL_ERR_NOT_FOUND for an unknown one. */
+  restart(req: RestartRequest): Promise<RestartResponse>;
   /** The generation the last finished reconcile brought about (what heartbeats report). */
   appliedGeneration(): number;
   markApplied(generation: number): void;
@@ -193,6 +197,23 @@ export function createAgentCore(deps: AgentCoreDeps): AgentCore {
         });
         return { operationId, stopped: gone };
       });
+    },
+
+    async restart(req) {
+      assertNotFrozen();
+      if (!deps.table.names().includes(req.service)) {
+        throw new CorralError(ErrorCode.NOT_FOUND, `no service named ${req.service}`);
+      }
+      const operationId = randomUUID();
+      deps.log.info({ operationId, service: req.service }, 'restart accepted');
+      const { error, status } = await deps.table.restart(req.service, 'restarted by the controller');
+      return {
+        operationId,
+        service: req.service,
+        pid: status.pid,
+        restarts: status.restarts,
+        error: error ?? null,
+      };
     },
 
     appliedGeneration: () => applied,

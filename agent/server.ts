@@ -10,6 +10,7 @@ import { registerDiagnosticsRoute } from './routes/diagnostics.js';
 import { registerHealthRoute } from './routes/health.js';
 import { registerSelfDestructRoute, type SelfDestructStarter } from './routes/self-destruct.js';
 import { registerStatusRoute } from './routes/status.js';
+import { registerRestartRoute } from './routes/restart.js';
 import { registerTeardownRoute } from './routes/teardown.js';
 
 export interface AgentServerOptions {
@@ -51,6 +52,7 @@ export function createAgentServer(o: AgentServerOptions): AgentServer {
   registerStatusRoute(api, o.core);
   registerApplyRoute(api, o.core);
   registerTeardownRoute(api, o.core);
+  registerRestartRoute(api, o.core);
   registerDiagnosticsRoute(api, o.diagnostics);
   registerSelfDestructRoute(api, o.selfDestruct);
   return {

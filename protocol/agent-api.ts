@@ -6,7 +6,7 @@ import { ServiceSpec } from './service-spec.js';
 /**
  * The agent's API (mTLS, callable only by the controller-client identity pinned in the
  * worker's bundle). Routes: GET /v1/health, GET /v1/status, POST /v1/apply, POST /v1/teardown,
- * POST /v1/diagnostics, POST /v1/self-destruct.
+ * POST /v1/restart, POST /v1/diagnostics, POST /v1/self-destruct.
  */
 export const MAX_APPLY_SERVICES = 500;
 /** The worker's RFC 5424 log, under the agent's state dir, unless configured otherwise. */
@@ -72,6 +72,23 @@ export const TeardownResponse = Type.Object(
   { additionalProperties: false },
 );
 export type TeardownResponse = Static<typeof TeardownResponse>;
+
+/** Stops one supervised service and starts it again on the same spec (its restart count goes up). */
+export const RestartRequest = Type.Object({ service: InstanceName }, { additionalProperties: false });
+export type RestartRequest = Static<typeof RestartRequest>;
+
+/** 202 answer to a restart, once the new process was launched (`error`: it could not start). */
+export const RestartResponse = Type.Object(
+  {
+    operationId: OperationId,
+    service: InstanceName,
+    pid: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
+    restarts: Type.Integer({ minimum: 0 }),
+    error: Type.Union([Type.String({ maxLength: 2048 }), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type RestartResponse = Static<typeof RestartResponse>;
 
 /** Diagnostics the agent will run; any other kind is refused with 403. */
 export const DIAGNOSTIC_KINDS = ['disk', 'memory', 'processes', 'log-tail'] as const;

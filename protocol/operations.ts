@@ -6,7 +6,15 @@ import { Name, Reason, Timestamp } from './common.js';
  * makes on its own (`reschedule`: placing pending instances and moving them off lost hosts;
  * `heal`: sending a host the set it missed), with one step per host and an append-only log. Admin API: `GET /v1/ops`, `GET /v1/ops/:id`.
  */
-export const OPERATION_KINDS = ['deploy', 'teardown', 'update', 'reschedule', 'heal', 'retry'] as const;
+export const OPERATION_KINDS = [
+  'deploy',
+  'teardown',
+  'update',
+  'reschedule',
+  'heal',
+  'retry',
+  'restart',
+] as const;
 export type OperationKind = (typeof OPERATION_KINDS)[number];
 /**
  * `partial`: some hosts succeeded and some failed. `halted`: a rollout stopped at its first

@@ -48,6 +48,11 @@ export interface ServiceSupervisor {
   start(desired: DesiredService, generation: number): Promise<string | undefined>;
   /** Stops the process group (SIGTERM, then SIGKILL after the grace period). */
   stop(): Promise<void>;
+  /**
+   * Stops the process and starts it again on the same spec, counted as a restart (unlike
+   * start(), the history is kept). Resolves with the error when it could not start.
+   */
+  restart(reason: string): Promise<string | undefined>;
   /** Watches a process a previous agent started (see restoreSupervisor). */
   adopt(handle: RunHandle): void;
   /** The record says the service was active but no process is left: handle it as an exit. */
@@ -323,6 +328,29 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
         } finally {
           if (ACTIVE.includes(state) || state === 'pending') setState('stopped');
           await persist(true);
+        }
+      });
+    },
+
+    restart(reason) {
+      life.abort(); // at once: a restart waiting out its backoff gives up now
+      return exclusive(async () => {
+        await stopProcess();
+        restartTimes = [...restartsInWindow(restartTimes, deps.now(), deps.limits.windowMs), deps.now()];
+        restarts++;
+        lastError = null;
+        setState('pending');
+        deps.emit({ type: 'service-restarted', service: name, detail: `${reason}; restart ${restarts}` });
+        try {
+          await launch(life.signal);
+          return undefined;
+        } catch (e: unknown) {
+          lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
+          setState('failed');
+          deps.emit({ type: 'service-failed', service: name, detail: lastError });
+          log.warn({ reason: lastError }, 'service failed');
+          await persist(true);
+          return lastError;
         }
       });
     },

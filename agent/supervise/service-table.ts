@@ -15,6 +15,7 @@ import {
 } from './service-supervisor.js';
 import type { StateFiles } from '../state/state-manifest.js';
 import type { WorkerLog } from '../../kit/worker-log.js';
+import { CorralError, ErrorCode } from '../../protocol/errors.js';
 
 /** Matches no resolved spec: a service labelled with it is replaced by the next reconcile. */
 export const UNKNOWN_SPEC_HASH = '0'.repeat(64);
@@ -36,6 +37,11 @@ export interface ServiceTable {
   names(): string[];
   /** Starts (or replaces) a service; resolves with the error when it could not start. */
   start(desired: DesiredService, generation: number): Promise<string | undefined>;
+  /**
+   * Stops a supervised service and starts it again on its spec; throws CORRAL_ERR_NOT_FOUND
+   * when no service has that name. Resolves with the error when it could not start.
+   */
+  restart(name: string, reason: string): Promise<{ error: string | undefined; status: ServiceStatus }>;
   /** Stops a service, ships its last output, and forgets it (its directory goes). */
   remove(name: string): Promise<void>;
   /** The workloads of running services, for the self-destruct reaper. */
@@ -176,6 +182,13 @@ export function createServiceTable(deps: ServiceTableDeps): ServiceTable {
         track(sup);
       }
       return sup.start(desired, generation);
+    },
+
+    async restart(name, reason) {
+      const sup = sups.get(name);
+      if (!sup) throw new CorralError(ErrorCode.NOT_FOUND, `no service named ${name}`);
+      const error = await sup.restart(reason);
+      return { error, status: sup.status() };
     },
 
     async remove(name) {

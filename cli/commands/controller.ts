@@ -38,6 +38,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       names: ['deploy', 'services', 'teardown'],
       load: async () => (await import('./controller-deploy.js')).registerControllerDeployCommands,
     },
+    {
+      names: ['restart'],
+      load: async () => (await import('./controller-restart.js')).registerControllerRestartCommand,
+    },
     { names: ['ops'], load: async () => (await import('./controller-ops.js')).registerControllerOpsCommands },
     {
       names: ['release', 'update', 'releases'],

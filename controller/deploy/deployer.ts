@@ -34,6 +34,8 @@ import { planDeploy } from './deploy-plan.js';
 import { handOver, handoverCandidates, loadRunning, runningKey, type HandedOver } from './handover.js';
 import { countPending, forgetIntent, loadIntent, storeIntent, storePending } from './intent-store.js';
 import { serviceOfInstance } from './placement.js';
+import { restartService } from './service-restart.js';
+import type { ServiceRestartRequest, ServiceRestartResponse } from '../../protocol/admin-restart.js';
 import {
   decide,
   SCHEDULER_ACTIONS,
@@ -151,6 +153,11 @@ export interface Deployer {
   pendingCount(): number;
   /** Instances escalated after every retry, at the last pass. */
   escalatedCount(): number;
+  /**
+   * Restarts a service's placed instances (service-restart.ts), in turn with deploys; throws
+   * CORRAL_ERR_NOT_FOUND when none matches.
+   */
+  restart(req: ServiceRestartRequest, actor: string): Promise<ServiceRestartResponse>;
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
   teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse>;
   /**
@@ -788,6 +795,23 @@ export function createDeployer(o: DeployerOptions): Deployer {
     deploy,
     resume,
     teardown,
+    restart: (req, actor) =>
+      exclusive(() =>
+        restartService(
+          {
+            db,
+            client: o.client,
+            pins: o.pins,
+            operations,
+            audit: o.audit,
+            log,
+            signal: o.signal,
+            live: () => o.live(),
+          },
+          req,
+          actor,
+        ),
+      ),
     reconcile,
     async preview(name, change) {
       const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);

@@ -43,6 +43,7 @@ import {
 } from '../routes/admin-eligibility.js';
 import { drainHost } from '../deploy/host-eligibility.js';
 import { adminOpsRoutes } from '../routes/admin-ops.js';
+import { adminRestartRoutes } from '../routes/admin-restart.js';
 import { adminReleasesRoutes } from '../routes/admin-releases.js';
 import { adminSystemRoutes, type SystemRouteOptions } from '../routes/admin-system.js';
 import { adminUpdateRoutes, type UpdateRouteOptions } from '../routes/admin-update.js';
@@ -188,6 +189,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminEnrollRoutes, o.enroll);
   void app.register(adminAuditRoutes, o.audit);
   void app.register(adminDeployRoutes, o.deploy);
+  void app.register(adminRestartRoutes, { deployer: o.deploy.deployer });
   void app.register(adminOpsRoutes, { operations: o.operations, rollouts: o.rollouts });
   void app.register(adminUpdateRoutes, o.update);
   void app.register(adminReleasesRoutes, { updater: o.update.updater });

@@ -38,6 +38,7 @@ export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'POST /v1/deploy': 'deploy',
   'GET /v1/services': 'read',
   'POST /v1/teardown': 'deploy',
+  'POST /v1/restart': 'deploy',
   'GET /v1/ops': 'read',
   'GET /v1/ops/:id': 'read',
   // And `update` for an update's rollout (checked by the route).

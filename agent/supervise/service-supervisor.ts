@@ -274,6 +274,21 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
     }
   }
 
+  /** Launches the current spec; on failure marks the service failed and returns why (undefined: started). */
+  async function launchOrFail(): Promise<string | undefined> {
+    try {
+      await launch(life.signal);
+      return undefined;
+    } catch (e: unknown) {
+      lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
+      setState('failed');
+      deps.emit({ type: 'service-failed', service: name, detail: lastError });
+      log.warn({ reason: lastError }, 'service failed');
+      await persist(true);
+      return lastError;
+    }
+  }
+
   return {
     name,
     spec: () => spec,
@@ -303,17 +318,7 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
         restartTimes = [];
         lastError = null;
         setState('pending');
-        try {
-          await launch(life.signal);
-          return undefined;
-        } catch (e: unknown) {
-          lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
-          setState('failed');
-          deps.emit({ type: 'service-failed', service: name, detail: lastError });
-          log.warn({ reason: lastError }, 'service failed');
-          await persist(true);
-          return lastError;
-        }
+        return launchOrFail();
       });
     },
 
@@ -341,17 +346,7 @@ export function createSupervisor(deps: SupervisorDeps, initial: ServiceRecord): 
         lastError = null;
         setState('pending');
         deps.emit({ type: 'service-restarted', service: name, detail: `${reason}; restart ${restarts}` });
-        try {
-          await launch(life.signal);
-          return undefined;
-        } catch (e: unknown) {
-          lastError = `failed to start: ${e instanceof Error ? e.message : String(e)}`;
-          setState('failed');
-          deps.emit({ type: 'service-failed', service: name, detail: lastError });
-          log.warn({ reason: lastError }, 'service failed');
-          await persist(true);
-          return lastError;
-        }
+        return launchOrFail();
       });
     },
 

@@ -195,10 +195,29 @@ describe.skipIf(skip !== undefined)(
         logFile: join(work, 'restored.log'),
         env: isolatedEnv(),
       });
-      const adminUrl = await poll('the restored controller listening', async () => {
-        const e = await readEndpointsFile(intoPg).catch(() => undefined /* not written yet */);
-        return e?.admin;
-      });
+      const restoredLog = join(work, 'restored.log');
+      const logTail = async (): Promise<string> =>
+        (await readFile(restoredLog, 'utf8').catch(() => '')).slice(-4000);
+      // A controller that exits (a taken port, a failed migration) fails here with its log,
+      // instead of a bare timeout; a slow start under a loaded CI machine gets two minutes.
+      const daemon = restored;
+      const adminUrl = await Promise.race([
+        poll(
+          'the restored controller listening',
+          async () => {
+            const e = await readEndpointsFile(intoPg).catch(() => undefined /* not written yet */);
+            return e?.admin;
+          },
+          120_000,
+        ).catch(async (e: unknown) => {
+          throw new Error(`${(e as Error).message}\n--- restored.log ---\n${await logTail()}`);
+        }),
+        daemon.exited.then(async (x) => {
+          throw new Error(
+            `the restored controller exited (code ${String(x.code)}, signal ${String(x.signal)})\n--- restored.log ---\n${await logTail()}`,
+          );
+        }),
+      ]);
       const token = (await readFile(join(intoPg, 'admin-token'), 'utf8')).trim();
       const admin = createAdminClient({ url: adminUrl, token });
       await poll('the old worker heartbeating to the restored controller', async () => {

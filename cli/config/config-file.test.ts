@@ -108,7 +108,7 @@ describe('controller.yaml', () => {
       logs: { max_file_mb: 32, keep_days: 7 },
     });
     expect(await refusal('agent: {}\n', loadControllerConfig)).toContain(
-      'unknown key "agent" (known: stateDir, database, controller, logs, approvals)',
+      'unknown key "agent" (known: stateDir, database, controller, logs, approvals, backup)',
     );
   });
 

@@ -51,6 +51,8 @@ import { createApprovalStore, type ApprovalConfig } from './approvals/approval-s
 import { registerSchedulerExecutors, schedulerApprovals } from './approvals/scheduler-approvals.js';
 import { startBackupSchedule, type BackupConfig } from './state/backup-schedule.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
+import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
+import { syncPins } from './cluster/sync-pins.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
@@ -125,6 +127,11 @@ export interface ControllerOptions {
    * backup fails). Needs `identity.paths` (VALIDATION otherwise).
    */
   readonly backups?: BackupConfig | undefined;
+  /**
+   * On PostgreSQL: how often a follower tries to become leader, and how often the pins are
+   * re-read from the database in case a revocation's notification was missed (ms).
+   */
+  readonly cluster?: { readonly leaderRetryMs?: number; readonly resyncMs?: number } | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -135,6 +142,8 @@ export interface Controller extends AsyncDisposable {
   /** mTLS client for agents and updaters (controller-client identity, pins checked). */
   readonly workerClient: WorkerClient;
   readonly metrics: ControllerMetrics;
+  /** Leadership of background work among controllers sharing the database (always, on SQLite). */
+  readonly cluster: ClusterLink;
   /** Deploys, teardowns and their operations. */
   readonly deployer: Deployer;
   /** Release pushes to updaters (`update` operations) and their release views. */
@@ -170,6 +179,31 @@ export async function createController(options: ControllerOptions): Promise<Cont
   if (options.backups && !identity.paths)
     throw new CorralError(ErrorCode.VALIDATION, 'backups need the state dir of the controller');
   const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
+  /** Revoked hosts this controller knows of: a revocation is taken in and announced once. */
+  const revoked = new Set((await loadDecommissionedPins(db)).map((p) => p.hostId));
+  let fromPeer = false;
+  const takeRevocation = (hostId: string): void => {
+    if (revoked.has(hostId)) return;
+    fromPeer = true;
+    try {
+      pins.revokeHost(hostId);
+    } finally {
+      fromPeer = false;
+    }
+  };
+  const cluster = createClusterLink({
+    database: options.database,
+    log: log.child({ component: 'cluster' }),
+    onRevoked: takeRevocation,
+    onResync: () => syncPins(db, pins, takeRevocation),
+    ...options.cluster,
+  });
+  pins.onRevoked((hostId) => {
+    const known = revoked.has(hostId);
+    revoked.add(hostId);
+    if (!fromPeer && !known) void cluster.announceRevoked(hostId);
+  });
+  const leader = (): boolean => cluster.isLeader();
   const audit = createAuditLog({ db, clock });
   const tokens = createTokenStore({ db, audit, clock });
   const keeper = createPinKeeper({ db, pins, clock, log: log.child({ component: 'pins' }) });
@@ -183,9 +217,10 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'fleet-events' }),
     audit,
     intervalMs,
-    ...(options.fleetEvents && { options: options.fleetEvents }),
+    options: { ...options.fleetEvents, leader },
   });
   metrics.addSource(() => fleetEvents.metricsLines());
+  metrics.addSource(() => cluster.metricsLines());
   pins.onRevoked((hostId) => fleetEvents.hostRevoked(hostId));
   const writer = createHeartbeatWriter({
     db,
@@ -249,12 +284,16 @@ export async function createController(options: ControllerOptions): Promise<Cont
     haltedDir: join(uploadDir, 'halted'),
     ...options.update,
   });
-  // Operations a previous controller left running can never finish now.
-  await deployer.recover();
+  // Operations a previous controller left running can never finish now. With several
+  // controllers on one database only the one leading at start does this: a follower's
+  // start must not end the operations the leader is running.
+  await cluster.firstCheck();
+  if (cluster.isLeader()) await deployer.recover();
   const scheduler = startScheduler({
     deployer,
     log: log.child({ component: 'scheduler' }),
     signal: root.signal,
+    leader,
     ...(options.schedule?.tickMs !== undefined && { tickMs: options.schedule.tickMs }),
   });
   await fleetEvents.start();
@@ -264,6 +303,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     retention,
     log: log.child({ component: 'events' }),
     onPruned: (n) => metrics.eventsPruned(n),
+    leader,
   });
   const backups =
     options.backups && identity.paths
@@ -275,6 +315,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
           clock,
           log: log.child({ component: 'backup' }),
           signal: root.signal,
+          leader,
         })
       : undefined;
   if (backups) metrics.addSource(() => backups.metricsLines());
@@ -341,7 +382,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     listeners: apps.closers,
     root,
     operations: [scheduler, deployer, releaseUpdater, ...(backups ? [backups] : [])],
-    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }],
+    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster],
     clients: [
       { close: async () => sockets.dispose() },
       workerClient,
@@ -362,6 +403,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     audit,
     workerClient,
     metrics,
+    cluster,
     deployer,
     releaseUpdater,
     db,

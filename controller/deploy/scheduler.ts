@@ -23,6 +23,8 @@ export function startScheduler(o: {
   readonly log: Logger;
   readonly signal: AbortSignal;
   readonly tickMs?: number;
+  /** Passes run only while this says so (the leader of several controllers); default always. */
+  readonly leader?: () => boolean;
 }): Scheduler {
   const tickMs = o.tickMs ?? DEFAULT_SCHEDULE_TICK_MS;
   const stop = new AbortController();
@@ -38,6 +40,7 @@ export function startScheduler(o: {
         if (!(e instanceof Error && e.name === 'AbortError')) throw e;
       }
       if (signal.aborted) break;
+      if (o.leader && !o.leader()) continue;
       try {
         await o.deployer.reconcile();
       } catch (e: unknown) {

@@ -38,6 +38,8 @@ export interface FleetEventsOptions {
   readonly keepAliveMs?: number;
   /** Randomness of webhook backoff. */
   readonly random?: () => number;
+  /** Retention and webhook delivery run only while this says so (the leader); default always. */
+  readonly leader?: () => boolean;
 }
 
 /** The fleet event stream and everything around it, as the controller wires it. */
@@ -110,6 +112,7 @@ export function createFleetEvents(o: {
     loadWebhooks: () => webhooks.all(),
     settings,
     ...(o.options?.random && { random: o.options.random }),
+    ...(o.options?.leader && { leader: o.options.leader }),
   });
   const webhooks = createWebhookStore({
     db,
@@ -150,6 +153,7 @@ export function createFleetEvents(o: {
         retention,
         log,
         onPruned: (events) => (pruned += events),
+        ...(o.options?.leader && { leader: o.options.leader }),
       });
       dispatcher.start();
     },

@@ -130,6 +130,8 @@ export function startFleetPruner(o: {
   readonly retention: FleetEventRetention;
   readonly log: Logger;
   readonly onPruned?: (events: number, deliveries: number) => void;
+  /** Timer runs happen only while this says so (the leader of several controllers); default always. */
+  readonly leader?: () => boolean;
 }): FleetPruner {
   const runs = new SingleFlight({ name: 'fleet event pruning', maxQueued: 1 });
   let closed = false;
@@ -145,7 +147,7 @@ export function startFleetPruner(o: {
       return events;
     });
   const tick = (): void => {
-    if (closed) return;
+    if (closed || (o.leader && !o.leader())) return;
     run().catch((err: unknown) => o.log.warn({ err }, 'pruning fleet events failed; will retry'));
   };
   const timer = setInterval(tick, o.retention.pruneEveryMs);

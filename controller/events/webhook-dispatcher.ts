@@ -104,6 +104,8 @@ export function createWebhookDispatcher(o: {
   readonly settings: WebhookDeliverySettings;
   /** Randomness of the backoff (tests may fix it). */
   readonly random?: () => number;
+  /** Deliveries happen only while this says so (the leader of several controllers); default always. */
+  readonly leader?: () => boolean;
 }): WebhookDispatcher {
   const { db, readDb, clock, log, settings } = o;
   const agent = new Agent({
@@ -358,6 +360,7 @@ export function createWebhookDispatcher(o: {
 
   async function pass(): Promise<number> {
     kicked = false;
+    if (o.leader && !o.leader()) return IDLE_WAIT_MS;
     if (stale) {
       stale = false;
       hooks = await o.loadWebhooks();

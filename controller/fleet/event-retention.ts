@@ -141,6 +141,8 @@ export function startEventPruner(o: {
   readonly log: Logger;
   /** Told how many events each run deleted. */
   readonly onPruned?: (count: number) => void;
+  /** Timer runs happen only while this says so (the leader of several controllers); default always. */
+  readonly leader?: () => boolean;
 }): EventPruner {
   // A run asked for while one is in flight is that run (runNow and the timer never pile up).
   const runs = new SingleFlight({ name: 'event pruning', maxQueued: 1 });
@@ -155,7 +157,7 @@ export function startEventPruner(o: {
       return deleted;
     });
   const tick = (): void => {
-    if (closed) return;
+    if (closed || (o.leader && !o.leader())) return;
     run().catch((err: unknown) => o.log.warn({ err }, 'pruning lifecycle events failed; will retry'));
   };
   const timer = setInterval(tick, o.retention.pruneEveryMs);

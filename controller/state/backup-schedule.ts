@@ -53,6 +53,8 @@ export function startBackupSchedule(o: {
   readonly clock: Clock;
   readonly log: Logger;
   readonly signal: AbortSignal;
+  /** Scheduled backups are taken only while this says so (the leader); default always. */
+  readonly leader?: () => boolean;
 }): BackupSchedule {
   const { config, log } = o;
   const stop = new AbortController();
@@ -104,6 +106,7 @@ export function startBackupSchedule(o: {
         // AbortError: closed or shutting down.
         return;
       }
+      if (o.leader && !o.leader()) continue;
       await backupNow('controller', 'schedule').catch(() => undefined /* counted and logged */);
     }
   })();

@@ -51,6 +51,8 @@ export interface SyslogListenerOptions {
   /** Rotation and retention of the hosts' ingest files (ingest-store.ts, host-files.ts). */
   readonly maxFileBytes?: number | undefined;
   readonly retention?: RetentionPolicy | undefined;
+  /** Internal (benchmark side-by-side): one host per commit instead of groups (ingest-store.ts). */
+  readonly perHostCommits?: boolean | undefined;
 }
 
 export interface SyslogListenerStats {
@@ -125,6 +127,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         journalBytes: options.journalBytes,
         maxFileBytes: options.maxFileBytes,
         retention: options.retention,
+        perHostCommits: options.perHostCommits,
       }));
       let opened: IngestStore;
       try {

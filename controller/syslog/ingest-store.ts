@@ -303,6 +303,7 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
       return fail(writeFailure(e, direct.host.hostId), parts);
     }
     counters.commits++;
+    counters.hostParts++;
     for (const part of parts) part.host.committed(part, undefined);
     for (const index of [0, 1] as const) {
       if (journalHosts[index].delete(direct.host)) direct.host.journals.delete(index);
@@ -322,6 +323,7 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
       }
       counters.commits++;
       counters.fdatasyncs++;
+      counters.hostParts += parts.filter((p) => p.changed).length;
     }
     for (const part of parts) {
       part.host.committed(part, index);

@@ -72,6 +72,8 @@ export interface SyslogListenerStats {
   readonly bytesLost: number;
   /** Group commits made durable: one journal fdatasync each, whatever the number of hosts in it. */
   readonly commits: number;
+  /** Hosts' parts in those commits: above `commits` when commits carried several hosts. */
+  readonly hostParts: number;
   /** Every fdatasync of the ingest: commits, checkpoints of host files and states, recovery. */
   readonly fdatasyncs: number;
   /** Journal files checkpointed and reused. */
@@ -363,6 +365,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         generationsLost: totals.generationsLost,
         bytesLost: totals.bytesLost,
         commits: counters.commits,
+        hostParts: counters.hostParts,
         fdatasyncs: counters.fdatasyncs,
         checkpoints: counters.checkpoints,
         checkpointWaits: counters.checkpointWaits,

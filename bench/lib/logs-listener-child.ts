@@ -27,6 +27,8 @@ const listener = createSyslogListener({
   pins: { lookup: (fp) => pins.get(fp), onRevoked: () => () => undefined },
   log: pino({ level: 'warn' }, pino.destination(2)),
   perHostCommits: config.perHostCommits === true,
+  // No rotation: the bench compares each host's one ingest file with its source.
+  maxFileBytes: 2 ** 50,
 });
 const addr = await listener.listen('127.0.0.1', 0);
 process.stdout.write(`listening ${addr.port}\n`);

@@ -55,6 +55,8 @@ interface Options {
   readonly baseline: string | undefined;
   /** Print the listener's counters every second of the backlog phase. */
   readonly timeline: boolean;
+  /** Also run the ungrouped path (one host per commit, the listener's perHostCommits) beside it. */
+  readonly ungrouped: boolean;
 }
 
 function numberArg(args: string[], name: string, fallback: number): number {
@@ -74,6 +76,7 @@ export function sendersOptions(args: string[]): Options {
     rounds: numberArg(args, '--rounds', 1),
     baseline: args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined,
     timeline: args.includes('--timeline'),
+    ungrouped: !args.includes('--no-ungrouped'),
   };
 }
 
@@ -91,6 +94,7 @@ async function startListenerChild(
   hosts: readonly HostIdentity[],
   dir: string,
   logDir: string,
+  perHostCommits: boolean,
 ): Promise<ListenerChild> {
   const config = join(dir, 'listener.json');
   await writeFile(
@@ -99,6 +103,7 @@ async function startListenerChild(
       tls: { caPem: pki.controller.caPem, certPem: pki.controller.certPem, keyPem: pki.controller.keyPem },
       logDir,
       pins: hosts.map((h) => ({ fingerprint: h.fingerprint, hostId: h.hostId, hostName: h.hostName })),
+      perHostCommits,
     }),
     { mode: 0o600 },
   );
@@ -281,12 +286,20 @@ interface Result {
   readonly rateExact: number;
   readonly backlog: Window;
   readonly fairness: number;
+  /** Each sender's ingest rate mid-transfer, lines/s (the fairness shares over the window). */
+  readonly perSender: readonly number[];
   readonly backlogExact: number;
   readonly backlogNote: string;
   readonly listenerRssBytes: number;
 }
 
-async function runOnce(dist: string, pki: TestPki, n: number, options: Options): Promise<Result> {
+async function runOnce(
+  dist: string,
+  pki: TestPki,
+  n: number,
+  options: Options,
+  perHostCommits: boolean,
+): Promise<Result> {
   const dir = await tempDir(`bench-logs-${n}`);
   let listener: ListenerChild | undefined;
   const senders: Sender[] = [];
@@ -294,7 +307,7 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
     const hosts: HostIdentity[] = [];
     for (let i = 0; i < n; i++) hosts.push(await pki.host(`s-${String(i).padStart(3, '0')}`));
     const logDir = join(dir, 'ingest');
-    listener = await startListenerChild(dist, pki, hosts, dir, logDir);
+    listener = await startListenerChild(dist, pki, hosts, dir, logDir, perHostCommits);
     for (const host of hosts) {
       const source = join(dir, `${host.hostId}.src.log`);
       senders.push({
@@ -405,6 +418,8 @@ async function runOnce(dist: string, pki: TestPki, n: number, options: Options):
             }
           : empty,
       fairness: n === 1 ? 1 : jainIndex(shares),
+      perSender:
+        startMark && endMark ? shares.map((b) => b / (LINE_BYTES + 1) / ((endAt - startAt) / 1000)) : [],
       backlogExact,
       backlogNote:
         startMark && endMark
@@ -457,6 +472,13 @@ function line(label: string, w: Window, extra: string): string {
   ].join('  ');
 }
 
+/** min / median / max of the senders' lines/s. */
+function perSenderText(xs: readonly number[]): string {
+  if (xs.length === 0) return 'not measured';
+  const sorted = [...xs].sort((a, b) => a - b);
+  return `lines/s min ${fmt(sorted[0] as number, 0)} median ${fmt(median(sorted), 0)} max ${fmt(sorted[sorted.length - 1] as number, 0)}`;
+}
+
 const exactText = (bad: number): string =>
   bad === 0 ? 'exactly once: yes' : `exactly once: NO (${bad} hosts)`;
 
@@ -475,15 +497,23 @@ export async function runSenders(args: string[]): Promise<void> {
   console.log('');
   const pki = await makePki();
   const builds = [
-    ...(options.baseline ? [{ name: 'baseline', dist: resolve(options.baseline) }] : []),
-    { name: options.baseline ? 'this build' : '', dist: join(ROOT, 'dist') },
+    ...(options.baseline ? [{ name: 'baseline', dist: resolve(options.baseline), perHost: false }] : []),
+    ...(options.ungrouped
+      ? [{ name: 'ungrouped (one host per commit)', dist: join(ROOT, 'dist'), perHost: true }]
+      : []),
+    {
+      name: options.baseline || options.ungrouped ? 'grouped' : '',
+      dist: join(ROOT, 'dist'),
+      perHost: false,
+    },
   ];
+  const ungroupedResults: Result[][] = [];
   const results: Result[][] = [];
   for (let round = 0; round < options.rounds; round++) {
     for (const build of builds) {
       const pair: Result[] = [];
       for (const n of [1, options.senders]) {
-        const r = await runOnce(build.dist, pki, n, options);
+        const r = await runOnce(build.dist, pki, n, options, build.perHost);
         pair.push(r);
         const label = `${build.name ? `${build.name}: ` : ''}${n} sender${n === 1 ? '' : 's'}`;
         console.log(
@@ -496,20 +526,28 @@ export async function runSenders(args: string[]): Promise<void> {
             `fairness (Jain) ${fmt(r.fairness, 3)}  ${exactText(r.backlogExact)}; ${r.backlogNote}`,
           ),
         );
-        console.log(`  listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`);
+        console.log(
+          `  per sender mid-transfer ${perSenderText(r.perSender)}; listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`,
+        );
       }
-      if (build.dist === join(ROOT, 'dist')) results.push(pair);
+      if (build.perHost) ungroupedResults.push(pair);
+      else if (build.dist === join(ROOT, 'dist')) results.push(pair);
     }
     console.log('');
   }
-  if (options.rounds > 1) {
+  for (const [label, set] of [
+    ['grouped', results],
+    ['ungrouped', ungroupedResults],
+  ] as const) {
+    if (set.length === 0) continue;
     const med = (pick: (r: Result) => number, i: number): string =>
-      fmt(median(results.map((pair) => pick(pair[i] as Result))), 2);
+      fmt(median(set.map((pair) => pick(pair[i] as Result))), 2);
     for (const [i, n] of [1, options.senders].entries()) {
       console.log(
-        `median of ${options.rounds}, ${n} sender(s): rate ${med((r) => perSecond(r.rate.fdatasyncs, r.rate), i)} fdatasync/s, ` +
+        `${label}, median of ${set.length}, ${n} sender(s): rate ${med((r) => perSecond(r.rate.lines, r.rate), i)} lines/s, ` +
+          `${med((r) => perSecond(r.rate.fdatasyncs, r.rate), i)} fdatasync/s, ` +
           `${med((r) => cores(r.rate.listenerCpuMs, r.rate), i)} cores; backlog ${med((r) => perSecond(r.backlog.lines, r.backlog), i)} lines/s, ` +
-          `fairness ${med((r) => r.fairness, i)}`,
+          `per sender median ${med((r) => median([...r.perSender]), i)} lines/s, fairness ${med((r) => r.fairness, i)}`,
       );
     }
   }

@@ -3,7 +3,7 @@
  * then the listener's own, read from /proc by the bench. Run as
  * `node dist/bench/lib/logs-listener-child.js CONFIG.json`; prints `listening PORT` once bound,
  * then answers each `stats` line on stdin with one line of JSON (the listener's stats()).
- * CONFIG: { tls, logDir, pins: [{ fingerprint, hostId, hostName }] }.
+ * CONFIG: { tls, logDir, pins: [{ fingerprint, hostId, hostName }], perHostCommits? }.
  */
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
@@ -15,6 +15,8 @@ interface ChildConfig {
   readonly tls: TlsMaterial;
   readonly logDir: string;
   readonly pins: readonly (PinnedHost & { fingerprint: string })[];
+  /** One host per commit (the ungrouped path), for the side-by-side. */
+  readonly perHostCommits?: boolean;
 }
 
 const config = JSON.parse(await readFile(process.argv[2] ?? '', 'utf8')) as ChildConfig;
@@ -24,6 +26,9 @@ const listener = createSyslogListener({
   logDir: config.logDir,
   pins: { lookup: (fp) => pins.get(fp), onRevoked: () => () => undefined },
   log: pino({ level: 'warn' }, pino.destination(2)),
+  perHostCommits: config.perHostCommits === true,
+  // No rotation: the bench compares each host's one ingest file with its source.
+  maxFileBytes: 2 ** 50,
 });
 const addr = await listener.listen('127.0.0.1', 0);
 process.stdout.write(`listening ${addr.port}\n`);

@@ -22,6 +22,8 @@ export interface IngestCounters {
   checkpointWaits: number;
   /** Hosts' ingest files rotated (host-files.ts). */
   rotations: number;
+  /** Hosts' parts with lines or positions in the commits (more than `commits`: commits were shared). */
+  hostParts: number;
 }
 
 export const zeroCounters = (): IngestCounters => ({
@@ -30,6 +32,7 @@ export const zeroCounters = (): IngestCounters => ({
   checkpoints: 0,
   checkpointWaits: 0,
   rotations: 0,
+  hostParts: 0,
 });
 
 export interface RecoveryOptions {

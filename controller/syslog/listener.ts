@@ -51,6 +51,8 @@ export interface SyslogListenerOptions {
   /** Rotation and retention of the hosts' ingest files (ingest-store.ts, host-files.ts). */
   readonly maxFileBytes?: number | undefined;
   readonly retention?: RetentionPolicy | undefined;
+  /** Internal (benchmark side-by-side): one host per commit instead of groups (ingest-store.ts). */
+  readonly perHostCommits?: boolean | undefined;
 }
 
 export interface SyslogListenerStats {
@@ -70,6 +72,8 @@ export interface SyslogListenerStats {
   readonly bytesLost: number;
   /** Group commits made durable: one journal fdatasync each, whatever the number of hosts in it. */
   readonly commits: number;
+  /** Hosts' parts in those commits: above `commits` when commits carried several hosts. */
+  readonly hostParts: number;
   /** Every fdatasync of the ingest: commits, checkpoints of host files and states, recovery. */
   readonly fdatasyncs: number;
   /** Journal files checkpointed and reused. */
@@ -125,6 +129,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         journalBytes: options.journalBytes,
         maxFileBytes: options.maxFileBytes,
         retention: options.retention,
+        perHostCommits: options.perHostCommits,
       }));
       let opened: IngestStore;
       try {
@@ -360,6 +365,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
         generationsLost: totals.generationsLost,
         bytesLost: totals.bytesLost,
         commits: counters.commits,
+        hostParts: counters.hostParts,
         fdatasyncs: counters.fdatasyncs,
         checkpoints: counters.checkpoints,
         checkpointWaits: counters.checkpointWaits,

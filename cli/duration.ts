@@ -14,3 +14,8 @@ export function parseDurationMs(text: string): number {
   }
   return Math.round(value);
 }
+
+/** As `parseDurationMs`, and `0` (with or without a unit) is zero: a setting turned off. */
+export function parseDurationOrZeroMs(text: string): number {
+  return /^0+(?:\.0+)?(ms|s|m|h|d)?$/.test(text.trim()) ? 0 : parseDurationMs(text);
+}

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { MAX_CANARY_WAIT_MS, type RolloutOptions } from '../protocol/rollout.js';
-import { parseDurationMs } from './duration.js';
+import { MAX_CANARY_WAIT_MS, MAX_MIN_HEALTHY_MS, type RolloutOptions } from '../protocol/rollout.js';
+import { parseDurationOrZeroMs } from './duration.js';
 import { CliExit, EXIT_USAGE } from './exit.js';
 
 export interface RolloutFlags {
@@ -8,6 +8,8 @@ export interface RolloutFlags {
   canary?: string;
   canaryWait?: string;
   haltOnFailure?: boolean;
+  minHealthy?: string;
+  autoRevert?: boolean;
 }
 
 /** `--max-parallel`, `--canary`, `--canary-wait`, `--[no-]halt-on-failure` on a deploy or update. */
@@ -21,6 +23,27 @@ export function addRolloutOptions(cmd: Command, defaultParallel: string): Comman
     )
     .option('--halt-on-failure', 'stop at the first failed host, the rest untouched (the default)')
     .option('--no-halt-on-failure', 'go on past failed hosts');
+}
+
+/** `--min-healthy`, `--auto-revert`: a deploy's health gate (an update's updater has its own). */
+export function addHealthGateOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--min-healthy <duration>',
+      "a host succeeds once its services have run this long without a break (default: the controller's, 10s; 0 turns it off)",
+    )
+    .option('--auto-revert', 'when a host fails, put the previous spec back as a second operation');
+}
+
+function duration(flag: string, text: string, max: number, maxText: string): number {
+  let ms: number;
+  try {
+    ms = parseDurationOrZeroMs(text);
+  } catch (e: unknown) {
+    throw new CliExit(EXIT_USAGE, `${flag}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (ms > max) throw new CliExit(EXIT_USAGE, `${flag} may be at most ${maxText}`);
+  return ms;
 }
 
 function count(flag: string, text: string, min: number): number {
@@ -40,15 +63,12 @@ export function rolloutFromFlags(f: RolloutFlags): RolloutOptions {
   if (f.maxParallel !== undefined) out.maxParallel = count('--max-parallel', f.maxParallel, 1);
   if (f.canary !== undefined) out.canary = count('--canary', f.canary, 0);
   if (f.canaryWait !== undefined) {
-    let ms: number;
-    try {
-      ms = f.canaryWait.trim() === '0' ? 0 : parseDurationMs(f.canaryWait);
-    } catch (e: unknown) {
-      throw new CliExit(EXIT_USAGE, `--canary-wait: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    if (ms > MAX_CANARY_WAIT_MS) throw new CliExit(EXIT_USAGE, '--canary-wait may be at most 24h');
-    out.canaryWaitMs = ms;
+    out.canaryWaitMs = duration('--canary-wait', f.canaryWait, MAX_CANARY_WAIT_MS, '24h');
   }
   if (f.haltOnFailure !== undefined) out.haltOnFailure = f.haltOnFailure;
+  if (f.minHealthy !== undefined) {
+    out.minHealthyMs = duration('--min-healthy', f.minHealthy, MAX_MIN_HEALTHY_MS, '1h');
+  }
+  if (f.autoRevert !== undefined) out.autoRevert = f.autoRevert;
   return out;
 }

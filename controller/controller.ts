@@ -84,8 +84,18 @@ export interface ControllerOptions {
   /** Host that bundles and join hints name (default: the listen host, or 127.0.0.1 for a wildcard). */
   readonly advertiseHost?: string | undefined;
   readonly decommissionWaitMs?: number | undefined;
-  /** Deploy dispatch: hosts called at once, and how long one host may take (ms). */
-  readonly deploy?: { readonly concurrency?: number; readonly applyTimeoutMs?: number } | undefined;
+  /**
+   * Deploy dispatch: hosts called at once, how long one host may take (ms), and the health
+   * gate's defaults (deployer.ts: `minHealthyMs`, `healthStartMs`).
+   */
+  readonly deploy?:
+    | {
+        readonly concurrency?: number;
+        readonly applyTimeoutMs?: number;
+        readonly minHealthyMs?: number;
+        readonly healthStartMs?: number;
+      }
+    | undefined;
   /**
    * The scheduler: how long a host may be offline before its services move (ms; null: never,
    * default DEFAULT_RESCHEDULE_AFTER_MS), and how often it re-places the spec (ms).

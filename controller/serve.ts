@@ -43,6 +43,8 @@ export interface ServeOptions extends ControllerListen {
   readonly heartbeatIntervalMs?: number | undefined;
   /** The scheduler (`--reschedule-after`). */
   readonly schedule?: ControllerOptions['schedule'];
+  /** The deploy health gate (`--min-healthy`). */
+  readonly deploy?: ControllerOptions['deploy'];
   readonly heartbeatBudget?: ControllerOptions['heartbeatBudget'];
   readonly eventRetention?: ControllerOptions['eventRetention'];
   readonly fleetEvents?: ControllerOptions['fleetEvents'];
@@ -109,6 +111,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       logDir: join(options.stateDir, 'logs', 'hosts'),
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       schedule: options.schedule,
+      deploy: options.deploy,
       advertiseHost: addresses[0],
       joinPolicy: options.joinPolicy,
       heartbeatBudget: options.heartbeatBudget,

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Fingerprint, Name, Reason, Timestamp } from './common.js';
+import { Fingerprint, InstanceName, Name, Reason, Timestamp } from './common.js';
 import { ContainerId, RuntimeKind, ServiceState } from './heartbeat.js';
 import { ImageReference } from './service-spec.js';
 import { HostStatus, HostView } from './host.js';
@@ -42,7 +42,7 @@ export type HostNameParams = Static<typeof HostNameParams>;
 /** A service as the host's agent last reported it. */
 export const ObservedServiceView = Type.Object(
   {
-    name: Name,
+    name: InstanceName,
     state: ServiceState,
     restarts: Type.Integer({ minimum: 0 }),
     lastError: Type.Union([Reason, Type.Null()]),
@@ -76,7 +76,7 @@ export const HostEventView = Type.Object(
     id: Type.String({ maxLength: 64 }),
     type: Type.String({ maxLength: 64 }),
     time: Timestamp,
-    service: Type.Union([Name, Type.Null()]),
+    service: Type.Union([InstanceName, Type.Null()]),
     generation: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
     detail: Type.Union([Reason, Type.Null()]),
     receivedAt: Timestamp,

@@ -265,6 +265,18 @@ export const DeployResponse = Type.Object(
     state: Type.Optional(Type.Union(OPERATION_STATES.map((s) => Type.Literal(s)))),
     /** Why it did not succeed as a whole (e.g. where it halted). */
     reason: Type.Optional(Type.Union([Reason, Type.Null()])),
+    /** `--auto-revert` after a failure: the second operation, which put the previous spec back. */
+    revert: Type.Optional(
+      Type.Object(
+        {
+          operationId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
+          state: Type.Union(OPERATION_STATES.map((s) => Type.Literal(s))),
+          reason: Type.Union([Reason, Type.Null()]),
+          hosts: Type.Array(HostDispatchResult, { maxItems: 10_000 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

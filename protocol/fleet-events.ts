@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { HostId, Name, Timestamp } from './common.js';
+import { HostId, InstanceName, Name, Timestamp } from './common.js';
 
 /**
  * The fleet event stream (admin API `GET /v1/events`, also as server-sent events): one ordered
@@ -51,7 +51,7 @@ export const FleetEvent = Type.Object(
     kind: FleetEventKindSchema,
     time: Timestamp,
     host: Type.Union([Type.Object({ id: HostId, name: Name }, { additionalProperties: false }), Type.Null()]),
-    service: Type.Union([Name, Type.Null()]),
+    service: Type.Union([InstanceName, Type.Null()]),
     operationId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]),
     data: FleetEventData,
   },

@@ -13,6 +13,8 @@ export const DEFAULT_CANARY_WAIT_MS = 30_000;
 export const DEFAULT_UPDATE_BATCH_PERCENT = 25;
 /** The longest a canary wait may be, in ms (a day). */
 export const MAX_CANARY_WAIT_MS = 24 * 60 * 60_000;
+/** The longest a deploy's services may be watched before a host's step succeeds, in ms (an hour). */
+export const MAX_MIN_HEALTHY_MS = 60 * 60_000;
 
 export const RolloutOptions = Type.Object(
   {
@@ -20,6 +22,13 @@ export const RolloutOptions = Type.Object(
     canary: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
     canaryWaitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CANARY_WAIT_MS })),
     haltOnFailure: Type.Optional(Type.Boolean()),
+    /**
+     * Deploys: a host's step succeeds only once every service of its set has run without a
+     * break for this long (default: the controller's, 10 s).
+     */
+    minHealthyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_MIN_HEALTHY_MS })),
+    /** Deploys: when a host fails, put the previous spec back (a second operation). */
+    autoRevert: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -38,6 +47,9 @@ export const HaltedRollout = Type.Object(
         canary: Type.Integer({ minimum: 0 }),
         canaryWaitMs: Type.Integer({ minimum: 0 }),
         haltOnFailure: Type.Boolean(),
+        /** Absent in rollouts halted before the health gate: no gate. */
+        minHealthyMs: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_MIN_HEALTHY_MS })),
+        autoRevert: Type.Optional(Type.Boolean()),
       },
       { additionalProperties: false },
     ),

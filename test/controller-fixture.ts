@@ -47,7 +47,7 @@ export interface TestController extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-export const silentLog = pino({ level: 'silent' });
+export const silentLog = pino({ level: process.env.CORRAL_TEST_LOG ?? 'silent' });
 const execFileAsync = promisify(execFile);
 
 export async function startController(
@@ -60,6 +60,8 @@ export async function startController(
     eventRetention?: ControllerOptions['eventRetention'];
     fleetEvents?: ControllerOptions['fleetEvents'];
     schedule?: ControllerOptions['schedule'];
+    /** Deploy dispatch and health gate (default: no gate; the gate's own tests turn it on). */
+    deploy?: ControllerOptions['deploy'];
     adminTls?: ControllerOptions['adminTls'];
     approvals?: ControllerOptions['approvals'];
     backups?: ControllerOptions['backups'];
@@ -98,6 +100,7 @@ export async function startController(
     eventRetention: options.eventRetention,
     fleetEvents: options.fleetEvents,
     schedule: options.schedule,
+    deploy: { minHealthyMs: 0, ...options.deploy },
     adminTls: options.adminTls,
     approvals: options.approvals,
     dashboardDir: options.dashboardDir,

@@ -16,7 +16,13 @@ import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import { inline, renderJson, renderTable, shortContainerId, type Output } from '../output.js';
-import { addRolloutOptions, rolloutFromFlags, type RolloutFlags } from '../rollout-flags.js';
+import { followProgress, LONG_REQUEST_TIMEOUT_MS, printNewLines, type Follow } from '../follow-operation.js';
+import {
+  addHealthGateOptions,
+  addRolloutOptions,
+  rolloutFromFlags,
+  type RolloutFlags,
+} from '../rollout-flags.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 type DeployOpts = JsonOpt & { dryRun?: boolean; allowPending?: boolean } & RolloutFlags;
@@ -60,70 +66,101 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       )
       .option('--json', 'print JSON'),
   );
-  addRolloutOptions(deploy, 'every host at once').action(async (file: string, opts: DeployOpts) => {
-    const rollout = rolloutFromFlags(opts);
-    const spec = await readDeploymentFile(file);
-    const admin = await adminClientFor(opts);
-    const res = await admin.post<DeployResponse>('/v1/deploy', {
-      spec,
-      dryRun: opts.dryRun ?? false,
-      ...(opts.allowPending && { allowPending: true }),
-      ...(Object.keys(rollout).length > 0 && { rollout }),
-    });
-    if (opts.json) {
-      io.out(renderJson(res));
-    } else {
-      io.out(
-        renderTable(
-          ['service', 'host', 'change', 'previous host', 'effect', 'fields changed'],
-          res.plan.map((p) => [
-            p.service,
-            p.host,
-            p.change,
-            p.previousHost,
-            effectOf(p),
-            p.changed && p.changed.length > 0 ? p.changed.join(', ') : null,
-          ]),
-        ),
-      );
-      if (res.removed.length > 0) {
-        io.out('\n');
-        io.out(
-          renderTable(
-            ['removed service', 'from host'],
-            res.removed.map((r) => [r.service, r.host]),
-          ),
+  addHealthGateOptions(addRolloutOptions(deploy, 'every host at once')).action(
+    async (file: string, opts: DeployOpts) => {
+      const rollout = rolloutFromFlags(opts);
+      const spec = await readDeploymentFile(file);
+      const admin = await adminClientFor(opts);
+      // The answer comes once every host's services have stayed up (or failed): the operation's
+      // log is followed on stderr meanwhile.
+      const since = new Date(Date.now() - 5000).toISOString();
+      const stop = new AbortController();
+      const follow: Follow = { id: undefined, afterSeq: 0 };
+      const showProgress = !opts.json && !opts.dryRun;
+      const progress = showProgress
+        ? followProgress(admin, io, 'deploy', follow, since, stop.signal)
+        : undefined;
+      let res: DeployResponse;
+      try {
+        res = await admin.post<DeployResponse>(
+          '/v1/deploy',
+          {
+            spec,
+            dryRun: opts.dryRun ?? false,
+            ...(opts.allowPending && { allowPending: true }),
+            ...(Object.keys(rollout).length > 0 && { rollout }),
+          },
+          LONG_REQUEST_TIMEOUT_MS,
         );
+      } finally {
+        stop.abort();
+        await progress;
       }
-      if (res.pending.length > 0) {
-        io.out('\n');
-        io.out(
-          renderTable(
-            ['pending instance', 'reason'],
-            res.pending.map((p) => [p.service, p.reason]),
-          ),
-        );
+      if (showProgress && res.operationId !== null && follow.id === res.operationId) {
+        await printNewLines(admin, io, follow, res.operationId).catch(() => undefined /* best effort */);
       }
-      if (res.dryRun) {
-        io.out('\ndry run: nothing was changed\n');
+      if (opts.json) {
+        io.out(renderJson(res));
       } else {
-        io.out('\n');
-        io.out(hostTable(res.hosts));
-        io.out(`\noperation ${res.operationId ?? '-'}\n`);
-        if (res.state !== undefined && res.state !== 'succeeded') {
-          io.out(`${res.state}${res.reason ? `: ${inline(res.reason)}` : ''}\n`);
+        io.out(
+          renderTable(
+            ['service', 'host', 'change', 'previous host', 'effect', 'fields changed'],
+            res.plan.map((p) => [
+              p.service,
+              p.host,
+              p.change,
+              p.previousHost,
+              effectOf(p),
+              p.changed && p.changed.length > 0 ? p.changed.join(', ') : null,
+            ]),
+          ),
+        );
+        if (res.removed.length > 0) {
+          io.out('\n');
+          io.out(
+            renderTable(
+              ['removed service', 'from host'],
+              res.removed.map((r) => [r.service, r.host]),
+            ),
+          );
+        }
+        if (res.pending.length > 0) {
+          io.out('\n');
+          io.out(
+            renderTable(
+              ['pending instance', 'reason'],
+              res.pending.map((p) => [p.service, p.reason]),
+            ),
+          );
+        }
+        if (res.dryRun) {
+          io.out('\ndry run: nothing was changed\n');
+        } else {
+          io.out('\n');
+          io.out(hostTable(res.hosts));
+          io.out(`\noperation ${res.operationId ?? '-'}\n`);
+          if (res.state !== undefined && res.state !== 'succeeded') {
+            io.out(`${res.state}${res.reason ? `: ${inline(res.reason)}` : ''}\n`);
+          }
+          if (res.revert) {
+            const r = res.revert;
+            io.out(
+              `\nauto-revert: operation ${r.operationId ?? '-'} ${r.state}${r.reason ? `: ${inline(r.reason)}` : ''}\n`,
+            );
+            if (r.hosts.length > 0) io.out(hostTable(r.hosts));
+          }
         }
       }
-    }
-    if (res.state === 'halted') {
-      throw new CliExit(
-        EXIT_FAILURE,
-        `${res.reason ?? 'halted'}; ${res.hosts.filter((h) => h.outcome === 'untouched').length} hosts untouched ` +
-          `(corral controller ops resume ${res.operationId ?? '?'} | ops cancel ${res.operationId ?? '?'})`,
-      );
-    }
-    failIfAnyHostFailed(res.hosts, res.operationId);
-  });
+      if (res.state === 'halted') {
+        throw new CliExit(
+          EXIT_FAILURE,
+          `${res.reason ?? 'halted'}; ${res.hosts.filter((h) => h.outcome === 'untouched').length} hosts untouched ` +
+            `(corral controller ops resume ${res.operationId ?? '?'} | ops cancel ${res.operationId ?? '?'})`,
+        );
+      }
+      failIfAnyHostFailed(res.hosts, res.operationId);
+    },
+  );
 
   addAdminTargetOptions(
     controller

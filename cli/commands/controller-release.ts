@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { packRelease } from '../../controller/release/pack.js';
 import { sha256File } from '../../controller/release/read-release.js';
@@ -10,14 +9,14 @@ import {
   type AdminReleasesResponse,
   type AdminUpdateResponse,
 } from '../../protocol/admin-update.js';
-import type { OperationDetail, OperationListResponse } from '../../protocol/operations.js';
-import { adminClientFor, type AdminClient } from '../admin-client.js';
+import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
+import { followProgress, LONG_REQUEST_TIMEOUT_MS, printNewLines, type Follow } from '../follow-operation.js';
 import { addRolloutOptions, rolloutFromFlags, type RolloutFlags } from '../rollout-flags.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
-import { inline, renderJson, renderRecord, renderTable, type Output } from '../output.js';
+import { renderJson, renderRecord, renderTable, type Output } from '../output.js';
 
 type JsonOpt = AdminTargetOptions & { json?: boolean };
 type UpdateOpts = JsonOpt & {
@@ -29,9 +28,6 @@ type UpdateOpts = JsonOpt & {
   force?: boolean;
 } & RolloutFlags;
 
-/** The whole update request may take this long (many hosts, each up to minutes). */
-const UPDATE_REQUEST_TIMEOUT_MS = 6 * 60 * 60_000;
-const PROGRESS_POLL_MS = 500;
 /** History entries shown per host in the table. */
 const HISTORY_SHOWN = 4;
 
@@ -39,41 +35,6 @@ const collect = (value: string, previous: string[] = []): string[] => [
   ...previous,
   ...value.split(',').filter(Boolean),
 ];
-
-interface Follow {
-  id: string | undefined;
-  afterSeq: number;
-}
-
-/** Prints the operation's log lines after `f.afterSeq` (to stderr) and moves `f` on. */
-async function printNewLines(admin: AdminClient, io: Output, f: Follow, id: string): Promise<void> {
-  const d = await admin.get<OperationDetail>(`/v1/ops/${encodeURIComponent(id)}?afterSeq=${f.afterSeq}`);
-  for (const l of d.log) {
-    io.err(`${l.host ? `[${inline(l.host)}] ` : ''}${inline(l.message)}\n`);
-    f.afterSeq = l.seq;
-  }
-}
-
-/**
- * Follows the newest `update` operation started since `since` until `signal` aborts (the
- * admin API answers the update only when it is done; its id is found in the list).
- */
-async function followProgress(admin: AdminClient, io: Output, f: Follow, since: string, signal: AbortSignal) {
-  for (let i = 0; i < 100_000 && !signal.aborted; i++) {
-    try {
-      if (f.id === undefined) {
-        const { operations } = await admin.get<OperationListResponse>('/v1/ops?limit=5');
-        f.id = operations.find(
-          (op) => op.kind === 'update' && op.state === 'running' && op.createdAt >= since,
-        )?.id;
-      }
-      if (f.id !== undefined && !signal.aborted) await printNewLines(admin, io, f, f.id);
-    } catch (e: unknown) {
-      void e; // progress is best effort; the update's own answer decides
-    }
-    await sleep(PROGRESS_POLL_MS, undefined, { signal }).catch(() => undefined /* aborted: done */);
-  }
-}
 
 /** `corral controller release pack`, `update`, `releases`: pushing releases to updaters. */
 export function registerControllerReleaseCommands(controller: Command, io: Output): void {
@@ -134,14 +95,16 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
     const stop = new AbortController();
     const follow: Follow = { id: undefined, afterSeq: 0 };
     const showProgress = !opts.json && !opts.dryRun;
-    const progress = showProgress ? followProgress(admin, io, follow, since, stop.signal) : undefined;
+    const progress = showProgress
+      ? followProgress(admin, io, 'update', follow, since, stop.signal)
+      : undefined;
     let answer: AdminUpdateResponse | ApprovalPending;
     try {
       answer = await admin.postStream<AdminUpdateResponse | ApprovalPending>(
         `${ADMIN_UPDATE_PATH}?${q.toString()}`,
         createReadStream(opts.release),
         bytes,
-        UPDATE_REQUEST_TIMEOUT_MS,
+        LONG_REQUEST_TIMEOUT_MS,
       );
     } finally {
       stop.abort();

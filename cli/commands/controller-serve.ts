@@ -35,7 +35,7 @@ import {
 import { formatHostPort, isWildcardHost, parseHostPort } from '../../kit/host-port.js';
 import { LOG_REDACT_PATHS } from '../../kit/log-redact.js';
 import { addStateDirOption, controllerStateDir } from '../controller-home.js';
-import { parseDurationMs } from '../duration.js';
+import { parseDurationMs, parseDurationOrZeroMs } from '../duration.js';
 import { configPath } from '../config/config-file.js';
 import { loadControllerConfig } from '../config/controller-config.js';
 import { backupConfigFrom } from '../config/backup-options.js';
@@ -44,6 +44,7 @@ import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import { renderJson, renderRecord, type Output } from '../output.js';
 import { hostPortOption } from '../worker-bundle.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { MAX_MIN_HEALTHY_MS } from '../../protocol/rollout.js';
 import { listenForShutdown, type PhaseOutcome } from '../../kit/shutdown.js';
 import { settleShutdown } from '../shutdown-result.js';
 
@@ -306,6 +307,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         '5m',
       )
       .option(
+        '--min-healthy <duration>',
+        "a deploy's host succeeds once its services have run this long without a break ('0': as soon as the agent accepts)",
+        '10s',
+      )
+      .option(
         '--retry-cooldown <duration>',
         'how long after a service failed (its agent gave up) the controller tries it again',
         '120s',
@@ -355,6 +361,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         logsKeepFiles: string;
         logLevel: string;
         rescheduleAfter: string;
+        minHealthy: string;
         retryCooldown: string;
         retryMax: string;
         reinitialize?: boolean;
@@ -415,6 +422,9 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         logsKeepFiles: fromFile('logsKeepFiles', optionalString(logsFile.keep_files)) ?? given.logsKeepFiles,
         logLevel: fromFile('logLevel', c.logLevel) ?? given.logLevel,
         rescheduleAfter: fromFile('rescheduleAfter', c.rescheduleAfter) ?? given.rescheduleAfter,
+        minHealthy:
+          fromFile('minHealthy', c.minHealthy !== undefined ? `${c.minHealthy}ms` : undefined) ??
+          given.minHealthy,
         retryCooldown:
           fromFile('retryCooldown', c.retryCooldown !== undefined ? `${c.retryCooldown}ms` : undefined) ??
           given.retryCooldown,
@@ -470,6 +480,13 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           );
         }
       }
+      let minHealthyMs: number;
+      try {
+        minHealthyMs = parseDurationOrZeroMs(opts.minHealthy);
+      } catch (e: unknown) {
+        throw new CliExit(EXIT_USAGE, `--min-healthy: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (minHealthyMs > MAX_MIN_HEALTHY_MS) throw new CliExit(EXIT_USAGE, '--min-healthy may be at most 1h');
       const retryCooldownMs = positive('--retry-cooldown', opts.retryCooldown, parseDurationMs);
       const maxRetries = Number(opts.retryMax);
       if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 1000) {
@@ -540,6 +557,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           log,
           heartbeatIntervalMs,
           schedule: { rescheduleAfterMs, retry: { cooldownMs: retryCooldownMs, maxRetries } },
+          deploy: { minHealthyMs },
           joinPolicy,
           heartbeatBudget: budget,
           eventRetention: { maxAgeMs, maxPerHost },

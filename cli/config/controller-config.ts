@@ -27,6 +27,8 @@ export const CONTROLLER_CONFIG_SPEC = {
     /** A failed service's retries by the controller: the wait before each, and how many. */
     retryCooldown: { kind: 'duration' },
     retryMax: { kind: 'int', min: 0, max: 1000 },
+    /** How long a deploy's services must run on a host before its step succeeds (0: no gate). */
+    minHealthy: { kind: 'duration', zero: true },
   },
   /** The hosts' ingest files (`logs/hosts/`): rotation size and retention of rotated files. */
   logs: {
@@ -81,6 +83,7 @@ export interface ControllerConfig {
     rescheduleAfter?: string;
     retryCooldown?: number;
     retryMax?: number;
+    minHealthy?: number;
   };
   logs?: { max_file_mb?: number; keep_days?: number; keep_files?: number };
   approvals?: {

@@ -46,7 +46,8 @@ import {
   approvalOf,
 } from './scheduler-actions.js';
 import { rollout, type RolloutResult, type StagedRollout } from './rollout.js';
-import { rolloutPolicy } from './rollout-plan.js';
+import { DEFAULT_MIN_HEALTHY_MS } from './health-gate.js';
+import { resumedPolicy, rolloutPolicy } from './rollout-plan.js';
 import { forgetHalted, heldHosts } from './halted-rollouts.js';
 import { describePolicy } from './rollout-describe.js';
 import type { HaltedRollout, RolloutOptions } from '../../protocol/rollout.js';
@@ -78,6 +79,13 @@ export interface DeployerOptions {
   readonly concurrency?: number;
   /** Per host, in ms. */
   readonly applyTimeoutMs?: number;
+  /**
+   * A deploy's health gate when the operator gives none: how long a host's services must run
+   * without a break before its step succeeds (ms, default DEFAULT_MIN_HEALTHY_MS), and how
+   * long they may take to come up first (ms, default DEFAULT_HEALTH_START_MS).
+   */
+  readonly minHealthyMs?: number;
+  readonly healthStartMs?: number;
   /**
    * The controller's shutdown: once it aborts, hosts not yet answered fail at once (the
    * operation ends with them failed) and new deploys and teardowns are refused.
@@ -191,7 +199,9 @@ export function createDeployer(o: DeployerOptions): Deployer {
     concurrency: o.concurrency ?? DEFAULT_DISPATCH_CONCURRENCY,
     timeoutMs: o.applyTimeoutMs ?? DEFAULT_APPLY_TIMEOUT_MS,
     signal: o.signal,
+    ...(o.healthStartMs !== undefined && { healthStartMs: o.healthStartMs }),
   };
+  const defaultMinHealthyMs = o.minHealthyMs ?? DEFAULT_MIN_HEALTHY_MS;
   /** One deploy or teardown at a time: each reads the state the previous one left. */
   const turns = new SingleFlight({ name: 'deploys', maxQueued: MAX_WAITING });
   let closed = false;
@@ -266,96 +276,157 @@ export function createDeployer(o: DeployerOptions): Deployer {
     const variables = hostVariableProblem(spec);
     if (variables) throw new CorralError(ErrorCode.VALIDATION, `spec${variables}`);
     return exclusive(async () => {
-      const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
-      const planned = await withHandover(
-        snap,
-        planDeploy(snap, spec.services, { mode: 'operator', refusePending: !(opts.allowPending ?? false) }),
-      );
-      const { plan, next, removed } = planned;
-      const waiting = planned.pending;
-      const sets = hostSets(snap, next, true);
-      if (opts.dryRun)
-        return { operationId: null, dryRun: true, plan, removed, hosts: [], pending: waiting, ok: true };
-
-      const summary = { services: next.length, removed: removed.length, hosts: sets.length };
-      const policy = rolloutPolicy('deploy', sets.length, opts.rollout);
-      const op = await db.transaction().execute(async (trx) => {
-        const nowIso = isoAt(clock.now());
-        await storeDesired(trx, snap, next, sets, nowIso);
-        await storeIntent(trx, spec.services, nowIso);
-        pending = await storePending(trx, waiting, nowIso);
-        const moved = plan.filter((p) => p.change === 'moved');
-        const recorder = await operations.begin(
-          trx,
+      // The spec in force now: what `--auto-revert` puts back.
+      const previous = opts.rollout?.autoRevert === true && !opts.dryRun ? await loadIntent(db) : [];
+      const res = await deployNow(spec.services, opts, previous.length > 0);
+      if (res.dryRun || res.ok || opts.rollout?.autoRevert !== true || previous.length === 0) return res;
+      log.warn({ operationId: res.operationId }, 'deploy failed; putting the previous spec back');
+      const gate = opts.rollout.minHealthyMs;
+      try {
+        const back = await deployNow(
+          previous,
           {
-            kind: 'deploy',
+            dryRun: false,
             actor: opts.actor,
-            target: `${next.length} services`,
-            summary: { ...summary, failedHosts: 0 },
-            steps: sets.map((s) => ({
-              hostId: s.host.id,
-              hostName: s.host.name,
-              generation: s.generation,
-              services: s.services.length,
-            })),
-          },
-          [
-            {
-              level: 'info',
-              message: `deploy of ${next.length} services to ${sets.length} hosts started by ${opts.actor}`,
-            },
-            ...(opts.rollout !== undefined && Object.keys(opts.rollout).length > 0
-              ? [{ level: 'info' as const, message: describePolicy(policy) }]
-              : []),
-            ...moved.map((p) => ({
-              level: 'info' as const,
-              message: `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`,
-            })),
-            ...removed.map((r) => ({
-              level: 'info' as const,
-              host: r.host,
-              message: `${r.service} is no longer in the spec and is removed`,
-            })),
-            ...waiting.map((p) => ({
-              level: 'warn' as const,
-              message: `${p.service} is pending: ${p.reason}`,
-            })),
-          ],
-        );
-        await o.audit.append(
-          {
-            actor: opts.actor,
-            action: 'deploy',
-            target: recorder.id,
-            details: {
-              services: next.map((e) => e.service),
-              hosts: sets.map((s) => s.host.name),
-              removed: removed.map((r) => r.service),
-              pending: waiting.map((p) => p.service),
+            allowPending: true,
+            rollout: {
+              ...(opts.rollout.maxParallel !== undefined && { maxParallel: opts.rollout.maxParallel }),
+              haltOnFailure: false,
+              ...(gate !== undefined && { minHealthyMs: gate }),
             },
           },
-          trx,
+          false,
+          res.operationId,
         );
-        return recorder;
-      });
-      log.info({ operationId: op.id, services: next.length, hosts: sets.length }, 'deploy started');
-      const result = await guardedRollout(op, sets, summary, 'deploy', {
-        policy,
-        order: sets.map((s) => s.host.id),
-      });
-      log.info({ operationId: op.id, state: result.state, failedHosts: result.failed }, 'deploy finished');
-      return {
-        operationId: op.id,
-        dryRun: false,
-        plan,
-        removed,
-        hosts: result.hosts,
-        pending: waiting,
-        ok: result.state === 'succeeded',
-        state: result.state,
-        reason: result.reason,
-      };
+        return {
+          ...res,
+          revert: {
+            operationId: back.operationId,
+            state: back.state ?? 'failed',
+            reason: back.reason ?? null,
+            hosts: back.hosts,
+          },
+        };
+      } catch (e: unknown) {
+        // The failed deploy stands and says so; the revert could not even start.
+        const why = e instanceof Error ? e.message : String(e);
+        log.error({ err: e, operationId: res.operationId }, 'auto-revert could not start');
+        return {
+          ...res,
+          revert: { operationId: null, state: 'failed', reason: why.slice(0, 2000), hosts: [] },
+        };
+      }
     });
+  }
+
+  /**
+   * Plans `services` as the whole spec, stores it and rolls it out (inside the deploy turn).
+   * `canRevert`: a previous spec exists for `--auto-revert`; `revertOf`: this puts one back
+   * after that operation failed.
+   */
+  async function deployNow(
+    services: DeploymentSpec['services'],
+    opts: { dryRun: boolean; actor: string; allowPending?: boolean; rollout?: RolloutOptions | undefined },
+    canRevert: boolean,
+    revertOf: string | null = null,
+  ): Promise<DeployResponse> {
+    const snap = await loadSnapshot(db, o.live(), rescheduleAfterMs);
+    const planned = await withHandover(
+      snap,
+      planDeploy(snap, services, { mode: 'operator', refusePending: !(opts.allowPending ?? false) }),
+    );
+    const { plan, next, removed } = planned;
+    const waiting = planned.pending;
+    const sets = hostSets(snap, next, true);
+    if (opts.dryRun)
+      return { operationId: null, dryRun: true, plan, removed, hosts: [], pending: waiting, ok: true };
+
+    const summary = { services: next.length, removed: removed.length, hosts: sets.length };
+    const asked = rolloutPolicy('deploy', sets.length, opts.rollout, defaultMinHealthyMs);
+    const policy = { ...asked, autoRevert: asked.autoRevert && canRevert };
+    const op = await db.transaction().execute(async (trx) => {
+      const nowIso = isoAt(clock.now());
+      await storeDesired(trx, snap, next, sets, nowIso);
+      await storeIntent(trx, services, nowIso);
+      pending = await storePending(trx, waiting, nowIso);
+      const moved = plan.filter((p) => p.change === 'moved');
+      const recorder = await operations.begin(
+        trx,
+        {
+          kind: 'deploy',
+          actor: opts.actor,
+          target: `${next.length} services`,
+          summary: { ...summary, failedHosts: 0 },
+          steps: sets.map((s) => ({
+            hostId: s.host.id,
+            hostName: s.host.name,
+            generation: s.generation,
+            services: s.services.length,
+          })),
+        },
+        [
+          {
+            level: 'info',
+            message:
+              revertOf === null
+                ? `deploy of ${next.length} services to ${sets.length} hosts started by ${opts.actor}`
+                : `auto-revert of ${revertOf}: the previous spec (${next.length} services) goes back to ${sets.length} hosts`,
+          },
+          ...(opts.rollout !== undefined && Object.keys(opts.rollout).length > 0
+            ? [{ level: 'info' as const, message: describePolicy(policy) }]
+            : []),
+          ...(asked.autoRevert && !canRevert
+            ? [{ level: 'warn' as const, message: 'auto-revert: there is no previous spec to put back' }]
+            : []),
+          ...moved.map((p) => ({
+            level: 'info' as const,
+            message: `${p.service} moves from ${p.previousHost ?? '?'} to ${p.host}`,
+          })),
+          ...removed.map((r) => ({
+            level: 'info' as const,
+            host: r.host,
+            message: `${r.service} is no longer in the spec and is removed`,
+          })),
+          ...waiting.map((p) => ({
+            level: 'warn' as const,
+            message: `${p.service} is pending: ${p.reason}`,
+          })),
+        ],
+      );
+      await o.audit.append(
+        {
+          actor: opts.actor,
+          action: 'deploy',
+          target: recorder.id,
+          details: {
+            ...(revertOf !== null && { revertOf }),
+            services: next.map((e) => e.service),
+            hosts: sets.map((s) => s.host.name),
+            removed: removed.map((r) => r.service),
+            pending: waiting.map((p) => p.service),
+          },
+        },
+        trx,
+      );
+      return recorder;
+    });
+    log.info({ operationId: op.id, services: next.length, hosts: sets.length }, 'deploy started');
+    const result = await guardedRollout(op, sets, summary, 'deploy', {
+      policy,
+      order: sets.map((s) => s.host.id),
+    });
+    log.info({ operationId: op.id, state: result.state, failedHosts: result.failed }, 'deploy finished');
+    return {
+      operationId: op.id,
+      dryRun: false,
+      plan,
+      removed,
+      hosts: result.hosts,
+      pending: waiting,
+      ok: result.state === 'succeeded',
+      state: result.state,
+      reason: result.reason,
+    };
   }
 
   async function teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse> {
@@ -778,7 +849,7 @@ export function createDeployer(o: DeployerOptions): Deployer {
         { services: before.services, removed: before.removed, hosts: sets.length },
         'deploy',
         {
-          policy: { ...halted.policy, canary: 0 },
+          policy: resumedPolicy(halted.policy),
           earlier: {
             hosts: steps.length - sets.length,
             failed: steps.filter((s) => s.state === 'failed').length,

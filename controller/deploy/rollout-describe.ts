@@ -7,5 +7,10 @@ export function describePolicy(p: RolloutPolicy): string {
       ? `${p.canary} canary hosts first, then a ${Math.round(p.canaryWaitMs / 1000)} s wait; `
       : '';
   const halt = p.haltOnFailure ? 'halts at the first failed host' : 'goes on past failed hosts';
-  return `rollout: ${canary}at most ${p.maxParallel} hosts at once; ${halt}`;
+  const gate =
+    p.minHealthyMs !== null && p.minHealthyMs > 0
+      ? `; a host succeeds once its services run ${Math.round(p.minHealthyMs / 100) / 10} s without a break`
+      : '';
+  const revert = p.autoRevert ? '; a failure puts the previous spec back' : '';
+  return `rollout: ${canary}at most ${p.maxParallel} hosts at once; ${halt}${gate}${revert}`;
 }

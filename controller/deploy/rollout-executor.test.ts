@@ -19,6 +19,8 @@ async function run(o: {
       canary: o.canary,
       canaryWaitMs: 0,
       haltOnFailure: o.halt,
+      minHealthyMs: null,
+      autoRevert: false,
     }),
     haltOnFailure: o.halt,
     sendBatch: (batch) => {
@@ -82,7 +84,14 @@ describe('executeRollout', () => {
     ac.abort();
     await expect(
       executeRollout({
-        steps: planRollout(hosts, { maxParallel: 1, canary: 0, canaryWaitMs: 0, haltOnFailure: true }),
+        steps: planRollout(hosts, {
+          maxParallel: 1,
+          canary: 0,
+          canaryWaitMs: 0,
+          haltOnFailure: true,
+          minHealthyMs: null,
+          autoRevert: false,
+        }),
         haltOnFailure: true,
         sendBatch: (b) => Promise.resolve(b.map(() => ({ ok: true, reason: null }))),
         signal: ac.signal,

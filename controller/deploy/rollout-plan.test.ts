@@ -12,24 +12,111 @@ function show(steps: readonly RolloutStep<string>[]): string {
 
 describe('rolloutPolicy', () => {
   it.each([
-    ['deploy', 8, {}, { maxParallel: 8, canary: 0, canaryWaitMs: 30_000, haltOnFailure: true }],
-    ['deploy', 0, {}, { maxParallel: 1, canary: 0, canaryWaitMs: 30_000, haltOnFailure: true }],
-    ['update', 8, {}, { maxParallel: 2, canary: 0, canaryWaitMs: 30_000, haltOnFailure: true }],
-    ['update', 3, {}, { maxParallel: 1, canary: 0, canaryWaitMs: 30_000, haltOnFailure: true }],
-    ['update', 5, {}, { maxParallel: 2, canary: 0, canaryWaitMs: 30_000, haltOnFailure: true }],
+    [
+      'deploy',
+      8,
+      {},
+      {
+        maxParallel: 8,
+        canary: 0,
+        canaryWaitMs: 30_000,
+        haltOnFailure: true,
+        minHealthyMs: 7,
+        autoRevert: false,
+      },
+    ],
+    [
+      'deploy',
+      0,
+      {},
+      {
+        maxParallel: 1,
+        canary: 0,
+        canaryWaitMs: 30_000,
+        haltOnFailure: true,
+        minHealthyMs: 7,
+        autoRevert: false,
+      },
+    ],
+    [
+      'deploy',
+      2,
+      { minHealthyMs: 0, autoRevert: true },
+      {
+        maxParallel: 2,
+        canary: 0,
+        canaryWaitMs: 30_000,
+        haltOnFailure: true,
+        minHealthyMs: 0,
+        autoRevert: true,
+      },
+    ],
+    [
+      'update',
+      8,
+      {},
+      {
+        maxParallel: 2,
+        canary: 0,
+        canaryWaitMs: 30_000,
+        haltOnFailure: true,
+        minHealthyMs: null,
+        autoRevert: false,
+      },
+    ],
+    [
+      'update',
+      3,
+      {},
+      {
+        maxParallel: 1,
+        canary: 0,
+        canaryWaitMs: 30_000,
+        haltOnFailure: true,
+        minHealthyMs: null,
+        autoRevert: false,
+      },
+    ],
     [
       'update',
       5,
-      { maxParallel: 3, canary: 1, canaryWaitMs: 0, haltOnFailure: false },
-      { maxParallel: 3, canary: 1, canaryWaitMs: 0, haltOnFailure: false },
+      {},
+      {
+        maxParallel: 2,
+        canary: 0,
+        canaryWaitMs: 30_000,
+        haltOnFailure: true,
+        minHealthyMs: null,
+        autoRevert: false,
+      },
+    ],
+    [
+      'update',
+      5,
+      { maxParallel: 3, canary: 1, canaryWaitMs: 0, haltOnFailure: false, minHealthyMs: 5, autoRevert: true },
+      {
+        maxParallel: 3,
+        canary: 1,
+        canaryWaitMs: 0,
+        haltOnFailure: false,
+        minHealthyMs: null,
+        autoRevert: false,
+      },
     ],
   ] as const)('%s of %i hosts with %j', (kind, n, o, want) => {
-    expect(rolloutPolicy(kind, n, o)).toEqual(want);
+    expect(rolloutPolicy(kind, n, o, 7)).toEqual(want);
   });
 });
 
 describe('planRollout', () => {
-  const p = { maxParallel: 2, canary: 0, canaryWaitMs: 5, haltOnFailure: true };
+  const p = {
+    maxParallel: 2,
+    canary: 0,
+    canaryWaitMs: 5,
+    haltOnFailure: true,
+    minHealthyMs: null,
+    autoRevert: false,
+  };
   it.each([
     ['no hosts', 0, p, ''],
     ['batches of two', 5, p, '[h1,h2] [h3,h4] [h5]'],

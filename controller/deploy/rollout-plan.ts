@@ -1,6 +1,7 @@
 import {
   DEFAULT_CANARY_WAIT_MS,
   DEFAULT_UPDATE_BATCH_PERCENT,
+  type HaltedRollout,
   type RolloutOptions,
 } from '../../protocol/rollout.js';
 
@@ -15,16 +16,21 @@ export interface RolloutPolicy {
   readonly canary: number;
   readonly canaryWaitMs: number;
   readonly haltOnFailure: boolean;
+  /** Deploys only (null: no health gate, as for updates, whose updater checks health itself). */
+  readonly minHealthyMs: number | null;
+  readonly autoRevert: boolean;
 }
 
 /**
  * The options with their defaults for `kind` over `hosts` hosts: a deploy sends every host at
- * once, an update a quarter of them (at least one); halting on failure is on.
+ * once and watches its services for `defaultMinHealthyMs`, an update a quarter of them (at
+ * least one) with no gate here; halting on failure is on, auto-revert off.
  */
 export function rolloutPolicy(
   kind: 'deploy' | 'update',
   hosts: number,
   o: RolloutOptions = {},
+  defaultMinHealthyMs = 0,
 ): RolloutPolicy {
   const batch =
     kind === 'deploy'
@@ -35,6 +41,28 @@ export function rolloutPolicy(
     canary: o.canary ?? 0,
     canaryWaitMs: o.canaryWaitMs ?? DEFAULT_CANARY_WAIT_MS,
     haltOnFailure: o.haltOnFailure ?? true,
+    minHealthyMs: kind === 'deploy' ? (o.minHealthyMs ?? defaultMinHealthyMs) : null,
+    autoRevert: kind === 'deploy' && (o.autoRevert ?? false),
+  };
+}
+
+type StoredPolicy = HaltedRollout['policy'];
+
+/** The policy as a halted rollout keeps it (no gate: the field left out). */
+export function storedPolicy(p: RolloutPolicy): StoredPolicy {
+  const { minHealthyMs, autoRevert, ...rest } = p;
+  return { ...rest, ...(minHealthyMs !== null && { minHealthyMs }), autoRevert };
+}
+
+/** A kept policy back, as a resume runs it: no canary this time. */
+export function resumedPolicy(p: StoredPolicy): RolloutPolicy {
+  return {
+    maxParallel: p.maxParallel,
+    canary: 0,
+    canaryWaitMs: p.canaryWaitMs,
+    haltOnFailure: p.haltOnFailure,
+    minHealthyMs: p.minHealthyMs ?? null,
+    autoRevert: p.autoRevert ?? false,
   };
 }
 

@@ -6,11 +6,12 @@ import type { ControllerDatabase } from '../db/schema.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
 import { mapConcurrent } from '../../kit/concurrency.js';
 import { applyToHost } from './agent-apply.js';
+import { awaitHealthy, DEFAULT_HEALTH_START_MS } from './health-gate.js';
 import { storeOutcome, type HostSet } from './desired-state.js';
 import { saveHalted } from './halted-rollouts.js';
 import type { OperationRecorder } from './operations.js';
 import { executeRollout } from './rollout-executor.js';
-import { planRollout, type RolloutPolicy } from './rollout-plan.js';
+import { planRollout, storedPolicy, type RolloutPolicy } from './rollout-plan.js';
 
 export interface RolloutDeps {
   readonly client: WorkerClient;
@@ -19,6 +20,8 @@ export interface RolloutDeps {
   readonly timeoutMs: number;
   /** Aborted: hosts not yet answered fail with the shutdown as their reason. */
   readonly signal: AbortSignal;
+  /** How long a gated host's services may take to come up, in ms (default 60 s). */
+  readonly healthStartMs?: number;
 }
 
 export interface RolloutResult {
@@ -69,18 +72,16 @@ export async function rollout(
       [{ level: 'info', host, message: `sending generation ${set.generation} (${n} services)` }],
       { hostId: set.host.id, state: 'running' },
     );
-    const out = await applyToHost(
-      deps.client,
-      {
-        hostId: set.host.id,
-        address: set.host.address,
-        port: set.host.agentPort,
-        fingerprints: deps.pins.fingerprintsFor(set.host.id, 'agent'),
-      },
-      set.generation,
-      set.services,
-      { timeoutMs: deps.timeoutMs, signal: deps.signal },
-    );
+    const target = {
+      hostId: set.host.id,
+      address: set.host.address,
+      port: set.host.agentPort,
+      fingerprints: deps.pins.fingerprintsFor(set.host.id, 'agent'),
+    };
+    const out = await applyToHost(deps.client, target, set.generation, set.services, {
+      timeoutMs: deps.timeoutMs,
+      signal: deps.signal,
+    });
     if (out.outcome === 'failed') {
       await op.record(
         [{ level: 'error', host, message: `failed: ${out.reason}` }],
@@ -94,11 +95,45 @@ export async function rollout(
       out.outcome === 'applied'
         ? `generation ${out.generation} accepted (${n} services)`
         : `generation ${out.generation} unchanged (the agent already had it)`;
+    const gateMs = staged?.policy.minHealthyMs ?? null;
+    if (gateMs === null || n === 0) {
+      await op.record(
+        [{ level: 'info', host, message }],
+        { hostId: set.host.id, state: 'succeeded', detail: out.outcome, generation: out.generation },
+        (trx, nowIso) => storeOutcome(trx, set.host.id, { ok: true, generation: out.generation }, nowIso),
+      );
+      return { host, outcome: out.outcome, generation: out.generation, services: n, reason: null };
+    }
+    // The agent has the set: its dispatch is done whatever the health check finds.
     await op.record(
-      [{ level: 'info', host, message }],
-      { hostId: set.host.id, state: 'succeeded', detail: out.outcome, generation: out.generation },
+      [{ level: 'info', host, message: `${message}; waiting for its services to run for ${gateMs} ms` }],
+      undefined,
       (trx, nowIso) => storeOutcome(trx, set.host.id, { ok: true, generation: out.generation }, nowIso),
     );
+    const health = await awaitHealthy(
+      deps.client,
+      target,
+      out.generation,
+      set.services,
+      { minHealthyMs: gateMs, startMs: deps.healthStartMs ?? DEFAULT_HEALTH_START_MS },
+      deps.signal,
+    );
+    if (!health.ok) {
+      const reason = `unhealthy: ${health.reason}`;
+      await op.record([{ level: 'error', host, message: reason }], {
+        hostId: set.host.id,
+        state: 'failed',
+        detail: reason,
+        generation: out.generation,
+      });
+      return { host, outcome: 'failed', generation: out.generation, services: n, reason };
+    }
+    await op.record([{ level: 'info', host, message: `${n} services running for ${gateMs} ms` }], {
+      hostId: set.host.id,
+      state: 'succeeded',
+      detail: out.outcome,
+      generation: out.generation,
+    });
     return { host, outcome: out.outcome, generation: out.generation, services: n, reason: null };
   };
   const sendBatch = async (batch: readonly HostSet[]) => {
@@ -127,6 +162,37 @@ export async function rollout(
         ]);
         return sendBatch(batch);
       },
+      ...(staged.policy.minHealthyMs !== null && {
+        async checkCanaries(canaries: readonly HostSet[]) {
+          const sick = new Map<HostSet, string>();
+          for (const set of canaries) {
+            const sent = results.get(set.host.id);
+            const look = await awaitHealthy(
+              deps.client,
+              {
+                hostId: set.host.id,
+                address: set.host.address,
+                port: set.host.agentPort,
+                fingerprints: deps.pins.fingerprintsFor(set.host.id, 'agent'),
+              },
+              sent?.generation ?? set.generation,
+              set.services,
+              { minHealthyMs: 0, startMs: 0 },
+              deps.signal,
+            );
+            if (look.ok) continue;
+            const reason = `unhealthy after the canary wait: ${look.reason}`;
+            sick.set(set, look.reason);
+            if (sent) results.set(set.host.id, { ...sent, outcome: 'failed', reason });
+            await op.record([{ level: 'error', host: set.host.name, message: reason }], {
+              hostId: set.host.id,
+              state: 'failed',
+              detail: reason,
+            });
+          }
+          return sick;
+        },
+      }),
       async onCanaryWait(ms, canaries) {
         await op.record([
           {
@@ -154,27 +220,33 @@ export async function rollout(
   let state = operationState(total, failed);
   let reason: string | null = null;
   const untouched = hosts.filter((h) => h.outcome === 'untouched').length;
-  if (halted && staged) {
+  // With auto-revert the deployer puts the previous spec back at once: nothing to resume.
+  const reverting = staged?.policy.autoRevert === true && failed > 0;
+  if (halted && staged && !reverting) {
     state = 'halted';
     reason = `halted at ${halted.host.host.name}: ${halted.reason}`.slice(0, 2000);
     const policy = staged.policy;
     const order = staged.order;
     await op.record([], undefined, (trx, nowIso) =>
-      saveHalted(trx, op.id, 'deploy', { policy, hosts: [...order] }, nowIso),
+      saveHalted(trx, op.id, 'deploy', { policy: storedPolicy(policy), hosts: [...order] }, nowIso),
     );
+  } else if (reverting) {
+    const first = halted?.host ?? sets.find((s) => results.get(s.host.id)?.outcome === 'failed');
+    const why = halted?.reason ?? (first ? results.get(first.host.id)?.reason : null) ?? 'failed';
+    reason = `${first ? `${first.host.name}: ` : ''}${why}; the previous spec is put back`.slice(0, 2000);
   }
+  const ending = halted
+    ? `${kind} halted at ${halted.host.host.name} (${halted.reason}); ${untouched} hosts untouched; ` +
+      (reverting
+        ? 'the previous spec is put back'
+        : `\`corral controller ops resume ${op.id}\` or \`ops cancel ${op.id}\``)
+    : failed === 0
+      ? `${kind} ${state}: ${total} hosts`
+      : `${kind} ${state}: ${failed} of ${total} hosts failed${reverting ? '; the previous spec is put back' : ''}`;
   await op.finish(
     state,
     { ...summary, hosts: total, failedHosts: failed },
-    {
-      level: failed === 0 ? 'info' : 'error',
-      message: halted
-        ? `${kind} halted at ${halted.host.host.name} (${halted.reason}); ${untouched} hosts untouched; ` +
-          `\`corral controller ops resume ${op.id}\` or \`ops cancel ${op.id}\``
-        : failed === 0
-          ? `${kind} ${state}: ${total} hosts`
-          : `${kind} ${state}: ${failed} of ${total} hosts failed`,
-    },
+    { level: failed === 0 ? 'info' : 'error', message: ending },
     reason,
   );
   return { hosts, state, failed, reason };

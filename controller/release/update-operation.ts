@@ -15,7 +15,7 @@ import type { ControllerDatabase } from '../db/schema.js';
 import { findHostByName, type HostRow } from '../fleet/host-store.js';
 import type { OperationRecorder, Operations } from '../deploy/operations.js';
 import { forgetHalted, saveHalted } from '../deploy/halted-rollouts.js';
-import { rolloutPolicy, type RolloutPolicy } from '../deploy/rollout-plan.js';
+import { resumedPolicy, rolloutPolicy, storedPolicy, type RolloutPolicy } from '../deploy/rollout-plan.js';
 import { describePolicy } from '../deploy/rollout-describe.js';
 import type { HaltedRollout, RolloutOptions } from '../../protocol/rollout.js';
 import type { OperationState } from '../../protocol/operations.js';
@@ -323,7 +323,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
             trx,
             op.id,
             'update',
-            { policy, hosts: [...ctx.names], update: { ...release, file: kept } },
+            { policy: storedPolicy(policy), hosts: [...ctx.names], update: { ...release, file: kept } },
             new Date().toISOString(),
           ),
         );
@@ -381,7 +381,7 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
         message: `resumed by ${actor}: ${hosts.length} hosts left`,
       });
       await db.transaction().execute((trx) => forgetHalted(trx, id));
-      const policy = { ...halted.policy, canary: 0 };
+      const policy = resumedPolicy(halted.policy);
       await runSteps(op, hosts, policy, release, { total: steps.length, actor, names: halted.hosts });
       if (!(await isHalted(id))) await rm(release.file, { force: true });
     })();

@@ -1,4 +1,4 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import {
 } from './dashboard-fixture.js';
 import { CLI, fleetCli, poll, tempDir } from './fleet-fixture.js';
 import type { BrowserContext } from 'playwright-core';
+import { rolloutFromFlags } from '../cli/rollout-flags.js';
 
 /**
  * The web dashboard in a real headless Chromium (Debian's, driven by playwright-core; nothing
@@ -24,6 +25,14 @@ import type { BrowserContext } from 'playwright-core';
  * (dashboard-admin.test.ts has approvals, releases, operations, audit and operators.)
  */
 const HEARTBEAT_INTERVAL_MS = 1_000;
+
+/** A service as `controller host NAME --json` lists it. */
+interface HostService {
+  readonly name: string;
+  readonly state: string;
+  readonly pid: number | null;
+  readonly restarts: number;
+}
 
 let dir: string;
 let fleet: LocalFleet;
@@ -220,6 +229,120 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     await context.close();
   }, 150_000);
 
+  it("restarts a service from the host's services tab, by keyboard: the agent runs it under a new pid", async () => {
+    const talkerOnWeb1 = async (): Promise<HostService | undefined> => {
+      const r = await fleetCli(fleet, ['controller', 'host', 'web-1', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { services: HostService[] }).services.find((x) => x.name === 'talker');
+    };
+    const before = await poll('talker running on web-1', async () => {
+      const t = await talkerOnWeb1();
+      return t?.state === 'running' && t.pid !== null ? t : undefined;
+    });
+    const context = await browser.newContext();
+    const page = await logIn(context, adminToken, '#/host/web-1/services');
+    const talker = page.locator('#host-services tr[data-service="talker"]');
+    await talker.waitFor();
+    expect(await page.locator('#host-services th').allTextContents()).toContain('Actions');
+    await talker.getByRole('button', { name: 'Restart talker on web-1' }).focus();
+    await page.keyboard.press('Enter');
+    const status = page.locator('#restart-status');
+    await expect.poll(() => status.textContent(), { timeout: 60_000 }).toMatch(/^Restarted talker: pid \d+/);
+    const said = Number(/pid (\d+)/.exec((await status.textContent()) ?? '')?.[1]);
+    expect(said).not.toBe(before.pid);
+    // The agent reports the pid the page was told, in its heartbeats, as the CLI shows it.
+    const after = await poll('web-1 reports the new pid', async () => {
+      const t = await talkerOnWeb1();
+      return t?.pid === said && t.state === 'running' ? t : undefined;
+    });
+    expect(after.pid).not.toBe(before.pid);
+    await page.reload();
+    await expect
+      .poll(() => talker.locator('td').nth(3).textContent(), { timeout: 30_000 })
+      .toBe(String(said));
+    expect(await unlabelled(page)).toEqual([]);
+    await shoot(page, 'host-services-restarted');
+    await context.close();
+  }, 120_000);
+
+  it("sends the deploy page's rollout options as the CLI sends its flags: both operations log the same rollout", async () => {
+    const round = (n: string): typeof SPEC => ({
+      services: SPEC.services.map((x) => (x.name === 'talker' ? { ...x, env: { ROUND: n } } : x)),
+    });
+    const context = await browser.newContext();
+    const page = await logIn(context, adminToken, '#/deploy');
+    await page.getByLabel('Deployment spec (JSON)').fill(JSON.stringify(round('2')));
+    // A value the API would refuse is refused on the page, by the field's name; nothing is sent.
+    await page.getByLabel('Max parallel hosts', { exact: true }).fill('0');
+    await page.getByRole('button', { name: 'Dry run' }).click();
+    await expect
+      .poll(() => page.locator('#deploy-status').textContent())
+      .toContain('Max parallel hosts must be an integer from 1');
+    await page.getByLabel('Max parallel hosts', { exact: true }).fill('1');
+    await page.getByLabel('Canary hosts', { exact: true }).fill('1');
+    await page.getByLabel('Canary wait (seconds)', { exact: true }).fill('0');
+    await page.getByLabel('Go on past failed hosts', { exact: true }).check();
+    expect(await unlabelled(page)).toEqual([]);
+    await page.getByRole('button', { name: 'Dry run' }).click();
+    await expect.poll(() => page.locator('#deploy-status').textContent()).toContain('Dry run:');
+    await shoot(page, 'deploy-rollout');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await expect
+      .poll(() => page.locator('#op-facts [data-fact="state"]').textContent(), { timeout: 60_000 })
+      .toMatch(/succeeded|partial|failed/);
+    const pageRollout = (await page.locator('#op-log li').allTextContents())
+      .map((l) => /rollout: .*$/.exec(l)?.[0])
+      .find((l) => l !== undefined);
+    expect(pageRollout).toBe(
+      'rollout: 1 canary hosts first, then a 0 s wait; at most 1 hosts at once; goes on past failed hosts',
+    );
+    await context.close();
+
+    const file = join(dir, 'round-3.json');
+    await writeFile(file, JSON.stringify(round('3')));
+    const flags = ['--max-parallel', '1', '--canary', '1', '--canary-wait', '0', '--no-halt-on-failure'];
+    const cli = await fleetCli(fleet, ['controller', 'deploy', file, ...flags, '--json']);
+    expect(cli.code, cli.stderr).toBe(0);
+    const { operationId } = JSON.parse(cli.stdout) as { operationId: string };
+    const shown = await fleetCli(fleet, ['controller', 'ops', 'show', operationId, '--json']);
+    expect(shown.code, shown.stderr).toBe(0);
+    const log = (JSON.parse(shown.stdout) as { log: { message: string }[] }).log;
+    expect(log.map((l) => l.message).find((m) => m.startsWith('rollout: '))).toBe(pageRollout);
+  }, 150_000);
+
+  it("sends the releases page's rollout options in the query, as `controller update` sends its flags", async () => {
+    const context = await browser.newContext();
+    const page = await logIn(context, adminToken, '#/releases');
+    await page.locator('#releases tbody tr').first().waitFor({ timeout: 30_000 });
+    await page.locator('#release-file').setInputFiles({
+      name: 'not-a-release.tar.gz',
+      mimeType: 'application/gzip',
+      buffer: Buffer.from('not a release'),
+    });
+    await page.getByLabel('All hosts', { exact: true }).check();
+    await page.getByLabel('Max parallel hosts', { exact: true }).fill('2');
+    await page.getByLabel('Canary hosts', { exact: true }).fill('1');
+    await page.getByLabel('Canary wait (seconds)', { exact: true }).fill('1.5');
+    expect(await unlabelled(page)).toEqual([]);
+    const sent = page.waitForRequest((r) => r.url().includes('/v1/update?'));
+    await page.getByRole('button', { name: 'Dry run' }).click();
+    const query = new URL((await sent).url()).searchParams;
+    const expected = new URLSearchParams({ all: 'true', dryRun: 'true' });
+    for (const [k, v] of Object.entries(
+      rolloutFromFlags({ maxParallel: '2', canary: '1', canaryWait: '1500ms' }),
+    )) {
+      expected.set(k, String(v));
+    }
+    expect(Object.fromEntries(query)).toEqual(Object.fromEntries(expected));
+    // The API took the query and refused the file itself.
+    await expect
+      .poll(() => page.locator('#push-status').textContent(), { timeout: 30_000 })
+      .not.toBe('dry run…');
+    console.log(`releases page dry run of a bad file: ${await page.locator('#push-status').textContent()}`);
+    await shoot(page, 'releases-rollout');
+    await context.close();
+  }, 60_000);
+
   it('is usable by keyboard alone, with a visible focus', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -283,6 +406,12 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
       expect(await actionButtons(page), hash).toBe(0);
     }
     expect(await page.locator('nav.tabs [data-tab="actions"]').count()).toBe(0);
+    // No restart button on its host's services, nor a column for one.
+    await page.goto(`${fleet.controller.adminUrl}/#/host/web-1/services`);
+    await page.locator('#host-services tr[data-service="talker"]').waitFor({ timeout: 30_000 });
+    expect(await page.locator('#host-services [data-action="restart"]').count()).toBe(0);
+    expect(await page.getByRole('button', { name: /^Restart/ }).count()).toBe(0);
+    expect(await page.locator('#host-services th').allTextContents()).not.toContain('Actions');
     await page.goto(`${fleet.controller.adminUrl}/#/host/web-1/actions`);
     await page.locator('#tab-overview').waitFor();
     expect(await actionButtons(page)).toBe(0);

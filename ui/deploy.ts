@@ -1,6 +1,7 @@
 import { api } from './api.js';
 import { el, replace } from './dom.js';
 import { watchOperation } from './operations.js';
+import { rolloutControls, type RolloutOptions } from './rollout-options.js';
 import { actionButton, field, row, statusLine, table } from './widgets.js';
 
 interface PlanEntry {
@@ -74,6 +75,7 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
   });
   const file = el('input', { id: 'deploy-file', type: 'file', accept: '.json,application/json' });
   const allowPending = el('input', { id: 'deploy-allow-pending', type: 'checkbox' });
+  const rollout = rolloutControls('deploy', 'all at once');
   const status = statusLine('deploy-status');
   const plan = el('div', { id: 'deploy-plan-holder' });
   const watch = el('div', { id: 'deploy-operation' });
@@ -86,16 +88,24 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
       throw new Error(`the spec is not JSON: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
   };
+  // The body `corral controller deploy` sends: `rollout` only when an option is set.
+  const body = (dryRun: boolean): Record<string, unknown> => {
+    const r: RolloutOptions = rollout.read();
+    return {
+      spec: parse(),
+      dryRun,
+      ...(allowPending.checked && { allowPending: true }),
+      ...(Object.keys(r).length > 0 && { rollout: r }),
+    };
+  };
+
   const apply = actionButton(
     'Apply',
     'deploy-apply',
     async () => {
       try {
         if (planned !== spec.value) throw new Error('the spec changed since the dry run: run it again');
-        const a = await api<DeployAnswer>('POST', '/v1/deploy', {
-          spec: parse(),
-          allowPending: allowPending.checked,
-        });
+        const a = await api<DeployAnswer>('POST', '/v1/deploy', body(false));
         status.say(a.operationId === null ? 'Nothing to do.' : `Deploying: operation ${a.operationId}`);
         if (a.operationId !== null) {
           const done = await watchOperation(watch, a.operationId, signal);
@@ -109,11 +119,7 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
   );
   const dryRun = actionButton('Dry run', 'deploy-dry-run', async () => {
     try {
-      const a = await api<DeployAnswer>('POST', '/v1/deploy', {
-        spec: parse(),
-        dryRun: true,
-        allowPending: allowPending.checked,
-      });
+      const a = await api<DeployAnswer>('POST', '/v1/deploy', body(true));
       planned = spec.value;
       replace(plan, el('h3', {}, 'Plan'), ...planView(a));
       status.say(
@@ -148,6 +154,7 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
       field('Load from a file', file),
       field('Allow pending instances', allowPending),
     ),
+    rollout.node,
     el('div', { class: 'controls' }, dryRun, apply),
     status.node,
     plan,

@@ -2,6 +2,7 @@ import { api } from './api.js';
 import { ago, el, replace, type Child } from './dom.js';
 import { healthOf } from './health.js';
 import { renderHostActions } from './host-actions.js';
+import { hostServices } from './host-services.js';
 import { onFleetChange } from './live.js';
 import { renderLogTail } from './log-tail.js';
 import { OPERATION_HEADERS, operationRows, type OperationDetail, type OperationView } from './operations.js';
@@ -145,27 +146,6 @@ function overview(d: HostDetail): Node[] {
   ];
 }
 
-function services(d: HostDetail): Node[] {
-  return [
-    table(
-      'host-services',
-      ['Service', 'State', 'Restarts', 'Last error', 'Since', 'Runtime'],
-      d.services.map((s) =>
-        el(
-          'tr',
-          { 'data-service': s.name, 'data-state': s.state },
-          el('td', {}, s.name),
-          el('td', {}, s.state),
-          el('td', {}, s.restarts),
-          el('td', { class: 'error' }, s.lastError ?? ''),
-          el('td', {}, when(s.since)),
-          el('td', {}, s.image ? `${s.runtime ?? 'container'} ${s.image}` : (s.runtime ?? 'process')),
-        ),
-      ),
-    ),
-  ];
-}
-
 async function releases(name: string): Promise<Node[]> {
   const r = await api<{ hosts: HostReleases[] }>('GET', `/v1/releases?host=${encodeURIComponent(name)}`);
   const h = r.hosts[0];
@@ -222,6 +202,7 @@ export function renderHost(root: HTMLElement, signal: AbortSignal, name: string,
   const tab: HostTab = (tabs as readonly string[]).includes(wanted) ? (wanted as HostTab) : 'overview';
   const status = statusLine('host-status');
   const panel = el('section', { id: `tab-${tab}`, class: 'panel', 'aria-label': tab });
+  const restartStatus = statusLine('restart-status');
   replace(
     root,
     el('p', {}, el('a', { href: '#/fleet' }, '← Fleet')),
@@ -253,8 +234,9 @@ export function renderHost(root: HTMLElement, signal: AbortSignal, name: string,
     else if (tab === 'operations') replace(panel, ...(await operations(name)));
     else {
       const d = await api<HostDetail>('GET', `/v1/hosts/${encodeURIComponent(name)}`);
-      if (tab === 'services') replace(panel, ...services(d));
-      else if (tab === 'actions') renderHostActions(panel, d, () => void load().catch(status.fail));
+      if (tab === 'services') {
+        replace(panel, ...hostServices(d, restartStatus, () => void load().catch(status.fail)));
+      } else if (tab === 'actions') renderHostActions(panel, d, () => void load().catch(status.fail));
       else replace(panel, ...overview(d));
     }
     status.say('');

@@ -1,6 +1,7 @@
 import { api, isPendingApproval } from './api.js';
 import { el, replace } from './dom.js';
 import { watchOperation, type OperationView } from './operations.js';
+import { rolloutControls } from './rollout-options.js';
 import { can } from './session.js';
 import { actionButton, field, row, statusLine, table, when } from './widgets.js';
 
@@ -74,6 +75,7 @@ export function renderReleases(root: HTMLElement, signal: AbortSignal): void {
     const file = el('input', { id: 'release-file', type: 'file', accept: '.tar.gz,.tgz,application/gzip' });
     const all = el('input', { id: 'release-all', type: 'checkbox' });
     const force = el('input', { id: 'release-force', type: 'checkbox' });
+    const rollout = rolloutControls('release', 'a quarter of the hosts');
     const st = statusLine('push-status');
     const result = el('div', { id: 'push-result' });
     const progress = el('div', { id: 'push-progress' });
@@ -90,8 +92,15 @@ export function renderReleases(root: HTMLElement, signal: AbortSignal): void {
         st.fail(new Error('pick hosts, or all'));
         return;
       }
-      if (force.checked) q.set('force', 'true');
       if (dryRun) q.set('dryRun', 'true');
+      if (force.checked) q.set('force', 'true');
+      // Flattened into the query, as `corral controller update` sends them.
+      try {
+        for (const [k, v] of Object.entries(rollout.read())) q.set(k, String(v));
+      } catch (e: unknown) {
+        st.fail(e);
+        return;
+      }
       st.say(dryRun ? 'dry run…' : 'pushing…');
       replace(result);
       const started = Date.now();
@@ -138,6 +147,11 @@ export function renderReleases(root: HTMLElement, signal: AbortSignal): void {
         field('Release file', file),
         field('All hosts', all),
         field('Force (a version that rolled back before)', force),
+      ),
+      rollout.node,
+      el(
+        'div',
+        { class: 'controls' },
         actionButton('Dry run', 'release-dry-run', send(true)),
         actionButton('Push', 'release-push', send(false)),
       ),

@@ -1,0 +1,107 @@
+import { el } from './dom.js';
+import { field } from './widgets.js';
+
+/**
+ * The rollout options (protocol/rollout.ts) as the deploy and releases pages take them, sent
+ * as the CLI sends its `--max-parallel`, `--canary`, `--canary-wait` and
+ * `--no-halt-on-failure` (cli/rollout-flags.ts): a field left empty is left out, so the
+ * controller's default applies. The page cannot import the protocol module (it carries the
+ * schemas); rollout-options.test.ts checks these limits and the CLI's agree.
+ */
+export interface RolloutOptions {
+  maxParallel?: number;
+  canary?: number;
+  canaryWaitMs?: number;
+  haltOnFailure?: boolean;
+}
+
+/** The largest `maxParallel` and `canary` the API takes. */
+export const MAX_ROLLOUT_COUNT = 10_000;
+/** The longest canary wait the API takes, in ms (a day). */
+export const MAX_CANARY_WAIT_MS = 24 * 60 * 60_000;
+
+/** What the operator typed: counts and the canary wait in seconds as text, as the inputs hold them. */
+export interface RolloutFields {
+  readonly maxParallel: string;
+  readonly canary: string;
+  readonly canaryWaitSeconds: string;
+  readonly goOnPastFailures: boolean;
+}
+
+function count(name: string, text: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > MAX_ROLLOUT_COUNT) {
+    throw new Error(
+      `${name} must be an integer from ${min} to ${MAX_ROLLOUT_COUNT}, got ${JSON.stringify(text)}`,
+    );
+  }
+  return n;
+}
+
+/** The fields as the API's rollout options; throws an Error saying which field is wrong. */
+export function rolloutFromFields(f: RolloutFields): RolloutOptions {
+  const out: RolloutOptions = {};
+  if (f.maxParallel.trim() !== '') out.maxParallel = count('Max parallel hosts', f.maxParallel.trim(), 1);
+  if (f.canary.trim() !== '') out.canary = count('Canary hosts', f.canary.trim(), 0);
+  if (f.canaryWaitSeconds.trim() !== '') {
+    const s = Number(f.canaryWaitSeconds.trim());
+    const ms = Math.round(s * 1000);
+    if (!Number.isFinite(s) || s < 0 || ms > MAX_CANARY_WAIT_MS) {
+      throw new Error(`Canary wait must be from 0 to ${MAX_CANARY_WAIT_MS / 1000} seconds`);
+    }
+    out.canaryWaitMs = ms;
+  }
+  if (f.goOnPastFailures) out.haltOnFailure = false;
+  return out;
+}
+
+export interface RolloutControls {
+  /** The labelled inputs, to be placed in a form. */
+  readonly node: HTMLElement;
+  /** The options the inputs hold now; throws an Error when one is not valid. */
+  readonly read: () => RolloutOptions;
+}
+
+/** Labelled inputs for the rollout options, their ids prefixed by `prefix` (`deploy`, `release`). */
+export function rolloutControls(prefix: string, defaultParallel: string): RolloutControls {
+  const maxParallel = el('input', {
+    id: `${prefix}-max-parallel`,
+    type: 'text',
+    inputmode: 'numeric',
+    autocomplete: 'off',
+    placeholder: defaultParallel,
+  });
+  const canary = el('input', {
+    id: `${prefix}-canary`,
+    type: 'text',
+    inputmode: 'numeric',
+    autocomplete: 'off',
+    placeholder: 'none',
+  });
+  const canaryWait = el('input', {
+    id: `${prefix}-canary-wait`,
+    type: 'text',
+    inputmode: 'decimal',
+    autocomplete: 'off',
+    placeholder: '30',
+  });
+  const goOn = el('input', { id: `${prefix}-go-on`, type: 'checkbox' });
+  return {
+    node: el(
+      'fieldset',
+      { id: `${prefix}-rollout`, class: 'controls' },
+      el('legend', {}, 'Rollout'),
+      field('Max parallel hosts', maxParallel),
+      field('Canary hosts', canary),
+      field('Canary wait (seconds)', canaryWait),
+      field('Go on past failed hosts', goOn),
+    ),
+    read: () =>
+      rolloutFromFields({
+        maxParallel: maxParallel.value,
+        canary: canary.value,
+        canaryWaitSeconds: canaryWait.value,
+        goOnPastFailures: goOn.checked,
+      }),
+  };
+}

@@ -75,7 +75,7 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
   });
   const file = el('input', { id: 'deploy-file', type: 'file', accept: '.json,application/json' });
   const allowPending = el('input', { id: 'deploy-allow-pending', type: 'checkbox' });
-  const rollout = rolloutControls('deploy', 'all at once');
+  const rollout = rolloutControls('deploy', 'all at once', true);
   const status = statusLine('deploy-status');
   const plan = el('div', { id: 'deploy-plan-holder' });
   const watch = el('div', { id: 'deploy-operation' });

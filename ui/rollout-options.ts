@@ -13,12 +13,16 @@ export interface RolloutOptions {
   canary?: number;
   canaryWaitMs?: number;
   haltOnFailure?: boolean;
+  minHealthyMs?: number;
+  autoRevert?: boolean;
 }
 
 /** The largest `maxParallel` and `canary` the API takes. */
 export const MAX_ROLLOUT_COUNT = 10_000;
 /** The longest canary wait the API takes, in ms (a day). */
 export const MAX_CANARY_WAIT_MS = 24 * 60 * 60_000;
+/** The longest min healthy the API takes, in ms (an hour). */
+export const MAX_MIN_HEALTHY_MS = 60 * 60_000;
 
 /** What the operator typed: counts and the canary wait in seconds as text, as the inputs hold them. */
 export interface RolloutFields {
@@ -26,6 +30,18 @@ export interface RolloutFields {
   readonly canary: string;
   readonly canaryWaitSeconds: string;
   readonly goOnPastFailures: boolean;
+  /** Deploys only: `--min-healthy` in seconds, and `--auto-revert`. */
+  readonly minHealthySeconds?: string;
+  readonly autoRevert?: boolean;
+}
+
+function seconds(name: string, text: string, maxMs: number): number {
+  const s = Number(text);
+  const ms = Math.round(s * 1000);
+  if (text === '' || !Number.isFinite(s) || s < 0 || ms > maxMs) {
+    throw new Error(`${name} must be from 0 to ${maxMs / 1000} seconds`);
+  }
+  return ms;
 }
 
 function count(name: string, text: string, min: number): number {
@@ -44,14 +60,12 @@ export function rolloutFromFields(f: RolloutFields): RolloutOptions {
   if (f.maxParallel.trim() !== '') out.maxParallel = count('Max parallel hosts', f.maxParallel.trim(), 1);
   if (f.canary.trim() !== '') out.canary = count('Canary hosts', f.canary.trim(), 0);
   if (f.canaryWaitSeconds.trim() !== '') {
-    const s = Number(f.canaryWaitSeconds.trim());
-    const ms = Math.round(s * 1000);
-    if (!Number.isFinite(s) || s < 0 || ms > MAX_CANARY_WAIT_MS) {
-      throw new Error(`Canary wait must be from 0 to ${MAX_CANARY_WAIT_MS / 1000} seconds`);
-    }
-    out.canaryWaitMs = ms;
+    out.canaryWaitMs = seconds('Canary wait', f.canaryWaitSeconds.trim(), MAX_CANARY_WAIT_MS);
   }
   if (f.goOnPastFailures) out.haltOnFailure = false;
+  const gate = f.minHealthySeconds?.trim() ?? '';
+  if (gate !== '') out.minHealthyMs = seconds('Min healthy', gate, MAX_MIN_HEALTHY_MS);
+  if (f.autoRevert === true) out.autoRevert = true;
   return out;
 }
 
@@ -62,8 +76,11 @@ export interface RolloutControls {
   readonly read: () => RolloutOptions;
 }
 
-/** Labelled inputs for the rollout options, their ids prefixed by `prefix` (`deploy`, `release`). */
-export function rolloutControls(prefix: string, defaultParallel: string): RolloutControls {
+/**
+ * Labelled inputs for the rollout options, their ids prefixed by `prefix` (`deploy`, `release`);
+ * with `gate`, also a deploy's min healthy and auto-revert.
+ */
+export function rolloutControls(prefix: string, defaultParallel: string, gate = false): RolloutControls {
   const maxParallel = el('input', {
     id: `${prefix}-max-parallel`,
     type: 'text',
@@ -86,6 +103,14 @@ export function rolloutControls(prefix: string, defaultParallel: string): Rollou
     placeholder: '30',
   });
   const goOn = el('input', { id: `${prefix}-go-on`, type: 'checkbox' });
+  const minHealthy = el('input', {
+    id: `${prefix}-min-healthy`,
+    type: 'text',
+    inputmode: 'decimal',
+    autocomplete: 'off',
+    placeholder: "controller's (10)",
+  });
+  const autoRevert = el('input', { id: `${prefix}-auto-revert`, type: 'checkbox' });
   return {
     node: el(
       'fieldset',
@@ -95,6 +120,12 @@ export function rolloutControls(prefix: string, defaultParallel: string): Rollou
       field('Canary hosts', canary),
       field('Canary wait (seconds)', canaryWait),
       field('Go on past failed hosts', goOn),
+      ...(gate
+        ? [
+            field('Min healthy (seconds)', minHealthy),
+            field('Put the previous spec back on failure', autoRevert),
+          ]
+        : []),
     ),
     read: () =>
       rolloutFromFields({
@@ -102,6 +133,7 @@ export function rolloutControls(prefix: string, defaultParallel: string): Rollou
         canary: canary.value,
         canaryWaitSeconds: canaryWait.value,
         goOnPastFailures: goOn.checked,
+        ...(gate && { minHealthySeconds: minHealthy.value, autoRevert: autoRevert.checked }),
       }),
   };
 }

@@ -1,3 +1,4 @@
+import { stringify as stringifyYaml } from 'yaml';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -128,11 +129,12 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     const page = await context.newPage();
     await page.goto(`${fleet.controller.adminUrl}/#/deploy`);
     const apply = page.getByRole('button', { name: 'Apply' });
-    await page.getByLabel('Deployment spec (JSON)').fill('{ "services": [');
+    await page.getByLabel('Deployment spec (YAML or JSON)').fill('{ "services": [');
     await page.getByRole('button', { name: 'Dry run' }).click();
-    await expect.poll(() => page.locator('#deploy-status').textContent()).toContain('not JSON');
+    await expect.poll(() => page.locator('#deploy-status').textContent()).toContain('not YAML or JSON');
     expect(await apply.isDisabled()).toBe(true);
-    await page.getByLabel('Deployment spec (JSON)').fill(JSON.stringify(SPEC, null, 2));
+    // YAML, as a spec file is usually written.
+    await page.getByLabel('Deployment spec (YAML or JSON)').fill(stringifyYaml(SPEC));
     await page.getByRole('button', { name: 'Dry run' }).click();
     await page.locator('#deploy-plan tbody tr').nth(3).waitFor();
     const plan = await page
@@ -271,7 +273,7 @@ describe.skipIf(!hasChromium)('the web dashboard in a real browser', () => {
     });
     const context = await browser.newContext();
     const page = await logIn(context, adminToken, '#/deploy');
-    await page.getByLabel('Deployment spec (JSON)').fill(JSON.stringify(round('2')));
+    await page.getByLabel('Deployment spec (YAML or JSON)').fill(JSON.stringify(round('2')));
     // A value the API would refuse is refused on the page, by the field's name; nothing is sent.
     await page.getByLabel('Max parallel hosts', { exact: true }).fill('0');
     await page.getByRole('button', { name: 'Dry run' }).click();

@@ -1,3 +1,4 @@
+import { parse as parseYaml } from 'yaml';
 import { api } from './api.js';
 import { el, replace } from './dom.js';
 import { watchOperation } from './operations.js';
@@ -61,8 +62,11 @@ function planView(a: DeployAnswer): Node[] {
   ];
 }
 
+/** The largest spec the page sends, as the CLI's file limit (1 MiB). */
+const MAX_SPEC_CHARS = 1024 * 1024;
+
 /**
- * The deploy page: paste (or load from a file) a deployment spec as JSON, see the dry run's
+ * The deploy page: paste (or load from a file) a deployment spec as YAML or JSON, see the dry run's
  * plan (`POST /v1/deploy` with `dryRun`), then apply the same text and watch its operation.
  * Apply is offered only after a dry run of exactly the text in the box.
  */
@@ -71,9 +75,13 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
     id: 'deploy-spec',
     rows: '14',
     spellcheck: 'false',
-    placeholder: '{ "services": [ { "name": "api", "command": "node", "args": ["server.js"] } ] }',
+    placeholder: 'services:\n  - name: api\n    command: node\n    args: [server.js]',
   });
-  const file = el('input', { id: 'deploy-file', type: 'file', accept: '.json,application/json' });
+  const file = el('input', {
+    id: 'deploy-file',
+    type: 'file',
+    accept: '.yaml,.yml,.json,application/json,application/yaml',
+  });
   const allowPending = el('input', { id: 'deploy-allow-pending', type: 'checkbox' });
   const rollout = rolloutControls('deploy', 'all at once', true);
   const status = statusLine('deploy-status');
@@ -81,11 +89,16 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
   const watch = el('div', { id: 'deploy-operation' });
   let planned: string | undefined;
 
+  // YAML or JSON, as `corral controller deploy` reads a spec file (JSON is YAML too); the
+  // server checks the spec itself, this only turns the text into the request's object.
   const parse = (): unknown => {
+    if (spec.value.length > MAX_SPEC_CHARS) throw new Error('the spec is larger than 1 MiB');
     try {
-      return JSON.parse(spec.value) as unknown;
+      return parseYaml(spec.value, { maxAliasCount: 100 }) as unknown;
     } catch (e: unknown) {
-      throw new Error(`the spec is not JSON: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw new Error(`the spec is not YAML or JSON: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
     }
   };
   // The body `corral controller deploy` sends: `rollout` only when an option is set.
@@ -147,7 +160,7 @@ export function renderDeploy(root: HTMLElement, signal: AbortSignal): void {
     root,
     el('h2', {}, 'Deploy'),
     el('p', {}, 'The spec is the same document `corral controller deploy` takes, written as JSON.'),
-    field('Deployment spec (JSON)', spec),
+    field('Deployment spec (YAML or JSON)', spec),
     el(
       'div',
       { class: 'controls' },

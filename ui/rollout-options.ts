@@ -81,35 +81,13 @@ export interface RolloutControls {
  * with `gate`, also a deploy's min healthy and auto-revert.
  */
 export function rolloutControls(prefix: string, defaultParallel: string, gate = false): RolloutControls {
-  const maxParallel = el('input', {
-    id: `${prefix}-max-parallel`,
-    type: 'text',
-    inputmode: 'numeric',
-    autocomplete: 'off',
-    placeholder: defaultParallel,
-  });
-  const canary = el('input', {
-    id: `${prefix}-canary`,
-    type: 'text',
-    inputmode: 'numeric',
-    autocomplete: 'off',
-    placeholder: 'none',
-  });
-  const canaryWait = el('input', {
-    id: `${prefix}-canary-wait`,
-    type: 'text',
-    inputmode: 'decimal',
-    autocomplete: 'off',
-    placeholder: '30',
-  });
+  const input = (name: string, inputmode: string, placeholder: string) =>
+    el('input', { id: `${prefix}-${name}`, type: 'text', inputmode, autocomplete: 'off', placeholder });
+  const maxParallel = input('max-parallel', 'numeric', defaultParallel);
+  const canary = input('canary', 'numeric', 'none');
+  const canaryWait = input('canary-wait', 'decimal', '30');
   const goOn = el('input', { id: `${prefix}-go-on`, type: 'checkbox' });
-  const minHealthy = el('input', {
-    id: `${prefix}-min-healthy`,
-    type: 'text',
-    inputmode: 'decimal',
-    autocomplete: 'off',
-    placeholder: "controller's (10)",
-  });
+  const minHealthy = input('min-healthy', 'decimal', "controller's (10)");
   const autoRevert = el('input', { id: `${prefix}-auto-revert`, type: 'checkbox' });
   return {
     node: el(

@@ -16,7 +16,7 @@ import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
 import { inline, renderJson, renderTable, shortContainerId, type Output } from '../output.js';
-import { followProgress, LONG_REQUEST_TIMEOUT_MS, printNewLines, type Follow } from '../follow-operation.js';
+import { LONG_REQUEST_TIMEOUT_MS, withProgress } from '../follow-operation.js';
 import {
   addHealthGateOptions,
   addRolloutOptions,
@@ -73,16 +73,8 @@ export function registerControllerDeployCommands(controller: Command, io: Output
       const admin = await adminClientFor(opts);
       // The answer comes once every host's services have stayed up (or failed): the operation's
       // log is followed on stderr meanwhile.
-      const since = new Date(Date.now() - 5000).toISOString();
-      const stop = new AbortController();
-      const follow: Follow = { id: undefined, afterSeq: 0 };
-      const showProgress = !opts.json && !opts.dryRun;
-      const progress = showProgress
-        ? followProgress(admin, io, 'deploy', follow, since, stop.signal)
-        : undefined;
-      let res: DeployResponse;
-      try {
-        res = await admin.post<DeployResponse>(
+      const res = await withProgress(admin, io, 'deploy', !opts.json && !opts.dryRun, () =>
+        admin.post<DeployResponse>(
           '/v1/deploy',
           {
             spec,
@@ -91,14 +83,8 @@ export function registerControllerDeployCommands(controller: Command, io: Output
             ...(Object.keys(rollout).length > 0 && { rollout }),
           },
           LONG_REQUEST_TIMEOUT_MS,
-        );
-      } finally {
-        stop.abort();
-        await progress;
-      }
-      if (showProgress && res.operationId !== null && follow.id === res.operationId) {
-        await printNewLines(admin, io, follow, res.operationId).catch(() => undefined /* best effort */);
-      }
+        ),
+      );
       if (opts.json) {
         io.out(renderJson(res));
       } else {

@@ -12,7 +12,7 @@ import {
 import { adminClientFor } from '../admin-client.js';
 import { addAdminTargetOptions, type AdminTargetOptions } from '../controller-home.js';
 import { CliExit, EXIT_FAILURE, EXIT_USAGE } from '../exit.js';
-import { followProgress, LONG_REQUEST_TIMEOUT_MS, printNewLines, type Follow } from '../follow-operation.js';
+import { LONG_REQUEST_TIMEOUT_MS, withProgress } from '../follow-operation.js';
 import { addRolloutOptions, rolloutFromFlags, type RolloutFlags } from '../rollout-flags.js';
 import type { ApprovalPending } from '../../protocol/approvals.js';
 import { isApprovalPending, printApprovalPending } from './approval-pending.js';
@@ -91,34 +91,19 @@ export function registerControllerReleaseCommands(controller: Command, io: Outpu
     if (opts.force) q.set('force', 'true');
     for (const [k, v] of Object.entries(rolloutFromFlags(opts))) q.set(k, String(v));
     const admin = await adminClientFor(opts);
-    const since = new Date(Date.now() - 5000).toISOString();
-    const stop = new AbortController();
-    const follow: Follow = { id: undefined, afterSeq: 0 };
-    const showProgress = !opts.json && !opts.dryRun;
-    const progress = showProgress
-      ? followProgress(admin, io, 'update', follow, since, stop.signal)
-      : undefined;
-    let answer: AdminUpdateResponse | ApprovalPending;
-    try {
-      answer = await admin.postStream<AdminUpdateResponse | ApprovalPending>(
+    const answer = await withProgress(admin, io, 'update', !opts.json && !opts.dryRun, () =>
+      admin.postStream<AdminUpdateResponse | ApprovalPending>(
         `${ADMIN_UPDATE_PATH}?${q.toString()}`,
         createReadStream(opts.release),
         bytes,
         LONG_REQUEST_TIMEOUT_MS,
-      );
-    } finally {
-      stop.abort();
-      await progress;
-    }
+      ),
+    );
     if (isApprovalPending(answer)) {
       printApprovalPending(io, answer, { what: `the push of ${opts.release}`, json: opts.json });
       return;
     }
     const res = answer;
-    if (showProgress && res.operationId !== null) {
-      if (follow.id !== res.operationId) follow.afterSeq = 0;
-      await printNewLines(admin, io, follow, res.operationId).catch(() => undefined /* best effort */);
-    }
     if (opts.json) {
       io.out(renderJson(res));
     } else {

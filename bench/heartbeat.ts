@@ -21,7 +21,7 @@ import {
 import { fmt, percentile } from './lib/stats.js';
 
 /**
- * `npm run bench -- heartbeat [--workers N] [--seconds S] [--warmup S] [--reconnect]`: N simulated workers, each with
+ * `npm run bench -- heartbeat [--workers N] [--seconds S] [--warmup S] [--reconnect] [--database postgres]`: N simulated workers, each with
  * its own enrolled certificate and one persistent mTLS connection, post heartbeats as fast
  * as answers come back to a real `corral controller serve` (real SQLite file, batched
  * writes, pins checked per request). In the same run the same clients hit a bare fastify
@@ -113,6 +113,12 @@ export async function run(args: string[]): Promise<void> {
     await serveCeiling(args[1] ?? '');
     return;
   }
+  const database = args.includes('--database') ? args[args.indexOf('--database') + 1] : 'sqlite';
+  if (database === 'postgres') {
+    await (await import('./heartbeat-postgres.js')).run(args);
+    return;
+  }
+  if (database !== 'sqlite') throw new Error('--database must be sqlite or postgres');
   const n = arg(args, '--workers', DEFAULT_WORKERS);
   const seconds = arg(args, '--seconds', DEFAULT_SECONDS);
   const warmup = warmupArg(args);

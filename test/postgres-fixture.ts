@@ -92,7 +92,12 @@ function postgresUser(): { uid: number; gid: number } | undefined {
 }
 
 /** Initializes and starts a private cluster; throws when the binaries are missing. */
-export async function startPostgres(): Promise<PostgresCluster> {
+/**
+ * A private cluster on a loopback port. Tests run it without fsync (nothing to keep);
+ * `durable` keeps PostgreSQL's defaults (fsync, synchronous commit) for benchmarks that
+ * compare it with SQLite's synced commits.
+ */
+export async function startPostgres(o: { durable?: boolean } = {}): Promise<PostgresCluster> {
   const bin = postgresBinDir();
   if (bin === undefined) throw new Error(postgresSkipReason());
   const user = postgresUser();
@@ -119,9 +124,9 @@ export async function startPostgres(): Promise<PostgresCluster> {
         `-c listen_addresses=127.0.0.1`,
         `-p ${port}`,
         `-k ${dir}`,
-        '-c fsync=off',
-        '-c synchronous_commit=off',
-        '-c full_page_writes=off',
+        ...(o.durable === true
+          ? []
+          : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
         '-c max_connections=60',
         '-c shared_buffers=16MB',
       ].join(' ');

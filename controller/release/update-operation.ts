@@ -25,7 +25,12 @@ import type { PinRegistry } from '../pins/pin-registry.js';
 import { pushRelease, type HostPushResult } from './push.js';
 import { pushInSteps } from './update-rollout.js';
 import { readReleaseFile } from './read-release.js';
-import { DEFAULT_UPDATE_TIMEOUT_MS, fetchReleases, requestRollback, type UpdaterTarget } from './updater-client.js';
+import {
+  DEFAULT_UPDATE_TIMEOUT_MS,
+  fetchReleases,
+  requestRollback,
+  type UpdaterTarget,
+} from './updater-client.js';
 import { mapConcurrent } from '../../kit/concurrency.js';
 import type { FleetEventSink, NewFleetEvent } from '../events/event-log.js';
 
@@ -444,9 +449,11 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
   }
 
   async function rollback(host: string, actor: string): Promise<AdminRollbackResponse> {
-    if (closed || signal.aborted) throw new CorralError(ErrorCode.UNAVAILABLE, 'the controller is shutting down');
+    if (closed || signal.aborted)
+      throw new CorralError(ErrorCode.UNAVAILABLE, 'the controller is shutting down');
     const row = await findHostByName(db, host);
-    if (!row || row.decommissioned_at !== null) throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${host}`);
+    if (!row || row.decommissioned_at !== null)
+      throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${host}`);
     const target = targetOf(row);
     const op = await db.transaction().execute(async (trx) => {
       const recorder = await o.operations.begin(
@@ -494,7 +501,9 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
       throw new CorralError(ErrorCode.UNAVAILABLE, `${row.name}: its updater could not roll back: ${why}`);
     }
     const ok = res.outcome === 'rolled-back';
-    const detail = ok ? `rolled back to ${res.current ?? 'no release'}` : `rollback failed: ${res.reason ?? 'unknown'}`;
+    const detail = ok
+      ? `rolled back to ${res.current ?? 'no release'}`
+      : `rollback failed: ${res.reason ?? 'unknown'}`;
     const event: NewFleetEvent = {
       kind: 'release.rolled_back',
       host: { id: row.id, name: row.name },

@@ -104,3 +104,30 @@ export const AdminReleasesResponse = Type.Object(
   { additionalProperties: false },
 );
 export type AdminReleasesResponse = Static<typeof AdminReleasesResponse>;
+
+/** `POST /v1/hosts/:name/rollback`: the host's updater puts its previous release back. */
+export const ADMIN_ROLLBACK_PATH = '/v1/hosts/:name/rollback';
+export const adminRollbackPath = (host: string): string => `/v1/hosts/${encodeURIComponent(host)}/rollback`;
+
+export const AdminRollbackParams = Type.Object({ name: Name }, { additionalProperties: false });
+export type AdminRollbackParams = Static<typeof AdminRollbackParams>;
+
+/** No fields yet: an empty JSON object. */
+export const AdminRollbackBody = Type.Object({}, { additionalProperties: false });
+
+export const AdminRollbackResponse = Type.Object(
+  {
+    operationId: Type.String({ maxLength: 64 }),
+    host: Name,
+    /** `rolled-back`, or `failed` when the updater tried and put the release it had back. */
+    outcome: Type.Union([Type.Literal('rolled-back'), Type.Literal('failed')]),
+    /** The release now current on the host. */
+    current: Type.Union([ReleaseVersion, Type.Null()]),
+    /** The release it rolled back from. */
+    from: Type.Union([ReleaseVersion, Type.Null()]),
+    reason: Type.Union([Reason, Type.Null()]),
+    durationMs: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type AdminRollbackResponse = Static<typeof AdminRollbackResponse>;

@@ -247,6 +247,15 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     expect(await rolledBack.getAttribute('data-outcome')).toBe('rolled-back');
     expect(await p.locator('#host-release').textContent()).toContain('1.0.0');
     await shoot(p, 'host-releases');
+    // An operator with `update` is offered the rollback (`controller rollback`), not pressed here.
+    expect(await p.getByRole('button', { name: 'Roll back' }).count()).toBe(1);
+    // An operator with `read` only sees the same tab without it.
+    const viewer = await browser.newContext();
+    const v = await logIn(viewer, url, await operator('rb-viewer', ['read']), '#/host/w-1/releases');
+    await v.locator('#host-release').waitFor({ timeout: 30_000 });
+    expect(await v.getByRole('button', { name: 'Roll back' }).count()).toBe(0);
+    expect(await actionButtons(v)).toBe(0);
+    await viewer.close();
 
     // The operations: the two pushes, the rolled-back one with w-1's failed step and its log.
     await p.goto(`${url}/#/ops`);

@@ -7,7 +7,7 @@ import { onFleetChange } from './live.js';
 import { renderLogTail } from './log-tail.js';
 import { OPERATION_HEADERS, operationRows, type OperationDetail, type OperationView } from './operations.js';
 import { can } from './session.js';
-import { bytes, mapLimit, row, statusLine, table, when } from './widgets.js';
+import { actionButton, bytes, mapLimit, row, statusLine, table, when, type StatusLine } from './widgets.js';
 
 interface Metrics {
   readonly load1: number;
@@ -146,11 +146,46 @@ function overview(d: HostDetail): Node[] {
   ];
 }
 
-async function releases(name: string): Promise<Node[]> {
+interface RollbackAnswer {
+  readonly outcome: string;
+  readonly current: string | null;
+  readonly from: string | null;
+  readonly reason: string | null;
+  readonly operationId: string;
+}
+
+/**
+ * "Roll back" (scope `update`), after a confirmation: `POST /v1/hosts/:name/rollback`, the call
+ * `corral controller rollback` makes; its answer shown as text in `st`.
+ */
+function rollbackButton(name: string, previous: string | null, st: StatusLine, reload: () => void): Node {
+  return actionButton('Roll back', 'rollback', async () => {
+    const to = previous ?? 'its previous release';
+    if (!window.confirm(`Roll ${name} back to ${to}?`)) return;
+    try {
+      const r = await api<RollbackAnswer>('POST', `/v1/hosts/${encodeURIComponent(name)}/rollback`, {});
+      if (r.outcome === 'rolled-back') {
+        st.say(
+          `Rolled back to ${r.current ?? 'no release'} (from ${r.from ?? '-'}), operation ${r.operationId}.`,
+        );
+      } else {
+        st.fail(new Error(`Rollback failed: ${r.reason ?? 'no reason given'} (operation ${r.operationId})`));
+      }
+      reload();
+    } catch (e: unknown) {
+      st.fail(e);
+    }
+  });
+}
+
+async function releases(name: string, st: StatusLine, reload: () => void): Promise<Node[]> {
   const r = await api<{ hosts: HostReleases[] }>('GET', `/v1/releases?host=${encodeURIComponent(name)}`);
   const h = r.hosts[0];
   if (!h) return [el('p', {}, 'No release information for this host.')];
   return [
+    ...(can('update')
+      ? [el('div', { class: 'controls' }, rollbackButton(name, h.previous, st, reload)), st.node]
+      : []),
     facts('host-release', [
       ['Current', h.current ?? 'none'],
       ['Previous', h.previous ?? 'none'],
@@ -203,6 +238,7 @@ export function renderHost(root: HTMLElement, signal: AbortSignal, name: string,
   const status = statusLine('host-status');
   const panel = el('section', { id: `tab-${tab}`, class: 'panel', 'aria-label': tab });
   const restartStatus = statusLine('restart-status');
+  const rollbackStatus = statusLine('rollback-status');
   replace(
     root,
     el('p', {}, el('a', { href: '#/fleet' }, '← Fleet')),
@@ -230,7 +266,8 @@ export function renderHost(root: HTMLElement, signal: AbortSignal, name: string,
     return;
   }
   const load = async (): Promise<void> => {
-    if (tab === 'releases') replace(panel, ...(await releases(name)));
+    if (tab === 'releases')
+      replace(panel, ...(await releases(name, rollbackStatus, () => void load().catch(status.fail))));
     else if (tab === 'operations') replace(panel, ...(await operations(name)));
     else {
       const d = await api<HostDetail>('GET', `/v1/hosts/${encodeURIComponent(name)}`);

@@ -48,6 +48,10 @@ const MODULES: readonly { readonly names: readonly string[]; readonly load: () =
       load: async () => (await import('./controller-release.js')).registerControllerReleaseCommands,
     },
     {
+      names: ['rollback'],
+      load: async () => (await import('./controller-rollback.js')).registerControllerRollbackCommand,
+    },
+    {
       names: ['events'],
       load: async () => (await import('./controller-events.js')).registerControllerEventsCommand,
     },

@@ -45,6 +45,7 @@ import { drainHost } from '../deploy/host-eligibility.js';
 import { adminOpsRoutes } from '../routes/admin-ops.js';
 import { adminRestartRoutes } from '../routes/admin-restart.js';
 import { adminReleasesRoutes } from '../routes/admin-releases.js';
+import { adminRollbackRoutes } from '../routes/admin-rollback.js';
 import { adminSystemRoutes, type SystemRouteOptions } from '../routes/admin-system.js';
 import { adminUpdateRoutes, type UpdateRouteOptions } from '../routes/admin-update.js';
 import { joinRoute } from '../routes/join.js';
@@ -193,6 +194,7 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminOpsRoutes, { operations: o.operations, rollouts: o.rollouts });
   void app.register(adminUpdateRoutes, o.update);
   void app.register(adminReleasesRoutes, { updater: o.update.updater });
+  void app.register(adminRollbackRoutes, { updater: o.update.updater });
   void app.register(adminEventRoutes, { events: o.events });
   void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
   void app.register(adminDiagnoseRoutes, o.diagnose);

@@ -46,6 +46,7 @@ export const ADMIN_ROUTE_SCOPES: Readonly<Record<string, RouteAccess>> = {
   'POST /v1/ops/:id/cancel': 'deploy',
   'POST /v1/update': 'update',
   'GET /v1/releases': 'read',
+  'POST /v1/hosts/:name/rollback': 'update',
   'GET /v1/events': 'read',
   'GET /v1/logs': 'read',
   'POST /v1/webhooks': 'admin',

@@ -6,10 +6,11 @@ import { ensurePrivateDir, type TlsMaterial } from '../../pki/index.js';
 import {
   ADMIN_RELEASE_HISTORY_ENTRIES,
   type AdminHostReleases,
+  type AdminRollbackResponse,
   type AdminUpdateHostResult,
   type AdminUpdateResponse,
 } from '../../protocol/admin-update.js';
-import { CorralError, ErrorCode } from '../../protocol/errors.js';
+import { CorralError, ErrorCode, RemoteError } from '../../protocol/errors.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import { findHostByName, type HostRow } from '../fleet/host-store.js';
@@ -24,7 +25,12 @@ import type { PinRegistry } from '../pins/pin-registry.js';
 import { pushRelease, type HostPushResult } from './push.js';
 import { pushInSteps } from './update-rollout.js';
 import { readReleaseFile } from './read-release.js';
-import { fetchReleases, type UpdaterTarget } from './updater-client.js';
+import {
+  DEFAULT_UPDATE_TIMEOUT_MS,
+  fetchReleases,
+  requestRollback,
+  type UpdaterTarget,
+} from './updater-client.js';
 import { mapConcurrent } from '../../kit/concurrency.js';
 import type { FleetEventSink, NewFleetEvent } from '../events/event-log.js';
 
@@ -77,6 +83,13 @@ export interface ReleaseUpdater {
   resume(operationId: string, halted: HaltedRollout, actor: string): Promise<void>;
   /** Each active host's (or one host's) releases and recent history, asked of its updater. */
   releases(host?: string): Promise<AdminHostReleases[]>;
+  /**
+   * Asks one host's updater (over its pinned connection) to put its previous release back, as
+   * an `update` operation with one step and an audit entry. Unknown host: CORRAL_ERR_NOT_FOUND;
+   * nothing to roll back to or updater busy: the updater's code (409); updater unreachable:
+   * CORRAL_ERR_UNAVAILABLE with the reason. The operation records each outcome.
+   */
+  rollback(host: string, actor: string): Promise<AdminRollbackResponse>;
   /**
    * Refuses new updates (CORRAL_ERR_UNAVAILABLE) and waits for the one in flight to end and
    * record its outcome; it ends early only when `signal` aborts. Idempotent.
@@ -435,10 +448,95 @@ export function createReleaseUpdater(o: ReleaseUpdaterOptions): ReleaseUpdater {
     });
   }
 
+  async function rollback(host: string, actor: string): Promise<AdminRollbackResponse> {
+    if (closed || signal.aborted)
+      throw new CorralError(ErrorCode.UNAVAILABLE, 'the controller is shutting down');
+    const row = await findHostByName(db, host);
+    if (!row || row.decommissioned_at !== null)
+      throw new CorralError(ErrorCode.NOT_FOUND, `no host named ${host}`);
+    const target = targetOf(row);
+    const op = await db.transaction().execute(async (trx) => {
+      const recorder = await o.operations.begin(
+        trx,
+        {
+          kind: 'update',
+          actor,
+          target: `rollback host ${row.name}`,
+          summary: { services: 0, removed: 0, hosts: 1, failedHosts: 0 },
+          steps: [{ hostId: row.id, hostName: row.name, generation: 0, services: 0 }],
+        },
+        [{ level: 'info', message: `rollback of ${row.name} to its previous release started by ${actor}` }],
+      );
+      await o.audit.append(
+        { actor, action: 'rollback', target: row.name, details: { operationId: recorder.id } },
+        trx,
+      );
+      return recorder;
+    });
+    log.info({ operationId: op.id, host: row.name }, 'rollback started');
+    await op.record([], { hostId: row.id, state: 'running' });
+    const summary = (failedHosts: number) => ({ services: 0, removed: 0, hosts: 1, failedHosts });
+    let res;
+    try {
+      const timeoutMs = o.timeoutMs ?? DEFAULT_UPDATE_TIMEOUT_MS;
+      res = await requestRollback(target, o.tls, {
+        timeoutMs,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+      });
+    } catch (e: unknown) {
+      const why = describe(e);
+      await op.record([{ level: 'error', host: row.name, message: `rollback failed: ${why}` }], {
+        hostId: row.id,
+        state: 'failed',
+        detail: why,
+      });
+      await op.finish('failed', summary(1), { level: 'error', message: 'rollback failed' }, why);
+      log.warn({ operationId: op.id, host: row.name, err: why }, 'rollback failed');
+      // The updater's own refusals (nothing to roll back to, busy) keep their code; anything
+      // else means it could not be reached or answered nonsense.
+      if (e instanceof RemoteError && e.code === ErrorCode.UPDATER_BUSY)
+        throw new CorralError(ErrorCode.UPDATER_BUSY, `${row.name}: ${e.message}`);
+      if (e instanceof RemoteError && e.status === 409)
+        throw new CorralError(ErrorCode.CONFLICT, `${row.name}: ${e.message}`);
+      throw new CorralError(ErrorCode.UNAVAILABLE, `${row.name}: its updater could not roll back: ${why}`);
+    }
+    const ok = res.outcome === 'rolled-back';
+    const detail = ok
+      ? `rolled back to ${res.current ?? 'no release'}`
+      : `rollback failed: ${res.reason ?? 'unknown'}`;
+    const event: NewFleetEvent = {
+      kind: 'release.rolled_back',
+      host: { id: row.id, name: row.name },
+      operationId: op.id,
+      data: { version: res.previous, current: res.current, reason: res.reason },
+    };
+    await op.record(
+      [{ level: ok ? 'info' : 'error', host: row.name, message: detail }],
+      { hostId: row.id, state: ok ? 'succeeded' : 'failed', detail: detail.slice(0, 2000) },
+      ok && o.events ? (trx) => o.events!.append(trx, [event]) : undefined,
+    );
+    await op.finish(
+      ok ? 'succeeded' : 'failed',
+      summary(ok ? 0 : 1),
+      { level: ok ? 'info' : 'error', message: ok ? 'rollback finished' : 'rollback failed' },
+      ok ? null : detail.slice(0, 2000),
+    );
+    return {
+      operationId: op.id,
+      host: row.name,
+      outcome: res.outcome,
+      current: res.current,
+      from: res.previous,
+      reason: res.reason,
+      durationMs: res.durationMs,
+    };
+  }
+
   return {
     update,
     resume,
     releases,
+    rollback,
     async close() {
       closed = true;
       await running?.catch(() => undefined /* the caller of update() gets its error */);

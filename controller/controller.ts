@@ -53,6 +53,7 @@ import { startBackupSchedule, type BackupConfig } from './state/backup-schedule.
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
 import { syncPins } from './cluster/sync-pins.js';
+import { startLeaderRecovery } from './cluster/leader-recovery.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
@@ -138,10 +139,13 @@ export interface ControllerOptions {
    */
   readonly backups?: BackupConfig | undefined;
   /**
-   * On PostgreSQL: how often a follower tries to become leader, and how often the pins are
-   * re-read from the database in case a revocation's notification was missed (ms).
+   * On PostgreSQL: how often a follower tries to become leader, how often the pins are
+   * re-read from the database in case a revocation's notification was missed, and how often
+   * the leader looks for operations of controllers that died (ms).
    */
-  readonly cluster?: { readonly leaderRetryMs?: number; readonly resyncMs?: number } | undefined;
+  readonly cluster?:
+    | { readonly leaderRetryMs?: number; readonly resyncMs?: number; readonly recoverEveryMs?: number }
+    | undefined;
 }
 
 export interface Controller extends AsyncDisposable {
@@ -201,12 +205,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
       fromPeer = false;
     }
   };
+  const peers = options.database?.kind === 'postgres';
   const cluster = createClusterLink({
     database: options.database,
     log: log.child({ component: 'cluster' }),
     onRevoked: takeRevocation,
     onResync: () => syncPins(db, pins, takeRevocation),
-    ...options.cluster,
+    ...(options.cluster?.leaderRetryMs !== undefined && { leaderRetryMs: options.cluster.leaderRetryMs }),
+    ...(options.cluster?.resyncMs !== undefined && { resyncMs: options.cluster.resyncMs }),
   });
   pins.onRevoked((hostId) => {
     const known = revoked.has(hostId);
@@ -227,7 +233,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'fleet-events' }),
     audit,
     intervalMs,
-    options: { ...options.fleetEvents, leader },
+    options: { ...options.fleetEvents, leader, peers },
   });
   metrics.addSource(() => fleetEvents.metricsLines());
   metrics.addSource(() => cluster.metricsLines());
@@ -266,6 +272,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
     signal: root.signal,
     events: fleetEvents.sink,
     approvals: schedulerApprovals(approvalStore),
+    controllerId: cluster.id,
     ...options.deploy,
     ...(options.schedule?.rescheduleAfterMs !== undefined && {
       rescheduleAfterMs: options.schedule.rescheduleAfterMs,
@@ -294,11 +301,19 @@ export async function createController(options: ControllerOptions): Promise<Cont
     haltedDir: join(uploadDir, 'halted'),
     ...options.update,
   });
-  // Operations a previous controller left running can never finish now. With several
-  // controllers on one database only the one leading at start does this: a follower's
-  // start must not end the operations the leader is running.
+  // Operations a controller that is gone left running can never finish now: the leader ends
+  // them when it takes the lead (at start, or when the leader before it died), never those
+  // of a controller still running. A follower's start leaves them alone.
+  const recovery = startLeaderRecovery({
+    cluster,
+    deployer,
+    takeOver: () => fleetEvents.takeOver(),
+    log: log.child({ component: 'cluster' }),
+    signal: root.signal,
+    peers,
+    ...(options.cluster?.recoverEveryMs !== undefined && { everyMs: options.cluster.recoverEveryMs }),
+  });
   await cluster.firstCheck();
-  if (cluster.isLeader()) await deployer.recover();
   const scheduler = startScheduler({
     deployer,
     log: log.child({ component: 'scheduler' }),
@@ -391,7 +406,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
-    operations: [scheduler, deployer, releaseUpdater, ...(backups ? [backups] : [])],
+    operations: [scheduler, deployer, releaseUpdater, recovery, ...(backups ? [backups] : [])],
     writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster],
     clients: [
       { close: async () => sockets.dispose() },

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -15,6 +16,12 @@ export const DEFAULT_LEADER_RETRY_MS = 1_000;
 /** How often the pins are re-read from the database anyway (a NOTIFY missed while down), in ms. */
 export const DEFAULT_RESYNC_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * The link's connection is named this plus the controller's id: the controllers alive are the
+ * sessions so named (the same session that holds the leader lock, so a controller counts as
+ * alive exactly while it could hold the lock).
+ */
+const SESSION_PREFIX = 'corral-controller:';
 /** A host id in a notification longer than this is not ours and is dropped. */
 const MAX_PAYLOAD_CHARS = 200;
 
@@ -24,8 +31,26 @@ const MAX_PAYLOAD_CHARS = 200;
  * and nothing is announced.
  */
 export interface ClusterLink extends AsyncDisposable {
-  /** Whether this controller runs background work now (held the lock at its last check). */
+  /** This controller process (a new one every start): what it owns carries it (operations). */
+  readonly id: string;
+  /**
+   * Whether this controller runs background work now: it held the lock at its last check and
+   * every `whenAcquired` hook has run since it took it.
+   */
   isLeader(): boolean;
+  /**
+   * Runs `hook` every time this controller takes the leader lock, before `isLeader()` turns
+   * true; registered while leading, it runs at the next check (leadership waits for it). A hook
+   * that throws is logged and run again at the next check, and until it succeeds this
+   * controller does not lead. Hooks run one at a time, never concurrently with each other.
+   */
+  whenAcquired(hook: () => Promise<void>): void;
+  /**
+   * The ids of the controllers connected to the database now, this one included. On
+   * PostgreSQL a controller that lost its link (killed, partitioned) is left out once the
+   * server has ended its session. Throws when the database cannot be read.
+   */
+  liveControllers(): Promise<ReadonlySet<string>>;
   /** Resolves once the first try for the lock has ended (taken or not, or the database unreachable). */
   firstCheck(): Promise<void>;
   /** Tells the other controllers that a host was revoked (best effort; they resync anyway). */
@@ -48,24 +73,49 @@ export interface ClusterLinkOptions {
 }
 
 export function createClusterLink(o: ClusterLinkOptions): ClusterLink {
-  if (o.database?.kind !== 'postgres') {
-    let closed = false;
-    return {
-      isLeader: () => !closed,
-      firstCheck: () => Promise.resolve(),
-      announceRevoked: () => Promise.resolve(),
-      metricsLines: () => leaderLines(!closed, 0),
-      close: () => {
-        closed = true;
-        return Promise.resolve();
-      },
-      [Symbol.asyncDispose]: () => {
-        closed = true;
-        return Promise.resolve();
-      },
-    };
-  }
+  if (o.database?.kind !== 'postgres') return createSoloLink();
   return createPostgresLink(o, o.database.url);
+}
+
+/** The only controller there is: it leads from its first check (its hooks run there) until closed. */
+function createSoloLink(): ClusterLink {
+  const id = randomUUID();
+  let closed = false;
+  const hooks: (() => Promise<void>)[] = [];
+  let ran = 0;
+  let running: Promise<void> | undefined;
+  /** Runs the hooks not run yet; a failure is thrown to the caller of `firstCheck`. */
+  const runHooks = (): Promise<void> =>
+    (running ??= (async () => {
+      try {
+        while (ran < hooks.length) {
+          const hook = hooks[ran];
+          if (hook) await hook();
+          ran++;
+        }
+      } finally {
+        running = undefined;
+      }
+    })());
+  return {
+    id,
+    isLeader: () => !closed && ran === hooks.length,
+    whenAcquired(hook) {
+      hooks.push(hook);
+    },
+    liveControllers: () => Promise.resolve(new Set([id])),
+    firstCheck: runHooks,
+    announceRevoked: () => Promise.resolve(),
+    metricsLines: () => leaderLines(!closed, 1),
+    close: () => {
+      closed = true;
+      return Promise.resolve();
+    },
+    [Symbol.asyncDispose]: () => {
+      closed = true;
+      return Promise.resolve();
+    },
+  };
 }
 
 function leaderLines(leader: boolean, takeovers: number): string[] {
@@ -88,10 +138,16 @@ function leaderLines(leader: boolean, takeovers: number): string[] {
 function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
   const retryMs = o.leaderRetryMs ?? DEFAULT_LEADER_RETRY_MS;
   const resyncMs = o.resyncMs ?? DEFAULT_RESYNC_MS;
+  const id = randomUUID();
   const stop = new AbortController();
   let client: pg.Client | undefined;
-  let leader = false;
+  /** The lock is held on `client`. */
+  let locked = false;
+  /** Hooks are to run before this controller leads (the lock was taken, or a hook was added). */
+  let hooksDue = true;
+  const hooks: (() => Promise<void>)[] = [];
   let acquired = 0;
+  const leading = (): boolean => locked && !hooksDue;
   const announcer = new pg.Pool({
     connectionString: url,
     max: 1,
@@ -103,8 +159,8 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
   const drop = (c: pg.Client, why: string, err?: unknown): void => {
     if (client !== c) return;
     client = undefined;
-    if (leader) o.log.warn({ err, why }, 'leadership lost');
-    leader = false;
+    if (locked) o.log.warn({ err, why }, 'leadership lost');
+    locked = false;
     c.end().catch(() => undefined /* already broken */);
   };
 
@@ -112,7 +168,7 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
     const c = new pg.Client({
       connectionString: url,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      application_name: 'corral-controller-leader',
+      application_name: SESSION_PREFIX + id,
       keepAlive: true,
     });
     c.on('error', (err) => drop(c, 'connection error', err));
@@ -147,14 +203,26 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
           // Notifications sent while we were not listening are lost: read the state again.
           await resync();
         }
-        if (!leader) {
+        if (!locked) {
           const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [
             LEADER_LOCK_KEY,
           ]);
           if (rows[0]?.ok === true && client) {
-            leader = true;
+            locked = true;
+            hooksDue = true;
+          }
+        }
+        if (locked && hooksDue) {
+          hooksDue = false;
+          try {
+            for (const hook of hooks) await hook();
+          } catch (err: unknown) {
+            hooksDue = true;
+            o.log.warn({ err }, 'taking over background work failed; will retry before leading');
+          }
+          if (leading()) {
             acquired++;
-            o.log.info('leadership acquired');
+            o.log.info({ controllerId: id }, 'leadership acquired');
           }
         }
         if (Date.now() - lastResyncMs >= resyncMs) await resync();
@@ -175,13 +243,29 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
       checked();
       const c = client;
       client = undefined;
-      leader = false;
+      locked = false;
       await c?.end().catch(() => undefined /* already broken */);
       await announcer.end();
     })());
 
   return {
-    isLeader: () => leader,
+    id,
+    isLeader: leading,
+    whenAcquired(hook) {
+      hooks.push(hook);
+      hooksDue = true;
+    },
+    async liveControllers() {
+      const { rows } = await announcer.query<{ name: string }>(
+        `SELECT application_name AS name FROM pg_stat_activity
+          WHERE datname = current_database() AND starts_with(application_name, $1)`,
+        [SESSION_PREFIX],
+      );
+      const live = new Set(rows.map((r) => r.name.slice(SESSION_PREFIX.length)));
+      // This controller leads only on its own session, so it is alive while it asks.
+      live.add(id);
+      return live;
+    },
     firstCheck: () => first,
     async announceRevoked(hostId) {
       try {
@@ -193,7 +277,7 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
         );
       }
     },
-    metricsLines: () => leaderLines(leader, acquired),
+    metricsLines: () => leaderLines(leading(), acquired),
     close,
     [Symbol.asyncDispose]: close,
   };

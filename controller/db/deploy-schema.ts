@@ -47,6 +47,8 @@ export interface OperationsTable {
   reason: string | null;
   /** JSON OperationSummary. */
   summary: string;
+  /** The id of the controller process running it (ClusterLink.id); null from before 0020. */
+  controller: string | null;
 }
 
 export interface OperationStepsTable {

@@ -11,6 +11,7 @@ import { webSessionsMigration } from './migration-web-sessions.js';
 import { serviceRuntimeMigration } from './migration-service-runtime.js';
 import { rolloutsMigration } from './migration-rollouts.js';
 import { eventAgeMigration } from './migration-event-age.js';
+import { operationOwnerMigration } from './migration-operation-owner.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -32,6 +33,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0017-service-runtime', { up: serviceRuntimeMigration }],
   ['0018-rollouts', { up: rolloutsMigration }],
   ['0019-event-age', { up: eventAgeMigration }],
+  ['0020-operation-owner', { up: operationOwnerMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -102,6 +102,8 @@ export interface DeployerOptions {
   readonly approvals?: SchedulerApprovals | undefined;
   /** Retries of services their agent gave up on (failed-retries.ts). */
   readonly retry?: RetryPolicy;
+  /** This controller process (ClusterLink.id), recorded on the operations it runs. */
+  readonly controllerId?: string;
 }
 
 /** A change of one host that placement sees (see Deployer.preview). */
@@ -169,10 +171,16 @@ export interface Deployer {
   /** Removes matching services from the desired state and sends the affected hosts their sets. */
   teardown(filter: ServiceTeardownRequest, actor: string): Promise<ServiceTeardownResponse>;
   /**
-   * Start-up repair: operations left running by a controller that died become failed, and so
-   * does the dispatch of services whose host never confirmed.
+   * Repair after a controller died (this one before its start, or another sharing the
+   * database): operations left running by a controller not in `live` (default: this one
+   * only) become failed, and so does the dispatch the agents never confirmed: of the hosts
+   * those operations left unfinished, or with `everyUnconfirmed` every such dispatch (at a
+   * start with no other controller alive). Returns the failed operations' ids. Idempotent.
    */
-  recover(): Promise<string[]>;
+  recover(o?: {
+    readonly live?: ReadonlySet<string>;
+    readonly everyUnconfirmed?: boolean;
+  }): Promise<string[]>;
   /**
    * Refuses new deploys and teardowns (CORRAL_ERR_UNAVAILABLE) and waits for the one in flight
    * and those already queued (which, once `signal` aborted, are refused as they start). Idempotent.
@@ -182,7 +190,13 @@ export interface Deployer {
 
 export function createDeployer(o: DeployerOptions): Deployer {
   const { db, clock, log } = o;
-  const operations = createOperations({ db, clock, log, ...(o.events && { events: o.events }) });
+  const operations = createOperations({
+    db,
+    clock,
+    log,
+    ...(o.events && { events: o.events }),
+    ...(o.controllerId !== undefined && { controllerId: o.controllerId }),
+  });
   const rescheduleAfterMs =
     o.rescheduleAfterMs === undefined ? DEFAULT_RESCHEDULE_AFTER_MS : o.rescheduleAfterMs;
   let pending = 0;
@@ -900,19 +914,24 @@ export function createDeployer(o: DeployerOptions): Deployer {
     },
     pendingCount: () => pending,
     escalatedCount: () => escalatedCount,
-    async recover() {
-      const ids = await operations.failInterrupted(RESTART_REASON);
-      pending = await countPending(db);
-      await db
-        .updateTable('service_dispatch')
-        .set({
-          state: 'failed',
-          reason: 'the controller restarted before the agent confirmed this change',
-          updated_at: isoAt(clock.now()),
-        })
-        .where('state', '=', 'pending')
-        .execute();
-      return ids;
+    async recover(r = {}) {
+      const live = r.live ?? new Set(o.controllerId === undefined ? [] : [o.controllerId]);
+      const failed = await operations.failInterrupted(RESTART_REASON, live);
+      const hostIds = [...new Set(failed.flatMap((f) => f.hostIds))];
+      if (r.everyUnconfirmed === true || hostIds.length > 0) {
+        let unconfirmed = db
+          .updateTable('service_dispatch')
+          .set({
+            state: 'failed',
+            reason: 'the controller restarted before the agent confirmed this change',
+            updated_at: isoAt(clock.now()),
+          })
+          .where('state', '=', 'pending');
+        if (r.everyUnconfirmed !== true) unconfirmed = unconfirmed.where('host_id', 'in', hostIds);
+        await unconfirmed.execute();
+      }
+      if (r.everyUnconfirmed === true || failed.length > 0) pending = await countPending(db);
+      return failed.map((f) => f.id);
     },
     async close() {
       closed = true;

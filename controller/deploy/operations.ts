@@ -79,10 +79,15 @@ export interface Operations {
   /** Inserts a running operation with pending steps inside `trx` (the change it carries out). */
   begin(trx: Db, op: NewOperation, first: readonly LogLine[]): Promise<OperationRecorder>;
   /**
-   * Marks every operation still `running` as failed (they belonged to a controller that
-   * died), with a log line, and their unfinished steps too. Returns their ids.
+   * Marks every operation still `running` whose controller is not in `live` (default: none is)
+   * as failed, with a log line, and its unfinished steps too: they belonged to a controller
+   * that died and will never end them. Returns each one's id and the hosts of the steps it
+   * left unfinished.
    */
-  failInterrupted(reason?: string): Promise<string[]>;
+  failInterrupted(
+    reason?: string,
+    live?: ReadonlySet<string>,
+  ): Promise<{ readonly id: string; readonly hostIds: readonly string[] }[]>;
   /**
    * Sets a halted operation running again (its reason and end cleared) with `line` in its log,
    * and gives its recorder. Throws CONFLICT unless it is `halted`, NOT_FOUND when it is unknown.
@@ -122,6 +127,8 @@ export function createOperations(deps: {
   log: Logger;
   /** `operation.started` and `operation.finished` go here, in the transactions that start and end it. */
   events?: FleetEventSink;
+  /** Recorded on every operation this process begins or reopens (ClusterLink.id). */
+  controllerId?: string;
 }): Operations {
   const { db, clock, log, events } = deps;
   const now = (): string => isoAt(clock.now());
@@ -220,7 +227,7 @@ export function createOperations(deps: {
         const h = await halted(trx, id);
         await trx
           .updateTable('operations')
-          .set({ state: 'running', finished_at: null, reason: null })
+          .set({ state: 'running', finished_at: null, reason: null, controller: deps.controllerId ?? null })
           .where('id', '=', id)
           .execute();
         await insertLines(trx, id, h.nextSeq, [line], nowIso);
@@ -286,6 +293,7 @@ export function createOperations(deps: {
           finished_at: null,
           reason: null,
           summary: JSON.stringify(op.summary),
+          controller: deps.controllerId ?? null,
         })
         .execute();
       if (op.steps.length > 0) {
@@ -317,24 +325,35 @@ export function createOperations(deps: {
       return recorder(id, first.length + 1, op.kind);
     },
 
-    async failInterrupted(reason = RESTART_REASON) {
+    async failInterrupted(reason = RESTART_REASON, live = new Set<string>()) {
       const running = await db
         .selectFrom('operations')
-        .select(['id', 'kind'])
+        .select(['id', 'kind', 'controller'])
         .where('state', '=', 'running')
         .execute();
-      for (const { id, kind } of running) {
+      const failed: { id: string; hostIds: string[] }[] = [];
+      for (const { id, kind, controller } of running) {
+        if (controller !== null && live.has(controller)) continue;
         const nowIso = now();
-        await db.transaction().execute(async (trx) => {
+        const hostIds = await db.transaction().execute(async (trx) => {
+          // Only while still running: its owner may have ended it since (it was not gone after all).
+          const ended = await trx
+            .updateTable('operations')
+            .set({ state: 'failed', reason, finished_at: nowIso })
+            .where('id', '=', id)
+            .where('state', '=', 'running')
+            .executeTakeFirst();
+          if (Number(ended.numUpdatedRows) === 0) return undefined;
           const last = await trx
             .selectFrom('operation_log')
             .select((eb) => eb.fn.max('seq').as('seq'))
             .where('operation_id', '=', id)
             .executeTakeFirst();
-          await trx
-            .updateTable('operations')
-            .set({ state: 'failed', reason, finished_at: nowIso })
-            .where('id', '=', id)
+          const open = await trx
+            .selectFrom('operation_steps')
+            .select('host_id')
+            .where('operation_id', '=', id)
+            .where('state', 'in', ['pending', 'running'])
             .execute();
           await trx
             .updateTable('operation_steps')
@@ -356,10 +375,16 @@ export function createOperations(deps: {
               data: { kind, outcome: 'failed', message: reason },
             },
           ]);
+          return open.map((r) => r.host_id);
         });
-        log.warn({ operationId: id, reason }, 'interrupted operation marked failed');
+        if (hostIds === undefined) continue;
+        failed.push({ id, hostIds });
+        log.warn(
+          { operationId: id, controllerId: controller, reason },
+          'interrupted operation marked failed',
+        );
       }
-      return running.map((r) => r.id);
+      return failed;
     },
 
     async list(limit = DEFAULT_OPERATION_LIST) {

@@ -38,8 +38,13 @@ export interface FleetEventsOptions {
   readonly keepAliveMs?: number;
   /** Randomness of webhook backoff. */
   readonly random?: () => number;
-  /** Retention and webhook delivery run only while this says so (the leader); default always. */
+  /**
+   * Retention, webhook delivery and host status events run only while this says so (the
+   * leader); default always.
+   */
   readonly leader?: () => boolean;
+  /** Other controllers share the database (host-transitions.ts reads their heartbeats). */
+  readonly peers?: boolean;
 }
 
 /** The fleet event stream and everything around it, as the controller wires it. */
@@ -58,6 +63,8 @@ export interface FleetEvents {
   hostRevoked(hostId: string): void;
   /** Tells what changed while no controller ran, starts liveness sweeps, retention and webhooks. */
   start(): Promise<void>;
+  /** For ClusterLink.whenAcquired: host status events go on from what the database says was told. */
+  takeOver(): Promise<void>;
   /** Waits for host status checks queued so far. */
   settle(): Promise<void>;
   metricsLines(): string[];
@@ -102,6 +109,8 @@ export function createFleetEvents(o: {
     log,
     intervalMs: o.intervalMs,
     sweepEveryMs: o.options?.sweepEveryMs ?? Math.max(50, Math.floor(o.intervalMs / 2)),
+    ...(o.options?.leader && { leader: o.options.leader }),
+    ...(o.options?.peers !== undefined && { peers: o.options.peers }),
   });
   const dispatcher = createWebhookDispatcher({
     db,
@@ -157,6 +166,7 @@ export function createFleetEvents(o: {
       });
       dispatcher.start();
     },
+    takeOver: () => transitions.takeOver(),
     settle: () => transitions.settle(),
     metricsLines: () => [
       '# HELP corral_fleet_events_pruned_total Fleet events deleted by retention (age or count).',

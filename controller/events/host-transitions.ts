@@ -37,6 +37,12 @@ const STATUSES: ReadonlySet<string> = new Set(Object.keys(KIND_OF));
 export interface HostTransitions {
   /** Loads what was last told and tells what changed while no controller ran. Call once. */
   start(): Promise<void>;
+  /**
+   * This controller is becoming leader: forgets what it knew and loads what the database says
+   * was told (by any controller); the first sweep once it leads tells what changed since, as
+   * `start` does. Before `start`, nothing.
+   */
+  takeOver(): Promise<void>;
   /** Heartbeats of these hosts were committed at `nowMs` (O(hosts given), no database read). */
   seen(hostIds: readonly string[], nowMs: number): void;
   /** A host's pins were revoked (decommission, replace): its status is read and told. */
@@ -79,6 +85,13 @@ export function createHostTransitions(o: {
   readonly log: Logger;
   readonly intervalMs: number;
   readonly sweepEveryMs: number;
+  /** Events are told only while this says so (the leader); default always. */
+  readonly leader?: () => boolean;
+  /**
+   * Other controllers write heartbeats to the same database: each sweep also reads the hosts
+   * not told online that heartbeated since the last one (one indexed read of those only).
+   */
+  readonly peers?: boolean;
 }): HostTransitions {
   const { db, clock, log } = o;
   const told = new Map<string, HostStatus>();
@@ -92,6 +105,11 @@ export function createHostTransitions(o: {
   let sweepTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let closed = false;
+  let started = false;
+  const leader = o.leader ?? ((): boolean => true);
+  /** Heartbeats committed from this time on (ms, minus an interval of clock skew) are read by the next sweep. */
+  let polledMs = clock.now();
+  let polling = false;
 
   const byAge = (seenMs: number, nowMs: number): HostStatus =>
     deriveHostStatus({ lastSeenMs: seenMs, decommissioned: false }, nowMs, o.intervalMs);
@@ -123,12 +141,15 @@ export function createHostTransitions(o: {
   }
 
   async function check(): Promise<void> {
-    if (dirty.size === 0) return;
+    // A follower tells nothing (what it has queued waits; bounded by the hosts): the leader
+    // does, and a new leader loads what was told (takeOver).
+    if (dirty.size === 0 || !leader()) return;
     const ids = [...dirty];
     dirty.clear();
     // Hosts never told: the sink's onEnrolled marks them pending while their event is written.
     const untold = ids.filter((id) => !told.has(id));
     for (const id of ids) checking.add(id);
+    const read: HostRow[] = [];
     try {
       // Read and write in one transaction: a heartbeat cannot commit between what this saw
       // and what it tells (the controller has one connection to the database).
@@ -143,6 +164,16 @@ export function createHostTransitions(o: {
               .execute()),
           );
         }
+        // What was told, as stored: another controller may have told it (enrolled there, or led).
+        for (let i = 0; i < ids.length; i += HOSTS_PER_READ) {
+          const stored = await trx
+            .selectFrom('fleet_host_status')
+            .select(['host_id', 'status'])
+            .where('host_id', 'in', ids.slice(i, i + HOSTS_PER_READ))
+            .execute();
+          for (const r of stored) if (STATUSES.has(r.status)) told.set(r.host_id, r.status as HostStatus);
+        }
+        read.push(...rows);
         const nowMs = clock.now();
         const found: { row: HostRow; next: HostStatus }[] = [];
         for (const row of rows) {
@@ -174,9 +205,18 @@ export function createHostTransitions(o: {
         }
         return found;
       });
-      for (const { row, next } of changes) {
-        told.set(row.id, next);
-        if (next === 'offline' || next === 'decommissioned') beats.delete(row.id);
+      for (const { row, next } of changes) told.set(row.id, next);
+      for (const row of read) {
+        const status = told.get(row.id);
+        if (status === 'offline' || status === 'decommissioned') beats.delete(row.id);
+        else if (row.last_seen !== null) {
+          // A heartbeat another controller committed is newer than the one this one saw.
+          const seenMs = Math.max(Date.parse(row.last_seen), beats.get(row.id) ?? 0);
+          if (seenMs !== beats.get(row.id)) {
+            beats.delete(row.id);
+            beats.set(row.id, seenMs);
+          }
+        }
       }
     } catch (err: unknown) {
       for (const id of untold) told.delete(id);
@@ -201,7 +241,32 @@ export function createHostTransitions(o: {
     checks.coalesce('check', check).catch((err: unknown) => log.warn({ err }, 'host status check failed'));
   }
 
+  /** Hosts not told online that heartbeated (through any controller) since the last poll. */
+  async function poll(): Promise<void> {
+    const nowMs = clock.now();
+    const since = isoAt(polledMs - o.intervalMs);
+    const rows = await db
+      .selectFrom('hosts')
+      .leftJoin('fleet_host_status', 'fleet_host_status.host_id', 'hosts.id')
+      .select('hosts.id')
+      .where('hosts.last_seen', '>=', since)
+      .where('hosts.decommissioned_at', 'is', null)
+      .where((eb) =>
+        eb.or([eb('fleet_host_status.status', 'is', null), eb('fleet_host_status.status', '!=', 'online')]),
+      )
+      .execute();
+    polledMs = nowMs;
+    for (const r of rows) dirty.add(r.id);
+  }
+
   function sweep(): void {
+    if (!leader()) return;
+    if (o.peers === true && !polling) {
+      polling = true;
+      poll()
+        .then(kick, (err: unknown) => log.warn({ err }, 'reading heartbeats of other controllers failed'))
+        .finally(() => (polling = false));
+    }
     const nowMs = clock.now();
     for (const [id, seenMs] of beats) {
       const now = byAge(seenMs, nowMs);
@@ -212,44 +277,62 @@ export function createHostTransitions(o: {
     kick();
   }
 
+  /** Loads what was told and the heartbeats as stored, and queues the hosts to look at. */
+  async function load(): Promise<void> {
+    startMs = clock.now();
+    polledMs = startMs;
+    const rows = await db
+      .selectFrom('hosts')
+      .leftJoin('fleet_host_status', 'fleet_host_status.host_id', 'hosts.id')
+      .select([
+        'hosts.id',
+        'hosts.name',
+        'hosts.address',
+        'hosts.enrolled_via',
+        'hosts.last_seen',
+        'hosts.decommissioned_at',
+        'fleet_host_status.status',
+      ])
+      .where((eb) =>
+        eb.or([
+          eb('hosts.decommissioned_at', 'is', null),
+          eb('fleet_host_status.status', 'is', null),
+          eb('fleet_host_status.status', '!=', 'decommissioned'),
+        ]),
+      )
+      .orderBy('hosts.last_seen')
+      .execute();
+    for (const row of rows) {
+      const status = row.status !== null && STATUSES.has(row.status) ? (row.status as HostStatus) : undefined;
+      if (status !== undefined) told.set(row.id, status);
+      if (status === undefined || row.decommissioned_at !== null) dirty.add(row.id);
+      else if (row.last_seen !== null && status !== 'offline')
+        beats.set(row.id, Math.max(Date.parse(row.last_seen), startMs));
+      // Told down but heartbeating through another controller: it may be back.
+      if (o.peers === true && status !== 'online' && row.last_seen !== null) dirty.add(row.id);
+    }
+  }
+
   return {
     async start() {
-      startMs = clock.now();
-      const rows = await db
-        .selectFrom('hosts')
-        .leftJoin('fleet_host_status', 'fleet_host_status.host_id', 'hosts.id')
-        .select([
-          'hosts.id',
-          'hosts.name',
-          'hosts.address',
-          'hosts.enrolled_via',
-          'hosts.last_seen',
-          'hosts.decommissioned_at',
-          'fleet_host_status.status',
-        ])
-        .where((eb) =>
-          eb.or([
-            eb('hosts.decommissioned_at', 'is', null),
-            eb('fleet_host_status.status', 'is', null),
-            eb('fleet_host_status.status', '!=', 'decommissioned'),
-          ]),
-        )
-        .orderBy('hosts.last_seen')
-        .execute();
-      for (const row of rows) {
-        const status =
-          row.status !== null && STATUSES.has(row.status) ? (row.status as HostStatus) : undefined;
-        if (status !== undefined) told.set(row.id, status);
-        if (status === undefined || row.decommissioned_at !== null) dirty.add(row.id);
-        else if (row.last_seen !== null && status !== 'offline')
-          beats.set(row.id, Math.max(Date.parse(row.last_seen), startMs));
-      }
+      started = true;
+      await load();
       await checks.coalesce('check', check);
       sweepTimer = setInterval(sweep, o.sweepEveryMs);
       sweepTimer.unref();
     },
+    async takeOver() {
+      if (!started || closed) return;
+      // After the check in flight, so what it learnt does not outlive the reload.
+      await checks.idle();
+      told.clear();
+      beats.clear();
+      dirty.clear();
+      // Checked by the first sweep once this controller leads (it does not yet, during the hook).
+      await load();
+    },
     seen(hostIds, nowMs) {
-      if (closed) return;
+      if (closed || !leader()) return;
       let any = false;
       for (const id of hostIds) {
         beats.delete(id);
@@ -262,6 +345,7 @@ export function createHostTransitions(o: {
       if (any) kick();
     },
     revoked(hostId) {
+      if (!leader()) return;
       dirty.add(hostId);
       kick();
     },

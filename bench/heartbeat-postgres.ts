@@ -2,10 +2,14 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initControllerState, toDatabaseTarget } from '../controller/index.js';
-import type { EnrollResponse } from '../protocol/enrollment.js';
 import { startPostgres } from '../test/postgres-fixture.js';
 import { startControllerProcess, type ControllerProcess } from './lib/controller-process.js';
-import { driveHeartbeats, heartbeatRequest, type Run, type SimulatedWorker } from './lib/heartbeat-load.js';
+import {
+  driveHeartbeats,
+  enrollSimulated as enroll,
+  type Run,
+  type SimulatedWorker,
+} from './lib/heartbeat-load.js';
 import { fmt, percentile } from './lib/stats.js';
 
 /**
@@ -28,21 +32,6 @@ function arg(args: string[], name: string, fallback: number): number {
   const v = i >= 0 ? Number(args[i + 1]) : fallback;
   if (!Number.isInteger(v) || v <= 0) throw new Error(`${name} must be a positive integer`);
   return v;
-}
-
-async function enroll(controller: ControllerProcess, n: number): Promise<SimulatedWorker[]> {
-  const workers: SimulatedWorker[] = [];
-  for (let i = 0; i < n; i++) {
-    const e = await controller.admin<EnrollResponse>('POST', '/v1/enroll', {
-      name: `bench-${i}`,
-      address: '127.0.0.1',
-    });
-    workers.push({
-      material: { caPem: e.caPem, certPem: e.agent.certPem, keyPem: e.agent.keyPem },
-      body: JSON.stringify(heartbeatRequest(e.hostId)),
-    });
-  }
-  return workers;
 }
 
 /** Heartbeats per second over all of `runs` (they ran at the same time, each `seconds` long). */

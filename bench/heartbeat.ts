@@ -7,16 +7,14 @@ import { createInterface } from 'node:readline';
 import Fastify from 'fastify';
 import { initControllerState, loadControllerIdentity } from '../controller/index.js';
 import { FLEET_LISTEN_BACKLOG } from '../controller/http/fastify-base.js';
-import type { EnrollResponse } from '../protocol/enrollment.js';
 import { startControllerProcess, ROOT } from './lib/controller-process.js';
 import {
   driveHeartbeats,
-  heartbeatRequest,
+  enrollSimulated,
   mib,
   processRssBytes,
   SETTLE_AFTER_STORM_MS,
   type Run,
-  type SimulatedWorker,
 } from './lib/heartbeat-load.js';
 import { fmt, percentile } from './lib/stats.js';
 
@@ -135,17 +133,7 @@ export async function run(args: string[]): Promise<void> {
       ['--no-heartbeat-budget'],
       profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}/controller`] : [],
     );
-    const workers: SimulatedWorker[] = [];
-    for (let i = 0; i < n; i++) {
-      const e = await controller.admin<EnrollResponse>('POST', '/v1/enroll', {
-        name: `bench-${i}`,
-        address: '127.0.0.1',
-      });
-      workers.push({
-        material: { caPem: e.caPem, certPem: e.agent.certPem, keyPem: e.agent.keyPem },
-        body: JSON.stringify(heartbeatRequest(e.hostId)),
-      });
-    }
+    const workers = await enrollSimulated(controller, n);
     console.log(
       reconnect
         ? `heartbeat: ${n} workers with distinct certificates, a new mTLS connection per heartbeat (TLS session resumed),`

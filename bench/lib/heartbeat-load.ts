@@ -1,3 +1,4 @@
+import type { EnrollResponse } from '../../protocol/enrollment.js';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'undici';
@@ -267,4 +268,23 @@ export async function driveHeartbeats(
     stormListenOverflows: overflowsAtStorm - overflowsAtBegin,
     firstError,
   };
+}
+
+/** `n` hosts enrolled through a controller's admin API, each a simulated worker with its own certificate. */
+export async function enrollSimulated(
+  controller: { admin<T>(method: 'POST', path: string, body: unknown): Promise<T> },
+  n: number,
+): Promise<SimulatedWorker[]> {
+  const workers: SimulatedWorker[] = [];
+  for (let i = 0; i < n; i++) {
+    const e = await controller.admin<EnrollResponse>('POST', '/v1/enroll', {
+      name: `bench-${i}`,
+      address: '127.0.0.1',
+    });
+    workers.push({
+      material: { caPem: e.caPem, certPem: e.agent.certPem, keyPem: e.agent.keyPem },
+      body: JSON.stringify(heartbeatRequest(e.hostId)),
+    });
+  }
+  return workers;
 }

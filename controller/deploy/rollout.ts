@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { HostDispatchResult } from '../../protocol/deployment.js';
 import type { OperationState, OperationSummary } from '../../protocol/operations.js';
-import type { WorkerClient } from '../agent-client.js';
+import type { WorkerClient, WorkerTarget } from '../agent-client.js';
 import type { ControllerDatabase } from '../db/schema.js';
 import type { PinRegistry } from '../pins/pin-registry.js';
 import { mapConcurrent } from '../../kit/concurrency.js';
@@ -65,6 +65,13 @@ export async function rollout(
   staged?: StagedRollout,
 ): Promise<RolloutResult> {
   const results = new Map<string, HostDispatchResult>();
+  /** The host's agent, reached over its pinned certificate. */
+  const agentTarget = (set: HostSet): WorkerTarget => ({
+    hostId: set.host.id,
+    address: set.host.address,
+    port: set.host.agentPort,
+    fingerprints: deps.pins.fingerprintsFor(set.host.id, 'agent'),
+  });
   const sendOne = async (set: HostSet): Promise<HostDispatchResult> => {
     const host = set.host.name;
     const n = set.services.length;
@@ -72,12 +79,7 @@ export async function rollout(
       [{ level: 'info', host, message: `sending generation ${set.generation} (${n} services)` }],
       { hostId: set.host.id, state: 'running' },
     );
-    const target = {
-      hostId: set.host.id,
-      address: set.host.address,
-      port: set.host.agentPort,
-      fingerprints: deps.pins.fingerprintsFor(set.host.id, 'agent'),
-    };
+    const target = agentTarget(set);
     const out = await applyToHost(deps.client, target, set.generation, set.services, {
       timeoutMs: deps.timeoutMs,
       signal: deps.signal,
@@ -169,12 +171,7 @@ export async function rollout(
             const sent = results.get(set.host.id);
             const look = await awaitHealthy(
               deps.client,
-              {
-                hostId: set.host.id,
-                address: set.host.address,
-                port: set.host.agentPort,
-                fingerprints: deps.pins.fingerprintsFor(set.host.id, 'agent'),
-              },
+              agentTarget(set),
               sent?.generation ?? set.generation,
               set.services,
               { minHealthyMs: 0, startMs: 0 },

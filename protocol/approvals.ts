@@ -94,6 +94,9 @@ export const ApprovedUpdate = Type.Object(
   { additionalProperties: false },
 );
 export type ApprovedUpdate = Static<typeof ApprovedUpdate>;
+/** A host's rollback to its previous release: an `update` request too (same scope, same policy). */
+export const ApprovedRollback = Type.Object({ rollback: Name }, { additionalProperties: false });
+export type ApprovedRollback = Static<typeof ApprovedRollback>;
 export const ApprovedOperatorChange = Type.Union([
   Type.Object(
     { change: Type.Literal('create'), create: OperatorCreateRequest },

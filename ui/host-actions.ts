@@ -10,7 +10,7 @@ interface PlacementAnswer {
 }
 
 /** What a change answered, in words: run, or waiting for approval (with a link to the queue). */
-function outcome(body: unknown, done: string): Child {
+export function outcome(body: unknown, done: string): Child {
   if (isPendingApproval(body)) {
     const a = body.approval;
     return el(

@@ -1,7 +1,7 @@
-import { api } from './api.js';
+import { api, isPendingApproval } from './api.js';
 import { ago, el, replace, type Child } from './dom.js';
 import { healthOf } from './health.js';
-import { renderHostActions } from './host-actions.js';
+import { outcome, renderHostActions } from './host-actions.js';
 import { hostServices } from './host-services.js';
 import { onFleetChange } from './live.js';
 import { renderLogTail } from './log-tail.js';
@@ -156,20 +156,28 @@ interface RollbackAnswer {
 
 /**
  * "Roll back" (scope `update`), after a confirmation: `POST /v1/hosts/:name/rollback`, the call
- * `corral controller rollback` makes; its answer shown as text in `st`.
+ * `corral controller rollback` makes; its answer shown as text in `st` (with `update` approvals:
+ * that it waits for another operator, as the host's other actions say).
  */
 function rollbackButton(name: string, previous: string | null, st: StatusLine, reload: () => void): Node {
   return actionButton('Roll back', 'rollback', async () => {
     const to = previous ?? 'its previous release';
     if (!window.confirm(`Roll ${name} back to ${to}?`)) return;
     try {
-      const r = await api<RollbackAnswer>('POST', `/v1/hosts/${encodeURIComponent(name)}/rollback`, {});
-      if (r.outcome === 'rolled-back') {
+      const r = await api<unknown>('POST', `/v1/hosts/${encodeURIComponent(name)}/rollback`, {});
+      if (isPendingApproval(r)) {
+        st.say(outcome(r, ''));
+        return;
+      }
+      const done = r as RollbackAnswer;
+      if (done.outcome === 'rolled-back') {
         st.say(
-          `Rolled back to ${r.current ?? 'no release'} (from ${r.from ?? '-'}), operation ${r.operationId}.`,
+          `Rolled back to ${done.current ?? 'no release'} (from ${done.from ?? '-'}), operation ${done.operationId}.`,
         );
       } else {
-        st.fail(new Error(`Rollback failed: ${r.reason ?? 'no reason given'} (operation ${r.operationId})`));
+        st.fail(
+          new Error(`Rollback failed: ${done.reason ?? 'no reason given'} (operation ${done.operationId})`),
+        );
       }
       reload();
     } catch (e: unknown) {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   ApprovedDecommission,
   ApprovedOperatorChange,
+  ApprovedRollback,
   ApprovedTeardown,
   ApprovedUpdate,
   type ApprovedUpdate as KeptUpdateBody,
@@ -33,6 +34,9 @@ export function updateApprovalTarget(push: {
   return `sha256:${push.sha256.slice(0, 16)} to ${hosts}`;
 }
 
+/** What a rollback request is about (an `update` request; a push's target never starts so). */
+export const rollbackApprovalTarget = (host: string): string => `rollback ${host}`;
+
 /** What a teardown request is about, as the teardown's own operation names it. */
 export function teardownApprovalTarget(filter: ServiceTeardownRequest): string {
   const parts = [
@@ -55,7 +59,8 @@ function withoutSecret(result: unknown): unknown {
 
 /**
  * Registers what runs each approved operator action, as its requester: decommission,
- * teardown, update (the kept upload, removed once the request ends either way), and operator
+ * teardown, update (a push of the kept upload, removed once the request ends either way, or
+ * a host's rollback), and operator
  * changes (revoke runs at approval; create and rotate when the requester asks again, so the
  * new secret reaches only them).
  */
@@ -64,7 +69,7 @@ export function registerAdminExecutors(
   d: {
     /** Decommission and teardown, with the backup taken first when backups are configured. */
     readonly destructive: DestructiveActions;
-    readonly updater: Pick<ReleaseUpdater, 'update'>;
+    readonly updater: Pick<ReleaseUpdater, 'update' | 'rollback'>;
     readonly operators: OperatorStore;
   },
 ): void {
@@ -82,6 +87,8 @@ export function registerAdminExecutors(
       : undefined;
   store.register('update', {
     async run(body, actor) {
+      if (typeof body === 'object' && body !== null && 'rollback' in body)
+        return d.updater.rollback(parseWith(ApprovedRollback, body, 'approved rollback').rollback, actor);
       const push = parseWith(ApprovedUpdate, body, 'approved update');
       try {
         return await d.updater.update({ ...push, dryRun: false, actor });

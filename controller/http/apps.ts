@@ -194,7 +194,11 @@ export function createAdminApp(o: AdminAppOptions): HttpApp & { readonly corralR
   void app.register(adminOpsRoutes, { operations: o.operations, rollouts: o.rollouts });
   void app.register(adminUpdateRoutes, o.update);
   void app.register(adminReleasesRoutes, { updater: o.update.updater });
-  void app.register(adminRollbackRoutes, { updater: o.update.updater });
+  void app.register(adminRollbackRoutes, {
+    updater: o.update.updater,
+    readDb: o.hosts.readDb,
+    gate: o.approvals,
+  });
   void app.register(adminEventRoutes, { events: o.events });
   void app.register(adminNotifyRoutes, { webhooks: o.events.webhooks });
   void app.register(adminDiagnoseRoutes, o.diagnose);

@@ -2,11 +2,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Insertable } from 'kysely';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../pki/index.js';
 import type { HostsTable, PinsTable } from '../controller/db/schema.js';
+import { createEventSink } from '../controller/events/event-log.js';
 import type { AuditVerification } from '../protocol/admin-audit.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
@@ -30,9 +32,19 @@ import {
  * Chromium against an in-process controller (decommission needs one approval) with two hosts
  * whose real `corral updater serve` processes update the stand-in agent of updater-harness.ts,
  * the bad-release fixtures of the update tests. Last, the fleet page with 1,000 more hosts
- * written with the controller's own database code (as bench/fleet60k.ts does), timed.
+ * written with the controller's own database code (as bench/fleet60k.ts does), timed; then
+ * kept open while those hosts heartbeat, its frames measured.
  */
 const BULK_HOSTS = 1000;
+/**
+ * Heartbeats per second while the fleet page is watched: BULK_HOSTS hosts every 30 s (the
+ * default interval), and every 3 s (harsher).
+ */
+const HEARTBEAT_RATES = [Math.round(BULK_HOSTS / 30), Math.round(BULK_HOSTS / 3)] as const;
+/** How long the page's frames are watched at each rate, in ms. */
+const SMOOTH_WINDOW_MS = 10_000;
+/** Heartbeats are written in batches this often, in ms (as the heartbeat writer batches). */
+const HEARTBEAT_TICK_MS = 100;
 
 let t: TestController;
 let dir: string;
@@ -126,6 +138,115 @@ async function seedHosts(count: number): Promise<void> {
     });
   }
 }
+
+/**
+ * The bulk hosts heartbeat at `perSecond` for `ms`, each heartbeat as if it changed what the
+ * fleet page shows: its `last_seen` written and one `service.state_changed` event appended in
+ * the same transaction (the event the page's stream hears; a steady fleet sends far fewer).
+ * Returns the heartbeats written.
+ */
+async function heartbeatBulk(perSecond: number, ms: number): Promise<number> {
+  const sink = createEventSink({ clock: { now: () => Date.now() } });
+  const hosts = await t.db
+    .selectFrom('hosts')
+    .select(['id', 'name'])
+    .where('name', 'like', 'bulk-%')
+    .orderBy('name')
+    .execute();
+  const began = Date.now();
+  let sent = 0;
+  const maxTicks = Math.ceil((2 * ms) / HEARTBEAT_TICK_MS);
+  for (let tick = 1; tick <= maxTicks && Date.now() - began < ms; tick++) {
+    const due = Math.round((perSecond * tick * HEARTBEAT_TICK_MS) / 1000) - sent;
+    const batch = Array.from({ length: due }, (_, k) => hosts[(sent + k) % hosts.length]!);
+    const at = new Date().toISOString();
+    await t.db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('hosts')
+        .set({ last_seen: at })
+        .where(
+          'id',
+          'in',
+          batch.map((h) => h.id),
+        )
+        .execute();
+      await sink.append(
+        trx,
+        batch.map((h) => ({
+          kind: 'service.state_changed' as const,
+          host: { id: h.id, name: h.name },
+          service: 'api',
+          data: { from: 'starting', to: 'running', restarts: 0, lastError: null },
+        })),
+      );
+    });
+    sent += batch.length;
+    await sleep(Math.max(0, began + tick * HEARTBEAT_TICK_MS - Date.now()));
+  }
+  return sent;
+}
+
+/** What the page's frames were like over a window (by the browser's own clock). */
+interface Smoothness {
+  readonly frames: number;
+  readonly medianMs: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  /** Frames a 60 Hz display would have shown that were missed (frame intervals past one). */
+  readonly dropped: number;
+  readonly longTasks: number;
+  readonly longTaskMs: number;
+  /** Changes to the fleet table's rows seen (that the page updated at all). */
+  readonly mutations: number;
+}
+
+/** Watches the page for `ms`: requestAnimationFrame intervals, long tasks, table changes. */
+function watchFrames(p: Page, ms: number): Promise<Smoothness> {
+  return p.evaluate(async (windowMs) => {
+    const intervals: number[] = [];
+    const tasks: number[] = [];
+    let mutations = 0;
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) tasks.push(e.duration);
+    });
+    observer.observe({ type: 'longtask' });
+    const body = document.querySelector('#fleet tbody');
+    const changes = new MutationObserver((list) => {
+      mutations += list.length;
+    });
+    if (body) changes.observe(body, { childList: true, subtree: true, characterData: true });
+    const start = performance.now();
+    await new Promise<void>((done) => {
+      let last = start;
+      const frame = (now: number): void => {
+        intervals.push(now - last);
+        last = now;
+        if (now - start < windowMs) requestAnimationFrame(frame);
+        else done();
+      };
+      requestAnimationFrame(frame);
+    });
+    observer.disconnect();
+    changes.disconnect();
+    const sorted = [...intervals].sort((a, b) => a - b);
+    const at = (q: number): number =>
+      sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+    const FRAME_MS = 1000 / 60;
+    return {
+      frames: intervals.length,
+      medianMs: at(0.5),
+      p99Ms: at(0.99),
+      maxMs: sorted[sorted.length - 1] ?? NaN,
+      dropped: intervals.reduce((sum, i) => sum + Math.max(0, Math.round(i / FRAME_MS) - 1), 0),
+      longTasks: tasks.length,
+      longTaskMs: tasks.reduce((sum, d) => sum + d, 0),
+      mutations,
+    };
+  }, ms);
+}
+
+const smoothLine = (what: string, s: Smoothness): string =>
+  `${what}: ${s.frames} frames, interval median ${s.medianMs.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms, max ${s.maxMs.toFixed(0)} ms, dropped frames ${s.dropped}, long tasks ${s.longTasks} (${s.longTaskMs.toFixed(0)} ms in all), table changes ${s.mutations}`;
 
 beforeAll(async () => {
   if (!hasChromium) return;
@@ -356,4 +477,43 @@ describe.skipIf(!hasChromium)('the dashboard pages for approvals, releases, audi
     await expect.poll(() => p.locator('#fleet tbody tr').count()).toBe(100);
     expect(await actionButtons(p)).toBe(0);
   }, 90_000);
+
+  it(`stays smooth while the ${BULK_HOSTS} hosts heartbeat (frames printed, not asserted)`, async () => {
+    const url = t.endpoints.admin ?? '';
+    const p = adminPage;
+    // A fresh page (the load test left a search in the box).
+    await p.goto('about:blank');
+    await p.goto(`${url}/#/fleet`);
+    await p.waitForFunction((n) => document.querySelectorAll('#fleet tbody tr').length >= n, BULK_HOSTS, {
+      timeout: 30_000,
+    });
+    const idle = await watchFrames(p, SMOOTH_WINDOW_MS);
+    console.log(
+      smoothLine(`dashboard: fleet page of ${BULK_HOSTS + 3} hosts, idle ${SMOOTH_WINDOW_MS / 1000} s`, idle),
+    );
+    for (const rate of HEARTBEAT_RATES) {
+      const [s, sent] = await Promise.all([
+        watchFrames(p, SMOOTH_WINDOW_MS),
+        heartbeatBulk(rate, SMOOTH_WINDOW_MS),
+      ]);
+      console.log(
+        smoothLine(
+          `dashboard: fleet page of ${BULK_HOSTS + 3} hosts, ${rate} heartbeats/s (${sent} in ${SMOOTH_WINDOW_MS / 1000} s, each with a service.state_changed event; load average ${loadavg()[0]?.toFixed(1) ?? '?'})`,
+          s,
+        ),
+      );
+      expect(sent).toBeGreaterThan(0);
+      expect(s.frames).toBeGreaterThan(0);
+      // The page kept up: it changed rows while the hosts beat.
+      expect(s.mutations).toBeGreaterThan(0);
+    }
+    // Still every host, and the first one shows its last heartbeat (the harsh rate beats each
+    // host every 3 s): seconds ago, not the tens of seconds since it was written.
+    expect(await p.locator('#fleet tbody tr').count()).toBeGreaterThanOrEqual(BULK_HOSTS);
+    await expect
+      .poll(() => p.locator('#fleet tr[data-host="bulk-0000"] td:nth-child(6)').textContent(), {
+        timeout: 10_000,
+      })
+      .toMatch(/^\ds ago$/);
+  }, 180_000);
 });

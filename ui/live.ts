@@ -23,15 +23,37 @@ const BURST_MS = 250;
 /**
  * Calls `reload` once per burst of fleet events from `GET /v1/events?follow=true` (the
  * browser's EventSource reconnects on its own, resuming by the last event id), until `signal`.
+ * Reloads never overlap: events that come during one make one more, a burst after it ends.
+ * `minGapMs`: at least this long from one reload's start to the next's (a page whose reload
+ * reads the whole fleet sets it, so a fleet that changes all the time costs it one a second).
  */
-export function onFleetChange(reload: () => Promise<void>, signal: AbortSignal): void {
+export function onFleetChange(
+  reload: () => Promise<void>,
+  signal: AbortSignal,
+  o: { readonly minGapMs?: number } = {},
+): void {
   const events = new EventSource('/v1/events?follow=true');
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let running = false;
+  let again = false;
+  let started = -Infinity;
+  const run = (): void => {
+    timer = undefined;
+    running = true;
+    started = performance.now();
+    void reload()
+      .catch(() => undefined /* what is shown stays until the next event */)
+      .finally(() => {
+        running = false;
+        if (again && !signal.aborted) {
+          again = false;
+          soon();
+        }
+      });
+  };
   const soon = (): void => {
-    timer ??= setTimeout(() => {
-      timer = undefined;
-      void reload().catch(() => undefined /* what is shown stays until the next event */);
-    }, BURST_MS);
+    if (running) again = true;
+    else timer ??= setTimeout(run, Math.max(BURST_MS, started + (o.minGapMs ?? 0) - performance.now()));
   };
   for (const kind of LIVE_EVENT_KINDS) events.addEventListener(kind, soon);
   signal.addEventListener('abort', () => {

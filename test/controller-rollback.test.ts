@@ -2,7 +2,8 @@
  * `corral controller rollback HOST` end to end: an in-process controller that enrolled a host
  * through its own admin API (so the updater pin is real), a real `corral updater serve` on two
  * pushed releases, and the CLI rolling it back to the first one as an operation with an audit entry.
- * Then the same with `update: 1` approvals (the rollback waits for a second operator), and an
+ * Then the same with `update: 1` approvals (the rollback waits for a second operator, in the CLI
+ * and on the dashboard's releases tab), and an
  * updater holding one release only (nothing to roll back to).
  */
 import { createReadStream } from 'node:fs';
@@ -21,6 +22,8 @@ import type { ApprovalPending, ApprovalView } from '../protocol/approvals.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
 import type { OperationDetail } from '../protocol/operations.js';
 import type { ControllerOptions } from '../controller/controller.js';
+import { hasChromium, launchChromium, logIn } from './dashboard-fixture.js';
+import { ROOT } from './fleet-fixture.js';
 import { corral, startController, type TestController } from './controller-fixture.js';
 import { freePort } from './rsyslog-fixtures.js';
 import {
@@ -84,11 +87,16 @@ async function startFleet(
   versions: readonly string[],
   o: {
     readonly approvals?: ControllerOptions['approvals'];
+    /** Serve the built dashboard (dist/ui). */
+    readonly dashboard?: boolean;
     /** Makes the operator who approves the pushes (update approvals on), given the controller. */
     readonly approver?: (t: TestController) => Promise<string>;
   } = {},
 ): Promise<Fleet> {
-  const t = await startController({ approvals: o.approvals });
+  const t = await startController({
+    approvals: o.approvals,
+    ...(o.dashboard === true && { dashboardDir: join(ROOT, 'dist', 'ui') }),
+  });
   const dir = await tempDir(name);
   const releases = [];
   for (const v of versions) releases.push(await buildRelease(dir, v, 'good'));
@@ -206,6 +214,7 @@ describe('controller rollback with `update: 1` approvals', () => {
   beforeAll(async () => {
     g = await startFleet('ctl-rollback-gated', ['1.0.0', '1.1.0'], {
       approvals: { policy: { update: 1 } },
+      dashboard: true,
       approver: async (c) => {
         alice = await operator(c, 'alice', ['read', 'update', 'approve']);
         bob = await operator(c, 'bob', ['read', 'approve']);
@@ -252,6 +261,28 @@ describe('controller rollback with `update: 1` approvals', () => {
     expect(table.stdout).toMatch(new RegExp(`approval\\s+${id}`));
     expect(await current()).toBe('1.1.0');
     expect(await rollbackOps()).toBe(0);
+
+    // The dashboard's Roll back says the same request waits (npm run build makes dist/ui).
+    if (hasChromium) {
+      const browser = await launchChromium();
+      try {
+        const page = await logIn(
+          await browser.newContext(),
+          c.endpoints.admin ?? '',
+          alice,
+          '#/host/w-1/releases',
+        );
+        page.once('dialog', (d) => void d.accept());
+        await page.getByRole('button', { name: 'Roll back' }).click();
+        const waiting = page.locator('#rollback-status [data-approval]');
+        await waiting.waitFor({ timeout: 30_000 });
+        expect(await waiting.getAttribute('data-approval')).toBe(id);
+        expect(await page.locator('#rollback-status').textContent()).toContain('Waiting for 1 approval');
+      } finally {
+        await browser.close();
+      }
+    }
+    expect(await current()).toBe('1.1.0');
 
     // An unknown host is still a 404, not a request.
     const unknown = await c.admin('POST', '/v1/hosts/nope/rollback', {}, alice);

@@ -3,8 +3,8 @@
  * through its own admin API (so the updater pin is real), a real `corral updater serve` on two
  * pushed releases, and the CLI rolling it back to the first one as an operation with an audit entry.
  * Then the same with `update: 1` approvals (the rollback waits for a second operator, in the CLI
- * and on the dashboard's releases tab), and an
- * updater holding one release only (nothing to roll back to).
+ * and on the dashboard's releases tab), and an updater holding one release only (nothing to
+ * roll back to).
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';

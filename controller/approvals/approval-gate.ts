@@ -38,7 +38,7 @@ export const approveCommand = (id: string): string => `corral controller approva
 
 /**
  * The one gate every route with a destructive action goes through (decommission, teardown,
- * update, operators, drain). `updateAllOnly`: an `update` needs approval only when it pushes
+ * update and rollback, operators, drain). `updateAllOnly`: an `update` needs approval only when it pushes
  * to all hosts.
  */
 export function createApprovalGate(

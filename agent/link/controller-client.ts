@@ -129,8 +129,9 @@ export function createControllerClient(
         // Parsed per request, so a bad address fails the request (as a heartbeat failure), not the agent.
         ({ host, port } = parseHostPort(controller));
       } catch (e: unknown) {
-        if (typeof e === 'object' && e !== null) undelivered.add(e);
-        reject(e);
+        const err = e instanceof Error ? e : new CorralError(ErrorCode.VALIDATION, String(e));
+        undelivered.add(err);
+        reject(err);
         return;
       }
       let secured = false;

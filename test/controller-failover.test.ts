@@ -126,7 +126,7 @@ describe.skipIf(skip !== undefined)(
 
         const worker = join(dir, 'w1');
         const agentPort = await freePort();
-        const enrolled = await corralJson<{ hostId: string }>(
+        const enrolled = await corralJson<{ hostId: string; controllers?: string[] }>(
           CLI,
           [
             'controller',
@@ -150,6 +150,7 @@ describe.skipIf(skip !== undefined)(
         const bundle = await loadBundle(join(worker, 'bundle'));
         expect(bundle.manifest.controller).toBe(endA.worker);
         expect(bundle.manifest.controllers).toEqual([endA.worker, endB.worker]);
+        expect(enrolled.controllers).toEqual([endA.worker, endB.worker]);
 
         daemons.push(
           await spawnDaemon({

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../pki/index.js';
+import { controllerAddresses, ensurePrivateDir, PRIVATE_DIR_MODE } from '../pki/index.js';
 import { RELEASE_VERSION_RE } from '../protocol/release.js';
 import { formatHostPort } from '../kit/host-port.js';
 import { readEndpointsFile, writeEndpointsFile } from '../kit/endpoints-file.js';
@@ -250,7 +250,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     core.startup();
 
     const hb = c.heartbeat;
-    const client = hb === null ? undefined : createControllerClient(manifest.controller, identity.material());
+    const client =
+      hb === null
+        ? undefined
+        : createControllerClient(controllerAddresses(manifest), identity.material(), {
+            onFailover: (from, to, err) =>
+              log.warn({ err, from, to }, 'controller unreachable; trying the next one'),
+          });
     if (client) {
       identity.onChange((m) => client.reload(m));
       cleanups.push(() => client.close());

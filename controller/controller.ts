@@ -8,7 +8,7 @@ import { DEFAULT_HEARTBEAT_INTERVAL_MS } from '../protocol/constants.js';
 import { runShutdown, type PhaseOutcome, type ShutdownPhase } from '../kit/shutdown.js';
 import { createWorkerClient, type WorkerClient } from './agent-client.js';
 import { createAuditLog, type AuditLog } from './audit/audit-log.js';
-import { systemClock, type Clock } from './clock.js';
+import { isoAt, systemClock, type Clock } from './clock.js';
 import { controllerShutdownPhases } from './controller-shutdown.js';
 import type { ControllerDatabase } from './db/schema.js';
 import { createDeployer, type Deployer } from './deploy/deployer.js';
@@ -54,6 +54,11 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
 import { syncPins } from './cluster/sync-pins.js';
 import { startLeaderRecovery } from './cluster/leader-recovery.js';
+import {
+  peerWorkerAddresses,
+  publishControllerAddress,
+  withdrawControllerAddress,
+} from './cluster/controller-addresses.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
@@ -170,6 +175,13 @@ export interface Controller extends AsyncDisposable {
   readonly endpoints: ControllerEndpoints | undefined;
   /** Adds an address to every bundle manifest from now on (the syslog listener). */
   advertise(name: 'syslog', hostPort: string): void;
+  /**
+   * Records in the database where this controller is reached (its worker API and syslog
+   * listener, once listening), so bundles written by the others list it too; prunes the rows of
+   * controllers no longer connected. `withdrawAddress` removes it again (clean shutdown).
+   */
+  publishAddress(): Promise<void>;
+  withdrawAddress(): Promise<void>;
   listen(on: ControllerListen): Promise<ControllerEndpoints>;
   /**
    * The controller's shutdown, in order: stop-accepting (listeners), abort-operations (the
@@ -356,7 +368,24 @@ export async function createController(options: ControllerOptions): Promise<Cont
     clock,
     log: log.child({ component: 'enrollment' }),
     controllerClientFingerprint: identity.client.fingerprint,
-    advertised: () => ({ controller: endpoints?.worker ?? '127.0.0.1:0', ...advertised }),
+    advertised: async () => {
+      const own = endpoints?.worker ?? '127.0.0.1:0';
+      if (!peers) return { controller: own, ...advertised };
+      try {
+        const live = await cluster.liveControllers();
+        return {
+          controller: own,
+          peers: await peerWorkerAddresses(db, cluster.id, live, own),
+          ...advertised,
+        };
+      } catch (err: unknown) {
+        log.warn(
+          { err },
+          "cannot read the other controllers' addresses; this bundle names this controller only",
+        );
+        return { controller: own, ...advertised };
+      }
+    },
     joinPolicy: createJoinPolicy(options.joinPolicy),
     events: fleetEvents.sink,
   });
@@ -440,6 +469,17 @@ export async function createController(options: ControllerOptions): Promise<Cont
     advertise(name, hostPort) {
       advertised[name] = hostPort;
     },
+    async publishAddress() {
+      if (!endpoints) throw new CorralError(ErrorCode.CONFLICT, 'the controller is not listening yet');
+      await publishControllerAddress(
+        db,
+        cluster.id,
+        { worker: endpoints.worker, ...advertised },
+        await cluster.liveControllers(),
+        isoAt(clock.now()),
+      );
+    },
+    withdrawAddress: () => withdrawControllerAddress(db, cluster.id),
     async listen(on) {
       endpoints = await listenApps(apps, on, options.advertiseHost);
       log.info({ endpoints }, 'controller listening');

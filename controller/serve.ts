@@ -1,10 +1,13 @@
+import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ENDPOINTS_FILE } from '../protocol/constants.js';
 import { writeEndpointsFile } from '../kit/endpoints-file.js';
 import { isWildcardHost } from '../kit/host-port.js';
 import { runShutdown, type PhaseOutcome } from '../kit/shutdown.js';
+import { CorralError, ErrorCode } from '../protocol/errors.js';
 import {
   createController,
   type Controller,
@@ -58,6 +61,12 @@ export interface ServeOptions extends ControllerListen {
   readonly dashboardDir?: string | undefined;
   /** The controller's own backups (`backup:` in controller.yaml). */
   readonly backups?: ControllerOptions['backups'];
+  /**
+   * The host this controller tells workers to dial (`--advertise`; default: the first
+   * `init --address`). It must be a name or IP its server certificate carries, since workers
+   * check the hostname: one of the `init --address` values, localhost or a loopback IP.
+   */
+  readonly advertiseHost?: string | undefined;
 }
 
 export interface ServingController {
@@ -75,6 +84,22 @@ export interface ServingController {
 /** Phases serve runs after the controller's own, in ms. */
 const CLOSE_DATABASE_TIMEOUT_MS = 10_000;
 const FLUSH_LOGS_TIMEOUT_MS = 5_000;
+const WITHDRAW_TIMEOUT_MS = 5_000;
+
+/**
+ * Refuses an advertised host the controller's server certificate does not name: workers check
+ * the hostname, so a bundle naming it would point them at a controller they must refuse.
+ */
+function assertCertificateCovers(identity: ControllerIdentity, host: string): void {
+  const cert = new X509Certificate(identity.server.certPem);
+  const covered = isIP(host) !== 0 ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined;
+  if (!covered) {
+    throw new CorralError(
+      ErrorCode.VALIDATION,
+      `--advertise ${host}: the controller's server certificate does not name it (its names: ${cert.subjectAltName ?? 'none'}); give it to the first controller init --address`,
+    );
+  }
+}
 
 /**
  * `corral controller serve`: checks and loads the state made by `init` (the same CA,
@@ -101,6 +126,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       column: 'value',
       row: SETTING_ADDRESSES,
     });
+    if (options.advertiseHost !== undefined) assertCertificateCovers(identity, options.advertiseHost);
     controller = await createController({
       db,
       readDb,
@@ -112,7 +138,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       schedule: options.schedule,
       deploy: options.deploy,
-      advertiseHost: addresses[0],
+      advertiseHost: options.advertiseHost ?? addresses[0],
       joinPolicy: options.joinPolicy,
       heartbeatBudget: options.heartbeatBudget,
       eventRetention: options.eventRetention,
@@ -135,6 +161,14 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       started.push({ name: extra.name, close: () => running.close() });
       endpoints[extra.name] = running.endpoint;
     }
+    try {
+      await controller.publishAddress();
+    } catch (err: unknown) {
+      options.log.warn(
+        { err },
+        "cannot record this controller's address; bundles the other controllers write will not list it",
+      );
+    }
     await writeEndpointsFile(options.stateDir, endpoints);
     const running = controller;
     let closing: Promise<PhaseOutcome[]> | undefined;
@@ -145,6 +179,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
         (closing ??= runShutdown([
           ...running.shutdownPhases,
           ...started.map((s) => ({ name: `close-${s.name}`, run: () => s.close() })),
+          { name: 'withdraw-address', run: () => running.withdrawAddress(), timeoutMs: WITHDRAW_TIMEOUT_MS },
           {
             name: 'close-database',
             run: async () => {

@@ -2,7 +2,14 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE_MANIFEST_FILE, loadBundle, writeBundle, type Bundle } from './bundle.js';
+import {
+  BUNDLE_MANIFEST_FILE,
+  controllerAddresses,
+  loadBundle,
+  MAX_BUNDLE_CONTROLLERS,
+  writeBundle,
+  type Bundle,
+} from './bundle.js';
 import { createCa, type CertificateAuthority } from './ca.js';
 import { PkiErrorCode } from './errors.js';
 
@@ -94,5 +101,45 @@ describe('bundles', () => {
     await writeFile(join(dir, 'agent.crt'), foreign.certPem);
     await writeFile(join(dir, 'agent.key'), foreign.keyPem, { mode: 0o600 });
     await expect(loadBundle(dir)).rejects.toMatchObject({ code: PkiErrorCode.BUNDLE_INVALID });
+  });
+
+  it('lists every controller it names, the writing one first; a manifest without the list still loads', async () => {
+    const dir = await written();
+    const old = await loadBundle(dir);
+    expect(old.manifest.controllers).toBeUndefined();
+    expect(controllerAddresses(old.manifest)).toEqual(['127.0.0.1:8771']);
+    const manifest = { ...bundle.manifest, controllers: ['127.0.0.1:8771', 'ctl-b.example:8771'] };
+    await writeFile(join(dir, BUNDLE_MANIFEST_FILE), JSON.stringify(manifest));
+    const loaded = await loadBundle(dir);
+    expect(controllerAddresses(loaded.manifest)).toEqual(['127.0.0.1:8771', 'ctl-b.example:8771']);
+    expect(controllerAddresses({ controller: 'a:1', controllers: ['b:2', 'a:1'] })).toEqual(['a:1', 'b:2']);
+  });
+
+  it('refuses a controller list that is too long, empty, repeated or holds a non-address', async () => {
+    const dir = await written();
+    const lists: unknown[] = [
+      Array.from({ length: MAX_BUNDLE_CONTROLLERS + 1 }, (_, i) => `10.0.0.${i}:8771`),
+      [],
+      ['10.0.0.1:8771', '10.0.0.1:8771'],
+      ['10.0.0.1:8771', 'http://evil/:80'],
+      ['10.0.0.1'],
+      '10.0.0.1:8771',
+    ];
+    for (const controllers of lists) {
+      await writeFile(join(dir, BUNDLE_MANIFEST_FILE), JSON.stringify({ ...bundle.manifest, controllers }));
+      await expect(loadBundle(dir)).rejects.toMatchObject({ code: PkiErrorCode.BUNDLE_INVALID });
+      await expect(
+        writeBundle(join(dir, 'again'), {
+          ...bundle,
+          manifest: { ...bundle.manifest, controllers } as Bundle['manifest'],
+        }),
+      ).rejects.toMatchObject({ code: PkiErrorCode.BUNDLE_INVALID });
+    }
+    const full = Array.from({ length: MAX_BUNDLE_CONTROLLERS }, (_, i) => `10.0.0.${i}:8771`);
+    await writeFile(
+      join(dir, BUNDLE_MANIFEST_FILE),
+      JSON.stringify({ ...bundle.manifest, controllers: full }),
+    );
+    expect((await loadBundle(dir)).manifest.controllers).toHaveLength(MAX_BUNDLE_CONTROLLERS);
   });
 });

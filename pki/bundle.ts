@@ -16,6 +16,8 @@ export const MAX_BUNDLE_FILE_BYTES = 64 * 1024;
 
 const Fingerprint = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const HostPort = Type.String({ minLength: 3, maxLength: 300, pattern: '^[^\\s/]+:[0-9]{1,5}$' });
+/** Most controller addresses a bundle lists (`controllers`). */
+export const MAX_BUNDLE_CONTROLLERS = 16;
 
 /** The manifest a worker bundle carries. */
 export const BundleManifest = Type.Object(
@@ -27,8 +29,16 @@ export const BundleManifest = Type.Object(
     address: Type.String({ minLength: 1, maxLength: 253 }),
     agentPort: Type.Integer({ minimum: 0, maximum: 65535 }),
     updaterPort: Type.Integer({ minimum: 0, maximum: 65535 }),
-    /** The controller's worker API, host:port. */
+    /** The controller's worker API, host:port: the controller that wrote the bundle. */
     controller: HostPort,
+    /**
+     * Every controller's worker API when several share one database, `controller` first: the
+     * agent fails over along it. Written only when there is more than one, so a bundle from a
+     * single controller stays loadable by agents that predate the field.
+     */
+    controllers: Type.Optional(
+      Type.Array(HostPort, { minItems: 1, maxItems: MAX_BUNDLE_CONTROLLERS, uniqueItems: true }),
+    ),
     /** The controller's syslog listener, host:port. */
     syslog: Type.Optional(HostPort),
     /** Only this controller-client certificate may call the worker's daemons. */
@@ -38,6 +48,11 @@ export const BundleManifest = Type.Object(
   { additionalProperties: false },
 );
 export type BundleManifest = Static<typeof BundleManifest>;
+
+/** The worker API addresses to dial, in order: `controller`, then the others `controllers` lists. */
+export function controllerAddresses(manifest: Pick<BundleManifest, 'controller' | 'controllers'>): string[] {
+  return [...new Set([manifest.controller, ...(manifest.controllers ?? [])])];
+}
 
 export const BUNDLE_ROLES = ['agent', 'updater'] as const;
 export type BundleRole = (typeof BUNDLE_ROLES)[number];

@@ -35,6 +35,10 @@ export const BundleManifestWire = Type.Object(
     agentPort: Port,
     updaterPort: Port,
     controller: Type.String({ maxLength: 300 }),
+    /** Every live controller's worker API, `controller` first; absent with a single controller. */
+    controllers: Type.Optional(
+      Type.Array(Type.String({ maxLength: 300 }), { minItems: 1, maxItems: 16, uniqueItems: true }),
+    ),
     syslog: Type.Optional(Type.String({ maxLength: 300 })),
     controllerClientFingerprint: Fingerprint,
     caFingerprint: Fingerprint,

@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HostDetail } from '../protocol/admin-hosts.js';
 import { ErrorCode } from '../protocol/errors.js';
-import { checkStanding } from '../updater/standing.js';
+import { pino } from 'pino';
+import { checkStanding, watchStanding } from '../updater/standing.js';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
 import {
   agentMaterial,
   heartbeatBody,
@@ -76,6 +79,21 @@ describe('decommissioned notice', () => {
     expect([renew.status, renew.body.error?.code]).toEqual([410, ErrorCode.DECOMMISSIONED]);
     // And on the standing check the updater makes (with the same agent identity).
     expect(await checkStanding(t.endpoints.worker, agentMaterial(gone))).toBe('decommissioned');
+    // The updater's watch, with a dead controller first in the bundle's list, moves on to this one.
+    const dead = createServer();
+    dead.listen(0, '127.0.0.1');
+    await once(dead, 'listening');
+    const deadAddress = `127.0.0.1:${(dead.address() as { port: number }).port}`;
+    dead.close();
+    await once(dead, 'close');
+    const watched = await watchStanding({
+      controllers: [deadAddress, t.endpoints.worker],
+      tls: () => agentMaterial(gone),
+      intervalMs: 50,
+      log: pino({ level: 'silent' }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(watched).toBe('decommissioned');
 
     // Every other refused caller: byte-for-byte the 403 a stranger got before the decommission.
     await using forgedAfter = workerClient(t.endpoints.worker, forgedMaterial);

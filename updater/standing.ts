@@ -60,11 +60,13 @@ export async function checkStanding(
 
 /**
  * Checks the host's standing now and then every `intervalMs` (±20 % jitter) until the signal
- * aborts; resolves `decommissioned` the first time the controller says so, `stopped` when the
- * signal ended it. Unknown answers are logged at debug and waited out.
+ * aborts; resolves `decommissioned` the first time a controller says so, `stopped` when the
+ * signal ended it. Unknown answers are logged at debug and waited out. With several
+ * controllers (the bundle's `controllers`) it asks one at a time and, after an unknown answer,
+ * the next one at the following check.
  */
 export async function watchStanding(o: {
-  controller: string;
+  controllers: readonly string[];
   tls: () => TlsMaterial;
   intervalMs: number;
   log: Logger;
@@ -72,10 +74,13 @@ export async function watchStanding(o: {
   random?: () => number;
 }): Promise<'decommissioned' | 'stopped'> {
   const random = o.random ?? Math.random;
+  let at = 0;
   while (!o.signal.aborted) {
-    const standing = await checkStanding(o.controller, o.tls(), o.signal);
+    const controller = o.controllers[at % o.controllers.length] ?? '';
+    const standing = await checkStanding(controller, o.tls(), o.signal);
     if (standing === 'decommissioned') return 'decommissioned';
-    o.log.debug({ standing }, 'standing checked');
+    if (standing === 'unknown') at = (at + 1) % Math.max(1, o.controllers.length);
+    o.log.debug({ standing, controller }, 'standing checked');
     try {
       await sleep(Math.round(o.intervalMs * (0.8 + 0.4 * random())), undefined, { signal: o.signal });
     } catch {

@@ -18,6 +18,14 @@ let next: { hold: true } | { status: number; body: string; headers?: Record<stri
 };
 const held: ServerResponse[] = [];
 let arrived: (() => void) | undefined;
+/** Requests the real controller answered. */
+let answered = 0;
+/** A server with a `controller` certificate from another CA, and the requests it got. */
+let impostor: Server;
+let impostorEndpoint: string;
+let impostorRequests = 0;
+/** A loopback port nothing listens on. */
+let closedEndpoint: string;
 const renewBody = { role: 'agent', csrPem: 'x' } as unknown as RenewRequest;
 
 beforeAll(async () => {
@@ -32,6 +40,7 @@ beforeAll(async () => {
   const tls = serverTlsOptions({ caPem: ca.certPem, certPem: controller.certPem, keyPem: controller.keyPem });
   server = createServer(tls, (req, res) => {
     req.resume();
+    answered++;
     if ('hold' in next) held.push(res);
     else res.writeHead(next.status, { 'content-type': 'application/json', ...next.headers }).end(next.body);
     arrived?.();
@@ -39,11 +48,93 @@ beforeAll(async () => {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   endpoint = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const otherCa = await createCa();
+  const fake = await otherCa.issue({
+    role: 'controller',
+    commonName: 'controller',
+    ipAddresses: ['127.0.0.1'],
+  });
+  impostor = createServer(
+    serverTlsOptions({ caPem: ca.certPem, certPem: fake.certPem, keyPem: fake.keyPem }),
+    (req, res) => {
+      impostorRequests++;
+      req.resume();
+      res.writeHead(503).end('{}');
+    },
+  );
+  impostor.listen(0, '127.0.0.1');
+  await once(impostor, 'listening');
+  impostorEndpoint = `127.0.0.1:${(impostor.address() as AddressInfo).port}`;
+
+  const gone = createServer(tls);
+  gone.listen(0, '127.0.0.1');
+  await once(gone, 'listening');
+  closedEndpoint = `127.0.0.1:${(gone.address() as AddressInfo).port}`;
+  gone.close();
+  await once(gone, 'close');
 });
 
 afterAll(() => {
   for (const res of held.splice(0)) res.destroy();
   server.close();
+  impostor.close();
+});
+
+const conflict = {
+  status: 409,
+  body: JSON.stringify({ error: { code: ErrorCode.CONFLICT, message: 'no' } }),
+};
+
+describe('failover along several controller addresses', () => {
+  it('moves past a refused address at once and stays with the one that answers', async () => {
+    next = conflict;
+    const moves: string[] = [];
+    const client = createControllerClient([closedEndpoint, endpoint], agentMaterial, {
+      onFailover: (from, to) => moves.push(`${from}->${to}`),
+    });
+    try {
+      const before = answered;
+      await expect(client.renew(renewBody)).rejects.toMatchObject({ code: ErrorCode.CONFLICT, status: 409 });
+      await expect(client.renew(renewBody)).rejects.toMatchObject({ code: ErrorCode.CONFLICT });
+      expect(answered - before).toBe(2);
+      expect(client.current()).toBe(endpoint);
+      expect(moves).toEqual([`${closedEndpoint}->${endpoint}`]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('an HTTP error answer from a live controller does not move the client', async () => {
+    next = { status: 503, body: '{}' };
+    const client = createControllerClient([endpoint, closedEndpoint], agentMaterial);
+    try {
+      await expect(client.renew(renewBody)).rejects.toMatchObject({ status: 503 });
+      expect(client.current()).toBe(endpoint);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('skips a server with another CA: no request reaches it, and alone it is refused', async () => {
+    next = conflict;
+    const client = createControllerClient([impostorEndpoint, endpoint], agentMaterial);
+    try {
+      await expect(client.renew(renewBody)).rejects.toMatchObject({ code: ErrorCode.CONFLICT });
+      expect(client.current()).toBe(endpoint);
+    } finally {
+      await client.close();
+    }
+    const alone = createControllerClient([impostorEndpoint, closedEndpoint], agentMaterial);
+    try {
+      const failure = await alone.renew(renewBody).catch((e: unknown) => e);
+      expect(failure).not.toBeInstanceOf(RemoteError);
+      expect(failure).toBeInstanceOf(Error);
+    } finally {
+      await alone.close();
+    }
+    expect(impostorRequests).toBe(0);
+  });
 });
 
 describe("agent's controller client", () => {

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'node:https';
+import type { Socket } from 'node:net';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { clientTlsOptions, type TlsMaterial } from '../../pki/index.js';
 import { parseHostPort } from '../../kit/host-port.js';
@@ -43,6 +44,14 @@ export function retryAfterMs(header: string | string[] | undefined, nowMs: numbe
  * only the bundle's CA and a server carrying the `controller` role (hostname checked, since a
  * controller's certificate is not pinned in the bundle). `reload` swaps the certificate for
  * new connections after a renewal.
+ *
+ * With several controller addresses (a bundle's `controllers`) it talks to one at a time and
+ * stays with it while it answers. A request whose connection fails (refused, unreachable, reset,
+ * TLS handshake refused, timed out) moves the client to the next address; when the request
+ * cannot have reached the controller (no TLS session was up) it is sent there at once, at most
+ * once per address, otherwise the failure is the caller's to retry. An HTTP answer, whatever
+ * its status, is from a live controller and never moves the client. Every address gets the same
+ * TLS checks, so an address that presents another CA's certificate is skipped, never used.
  */
 export interface ControllerClient {
   /** Posts a heartbeat stamped with this host's clock (`clock`), so the controller can tell the offset. */
@@ -51,7 +60,14 @@ export interface ControllerClient {
   /** Tells the controller a freshly joined worker's bundle is on disk. */
   bundleWritten(body: BundleWrittenRequest, signal?: AbortSignal): Promise<BundleWrittenResponse>;
   reload(material: TlsMaterial): void;
+  /** The address requests go to now. */
+  current(): string;
   close(): Promise<void>;
+}
+
+export interface ControllerClientOptions {
+  /** Called when a connection failure moves the client from `from` to `to`. */
+  readonly onFailover?: (from: string, to: string, err: unknown) => void;
 }
 
 /** One HTTPS agent and the requests in flight on it, so a swap or close can drain them first. */
@@ -92,14 +108,33 @@ interface Answer {
  * The client speaks HTTP/1.1 through node:https (keep-alive, TLS session cache): the agent is
  * a long-lived daemon whose memory matters, and node's own client costs nothing to load.
  */
-export function createControllerClient(controller: string, material: TlsMaterial): ControllerClient {
+export function createControllerClient(
+  controllers: string | readonly string[],
+  material: TlsMaterial,
+  options: ControllerClientOptions = {},
+): ControllerClient {
+  const addresses = typeof controllers === 'string' ? [controllers] : [...new Set(controllers)];
+  if (addresses.length === 0) throw new CorralError(ErrorCode.VALIDATION, 'no controller address');
+  let at = 0;
   let connections = new Connections(material);
   let closing: Promise<void> | undefined;
+  /** Failures of requests that never had a TLS session up, so nothing of them reached a controller. */
+  const undelivered = new WeakSet<object>();
 
-  function send(path: string, payload: string, signal: AbortSignal): Promise<Answer> {
-    // Parsed per request, so a bad address fails the request (as a heartbeat failure), not the agent.
-    const { host, port } = parseHostPort(controller);
+  function send(controller: string, path: string, payload: string, signal: AbortSignal): Promise<Answer> {
     return new Promise((resolve, reject) => {
+      let host: string;
+      let port: number;
+      try {
+        // Parsed per request, so a bad address fails the request (as a heartbeat failure), not the agent.
+        ({ host, port } = parseHostPort(controller));
+      } catch (e: unknown) {
+        const err = e instanceof Error ? e : new CorralError(ErrorCode.VALIDATION, String(e));
+        undelivered.add(err);
+        reject(err);
+        return;
+      }
+      let secured = false;
       const req = request(
         {
           host,
@@ -142,9 +177,41 @@ export function createControllerClient(controller: string, material: TlsMaterial
           res.on('error', reject);
         },
       );
-      req.on('error', reject);
+      req.on('socket', (socket: Socket) => {
+        if (req.reusedSocket) secured = true;
+        else socket.once('secureConnect', () => (secured = true));
+      });
+      req.on('error', (err: Error) => {
+        if (!secured) undelivered.add(err);
+        reject(err);
+      });
       req.end(payload);
     });
+  }
+
+  /**
+   * Sends along the addresses from the current one: see ControllerClient for when it moves on.
+   * Only the request that saw the failure moves the client, so concurrent failures skip no address.
+   */
+  async function sendSomewhere(path: string, payload: string, signal?: AbortSignal): Promise<Answer> {
+    for (let tries = 1; ; tries++) {
+      const from = at;
+      const address = addresses[from] ?? addresses[0] ?? '';
+      const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+      try {
+        return await connections.track(
+          send(address, path, payload, signal ? AbortSignal.any([signal, timeout]) : timeout),
+        );
+      } catch (e: unknown) {
+        if (e instanceof RemoteError || signal?.aborted || closing || addresses.length === 1) throw e;
+        if (at === from) {
+          at = (from + 1) % addresses.length;
+          options.onFailover?.(address, addresses[at] ?? '', e);
+        }
+        const reachedNoOne = typeof e === 'object' && e !== null && undelivered.has(e);
+        if (!reachedNoOne || tries >= addresses.length) throw e;
+      }
+    }
   }
 
   async function post<T extends TSchema>(
@@ -154,10 +221,7 @@ export function createControllerClient(controller: string, material: TlsMaterial
     signal?: AbortSignal,
   ): Promise<Static<T>> {
     if (closing) throw new CorralError(ErrorCode.CLOSED, 'controller client is closed');
-    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-    const res = await connections.track(
-      send(path, JSON.stringify(body), signal ? AbortSignal.any([signal, timeout]) : timeout),
-    );
+    const res = await sendSomewhere(path, JSON.stringify(body), signal);
     if (res.status >= 200 && res.status < 300) {
       return parseJsonWith(schema, res.text, `controller ${path} answer`, MAX_RESPONSE_BYTES);
     }
@@ -187,6 +251,7 @@ export function createControllerClient(controller: string, material: TlsMaterial
       connections = new Connections(m);
       void old.close();
     },
+    current: () => addresses[at] ?? '',
     close() {
       closing ??= connections.close();
       return closing;

@@ -18,6 +18,7 @@ import {
   PkiError,
   PkiErrorCode,
   writeBundle,
+  controllerAddresses,
   type BundleManifest,
 } from '../../pki/index.js';
 import { parseHostPort } from '../../kit/host-port.js';
@@ -214,7 +215,7 @@ async function confirmWritten(
 ): Promise<JoinResult['confirmed']> {
   const agent = bundle.identities.agent;
   if (!agent) return { ok: false, reason: 'the bundle holds no agent identity' };
-  const client = createControllerClient(bundle.manifest.controller, {
+  const client = createControllerClient(controllerAddresses(bundle.manifest), {
     caPem: bundle.caPem,
     certPem: agent.certPem,
     keyPem: agent.keyPem,

@@ -73,7 +73,13 @@ export function registerAgentJoinCommand(agent: Command, io: Output): void {
           io.err(
             `corral: warning: the bundle is written, but the controller could not be told (${result.confirmed.reason}); until the agent is first seen, \`controller enroll --replace\` could take ${result.manifest.hostName} over\n`,
           );
-        io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
+        io.out(
+          opts.json
+            ? renderJson(view)
+            : renderRecord(
+                Object.entries(view).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v] as const),
+              ),
+        );
       },
     );
 }

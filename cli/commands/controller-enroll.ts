@@ -114,11 +114,18 @@ export function registerControllerEnrollCommands(controller: Command, io: Output
         bundleDir: opts.outDir,
         bundleWrittenAt,
         controller: e.manifest.controller,
+        ...(e.manifest.controllers !== undefined ? { controllers: e.manifest.controllers } : {}),
         agentFingerprint: e.agent.fingerprint,
         updaterFingerprint: e.updater.fingerprint,
         status: 'pending',
       };
-      io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
+      io.out(
+        opts.json
+          ? renderJson(view)
+          : renderRecord(
+              Object.entries(view).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v] as const),
+            ),
+      );
     },
   );
 

@@ -237,6 +237,10 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       )
       .option('--worker-listen <host:port>', 'worker API (mutual TLS)', DEFAULT_WORKER_LISTEN)
       .option(
+        '--advertise <host>',
+        "the name or IP workers dial this controller at (one of init's --address; default: the first)",
+      )
+      .option(
         '--join-listen <host:port>',
         'join listener (TLS, no client certificate; default: worker port + 1)',
       )
@@ -345,6 +349,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         adminListen: string;
         adminTls?: string | boolean;
         workerListen: string;
+        advertise?: string;
         joinListen?: string;
         syslogListen?: string;
         joinAllowedCidr: string[];
@@ -391,6 +396,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         adminListen: fromFile('adminListen', c.adminListen) ?? given.adminListen,
         workerListen: fromFile('workerListen', c.workerListen) ?? given.workerListen,
         joinListen: given.joinListen ?? c.joinListen,
+        advertise: given.advertise ?? c.advertise,
         syslogListen: given.syslogListen ?? c.syslogListen,
         joinAllowedCidr:
           given.joinAllowedCidr.length > 0 ? given.joinAllowedCidr : (c.joinAllowedCidrs ?? []),
@@ -568,6 +574,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           // The dashboard this installation built (npm run build, or a release's copy).
           dashboardDir: dashboardDir(),
           backups,
+          advertiseHost: opts.advertise,
         });
       } catch (e: unknown) {
         shutdown.dispose();

@@ -22,7 +22,13 @@ export function registerPkiCommands(program: Command, io: Output): void {
         notAfter: id.notAfter.toISOString(),
         subject: id.subject,
       };
-      io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
+      io.out(
+        opts.json
+          ? renderJson(view)
+          : renderRecord(
+              Object.entries(view).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v] as const),
+            ),
+      );
     });
 
   pki
@@ -37,7 +43,13 @@ export function registerPkiCommands(program: Command, io: Output): void {
         agentFingerprint: bundle.identities.agent?.fingerprint ?? null,
         updaterFingerprint: bundle.identities.updater?.fingerprint ?? null,
       };
-      io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
+      io.out(
+        opts.json
+          ? renderJson(view)
+          : renderRecord(
+              Object.entries(view).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v] as const),
+            ),
+      );
     });
 
   pki
@@ -51,6 +63,12 @@ export function registerPkiCommands(program: Command, io: Output): void {
         throw new CliExit(EXIT_USAGE, `unknown algorithm ${opts.algorithm}`);
       const ca = await loadOrCreateCa(opts.dir, { algorithm: opts.algorithm });
       const view = { dir: opts.dir, fingerprint: ca.fingerprint, pin: `sha256:${ca.fingerprint}` };
-      io.out(opts.json ? renderJson(view) : renderRecord(Object.entries(view)));
+      io.out(
+        opts.json
+          ? renderJson(view)
+          : renderRecord(
+              Object.entries(view).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : v] as const),
+            ),
+      );
     });
 }

@@ -13,6 +13,7 @@ import {
   WORKER_LOG_FILE,
 } from '../../protocol/index.js';
 import { ErrorCode, isCorralError } from '../../protocol/errors.js';
+import { controllerAddresses } from '../../pki/index.js';
 import { createDaemonLogger } from '../daemon-logger.js';
 import { claimPidFile, type PidFileClaim } from '../../kit/pid-file.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
@@ -329,7 +330,7 @@ async function serve(o: ServeOptions, version: string, io: Output): Promise<void
   let decommissioned = false;
   const standing = agentIdentity
     ? watchStanding({
-        controller: bundle.manifest.controller,
+        controllers: controllerAddresses(bundle.manifest),
         tls: () => ({ caPem: bundle.caPem, certPem: agentIdentity.certPem, keyPem: agentIdentity.keyPem }),
         intervalMs: r.standingMs,
         log,

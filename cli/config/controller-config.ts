@@ -11,6 +11,8 @@ export const CONTROLLER_CONFIG_SPEC = {
   controller: {
     adminListen: { kind: 'hostPort' },
     workerListen: { kind: 'hostPort' },
+    /** The host workers dial this controller at (`--advertise`). */
+    advertise: { kind: 'string' },
     joinListen: { kind: 'hostPort' },
     syslogListen: { kind: 'hostPort' },
     joinAllowedCidrs: { kind: 'strings' },
@@ -69,6 +71,7 @@ export interface ControllerConfig {
   controller?: {
     adminListen?: string;
     workerListen?: string;
+    advertise?: string;
     joinListen?: string;
     syslogListen?: string;
     joinAllowedCidrs?: string[];

@@ -12,6 +12,7 @@ import { serviceRuntimeMigration } from './migration-service-runtime.js';
 import { rolloutsMigration } from './migration-rollouts.js';
 import { eventAgeMigration } from './migration-event-age.js';
 import { operationOwnerMigration } from './migration-operation-owner.js';
+import { controllerAddressesMigration } from './migration-controller-addresses.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -34,6 +35,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0018-rollouts', { up: rolloutsMigration }],
   ['0019-event-age', { up: eventAgeMigration }],
   ['0020-operation-owner', { up: operationOwnerMigration }],
+  ['0021-controller-addresses', { up: controllerAddressesMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -134,6 +134,16 @@ export interface OperatorsTable {
   revoked_at: string | null;
 }
 
+/** Where a running controller is reached (migration 0021); see migration-controller-addresses. */
+export interface ControllerAddressesTable {
+  controller_id: string;
+  /** Its worker API, host:port, as workers dial it. */
+  worker: string;
+  /** Its syslog listener, host:port, when it runs one. */
+  syslog: string | null;
+  started_at: string;
+}
+
 export interface WebSessionsTable {
   /** SHA-256 hex of the session cookie. */
   id: string;
@@ -187,6 +197,7 @@ export interface ControllerDatabase {
   audit: AuditTable;
   operators: OperatorsTable;
   web_sessions: WebSessionsTable;
+  controller_addresses: ControllerAddressesTable;
   approvals: ApprovalsTable;
   settings: SettingsTable;
   service_retries: ServiceRetriesTable;

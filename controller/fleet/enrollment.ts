@@ -27,6 +27,8 @@ import {
 export interface Advertised {
   /** The worker API, host:port, as workers should dial it. */
   readonly controller: string;
+  /** The other controllers' worker APIs, when several serve one database. */
+  readonly peers?: readonly string[];
   readonly syslog?: string;
 }
 
@@ -39,7 +41,8 @@ export interface EnrollmentDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly controllerClientFingerprint: string;
-  readonly advertised: () => Advertised;
+  /** Read for every enrollment, before anything is recorded; it must not throw. */
+  readonly advertised: () => Advertised | Promise<Advertised>;
   /** What a join may claim (default: any address). */
   readonly joinPolicy?: JoinPolicy;
   /** `host.enrolled` goes here, in the enrollment's transaction (fleet events). */
@@ -147,8 +150,8 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
   const { db, ca, pins, audit, tokens, clock, log } = deps;
   const joinPolicy = deps.joinPolicy ?? createJoinPolicy();
 
-  function manifest(host: NewHost): EnrollResponse['manifest'] {
-    const advertised = deps.advertised();
+  function manifest(host: NewHost, advertised: Advertised): EnrollResponse['manifest'] {
+    const peers = (advertised.peers ?? []).filter((p) => p !== advertised.controller);
     return {
       version: 1,
       hostId: host.id,
@@ -157,6 +160,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
       agentPort: host.agentPort,
       updaterPort: host.updaterPort,
       controller: advertised.controller,
+      ...(peers.length > 0 ? { controllers: [advertised.controller, ...peers] } : {}),
       ...(advertised.syslog !== undefined ? { syslog: advertised.syslog } : {}),
       controllerClientFingerprint: deps.controllerClientFingerprint,
       caFingerprint: ca.fingerprint,
@@ -316,6 +320,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
         ca.issue(workerProfile('agent', host)),
         ca.issue(workerProfile('updater', host)),
       ]);
+      const advertised = await deps.advertised();
       const replaced = await record(
         host,
         [
@@ -329,7 +334,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
         name: host.name,
         ...(replaced ? { replaced: replaced.id } : {}),
         caPem: ca.certPem,
-        manifest: manifest(host),
+        manifest: manifest(host, advertised),
         agent: { certPem: agent.certPem, keyPem: agent.keyPem, fingerprint: agent.fingerprint },
         updater: { certPem: updater.certPem, keyPem: updater.keyPem, fingerprint: updater.fingerprint },
       };
@@ -356,6 +361,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
         signWorkerCsr(ca, request.agentCsrPem, 'agent', host),
         signWorkerCsr(ca, request.updaterCsrPem, 'updater', host),
       ]);
+      const advertised = await deps.advertised();
       await record(host, [agent, updater], {
         actor: `token:${token.id}`,
         action: 'join',
@@ -366,7 +372,7 @@ export function createEnrollment(deps: EnrollmentDeps): Enrollment {
         hostId: host.id,
         name: host.name,
         caPem: ca.certPem,
-        manifest: manifest(host),
+        manifest: manifest(host, advertised),
         agentCertPem: agent.certPem,
         updaterCertPem: updater.certPem,
       };

@@ -35,6 +35,7 @@ import { createTokenStore } from './fleet/token-store.js';
 import {
   createControllerApps,
   listenApps,
+  type ControllerApps,
   type ControllerEndpoints,
   type ControllerListen,
 } from './http/apps.js';
@@ -52,7 +53,9 @@ import { registerSchedulerExecutors, schedulerApprovals } from './approvals/sche
 import { startBackupSchedule, type BackupConfig } from './state/backup-schedule.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
-import { syncPins } from './cluster/sync-pins.js';
+import { applyPinChanges, readPinChanges } from './cluster/sync-pins.js';
+import type { ClusterChange } from '../protocol/cluster.js';
+import { SingleFlight } from '../kit/single-flight.js';
 import { startLeaderRecovery } from './cluster/leader-recovery.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
@@ -183,6 +186,12 @@ export interface Controller extends AsyncDisposable {
   close(): Promise<readonly PhaseOutcome[]>;
 }
 
+/**
+ * Entries read again at once because another controller announced a change, waiting at most;
+ * past that one is logged and left to the periodic resync.
+ */
+const CLUSTER_REFRESHES_MAX_QUEUED = 4096;
+
 export async function createController(options: ControllerOptions): Promise<Controller> {
   const { db, identity, log } = options;
   const readDb = options.readDb ?? db;
@@ -193,31 +202,75 @@ export async function createController(options: ControllerOptions): Promise<Cont
   if (options.backups && !identity.paths)
     throw new CorralError(ErrorCode.VALIDATION, 'backups need the state dir of the controller');
   const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
-  /** Revoked hosts this controller knows of: a revocation is taken in and announced once. */
+  /** Revoked hosts this controller knows of: a revocation is taken in once. */
   const revoked = new Set((await loadDecommissionedPins(db)).map((p) => p.hostId));
-  let fromPeer = false;
+  pins.onRevoked((hostId) => revoked.add(hostId));
   const takeRevocation = (hostId: string): void => {
-    if (revoked.has(hostId)) return;
-    fromPeer = true;
-    try {
-      pins.revokeHost(hostId);
-    } finally {
-      fromPeer = false;
-    }
+    if (!revoked.has(hostId)) pins.revokeHost(hostId);
   };
   const peers = options.database?.kind === 'postgres';
+  /** Set while pins read from the database are applied: those changes are not announced. */
+  let applying = false;
+  const syncPins = async (hostId?: string): Promise<void> => {
+    const changes = await readPinChanges(db, pins, {
+      ...(hostId !== undefined && { hostId }),
+      nowMs: clock.now(),
+    });
+    applying = true;
+    try {
+      applyPinChanges(pins, changes, takeRevocation);
+    } finally {
+      applying = false;
+    }
+  };
+  /** Late: the admin app (operator sessions) is built below; a change before it has nothing to close. */
+  const late: { apps?: ControllerApps; fleetEvents?: { webhooksChanged(): void } } = {};
+  const clusterLog = log.child({ component: 'cluster' });
+  const refreshes = new SingleFlight({ name: 'cluster refresh', maxQueued: CLUSTER_REFRESHES_MAX_QUEUED });
+  /** Another controller changed one entry: read it again now (its resync would, later). */
+  const takeChange = (change: ClusterChange): void => {
+    const work = async (): Promise<void> => {
+      if (change.kind === 'host') await syncPins(change.id);
+      else if (change.kind === 'operator') {
+        const a = late.apps;
+        if (a && (await a.operators.isInactive(change.id))) {
+          const closed = a.operatorSessions.close([change.id]);
+          if (closed > 0)
+            clusterLog.info({ credential: change.id, closed }, 'revoked operator connections closed');
+        }
+      } else late.fleetEvents?.webhooksChanged();
+    };
+    refreshes
+      .coalesce(`${change.kind}:${change.id}`, work)
+      .catch((err: unknown) =>
+        clusterLog.warn(
+          { err, kind: change.kind, id: change.id },
+          'reading a change failed; the next resync will',
+        ),
+      );
+  };
   const cluster = createClusterLink({
     database: options.database,
-    log: log.child({ component: 'cluster' }),
-    onRevoked: takeRevocation,
-    onResync: () => syncPins(db, pins, takeRevocation),
+    log: clusterLog,
+    onChange: takeChange,
+    onResync: async () => {
+      await syncPins();
+      late.fleetEvents?.webhooksChanged();
+    },
     ...(options.cluster?.leaderRetryMs !== undefined && { leaderRetryMs: options.cluster.leaderRetryMs }),
     ...(options.cluster?.resyncMs !== undefined && { resyncMs: options.cluster.resyncMs }),
   });
-  pins.onRevoked((hostId) => {
-    const known = revoked.has(hostId);
-    revoked.add(hostId);
-    if (!fromPeer && !known) void cluster.announceRevoked(hostId);
+  /** Hosts whose pins changed here since the last announcement (one per host per tick). */
+  const changedHosts = new Set<string>();
+  pins.onChanged((hostId) => {
+    if (applying || !peers) return;
+    if (changedHosts.size === 0)
+      queueMicrotask(() => {
+        const hosts = [...changedHosts];
+        changedHosts.clear();
+        for (const id of hosts) void cluster.announce({ kind: 'host', id });
+      });
+    changedHosts.add(hostId);
   });
   const leader = (): boolean => cluster.isLeader();
   const audit = createAuditLog({ db, clock });
@@ -233,8 +286,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'fleet-events' }),
     audit,
     intervalMs,
-    options: { ...options.fleetEvents, leader, peers },
+    options: {
+      ...options.fleetEvents,
+      leader,
+      peers,
+      ...(peers && { onWebhookChanged: (id: string) => void cluster.announce({ kind: 'webhooks', id }) }),
+    },
   });
+  late.fleetEvents = fleetEvents;
   metrics.addSource(() => fleetEvents.metricsLines());
   metrics.addSource(() => cluster.metricsLines());
   pins.onRevoked((hostId) => fleetEvents.hostRevoked(hostId));
@@ -401,13 +460,26 @@ export async function createController(options: ControllerOptions): Promise<Cont
     dashboardDir: options.dashboardDir,
     approvals,
     backupFirst: backups && ((action, target, actor) => backups.backupFirst(action, target, actor)),
+    ...(peers && {
+      onOperatorRevoked: (ids: readonly string[]) => {
+        for (const id of ids) void cluster.announce({ kind: 'operator', id });
+      },
+    }),
   });
+  late.apps = apps;
 
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
     operations: [scheduler, deployer, releaseUpdater, recovery, ...(backups ? [backups] : [])],
-    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster],
+    writers: [
+      writer,
+      fleetEvents,
+      pruner,
+      { close: () => keeper.settle() },
+      cluster,
+      { close: () => refreshes.idle() },
+    ],
     clients: [
       { close: async () => sockets.dispose() },
       workerClient,

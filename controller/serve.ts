@@ -58,6 +58,8 @@ export interface ServeOptions extends ControllerListen {
   readonly dashboardDir?: string | undefined;
   /** The controller's own backups (`backup:` in controller.yaml). */
   readonly backups?: ControllerOptions['backups'];
+  /** Several controllers on one PostgreSQL database (`--cluster-resync`). */
+  readonly cluster?: ControllerOptions['cluster'];
 }
 
 export interface ServingController {
@@ -121,6 +123,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       approvals: options.approvals,
       dashboardDir: options.dashboardDir,
       backups: options.backups,
+      cluster: options.cluster,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

@@ -224,7 +224,11 @@ export async function createController(options: ControllerOptions): Promise<Cont
     }
   };
   /** Late: the admin app (operator sessions) is built below; a change before it has nothing to close. */
-  const late: { apps?: ControllerApps; fleetEvents?: { webhooksChanged(): void } } = {};
+  const late: {
+    apps?: ControllerApps;
+    fleetEvents?: { webhooksChanged(): void };
+    writer?: { forget(hostId: string): void };
+  } = {};
   const clusterLog = log.child({ component: 'cluster' });
   const refreshes = new SingleFlight({ name: 'cluster refresh', maxQueued: CLUSTER_REFRESHES_MAX_QUEUED });
   /** Another controller changed one entry: read it again now (its resync would, later). */
@@ -238,7 +242,8 @@ export async function createController(options: ControllerOptions): Promise<Cont
           if (closed > 0)
             clusterLog.info({ credential: change.id, closed }, 'revoked operator connections closed');
         }
-      } else late.fleetEvents?.webhooksChanged();
+      } else if (change.kind === 'services') late.writer?.forget(change.id);
+      else late.fleetEvents?.webhooksChanged();
     };
     refreshes
       .coalesce(`${change.kind}:${change.id}`, work)
@@ -305,7 +310,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
     onEventsPruned: (n) => metrics.eventsPruned(n),
     observer: fleetEvents.heartbeats,
     flushMs: options.heartbeatFlushMs,
+    ...(peers && {
+      onFirstWrite: (hostIds: readonly string[]) => {
+        for (const id of hostIds) void cluster.announce({ kind: 'services', id });
+      },
+    }),
   });
+  late.writer = writer;
   const workerClient = createWorkerClient(identity.client);
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
   pins.onRevoked((hostId) => clocks.forget(hostId));

@@ -8,8 +8,11 @@ import { Type, type Static } from '@sinclair/typebox';
  *  - `host`: a host's pins changed (enrolled, renewed, retired, decommissioned); `id` its host id.
  *  - `operator`: an operator credential was revoked (revoke, rotate); `id` the credential id.
  *  - `webhooks`: a webhook was added or removed; `id` its name.
+ *  - `services`: a host's observed services were written by a controller that had nothing
+ *    cached for it (the host came to it); `id` the host id. The others forget what they
+ *    last wrote for it, so that they write its services again when it comes back.
  */
-export const CLUSTER_CHANGE_KINDS = ['host', 'operator', 'webhooks'] as const;
+export const CLUSTER_CHANGE_KINDS = ['host', 'operator', 'webhooks', 'services'] as const;
 export type ClusterChangeKind = (typeof CLUSTER_CHANGE_KINDS)[number];
 
 /** A payload longer than this (characters) is not ours and is dropped unread. */

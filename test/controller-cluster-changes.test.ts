@@ -4,6 +4,8 @@
  * this test got there by its announcement (NOTIFY on corral_changes), not by a re-read:
  *  - a host enrolled through A heartbeats through B, a host joined through A heartbeats
  *    through B, and a decommission through A closes the host's live connection on B;
+ *  - a host that fails over B → A → B has the services it reports last written (B forgets
+ *    what it cached once A wrote them);
  *  - a join token revoked on A cannot be used on B;
  *  - a webhook added through the follower B is delivered to by the leader A;
  *  - with `approvals: { operators: 1 }`: a create asked on B and approved on A runs on B when
@@ -29,6 +31,7 @@ import { isolatedEnv } from '../cli/up/local-controller.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { loadBundle } from '../pki/index.js';
 import type { ApprovalPending, ApprovalView } from '../protocol/approvals.js';
+import type { HostDetail } from '../protocol/admin-hosts.js';
 import type { EnrollResponse, TokenCreateResponse } from '../protocol/enrollment.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
@@ -225,6 +228,38 @@ describe.skipIf(skip !== undefined)(
           await using c = workerClient(B.worker, joinedTls);
           return (await postJson(c, '/v1/heartbeat', heartbeatBody(bundle.manifest.hostId))).status === 200;
         });
+
+        // The joined host fails over B → A → B with its services changing: B writes them again
+        // when it comes back (A's first write for it told B to forget what it had written).
+        const beat = async (ep: Endpoints, state: 'running' | 'failed'): Promise<void> => {
+          await using c = workerClient(ep.worker, joinedTls);
+          const services = [{ name: 'api', state, restarts: 0, lastError: null, pid: 7, since: null }];
+          const r = await postJson(c, '/v1/heartbeat', heartbeatBody(bundle.manifest.hostId, { services }));
+          expect(r.status).toBe(200);
+        };
+        const servicesReceived = async (): Promise<number> => {
+          const r = await request(`${B.admin}/metrics`, {
+            headers: { authorization: `Bearer ${rootToken}` },
+          });
+          const m = /^corral_cluster_changes_received_total\{kind="services"\} (\d+)$/m.exec(
+            await r.body.text(),
+          );
+          return Number(m?.[1] ?? -1);
+        };
+        const stateOn = async (ep: Endpoints): Promise<string | undefined> =>
+          (await call<HostDetail>(ep, rootToken, 'GET', '/v1/hosts/h-joined')).body.services[0]?.state;
+        await beat(B, 'running');
+        const told = await servicesReceived();
+        await beat(A, 'failed');
+        expect(await stateOn(B)).toBe('failed');
+        t0 = performance.now();
+        delays['services written on A → B forgets its cached copy'] = await arrival(
+          'services announcement',
+          t0,
+          async () => (await servicesReceived()) > told,
+        );
+        await beat(B, 'running');
+        expect(await stateOn(A)).toBe('running');
 
         // A join token revoked on A is refused by B's join listener.
         const tokenA = await call<TokenCreateResponse>(A, rootToken, 'POST', '/v1/tokens', {

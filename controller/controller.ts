@@ -35,7 +35,6 @@ import { createTokenStore } from './fleet/token-store.js';
 import {
   createControllerApps,
   listenApps,
-  type ControllerApps,
   type ControllerEndpoints,
   type ControllerListen,
 } from './http/apps.js';
@@ -53,9 +52,7 @@ import { registerSchedulerExecutors, schedulerApprovals } from './approvals/sche
 import { startBackupSchedule, type BackupConfig } from './state/backup-schedule.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
-import { applyPinChanges, readPinChanges } from './cluster/sync-pins.js';
-import type { ClusterChange } from '../protocol/cluster.js';
-import { SingleFlight } from '../kit/single-flight.js';
+import { createClusterSync } from './cluster/cluster-sync.js';
 import { startLeaderRecovery } from './cluster/leader-recovery.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
@@ -186,12 +183,6 @@ export interface Controller extends AsyncDisposable {
   close(): Promise<readonly PhaseOutcome[]>;
 }
 
-/**
- * Entries read again at once because another controller announced a change, waiting at most;
- * past that one is logged and left to the periodic resync.
- */
-const CLUSTER_REFRESHES_MAX_QUEUED = 4096;
-
 export async function createController(options: ControllerOptions): Promise<Controller> {
   const { db, identity, log } = options;
   const readDb = options.readDb ?? db;
@@ -202,81 +193,25 @@ export async function createController(options: ControllerOptions): Promise<Cont
   if (options.backups && !identity.paths)
     throw new CorralError(ErrorCode.VALIDATION, 'backups need the state dir of the controller');
   const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
-  /** Revoked hosts this controller knows of: a revocation is taken in once. */
-  const revoked = new Set((await loadDecommissionedPins(db)).map((p) => p.hostId));
-  pins.onRevoked((hostId) => revoked.add(hostId));
-  const takeRevocation = (hostId: string): void => {
-    if (!revoked.has(hostId)) pins.revokeHost(hostId);
-  };
   const peers = options.database?.kind === 'postgres';
-  /** Set while pins read from the database are applied: those changes are not announced. */
-  let applying = false;
-  const syncPins = async (hostId?: string): Promise<void> => {
-    const changes = await readPinChanges(db, pins, {
-      ...(hostId !== undefined && { hostId }),
-      nowMs: clock.now(),
-    });
-    applying = true;
-    try {
-      applyPinChanges(pins, changes, takeRevocation);
-    } finally {
-      applying = false;
-    }
-  };
-  /** Late: the admin app (operator sessions) is built below; a change before it has nothing to close. */
-  const late: {
-    apps?: ControllerApps;
-    fleetEvents?: { webhooksChanged(): void };
-    writer?: { forget(hostId: string): void };
-  } = {};
   const clusterLog = log.child({ component: 'cluster' });
-  const refreshes = new SingleFlight({ name: 'cluster refresh', maxQueued: CLUSTER_REFRESHES_MAX_QUEUED });
-  /** Another controller changed one entry: read it again now (its resync would, later). */
-  const takeChange = (change: ClusterChange): void => {
-    const work = async (): Promise<void> => {
-      if (change.kind === 'host') await syncPins(change.id);
-      else if (change.kind === 'operator') {
-        const a = late.apps;
-        if (a && (await a.operators.isInactive(change.id))) {
-          const closed = a.operatorSessions.close([change.id]);
-          if (closed > 0)
-            clusterLog.info({ credential: change.id, closed }, 'revoked operator connections closed');
-        }
-      } else if (change.kind === 'services') late.writer?.forget(change.id);
-      else late.fleetEvents?.webhooksChanged();
-    };
-    refreshes
-      .coalesce(`${change.kind}:${change.id}`, work)
-      .catch((err: unknown) =>
-        clusterLog.warn(
-          { err, kind: change.kind, id: change.id },
-          'reading a change failed; the next resync will',
-        ),
-      );
-  };
+  const sync = createClusterSync({
+    db,
+    pins,
+    revoked: (await loadDecommissionedPins(db)).map((p) => p.hostId),
+    clock,
+    log: clusterLog,
+    peers,
+  });
   const cluster = createClusterLink({
     database: options.database,
     log: clusterLog,
-    onChange: takeChange,
-    onResync: async () => {
-      await syncPins();
-      late.fleetEvents?.webhooksChanged();
-    },
+    onChange: (change) => sync.take(change),
+    onResync: () => sync.resync(),
     ...(options.cluster?.leaderRetryMs !== undefined && { leaderRetryMs: options.cluster.leaderRetryMs }),
     ...(options.cluster?.resyncMs !== undefined && { resyncMs: options.cluster.resyncMs }),
   });
-  /** Hosts whose pins changed here since the last announcement (one per host per tick). */
-  const changedHosts = new Set<string>();
-  pins.onChanged((hostId) => {
-    if (applying || !peers) return;
-    if (changedHosts.size === 0)
-      queueMicrotask(() => {
-        const hosts = [...changedHosts];
-        changedHosts.clear();
-        for (const id of hosts) void cluster.announce({ kind: 'host', id });
-      });
-    changedHosts.add(hostId);
-  });
+  sync.announceThrough(cluster);
   const leader = (): boolean => cluster.isLeader();
   const audit = createAuditLog({ db, clock });
   const tokens = createTokenStore({ db, audit, clock });
@@ -298,7 +233,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       ...(peers && { onWebhookChanged: (id: string) => void cluster.announce({ kind: 'webhooks', id }) }),
     },
   });
-  late.fleetEvents = fleetEvents;
+  sync.attach({ webhooks: fleetEvents });
   metrics.addSource(() => fleetEvents.metricsLines());
   metrics.addSource(() => cluster.metricsLines());
   pins.onRevoked((hostId) => fleetEvents.hostRevoked(hostId));
@@ -316,7 +251,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       },
     }),
   });
-  late.writer = writer;
+  sync.attach({ heartbeats: writer });
   const workerClient = createWorkerClient(identity.client);
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
   pins.onRevoked((hostId) => clocks.forget(hostId));
@@ -477,20 +412,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
       },
     }),
   });
-  late.apps = apps;
+  sync.attach({ operators: apps.operators, operatorSessions: apps.operatorSessions });
 
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
     operations: [scheduler, deployer, releaseUpdater, recovery, ...(backups ? [backups] : [])],
-    writers: [
-      writer,
-      fleetEvents,
-      pruner,
-      { close: () => keeper.settle() },
-      cluster,
-      { close: () => refreshes.idle() },
-    ],
+    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster, sync],
     clients: [
       { close: async () => sockets.dispose() },
       workerClient,

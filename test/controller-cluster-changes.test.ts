@@ -6,6 +6,8 @@
  *    through B, and a decommission through A closes the host's live connection on B;
  *  - a host that fails over B → A → B has the services it reports last written (B forgets
  *    what it cached once A wrote them);
+ *  - a certificate renewed through A and used there: its retirement of the old one closes the
+ *    old one's live connection on B, and the new one works on B;
  *  - a join token revoked on A cannot be used on B;
  *  - a webhook added through the follower B is delivered to by the leader A;
  *  - with `approvals: { operators: 1 }`: a create asked on B and approved on A runs on B when
@@ -29,10 +31,10 @@ import { spawnDaemon, type Daemon } from '../cli/up/daemon.js';
 import { runCorral } from '../cli/up/corral-cli.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
-import { loadBundle } from '../pki/index.js';
+import { createCsr, loadBundle } from '../pki/index.js';
 import type { ApprovalPending, ApprovalView } from '../protocol/approvals.js';
 import type { HostDetail } from '../protocol/admin-hosts.js';
-import type { EnrollResponse, TokenCreateResponse } from '../protocol/enrollment.js';
+import type { EnrollResponse, RenewResponse, TokenCreateResponse } from '../protocol/enrollment.js';
 import { ErrorCode } from '../protocol/errors.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
 import { agentMaterial, heartbeatBody, postJson, workerClient } from './controller-fixture.js';
@@ -277,6 +279,58 @@ describe.skipIf(skip !== undefined)(
           }),
         ).rejects.toMatchObject({ code: ErrorCode.UNAUTHENTICATED, message: 'join token refused' });
 
+        // Renewed through A: the new certificate works on B at once; once A sees it in use and
+        // retires the old one, B closes the old certificate's live connection too.
+        const renewing = await call<EnrollResponse>(A, rootToken, 'POST', '/v1/enroll', {
+          name: 'h-renew',
+          address: '127.0.0.1',
+        });
+        expect(renewing.status).toBe(200);
+        const oldOnB = workerClient(B.worker, agentMaterial(renewing.body));
+        await arrival('renewing host', performance.now(), async () => {
+          return (
+            (await postJson(oldOnB, '/v1/heartbeat', heartbeatBody(renewing.body.hostId))).status === 200
+          );
+        });
+        const oldClosed = once(oldOnB, 'disconnect');
+        const csr = await createCsr('h-renew');
+        const oldOnA = workerClient(A.worker, agentMaterial(renewing.body));
+        const renewed = await postJson(oldOnA, '/v1/renew', { role: 'agent', csrPem: csr.csrPem });
+        expect(renewed.status, JSON.stringify(renewed.body)).toBe(200);
+        const newTls = {
+          caPem: renewing.body.caPem,
+          certPem: (renewed.body as unknown as RenewResponse).certPem,
+          keyPem: csr.keyPem,
+        };
+        // The new certificate in use on A: A retires the old one, and B (which never saw the new
+        // one in use) closes the old one's live connection when A announces it.
+        t0 = performance.now();
+        {
+          await using newOnA = workerClient(A.worker, newTls);
+          const r = await postJson(newOnA, '/v1/heartbeat', heartbeatBody(renewing.body.hostId));
+          expect(r.status).toBe(200);
+        }
+        await Promise.race([
+          oldClosed,
+          sleep(ARRIVAL_BOUND_MS).then(() => {
+            throw new Error("the old certificate's live connection on B was not closed");
+          }),
+        ]);
+        delays['renewed, new certificate used on A → old one’s live connection on B closed'] = Math.round(
+          performance.now() - t0,
+        );
+        t0 = performance.now();
+        delays['renewed on A → new certificate accepted by B'] = await arrival(
+          'renewed pin',
+          t0,
+          async () => {
+            await using c = workerClient(B.worker, newTls);
+            return (await postJson(c, '/v1/heartbeat', heartbeatBody(renewing.body.hostId))).status === 200;
+          },
+        );
+        await oldOnB.destroy();
+        await oldOnA.destroy();
+
         // A decommission through A closes the enrolled host's live connection on B.
         const live = workerClient(B.worker, agentMaterial(enrolled.body));
         expect((await postJson(live, '/v1/heartbeat', heartbeatBody(enrolled.body.hostId))).status).toBe(200);
@@ -392,8 +446,9 @@ describe.skipIf(skip !== undefined)(
             `  announcements B received: ${JSON.stringify(received)}`,
           ].join('\n'),
         );
-        // At least the enrolment, the join and the decommission; the revocation of dave's credential.
-        expect(received.host).toBeGreaterThanOrEqual(3);
+        // At least the enrolments, the join, the renewal, the retirement and the decommission;
+        // the revocation of dave's credential.
+        expect(received.host).toBeGreaterThanOrEqual(6);
         expect(received.operator).toBeGreaterThanOrEqual(1);
         const receivedA = await request(`${A.admin}/metrics`, {
           headers: { authorization: `Bearer ${rootToken}` },

@@ -27,6 +27,11 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * alive exactly while it could hold the lock).
  */
 const SESSION_PREFIX = 'corral-controller:';
+/**
+ * Announcements waiting for the notify connection at most; past that one is dropped and
+ * counted (`result="dropped"`): the others pick its change up at their next resync.
+ */
+const MAX_ANNOUNCEMENTS_PENDING = 10_000;
 
 /**
  * What several controllers on one database share beyond the rows: who runs background work,
@@ -163,6 +168,8 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
   announcer.on('error', (err) => o.log.warn({ err }, 'notify connection failed'));
   let announced = 0;
   let announceFailed = 0;
+  let announceDropped = 0;
+  let announcing = 0;
   const received = new Map<ClusterChangeKind, number>(CLUSTER_CHANGE_KINDS.map((k) => [k, 0]));
   const ignored = new Map<IgnoredReason, number>(IGNORED_REASONS.map((r) => [r, 0]));
 
@@ -286,6 +293,11 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
     },
     firstCheck: () => first,
     async announce(change) {
+      if (announcing >= MAX_ANNOUNCEMENTS_PENDING) {
+        announceDropped++;
+        return;
+      }
+      announcing++;
       try {
         await announcer.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, encodeChange(change, id)]);
         announced++;
@@ -295,6 +307,8 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
           { err, kind: change.kind, id: change.id },
           'cannot announce a change; the others pick it up at their next resync',
         );
+      } finally {
+        announcing--;
       }
     },
     metricsLines: () => [
@@ -303,6 +317,7 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
       '# TYPE corral_cluster_changes_announced_total counter',
       `corral_cluster_changes_announced_total{result="sent"} ${announced}`,
       `corral_cluster_changes_announced_total{result="failed"} ${announceFailed}`,
+      `corral_cluster_changes_announced_total{result="dropped"} ${announceDropped}`,
       '# HELP corral_cluster_changes_received_total Changes other controllers told this one of, by kind.',
       '# TYPE corral_cluster_changes_received_total counter',
       ...[...received].map(([kind, n]) => `corral_cluster_changes_received_total{kind="${kind}"} ${n}`),

@@ -52,7 +52,7 @@ import { registerSchedulerExecutors, schedulerApprovals } from './approvals/sche
 import { startBackupSchedule, type BackupConfig } from './state/backup-schedule.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
-import { syncPins } from './cluster/sync-pins.js';
+import { createClusterSync } from './cluster/cluster-sync.js';
 import { startLeaderRecovery } from './cluster/leader-recovery.js';
 import {
   peerWorkerAddresses,
@@ -205,32 +205,25 @@ export async function createController(options: ControllerOptions): Promise<Cont
   if (options.backups && !identity.paths)
     throw new CorralError(ErrorCode.VALIDATION, 'backups need the state dir of the controller');
   const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
-  /** Revoked hosts this controller knows of: a revocation is taken in and announced once. */
-  const revoked = new Set((await loadDecommissionedPins(db)).map((p) => p.hostId));
-  let fromPeer = false;
-  const takeRevocation = (hostId: string): void => {
-    if (revoked.has(hostId)) return;
-    fromPeer = true;
-    try {
-      pins.revokeHost(hostId);
-    } finally {
-      fromPeer = false;
-    }
-  };
   const peers = options.database?.kind === 'postgres';
+  const clusterLog = log.child({ component: 'cluster' });
+  const sync = createClusterSync({
+    db,
+    pins,
+    revoked: (await loadDecommissionedPins(db)).map((p) => p.hostId),
+    clock,
+    log: clusterLog,
+    peers,
+  });
   const cluster = createClusterLink({
     database: options.database,
-    log: log.child({ component: 'cluster' }),
-    onRevoked: takeRevocation,
-    onResync: () => syncPins(db, pins, takeRevocation),
+    log: clusterLog,
+    onChange: (change) => sync.take(change),
+    onResync: () => sync.resync(),
     ...(options.cluster?.leaderRetryMs !== undefined && { leaderRetryMs: options.cluster.leaderRetryMs }),
     ...(options.cluster?.resyncMs !== undefined && { resyncMs: options.cluster.resyncMs }),
   });
-  pins.onRevoked((hostId) => {
-    const known = revoked.has(hostId);
-    revoked.add(hostId);
-    if (!fromPeer && !known) void cluster.announceRevoked(hostId);
-  });
+  sync.announceThrough(cluster);
   const leader = (): boolean => cluster.isLeader();
   const audit = createAuditLog({ db, clock });
   const tokens = createTokenStore({ db, audit, clock });
@@ -245,8 +238,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
     log: log.child({ component: 'fleet-events' }),
     audit,
     intervalMs,
-    options: { ...options.fleetEvents, leader, peers },
+    options: {
+      ...options.fleetEvents,
+      leader,
+      peers,
+      ...(peers && { onWebhookChanged: (id: string) => void cluster.announce({ kind: 'webhooks', id }) }),
+    },
   });
+  sync.attach({ webhooks: fleetEvents });
   metrics.addSource(() => fleetEvents.metricsLines());
   metrics.addSource(() => cluster.metricsLines());
   pins.onRevoked((hostId) => fleetEvents.hostRevoked(hostId));
@@ -258,7 +257,13 @@ export async function createController(options: ControllerOptions): Promise<Cont
     onEventsPruned: (n) => metrics.eventsPruned(n),
     observer: fleetEvents.heartbeats,
     flushMs: options.heartbeatFlushMs,
+    ...(peers && {
+      onFirstWrite: (hostIds: readonly string[]) => {
+        for (const id of hostIds) void cluster.announce({ kind: 'services', id });
+      },
+    }),
   });
+  sync.attach({ heartbeats: writer });
   const workerClient = createWorkerClient(identity.client);
   const clocks = createClockOffsets(log.child({ component: 'clocks' }));
   pins.onRevoked((hostId) => clocks.forget(hostId));
@@ -430,13 +435,19 @@ export async function createController(options: ControllerOptions): Promise<Cont
     dashboardDir: options.dashboardDir,
     approvals,
     backupFirst: backups && ((action, target, actor) => backups.backupFirst(action, target, actor)),
+    ...(peers && {
+      onOperatorRevoked: (ids: readonly string[]) => {
+        for (const id of ids) void cluster.announce({ kind: 'operator', id });
+      },
+    }),
   });
+  sync.attach({ operators: apps.operators, operatorSessions: apps.operatorSessions });
 
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
     operations: [scheduler, deployer, releaseUpdater, recovery, ...(backups ? [backups] : [])],
-    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster],
+    writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster, sync],
     clients: [
       { close: async () => sockets.dispose() },
       workerClient,

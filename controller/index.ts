@@ -27,4 +27,5 @@ export { DEFAULT_EVENT_RETENTION, type EventRetention } from './fleet/event-rete
 export { DEFAULT_FLEET_EVENT_RETENTION, type FleetEventRetention } from './events/fleet-retention.js';
 export { restoreControllerState, type RestoreOptions, type RestoreResult } from './state/restore-state.js';
 export { DEFAULT_BACKUP_KEEP, type BackupConfig } from './state/backup-schedule.js';
+export { DEFAULT_RESYNC_MS } from './cluster/cluster-link.js';
 export { BACKUP_NAME_RE, listBackupFiles } from './state/backup-files.js';

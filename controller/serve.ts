@@ -67,6 +67,8 @@ export interface ServeOptions extends ControllerListen {
    * check the hostname: one of the `init --address` values, localhost or a loopback IP.
    */
   readonly advertiseHost?: string | undefined;
+  /** Several controllers on one PostgreSQL database (`--cluster-resync`). */
+  readonly cluster?: ControllerOptions['cluster'];
 }
 
 export interface ServingController {
@@ -147,6 +149,7 @@ export async function serveController(options: ServeOptions): Promise<ServingCon
       approvals: options.approvals,
       dashboardDir: options.dashboardDir,
       backups: options.backups,
+      cluster: options.cluster,
     });
     const bound = await controller.listen(options);
     if (addresses.length === 0 && isWildcardHost(options.worker.host)) {

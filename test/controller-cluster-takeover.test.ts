@@ -193,7 +193,7 @@ describe.skipIf(skip !== undefined)(
           );
 
         // h2 enrolls through the follower B, heartbeats to A (accepted once A has read its new
-        // pins, at A's next resync), then fails over to B, then stops.
+        // pins, at B's announcement), then fails over to B, then stops.
         const h2 = await enrollThrough(endpointsB.admin, 'h2', await freePort());
         let beats2 = beating(h2, endpointsA.worker);
         await told(h2.hostId, 'host.online');

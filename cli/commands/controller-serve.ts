@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import {
   checkHeartbeatBudget,
+  DEFAULT_RESYNC_MS,
   DEFAULT_BACKUP_KEEP,
   DEFAULT_EVENT_RETENTION,
   DEFAULT_FLEET_EVENT_RETENTION,
@@ -340,6 +341,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         '--backup-keep <n>',
         `backups kept in --backup-dir, the newest (default ${DEFAULT_BACKUP_KEEP})`,
       )
+      .option(
+        '--cluster-resync <duration>',
+        'with several controllers on one PostgreSQL database: how often all shared state is read again anyway (changes are announced at once; this catches one missed while the link was down)',
+        `${DEFAULT_RESYNC_MS / 1000}s`,
+      )
       .option('--reinitialize', `${REINITIALIZE_HELP}, then serve`),
   ).action(
     async (
@@ -375,6 +381,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
         backupPassphraseFile?: string;
         backupEvery?: string;
         backupKeep?: string;
+        clusterResync: string;
       },
       cmd: Command,
     ) => {
@@ -494,6 +501,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
       }
       if (minHealthyMs > MAX_MIN_HEALTHY_MS) throw new CliExit(EXIT_USAGE, '--min-healthy may be at most 1h');
       const retryCooldownMs = positive('--retry-cooldown', opts.retryCooldown, parseDurationMs);
+      const resyncMs = positive('--cluster-resync', opts.clusterResync, parseDurationMs);
       const maxRetries = Number(opts.retryMax);
       if (!Number.isInteger(maxRetries) || maxRetries < 0 || maxRetries > 1000) {
         throw new CliExit(EXIT_USAGE, `--retry-max must be an integer from 0 to 1000, got ${opts.retryMax}`);
@@ -575,6 +583,7 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           dashboardDir: dashboardDir(),
           backups,
           advertiseHost: opts.advertise,
+          cluster: { resyncMs },
         });
       } catch (e: unknown) {
         shutdown.dispose();

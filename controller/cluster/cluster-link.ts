@@ -2,18 +2,23 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { CLUSTER_CHANGE_KINDS, type ClusterChange, type ClusterChangeKind } from '../../protocol/cluster.js';
 import type { DatabaseTarget } from '../db/database-target.js';
+import { decodeChange, encodeChange, IGNORED_REASONS, type IgnoredReason } from './cluster-change.js';
 
 /**
  * The advisory lock key the leader holds (session level, on the link's own connection):
  * 0x636f7272 is "corr" in ASCII, so no other application's key is likely to collide.
  */
 export const LEADER_LOCK_KEY = 0x636f7272;
-/** The channel a controller announces a revoked host on (payload: the host id). */
-export const REVOCATION_CHANNEL = 'corral_revocations';
+/**
+ * The channel a controller announces its changes to shared state on (payload: a
+ * ClusterChange, protocol/cluster.ts), so the others read that entry again at once.
+ */
+export const CHANGES_CHANNEL = 'corral_changes';
 /** How often a follower tries the leader lock, and a dead link reconnects, in ms. */
 export const DEFAULT_LEADER_RETRY_MS = 1_000;
-/** How often the pins are re-read from the database anyway (a NOTIFY missed while down), in ms. */
+/** How often shared state is re-read from the database anyway (a NOTIFY missed while down), in ms. */
 export const DEFAULT_RESYNC_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 /**
@@ -22,13 +27,16 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * alive exactly while it could hold the lock).
  */
 const SESSION_PREFIX = 'corral-controller:';
-/** A host id in a notification longer than this is not ours and is dropped. */
-const MAX_PAYLOAD_CHARS = 200;
+/**
+ * Announcements waiting for the notify connection at most; past that one is dropped and
+ * counted (`result="dropped"`): the others pick its change up at their next resync.
+ */
+const MAX_ANNOUNCEMENTS_PENDING = 10_000;
 
 /**
  * What several controllers on one database share beyond the rows: who runs background work,
- * and news of revocations. On SQLite there is only ever one controller: it is always leader
- * and nothing is announced.
+ * and news of changes to what they keep in memory (pins, open operator connections, webhooks).
+ * On SQLite there is only ever one controller: it is always leader and nothing is announced.
  */
 export interface ClusterLink extends AsyncDisposable {
   /** This controller process (a new one every start): what it owns carries it (operations). */
@@ -53,8 +61,11 @@ export interface ClusterLink extends AsyncDisposable {
   liveControllers(): Promise<ReadonlySet<string>>;
   /** Resolves once the first try for the lock has ended (taken or not, or the database unreachable). */
   firstCheck(): Promise<void>;
-  /** Tells the other controllers that a host was revoked (best effort; they resync anyway). */
-  announceRevoked(hostId: string): Promise<void>;
+  /**
+   * Tells the other controllers to read this entry again (best effort, after the change has
+   * committed; they resync anyway). Never throws.
+   */
+  announce(change: ClusterChange): Promise<void>;
   /** For /metrics. */
   metricsLines(): string[];
   /** Releases the lock (by closing its connection) and stops. Idempotent. */
@@ -64,9 +75,9 @@ export interface ClusterLink extends AsyncDisposable {
 export interface ClusterLinkOptions {
   readonly database: DatabaseTarget | undefined;
   readonly log: Logger;
-  /** Another controller revoked this host. */
-  readonly onRevoked: (hostId: string) => void;
-  /** Re-read shared state (on every (re)connect, and every `resyncMs`). */
+  /** Another controller changed this entry (it has committed): read it again. Must not throw. */
+  readonly onChange: (change: ClusterChange) => void;
+  /** Re-read all shared state (on every (re)connect, and every `resyncMs`). */
   readonly onResync: () => Promise<void>;
   readonly leaderRetryMs?: number;
   readonly resyncMs?: number;
@@ -105,7 +116,7 @@ function createSoloLink(): ClusterLink {
     },
     liveControllers: () => Promise.resolve(new Set([id])),
     firstCheck: runHooks,
-    announceRevoked: () => Promise.resolve(),
+    announce: () => Promise.resolve(),
     metricsLines: () => leaderLines(!closed, 1),
     close: () => {
       closed = true;
@@ -132,7 +143,7 @@ function leaderLines(leader: boolean, takeovers: number): string[] {
 /**
  * Leadership is a session-level advisory lock on one dedicated connection: held while that
  * connection lives, released by the server when it dies (a killed controller, a network
- * partition). The same connection LISTENs for revocations. A connection that errors makes this
+ * partition). The same connection LISTENs for changes. A connection that errors makes this
  * controller a follower at once; the loop reconnects every `leaderRetryMs`.
  */
 function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
@@ -155,6 +166,12 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
     application_name: 'corral-controller-notify',
   });
   announcer.on('error', (err) => o.log.warn({ err }, 'notify connection failed'));
+  let announced = 0;
+  let announceFailed = 0;
+  let announceDropped = 0;
+  let announcing = 0;
+  const received = new Map<ClusterChangeKind, number>(CLUSTER_CHANGE_KINDS.map((k) => [k, 0]));
+  const ignored = new Map<IgnoredReason, number>(IGNORED_REASONS.map((r) => [r, 0]));
 
   const drop = (c: pg.Client, why: string, err?: unknown): void => {
     if (client !== c) return;
@@ -174,11 +191,19 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
     c.on('error', (err) => drop(c, 'connection error', err));
     c.on('end', () => drop(c, 'connection ended'));
     c.on('notification', (n) => {
-      if (n.channel !== REVOCATION_CHANNEL || !n.payload || n.payload.length > MAX_PAYLOAD_CHARS) return;
-      o.onRevoked(n.payload);
+      if (n.channel !== CHANGES_CHANNEL) return;
+      const decoded = decodeChange(n.payload, id);
+      if ('ignored' in decoded) {
+        ignored.set(decoded.ignored, (ignored.get(decoded.ignored) ?? 0) + 1);
+        o.log.debug({ reason: decoded.ignored }, 'cluster notification ignored');
+        return;
+      }
+      if ('own' in decoded) return;
+      received.set(decoded.change.kind, (received.get(decoded.change.kind) ?? 0) + 1);
+      o.onChange(decoded.change);
     });
     await c.connect();
-    await c.query(`LISTEN ${REVOCATION_CHANNEL}`);
+    await c.query(`LISTEN ${CHANGES_CHANNEL}`);
     return c;
   }
 
@@ -267,17 +292,39 @@ function createPostgresLink(o: ClusterLinkOptions, url: string): ClusterLink {
       return live;
     },
     firstCheck: () => first,
-    async announceRevoked(hostId) {
+    async announce(change) {
+      if (announcing >= MAX_ANNOUNCEMENTS_PENDING) {
+        announceDropped++;
+        return;
+      }
+      announcing++;
       try {
-        await announcer.query('SELECT pg_notify($1, $2)', [REVOCATION_CHANNEL, hostId]);
+        await announcer.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, encodeChange(change, id)]);
+        announced++;
       } catch (err: unknown) {
+        announceFailed++;
         o.log.warn(
-          { err, hostId },
-          'cannot announce a revocation; the others pick it up at their next resync',
+          { err, kind: change.kind, id: change.id },
+          'cannot announce a change; the others pick it up at their next resync',
         );
+      } finally {
+        announcing--;
       }
     },
-    metricsLines: () => leaderLines(leading(), acquired),
+    metricsLines: () => [
+      ...leaderLines(leading(), acquired),
+      '# HELP corral_cluster_changes_announced_total Changes this controller told the others of (NOTIFY), by outcome.',
+      '# TYPE corral_cluster_changes_announced_total counter',
+      `corral_cluster_changes_announced_total{result="sent"} ${announced}`,
+      `corral_cluster_changes_announced_total{result="failed"} ${announceFailed}`,
+      `corral_cluster_changes_announced_total{result="dropped"} ${announceDropped}`,
+      '# HELP corral_cluster_changes_received_total Changes other controllers told this one of, by kind.',
+      '# TYPE corral_cluster_changes_received_total counter',
+      ...[...received].map(([kind, n]) => `corral_cluster_changes_received_total{kind="${kind}"} ${n}`),
+      '# HELP corral_cluster_changes_ignored_total Notifications dropped unread, by reason.',
+      '# TYPE corral_cluster_changes_ignored_total counter',
+      ...[...ignored].map(([reason, n]) => `corral_cluster_changes_ignored_total{reason="${reason}"} ${n}`),
+    ],
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -45,6 +45,8 @@ export interface FleetEventsOptions {
   readonly leader?: () => boolean;
   /** Other controllers share the database (host-transitions.ts reads their heartbeats). */
   readonly peers?: boolean;
+  /** Told the name of a webhook added or removed here, after the change committed (to tell the others). */
+  readonly onWebhookChanged?: (name: string) => void;
 }
 
 /** The fleet event stream and everything around it, as the controller wires it. */
@@ -61,6 +63,8 @@ export interface FleetEvents {
   tryOpenStream(): (() => void) | undefined;
   /** For `pins.onRevoked`: a decommissioned (or replaced) host's status is told. */
   hostRevoked(hostId: string): void;
+  /** Webhooks were added or removed elsewhere (another controller): the dispatcher reloads them. */
+  webhooksChanged(): void;
   /** Tells what changed while no controller ran, starts liveness sweeps, retention and webhooks. */
   start(): Promise<void>;
   /** For ClusterLink.whenAcquired: host status events go on from what the database says was told. */
@@ -128,7 +132,10 @@ export function createFleetEvents(o: {
     readDb,
     audit: o.audit,
     clock,
-    onChange: () => dispatcher.reload(),
+    onChange: (name) => {
+      dispatcher.reload();
+      o.options?.onWebhookChanged?.(name);
+    },
   });
   let started = false;
 
@@ -152,6 +159,7 @@ export function createFleetEvents(o: {
       };
     },
     hostRevoked: (hostId) => transitions.revoked(hostId),
+    webhooksChanged: () => dispatcher.reload(),
     async start() {
       if (started) return;
       started = true;

@@ -100,8 +100,8 @@ export function createWebhookStore(o: {
   readonly readDb: Db;
   readonly audit: AuditLog;
   readonly clock: Clock;
-  /** Told after a webhook was added or removed (the dispatcher reloads). */
-  readonly onChange: () => void;
+  /** Told the webhook's name after it was added or removed (the dispatcher reloads). */
+  readonly onChange: (name: string) => void;
 }): WebhookStore {
   const { db, readDb } = o;
 
@@ -183,7 +183,7 @@ export function createWebhookStore(o: {
           trx,
         );
       });
-      o.onChange();
+      o.onChange(request.name);
       const row = await db
         .selectFrom('webhooks')
         .selectAll()
@@ -225,7 +225,7 @@ export function createWebhookStore(o: {
         );
         return Number(pending.n);
       });
-      o.onChange();
+      o.onChange(name);
       return { removed: name, droppedDeliveries: dropped };
     },
 

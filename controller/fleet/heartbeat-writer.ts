@@ -47,7 +47,7 @@ export interface HeartbeatWriter {
    * when the queue is full or the write failed.
    */
   submit(hostId: string, heartbeat: HeartbeatRequest): Promise<string[]>;
-  /** Forgets cached state of a host (after decommission). */
+  /** Forgets cached state of a host (after decommission, or another controller wrote its services). */
   forget(hostId: string): void;
   stats(): HeartbeatWriterStats;
   /** Writes what is queued, then refuses new heartbeats. Idempotent. */
@@ -78,6 +78,13 @@ export interface HeartbeatWriterOptions {
   readonly retention?: Pick<EventRetention, 'maxAgeMs' | 'maxPerHost'>;
   /** Told how many events retention deleted, once that is committed. */
   readonly onEventsPruned?: (count: number) => void;
+  /**
+   * Told the hosts whose observed services this writer wrote with nothing cached for them (the
+   * first heartbeat it stored for each, since start or `forget`), once that is committed: with
+   * other controllers on the database, they forget what they cached for those hosts, so a host
+   * that comes back to them after writing here has its services written again.
+   */
+  readonly onFirstWrite?: (hostIds: readonly string[]) => void;
   readonly observer?: HeartbeatObserver;
 }
 
@@ -174,7 +181,9 @@ export function createHeartbeatWriter(options: HeartbeatWriterOptions): Heartbea
       for (const p of batch) p.reject(err);
       return;
     }
+    const first = options.onFirstWrite && [...servicesToWrite.keys()].filter((h) => !servicesWritten.has(h));
     for (const [hostId, services] of servicesToWrite) servicesWritten.set(hostId, services);
+    if (first && first.length > 0) options.onFirstWrite?.(first);
     if (pruned > 0) options.onEventsPruned?.(pruned);
     options.observer?.committed?.([...latest.keys()], nowMs);
     batches++;

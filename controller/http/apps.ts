@@ -282,6 +282,9 @@ export interface ControllerApps {
   readonly worker: HttpsApp;
   readonly join: HttpsApp;
   readonly closers: readonly ListenerClose[];
+  /** Operator credentials and the admin connections each authenticated (for revocations elsewhere). */
+  readonly operators: Pick<OperatorStore, 'isInactive'>;
+  readonly operatorSessions: OperatorSessions;
   /** Set by listenApps. */
   listening: boolean;
 }
@@ -326,13 +329,23 @@ export interface ControllerServices {
   readonly approvals: ApprovalGate;
   /** With backups configured: the backup taken before a decommission or a teardown of everything. */
   readonly backupFirst?: BackupFirst | undefined;
+  /** Told the operator credential ids revoked here, after the change committed. */
+  readonly onOperatorRevoked?: ((credentialIds: readonly string[]) => void) | undefined;
 }
 
 /** Builds the admin, worker and join APIs; nothing listens until listenApps. */
 export function createControllerApps(s: ControllerServices): ControllerApps {
   const { db, readDb, clock, log, pins, audit, writer, metrics, enrollment, live } = s;
   const sessions = createOperatorSessions();
-  const operators = createOperatorStore({ db, readDb, audit, clock, ca: s.identity.ca, sessions });
+  const operators = createOperatorStore({
+    db,
+    readDb,
+    audit,
+    clock,
+    ca: s.identity.ca,
+    sessions,
+    ...(s.onOperatorRevoked && { onRevoked: s.onOperatorRevoked }),
+  });
   const webSessions = createWebSessions({ db, readDb, audit, clock });
   const decommission = {
     db,
@@ -447,6 +460,8 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     worker,
     join,
     closers: [listenerClose(admin), listenerClose(worker), listenerClose(join)],
+    operators,
+    operatorSessions: sessions,
     listening: false,
   };
 }

@@ -37,6 +37,11 @@ export interface OperatorSecret {
 }
 
 export interface OperatorStore {
+  /**
+   * Whether this credential counts no more (revoked, or expired; an unknown id too), read
+   * from the database: for a revocation another controller announced.
+   */
+  isInactive(credentialId: string): Promise<boolean>;
   /** The active, unexpired token credential whose hash matches (constant-time compare), if any. */
   byToken(token: string): Promise<AuthenticatedOperator | undefined>;
   /** The active, unexpired certificate credential pinned to this fingerprint, if any. */
@@ -87,6 +92,8 @@ export function createOperatorStore(deps: {
   readonly clock: Clock;
   readonly ca: Pick<CertificateAuthority, 'issue' | 'certPem' | 'fingerprint'>;
   readonly sessions: OperatorSessions;
+  /** Told the credential ids revoked (revoke, rotate) after the change committed (to tell the others). */
+  readonly onRevoked?: (credentialIds: readonly string[]) => void;
 }): OperatorStore {
   const { db, readDb, audit, clock, ca, sessions } = deps;
   const nowIso = (): string => isoAt(clock.now());
@@ -158,6 +165,15 @@ export function createOperatorStore(deps: {
   });
 
   return {
+    async isInactive(credentialId) {
+      const row = await db
+        .selectFrom('operators')
+        .selectAll()
+        .where('id', '=', credentialId)
+        .executeTakeFirst();
+      return !row || !isActive(row, nowIso());
+    },
+
     async byToken(token) {
       const presented = secretHash(token);
       const now = nowIso();
@@ -247,6 +263,7 @@ export function createOperatorStore(deps: {
         revoked.map((r) => r.id),
         except,
       );
+      deps.onRevoked?.(revoked.map((r) => r.id));
       return revoked.map((r) => view(r, now));
     },
 
@@ -292,6 +309,7 @@ export function createOperatorStore(deps: {
         );
       });
       sessions.close([old.id], except);
+      deps.onRevoked?.([old.id]);
       return secretOf(minted);
     },
   };

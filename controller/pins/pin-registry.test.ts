@@ -69,4 +69,21 @@ describe('pin registry', () => {
     expect(pins.lookupExpired('b')).toMatchObject({ hostId: 'h2', hostName: 'h2-name', notAfterMs: 2_000 });
     expect(pins.lookupExpired('unknown')).toBeUndefined();
   });
+
+  it('tells each change once per host, and never adds a retired fingerprint again', () => {
+    const pins = createPinRegistry({ now: () => 1_000 }, [pin('a', 'h1'), pin('b', 'h2')]);
+    const changed: string[] = [];
+    pins.onChanged((h) => changed.push(h));
+    pins.add([pin('a2', 'h1'), pin('a3', 'h1')]);
+    pins.supersede(['a', 'zz']);
+    pins.supersede(['a']);
+    pins.retire(['a']);
+    pins.retire(['a', 'unknown']);
+    expect(changed).toEqual(['h1', 'h1', 'h1']);
+    // A read of the database from before the retirement offers it again: it stays retired.
+    pins.add([pin('a', 'h1')]);
+    expect(pins.lookup('a')).toBeUndefined();
+    pins.revokeHost('h2');
+    expect(changed).toEqual(['h1', 'h1', 'h1', 'h2']);
+  });
 });

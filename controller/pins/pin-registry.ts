@@ -57,6 +57,11 @@ export interface PinRegistry {
   onRevoke(listener: (revocation: PinRevocation) => void): () => void;
   /** Whole-host revocations only (decommission), by host id. Returns the unsubscribe. */
   onRevoked(listener: (hostId: string) => void): () => void;
+  /**
+   * Any change to a host's pins (added, superseded, retired, revoked), once per call that
+   * changed something, after it took effect. Returns the unsubscribe.
+   */
+  onChanged(listener: (hostId: string) => void): () => void;
   /** Number of active pins. */
   readonly size: number;
 }
@@ -66,7 +71,10 @@ export interface MutablePinRegistry extends PinRegistry {
   add(pins: readonly Pin[]): void;
   /** Marks fingerprints superseded (they still match). */
   supersede(fingerprints: readonly string[]): void;
-  /** Drops single fingerprints (a renewed certificate's predecessor). */
+  /**
+   * Drops single fingerprints (a renewed certificate's predecessor). A retired fingerprint is
+   * never added again (a read of the database from before its retirement may offer it).
+   */
   retire(fingerprints: readonly string[]): void;
   /**
    * Drops every pin of a host and tells subscribers. The host stays revoked: pins added for
@@ -95,6 +103,15 @@ export function createPinRegistry(
   const byHost = new Map<string, Set<string>>();
   const listeners = new Set<(r: PinRevocation) => void>();
   const revokedHosts = new Set<string>();
+  const changeListeners = new Set<(hostId: string) => void>();
+  /**
+   * Fingerprints retired here, until their certificate expires (then they match nothing
+   * anyway): bounded by the renewals of one certificate lifetime.
+   */
+  const retiredUntil = new Map<string, number>();
+  const changed = (hostIds: Iterable<string>): void => {
+    for (const hostId of new Set(hostIds)) for (const listener of changeListeners) listener(hostId);
+  };
   /** Superseded pins per host, kept so the heartbeat path can skip the search. */
   const supersededCount = new Map<string, number>();
   const countSuperseded = (hostId: string, delta: number): void => {
@@ -170,27 +187,45 @@ export function createPinRegistry(
     get size() {
       return byFingerprint.size;
     },
+    onChanged(listener) {
+      changeListeners.add(listener);
+      return () => changeListeners.delete(listener);
+    },
     add(pins) {
+      const hosts: string[] = [];
       for (const pin of pins) {
+        if (retiredUntil.has(pin.fingerprint)) continue;
         if (!revokedHosts.has(pin.hostId)) put(pin);
         // Committed before the decommission (so the database keeps it as decommissioned): the
         // host is told so on it too, as after a restart.
         else decommissionedByFingerprint.set(pin.fingerprint, toMatch(pin));
+        hosts.push(pin.hostId);
       }
+      changed(hosts);
     },
     supersede(fingerprints) {
+      const hosts: string[] = [];
       for (const fp of fingerprints) {
         const pin = byFingerprint.get(fp);
-        if (pin && !pin.superseded) put({ ...pin, superseded: true });
+        if (pin && !pin.superseded) {
+          put({ ...pin, superseded: true });
+          hosts.push(pin.hostId);
+        }
       }
+      changed(hosts);
     },
     retire(fingerprints) {
+      const nowMs = clock.now();
+      for (const [fp, until] of retiredUntil) if (until <= nowMs) retiredUntil.delete(fp);
       const byHostId = new Map<string, string[]>();
       for (const fp of fingerprints) {
         const pin = drop(fp);
-        if (pin) byHostId.set(pin.hostId, [...(byHostId.get(pin.hostId) ?? []), fp]);
+        if (!pin) continue;
+        if (pin.notAfterMs > nowMs) retiredUntil.set(fp, pin.notAfterMs);
+        byHostId.set(pin.hostId, [...(byHostId.get(pin.hostId) ?? []), fp]);
       }
       for (const [hostId, fps] of byHostId) notify({ hostId, fingerprints: fps, wholeHost: false });
+      changed(byHostId.keys());
     },
     revokeHost(hostId) {
       revokedHosts.add(hostId);
@@ -200,6 +235,7 @@ export function createPinRegistry(
         if (pin) decommissionedByFingerprint.set(fp, toMatch(pin));
       }
       notify({ hostId, fingerprints: fps, wholeHost: true });
+      changed([hostId]);
     },
   };
 }

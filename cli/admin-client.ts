@@ -1,6 +1,5 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { AUTHORIZATION_SCHEME, SSE_CONTENT_TYPE } from '../protocol/constants.js';
 import type { RemoteError } from '../protocol/errors.js';
@@ -74,18 +73,25 @@ async function refusal(status: number, text: string): Promise<RemoteError> {
     : new RemoteError(ErrorCode.INTERNAL, `the controller answered ${status}`, status);
 }
 
+/** How the calls of one client are made: node's request function and the agent it reuses. */
+interface Transport {
+  readonly request: typeof httpRequest;
+  readonly agent: HttpAgent;
+}
+
 /**
- * The admin API over node's own HTTP client (nothing to load beyond node itself, and pki/
- * only for a TLS target with a CA, on its first call), one keep-alive connection reused
- * across a command's calls (a paged list makes many); an idle connection does not hold the
- * process open.
+ * The admin API over node's own HTTP client (nothing to load beyond node itself; node:https
+ * and node:tls only for a TLS target, pki/ only for one with a CA, on the first call), one
+ * keep-alive connection reused across a command's calls (a paged list makes many); an idle
+ * connection does not hold the process open.
  */
 export function createAdminClient(target: AdminTarget): AdminClient {
   const tls = target.url.startsWith('https:');
-  const request = tls ? httpsRequest : httpRequest;
-  let agentP: Promise<HttpAgent> | undefined;
-  const agentFor = (): Promise<HttpAgent> =>
-    (agentP ??= tls ? httpsAgent(target) : Promise.resolve(new HttpAgent({ keepAlive: true })));
+  let transportP: Promise<Transport> | undefined;
+  const transport = (): Promise<Transport> =>
+    (transportP ??= tls
+      ? httpsTransport(target)
+      : Promise.resolve({ request: httpRequest, agent: new HttpAgent({ keepAlive: true }) }));
 
   /** A request that got no answer: the error code, or the timeout it ran out of. */
   function unreachable(e: unknown, timeoutMs?: number): CliExit {
@@ -106,8 +112,8 @@ export function createAdminClient(target: AdminTarget): AdminClient {
     timeoutMs: number,
     write: (req: ReturnType<typeof httpRequest>) => void,
   ): Promise<{ status: number; text: string }> {
-    return agentFor().then(
-      (agent) =>
+    return transport().then(
+      ({ request, agent }) =>
         new Promise((resolve, reject) => {
           const req = request(
             `${target.url}${path}`,
@@ -127,7 +133,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
   }
 
   async function events(path: string, extra: Readonly<Record<string, string>> = {}, idleMs = 60_000) {
-    const agent = await agentFor();
+    const { request, agent } = await transport();
     return new Promise<IncomingMessage>((resolve, reject) => {
       const headers = { ...authorization(), accept: SSE_CONTENT_TYPE, ...extra };
       const req = request(`${target.url}${path}`, { method: 'GET', headers, agent }, (res) => {
@@ -144,7 +150,7 @@ export function createAdminClient(target: AdminTarget): AdminClient {
   }
 
   async function download(path: string, body: unknown, idleMs = ADMIN_TIMEOUT_MS) {
-    const agent = await agentFor();
+    const { request, agent } = await transport();
     return new Promise<IncomingMessage>((resolve, reject) => {
       const payload = JSON.stringify(body);
       const headers = {
@@ -222,16 +228,20 @@ export function createAdminClient(target: AdminTarget): AdminClient {
 }
 
 /**
- * The https agent for an admin API over TLS: with a profile's CA, only that CA is trusted and
- * the controller must present a certificate with the `controller` role for the URL's host;
- * the operator certificate, when there is one, is presented. pki/ (to read the role) loads
- * only then.
+ * node:https and its agent for an admin API over TLS: with a profile's CA, only that CA is
+ * trusted and the controller must present a certificate with the `controller` role for the
+ * URL's host; the operator certificate, when there is one, is presented. pki/ (to read the
+ * role) loads only then.
  */
-async function httpsAgent(target: AdminTarget): Promise<HttpsAgent> {
+async function httpsTransport(target: AdminTarget): Promise<Transport> {
+  const { Agent, request } = await import('node:https');
   const tls = target.tls;
-  if (!tls) return new HttpsAgent({ keepAlive: true });
-  const { identityFromDer } = await import('../pki/index.js');
-  return new HttpsAgent({
+  if (!tls) return { request, agent: new Agent({ keepAlive: true }) };
+  const [{ checkServerIdentity }, { identityFromDer }] = await Promise.all([
+    import('node:tls'),
+    import('../pki/index.js'),
+  ]);
+  const agent = new Agent({
     keepAlive: true,
     ca: tls.caPem,
     ...(tls.certPem !== undefined && { cert: tls.certPem, key: tls.keyPem }),
@@ -248,6 +258,7 @@ async function httpsAgent(target: AdminTarget): Promise<HttpsAgent> {
       return checkServerIdentity(host, cert);
     },
   });
+  return { request, agent };
 }
 
 /** The admin client for a command's `--state-dir`/`--url`/`--token` options. */

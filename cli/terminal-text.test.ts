@@ -39,6 +39,21 @@ describe('terminal-safe text', () => {
 
   it('keeps LF and TAB only where asked, and still escapes CR', () => {
     expect(terminalText('a\tb\nc\r', { keepNewlines: true, keepTabs: true })).toBe('a\tb\nc\\r');
+    // Lines of output with nothing else to escape come back as given (the fast path).
+    const lines = 'café\tnaïve\n日本\n';
+    expect(terminalText(lines, { keepNewlines: true, keepTabs: true })).toBe(lines);
+    // Whatever is kept, every other character is still escaped, LF and TAB themselves included.
+    for (const [CASE, input, shown] of CASES.filter(([name]) => name !== 'LF fake row' && name !== 'TAB')) {
+      for (const options of [
+        { keepNewlines: true },
+        { keepTabs: true },
+        { keepNewlines: true, keepTabs: true },
+      ]) {
+        expect(terminalText(`x\n\t${input}`, options), CASE).toBe(
+          `x${options.keepNewlines ? '\n' : '\\n'}${options.keepTabs ? '\t' : '\\t'}${shown}`,
+        );
+      }
+    }
   });
 
   it('bounds stacked combining marks on one character', () => {

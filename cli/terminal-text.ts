@@ -26,9 +26,22 @@ const ELLIPSIS = '…';
 
 /** Printable ASCII only: nothing to escape, one column per character. */
 const PLAIN_ASCII = /^[\x20-\x7e]*$/;
-/** Anything that may need escaping (LF and TAB are decided per call). */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
+/**
+ * Anything that may need escaping, one pattern per choice of what the call keeps (LF, TAB):
+ * text with none of it, and no width bound, comes back as it is. Whole lines of output (a
+ * page of JSON or of a table, megabytes at a large fleet) take this path, not the loop below.
+ */
+/* eslint-disable no-control-regex -- matching control characters is the point */
 const MAYBE_UNSAFE = /[\x00-\x1f\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{M}]/u;
+const MAYBE_UNSAFE_KEEP_LF = /[\x00-\x09\x0b-\x1f\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{M}]/u;
+const MAYBE_UNSAFE_KEEP_TAB = /[\x00-\x08\x0a-\x1f\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{M}]/u;
+const MAYBE_UNSAFE_KEEP_LF_TAB = /[\x00-\x08\x0b-\x1f\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{M}]/u;
+/* eslint-enable no-control-regex */
+
+function maybeUnsafe(options: TerminalTextOptions): RegExp {
+  if (options.keepNewlines) return options.keepTabs ? MAYBE_UNSAFE_KEEP_LF_TAB : MAYBE_UNSAFE_KEEP_LF;
+  return options.keepTabs ? MAYBE_UNSAFE_KEEP_TAB : MAYBE_UNSAFE;
+}
 const ALWAYS_ESCAPED = /^[\p{Cf}\p{Zl}\p{Zp}\p{Cs}]$/u;
 const COMBINING = /^\p{M}$/u;
 const ZERO_WIDTH = /^[\p{Mn}\p{Me}]$/u;
@@ -85,7 +98,7 @@ function charWidth(ch: string, cp: number): number {
  */
 export function terminalText(text: string, options: TerminalTextOptions = {}): string {
   const max = options.maxColumns;
-  if (PLAIN_ASCII.test(text) || (!MAYBE_UNSAFE.test(text) && max === undefined)) {
+  if (PLAIN_ASCII.test(text) || (max === undefined && !maybeUnsafe(options).test(text))) {
     return max === undefined || text.length <= max ? text : truncate(text, max);
   }
   const parts: string[] = [];

@@ -37,7 +37,9 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function traced(args: string[]): Promise<{ ours: string[]; packages: string[]; stdout: string }> {
+async function traced(
+  args: string[],
+): Promise<{ ours: string[]; packages: string[]; builtins: string[]; stdout: string }> {
   const file = join(work, `trace-${traces++}.txt`);
   const { stdout } = await execFileAsync(process.execPath, [
     ...moduleTraceArgs(ROOT, file),
@@ -47,7 +49,7 @@ async function traced(args: string[]): Promise<{ ours: string[]; packages: strin
   return { ...split(await tracedModules(file)), stdout };
 }
 
-function split(urls: string[]): { ours: string[]; packages: string[] } {
+function split(urls: string[]): { ours: string[]; packages: string[]; builtins: string[] } {
   const ours = urls.filter((u) => u.startsWith(DIST)).map((u) => u.slice(DIST.length));
   const packages = [
     ...new Set(
@@ -56,7 +58,7 @@ function split(urls: string[]): { ours: string[]; packages: string[] } {
         .filter((p): p is string => p !== undefined),
     ),
   ];
-  return { ours, packages };
+  return { ours, packages, builtins: urls.filter((u) => u.startsWith('node:')) };
 }
 
 const controllerPackagesIn = (packages: string[]): string[] =>
@@ -72,7 +74,7 @@ describe('module graph of a corral command', () => {
 
   it('controller hosts --json answers without loading controller/ or its packages', async () => {
     await t.enroll('graph-1');
-    const { ours, packages, stdout } = await traced([
+    const { ours, packages, builtins, stdout } = await traced([
       'controller',
       'hosts',
       '--json',
@@ -91,6 +93,9 @@ describe('module graph of a corral command', () => {
     // Nor the schema library, nor pki/: the page bounds and statuses are plain constants.
     expect(packages).toEqual(['commander']);
     expect(ours.filter((f) => f.startsWith('pki/'))).toEqual([]);
+    // A plain-HTTP (loopback) admin target needs node:http alone, not the TLS stack.
+    expect(builtins).toContain('node:http');
+    expect(builtins.filter((b) => b === 'node:https' || b === 'node:tls')).toEqual([]);
   });
 
   it('a refused admin call loads the error registry then, and still names the code', async () => {

@@ -68,7 +68,7 @@ interface Beats {
 }
 
 /**
- * Open-loop heartbeats at `perSecond` for `seconds`: each TICK_MS the ones due are sent, host
+ * Open-loop heartbeats at `perSecond` for `seconds`: each TICK_MS the ones due by then are sent, host
  * after host (`cursor` carries on from the previous window), each on its host's own mTLS
  * connection. Bounded: at most 2× the window's ticks, then in-flight ones get DRAIN_TIMEOUT_MS.
  */
@@ -108,8 +108,12 @@ async function heartbeatAt(
   const windowMs = seconds * 1000;
   let due = 0;
   const maxTicks = Math.ceil((2 * windowMs) / TICK_MS);
-  for (let tick = 1; tick <= maxTicks && performance.now() - began < windowMs; tick++) {
-    const target = Math.round((perSecond * tick * TICK_MS) / 1000);
+  for (let tick = 1; tick <= maxTicks && performance.now() - began <= windowMs; tick++) {
+    // By the clock, not the tick count: a late tick sends what came due meanwhile.
+    const target = Math.min(
+      Math.round((perSecond * (performance.now() - began)) / 1000),
+      Math.round(perSecond * seconds),
+    );
     for (; due < target; due++) {
       const i = cursor.next++ % clients.length;
       if (busy.has(i)) {
@@ -310,7 +314,7 @@ export async function run(args: string[]): Promise<void> {
     // A fresh page for the windows, its rows all drawn.
     await loadOnce(page, adminUrl, n);
     const cursor = { next: 0 };
-    const windows: { label: string; w: Watched; beats?: Beats; truthS: number[] }[] = [];
+    const windows: { label: string; perSecond: number; w: Watched; beats?: Beats; truthS: number[] }[] = [];
     const rates = [0, ...HEARTBEAT_INTERVALS_S.map((s) => n / s)];
     for (const perSecond of rates) {
       const [w, beats] = await Promise.all([
@@ -329,18 +333,18 @@ export async function run(args: string[]): Promise<void> {
         perSecond === 0
           ? 'idle'
           : `${fmt(perSecond, 1)} heartbeats/s (every host every ${fmt(n / perSecond, 0)} s)`;
-      windows.push({ label, w, ...(beats && { beats }), truthS });
+      windows.push({ label, perSecond, w, ...(beats && { beats }), truthS });
       console.log(`  (${label} window done; load average ${load()})`);
     }
 
     console.log('');
     console.log(`fleet page open ${seconds} s per window, ${n} hosts, 1280×900:`);
-    for (const { label, w, beats, truthS } of windows) {
+    for (const { label, perSecond, w, beats, truthS } of windows) {
       console.log(`  ${label}`);
       if (beats) {
         const refused = [...beats.refused].map(([k, v]) => `${k}×${v}`).join(' ') || 'none';
         console.log(
-          `    heartbeats: ${beats.sent} sent, ${beats.answered} answered 200 (p50 ${fmt(percentile(beats.latenciesMs, 50), 1)} ms, ` +
+          `    heartbeats: ${beats.sent} sent (${fmt(beats.sent / seconds, 1)} /s of the ${fmt(perSecond, 1)} /s asked), ${beats.answered} answered 200 (p50 ${fmt(percentile(beats.latenciesMs, 50), 1)} ms, ` +
             `p99 ${fmt(percentile(beats.latenciesMs, 99), 1)} ms), refused/failed ${refused}, skipped (previous unanswered) ${beats.skipped}`,
         );
       }

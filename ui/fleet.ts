@@ -20,6 +20,11 @@ interface ServiceRow {
 
 /** Reloads of the whole fleet start at least this far apart, in ms ("last seen" is in seconds). */
 const RELOAD_GAP_MS = 1_000;
+/**
+ * The fleet is read again this often without an event, in ms: a steady heartbeat sends no
+ * event, so without it "last seen" would only grow until something else changed.
+ */
+const RELOAD_EVERY_MS = 10_000;
 
 /** A performance mark set when the fleet page first shows its hosts. */
 export const FLEET_DRAWN_MARK = 'corral:fleet-drawn';
@@ -93,7 +98,7 @@ function fleetRow(name: string, c: FleetCells): Pick<DrawnRow, 'tr' | 'seen'> {
  * agent version, last seen and service counts; a name search and a health filter; kept live
  * from the fleet event stream (each burst of events reloads the lists once; a reload makes
  * again only the rows whose host changed, and draws at the next animation frame; reloads are
- * a second apart at most).
+ * a second apart at most, and come every RELOAD_EVERY_MS without an event).
  */
 export function renderFleet(root: HTMLElement, signal: AbortSignal): void {
   const search = el('input', { id: 'fleet-search', type: 'search', placeholder: 'name' });
@@ -260,7 +265,7 @@ export function renderFleet(root: HTMLElement, signal: AbortSignal): void {
   search.addEventListener('input', drawSoon);
   filter.addEventListener('change', drawSoon);
 
-  onFleetChange(load, signal, { minGapMs: RELOAD_GAP_MS });
+  onFleetChange(load, signal, { minGapMs: RELOAD_GAP_MS, everyMs: RELOAD_EVERY_MS });
   const tick = setInterval(drawSoon, 5_000);
   signal.addEventListener('abort', () => {
     clearInterval(tick);

@@ -26,11 +26,13 @@ const BURST_MS = 250;
  * Reloads never overlap: events that come during one make one more, a burst after it ends.
  * `minGapMs`: at least this long from one reload's start to the next's (a page whose reload
  * reads the whole fleet sets it, so a fleet that changes all the time costs it one a second).
+ * `everyMs`: also reload this often without an event (under the same rules): what changes
+ * without an event, such as a host's last heartbeat, is then at most that old.
  */
 export function onFleetChange(
   reload: () => Promise<void>,
   signal: AbortSignal,
-  o: { readonly minGapMs?: number } = {},
+  o: { readonly minGapMs?: number; readonly everyMs?: number } = {},
 ): void {
   const events = new EventSource('/v1/events?follow=true');
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -56,8 +58,10 @@ export function onFleetChange(
     else timer ??= setTimeout(run, Math.max(BURST_MS, started + (o.minGapMs ?? 0) - performance.now()));
   };
   for (const kind of LIVE_EVENT_KINDS) events.addEventListener(kind, soon);
+  const every = o.everyMs === undefined ? undefined : setInterval(soon, o.everyMs);
   signal.addEventListener('abort', () => {
     events.close();
     if (timer) clearTimeout(timer);
+    clearInterval(every);
   });
 }

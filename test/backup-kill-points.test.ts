@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +45,13 @@ async function killAfter(args: readonly string[], delayMs: number): Promise<stri
   if (raced === 'due') child.kill('SIGKILL');
   const [code, signal] = await exited;
   return signal ? `killed (${signal})` : `exited ${code}`;
+}
+
+/** The pid of a process that has exited (a stale temp names one like it). */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  await once(child, 'exit');
+  return child.pid ?? 0;
 }
 
 describe('backup and restore killed at random points (real processes, SQLite)', () => {
@@ -186,13 +193,19 @@ describe('backup and restore killed at random points (real processes, SQLite)', 
     }
     // A temp left is never named like a backup, and the next backup to FILE removes its own.
     for (const t of leftOver) expect(t.endsWith('.tmp')).toBe(true);
+    // Planted besides whatever the kills left: one of a dead process (removed), one of a live one (kept).
+    const stale = `.${basename(file)}.${await deadPid()}-${'a'.repeat(12)}.tmp`;
+    const live = `.${basename(file)}.${process.pid}-${'b'.repeat(12)}.tmp`;
+    await writeFile(join(work, stale), 'half a backup');
+    await writeFile(join(work, live), 'a backup being written');
     const again = await cli(backupArgs(file));
     expect(again.code, again.stderr).toBe(0);
     const still = await tempsOf(work, basename(file));
     console.log(
-      `backup: temps for FILE left by kills ${[...leftOver].filter((t) => t.startsWith(`.${basename(file)}.`)).length}, after the next backup ${still.length}`,
+      `backup: temps for FILE left by kills ${[...leftOver].filter((t) => t.startsWith(`.${basename(file)}.`)).length}, plus 2 planted (dead and live pid); after the next backup: [${still.join(', ')}]`,
     );
-    expect(still).toEqual([]);
+    expect(still).toEqual([live]);
+    await rm(join(work, live));
   }, 120_000);
 
   it('a restore killed at any point leaves D absent (rerun works without --force) or a whole state serve starts on', async () => {
@@ -232,6 +245,12 @@ describe('backup and restore killed at random points (real processes, SQLite)', 
       expect(await exists(join(d, 'ca', 'ca.key'))).toBe(true);
       expect(await exists(join(d, 'corral.db'))).toBe(true);
     }
+    // A staging dir of a dead process is removed by the next restore beside it.
+    const staleStaging = join(work, `.r-x.restore-${await deadPid()}-${'c'.repeat(12)}`);
+    await mkdir(join(staleStaging, 'ca'), { recursive: true });
+    const rx = await cli(restoreArgs(goodBackup, join(work, 'r-x')));
+    expect(rx.code, rx.stderr).toBe(0);
+    expect(await exists(staleStaging)).toBe(false);
     // One restored by a rerun after a kill, and serve starts on it.
     expect(await serveOutcome(join(work, 'r-0'), 'r-0')).toBe('serving');
     // A half state (what a restore without its staging rename could leave) is refused by serve.
@@ -242,7 +261,7 @@ describe('backup and restore killed at random points (real processes, SQLite)', 
     expect(refused).toContain(ErrorCode.STATE_DAMAGED);
   }, 120_000);
 
-  it('the controller killed -9 while it streams a backup leaves no FILE and no temp', async () => {
+  it('the controller killed -9 at random points of a backup leaves no partial FILE and no temp', async () => {
     let serving: Daemon = ctl().daemon;
     let adminUrl = ctl().adminUrl;
     try {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { PRIVATE_FILE_MODE, syncDir } from '../../pki/index.js';
 import { extractBackup } from '../../kit/backup-archive.js';
 import { createBackupDecryptor } from '../../kit/backup-cipher.js';
+import { ownedTempName, removeStaleTemps } from '../../kit/stale-temps.js';
 import {
   BACKUP_MANIFEST_HEADER,
   BackupManifest,
@@ -84,7 +85,8 @@ interface BackupOpts extends AdminTargetOptions {
  * `corral controller backup --out FILE`: the controller streams an encrypted backup; it is
  * written 0600 to a temp file beside FILE, fsynced, read back whole with the passphrase (so a
  * backup that cannot be restored is never left as FILE), and renamed into place. On any
- * failure the temp file is removed and FILE is untouched.
+ * failure the temp file is removed and FILE is untouched; one a SIGKILL left is removed by the
+ * next backup to FILE (kit/stale-temps.ts).
  */
 async function runBackup(opts: BackupOpts, io: Output): Promise<void> {
   const passphrase = await readPassphrase(opts.passphraseFile, io, { confirm: true });
@@ -98,7 +100,10 @@ async function runBackup(opts: BackupOpts, io: Output): Promise<void> {
   const admin = await adminClientFor(opts);
   const res = await admin.download('/v1/backup', { passphrase }, BACKUP_IDLE_MS);
   const header = res.headers[BACKUP_MANIFEST_HEADER];
-  const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
+  // `.FILE.<pid>-<hex>.tmp`: never FILE's name, and the next backup to FILE removes one a killed run left.
+  const tmpPrefix = `.${basename(out)}.`;
+  await removeStaleTemps(dirname(out), tmpPrefix, '.tmp');
+  const tmp = join(dirname(out), ownedTempName(tmpPrefix, '.tmp'));
   const fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
   let renamed = false;
   try {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -7,6 +6,7 @@ import { PRIVATE_DIR_MODE, syncDir } from '../../pki/index.js';
 import { extractBackup } from '../../kit/backup-archive.js';
 import { createBackupDecryptor } from '../../kit/backup-cipher.js';
 import { livePidFile } from '../../kit/pid-file.js';
+import { ownedTempName, removeStaleTemps } from '../../kit/stale-temps.js';
 import type { BackupManifest } from '../../protocol/backup.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { AUDIT_GENESIS_HASH, createAuditLog } from '../audit/audit-log.js';
@@ -185,7 +185,11 @@ export async function restoreControllerState(o: RestoreOptions): Promise<Restore
     throw e;
   }
   await mkdir(dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
-  const staging = join(dirname(target), `.${basename(target)}.restore-${randomBytes(6).toString('hex')}`);
+  // `.D.restore-<pid>-<hex>`: a restore killed before its rename leaves only this, never a half
+  // D; the next restore into D removes it.
+  const stagingPrefix = `.${basename(target)}.restore-`;
+  await removeStaleTemps(dirname(target), stagingPrefix, '');
+  const staging = join(dirname(target), ownedTempName(stagingPrefix, ''));
   await mkdir(staging, { mode: PRIVATE_DIR_MODE });
   try {
     let manifest: BackupManifest | undefined;

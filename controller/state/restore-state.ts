@@ -114,6 +114,13 @@ async function validate(dir: string, manifest: BackupManifest, clock: Clock): Pr
  * PostgreSQL, it is migrated, copied into the target in one transaction and removed from
  * `staging`. Throws CORRAL_ERR_RESTORE_REFUSED when the target holds controller rows.
  */
+/** fsyncs `dir` and every directory under it, deepest first. */
+async function syncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true }))
+    if (entry.isDirectory()) await syncTree(join(dir, entry.name));
+  await syncDir(dir);
+}
+
 async function placeDatabase(staging: string, database: DatabaseTarget | undefined): Promise<void> {
   const paths = statePaths(staging);
   const read = await readControllerManifest(paths);
@@ -208,6 +215,9 @@ export async function restoreControllerState(o: RestoreOptions): Promise<Restore
     const now = await targetState(target);
     if (now === 'full' && !o.force)
       throw refused(`${target} was filled while the backup was restored; nothing was changed`);
+    // Files were fsynced as they were written; their directory entries are made durable here,
+    // before the rename publishes the tree, so a power cut cannot leave a dir missing a file.
+    await syncTree(staging);
     let movedAside: string | null = null;
     if (now === 'full') {
       movedAside = `${target}.before-restore-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}`;

@@ -291,6 +291,8 @@ interface Result {
   readonly backlogExact: number;
   readonly backlogNote: string;
   readonly listenerRssBytes: number;
+  /** Who got nothing in the fairness window, and when hosts connected and first landed bytes. */
+  readonly zeroes: string;
 }
 
 async function runOnce(
@@ -366,12 +368,18 @@ async function runOnce(
     }
     const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
     const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
+    const backlogStart = performance.now();
     for (const s of senders) startForwarder(s, listener.port);
     const timeline = options.timeline ? printTimeline(listener) : undefined;
+    // Per host, ms after the start: its session open, and its first backlog bytes in the ingest file.
+    const connectedAt: number[] = senders.map(() => Number.NaN);
+    const firstBytesAt: number[] = senders.map(() => Number.NaN);
     let startMark: Awaited<ReturnType<typeof mark>> | undefined;
     let startSizes: number[] = [];
     let endMark: Awaited<ReturnType<typeof mark>> | undefined;
     let endSizes: number[] = [];
+    /** Each forwarder's bytes sent and not yet acknowledged at the window's end. */
+    let endForwarders: number[] = [];
     let note = 'from 10% to 60% of the backlog';
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
     let startAt = 0;
@@ -380,6 +388,12 @@ async function runOnce(
       const sampledAt = performance.now();
       const sizes = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
       const got = sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
+      senders.forEach((s, i) => {
+        const since = sampledAt - backlogStart;
+        if (Number.isNaN(connectedAt[i] as number) && s.forwarder?.stats().connected) connectedAt[i] = since;
+        if (Number.isNaN(firstBytesAt[i] as number) && (sizes[i] ?? 0) > (before[i] ?? 0))
+          firstBytesAt[i] = since;
+      });
       const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
       if (!startMark && got >= backlogBytes * 0.1) {
         startMark = await mark(listener);
@@ -388,6 +402,7 @@ async function runOnce(
       } else if (startMark && (got >= backlogBytes * 0.6 || anyDone)) {
         endMark = await mark(listener);
         endSizes = sizes;
+        endForwarders = senders.map((s) => s.forwarder?.stats().files[0]?.inFlight ?? Number.NaN);
         endAt = sampledAt;
         if (anyDone && got < backlogBytes * 0.6) {
           note = `from 10% to ${fmt((100 * got) / backlogBytes, 0)}% of the backlog (a host was done)`;
@@ -426,6 +441,7 @@ async function runOnce(
           ? `${note}, ${fmt((endMark.at - startMark.at) / 1000, 1)} s`
           : 'not measured (timed out)',
       listenerRssBytes,
+      zeroes: zeroesText(shares, connectedAt, firstBytesAt, endForwarders, startAt - backlogStart),
     };
   } finally {
     await Promise.all(senders.map(async (s) => s.stop?.()));
@@ -436,6 +452,39 @@ async function runOnce(
     await listener?.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The hosts that got nothing in the fairness window, and for them and for the others the
+ * median time (after the forwarders were started) at which the session was open and the
+ * first backlog bytes landed: to tell a late start from a listener that serves them late.
+ */
+function zeroesText(
+  shares: readonly number[],
+  connectedAt: readonly number[],
+  firstBytesAt: readonly number[],
+  unacked: readonly number[],
+  windowStartMs: number,
+): string {
+  if (shares.length < 2) return '';
+  const zero = shares.flatMap((b, i) => (b === 0 ? [i] : []));
+  const rest = shares.flatMap((b, i) => (b > 0 ? [i] : []));
+  const at = (xs: readonly number[], idx: readonly number[]): string => {
+    const v = idx.map((i) => xs[i] as number).filter((x) => !Number.isNaN(x));
+    const late = idx.length - v.length;
+    const m = v.length === 0 ? '-' : `${fmt(median(v.sort((a, b) => a - b)) / 1000, 2)} s`;
+    return late > 0 ? `${m} (${late} not by the window's end)` : m;
+  };
+  const kib = (idx: readonly number[]): string =>
+    fmt(median(idx.map((i) => unacked[i] ?? Number.NaN).sort((a, b) => a - b)) / 1024, 0);
+  const names = zero.slice(0, 8).map((i) => `s-${String(i).padStart(3, '0')}`);
+  return (
+    `hosts with nothing in the window (it began ${fmt(windowStartMs / 1000, 2)} s after the start): ${zero.length}` +
+    (zero.length > 0
+      ? ` (${names.join(' ')}${zero.length > 8 ? ' …' : ''}): session open at ${at(connectedAt, zero)}, first bytes at ${at(firstBytesAt, zero)}, sent unacknowledged at the end ${kib(zero)} KiB (medians)`
+      : '') +
+    `; the others: session open at ${at(connectedAt, rest)}, first bytes at ${at(firstBytesAt, rest)}, unacknowledged ${kib(rest)} KiB`
+  );
 }
 
 /** Every second: the listener's counters since the second before (diagnosis, `--timeline`). */
@@ -529,6 +578,7 @@ export async function runSenders(args: string[]): Promise<void> {
         console.log(
           `  per sender mid-transfer ${perSenderText(r.perSender)}; listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`,
         );
+        if (r.zeroes) console.log(`  ${r.zeroes}`);
       }
       if (build.perHost) ungroupedResults.push(pair);
       else if (build.dist === join(ROOT, 'dist')) results.push(pair);

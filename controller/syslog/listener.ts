@@ -108,6 +108,15 @@ export interface SyslogListener {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * The bytes one of `connections` may have queued for the disk: an even share of `totalBytes`,
+ * at least SYSLOG_MIN_PENDING_SHARE_BYTES, at most `perConnectionBytes`.
+ */
+export function pendingShare(connections: number, totalBytes: number, perConnectionBytes: number): number {
+  const even = Math.floor(totalBytes / Math.max(1, connections));
+  return Math.min(perConnectionBytes, Math.max(SYSLOG_MIN_PENDING_SHARE_BYTES, even));
+}
+
 function zeroCounts<K extends string>(keys: Record<string, K>): Record<K, number> {
   return Object.fromEntries(Object.values(keys).map((k) => [k, 0])) as Record<K, number>;
 }

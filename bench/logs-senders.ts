@@ -450,7 +450,8 @@ async function runOnce(
     const backlogStartEpoch = performance.timeOrigin + backlogStart;
     for (const s of senders) startForwarder(s, listener.port);
     const timeline = options.timeline ? printTimeline(listener) : undefined;
-    // Per host, ms after the start: its session open, and its first backlog bytes in the ingest file.
+    // Per host, ms after the start: its session open (seen by this loop), and its first backlog
+    // bytes in the ingest file (from the sampler).
     const connectedAt: number[] = senders.map(() => Number.NaN);
     const firstBytesAt: number[] = senders.map(() => Number.NaN);
     let startMark: Awaited<ReturnType<typeof mark>> | undefined;
@@ -469,9 +470,7 @@ async function runOnce(
       const got = sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
       senders.forEach((s, i) => {
         const since = sampledAt - backlogStart;
-        if (Number.isNaN(connectedAt[i] as number) && s.forwarder?.stats().connected) connectedAt[i] = since;
-        if (Number.isNaN(firstBytesAt[i] as number) && (sizes[i] ?? 0) > (before[i] ?? 0))
-          firstBytesAt[i] = since;
+        if (Number.isNaN(connectedAt[i]) && s.forwarder?.stats().connected) connectedAt[i] = since;
       });
       const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
       if (!startMark && got >= backlogBytes * 0.1) {

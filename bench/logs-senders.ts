@@ -34,7 +34,11 @@ import { fmt, median } from './lib/stats.js';
  *  - *backlog*: the forwarders are stopped, L lines (default 2,000,000, split evenly) are
  *    appended, and all are started at once; mid-transfer (from 10% to 60% of the backlog, or
  *    until the first host is done) the aggregate lines/s and Jain's fairness index of the
- *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone).
+ *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone),
+ *    from the ingest files' sizes as a sampler process of their own reads them every 100 ms
+ *    (lib/logs-sampler-child.ts; this process is too busy with the forwarders to say when a
+ *    size was true; what its own loop saw is printed beside), and again from the first sample
+ *    in which every host has landed lines to the first in which one is done.
  * After each phase every host's ingest file is compared with its source (length and SHA-256):
  * every line exactly once, in order. `--rounds K` repeats the whole run and prints medians.
  */

@@ -34,7 +34,11 @@ import { fmt, median } from './lib/stats.js';
  *  - *backlog*: the forwarders are stopped, L lines (default 2,000,000, split evenly) are
  *    appended, and all are started at once; mid-transfer (from 10% to 60% of the backlog, or
  *    until the first host is done) the aggregate lines/s and Jain's fairness index of the
- *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone).
+ *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone),
+ *    from the ingest files' sizes as a sampler process of their own reads them every 100 ms
+ *    (lib/logs-sampler-child.ts; this process is too busy with the forwarders to say when a
+ *    size was true; what its own loop saw is printed beside), and again from the first sample
+ *    in which every host has landed lines to the first in which one is done.
  * After each phase every host's ingest file is compared with its source (length and SHA-256):
  * every line exactly once, in order. `--rounds K` repeats the whole run and prints medians.
  */
@@ -141,6 +145,70 @@ async function startListenerChild(
       clearTimeout(timer);
     },
   };
+}
+
+/** The ingest files' sizes over time, from a process of their own (logs-sampler-child.ts). */
+interface Sampler {
+  series(): Promise<{ at: number; sizes: number[] }[]>;
+  stop(): Promise<void>;
+}
+
+async function startSampler(dir: string, paths: readonly string[]): Promise<Sampler> {
+  const list = join(dir, 'sampled.json');
+  await writeFile(list, JSON.stringify(paths));
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'bench', 'lib', 'logs-sampler-child.js'), list], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines: Interface = createInterface({ input: child.stdout });
+  const waiting: ((line: string) => void)[] = [];
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`sampler child exited ${code} before sampling`)));
+    lines.on('line', (line) => {
+      if (line === 'sampling') resolve();
+      else waiting.shift()?.(line);
+    });
+  });
+  return {
+    async series() {
+      const answer = new Promise<string>((resolve) => waiting.push(resolve));
+      child.stdin.write('series\n');
+      return JSON.parse(await answer) as { at: number; sizes: number[] }[];
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.stdin.end();
+      await exited;
+    },
+  };
+}
+
+/**
+ * The fairness window in the sampler's series: from the first sample with 10% of the backlog
+ * in to the first with 60%, or with one host done if that comes first.
+ */
+function sampledWindow(
+  series: readonly { at: number; sizes: number[] }[],
+  before: readonly number[],
+  targets: readonly number[],
+  backlogBytes: number,
+): { from: { at: number; sizes: number[] }; to: { at: number; sizes: number[] }; note: string } | undefined {
+  const got = (sizes: readonly number[]): number =>
+    sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
+  const from = series.find((x) => got(x.sizes) >= backlogBytes * 0.1);
+  if (!from) return undefined;
+  const to = series.find(
+    (x) =>
+      x.at > from.at &&
+      (got(x.sizes) >= backlogBytes * 0.6 || x.sizes.some((size, i) => size >= (targets[i] ?? 0))),
+  );
+  if (!to) return undefined;
+  const share = got(to.sizes) / backlogBytes;
+  const note =
+    share < 0.6
+      ? `from 10% to ${fmt(100 * share, 0)}% of the backlog (a host was done)`
+      : 'from 10% to 60% of the backlog';
+  return { from, to, note };
 }
 
 interface Sender {
@@ -291,6 +359,17 @@ interface Result {
   readonly backlogExact: number;
   readonly backlogNote: string;
   readonly listenerRssBytes: number;
+  /** Who got nothing in the fairness window, and when hosts connected and first landed bytes. */
+  readonly zeroes: string;
+  /** Jain's index from sizes the bench's own loop read (its clock and I/O shared with the senders). */
+  readonly loopFairness: number;
+  /**
+   * Jain's index from the first sample in which every host has landed lines to the first in
+   * which one is done (NaN: one was done first), and how long after the first host's first
+   * lines the last host's came: fairness among hosts all under way, and the start's spread.
+   */
+  readonly underWayFairness: number;
+  readonly underWayNote: string;
 }
 
 async function runOnce(
@@ -302,6 +381,7 @@ async function runOnce(
 ): Promise<Result> {
   const dir = await tempDir(`bench-logs-${n}`);
   let listener: ListenerChild | undefined;
+  let sampler: Sampler | undefined;
   const senders: Sender[] = [];
   try {
     const hosts: HostIdentity[] = [];
@@ -366,12 +446,24 @@ async function runOnce(
     }
     const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
     const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
+    sampler = await startSampler(
+      dir,
+      senders.map((s) => s.ingest),
+    );
+    const backlogStart = performance.now();
+    const backlogStartEpoch = performance.timeOrigin + backlogStart;
     for (const s of senders) startForwarder(s, listener.port);
     const timeline = options.timeline ? printTimeline(listener) : undefined;
+    // Per host, ms after the start: its session open (seen by this loop), and its first backlog
+    // bytes in the ingest file (from the sampler).
+    const connectedAt: number[] = senders.map(() => Number.NaN);
+    const firstBytesAt: number[] = senders.map(() => Number.NaN);
     let startMark: Awaited<ReturnType<typeof mark>> | undefined;
     let startSizes: number[] = [];
     let endMark: Awaited<ReturnType<typeof mark>> | undefined;
     let endSizes: number[] = [];
+    /** Each forwarder's bytes sent and not yet acknowledged at the window's end. */
+    let endForwarders: number[] = [];
     let note = 'from 10% to 60% of the backlog';
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
     let startAt = 0;
@@ -380,6 +472,10 @@ async function runOnce(
       const sampledAt = performance.now();
       const sizes = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
       const got = sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
+      senders.forEach((s, i) => {
+        const since = sampledAt - backlogStart;
+        if (Number.isNaN(connectedAt[i]) && s.forwarder?.stats().connected) connectedAt[i] = since;
+      });
       const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
       if (!startMark && got >= backlogBytes * 0.1) {
         startMark = await mark(listener);
@@ -388,6 +484,7 @@ async function runOnce(
       } else if (startMark && (got >= backlogBytes * 0.6 || anyDone)) {
         endMark = await mark(listener);
         endSizes = sizes;
+        endForwarders = senders.map((s) => s.forwarder?.stats().files[0]?.inFlight ?? Number.NaN);
         endAt = sampledAt;
         if (anyDone && got < backlogBytes * 0.6) {
           note = `from 10% to ${fmt((100 * got) / backlogBytes, 0)}% of the backlog (a host was done)`;
@@ -395,8 +492,31 @@ async function runOnce(
       }
       await sleep(SAMPLE_MS);
     }
-    const shares = endSizes.map((size, i) => size - (startSizes[i] ?? 0));
+    const loopShares = endSizes.map((size, i) => size - (startSizes[i] ?? 0));
     const backlogDrained = await drained(senders);
+    const series = await sampler.series();
+    await sampler.stop();
+    const sampled = sampledWindow(series, before, targets, backlogBytes);
+    const shares = sampled ? sampled.to.sizes.map((size, i) => size - (sampled.from.sizes[i] ?? 0)) : [];
+    const sampledMs = sampled ? sampled.to.at - sampled.from.at : Number.NaN;
+    const allUnderWay = series.find((x) => x.sizes.every((size, i) => size > (before[i] ?? 0)));
+    const firstDone = series.find((x) => x.sizes.some((size, i) => size >= (targets[i] ?? 0)));
+    const firstLanded = series.find((x) => x.sizes.some((size, i) => size > (before[i] ?? 0)));
+    const underWay =
+      allUnderWay && firstDone && firstDone.at > allUnderWay.at
+        ? firstDone.sizes.map((size, i) => size - (allUnderWay.sizes[i] ?? 0))
+        : undefined;
+    const underWayNote =
+      allUnderWay && firstLanded
+        ? `every host had landed lines ${fmt((allUnderWay.at - firstLanded.at) / 1000, 1)} s after the first did` +
+          (underWay && firstDone && allUnderWay
+            ? `; from then until a host was done, ${fmt((firstDone.at - allUnderWay.at) / 1000, 1)} s`
+            : '; a host was done before that')
+        : 'not every host landed lines';
+    senders.forEach((_, i) => {
+      const first = series.find((x: { sizes: number[] }) => (x.sizes[i] ?? 0) > (before[i] ?? 0));
+      firstBytesAt[i] = first ? first.at - backlogStartEpoch : Number.NaN;
+    });
     timeline?.stop();
     const listenerRssBytes = await processRssBytes(listener.process.pid ?? 0);
     const backlogExact = backlogDrained ? await inexact(senders) : -1;
@@ -408,26 +528,42 @@ async function runOnce(
       rateExact,
       // Lines from the ingest files' growth (the fairness shares), not the listener's count
       // of settled lines, which its stats answer may give late under load.
+      // Lines/s and shares from the sampler's window; fdatasyncs and CPU between the bench's marks.
       backlog:
-        startMark && endMark
+        startMark && endMark && sampled
           ? {
               ...between(startMark, endMark),
               lines:
                 (shares.reduce((a, b) => a + b, 0) / (LINE_BYTES + 1)) *
-                ((endMark.at - startMark.at) / (endAt - startAt)),
+                ((endMark.at - startMark.at) / sampledMs),
             }
           : empty,
       fairness: n === 1 ? 1 : jainIndex(shares),
-      perSender:
-        startMark && endMark ? shares.map((b) => b / (LINE_BYTES + 1) / ((endAt - startAt) / 1000)) : [],
+      loopFairness: n === 1 ? 1 : jainIndex(loopShares),
+      underWayFairness: n === 1 ? 1 : underWay ? jainIndex(underWay) : Number.NaN,
+      underWayNote,
+      perSender: sampled ? shares.map((b) => b / (LINE_BYTES + 1) / (sampledMs / 1000)) : [],
       backlogExact,
       backlogNote:
-        startMark && endMark
-          ? `${note}, ${fmt((endMark.at - startMark.at) / 1000, 1)} s`
+        startMark && endMark && sampled
+          ? `${sampled.note}, ${fmt(sampledMs / 1000, 1)} s by the sampler (fdatasync and CPU over ` +
+            `${fmt((endMark.at - startMark.at) / 1000, 1)} s between the bench's marks; ${note} as its own loop saw it, ` +
+            `${fmt((endAt - startAt) / 1000, 1)} s)`
           : 'not measured (timed out)',
       listenerRssBytes,
+      zeroes: sampled
+        ? zeroesText(
+            shares,
+            connectedAt,
+            firstBytesAt,
+            endForwarders,
+            sampled.from.at - backlogStartEpoch,
+            each,
+          )
+        : '',
     };
   } finally {
+    await sampler?.stop();
     await Promise.all(senders.map(async (s) => s.stop?.()));
     for (const s of senders) {
       await s.fh.close();
@@ -436,6 +572,46 @@ async function runOnce(
     await listener?.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The hosts that got nothing in the fairness window, and for them and for the others the
+ * median time (after the forwarders were started) at which the session was open and the
+ * first backlog bytes landed: to tell a late start from a listener that serves them late.
+ */
+function zeroesText(
+  shares: readonly number[],
+  connectedAt: readonly number[],
+  firstBytesAt: readonly number[],
+  unacked: readonly number[],
+  windowStartMs: number,
+  linesPerHost: number,
+): string {
+  if (shares.length < 2) return '';
+  // A forwarder batch is at most 256 KiB of lines: hosts land whole batches, so over a short
+  // window the shares differ by a batch even when hosts take strict turns.
+  const batchLines = Math.floor((256 * 1024) / (LINE_BYTES + 1));
+  const meanLines = shares.reduce((a, b) => a + b, 0) / shares.length / (LINE_BYTES + 1);
+  const batches = `${fmt(meanLines / batchLines, 1)} batches of about ${batchLines} lines per host on average in the window (of ${fmt(linesPerHost / batchLines, 1)})`;
+  const zero = shares.flatMap((b, i) => (b === 0 ? [i] : []));
+  const rest = shares.flatMap((b, i) => (b > 0 ? [i] : []));
+  const at = (xs: readonly number[], idx: readonly number[]): string => {
+    const v = idx.map((i) => xs[i] as number).filter((x) => !Number.isNaN(x));
+    const late = idx.length - v.length;
+    const m = v.length === 0 ? '-' : `${fmt(median(v.sort((a, b) => a - b)) / 1000, 2)} s`;
+    return late > 0 ? `${m} (${late} not by the window's end)` : m;
+  };
+  const kib = (idx: readonly number[]): string =>
+    fmt(median(idx.map((i) => unacked[i] ?? Number.NaN).sort((a, b) => a - b)) / 1024, 0);
+  const names = zero.slice(0, 8).map((i) => `s-${String(i).padStart(3, '0')}`);
+  return (
+    `hosts with nothing in the window (it began ${fmt(windowStartMs / 1000, 2)} s after the start): ${zero.length}` +
+    (zero.length > 0
+      ? ` (${names.join(' ')}${zero.length > 8 ? ' …' : ''}): session open at ${at(connectedAt, zero)}, first bytes at ${at(firstBytesAt, zero)}, sent unacknowledged at the end ${kib(zero)} KiB (medians)`
+      : '') +
+    `; the others: session open at ${at(connectedAt, rest)}, first bytes at ${at(firstBytesAt, rest)}, unacknowledged ${kib(rest)} KiB; ` +
+    batches
+  );
 }
 
 /** Every second: the listener's counters since the second before (diagnosis, `--timeline`). */
@@ -523,12 +699,18 @@ export async function runSenders(args: string[]): Promise<void> {
           line(
             `${label}, backlog`,
             r.backlog,
-            `fairness (Jain) ${fmt(r.fairness, 3)}  ${exactText(r.backlogExact)}; ${r.backlogNote}`,
+            `fairness (Jain) ${fmt(r.fairness, 3)} (${fmt(r.loopFairness, 3)} from the bench's own loop)  ${exactText(r.backlogExact)}; ${r.backlogNote}`,
           ),
         );
         console.log(
           `  per sender mid-transfer ${perSenderText(r.perSender)}; listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`,
         );
+        if (r.zeroes) console.log(`  ${r.zeroes}`);
+        if (n > 1) {
+          console.log(
+            `  fairness (Jain) among hosts all under way ${fmt(r.underWayFairness, 3)}: ${r.underWayNote}`,
+          );
+        }
       }
       if (build.perHost) ungroupedResults.push(pair);
       else if (build.dist === join(ROOT, 'dist')) results.push(pair);

@@ -35,8 +35,11 @@ export interface ConnectionOptions {
   readonly writer: HostWriter;
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;
-  /** Queued-but-uncommitted bytes at which the socket stops being read. */
-  readonly maxPendingBytes: number;
+  /**
+   * Queued-but-uncommitted bytes above which the socket stops being read, asked at each
+   * batch and commit: the listener's share of its budget for this connection (listener.ts).
+   */
+  readonly pendingLimit: () => number;
   readonly events: ConnectionEvents;
 }
 
@@ -57,7 +60,7 @@ export class SyslogConnection {
   private readonly events: ConnectionEvents;
   private readonly parser: FrameParser;
   private readonly plain = new PlainAssembler();
-  private readonly maxPendingBytes: number;
+  private readonly pendingLimit: () => number;
   private mode: Mode = 'unknown';
   private readonly slots: (string | undefined)[] = [];
   private batch: BatchAssembler | undefined;
@@ -73,7 +76,7 @@ export class SyslogConnection {
     this.socket = options.socket;
     this.writer = options.writer;
     this.events = options.events;
-    this.maxPendingBytes = options.maxPendingBytes;
+    this.pendingLimit = options.pendingLimit;
     this.parser = new FrameParser(options.maxFrameBytes);
   }
 
@@ -238,7 +241,7 @@ export class SyslogConnection {
 
   private hold(bytes: number): void {
     this.pendingBytes += bytes;
-    if (!this.paused && this.pendingBytes > this.maxPendingBytes) {
+    if (!this.paused && this.pendingBytes > this.pendingLimit()) {
       this.paused = true;
       this.socket.pause();
     }
@@ -246,7 +249,7 @@ export class SyslogConnection {
 
   private release(bytes: number): void {
     this.pendingBytes -= bytes;
-    if (this.paused && this.pendingBytes <= this.maxPendingBytes / 2) {
+    if (this.paused && this.pendingBytes <= this.pendingLimit() / 2) {
       this.paused = false;
       if (!this.done) this.socket.resume();
     }

@@ -121,6 +121,46 @@ describe('ingest store: group commits across hosts', () => {
     await store.close();
   });
 
+  it("a host that just connected gets its answer in the next commit, not after every busy host's turn", async () => {
+    const dir = await logDir();
+    const { counters, ready } = open(dir, { maxGroupBytes: 1024 * 1024 });
+    const store = await ready;
+    const writers = await acquireAll(store, 9);
+    const busy = writers.slice(0, 8);
+    const late = writers[8] as HostWriter;
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    chunk[chunk.length - 1] = 0x0a;
+    const before = counters.commits;
+    // 8 hosts × 4 batches of 256 KiB in 1 MiB groups: 8 commits of lines are queued.
+    const all: Promise<unknown>[] = busy.flatMap((w, i) =>
+      Array.from({ length: 4 }, (_, n) =>
+        append(w, chunk, { id: streamOf(i), position: (n + 1) * chunk.length }),
+      ),
+    );
+    // Then a new connection's `open` (an item without lines, recording the stream's key), and its first batch.
+    let openedIn = 0;
+    let firstBatchIn = 0;
+    late.append({
+      stream: { id: streamOf(8), position: 0, key: 'k'.repeat(16) },
+      settle: (error) => {
+        if (!error) openedIn = counters.commits - before;
+      },
+    });
+    all.push(
+      append(late, chunk, { id: streamOf(8), position: chunk.length }).then(
+        () => (firstBatchIn = counters.commits - before),
+      ),
+    );
+    await Promise.all(all);
+    expect(openedIn).toBe(1);
+    // Its lines still take their turn in line: within the first three commits, not after all 8.
+    expect(firstBatchIn).toBeGreaterThan(1);
+    expect(firstBatchIn).toBeLessThanOrEqual(3);
+    expect(late.findByKey('k'.repeat(16))).toEqual({ streamId: streamOf(8), position: chunk.length });
+    for (const w of writers) w.release();
+    await store.close();
+  });
+
   it('commits that are only in the journal are replayed into the host files on the next open', async () => {
     const dir = await logDir();
     const first = await open(dir).ready;

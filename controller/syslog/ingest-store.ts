@@ -219,23 +219,31 @@ export async function openIngestStore(options: IngestStoreOptions): Promise<Inge
   /**
    * Round robin over hosts with queued items, each bringing at most its share of the group: a
    * host served goes to the back of the line, one that did not fit stays first for next time.
+   * Once the group is full of lines, items without lines at the head of a host's queue still
+   * join it (a new connection's `open`, a `find`: they only wait for the commits before them,
+   * and cost this one nothing), and that host keeps its place in line for its lines: else a
+   * host that just connected would wait a turn of every busy host for its `at`, and then
+   * another for its first batch.
    */
   function takeGroup(): HostPart[] {
     const parts: HostPart[] = [];
     let bytes = 0;
+    const maxParts = perHostCommits ? 1 : MAX_JOURNAL_RECORD_HOSTS;
     const share = Math.max(HOST_SHARE_BYTES, Math.floor(maxGroupBytes / Math.max(1, dirty.size)));
     for (const host of [...dirty]) {
-      if (parts.length >= (perHostCommits ? 1 : MAX_JOURNAL_RECORD_HOSTS) || bytes >= maxGroupBytes) break;
+      if (parts.length >= maxParts) break;
       if (host.rotating) {
         dirty.delete(host);
         continue;
       }
-      const room = parts.length === 0 ? Number.POSITIVE_INFINITY : maxGroupBytes - bytes;
+      const full = bytes >= maxGroupBytes;
+      const room = parts.length === 0 ? Number.POSITIVE_INFINITY : Math.max(0, maxGroupBytes - bytes);
       // A part stops at the file's rotation size, so a file overshoots it by one item at most.
-      const part = host.take(Math.min(share, host.roomInFile(maxFileBytes)), room);
+      const part = host.take(full ? 0 : Math.min(share, host.roomInFile(maxFileBytes)), room);
       if (!part) continue;
       parts.push(part);
       bytes += part.bytes;
+      if (full && host.hasQueued) continue;
       dirty.delete(host);
       if (host.hasQueued) dirty.add(host);
     }

@@ -25,6 +25,17 @@ export const DEFAULT_SYSLOG_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const SYSLOG_LISTEN_BACKLOG = 4096;
 /** Bytes a connection may have queued for the disk before its socket stops being read. */
 export const DEFAULT_SYSLOG_MAX_PENDING_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes all connections together may have queued for the disk: each connection may queue an
+ * even share of it (within DEFAULT_SYSLOG_MAX_PENDING_BYTES, and at least
+ * SYSLOG_MIN_PENDING_SHARE_BYTES), then its socket is not read until its commits catch up. So
+ * the listener holds about this much whatever the number of senders, and a sender whose lines
+ * were read first cannot fill the queue ahead of the others: what each host has waiting is
+ * about the same, and commits take hosts in turn.
+ */
+export const DEFAULT_SYSLOG_MAX_TOTAL_PENDING_BYTES = 128 * 1024 * 1024;
+/** The least share of a connection, however many there are: two of a forwarder's batches. */
+export const SYSLOG_MIN_PENDING_SHARE_BYTES = 512 * 1024;
 /** Worker forwarders (and standard senders on workers) present the agent certificate. */
 export const DEFAULT_SYSLOG_SENDER_ROLES: readonly Role[] = ['agent'];
 
@@ -43,6 +54,8 @@ export interface SyslogListenerOptions {
   readonly idleTimeoutMs?: number | undefined;
   readonly handshakeTimeoutMs?: number;
   readonly maxPendingBytes?: number;
+  /** Queued-but-uncommitted bytes of all connections, shared evenly among them. */
+  readonly maxTotalPendingBytes?: number;
   readonly clock?: () => number;
   /** Group commits across hosts (ingest-store.ts): gathering time, size limit, journal file size. */
   readonly commitWindowMs?: number | undefined;
@@ -95,6 +108,15 @@ export interface SyslogListener {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/**
+ * The bytes one of `connections` may have queued for the disk: an even share of `totalBytes`,
+ * at least SYSLOG_MIN_PENDING_SHARE_BYTES, at most `perConnectionBytes`.
+ */
+export function pendingShare(connections: number, totalBytes: number, perConnectionBytes: number): number {
+  const even = Math.floor(totalBytes / Math.max(1, connections));
+  return Math.min(perConnectionBytes, Math.max(SYSLOG_MIN_PENDING_SHARE_BYTES, even));
+}
+
 function zeroCounts<K extends string>(keys: Record<string, K>): Record<K, number> {
   return Object.fromEntries(Object.values(keys).map((k) => [k, 0])) as Record<K, number>;
 }
@@ -112,6 +134,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
   const maxConnections = options.maxConnections ?? DEFAULT_SYSLOG_MAX_CONNECTIONS;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_SYSLOG_IDLE_TIMEOUT_MS;
   const maxPendingBytes = options.maxPendingBytes ?? DEFAULT_SYSLOG_MAX_PENDING_BYTES;
+  const maxTotalPendingBytes = options.maxTotalPendingBytes ?? DEFAULT_SYSLOG_MAX_TOTAL_PENDING_BYTES;
   const roles = options.roles ?? DEFAULT_SYSLOG_SENDER_ROLES;
 
   const counters = zeroCounters();
@@ -150,6 +173,15 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
   const closedCounts = zeroCounts(CloseReason);
   const totals = { accepted: 0, lines: 0, bytes: 0, duplicates: 0, generationsLost: 0, bytesLost: 0 };
   let closing: Promise<void> | undefined;
+  /** A connection's share of the pending budget, as things stand (connection.ts hold/release). */
+  const pendingLimit = (): number =>
+    Math.min(
+      maxPendingBytes,
+      Math.max(
+        SYSLOG_MIN_PENDING_SHARE_BYTES,
+        Math.floor(maxTotalPendingBytes / Math.max(1, connections.size)),
+      ),
+    );
 
   const server: Server = createServer({
     ...serverTlsOptions(options.tls),
@@ -242,7 +274,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
       writer,
       maxFrameBytes,
       idleTimeoutMs,
-      maxPendingBytes,
+      pendingLimit,
       events,
     });
     connections.set(socket, conn);

@@ -77,7 +77,8 @@ export interface ServingController {
   /**
    * Shutdown in phases, each with its own timeout: the controller's (stop-accepting,
    * abort-operations, drain, close-clients), then close-<extra> per extra listener,
-   * close-database, remove-endpoints, flush-logs. A second call waits for the first and gets
+   * withdraw-address (its row in controller_addresses), close-database, remove-endpoints,
+   * flush-logs. A second call waits for the first and gets
    * the same outcomes.
    */
   close(): Promise<PhaseOutcome[]>;

@@ -188,6 +188,7 @@ describe('controller shutdown', () => {
       ['abort-operations', true],
       ['drain', true],
       ['close-clients', true],
+      ['withdraw-address', true],
       ['close-database', true],
       ['remove-endpoints', true],
       ['flush-logs', true],

@@ -19,7 +19,7 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -28,7 +28,6 @@ import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { joinFleet } from '../agent/link/join.js';
 import { spawnDaemon, type Daemon } from '../cli/up/daemon.js';
-import { runCorral } from '../cli/up/corral-cli.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { createCsr, loadBundle } from '../pki/index.js';
@@ -38,7 +37,8 @@ import type { EnrollResponse, RenewResponse, TokenCreateResponse } from '../prot
 import { ErrorCode } from '../protocol/errors.js';
 import type { OperatorCreateResponse } from '../protocol/operators.js';
 import { agentMaterial, heartbeatBody, postJson, workerClient } from './controller-fixture.js';
-import { CLI, poll } from './fleet-fixture.js';
+import { poll } from './fleet-fixture.js';
+import { clusterServeArgs, sharedControllerStates } from './cluster-fixture.js';
 import { postgresSkipReason, startPostgres } from './postgres-fixture.js';
 
 /** Far longer than the test: nothing here can arrive by the periodic re-read. */
@@ -77,31 +77,14 @@ describe.skipIf(skip !== undefined)(
       let closeHooks: () => Promise<unknown> = () => Promise.resolve();
       try {
         const url = await pg.createDatabase();
-        const a = join(dir, 'a'),
-          b = join(dir, 'b');
-        const init = await runCorral(CLI, ['controller', 'init', '--state-dir', a, '--database', url], {
-          env: isolatedEnv(),
-        });
-        expect(init.code, init.stderr).toBe(0);
-        await cp(a, b, { recursive: true });
+        const { a, b } = await sharedControllerStates(dir, url);
         const gated = join(dir, 'approvals.yaml');
         await writeFile(gated, 'approvals:\n  operators: 1\n', { mode: 0o600 });
         const serve = async (d: string, name: string, config?: string): Promise<Daemon> => {
           const daemon = await spawnDaemon({
             name,
             command: process.execPath,
-            args: [
-              CLI.bin,
-              'controller',
-              'serve',
-              '--state-dir',
-              d,
-              '--database',
-              url,
-              '--admin-listen',
-              '127.0.0.1:0',
-              '--worker-listen',
-              '127.0.0.1:0',
+            args: clusterServeArgs(d, url, [
               '--join-listen',
               '127.0.0.1:0',
               '--syslog-listen',
@@ -110,7 +93,7 @@ describe.skipIf(skip !== undefined)(
               '--cluster-resync',
               RESYNC,
               ...(config !== undefined ? ['--config', config] : []),
-            ],
+            ]),
             logFile: join(dir, `${name}.log`),
             env: isolatedEnv(),
           });

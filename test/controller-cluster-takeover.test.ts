@@ -7,7 +7,7 @@
  * operation A left running, and tells the offline host it now sweeps exactly once.
  */
 import { once } from 'node:events';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { spawnDaemon } from '../cli/up/daemon.js';
-import { runCorral } from '../cli/up/corral-cli.js';
 import { freePort } from '../cli/up/free-port.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
 import {
@@ -29,7 +28,8 @@ import { RESTART_REASON } from '../controller/deploy/operations.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
 import { agentMaterial, heartbeatBody, postJson, silentLog, workerClient } from './controller-fixture.js';
-import { CLI, poll } from './fleet-fixture.js';
+import { poll } from './fleet-fixture.js';
+import { clusterServeArgs, sharedControllerStates } from './cluster-fixture.js';
 import { postgresSkipReason, startPostgres } from './postgres-fixture.js';
 
 const HEARTBEAT_INTERVAL_MS = 500;
@@ -59,32 +59,12 @@ describe.skipIf(skip !== undefined)(
         await once(silent, 'listening');
         const silentPort = (silent.address() as { port: number }).port;
         const url = await pg.createDatabase();
-        const a = join(dir, 'a'),
-          b = join(dir, 'b');
-        const init = await runCorral(CLI, ['controller', 'init', '--state-dir', a, '--database', url], {
-          env: isolatedEnv(),
-        });
-        expect(init.code, init.stderr).toBe(0);
-        await cp(a, b, { recursive: true });
+        const { a, b } = await sharedControllerStates(dir, url);
 
         const daemonA = await spawnDaemon({
           name: 'a',
           command: process.execPath,
-          args: [
-            CLI.bin,
-            'controller',
-            'serve',
-            '--state-dir',
-            a,
-            '--database',
-            url,
-            '--admin-listen',
-            '127.0.0.1:0',
-            '--worker-listen',
-            '127.0.0.1:0',
-            '--heartbeat-interval',
-            `${HEARTBEAT_INTERVAL_MS}ms`,
-          ],
+          args: clusterServeArgs(a, url, ['--heartbeat-interval', `${HEARTBEAT_INTERVAL_MS}ms`]),
           logFile: join(dir, 'a.log'),
           env: isolatedEnv(),
         });

@@ -3,15 +3,15 @@
  * the first state dir (same CA and identities): exactly one is leader on /metrics, and after
  * the leader is killed with SIGKILL the other takes the leader lock over.
  */
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
 import { spawnDaemon } from '../cli/up/daemon.js';
-import { runCorral } from '../cli/up/corral-cli.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
-import { CLI, poll } from './fleet-fixture.js';
+import { poll } from './fleet-fixture.js';
+import { clusterServeArgs, sharedControllerStates } from './cluster-fixture.js';
 import { postgresSkipReason, startPostgres } from './postgres-fixture.js';
 describe.skipIf(postgresSkipReason() !== undefined)(
   'two controllers on one PostgreSQL (real processes)',
@@ -20,32 +20,12 @@ describe.skipIf(postgresSkipReason() !== undefined)(
       const pg = await startPostgres();
       const url = await pg.createDatabase();
       const dir = await mkdtemp(join(tmpdir(), 'h19-'));
-      const a = join(dir, 'a'),
-        b = join(dir, 'b');
-      const init = await runCorral(CLI, ['controller', 'init', '--state-dir', a, '--database', url], {
-        env: isolatedEnv(),
-      });
-      expect(init.code, init.stderr).toBe(0);
-      await cp(a, b, { recursive: true });
+      const { a, b } = await sharedControllerStates(dir, url);
       const start = (d: string, n: string) =>
         spawnDaemon({
           name: n,
           command: process.execPath,
-          args: [
-            CLI.bin,
-            'controller',
-            'serve',
-            '--state-dir',
-            d,
-            '--database',
-            url,
-            '--admin-listen',
-            '127.0.0.1:0',
-            '--worker-listen',
-            '127.0.0.1:0',
-            '--log-level',
-            'info',
-          ],
+          args: clusterServeArgs(d, url, ['--log-level', 'info']),
           logFile: join(dir, n + '.log'),
           env: isolatedEnv(),
         });

@@ -8,7 +8,7 @@
  * certificate does not carry.
  */
 import { once } from 'node:events';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,7 @@ import { parseHostPort } from '../kit/host-port.js';
 import { createCa, loadBundle } from '../pki/index.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
 import { CLI, poll } from './fleet-fixture.js';
+import { clusterServeArgs, sharedControllerStates } from './cluster-fixture.js';
 import { postgresSkipReason, startPostgres } from './postgres-fixture.js';
 
 const HEARTBEAT_INTERVAL_MS = 1000;
@@ -40,29 +41,9 @@ describe.skipIf(skip !== undefined)(
       const env = isolatedEnv();
       try {
         const url = await pg.createDatabase();
-        const a = join(dir, 'a'),
-          b = join(dir, 'b');
-        const init = await runCorral(CLI, ['controller', 'init', '--state-dir', a, '--database', url], {
-          env,
-        });
-        expect(init.code, init.stderr).toBe(0);
-        await cp(a, b, { recursive: true });
-        const serveArgs = (d: string, extra: readonly string[] = []): string[] => [
-          CLI.bin,
-          'controller',
-          'serve',
-          '--state-dir',
-          d,
-          '--database',
-          url,
-          '--admin-listen',
-          '127.0.0.1:0',
-          '--worker-listen',
-          '127.0.0.1:0',
-          '--heartbeat-interval',
-          `${HEARTBEAT_INTERVAL_MS}ms`,
-          ...extra,
-        ];
+        const { a, b } = await sharedControllerStates(dir, url);
+        const serveArgs = (d: string, extra: readonly string[] = []): string[] =>
+          clusterServeArgs(d, url, ['--heartbeat-interval', `${HEARTBEAT_INTERVAL_MS}ms`, ...extra]);
 
         const refused = await runCorral(
           CLI,

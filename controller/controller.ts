@@ -204,13 +204,14 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const root = new AbortController();
   if (options.backups && !identity.paths)
     throw new CorralError(ErrorCode.VALIDATION, 'backups need the state dir of the controller');
-  const pins = createPinRegistry(clock, await loadActivePins(db), await loadDecommissionedPins(db));
+  const decommissioned = await loadDecommissionedPins(db);
+  const pins = createPinRegistry(clock, await loadActivePins(db), decommissioned);
   const peers = options.database?.kind === 'postgres';
   const clusterLog = log.child({ component: 'cluster' });
   const sync = createClusterSync({
     db,
     pins,
-    revoked: (await loadDecommissionedPins(db)).map((p) => p.hostId),
+    revoked: decommissioned.map((p) => p.hostId),
     clock,
     log: clusterLog,
     peers,

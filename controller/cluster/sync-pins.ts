@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
 import { isoAt } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
-import type { MutablePinRegistry, Pin, PinRegistry, PinRole } from '../pins/pin-registry.js';
-import { loadDecommissionedPins } from '../pins/pin-store.js';
+import type { MutablePinRegistry, Pin, PinRegistry } from '../pins/pin-registry.js';
+import { loadDecommissionedPins, pinOfRow, selectLivePins } from '../pins/pin-store.js';
 
 /** What the database says that the in-memory pins do not know yet. */
 export interface PinChanges {
@@ -42,20 +42,9 @@ export async function readPinChanges(
       return { revoked: [o.hostId], added: [], superseded: [], retired: [] };
     revoked = [];
   }
-  let q = db
-    .selectFrom('pins')
-    .innerJoin('hosts', 'hosts.id', 'pins.host_id')
-    .select([
-      'pins.fingerprint',
-      'pins.host_id',
-      'pins.role',
-      'pins.not_after',
-      'pins.active',
-      'pins.superseded_at',
-      'hosts.name',
-    ])
-    .where('hosts.decommissioned_at', 'is', null)
-    .where((eb) => eb.or([eb('pins.active', '=', 1), eb('pins.not_after', '>', isoAt(o.nowMs))]));
+  let q = selectLivePins(db).where((eb) =>
+    eb.or([eb('pins.active', '=', 1), eb('pins.not_after', '>', isoAt(o.nowMs))]),
+  );
   if (o.hostId !== undefined) q = q.where('pins.host_id', '=', o.hostId);
   const rows = await q.execute();
   const added: Pin[] = [];
@@ -68,15 +57,7 @@ export async function readPinChanges(
     }
     const known = pins.lookup(r.fingerprint) ?? pins.lookupExpired(r.fingerprint);
     if (r.superseded_at !== null) superseded.push(r.fingerprint);
-    if (known) continue;
-    added.push({
-      fingerprint: r.fingerprint,
-      hostId: r.host_id,
-      hostName: r.name,
-      role: r.role as PinRole,
-      notAfterMs: Date.parse(r.not_after),
-      superseded: r.superseded_at !== null,
-    });
+    if (!known) added.push(pinOfRow(r));
   }
   return { revoked, added, superseded, retired };
 }

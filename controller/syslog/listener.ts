@@ -174,14 +174,7 @@ export function createSyslogListener(options: SyslogListenerOptions): SyslogList
   const totals = { accepted: 0, lines: 0, bytes: 0, duplicates: 0, generationsLost: 0, bytesLost: 0 };
   let closing: Promise<void> | undefined;
   /** A connection's share of the pending budget, as things stand (connection.ts hold/release). */
-  const pendingLimit = (): number =>
-    Math.min(
-      maxPendingBytes,
-      Math.max(
-        SYSLOG_MIN_PENDING_SHARE_BYTES,
-        Math.floor(maxTotalPendingBytes / Math.max(1, connections.size)),
-      ),
-    );
+  const pendingLimit = (): number => pendingShare(connections.size, maxTotalPendingBytes, maxPendingBytes);
 
   const server: Server = createServer({
     ...serverTlsOptions(options.tls),

@@ -442,6 +442,11 @@ export function registerControllerServeCommands(controller: Command, io: Output)
           fromFile('retryCooldown', c.retryCooldown !== undefined ? `${c.retryCooldown}ms` : undefined) ??
           given.retryCooldown,
         retryMax: fromFile('retryMax', optionalString(c.retryMax)) ?? given.retryMax,
+        clusterResync:
+          fromFile(
+            'clusterResync',
+            loaded.cluster?.resync !== undefined ? `${loaded.cluster.resync}ms` : undefined,
+          ) ?? given.clusterResync,
       };
       const stateDir = controllerStateDir(opts.stateDir);
       const database = databaseOption(given.database ?? loaded.database);

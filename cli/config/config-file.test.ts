@@ -108,8 +108,15 @@ describe('controller.yaml', () => {
       logs: { max_file_mb: 32, keep_days: 7 },
     });
     expect(await refusal('agent: {}\n', loadControllerConfig)).toContain(
-      'unknown key "agent" (known: stateDir, database, controller, logs, approvals, backup)',
+      'unknown key "agent" (known: stateDir, database, controller, logs, approvals, backup, cluster)',
     );
+  });
+
+  it('reads the cluster resync period, and refuses one without a unit', async () => {
+    const file = join(dir, 'controller-cluster.yaml');
+    await writeFile(file, 'cluster:\n  resync: 2m\n');
+    expect(await loadControllerConfig(file)).toEqual({ cluster: { resync: 120_000 } });
+    expect(await refusal('cluster:\n  resync: 10\n', loadControllerConfig)).toContain('cluster.resync');
   });
 
   it('reads the failed-service retry keys, and refuses a bad count', async () => {

@@ -63,6 +63,10 @@ export const CONTROLLER_CONFIG_SPEC = {
     every: { kind: 'duration' },
     keep: { kind: 'int', min: 1, max: 10_000 },
   },
+  /** Several controllers on one PostgreSQL database: how often all shared state is read again. */
+  cluster: {
+    resync: { kind: 'duration' },
+  },
 } as const satisfies ConfigSpec;
 
 export interface ControllerConfig {
@@ -100,6 +104,7 @@ export interface ControllerConfig {
     expireAfter?: number;
   };
   backup?: { dir?: string; passphraseFile?: string; every?: number; keep?: number };
+  cluster?: { resync?: number };
 }
 
 /** Reads and checks a controller config file; durations come back in ms. Exit 2 on anything wrong. */

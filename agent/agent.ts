@@ -11,6 +11,7 @@ import { loadAgentIdentity } from './agent-identity.js';
 import { createAgentCore, type AgentCore } from './agent-core.js';
 import type { AgentOptions } from './agent-options.js';
 import { createControllerClient } from './link/controller-client.js';
+import { openControllerDirectory } from './link/controller-directory.js';
 import { loadDesiredState } from './reconcile/desired-store.js';
 import { openEventOutbox, type NewEvent } from './link/event-outbox.js';
 import { runHeartbeatLoop } from './link/heartbeat-loop.js';
@@ -250,10 +251,15 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     core.startup();
 
     const hb = c.heartbeat;
+    const directory = await openControllerDirectory({
+      stateDir: c.stateDir,
+      bundleAddresses: controllerAddresses(manifest),
+      log,
+    });
     const client =
       hb === null
         ? undefined
-        : createControllerClient(controllerAddresses(manifest), identity.material(), {
+        : createControllerClient(directory.workerAddresses(), identity.material(), {
             onFailover: (from, to, err) =>
               log.warn({ err, from, to }, 'controller unreachable; trying the next one'),
           });
@@ -304,6 +310,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
                 `on the controller: corral controller decommission ${manifest.hostName} --yes, then ` +
                 `corral controller token create --name ${manifest.hostName}; on this worker: move ` +
                 `${identity.bundleDir} aside and run the corral agent join line it prints with --state-dir ${c.stateDir}`,
+            },
+            onControllers: async (list) => {
+              if (await directory.accept(list, new Date(now())))
+                client.setAddresses(directory.workerAddresses());
             },
             onDecommissioned: async () => {
               const { launch } = await selfDestruct.prepare({ hostId: manifest.hostId });

@@ -181,6 +181,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     });
     const sd = c.selfDestruct;
     markApplied = (generation) => core.markApplied(generation);
+    /** Where the wipe report goes, in order: the controller the agent talks to, then the others. */
+    let reportTo = (): string[] => controllerAddresses(manifest);
     const selfDestruct = createSelfDestruct({
       config: {
         stateDir: c.stateDir,
@@ -211,7 +213,12 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       reportTarget: () =>
         c.heartbeat === null
           ? null
-          : { hostId: manifest.hostId, controller: manifest.controller, ...identity.material() },
+          : {
+              hostId: manifest.hostId,
+              controller: reportTo()[0] ?? manifest.controller,
+              controllers: reportTo().slice(0, 64),
+              ...identity.material(),
+            },
     });
 
     const server = createAgentServer({
@@ -264,6 +271,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
               log.warn({ err, from, to }, 'controller unreachable; trying the next one'),
           });
     if (client) {
+      reportTo = () => [...new Set([client.current(), ...client.addresses()])];
       identity.onChange((m) => client.reload(m));
       cleanups.push(() => client.close());
     }

@@ -169,6 +169,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   let last: { readonly name: string; readonly unackedBytes: number } | undefined;
   /** Listeners tried in a row without a session that moved anything. */
   let misses = 0;
+  /** The listener of the session open now. */
+  let connectedTo: string | undefined;
 
   const targetName = (): string | undefined => {
     const t = targets[at];
@@ -310,6 +312,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           'syslog failed over to another controller; lines the previous one never acknowledged are sent again',
         );
       }
+      connectedTo = controller;
       log.info({ controller, mode: options.mode }, 'syslog session open');
       const active = pump(session, tails, pumpOptions);
       current = active;
@@ -326,6 +329,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         session.destroy();
         session = undefined;
         current = undefined;
+        connectedTo = undefined;
         last = { name: controller, unackedBytes: tails.reduce((sum, t) => sum + t.inFlight, 0) };
         totals.linesSent += active.stats.linesSent;
         totals.bytesSent += active.stats.bytesSent;
@@ -368,7 +372,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     run,
     stats: () => ({
       connected: session?.isOpen ?? false,
-      controller: last?.name ?? targetName(),
+      controller: connectedTo ?? last?.name ?? targetName(),
       sessions: totals.sessions,
       connectFailures: totals.connectFailures,
       failovers: totals.failovers,

@@ -11,7 +11,12 @@ import {
 import { ensurePrivateDir } from '../../pki/index.js';
 import { createDaemonLogger } from '../daemon-logger.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
-import { RELEASE_VERSION_ENV, RELEASE_VERSION_RE, WORKER_LOG_FILE } from '../../protocol/index.js';
+import {
+  CONTROLLER_LIST_FILE,
+  RELEASE_VERSION_ENV,
+  RELEASE_VERSION_RE,
+  WORKER_LOG_FILE,
+} from '../../protocol/index.js';
 import { FORWARDER_INSTANCE_ENV, INSTANCE_TOKEN_RE } from '../../protocol/pid-file.js';
 import { claimPidFile } from '../../kit/pid-file.js';
 import { readControllerList } from '../../kit/controller-list-file.js';
@@ -128,7 +133,12 @@ async function run(opts: RunOptions): Promise<void> {
     pollIntervalMs,
   });
 
-  log.info({ controllers: o.controllers, mode: o.mode, files: o.file }, 'forwarder started');
+  log.info(
+    given.length > 0
+      ? { controllers: o.controllers, mode: o.mode, files: o.file }
+      : { controllers: CONTROLLER_LIST_FILE, syslog: bundleSyslog, mode: o.mode, files: o.file },
+    'forwarder started',
+  );
   // Found by the reaper whoever started it; a token and version from the updater that started
   // it let a restarted updater adopt it again.
   const instance = process.env[FORWARDER_INSTANCE_ENV];

@@ -6,7 +6,9 @@
  * (kept in controllers.json), and the forwarder, started with no address of its own, takes
  * the syslog listeners from it. A is killed with SIGKILL mid-stream: lines go on arriving at
  * B, none is lost, each controller has each line at most once, and the lines both have fit in
- * the unacknowledged window the forwarder counted; the agent's heartbeats go to B.
+ * the unacknowledged window the forwarder counted; the agent's heartbeats go to B. Then A
+ * comes back at new addresses (learned only from B's heartbeat answers) and B is killed with
+ * SIGKILL mid-stream: lines and heartbeats go to the new A, again none lost or twice on one.
  */
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,7 +58,7 @@ const repeats = (seqs: readonly number[]): number => seqs.length - new Set(seqs)
 describe.skipIf(skip !== undefined)(
   `logs and controller lists across controllers on one PostgreSQL${skip ? ` (skipped: ${skip})` : ''}`,
   () => {
-    it('an agent enrolled with A alone learns of B; after kill -9 of A its lines arrive at B, none lost', async () => {
+    it('an agent enrolled with A alone learns of B; kill -9 of A, then of B: lines and heartbeats go on, none lost', async () => {
       const pg = await startPostgres();
       const dir = await mkdtemp(join(tmpdir(), 'corral-logs-failover-'));
       const daemons: Daemon[] = [];
@@ -67,6 +69,7 @@ describe.skipIf(skip !== undefined)(
         const { a, b } = await sharedControllerStates(dir, url);
         const running = new Map<string, Daemon>();
         const start = async (d: string, name: string) => {
+          await rm(join(d, 'run', 'endpoints.json'), { force: true });
           const daemon = await spawnDaemon({
             name,
             command: process.execPath,
@@ -157,9 +160,8 @@ describe.skipIf(skip !== undefined)(
         await poll('w1 online through A', async () =>
           (await hostsOn(endA.admin)).find((h) => h.id === enrolled.hostId && h.status === 'online'),
         );
-        expect((await readControllerList(worker))?.controllers).toEqual([
-          { worker: endA.worker, syslog: endA.syslog },
-        ]);
+        const alone = await poll('the agent keeps a list naming A', () => readControllerList(worker), 30_000);
+        expect(alone.controllers).toEqual([{ worker: endA.worker, syslog: endA.syslog }]);
 
         // B starts after w1 was enrolled: the bundle never names it; a heartbeat answer does.
         const endB = await start(b, 'b');
@@ -229,17 +231,74 @@ describe.skipIf(skip !== undefined)(
         );
 
         // The agent's heartbeats go to B (an address it learned from a heartbeat answer).
+        const onlineOn = (admin: string, after: number) =>
+          poll(
+            'w1 online',
+            async () => {
+              const host = (await hostsOn(admin)).find((h) => h.id === enrolled.hostId);
+              return host?.lastSeen && Date.parse(host.lastSeen) > after && host.status === 'online'
+                ? host
+                : undefined;
+            },
+            10 * HEARTBEAT_INTERVAL_MS,
+          );
+        await onlineOn(endB.admin, killedAt);
+
+        // A comes back at new addresses, which neither the bundle nor the kept list names yet:
+        // B's heartbeat answers bring them. Then B dies mid-stream too, and everything goes to
+        // the new A: heartbeats and lines.
+        const endA2 = await start(a, 'a2');
+        expect(endA2.worker).not.toBe(endA.worker);
         await poll(
-          'w1 online through B',
+          'the agent keeps a list naming the new A',
           async () => {
-            const host = (await hostsOn(endB.admin)).find((h) => h.id === enrolled.hostId);
-            return host?.lastSeen && Date.parse(host.lastSeen) > killedAt && host.status === 'online'
-              ? host
+            const list = await readControllerList(worker);
+            return list?.controllers.some((c) => c.worker === endA2.worker && c.syslog === endA2.syslog)
+              ? list
               : undefined;
           },
-          10 * HEARTBEAT_INTERVAL_MS,
+          30_000,
         );
+        const writingMore = appendSlowly(file, TOTAL_LINES, 2 * TOTAL_LINES, { perStep: 100, stepMs: 20 });
+        await poll(
+          'more lines at B',
+          async () => ((await ingested(b)).length >= atB.length + 2000 ? true : undefined),
+          60_000,
+        );
+        running.get('b')?.signal('SIGKILL');
+        await running.get('b')?.exited;
+        const secondKillAt = Date.now();
+        const atB2 = await ingested(b);
+        await writingMore;
+        const atA2 = await poll(
+          'every line at A or B',
+          async () => {
+            const seqs = await ingested(a);
+            return new Set([...seqs, ...atB2]).size === 2 * TOTAL_LINES ? seqs : undefined;
+          },
+          90_000,
+        );
+        expect(repeats(atA2)).toBe(0);
+        expect(repeats(atB2)).toBe(0);
+        const inA2 = new Set(atA2);
+        const repeated = atB2.filter((s) => inA2.has(s)).length;
+        await onlineOn(endA2.admin, secondKillAt);
         await killHard(forwarder);
+        const failovers = forwarder
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('syslog failed over to another controller'))
+          .map((l) => JSON.parse(l) as { from: string; controller: string; failoverUnackedBytes: number });
+        expect(failovers.map((f) => `${f.from}->${f.controller}`)).toEqual([
+          `${endA.syslog}->${endB.syslog}`,
+          `${endB.syslog}->${endA2.syslog}`,
+        ]);
+        const counted = failovers.at(-1)?.failoverUnackedBytes ?? 0;
+        expect(repeated * LINE_BYTES).toBeLessThanOrEqual(counted);
+        process.stdout.write(
+          `logs failover, second: ${atB2.length} lines at B before kill -9, ${atA2.length} at A, ` +
+            `${repeated} on both, ${counted} bytes unacknowledged at both failovers\n`,
+        );
       } finally {
         while (cleanups.length > 0) await cleanups.pop()?.();
         for (const d of daemons.reverse()) await d.stop();

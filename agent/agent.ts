@@ -11,6 +11,7 @@ import { loadAgentIdentity } from './agent-identity.js';
 import { createAgentCore, type AgentCore } from './agent-core.js';
 import type { AgentOptions } from './agent-options.js';
 import { createControllerClient } from './link/controller-client.js';
+import { openControllerDirectory } from './link/controller-directory.js';
 import { loadDesiredState } from './reconcile/desired-store.js';
 import { openEventOutbox, type NewEvent } from './link/event-outbox.js';
 import { runHeartbeatLoop } from './link/heartbeat-loop.js';
@@ -180,6 +181,8 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     });
     const sd = c.selfDestruct;
     markApplied = (generation) => core.markApplied(generation);
+    /** Where the wipe report goes, in order: the controller the agent talks to, then the others. */
+    let reportTo = (): string[] => controllerAddresses(manifest);
     const selfDestruct = createSelfDestruct({
       config: {
         stateDir: c.stateDir,
@@ -210,7 +213,12 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       reportTarget: () =>
         c.heartbeat === null
           ? null
-          : { hostId: manifest.hostId, controller: manifest.controller, ...identity.material() },
+          : {
+              hostId: manifest.hostId,
+              controller: reportTo()[0] ?? manifest.controller,
+              controllers: reportTo().slice(0, 64),
+              ...identity.material(),
+            },
     });
 
     const server = createAgentServer({
@@ -250,14 +258,20 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     core.startup();
 
     const hb = c.heartbeat;
+    const directory = await openControllerDirectory({
+      stateDir: c.stateDir,
+      bundleAddresses: controllerAddresses(manifest),
+      log,
+    });
     const client =
       hb === null
         ? undefined
-        : createControllerClient(controllerAddresses(manifest), identity.material(), {
+        : createControllerClient(directory.workerAddresses(), identity.material(), {
             onFailover: (from, to, err) =>
               log.warn({ err, from, to }, 'controller unreachable; trying the next one'),
           });
     if (client) {
+      reportTo = () => [...new Set([client.current(), ...client.addresses()])];
       identity.onChange((m) => client.reload(m));
       cleanups.push(() => client.close());
     }
@@ -304,6 +318,10 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
                 `on the controller: corral controller decommission ${manifest.hostName} --yes, then ` +
                 `corral controller token create --name ${manifest.hostName}; on this worker: move ` +
                 `${identity.bundleDir} aside and run the corral agent join line it prints with --state-dir ${c.stateDir}`,
+            },
+            onControllers: async (list) => {
+              if (await directory.accept(list, new Date(now())))
+                client.setAddresses(directory.workerAddresses());
             },
             onDecommissioned: async () => {
               const { launch } = await selfDestruct.prepare({ hostId: manifest.hostId });

@@ -54,6 +54,7 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createClusterLink, type ClusterLink } from './cluster/cluster-link.js';
 import { createClusterSync } from './cluster/cluster-sync.js';
 import { startLeaderRecovery } from './cluster/leader-recovery.js';
+import { createControllerListSource } from './cluster/controller-list.js';
 import {
   peerWorkerAddresses,
   publishControllerAddress,
@@ -421,6 +422,15 @@ export async function createController(options: ControllerOptions): Promise<Cont
     writer,
     budget: createHeartbeatBudget(options.heartbeatBudget ?? DEFAULT_HEARTBEAT_BUDGET, clock),
     clocks,
+    controllers: createControllerListSource({
+      db,
+      self: cluster.id,
+      peers,
+      live: () => cluster.liveControllers(),
+      own: () => endpoints && { worker: endpoints.worker, ...advertised },
+      now: () => clock.now(),
+      log: log.child({ component: 'cluster' }),
+    }),
     sockets,
     metrics,
     deployer,

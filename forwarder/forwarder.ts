@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/tls-options.js';
 import { backoffDelayMs } from '../kit/backoff.js';
+import { formatHostPort } from '../kit/host-port.js';
 import { MAX_SESSION_STREAMS } from '../protocol/syslog-corral.js';
 import { DEFAULT_SYSLOG_MAX_FRAME_BYTES } from '../protocol/syslog-frame.js';
 import { CorralError, ErrorCode } from '../protocol/errors.js';
@@ -10,16 +11,30 @@ import { isFatalForwarderError } from './errors.js';
 import { FileTail } from './file-tail.js';
 import type { PositionStore } from './position-store.js';
 import { markerPath } from './store-marker.js';
-import { pump, type Pump, type PumpOptions, type PumpStats } from './pump.js';
+import { pump, ResponseTimeoutError, type Pump, type PumpOptions, type PumpStats } from './pump.js';
 import { Session } from './session.js';
 
 export type ForwarderMode = 'corral' | 'rfc5425';
 export const FORWARDER_MODES: readonly ForwarderMode[] = ['corral', 'rfc5425'];
 
+/** A syslog listener to dial. */
+export interface SyslogTarget {
+  readonly host: string;
+  readonly port: number;
+}
+
 export interface ForwarderOptions {
   /** The worker's agent identity and our CA. */
   readonly tls: TlsMaterial;
-  readonly controller: { readonly host: string; readonly port: number };
+  /**
+   * The listener, or the listeners of several controllers to fail over along (in order), or
+   * a function giving them, asked again before every connect (the agent's list may change).
+   * Each gets the same TLS checks.
+   */
+  readonly controller:
+    | SyslogTarget
+    | readonly SyslogTarget[]
+    | (() => readonly SyslogTarget[] | Promise<readonly SyslogTarget[]>);
   readonly files: readonly string[];
   readonly mode: ForwarderMode;
   readonly store: PositionStore;
@@ -46,8 +61,18 @@ export interface ForwarderOptions {
 
 export interface ForwarderStats extends PumpStats {
   readonly connected: boolean;
+  /** The listener sent to now, or last (`host:port`). */
+  readonly controller: string | undefined;
   readonly sessions: number;
   readonly connectFailures: number;
+  /** Moves to another controller's listener than the one before. */
+  readonly failovers: number;
+  /**
+   * Bytes a session left sent but unacknowledged when it ended, then sent to another
+   * controller: the most a failover can repeat (the old controller may have written them
+   * before it died). Exactly once holds per controller; this is the window across them.
+   */
+  readonly failoverUnackedBytes: number;
   /** Generations found vanished before they were read, since this forwarder started. */
   readonly generationsLost: number;
   readonly files: readonly {
@@ -123,7 +148,64 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       }
     },
   };
-  const totals = { linesSent: 0, bytesSent: 0, sessions: 0, connectFailures: 0 };
+  const totals = {
+    linesSent: 0,
+    bytesSent: 0,
+    sessions: 0,
+    connectFailures: 0,
+    failovers: 0,
+    failoverUnackedBytes: 0,
+  };
+  const listTargets = (): readonly SyslogTarget[] | Promise<readonly SyslogTarget[]> => {
+    const c = options.controller;
+    if (typeof c === 'function') return c();
+    return 'host' in c ? [c] : c;
+  };
+  const nameOf = (t: SyslogTarget): string => formatHostPort(t.host, t.port);
+  let targets: SyslogTarget[] = [];
+  /** Index in `targets` of the listener to dial next. */
+  let at = 0;
+  /** The listener of the last session, and what it left unacknowledged when it ended. */
+  let last: { readonly name: string; readonly unackedBytes: number } | undefined;
+  /** Listeners tried in a row without a session that moved anything. */
+  let misses = 0;
+  /** The listener of the session open now. */
+  let connectedTo: string | undefined;
+
+  const targetName = (): string | undefined => {
+    const t = targets[at];
+    return t && nameOf(t);
+  };
+
+  /** Takes the current list, keeping the listener dialled next when it is still in it. */
+  async function refreshTargets(): Promise<void> {
+    let list: readonly SyslogTarget[];
+    try {
+      list = await listTargets();
+    } catch (e: unknown) {
+      log.warn({ err: e }, 'the syslog addresses could not be read; keeping the ones before');
+      return;
+    }
+    const seen = new Set<string>();
+    const next = list.filter((t) => !seen.has(nameOf(t)) && (seen.add(nameOf(t)), true));
+    if (next.length === 0) return;
+    const current = targets[at];
+    const i = current === undefined ? -1 : next.findIndex((t) => nameOf(t) === nameOf(current));
+    targets = next;
+    at = Math.max(0, i);
+  }
+
+  /**
+   * After a failed connect or a session that moved nothing: the next listener. True when a
+   * whole round of them has failed, so the caller backs off before the next one.
+   */
+  function moveOn(): boolean {
+    at = (at + 1) % Math.max(1, targets.length);
+    misses++;
+    if (misses < targets.length) return false;
+    misses = 0;
+    return true;
+  }
   let session: Session | undefined;
   let current: Pump | undefined;
   let initialized: Promise<void> | undefined;
@@ -162,12 +244,27 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         }
         log.warn({ err: e }, 'looking at the log files failed');
       }
+      await refreshTargets();
+      const target = targets[at];
+      if (target === undefined) {
+        // Only when the very first lookup gave nothing: ask again after a backoff.
+        log.warn('no syslog address to send to');
+        const delayMs = backoffDelayMs(
+          attempt++,
+          options.backoffBaseMs ?? 200,
+          options.backoffCapMs ?? 30_000,
+          options.random,
+        );
+        await sleep(delayMs, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
+        continue;
+      }
+      const controller = nameOf(target);
       try {
         session = await Session.open(
           {
             tls: options.tls,
-            host: options.controller.host,
-            port: options.controller.port,
+            host: target.host,
+            port: target.port,
             connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
             onControl: (msg) => {
               if (msg.kind !== 'decommissioned') return current?.onControl(msg);
@@ -182,36 +279,74 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       } catch (e: unknown) {
         if (signal.aborted) break;
         totals.connectFailures++;
+        const roundFailed = moveOn();
+        if (!roundFailed) {
+          log.warn(
+            { err: e, controller, next: nameOf(targets[at] ?? target) },
+            'syslog connect failed; trying the next controller',
+          );
+          continue;
+        }
         const delayMs = backoffDelayMs(
           attempt++,
           options.backoffBaseMs ?? 200,
           options.backoffCapMs ?? 30_000,
           options.random,
         );
-        log.warn({ err: e, delayMs, controller: options.controller }, 'syslog connect failed');
+        log.warn({ err: e, delayMs, controller }, 'syslog connect failed');
         await sleep(delayMs, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
         continue;
       }
       totals.sessions++;
-      log.info({ controller: options.controller, mode: options.mode }, 'syslog session open');
+      if (last !== undefined && last.name !== controller) {
+        totals.failovers++;
+        totals.failoverUnackedBytes += last.unackedBytes;
+        log.warn(
+          {
+            from: last.name,
+            controller,
+            unackedBytes: last.unackedBytes,
+            failovers: totals.failovers,
+            failoverUnackedBytes: totals.failoverUnackedBytes,
+          },
+          'syslog failed over to another controller; lines the previous one never acknowledged are sent again',
+        );
+      }
+      connectedTo = controller;
+      log.info({ controller, mode: options.mode }, 'syslog session open');
       const active = pump(session, tails, pumpOptions);
       current = active;
       let progressed = false;
+      let unanswered = false;
       try {
         progressed = await active.run(signal);
       } catch (e: unknown) {
         progressed = active.progressed;
+        unanswered = e instanceof ResponseTimeoutError;
         if (isFatalForwarderError(e)) fatal = e;
         else if (!signal.aborted && !decommissioned) log.warn({ err: e }, 'syslog session ended');
       } finally {
         session.destroy();
         session = undefined;
         current = undefined;
+        connectedTo = undefined;
+        last = { name: controller, unackedBytes: tails.reduce((sum, t) => sum + t.inFlight, 0) };
         totals.linesSent += active.stats.linesSent;
         totals.bytesSent += active.stats.bytesSent;
       }
       if (fatal !== undefined || signal.aborted || decommissioned) break;
-      attempt = progressed ? 0 : attempt + 1;
+      // A listener that stopped answering is left for the next; one whose connection merely
+      // ended is dialled again (a refused connect then moves on).
+      if (progressed) {
+        misses = 0;
+        attempt = 0;
+      } else if (!unanswered) {
+        attempt++;
+      } else if (!moveOn()) {
+        continue;
+      } else {
+        attempt++;
+      }
       const delayMs = backoffDelayMs(
         attempt,
         options.backoffBaseMs ?? 200,
@@ -237,8 +372,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     run,
     stats: () => ({
       connected: session?.isOpen ?? false,
+      controller: connectedTo ?? last?.name ?? targetName(),
       sessions: totals.sessions,
       connectFailures: totals.connectFailures,
+      failovers: totals.failovers,
+      failoverUnackedBytes: totals.failoverUnackedBytes,
       linesSent: totals.linesSent + (current?.stats.linesSent ?? 0),
       bytesSent: totals.bytesSent + (current?.stats.bytesSent ?? 0),
       generationsLost: tails.reduce((sum, t) => sum + t.lostGenerations, 0),

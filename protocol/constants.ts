@@ -21,6 +21,11 @@ export const OFFLINE_AFTER_INTERVALS = 3;
 
 export const HEADER_PROTOCOL_VERSION = 'x-corral-protocol';
 export const HEADER_OPERATION_ID = 'x-corral-operation';
+/**
+ * On a heartbeat, value `1`: the agent asks the answer to list every live controller
+ * (HeartbeatResponse `controllers`). Without it, the answer has no such field.
+ */
+export const HEADER_CONTROLLER_LIST = 'x-corral-controllers';
 export const AUTHORIZATION_SCHEME = 'Bearer';
 
 /** Largest JSON body the worker API accepts, in bytes. */

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { HostId, InstanceName, Timestamp } from './common.js';
+import { ControllerList } from './controller-list.js';
 import { RELEASE_VERSION_RE } from './release.js';
 import { ImageReference } from './service-spec.js';
 
@@ -137,6 +138,12 @@ export const HeartbeatResponse = Type.Object(
     ackedEventIds: Type.Array(Type.String({ maxLength: 64 }), { maxItems: MAX_HEARTBEAT_EVENTS }),
     intervalMs: Type.Integer({ minimum: 1 }),
     serverTime: Timestamp,
+    /**
+     * Every live controller's addresses, the answering one first: sent only to an agent that
+     * asked for it (HEADER_CONTROLLER_LIST), so an agent whose schema predates the field never
+     * gets an answer it would refuse.
+     */
+    controllers: Type.Optional(ControllerList),
   },
   { additionalProperties: false },
 );

@@ -2,6 +2,7 @@ export * from './errors.js';
 export * from './constants.js';
 export * from './common.js';
 export * from './heartbeat.js';
+export * from './controller-list.js';
 export * from './enrollment.js';
 export * from './host.js';
 export * from './endpoints.js';

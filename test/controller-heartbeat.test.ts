@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCa } from '../pki/index.js';
 import type { HostDetail, HostListResponse } from '../protocol/admin-hosts.js';
 import { ErrorCode } from '../protocol/errors.js';
+import { HEADER_CONTROLLER_LIST } from '../protocol/constants.js';
+import { HeartbeatResponse } from '../protocol/heartbeat.js';
+import { Value } from '@sinclair/typebox/value';
 import {
   agentMaterial,
   heartbeatBody,
@@ -77,6 +80,26 @@ describe('heartbeats over mutual TLS', () => {
     const after = (await t.admin<HostDetail>('GET', '/v1/hosts/web-1')).body;
     expect(after.recentEvents).toHaveLength(2);
     expect(after.services).toEqual([]);
+  });
+
+  it('lists the controllers only to an agent that asks (x-corral-controllers: 1)', async () => {
+    const web = await t.enroll('list-1');
+    await using client = workerClient(t.endpoints.worker, agentMaterial(web));
+    const plain = await postJson(client, '/v1/heartbeat', heartbeatBody(web.hostId));
+    expect(plain.status).toBe(200);
+    // An agent whose answer schema predates the field never gets it.
+    expect(Object.keys(plain.body).sort()).toEqual(['ackedEventIds', 'intervalMs', 'serverTime']);
+    const asked = await client.request({
+      method: 'POST',
+      path: '/v1/heartbeat',
+      headers: { 'content-type': 'application/json', [HEADER_CONTROLLER_LIST]: '1' },
+      body: JSON.stringify(heartbeatBody(web.hostId)),
+    });
+    expect(asked.statusCode).toBe(200);
+    const body = (await asked.body.json()) as HeartbeatResponse;
+    expect(Value.Check(HeartbeatResponse, body)).toBe(true);
+    // One controller on SQLite: the list is this one.
+    expect(body.controllers?.map((c) => c.worker)).toEqual([t.endpoints.worker]);
   });
 
   it('refuses, with the same 403, an unpinned certificate of our CA, another host id, and a non-agent role', async () => {

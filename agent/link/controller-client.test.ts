@@ -8,6 +8,7 @@ import { createCa, serverTlsOptions, type TlsMaterial } from '../../pki/index.js
 import { ErrorCode, isCorralError, RemoteError } from '../../protocol/errors.js';
 import { createControllerClient, retryAfterMs } from './controller-client.js';
 import type { RenewRequest } from '../../protocol/enrollment.js';
+import type { HeartbeatRequest } from '../../protocol/heartbeat.js';
 
 let server: Server;
 let endpoint: string;
@@ -100,6 +101,37 @@ describe('failover along several controller addresses', () => {
       expect(answered - before).toBe(2);
       expect(client.current()).toBe(endpoint);
       expect(moves).toEqual([`${closedEndpoint}->${endpoint}`]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("checks a heartbeat answer's controller list against the schema, and takes a new list keeping the current address", async () => {
+    const answer = (controllers: unknown): string =>
+      JSON.stringify({
+        ackedEventIds: [],
+        intervalMs: 1000,
+        serverTime: new Date().toISOString(),
+        controllers,
+      });
+    const client = createControllerClient([closedEndpoint, endpoint], agentMaterial);
+    try {
+      const hb = {} as HeartbeatRequest;
+      next = { status: 200, body: answer([{ worker: endpoint, syslog: '127.0.0.1:6514' }]) };
+      expect((await client.heartbeat(hb)).controllers).toEqual([
+        { worker: endpoint, syslog: '127.0.0.1:6514' },
+      ]);
+      const tooMany = Array.from({ length: 17 }, (_, i) => ({ worker: `10.0.0.${i}:8771` }));
+      for (const bad of [tooMany, [], [{ worker: 'no port' }], [{ worker: endpoint, extra: 1 }]]) {
+        next = { status: 200, body: answer(bad) };
+        await expect(client.heartbeat(hb)).rejects.toMatchObject({ code: ErrorCode.VALIDATION });
+      }
+      expect(client.current()).toBe(endpoint);
+      client.setAddresses(['10.0.0.9:8771', endpoint]);
+      expect(client.current()).toBe(endpoint);
+      expect(client.addresses()).toEqual(['10.0.0.9:8771', endpoint]);
+      client.setAddresses([closedEndpoint]);
+      expect(client.current()).toBe(closedEndpoint);
     } finally {
       await client.close();
     }

@@ -4,7 +4,11 @@ import type { Socket } from 'node:net';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { clientTlsOptions, type TlsMaterial } from '../../pki/index.js';
 import { parseHostPort } from '../../kit/host-port.js';
-import { HEADER_PROTOCOL_VERSION, PROTOCOL_VERSION } from '../../protocol/constants.js';
+import {
+  HEADER_CONTROLLER_LIST,
+  HEADER_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+} from '../../protocol/constants.js';
 import {
   BundleWrittenResponse,
   RenewResponse,
@@ -62,6 +66,13 @@ export interface ControllerClient {
   reload(material: TlsMaterial): void;
   /** The address requests go to now. */
   current(): string;
+  /** The addresses it fails over along, in order. */
+  addresses(): readonly string[];
+  /**
+   * Replaces the addresses (a controller's heartbeat answer listed others). The current one
+   * stays current when it is still listed; otherwise the next request goes to the first.
+   */
+  setAddresses(controllers: readonly string[]): void;
   close(): Promise<void>;
 }
 
@@ -113,7 +124,7 @@ export function createControllerClient(
   material: TlsMaterial,
   options: ControllerClientOptions = {},
 ): ControllerClient {
-  const addresses = typeof controllers === 'string' ? [controllers] : [...new Set(controllers)];
+  let addresses = typeof controllers === 'string' ? [controllers] : [...new Set(controllers)];
   if (addresses.length === 0) throw new CorralError(ErrorCode.VALIDATION, 'no controller address');
   let at = 0;
   let connections = new Connections(material);
@@ -121,7 +132,13 @@ export function createControllerClient(
   /** Failures of requests that never had a TLS session up, so nothing of them reached a controller. */
   const undelivered = new WeakSet<object>();
 
-  function send(controller: string, path: string, payload: string, signal: AbortSignal): Promise<Answer> {
+  function send(
+    controller: string,
+    path: string,
+    payload: string,
+    signal: AbortSignal,
+    extra: Record<string, string>,
+  ): Promise<Answer> {
     return new Promise((resolve, reject) => {
       let host: string;
       let port: number;
@@ -147,6 +164,7 @@ export function createControllerClient(
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(payload),
             [HEADER_PROTOCOL_VERSION]: String(PROTOCOL_VERSION),
+            ...extra,
           },
         },
         (res) => {
@@ -193,14 +211,19 @@ export function createControllerClient(
    * Sends along the addresses from the current one: see ControllerClient for when it moves on.
    * Only the request that saw the failure moves the client, so concurrent failures skip no address.
    */
-  async function sendSomewhere(path: string, payload: string, signal?: AbortSignal): Promise<Answer> {
+  async function sendSomewhere(
+    path: string,
+    payload: string,
+    extra: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<Answer> {
     for (let tries = 1; ; tries++) {
       const from = at;
       const address = addresses[from] ?? addresses[0] ?? '';
       const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
       try {
         return await connections.track(
-          send(address, path, payload, signal ? AbortSignal.any([signal, timeout]) : timeout),
+          send(address, path, payload, signal ? AbortSignal.any([signal, timeout]) : timeout, extra),
         );
       } catch (e: unknown) {
         if (e instanceof RemoteError || signal?.aborted || closing || addresses.length === 1) throw e;
@@ -219,9 +242,10 @@ export function createControllerClient(
     body: unknown,
     schema: T,
     signal?: AbortSignal,
+    extra: Record<string, string> = {},
   ): Promise<Static<T>> {
     if (closing) throw new CorralError(ErrorCode.CLOSED, 'controller client is closed');
-    const res = await sendSomewhere(path, JSON.stringify(body), signal);
+    const res = await sendSomewhere(path, JSON.stringify(body), extra, signal);
     if (res.status >= 200 && res.status < 300) {
       return parseJsonWith(schema, res.text, `controller ${path} answer`, MAX_RESPONSE_BYTES);
     }
@@ -240,7 +264,9 @@ export function createControllerClient(
         sentAt: new Date().toISOString(),
         ...(lastRoundTripMs !== undefined ? { lastRoundTripMs } : {}),
       };
-      const res = await post('/v1/heartbeat', { ...body, clock }, HeartbeatResponse, signal);
+      const res = await post('/v1/heartbeat', { ...body, clock }, HeartbeatResponse, signal, {
+        [HEADER_CONTROLLER_LIST]: '1',
+      });
       lastRoundTripMs = Math.min(MAX_ROUND_TRIP_MS, Math.round(performance.now() - startedMs));
       return res;
     },
@@ -252,6 +278,14 @@ export function createControllerClient(
       void old.close();
     },
     current: () => addresses[at] ?? '',
+    addresses: () => [...addresses],
+    setAddresses(list) {
+      const next = [...new Set(list)];
+      if (next.length === 0) return;
+      const now = addresses[at];
+      addresses = next;
+      at = Math.max(0, now === undefined ? 0 : next.indexOf(now));
+    },
     close() {
       closing ??= connections.close();
       return closing;

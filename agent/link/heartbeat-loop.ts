@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import type { ControllerList } from '../../protocol/controller-list.js';
 import { MAX_HEARTBEAT_EVENTS, type HeartbeatRequest } from '../../protocol/heartbeat.js';
 import { backoffDelayMs } from '../../kit/backoff.js';
 import { ErrorCode, RemoteError } from '../../protocol/errors.js';
@@ -31,6 +32,11 @@ export interface HeartbeatLoopOptions {
    * again at the next attempt.
    */
   onDecommissioned?(): Promise<void>;
+  /**
+   * The answer listed the live controllers (it came over the verified mutual-TLS link, so the
+   * list is the controller's). A failure is logged and the next answer brings the list again.
+   */
+  onControllers?(controllers: ControllerList): Promise<void>;
   /** Runs after each successful heartbeat (certificate renewal). */
   afterBeat(signal: AbortSignal): Promise<void>;
   /**
@@ -90,6 +96,11 @@ export async function runHeartbeatLoop(o: HeartbeatLoopOptions, signal: AbortSig
       if (failures > 0) o.log.info({ failures }, 'controller reachable again');
       failures = 0;
       delay = Math.round(interval * (0.8 + 0.4 * o.random()));
+      if (res.controllers && o.onControllers) {
+        await o.onControllers(res.controllers).catch((err: unknown) => {
+          o.log.warn({ err }, 'the controller list could not be kept; the next heartbeat brings it again');
+        });
+      }
       await o.afterBeat(signal).catch((err: unknown) => {
         if (!signal.aborted) o.log.warn({ err }, 'certificate renewal failed; will retry');
       });

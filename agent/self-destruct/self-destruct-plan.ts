@@ -20,8 +20,10 @@ const ProcessIdentitySchema = Type.Object(
 export const ReaperReportTarget = Type.Object(
   {
     hostId: Type.String({ maxLength: 64 }),
-    /** The controller's worker API, `HOST:PORT`. */
+    /** The controller's worker API, `HOST:PORT`: the one the agent was talking to. */
     controller: Type.String({ maxLength: 300 }),
+    /** Every controller's worker API the agent knew of, to fail over along after `controller`. */
+    controllers: Type.Optional(Type.Array(Type.String({ maxLength: 300 }), { maxItems: 64 })),
     caPem: Type.String({ maxLength: 64 * 1024 }),
     certPem: Type.String({ maxLength: 64 * 1024 }),
     keyPem: Type.String({ maxLength: 64 * 1024 }),

@@ -13,10 +13,10 @@ const FIRST_RETRY_MS = 1_000;
 
 /**
  * One POST with node's own https (no module is loaded lazily, so it works after the reaper has
- * deleted the install dir it runs from). Resolves with the status code.
+ * deleted the install dir it runs from) to `controller`. Resolves with the status code.
  */
-function post(target: ReaperReportTarget, body: string): Promise<number> {
-  const { host, port } = parseHostPort(target.controller);
+function post(target: ReaperReportTarget, controller: string, body: string): Promise<number> {
+  const { host, port } = parseHostPort(controller);
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -48,24 +48,35 @@ function post(target: ReaperReportTarget, body: string): Promise<number> {
   });
 }
 
+/** The addresses to try, in order: `controller`, then the others of `controllers`, each once. */
+export function reportAddresses(target: Pick<ReaperReportTarget, 'controller' | 'controllers'>): string[] {
+  return [...new Set([target.controller, ...(target.controllers ?? [])])];
+}
+
 /**
  * Sends the reaper's wipe report to the controller over mutual TLS with the (decommissioned)
  * agent identity, trusting only the bundle's CA and the `controller` role, like the agent.
- * A few attempts with doubling waits; returns what the last one ended with and never throws
- * (there is nobody left to tell).
+ * Each attempt goes along the controllers like the heartbeat: one whose connection fails
+ * (refused, unreachable, TLS refused, timed out) is followed by the next at once; an HTTP answer
+ * is from a live controller and ends the attempt. A few attempts with doubling waits; returns
+ * what the last one ended with and never throws (there is nobody left to tell).
  */
 export async function sendWipeReport(target: ReaperReportTarget, report: WipeReport): Promise<string> {
   const body = JSON.stringify(report);
+  const addresses = reportAddresses(target);
   let outcome = 'not sent';
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     if (attempt > 0) await sleep(FIRST_RETRY_MS * 2 ** (attempt - 1));
-    try {
-      const status = await post(target, body);
-      outcome = `controller answered ${status}`;
-      // 4xx other than 429: asking again changes nothing.
-      if (status < 500 && status !== 429) return outcome;
-    } catch (e: unknown) {
-      outcome = e instanceof Error ? e.message : String(e);
+    for (const controller of addresses) {
+      try {
+        const status = await post(target, controller, body);
+        outcome = `controller ${controller} answered ${status}`;
+        // 4xx other than 429: asking again changes nothing.
+        if (status < 500 && status !== 429) return outcome;
+        break;
+      } catch (e: unknown) {
+        outcome = `${controller}: ${e instanceof Error ? e.message : String(e)}`;
+      }
     }
   }
   return outcome;

@@ -11,9 +11,16 @@ import {
 import { ensurePrivateDir } from '../../pki/index.js';
 import { createDaemonLogger } from '../daemon-logger.js';
 import { listenForShutdown } from '../../kit/shutdown.js';
-import { RELEASE_VERSION_ENV, RELEASE_VERSION_RE, WORKER_LOG_FILE } from '../../protocol/index.js';
+import {
+  CONTROLLER_LIST_FILE,
+  RELEASE_VERSION_ENV,
+  RELEASE_VERSION_RE,
+  WORKER_LOG_FILE,
+} from '../../protocol/index.js';
 import { FORWARDER_INSTANCE_ENV, INSTANCE_TOKEN_RE } from '../../protocol/pid-file.js';
 import { claimPidFile } from '../../kit/pid-file.js';
+import { readControllerList } from '../../kit/controller-list-file.js';
+import { parseHostPort } from '../../kit/host-port.js';
 import { configPath } from '../config/config-file.js';
 import { refuseOldSpellings } from '../config/old-flags.js';
 import { durationFlag, loadWorkerConfig } from '../config/worker-config.js';
@@ -29,7 +36,7 @@ interface RunOptions {
   config?: string;
   stateDir?: string;
   file: string[];
-  controller?: string;
+  controller: string[];
   mode?: string;
   pollInterval?: string;
   logLevel?: string;
@@ -60,16 +67,24 @@ async function run(opts: RunOptions): Promise<void> {
     file: files,
     mode,
     logLevel: opts.logLevel ?? f.logLevel ?? 'info',
-    controller: opts.controller ?? f.controller,
+    controllers:
+      opts.controller.length > 0 ? opts.controller : f.controller !== undefined ? [f.controller] : [],
   };
   const pollIntervalMs =
     opts.pollInterval !== undefined
       ? durationFlag('--poll-interval', opts.pollInterval)
       : (f.pollIntervalMs ?? 250);
   const { bundle, identity: agent } = await loadWorkerIdentity(o.stateDir, 'agent');
-  const target = o.controller ?? bundle.manifest.syslog;
-  if (!target) throw new CliExit(EXIT_USAGE, 'no --controller given and the bundle names no syslog address');
-  const controller = hostPortOption('--controller', target);
+  const given = o.controllers.map((c) => hostPortOption('--controller', c));
+  const bundleSyslog = bundle.manifest.syslog;
+  if (given.length === 0 && bundleSyslog === undefined) {
+    const kept = await readControllerList(o.stateDir).catch(() => undefined /* told below */);
+    if (!kept?.controllers.some((c) => c.syslog !== undefined))
+      throw new CliExit(
+        EXIT_USAGE,
+        'no --controller given and neither the bundle nor the controller list names a syslog address',
+      );
+  }
 
   // Its own log goes home too, as `corral-forwarder` lines, when it follows the worker log
   // (a forwarder given other files writes nothing into them).
@@ -99,6 +114,15 @@ async function run(opts: RunOptions): Promise<void> {
       throw e;
     },
   );
+  // Without --controller: the syslog listeners of the agent's controller list (written from
+  // heartbeat answers, read again before every connect), then the bundle's.
+  const controller =
+    given.length > 0
+      ? given
+      : () =>
+          syslogTargets(o.stateDir, bundleSyslog, (err) =>
+            log.warn({ err }, 'the controller list is unreadable; using the bundle syslog address'),
+          );
   const forwarder = createForwarder({
     tls: { caPem: bundle.caPem, certPem: agent.certPem, keyPem: agent.keyPem },
     controller,
@@ -109,7 +133,12 @@ async function run(opts: RunOptions): Promise<void> {
     pollIntervalMs,
   });
 
-  log.info({ controller: target, mode: o.mode, files: o.file }, 'forwarder started');
+  log.info(
+    given.length > 0
+      ? { controllers: o.controllers, mode: o.mode, files: o.file }
+      : { controllers: CONTROLLER_LIST_FILE, syslog: bundleSyslog, mode: o.mode, files: o.file },
+    'forwarder started',
+  );
   // Found by the reaper whoever started it; a token and version from the updater that started
   // it let a restarted updater adopt it again.
   const instance = process.env[FORWARDER_INSTANCE_ENV];
@@ -142,6 +171,15 @@ async function run(opts: RunOptions): Promise<void> {
     running,
   );
   const failed = settleShutdown(log, result);
+  const stats = forwarder.stats();
+  log.info(
+    {
+      failovers: stats.failovers,
+      failoverUnackedBytes: stats.failoverUnackedBytes,
+      sessions: stats.sessions,
+    },
+    'forwarder stopped',
+  );
   if (end === 'decommissioned')
     log.warn('the controller says this host is decommissioned; the forwarder stopped and exits');
   await logger.close();
@@ -190,6 +228,28 @@ async function status(o: { stateDir: string; json?: boolean }, io: Output): Prom
   }
 }
 
+/** The syslog listeners of `stateDir/controllers.json` in its order, then `bundleSyslog`; each once. */
+async function syslogTargets(
+  stateDir: string,
+  bundleSyslog: string | undefined,
+  onUnreadable: (err: unknown) => void,
+): Promise<{ host: string; port: number }[]> {
+  const kept = await readControllerList(stateDir).catch((err: unknown) => {
+    onUnreadable(err);
+    return undefined;
+  });
+  const out: { host: string; port: number }[] = [];
+  for (const address of [...(kept?.controllers ?? []).map((c) => c.syslog), bundleSyslog]) {
+    if (address === undefined) continue;
+    try {
+      out.push(parseHostPort(address));
+    } catch (e: unknown) {
+      if (!(e instanceof Error)) throw e; // CORRAL_ERR_VALIDATION: not HOST:PORT, so not dialled
+    }
+  }
+  return out;
+}
+
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
@@ -211,7 +271,12 @@ export function registerForwarderCommands(program: Command, io: Output): Command
       collect,
       [],
     )
-    .option('--controller <host:port>', "syslog listener to send to (default: the bundle's syslog address)")
+    .option(
+      '--controller <host:port>',
+      "syslog listener to send to; repeat to fail over along several (default: the listeners of the agent's controller list, then the bundle's)",
+      collect,
+      [],
+    )
     .option(
       '--mode <mode>',
       `corral (exactly once, Corral's listener; the default) or rfc5425 (any receiver, at least once)`,

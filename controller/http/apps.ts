@@ -51,6 +51,7 @@ import { adminUpdateRoutes, type UpdateRouteOptions } from '../routes/admin-upda
 import { joinRoute } from '../routes/join.js';
 import { bundleWrittenRoute } from '../routes/worker-bundle-written.js';
 import { heartbeatRoute, type HeartbeatRouteOptions } from '../routes/worker-heartbeat.js';
+import type { ControllerList } from '../../protocol/controller-list.js';
 import { renewRoute } from '../routes/worker-renew.js';
 import { wipeRoutes, type WipeRoutesOptions } from '../routes/worker-wipe.js';
 import { adminAuth, type AdminAuthMode } from './admin-auth.js';
@@ -309,6 +310,8 @@ export interface ControllerServices {
   readonly writer: HeartbeatWriter;
   readonly budget: HeartbeatBudget;
   readonly clocks: ClockOffsets;
+  /** The live controllers' addresses, listed in heartbeat answers to agents that ask. */
+  readonly controllers?: (() => Promise<ControllerList | undefined>) | undefined;
   readonly sockets: LiveSockets;
   readonly metrics: ControllerMetrics;
   readonly deployer: Deployer;
@@ -442,6 +445,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
       clock,
       intervalMs: s.intervalMs,
       clocks: s.clocks,
+      ...(s.controllers !== undefined && { controllers: s.controllers }),
     },
     renewal: s.renewal,
     enrollment,

@@ -1,6 +1,7 @@
 import type { Server as HttpsServer } from 'node:https';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { MAX_WORKER_BODY_BYTES } from '../../protocol/constants.js';
+import { HEADER_CONTROLLER_LIST, MAX_WORKER_BODY_BYTES } from '../../protocol/constants.js';
+import type { ControllerList } from '../../protocol/controller-list.js';
 import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { HeartbeatRequest, HeartbeatResponse } from '../../protocol/heartbeat.js';
 import { isoAt, type Clock } from '../clock.js';
@@ -19,6 +20,8 @@ export interface HeartbeatRouteOptions {
   readonly clock: Clock;
   readonly intervalMs: number;
   readonly clocks?: ClockOffsets;
+  /** The live controllers' addresses, for agents that ask (HEADER_CONTROLLER_LIST). */
+  readonly controllers?: () => Promise<ControllerList | undefined>;
 }
 
 function reasonFor(statusCode: number): HeartbeatRejectReason {
@@ -41,6 +44,7 @@ function declaredBytes(header: string | undefined): number {
  * only once they are committed. Each host has a budget of heartbeats and bytes, charged before
  * the body is read: over it, the answer is 429 CORRAL_ERR_RATE_LIMITED with `Retry-After`
  * (whole seconds until the same heartbeat would fit), and nothing is parsed or stored.
+ * An agent that sends HEADER_CONTROLLER_LIST `1` gets every live controller's addresses too.
  */
 export const heartbeatRoute: FastifyPluginAsyncTypebox<HeartbeatRouteOptions, HttpsServer> = async (
   app,
@@ -81,7 +85,14 @@ export const heartbeatRoute: FastifyPluginAsyncTypebox<HeartbeatRouteOptions, Ht
       opts.keeper.seen(peer.fingerprint);
       opts.clocks?.record(peer, request.body.clock, nowMs);
       const ackedEventIds = await opts.writer.submit(peer.hostId, request.body);
-      return { ackedEventIds, intervalMs: opts.intervalMs, serverTime: serverTime.iso };
+      const controllers =
+        request.headers[HEADER_CONTROLLER_LIST] === '1' ? await opts.controllers?.() : undefined;
+      return {
+        ackedEventIds,
+        intervalMs: opts.intervalMs,
+        serverTime: serverTime.iso,
+        ...(controllers !== undefined && { controllers }),
+      };
     },
   );
 };

@@ -28,10 +28,16 @@ import {
   type ControllerEndpoints,
   type ControllerIdentity,
 } from '../controller/index.js';
+import { dropSharedDatabase, newSharedDatabase } from './test-database.js';
 
-/** A real controller on loopback, port 0, with a real SQLite file in a temp dir. */
+/**
+ * A real controller on loopback, port 0, with a real SQLite file in a temp dir, or (given
+ * `database`, or by default under CORRAL_TEST_DATABASE=postgres) a PostgreSQL database.
+ */
 export interface TestController extends AsyncDisposable {
   readonly dir: string;
+  /** The PostgreSQL URL it runs on, or undefined on the state dir's SQLite file. */
+  readonly databaseUrl: string | undefined;
   readonly controller: Controller;
   readonly endpoints: ControllerEndpoints;
   readonly identity: ControllerIdentity;
@@ -49,6 +55,26 @@ export interface TestController extends AsyncDisposable {
 
 export const silentLog = pino({ level: process.env.CORRAL_TEST_LOG ?? 'silent' });
 const execFileAsync = promisify(execFile);
+
+/**
+ * The shared-cluster database of each state dir a test passed as `dir`, so a controller
+ * started again on the same dir finds its data, as it would in its SQLite file.
+ */
+const sharedDatabaseOfDir = new Map<string, string>();
+
+/**
+ * The database a controller without `database` gets: none (its state dir's SQLite file), or
+ * under CORRAL_TEST_DATABASE=postgres a fresh copy of the shared cluster's template, the
+ * same one again for a `dir` seen before. `owned`: close() drops it (no `dir` to keep).
+ */
+async function defaultDatabase(dir: string | undefined): Promise<{ url: string; owned: boolean } | undefined> {
+  const known = dir === undefined ? undefined : sharedDatabaseOfDir.get(dir);
+  if (known !== undefined) return { url: known, owned: false };
+  const url = await newSharedDatabase();
+  if (url === undefined) return undefined;
+  if (dir !== undefined) sharedDatabaseOfDir.set(dir, url);
+  return { url, owned: dir === undefined };
+}
 
 export async function startController(
   options: {
@@ -71,12 +97,17 @@ export async function startController(
     adminHost?: string;
     /** Addresses for init (they go into the server certificate). */
     addresses?: readonly string[];
-    /** The database (`postgres://…`; default: the state dir's SQLite file). */
+    /**
+     * The database (`postgres://…`; default: the state dir's SQLite file, or under
+     * CORRAL_TEST_DATABASE=postgres a database of its own in the run's shared cluster).
+     */
     database?: string;
   } = {},
 ): Promise<TestController> {
+  const shared = options.database === undefined ? await defaultDatabase(options.dir) : undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
-  const database = options.database === undefined ? undefined : toDatabaseTarget(options.database);
+  const url = options.database ?? shared?.url;
+  const database = url === undefined ? undefined : toDatabaseTarget(url);
   await initControllerState({
     stateDir: dir,
     ...(options.addresses && { addresses: options.addresses }),
@@ -136,9 +167,11 @@ export async function startController(
     await readDb.destroy();
     await db.destroy();
     if (!options.dir) await rm(dir, { recursive: true, force: true });
+    if (shared?.owned === true) await dropSharedDatabase(shared.url);
   };
   return {
     dir,
+    databaseUrl: database?.kind === 'postgres' ? database.url : undefined,
     controller,
     endpoints,
     identity,

@@ -57,24 +57,31 @@ export const silentLog = pino({ level: process.env.CORRAL_TEST_LOG ?? 'silent' }
 const execFileAsync = promisify(execFile);
 
 /**
- * The shared-cluster database of each state dir a test passed as `dir`, so a controller
- * started again on the same dir finds its data, as it would in its SQLite file.
+ * The shared-cluster database of each state dir a controller was started on, so a
+ * controller started again on the same dir (`dir: t.dir`) finds its data, as it would in its
+ * SQLite file.
  */
 const sharedDatabaseOfDir = new Map<string, string>();
 
 /**
  * The database a controller without `database` gets: none (its state dir's SQLite file), or
  * under CORRAL_TEST_DATABASE=postgres a fresh copy of the shared cluster's template, the
- * same one again for a `dir` seen before. `owned`: close() drops it (no `dir` to keep).
+ * same one again for a state dir seen before.
  */
-async function defaultDatabase(dir: string | undefined): Promise<{ url: string; owned: boolean } | undefined> {
-  const known = dir === undefined ? undefined : sharedDatabaseOfDir.get(dir);
-  if (known !== undefined) return { url: known, owned: false };
+async function defaultDatabase(dir: string): Promise<string | undefined> {
+  const known = sharedDatabaseOfDir.get(dir);
+  if (known !== undefined) return known;
   const url = await newSharedDatabase();
-  if (url === undefined) return undefined;
-  if (dir !== undefined) sharedDatabaseOfDir.set(dir, url);
-  return { url, owned: dir === undefined };
+  if (url !== undefined) sharedDatabaseOfDir.set(dir, url);
+  return url;
 }
+
+/**
+ * `--database URL` for a `corral controller …` child process on a test controller's state
+ * dir, when it runs on PostgreSQL (the state dir records only that it is PostgreSQL).
+ */
+export const databaseArgs = (t: Pick<TestController, 'databaseUrl'>): string[] =>
+  t.databaseUrl === undefined ? [] : ['--database', t.databaseUrl];
 
 export async function startController(
   options: {
@@ -104,9 +111,8 @@ export async function startController(
     database?: string;
   } = {},
 ): Promise<TestController> {
-  const shared = options.database === undefined ? await defaultDatabase(options.dir) : undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
-  const url = options.database ?? shared?.url;
+  const url = options.database ?? (await defaultDatabase(dir));
   const database = url === undefined ? undefined : toDatabaseTarget(url);
   await initControllerState({
     stateDir: dir,
@@ -166,8 +172,14 @@ export async function startController(
     await controller.close();
     await readDb.destroy();
     await db.destroy();
-    if (!options.dir) await rm(dir, { recursive: true, force: true });
-    if (shared?.owned === true) await dropSharedDatabase(shared.url);
+    if (!options.dir) {
+      // Its state dir goes, and with it its database (a controller started again on this
+      // dir meanwhile has closed first, as `await using` closes in reverse).
+      await rm(dir, { recursive: true, force: true });
+      const shared = sharedDatabaseOfDir.get(dir);
+      sharedDatabaseOfDir.delete(dir);
+      if (shared !== undefined && shared === url) await dropSharedDatabase(shared);
+    }
   };
   return {
     dir,

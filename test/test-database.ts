@@ -17,7 +17,12 @@ export const onPostgres = testDatabaseKind === 'postgres';
 let admin: pg.Pool | undefined;
 
 function adminPool(adminUrl: string): pg.Pool {
-  admin ??= new pg.Pool({ connectionString: adminUrl, max: 1, idleTimeoutMillis: 1_000, allowExitOnIdle: true });
+  admin ??= new pg.Pool({
+    connectionString: adminUrl,
+    max: 1,
+    idleTimeoutMillis: 1_000,
+    allowExitOnIdle: true,
+  });
   return admin;
 }
 

@@ -36,7 +36,11 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   }
   if (wanted !== 'postgres') throw new Error(`CORRAL_TEST_DATABASE is sqlite or postgres, not ${wanted}`);
   const skip = postgresSkipReason();
-  if (skip !== undefined) throw new Error(`CORRAL_TEST_DATABASE=postgres, but ${skip}`);
+  if (skip !== undefined) {
+    throw new Error(
+      `CORRAL_TEST_DATABASE=postgres, but ${skip} (CORRAL_TEST_POSTGRES=0 skips npm run test:postgres)`,
+    );
+  }
   const cluster = await startPostgres({ maxConnections: SHARED_MAX_CONNECTIONS });
   try {
     const url = await cluster.createDatabase();

@@ -7,7 +7,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../protocol/admin-audit.js';
-import { corral, startController, type TestController } from './controller-fixture.js';
+import { corral, databaseArgs, startController, type TestController } from './controller-fixture.js';
 
 let t: TestController;
 
@@ -26,7 +26,14 @@ describe('admin token replaced on disk', () => {
 
     // The operator lost the token file and has init make a new one, beside the running controller.
     await rm(t.identity.paths.adminToken);
-    const reinit = await corral(['controller', 'init', '--reinitialize', '--state-dir', t.dir]);
+    const reinit = await corral([
+      'controller',
+      'init',
+      '--reinitialize',
+      '--state-dir',
+      t.dir,
+      ...databaseArgs(t),
+    ]);
     expect(reinit.stderr).toContain('admin-token');
     expect(reinit.code).toBe(0);
     const replaced = (await readFile(t.identity.paths.adminToken, 'utf8')).trim();

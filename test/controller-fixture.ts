@@ -28,10 +28,16 @@ import {
   type ControllerEndpoints,
   type ControllerIdentity,
 } from '../controller/index.js';
+import { dropSharedDatabase, newSharedDatabase } from './test-database.js';
 
-/** A real controller on loopback, port 0, with a real SQLite file in a temp dir. */
+/**
+ * A real controller on loopback, port 0, with a real SQLite file in a temp dir, or (given
+ * `database`, or by default under CORRAL_TEST_DATABASE=postgres) a PostgreSQL database.
+ */
 export interface TestController extends AsyncDisposable {
   readonly dir: string;
+  /** The PostgreSQL URL it runs on, or undefined on the state dir's SQLite file. */
+  readonly databaseUrl: string | undefined;
   readonly controller: Controller;
   readonly endpoints: ControllerEndpoints;
   readonly identity: ControllerIdentity;
@@ -49,6 +55,33 @@ export interface TestController extends AsyncDisposable {
 
 export const silentLog = pino({ level: process.env.CORRAL_TEST_LOG ?? 'silent' });
 const execFileAsync = promisify(execFile);
+
+/**
+ * The shared-cluster database of each state dir a controller was started on, so a
+ * controller started again on the same dir (`dir: t.dir`) finds its data, as it would in its
+ * SQLite file.
+ */
+const sharedDatabaseOfDir = new Map<string, string>();
+
+/**
+ * The database a controller without `database` gets: none (its state dir's SQLite file), or
+ * under CORRAL_TEST_DATABASE=postgres a fresh copy of the shared cluster's template, the
+ * same one again for a state dir seen before.
+ */
+async function defaultDatabase(dir: string): Promise<string | undefined> {
+  const known = sharedDatabaseOfDir.get(dir);
+  if (known !== undefined) return known;
+  const url = await newSharedDatabase();
+  if (url !== undefined) sharedDatabaseOfDir.set(dir, url);
+  return url;
+}
+
+/**
+ * `--database URL` for a `corral controller …` child process on a test controller's state
+ * dir, when it runs on PostgreSQL (the state dir records only that it is PostgreSQL).
+ */
+export const databaseArgs = (t: Pick<TestController, 'databaseUrl'>): string[] =>
+  t.databaseUrl === undefined ? [] : ['--database', t.databaseUrl];
 
 export async function startController(
   options: {
@@ -71,12 +104,16 @@ export async function startController(
     adminHost?: string;
     /** Addresses for init (they go into the server certificate). */
     addresses?: readonly string[];
-    /** The database (`postgres://…`; default: the state dir's SQLite file). */
+    /**
+     * The database (`postgres://…`; default: the state dir's SQLite file, or under
+     * CORRAL_TEST_DATABASE=postgres a database of its own in the run's shared cluster).
+     */
     database?: string;
   } = {},
 ): Promise<TestController> {
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'corral-ctl-')));
-  const database = options.database === undefined ? undefined : toDatabaseTarget(options.database);
+  const url = options.database ?? (await defaultDatabase(dir));
+  const database = url === undefined ? undefined : toDatabaseTarget(url);
   await initControllerState({
     stateDir: dir,
     ...(options.addresses && { addresses: options.addresses }),
@@ -135,10 +172,18 @@ export async function startController(
     await controller.close();
     await readDb.destroy();
     await db.destroy();
-    if (!options.dir) await rm(dir, { recursive: true, force: true });
+    if (!options.dir) {
+      // Its state dir goes, and with it its database (a controller started again on this
+      // dir meanwhile has closed first, as `await using` closes in reverse).
+      await rm(dir, { recursive: true, force: true });
+      const shared = sharedDatabaseOfDir.get(dir);
+      sharedDatabaseOfDir.delete(dir);
+      if (shared !== undefined && shared === url) await dropSharedDatabase(shared);
+    }
   };
   return {
     dir,
+    databaseUrl: database?.kind === 'postgres' ? database.url : undefined,
     controller,
     endpoints,
     identity,

@@ -69,9 +69,19 @@ describe('a pinned worker flooding the heartbeat route', () => {
     await using t = await startController({ heartbeatIntervalMs: 30_000 });
     const enrolled = await t.enroll('flood-1');
     const dbPath = t.identity.paths.database;
-    const checkpoint = () => sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(t.db);
+    // SQLite: the file after a WAL checkpoint. PostgreSQL: the database's relation files.
+    const checkpoint = async (): Promise<void> => {
+      if (t.databaseUrl === undefined) await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(t.db);
+    };
+    const databaseBytes = async (): Promise<number> => {
+      if (t.databaseUrl === undefined) return fileBytes(dbPath);
+      const { rows } = await sql<{ n: string }>`SELECT pg_database_size(current_database()) AS n`.execute(
+        t.db,
+      );
+      return Number(rows[0]?.n);
+    };
     await checkpoint();
-    const before = await fileBytes(dbPath);
+    const before = await databaseBytes();
     const clients = Array.from({ length: CONNECTIONS }, () =>
       workerClient(t.endpoints.worker, agentMaterial(enrolled)),
     );
@@ -121,7 +131,7 @@ describe('a pinned worker flooding the heartbeat route', () => {
     // Every accepted heartbeat was committed before it was answered.
     const walBytes = await fileBytes(`${dbPath}-wal`);
     await checkpoint();
-    const growth = (await fileBytes(dbPath)) - before;
+    const growth = (await databaseBytes()) - before;
     const stored = await t.db
       .selectFrom('events')
       .select((eb) => eb.fn.countAll<number>().as('n'))

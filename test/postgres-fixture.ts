@@ -91,13 +91,15 @@ function postgresUser(): { uid: number; gid: number } | undefined {
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
-/** Initializes and starts a private cluster; throws when the binaries are missing. */
 /**
- * A private cluster on a loopback port. Tests run it without fsync (nothing to keep);
- * `durable` keeps PostgreSQL's defaults (fsync, synchronous commit) for benchmarks that
- * compare it with SQLite's synced commits.
+ * A private cluster on a loopback port; throws when the binaries are missing. Tests run it
+ * without fsync (nothing to keep); `durable` keeps PostgreSQL's defaults (fsync, synchronous
+ * commit) for benchmarks that compare it with SQLite's synced commits. `maxConnections`
+ * (default 60) is raised by the cluster one whole vitest run shares.
  */
-export async function startPostgres(o: { durable?: boolean } = {}): Promise<PostgresCluster> {
+export async function startPostgres(
+  o: { durable?: boolean; maxConnections?: number } = {},
+): Promise<PostgresCluster> {
   const bin = postgresBinDir();
   if (bin === undefined) throw new Error(postgresSkipReason());
   const user = postgresUser();
@@ -127,7 +129,7 @@ export async function startPostgres(o: { durable?: boolean } = {}): Promise<Post
         ...(o.durable === true
           ? []
           : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
-        '-c max_connections=60',
+        `-c max_connections=${o.maxConnections ?? 60}`,
         '-c shared_buffers=16MB',
       ].join(' ');
       const started = await run(

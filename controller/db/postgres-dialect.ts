@@ -71,9 +71,15 @@ export interface PostgresPoolOptions {
 /** Connection attempts give up after this long, in ms. */
 export const PG_CONNECT_TIMEOUT_MS = 10_000;
 
-/** A pg pool for `url` with the controller's type parsers. */
+/**
+ * A pg pool for `url` with the controller's type parsers. An idle connection the server ends
+ * (a restart or failover, pg_terminate_backend) is an 'error' event on the pool, which
+ * without a listener would end the process: the pool has already dropped that connection and
+ * the next query connects anew, so the listener only has to be there. A query on a connection
+ * that dies fails that query, as before.
+ */
 export function createPostgresPool(url: string, o: PostgresPoolOptions): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString: url,
     max: o.max,
     types,
@@ -81,6 +87,13 @@ export function createPostgresPool(url: string, o: PostgresPoolOptions): pg.Pool
     application_name: o.name,
     ...(o.readOnly && { options: '-c default_transaction_read_only=on' }),
   });
+  pool.on('error', () => undefined /* an idle connection ended; the pool removed it (see above) */);
+  // The same for a connection ending while checked out between queries: its next query fails,
+  // and the pool discards it when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined /* a checked-out connection ended (see above) */);
+  });
+  return pool;
 }
 
 /** Kysely's PostgreSQL dialect over a pool made by createPostgresPool. */

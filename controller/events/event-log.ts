@@ -157,13 +157,34 @@ export async function headCursor(db: Db): Promise<number> {
   return Number(rows[0]?.seq ?? 0);
 }
 
+/** The oldest cursor stored, or undefined when there is none (nothing yet, or all pruned). */
+export async function oldestCursor(db: Db): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('fleet_events')
+    .select('cursor')
+    .orderBy('cursor')
+    .limit(1)
+    .executeTakeFirst();
+  return row === undefined ? undefined : Number(row.cursor);
+}
+
 /**
- * Whether events right after `since` are gone: retention deletes only from the oldest end,
- * so the cursors kept are contiguous and the first one after `since` tells. `head` must have
- * been read before the events were.
+ * Whether events right after `since` are gone, given the first stored after it (`first`),
+ * the oldest stored (`oldest`, read after the events) and the head (read before them).
+ * Retention deletes only from the oldest end, so a cursor missing at or above the oldest one
+ * kept was never an event: on PostgreSQL a transaction that rolled back still used up its
+ * sequence values. Only a `since` below the oldest kept, or below the head when nothing is
+ * kept, lost events.
  */
-export function isTruncated(since: number, first: number | undefined, head: number): boolean {
-  return first === undefined ? since < head : first > since + 1;
+export function isTruncated(
+  since: number,
+  first: number | undefined,
+  oldest: number | undefined,
+  head: number,
+): boolean {
+  if (first === since + 1) return false;
+  if (oldest === undefined) return since < head;
+  return since + 1 < Math.min(oldest, first ?? oldest);
 }
 
 /** One page of `GET /v1/events`. */
@@ -171,11 +192,12 @@ export async function readPage(db: Db, since: number, limit: number): Promise<Ev
   // Head first: an event committed after it is simply newer than the head it reports.
   const head = await headCursor(db);
   const events = await readEvents(db, since, limit);
+  const oldest = await oldestCursor(db);
   const last = events.at(-1)?.cursor;
   return {
     events,
     cursor: last ?? since,
     head: Math.max(head, last ?? 0),
-    truncated: isTruncated(since, events[0]?.cursor, head),
+    truncated: isTruncated(since, events[0]?.cursor, oldest, head),
   };
 }

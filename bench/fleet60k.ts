@@ -8,7 +8,7 @@ import type { Insertable } from 'kysely';
 import { request } from 'undici';
 import { initControllerState } from '../controller/index.js';
 import { openControllerState } from '../controller/state/open-state.js';
-import type { HostsTable, PinsTable } from '../controller/db/schema.js';
+import type { HostsTable, PinsTable, ServiceObservedTable } from '../controller/db/schema.js';
 import type { FleetHostStatusTable } from '../controller/events/event-tables.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
 import type { EnrollResponse } from '../protocol/enrollment.js';
@@ -59,19 +59,22 @@ function arg(args: string[], name: string, fallback: number): number {
 const fingerprint = (seed: string): string => createHash('sha256').update(seed).digest('hex');
 
 /**
- * Writes `count` hosts (and an agent and an updater pin each, and the status the fleet events
- * last told of each, as a controller that saw them enroll and beat would have left it)
- * straight into the state's database.
+ * Writes `count` hosts (and an agent and an updater pin each, the status the fleet events
+ * last told of each, and for each host with a heartbeat the three services it reported, as a
+ * controller that saw them enroll and beat would have left it) straight into the state's
+ * database.
  */
 export async function seedHosts(stateDir: string, count: number): Promise<void> {
   const db = await openControllerState(stateDir);
   try {
     const now = Date.now();
-    const metrics = JSON.stringify(heartbeatRequest('x').metrics);
+    const beat = heartbeatRequest('x');
+    const metrics = JSON.stringify(beat.metrics);
     for (let start = 0; start < count; start += SEED_ROWS_PER_TX) {
       const hosts: Insertable<HostsTable>[] = [];
       const pins: Insertable<PinsTable>[] = [];
       const told: Insertable<FleetHostStatusTable>[] = [];
+      const services: Insertable<ServiceObservedTable>[] = [];
       for (let i = start; i < Math.min(count, start + SEED_ROWS_PER_TX); i++) {
         const id = randomUUID();
         // 90% seen within the last 20 s, 4% two intervals ago, 4% long ago, 2% never.
@@ -108,6 +111,24 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
           join_source: null,
           bundle_written_at: enrolledAt,
         });
+        if (lastSeenMs !== null) {
+          for (const [k, svc] of beat.services.entries()) {
+            services.push({
+              host_id: id,
+              service: svc.name,
+              // One host in 40 has its second service failed.
+              state: k === 1 && i % 40 === 0 ? 'failed' : svc.state,
+              restarts: svc.restarts,
+              last_error: null,
+              pid: svc.pid,
+              since: svc.since,
+              updated_at: new Date(lastSeenMs).toISOString(),
+              runtime: null,
+              image: null,
+              container_id: null,
+            });
+          }
+        }
         for (const role of ['agent', 'updater']) {
           pins.push({
             fingerprint: fingerprint(`${id}/${role}`),
@@ -128,6 +149,12 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
           await trx
             .insertInto('pins')
             .values(pins.slice(i, i + SEED_ROWS_PER_TX))
+            .execute();
+        }
+        for (let i = 0; i < services.length; i += SEED_ROWS_PER_TX) {
+          await trx
+            .insertInto('service_observed')
+            .values(services.slice(i, i + SEED_ROWS_PER_TX))
             .execute();
         }
       });
@@ -285,9 +312,15 @@ export async function run(args: string[]): Promise<void> {
     const scrapeCpuMs = (await processCpuMs(pid)) - cpuBeforeScrapes;
     const perHost = await timedGet(controller, '/metrics/hosts');
     if (perHost.status !== 200) throw new Error(`/metrics/hosts: ${perHost.status}`);
-    const omitted = /^corral_host_series_omitted_hosts (\d+)$/m.exec(
-      (await timedGet(controller, '/metrics')).text,
-    )?.[1];
+    const exposition = (await timedGet(controller, '/metrics')).text;
+    const omitted = /^corral_host_series_omitted_hosts (\d+)$/m.exec(exposition)?.[1];
+    const series = (name: string): string =>
+      exposition
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && !l.endsWith(' 0'))
+        .map((l) => l.slice(name.length))
+        .join(' ');
+    console.log(`/metrics counts: hosts ${series('corral_hosts')}; services ${series('corral_services')}`);
     console.log(
       `/metrics/hosts (the per-host gauges alone; /metrics omits them for ${omitted ?? '?'} hosts)  ` +
         `${fmt(perHost.ms, 0)} ms, ${fmt(perHost.text.length / 1e6, 1)} MB`,

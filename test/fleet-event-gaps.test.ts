@@ -49,4 +49,46 @@ describeEachDialect((dialect) => {
       }
     });
   });
+  describe('fleet events appended by two writers at once (two controllers)', () => {
+    it('commit in cursor order: the later append waits for the earlier one to end', async () => {
+      const target = await dialect.newDatabase();
+      const a = await openDatabase(target);
+      const b = await openDatabase(target);
+      const reader = await openDatabase(target);
+      let releaseA: () => void = () => undefined;
+      try {
+        const sink = createEventSink({ clock: systemClock });
+        const event = (op: string) => ({ kind: 'operation.started' as const, operationId: op, data: {} });
+        const aHolds = new Promise<void>((resolve) => (releaseA = resolve));
+        let aAppended: () => void = () => undefined;
+        const aHasCursor = new Promise<void>((resolve) => (aAppended = resolve));
+        const first = a.transaction().execute(async (trx) => {
+          await sink.append(trx, [event('a')]);
+          aAppended();
+          await aHolds;
+        });
+        await aHasCursor;
+        let bDone = false;
+        const second = b
+          .transaction()
+          .execute((trx) => sink.append(trx, [event('b')]))
+          .then(() => (bDone = true));
+        // While A's transaction is open, B's append cannot take a cursor and commit: were it
+        // to, a reader would see B's event after A's cursor was skipped for good.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(bDone).toBe(false);
+        const seenMeanwhile = await readPage(reader, 0, 100);
+        expect(seenMeanwhile.events).toEqual([]);
+        releaseA();
+        await Promise.all([first, second]);
+        const all = await readPage(a, 0, 100);
+        expect(all.events.map((e) => e.operationId)).toEqual(['a', 'b']);
+      } finally {
+        releaseA();
+        await reader.destroy();
+        await b.destroy();
+        await a.destroy();
+      }
+    });
+  });
 });

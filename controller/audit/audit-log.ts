@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { AuditBreak, AuditEntry, AuditVerification } from '../../protocol/admin-audit.js';
 import { isoAt, type Clock } from '../clock.js';
 import type { ControllerDatabase } from '../db/schema.js';
-import { lockAuditChain } from '../db/audit-lock.js';
+import { lockOrderedAppend } from '../db/audit-lock.js';
 import { decodeJsonColumn, StoredDetails } from '../db/json-column.js';
 import { canonicalHash, canonicalJson } from '../../kit/canonical-json.js';
 
@@ -74,7 +74,7 @@ export function createAuditLog(deps: { db: Kysely<ControllerDatabase>; clock: Cl
   const { db, clock } = deps;
 
   async function appendIn(trx: Kysely<ControllerDatabase>, input: AuditInput): Promise<AuditEntry> {
-    await lockAuditChain(trx);
+    await lockOrderedAppend(trx);
     const last = await trx
       .selectFrom('audit')
       .select(['seq', 'hash'])

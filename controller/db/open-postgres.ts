@@ -11,7 +11,8 @@ type PostgresTarget = Extract<DatabaseTarget, { kind: 'postgres' }>;
  * Writer connections: one, as SQLite has one writer. The controller's transactions were
  * written against SQLite's `begin immediate`, which serializes them; one connection keeps
  * that guarantee inside a process. What must also hold against other processes on the same
- * database (the audit chain's append) takes a lock of its own (see lockAuditChain).
+ * database (the audit chain's append, the fleet events' cursor order) takes a lock of its own
+ * (see lockOrderedAppend).
  */
 const WRITER_CONNECTIONS = 1;
 /** Read connections for admin reads (host lists, scrapes) beside the writer. */

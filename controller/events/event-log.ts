@@ -10,6 +10,7 @@ import {
   type FleetEventKind,
 } from '../../protocol/fleet-events.js';
 import { isoAt, type Clock } from '../clock.js';
+import { lockOrderedAppend } from '../db/audit-lock.js';
 import { dialectOf } from '../db/dialect-of.js';
 import { decodeJsonColumn } from '../db/json-column.js';
 import type { ControllerDatabase } from '../db/schema.js';
@@ -31,7 +32,8 @@ export interface NewFleetEvent {
 /**
  * Where producers put fleet events: always inside the transaction of the change they tell
  * about, so the event commits with it or not at all, and cursors follow commit order (SQLite
- * has one writer; the controller one connection to it).
+ * has one writer; on PostgreSQL, where several connections and controllers write, the append
+ * holds the ordered-append lock until its transaction ends).
  */
 export interface FleetEventSink {
   append(trx: Db, events: readonly NewFleetEvent[]): Promise<void>;
@@ -76,6 +78,7 @@ export function createEventSink(o: {
   return {
     async append(trx, events) {
       if (events.length === 0) return;
+      await lockOrderedAppend(trx);
       const time = isoAt(o.clock.now());
       const rows = events.map((e) => ({
         id: randomUUID(),

@@ -77,6 +77,11 @@ import { listenerClose, type ListenerClose } from './listener-close.js';
 import type { LiveSockets } from './live-sockets.js';
 import type { ControllerMetrics } from './metrics.js';
 import { trackWorkerRefusals } from './tls-refusals.js';
+import {
+  WORKER_TLS_SESSION_ID_CONTEXT,
+  WORKER_TLS_SESSION_TIMEOUT_S,
+  type TicketKeys,
+} from './ticket-keys.js';
 import { workerAuth } from './worker-auth.js';
 
 export interface ListenAddress {
@@ -220,6 +225,8 @@ export interface WorkerAppOptions {
   readonly renewal: Renewal;
   readonly enrollment: Enrollment;
   readonly wipe: WipeRoutesOptions;
+  /** The session ticket key, kept across restarts and rotated (ticket-keys.ts). */
+  readonly ticketKeys: TicketKeys;
 }
 
 export function createWorkerApp(o: WorkerAppOptions): HttpsApp {
@@ -238,9 +245,16 @@ export function createWorkerApp(o: WorkerAppOptions): HttpsApp {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
+      ticketKeys: o.ticketKeys.current(),
+      sessionTimeout: WORKER_TLS_SESSION_TIMEOUT_S,
+      sessionIdContext: WORKER_TLS_SESSION_ID_CONTEXT,
     },
   });
-  app.server.on('secureConnection', (socket: TLSSocket) => o.sockets.track(socket));
+  o.ticketKeys.onRotate((key) => app.server.setTicketKeys(key));
+  app.server.on('secureConnection', (socket: TLSSocket) => {
+    o.metrics.workerTlsHandshake(socket.isSessionReused());
+    o.sockets.track(socket);
+  });
   const expired = trackWorkerRefusals({
     server: app.server,
     pins: o.pins,
@@ -310,6 +324,8 @@ export interface ControllerServices {
   readonly budget: HeartbeatBudget;
   readonly clocks: ClockOffsets;
   readonly sockets: LiveSockets;
+  /** The worker listener's TLS session ticket key. */
+  readonly ticketKeys: TicketKeys;
   readonly metrics: ControllerMetrics;
   readonly deployer: Deployer;
   readonly releaseUpdater: ReleaseUpdater;
@@ -446,6 +462,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     renewal: s.renewal,
     enrollment,
     wipe: { db, audit, clock, log: log.child({ component: 'wipe' }) },
+    ticketKeys: s.ticketKeys,
   });
   const join = createJoinApp({
     log: log.child({ component: 'join-api' }),

@@ -32,8 +32,9 @@ import { fmt, median } from './lib/stats.js';
  *    evenly; after a warm-up, S seconds (default 10) are measured: lines/s ingested, the
  *    listener's fdatasync calls per second (its own count), and the listener's CPU in cores.
  *  - *backlog*: the forwarders are stopped, L lines (default 2,000,000, split evenly) are
- *    appended, and all are started at once; mid-transfer (from 10% to 60% of the backlog, or
- *    until the first host is done) the aggregate lines/s and Jain's fairness index of the
+ *    appended, and all are started at once; mid-transfer (from the first sample with 10% of
+ *    the backlog in and every host's lines landing, so every sender is connected and sending,
+ *    to 60% of the backlog, or until the first host is done) the aggregate lines/s and Jain's fairness index of the
  *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone),
  *    from the ingest files' sizes as a sampler process of their own reads them every 100 ms
  *    (lib/logs-sampler-child.ts; this process is too busy with the forwarders to say when a
@@ -184,8 +185,11 @@ async function startSampler(dir: string, paths: readonly string[]): Promise<Samp
 }
 
 /**
- * The fairness window in the sampler's series: from the first sample with 10% of the backlog
- * in to the first with 60%, or with one host done if that comes first.
+ * The fairness window in the sampler's series: it opens at the first sample in which 10% of the
+ * backlog is in and every host has landed backlog lines (every sender connected and sending,
+ * so the forwarders' start-time spread is not counted as unfairness), and closes at the first
+ * with 60% in, or with one host done if that comes first. Undefined when a host is done before
+ * every host is under way.
  */
 function sampledWindow(
   series: readonly { at: number; sizes: number[] }[],
@@ -195,20 +199,24 @@ function sampledWindow(
 ): { from: { at: number; sizes: number[] }; to: { at: number; sizes: number[] }; note: string } | undefined {
   const got = (sizes: readonly number[]): number =>
     sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
-  const from = series.find((x) => got(x.sizes) >= backlogBytes * 0.1);
-  if (!from) return undefined;
-  const to = series.find(
-    (x) =>
-      x.at > from.at &&
-      (got(x.sizes) >= backlogBytes * 0.6 || x.sizes.some((size, i) => size >= (targets[i] ?? 0))),
+  const anyDone = (sizes: readonly number[]): boolean => sizes.some((size, i) => size >= (targets[i] ?? 0));
+  const from = series.find(
+    (x) => got(x.sizes) >= backlogBytes * 0.1 && allLanded(x.sizes, before) && !anyDone(x.sizes),
   );
+  if (!from) return undefined;
+  const to = series.find((x) => x.at > from.at && (got(x.sizes) >= backlogBytes * 0.6 || anyDone(x.sizes)));
   if (!to) return undefined;
+  const fromShare = got(from.sizes) / backlogBytes;
   const share = got(to.sizes) / backlogBytes;
   const note =
-    share < 0.6
-      ? `from 10% to ${fmt(100 * share, 0)}% of the backlog (a host was done)`
-      : 'from 10% to 60% of the backlog';
+    `from ${fmt(100 * fromShare, 0)}% (every host sending) to ${fmt(100 * share, 0)}% of the backlog` +
+    (share < 0.6 ? ' (a host was done)' : '');
   return { from, to, note };
+}
+
+/** Whether every host's ingest file has grown past its size before the backlog (its lines landing). */
+function allLanded(sizes: readonly number[], before: readonly number[]): boolean {
+  return sizes.every((size, i) => size > (before[i] ?? 0));
 }
 
 interface Sender {
@@ -464,7 +472,7 @@ async function runOnce(
     let endSizes: number[] = [];
     /** Each forwarder's bytes sent and not yet acknowledged at the window's end. */
     let endForwarders: number[] = [];
-    let note = 'from 10% to 60% of the backlog';
+    let note = 'from 10% (every host sending) to 60% of the backlog';
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
     let startAt = 0;
     let endAt = 0;
@@ -477,7 +485,7 @@ async function runOnce(
         if (Number.isNaN(connectedAt[i]) && s.forwarder?.stats().connected) connectedAt[i] = since;
       });
       const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
-      if (!startMark && got >= backlogBytes * 0.1) {
+      if (!startMark && got >= backlogBytes * 0.1 && allLanded(sizes, before) && !anyDone) {
         startMark = await mark(listener);
         startSizes = sizes;
         startAt = sampledAt;
@@ -487,7 +495,7 @@ async function runOnce(
         endForwarders = senders.map((s) => s.forwarder?.stats().files[0]?.inFlight ?? Number.NaN);
         endAt = sampledAt;
         if (anyDone && got < backlogBytes * 0.6) {
-          note = `from 10% to ${fmt((100 * got) / backlogBytes, 0)}% of the backlog (a host was done)`;
+          note = `from 10% (every host sending) to ${fmt((100 * got) / backlogBytes, 0)}% of the backlog (a host was done)`;
         }
       }
       await sleep(SAMPLE_MS);
@@ -745,7 +753,8 @@ export async function runSenders(args: string[]): Promise<void> {
       )}, listener CPU ×${ratio(cores(many.rate.listenerCpuMs, many.rate), cores(one.rate.listenerCpuMs, one.rate))}`,
     );
     console.log(
-      `goal: fairness ≥ 0.90 across ${options.senders} senders: ${many.fairness >= 0.9 ? 'met' : 'NOT met'}`,
+      `goal: fairness ≥ 0.90 across ${options.senders} senders mid-transfer, in a window that opens once every ` +
+        `sender is connected and its lines are landing: ${fmt(many.fairness, 3)} ${many.fairness >= 0.9 ? 'met' : 'NOT met'}`,
     );
   }
 }

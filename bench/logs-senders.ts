@@ -31,8 +31,9 @@ import { fmt, median } from './lib/stats.js';
  *  - *rate*: lines are appended to the sources at R lines/s in total (default 100,000), split
  *    evenly; after a warm-up, S seconds (default 10) are measured: lines/s ingested, the
  *    listener's fdatasync calls per second (its own count), and the listener's CPU in cores.
- *  - *backlog*: the forwarders are stopped, L lines (default 2,000,000, split evenly) are
- *    appended, and all are started at once; mid-transfer (from the first sample with 10% of
+ *  - *backlog*: the forwarders are stopped and all started again at once; once every one is
+ *    connected and sending (a line each landed), L lines (default 2,000,000, split evenly) are
+ *    appended round-robin in BACKLOG_ROUNDS chunks per host; mid-transfer (from the first sample with 10% of
  *    the backlog in and every host's lines landing, so every sender is connected and sending,
  *    to 60% of the backlog, or until the first host is done) the aggregate lines/s and Jain's fairness index of the
  *    hosts' ingest rates ((Σx)² / (n·Σx²): 1 is a perfectly even share, 1/n one host alone),
@@ -49,6 +50,8 @@ const TICK_MS = 100;
 const SAMPLE_MS = 200;
 const DRAIN_TIMEOUT_MS = 5 * 60_000;
 const START_TIMEOUT_MS = 60_000;
+/** The backlog is appended to the sources in this many round-robin chunks per host. */
+const BACKLOG_ROUNDS = 10;
 
 interface Options {
   readonly senders: number;
@@ -378,6 +381,8 @@ interface Result {
    */
   readonly underWayFairness: number;
   readonly underWayNote: string;
+  /** How the backlog phase began: the forwarders' reconnect and the backlog's append. */
+  readonly startNote: string;
 }
 
 async function runOnce(
@@ -445,22 +450,37 @@ async function runOnce(
     const rateDrained = await drained(senders);
     const rateExact = rateDrained ? await inexact(senders) : -1;
 
-    // Backlog phase: stop, append L lines, start every forwarder at once.
+    // Backlog phase: stop every forwarder and start them all again; once every one is connected
+    // and sending (one line each landed), append L lines round-robin, BACKLOG_ROUNDS chunks per
+    // host, so every host has lines to send at once and the fairness window measures the
+    // listener's share among senders all under way, not the spread of 200 TLS reconnects.
     await Promise.all(senders.map(async (s) => s.stop?.()));
-    const before = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
-    const each = Math.max(1, Math.floor(options.lines / n));
-    for (const s of senders) {
-      for (let done = 0; done < each; done += 10_000) await appendTo(s, Math.min(10_000, each - done));
+    for (const s of senders) await appendTo(s, 1);
+    const ingestedBefore = (await listener.stats()).linesIngested;
+    const restartedAt = performance.now();
+    for (const s of senders) startForwarder(s, listener.port);
+    while ((await listener.stats()).linesIngested < ingestedBefore + n) {
+      if (performance.now() - restartedAt > START_TIMEOUT_MS)
+        throw new Error('senders did not reconnect in time');
+      await sleep(50);
     }
-    const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
-    const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
+    const reconnectedMs = performance.now() - restartedAt;
+    await drained(senders);
+    const before = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
     sampler = await startSampler(
       dir,
       senders.map((s) => s.ingest),
     );
     const backlogStart = performance.now();
     const backlogStartEpoch = performance.timeOrigin + backlogStart;
-    for (const s of senders) startForwarder(s, listener.port);
+    const each = Math.max(1, Math.floor(options.lines / n));
+    const chunk = Math.max(1, Math.ceil(each / BACKLOG_ROUNDS));
+    for (let done = 0; done < each; done += chunk) {
+      for (const s of senders) await appendTo(s, Math.min(chunk, each - done));
+    }
+    const appendedMs = performance.now() - backlogStart;
+    const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
+    const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
     const timeline = options.timeline ? printTimeline(listener) : undefined;
     // Per host, ms after the start: its session open (seen by this loop), and its first backlog
     // bytes in the ingest file (from the sampler).
@@ -485,6 +505,8 @@ async function runOnce(
         if (Number.isNaN(connectedAt[i]) && s.forwarder?.stats().connected) connectedAt[i] = since;
       });
       const anyDone = sizes.some((size, i) => size >= (targets[i] ?? 0));
+      // A host done before every host was sending: no window (reported as not measured).
+      if (!startMark && anyDone) break;
       if (!startMark && got >= backlogBytes * 0.1 && allLanded(sizes, before) && !anyDone) {
         startMark = await mark(listener);
         startSizes = sizes;
@@ -550,6 +572,9 @@ async function runOnce(
       loopFairness: n === 1 ? 1 : jainIndex(loopShares),
       underWayFairness: n === 1 ? 1 : underWay ? jainIndex(underWay) : Number.NaN,
       underWayNote,
+      startNote:
+        `backlog phase: the ${n} forwarders restarted and every one connected and sending in ${fmt(reconnectedMs / 1000, 1)} s; ` +
+        `then ${each} lines per host appended, ${BACKLOG_ROUNDS} round-robin chunks, in ${fmt(appendedMs / 1000, 1)} s`,
       perSender: sampled ? shares.map((b) => b / (LINE_BYTES + 1) / (sampledMs / 1000)) : [],
       backlogExact,
       backlogNote:
@@ -557,7 +582,7 @@ async function runOnce(
           ? `${sampled.note}, ${fmt(sampledMs / 1000, 1)} s by the sampler (fdatasync and CPU over ` +
             `${fmt((endMark.at - startMark.at) / 1000, 1)} s between the bench's marks; ${note} as its own loop saw it, ` +
             `${fmt((endAt - startAt) / 1000, 1)} s)`
-          : 'not measured (timed out)',
+          : 'not measured (a host was done before every host was sending, or timed out)',
       listenerRssBytes,
       zeroes: sampled
         ? zeroesText(
@@ -713,6 +738,7 @@ export async function runSenders(args: string[]): Promise<void> {
         console.log(
           `  per sender mid-transfer ${perSenderText(r.perSender)}; listener RSS at the end ${fmt(r.listenerRssBytes / 2 ** 20, 1)} MiB`,
         );
+        console.log(`  ${r.startNote}`);
         if (r.zeroes) console.log(`  ${r.zeroes}`);
         if (n > 1) {
           console.log(

@@ -188,8 +188,9 @@ async function startSampler(dir: string, paths: readonly string[]): Promise<Samp
 }
 
 /**
- * The fairness window in the sampler's series: it opens at the first sample in which 10% of the
- * backlog is in and every host has landed backlog lines (every sender connected and sending,
+ * The fairness window in the sampler's series: it opens at the first sample taken after the
+ * whole backlog was appended in which 10% of the backlog is in and every host has landed
+ * backlog lines (every sender connected and sending,
  * so the forwarders' start-time spread is not counted as unfairness), and closes at the first
  * with 60% in, or with one host done if that comes first. Undefined when a host is done before
  * every host is under way.
@@ -199,12 +200,17 @@ function sampledWindow(
   before: readonly number[],
   targets: readonly number[],
   backlogBytes: number,
+  appendedEpoch: number,
 ): { from: { at: number; sizes: number[] }; to: { at: number; sizes: number[] }; note: string } | undefined {
   const got = (sizes: readonly number[]): number =>
     sizes.reduce((a, size, i) => a + size - (before[i] ?? 0), 0);
   const anyDone = (sizes: readonly number[]): boolean => sizes.some((size, i) => size >= (targets[i] ?? 0));
   const from = series.find(
-    (x) => got(x.sizes) >= backlogBytes * 0.1 && allLanded(x.sizes, before) && !anyDone(x.sizes),
+    (x) =>
+      x.at >= appendedEpoch &&
+      got(x.sizes) >= backlogBytes * 0.1 &&
+      allLanded(x.sizes, before) &&
+      !anyDone(x.sizes),
   );
   if (!from) return undefined;
   const to = series.find((x) => x.at > from.at && (got(x.sizes) >= backlogBytes * 0.6 || anyDone(x.sizes)));
@@ -265,8 +271,8 @@ function templateFor(hostName: string): { line: Buffer; seqAt: number } {
   return t;
 }
 
-/** Appends `count` lines (logLine's, numbered on from what was written) to a sender's source. */
-async function appendTo(sender: Sender, count: number): Promise<void> {
+/** `count` lines (logLine's, numbered on from what was written) for a sender's source, counted as written. */
+function nextLines(sender: Sender, count: number): Buffer {
   const { line, seqAt } = templateFor(sender.host.hostName);
   const out = Buffer.allocUnsafe(count * line.length);
   for (let i = 0; i < count; i++) {
@@ -279,7 +285,12 @@ async function appendTo(sender: Sender, count: number): Promise<void> {
     }
   }
   sender.written += count;
-  await sender.fh.write(out);
+  return out;
+}
+
+/** Appends `count` lines (logLine's, numbered on from what was written) to a sender's source. */
+async function appendTo(sender: Sender, count: number): Promise<void> {
+  await sender.fh.write(nextLines(sender, count));
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -467,18 +478,25 @@ async function runOnce(
     const reconnectedMs = performance.now() - restartedAt;
     await drained(senders);
     const before = await Promise.all(senders.map((s) => sizeOf(s.ingest)));
+    // Made beforehand, so appending is a copy: the window opens only once all of it is written.
+    const each = Math.max(1, Math.floor(options.lines / n));
+    const backlog = senders.map((s) => nextLines(s, each));
     sampler = await startSampler(
       dir,
       senders.map((s) => s.ingest),
     );
     const backlogStart = performance.now();
     const backlogStartEpoch = performance.timeOrigin + backlogStart;
-    const each = Math.max(1, Math.floor(options.lines / n));
     const chunk = Math.max(1, Math.ceil(each / BACKLOG_ROUNDS));
     for (let done = 0; done < each; done += chunk) {
-      for (const s of senders) await appendTo(s, Math.min(chunk, each - done));
+      for (const [i, s] of senders.entries()) {
+        const lines = backlog[i] as Buffer;
+        const lineBytes = lines.length / each;
+        await s.fh.write(lines.subarray(done * lineBytes, Math.min(each, done + chunk) * lineBytes));
+      }
     }
     const appendedMs = performance.now() - backlogStart;
+    const appendedEpoch = performance.timeOrigin + performance.now();
     const targets = await Promise.all(senders.map((s) => sizeOf(s.source)));
     const backlogBytes = targets.reduce((a, t, i) => a + t - (before[i] ?? 0), 0);
     const timeline = options.timeline ? printTimeline(listener) : undefined;
@@ -526,7 +544,7 @@ async function runOnce(
     const backlogDrained = await drained(senders);
     const series = await sampler.series();
     await sampler.stop();
-    const sampled = sampledWindow(series, before, targets, backlogBytes);
+    const sampled = sampledWindow(series, before, targets, backlogBytes, appendedEpoch);
     const shares = sampled ? sampled.to.sizes.map((size, i) => size - (sampled.from.sizes[i] ?? 0)) : [];
     const sampledMs = sampled ? sampled.to.at - sampled.from.at : Number.NaN;
     const allUnderWay = series.find((x) => x.sizes.every((size, i) => size > (before[i] ?? 0)));
@@ -574,7 +592,8 @@ async function runOnce(
       underWayNote,
       startNote:
         `backlog phase: the ${n} forwarders restarted and every one connected and sending in ${fmt(reconnectedMs / 1000, 1)} s; ` +
-        `then ${each} lines per host appended, ${BACKLOG_ROUNDS} round-robin chunks, in ${fmt(appendedMs / 1000, 1)} s`,
+        `then ${each} lines per host (made beforehand) appended, ${BACKLOG_ROUNDS} round-robin chunks, in ${fmt(appendedMs / 1000, 2)} s; ` +
+        'the window opens after that',
       perSender: sampled ? shares.map((b) => b / (LINE_BYTES + 1) / (sampledMs / 1000)) : [],
       backlogExact,
       backlogNote:

@@ -50,6 +50,8 @@ const TICK_MS = 100;
 const SAMPLE_MS = 200;
 const DRAIN_TIMEOUT_MS = 5 * 60_000;
 const START_TIMEOUT_MS = 60_000;
+/** The shortest fairness window that counts, in ms. */
+const MIN_WINDOW_MS = 1_000;
 /** The backlog is appended to the sources in this many round-robin chunks per host. */
 const BACKLOG_ROUNDS = 10;
 
@@ -214,7 +216,8 @@ function sampledWindow(
   );
   if (!from) return undefined;
   const to = series.find((x) => x.at > from.at && (got(x.sizes) >= backlogBytes * 0.6 || anyDone(x.sizes)));
-  if (!to) return undefined;
+  // Shorter than this, a share is a batch or two, not a rate: not measured.
+  if (!to || to.at - from.at < MIN_WINDOW_MS) return undefined;
   const fromShare = got(from.sizes) / backlogBytes;
   const share = got(to.sizes) / backlogBytes;
   const note =
@@ -604,7 +607,7 @@ async function runOnce(
           ? `${sampled.note}, ${fmt(sampledMs / 1000, 1)} s by the sampler (fdatasync and CPU over ` +
             `${fmt((endMark.at - startMark.at) / 1000, 1)} s between the bench's marks; ${note} as its own loop saw it, ` +
             `${fmt((endAt - startAt) / 1000, 1)} s)`
-          : 'not measured (a host was done before every host was sending, or timed out)',
+          : `not measured (a host was done before every host was sending or within ${MIN_WINDOW_MS / 1000} s of it, or timed out)`,
       listenerRssBytes,
       zeroes: sampled
         ? zeroesText(

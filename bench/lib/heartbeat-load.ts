@@ -230,9 +230,13 @@ export async function driveHeartbeats(
     cpuAtStorm = await processCpuMs(options.serverPid);
     overflowsAtStorm = await listenOverflows();
   });
+  const limits = new AbortController();
+  const warmupLimit = (): Promise<void> =>
+    sleep(MAX_AUTO_WARMUP_MS, undefined, { signal: limits.signal }).catch(
+      () => undefined /* aborted once the run is over */,
+    );
   // In the automatic warm-up a worker answered once waits for the others (the storm's end).
-  const stormOrLimit =
-    options.warmup === 'auto' ? Promise.race([stormOver, sleep(MAX_AUTO_WARMUP_MS)]) : undefined;
+  const stormOrLimit = options.warmup === 'auto' ? Promise.race([stormOver, warmupLimit()]) : undefined;
   // Then every worker's second heartbeat, which reconnects if the server closed the idle
   // connection meanwhile; measuring starts SETTLE_AFTER_STORM_MS after the last of them.
   let rejoined = 0;
@@ -248,7 +252,7 @@ export async function driveHeartbeats(
   let cpuAtStart = 0;
   let cpuAtEnd = 0;
   const sampler = (async () => {
-    if (options.warmup === 'auto') await Promise.race([allRejoined, sleep(MAX_AUTO_WARMUP_MS)]);
+    if (options.warmup === 'auto') await Promise.race([allRejoined, warmupLimit()]);
     if (!Number.isFinite(warmEnd)) {
       warmEnd = began + MAX_AUTO_WARMUP_MS;
       end = warmEnd + options.seconds * 1000;
@@ -299,6 +303,8 @@ export async function driveHeartbeats(
     }),
   );
   await sampler;
+  // The warm-up limits' timers would keep the process alive for minutes after the run.
+  limits.abort();
   if (Number.isFinite(stormEnd)) await stormCpu;
   if (!options.clients) await Promise.all(clients.map((c) => c.close()));
   return {

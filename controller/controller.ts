@@ -62,6 +62,8 @@ import {
 } from './cluster/controller-addresses.js';
 
 import type { AdminAuthMode } from './http/admin-auth.js';
+import { openTicketKeys } from './http/ticket-keys.js';
+import { TLS_TICKET_KEY_FILE } from '../protocol/tls-ticket-key.js';
 export type { AdminAuthMode } from './http/admin-auth.js';
 export type { ControllerEndpoints, ControllerListen, ListenAddress } from './http/apps.js';
 
@@ -364,6 +366,12 @@ export async function createController(options: ControllerOptions): Promise<Cont
       : undefined;
   if (backups) metrics.addSource(() => backups.metricsLines());
   const sockets = createLiveSockets(pins);
+  const ticketKeys = await openTicketKeys({
+    path: identity.paths && join(identity.paths.runDir, TLS_TICKET_KEY_FILE),
+    caFingerprint: identity.ca.fingerprint,
+    clock,
+    log: log.child({ component: 'worker-tls' }),
+  });
   const advertised: { syslog?: string } = {};
   let endpoints: ControllerEndpoints | undefined;
   const enrollment = createEnrollment({
@@ -432,6 +440,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
       log: log.child({ component: 'cluster' }),
     }),
     sockets,
+    ticketKeys,
     metrics,
     deployer,
     releaseUpdater,
@@ -457,7 +466,7 @@ export async function createController(options: ControllerOptions): Promise<Cont
   const shutdownPhases = controllerShutdownPhases({
     listeners: apps.closers,
     root,
-    operations: [scheduler, deployer, releaseUpdater, recovery, ...(backups ? [backups] : [])],
+    operations: [scheduler, deployer, releaseUpdater, recovery, ticketKeys, ...(backups ? [backups] : [])],
     writers: [writer, fleetEvents, pruner, { close: () => keeper.settle() }, cluster, sync],
     clients: [
       { close: async () => sockets.dispose() },

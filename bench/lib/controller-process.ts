@@ -71,7 +71,8 @@ export async function startControllerProcess(
     async metric(name: string) {
       const res = await request(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } });
       const text = await res.body.text();
-      const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const m = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(text);
       return m ? Number(m[1]) : Number.NaN;
     },
     async stop() {

@@ -1,7 +1,7 @@
 import type { EnrollResponse } from '../../protocol/enrollment.js';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client } from 'undici';
+import { buildConnector, Client } from 'undici';
 import { clientTlsOptions, type TlsMaterial } from '../../pki/index.js';
 import { parseHostPort } from '../../kit/host-port.js';
 import type { HeartbeatRequest } from '../../protocol/heartbeat.js';
@@ -113,21 +113,67 @@ export function heartbeatRequest(hostId: string): HeartbeatRequest {
  */
 const CONNECT_TIMEOUT_MS = 120_000;
 
-function clientFor(endpoint: string, material: TlsMaterial): Client {
+/** A simulated worker's client, holding the last TLS session its server sent. */
+export type HeartbeatClient = Client & { heldSession(): Buffer | undefined };
+
+function clientFor(endpoint: string, material: TlsMaterial): HeartbeatClient {
   const { host, port } = parseHostPort(endpoint);
-  return new Client(`https://${host}:${port}`, {
-    connect: {
-      ...clientTlsOptions(material, { roles: ['controller'] }),
-      servername: 'localhost',
-      timeout: CONNECT_TIMEOUT_MS,
-    },
+  const base = buildConnector({
+    ...clientTlsOptions(material, { roles: ['controller'] }),
+    servername: 'localhost',
+    timeout: CONNECT_TIMEOUT_MS,
+  });
+  // undici's session cache holds sessions by WeakRef, so a collection can drop them between
+  // connections; a worker holds its latest session, and so does each simulated one.
+  let held: Buffer | undefined;
+  const connect: buildConnector.connector = (opts, callback) =>
+    base(opts, (...args) => {
+      args[1]?.on('session', (session: Buffer) => (held = session));
+      callback(...args);
+    });
+  const client = new Client(`https://${host}:${port}`, {
+    connect,
     pipelining: 1,
     keepAliveTimeout: 60_000,
   });
+  return Object.assign(client, { heldSession: () => held });
+}
+
+/**
+ * Every worker posts one heartbeat at once on its own client and waits for its answer: a
+ * fleet's first contact with a controller it holds no TLS session for (full handshakes).
+ * Returns how long until all had their answer, in ms, and how many failed.
+ */
+export async function firstContact(
+  clients: readonly Client[],
+  workers: readonly SimulatedWorker[],
+): Promise<{ readonly ms: number; readonly errors: number; readonly sessions: number }> {
+  const began = performance.now();
+  let errors = 0;
+  await Promise.all(
+    clients.map(async (client, i) => {
+      try {
+        const res = await client.request({
+          method: 'POST',
+          path: '/v1/heartbeat',
+          headers: { 'content-type': 'application/json' },
+          body: workers[i]!.body,
+        });
+        await res.body.dump();
+        if (res.statusCode !== 200) errors++;
+      } catch {
+        // Any failure (refused, reset, timed out) is counted as an error of the run.
+        errors++;
+      }
+    }),
+  );
+  const ms = performance.now() - began;
+  const sessions = clients.filter((c) => (c as Partial<HeartbeatClient>).heldSession?.()).length;
+  return { ms, errors, sessions };
 }
 
 /** One client (one persistent connection once used) per worker, to share between runs. */
-export function heartbeatClients(endpoint: string, workers: readonly SimulatedWorker[]): Client[] {
+export function heartbeatClients(endpoint: string, workers: readonly SimulatedWorker[]): HeartbeatClient[] {
   return workers.map((w) => clientFor(endpoint, w.material));
 }
 
@@ -184,9 +230,13 @@ export async function driveHeartbeats(
     cpuAtStorm = await processCpuMs(options.serverPid);
     overflowsAtStorm = await listenOverflows();
   });
+  const limits = new AbortController();
+  const warmupLimit = (): Promise<void> =>
+    sleep(MAX_AUTO_WARMUP_MS, undefined, { signal: limits.signal }).catch(
+      () => undefined /* aborted once the run is over */,
+    );
   // In the automatic warm-up a worker answered once waits for the others (the storm's end).
-  const stormOrLimit =
-    options.warmup === 'auto' ? Promise.race([stormOver, sleep(MAX_AUTO_WARMUP_MS)]) : undefined;
+  const stormOrLimit = options.warmup === 'auto' ? Promise.race([stormOver, warmupLimit()]) : undefined;
   // Then every worker's second heartbeat, which reconnects if the server closed the idle
   // connection meanwhile; measuring starts SETTLE_AFTER_STORM_MS after the last of them.
   let rejoined = 0;
@@ -202,7 +252,7 @@ export async function driveHeartbeats(
   let cpuAtStart = 0;
   let cpuAtEnd = 0;
   const sampler = (async () => {
-    if (options.warmup === 'auto') await Promise.race([allRejoined, sleep(MAX_AUTO_WARMUP_MS)]);
+    if (options.warmup === 'auto') await Promise.race([allRejoined, warmupLimit()]);
     if (!Number.isFinite(warmEnd)) {
       warmEnd = began + MAX_AUTO_WARMUP_MS;
       end = warmEnd + options.seconds * 1000;
@@ -253,6 +303,8 @@ export async function driveHeartbeats(
     }),
   );
   await sampler;
+  // The warm-up limits' timers would keep the process alive for minutes after the run.
+  limits.abort();
   if (Number.isFinite(stormEnd)) await stormCpu;
   if (!options.clients) await Promise.all(clients.map((c) => c.close()));
   return {

@@ -78,6 +78,11 @@ import { listenerClose, type ListenerClose } from './listener-close.js';
 import type { LiveSockets } from './live-sockets.js';
 import type { ControllerMetrics } from './metrics.js';
 import { trackWorkerRefusals } from './tls-refusals.js';
+import {
+  WORKER_TLS_SESSION_ID_CONTEXT,
+  WORKER_TLS_SESSION_TIMEOUT_S,
+  type TicketKeys,
+} from './ticket-keys.js';
 import { workerAuth } from './worker-auth.js';
 
 export interface ListenAddress {
@@ -221,6 +226,8 @@ export interface WorkerAppOptions {
   readonly renewal: Renewal;
   readonly enrollment: Enrollment;
   readonly wipe: WipeRoutesOptions;
+  /** The session ticket key, kept across restarts and rotated (ticket-keys.ts). */
+  readonly ticketKeys: TicketKeys;
 }
 
 export function createWorkerApp(o: WorkerAppOptions): HttpsApp {
@@ -239,9 +246,16 @@ export function createWorkerApp(o: WorkerAppOptions): HttpsApp {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
+      ticketKeys: o.ticketKeys.current(),
+      sessionTimeout: WORKER_TLS_SESSION_TIMEOUT_S,
+      sessionIdContext: WORKER_TLS_SESSION_ID_CONTEXT,
     },
   });
-  app.server.on('secureConnection', (socket: TLSSocket) => o.sockets.track(socket));
+  o.ticketKeys.onRotate((key) => app.server.setTicketKeys(key));
+  app.server.on('secureConnection', (socket: TLSSocket) => {
+    o.metrics.workerTlsHandshake(socket.isSessionReused());
+    o.sockets.track(socket);
+  });
   const expired = trackWorkerRefusals({
     server: app.server,
     pins: o.pins,
@@ -313,6 +327,8 @@ export interface ControllerServices {
   /** The live controllers' addresses, listed in heartbeat answers to agents that ask. */
   readonly controllers?: (() => Promise<ControllerList | undefined>) | undefined;
   readonly sockets: LiveSockets;
+  /** The worker listener's TLS session ticket key. */
+  readonly ticketKeys: TicketKeys;
   readonly metrics: ControllerMetrics;
   readonly deployer: Deployer;
   readonly releaseUpdater: ReleaseUpdater;
@@ -450,6 +466,7 @@ export function createControllerApps(s: ControllerServices): ControllerApps {
     renewal: s.renewal,
     enrollment,
     wipe: { db, audit, clock, log: log.child({ component: 'wipe' }) },
+    ticketKeys: s.ticketKeys,
   });
   const join = createJoinApp({
     log: log.child({ component: 'join-api' }),

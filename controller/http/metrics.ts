@@ -40,6 +40,8 @@ export interface ControllerMetrics {
   certificateExpired(hostName: string): void;
   /** The worker listener's TLS refused a connection before any request. */
   workerTlsRefused(reason: TlsRefusalReason): void;
+  /** A worker connection finished its TLS handshake: a resumed session, or a full handshake. */
+  workerTlsHandshake(resumed: boolean): void;
   /** A heartbeat of `bytes` refused for its host's budget (it is also counted as `rate-limited`). */
   heartbeatThrottled(bytes: number): void;
   /** Lifecycle events deleted by retention (age or count per host). */
@@ -64,6 +66,7 @@ export function createMetrics(): ControllerMetrics {
   let droppedSeries = 0;
   const expiredByHost = new Map<string, number>();
   const tlsRefused = new Map<TlsRefusalReason, number>(TLS_REFUSAL_REASONS.map((r) => [r, 0]));
+  const handshakes = { resumed: 0, full: 0 };
   const sources: (() => readonly string[])[] = [];
 
   return {
@@ -86,6 +89,10 @@ export function createMetrics(): ControllerMetrics {
     },
     workerTlsRefused(reason) {
       tlsRefused.set(reason, (tlsRefused.get(reason) ?? 0) + 1);
+    },
+    workerTlsHandshake(resumed) {
+      if (resumed) handshakes.resumed++;
+      else handshakes.full++;
     },
     heartbeatThrottled(bytes) {
       throttledBytes += bytes;
@@ -134,6 +141,10 @@ export function createMetrics(): ControllerMetrics {
         '# HELP corral_worker_tls_refused_total Worker API connections refused by TLS, by reason.',
         '# TYPE corral_worker_tls_refused_total counter',
         ...[...tlsRefused].map(([r, n]) => `corral_worker_tls_refused_total{reason="${r}"} ${n}`),
+        '# HELP corral_worker_tls_handshakes_total Worker API TLS handshakes completed, resumed sessions and full handshakes.',
+        '# TYPE corral_worker_tls_handshakes_total counter',
+        `corral_worker_tls_handshakes_total{resumed="true"} ${handshakes.resumed}`,
+        `corral_worker_tls_handshakes_total{resumed="false"} ${handshakes.full}`,
         "# HELP corral_heartbeat_throttled_bytes_total Request bytes of heartbeats refused for their host's budget.",
         '# TYPE corral_heartbeat_throttled_bytes_total counter',
         `corral_heartbeat_throttled_bytes_total ${throttledBytes}`,

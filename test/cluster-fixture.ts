@@ -1,8 +1,11 @@
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { expect } from 'vitest';
 import { runCorral } from '../cli/up/corral-cli.js';
+import { spawnDaemon, type Daemon } from '../cli/up/daemon.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
+import type { HostListResponse } from '../protocol/admin-hosts.js';
 import { CLI } from './fleet-fixture.js';
 
 /**
@@ -39,3 +42,40 @@ export const clusterServeArgs = (stateDir: string, url: string, extra: readonly 
   '127.0.0.1:0',
   ...extra,
 ];
+
+/** The first page of hosts a controller's admin API at `admin` lists (it must answer 200). */
+export async function clusterHostsOn(admin: string, token: string): Promise<HostListResponse['hosts']> {
+  const res = await request(`${admin}/v1/hosts`, { headers: { authorization: `Bearer ${token}` } });
+  expect(res.statusCode).toBe(200);
+  return ((await res.body.json()) as HostListResponse).hosts;
+}
+
+/** `corral agent serve` for the worker state dir `worker` as a daemon, logging at info to `logFile`. */
+export function spawnClusterAgent(o: {
+  readonly worker: string;
+  readonly agentPort: number;
+  readonly heartbeatIntervalMs: number;
+  readonly logFile: string;
+  readonly env: NodeJS.ProcessEnv;
+}): Promise<Daemon> {
+  return spawnDaemon({
+    name: 'agent',
+    command: process.execPath,
+    args: [
+      CLI.bin,
+      'agent',
+      'serve',
+      '--state-dir',
+      o.worker,
+      '--listen',
+      `127.0.0.1:${o.agentPort}`,
+      '--heartbeat-interval',
+      `${o.heartbeatIntervalMs}ms`,
+      '--no-systemd',
+      '--log-level',
+      'info',
+    ],
+    logFile: o.logFile,
+    env: o.env,
+  });
+}

@@ -13,7 +13,6 @@
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { spawnDaemon, type Daemon } from '../cli/up/daemon.js';
 import { corralJson } from '../cli/up/corral-cli.js';
@@ -22,9 +21,13 @@ import { isolatedEnv } from '../cli/up/local-controller.js';
 import { readControllerList } from '../kit/controller-list-file.js';
 import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { loadBundle } from '../pki/index.js';
-import type { HostListResponse } from '../protocol/admin-hosts.js';
 import { CLI, poll } from './fleet-fixture.js';
-import { clusterServeArgs, sharedControllerStates } from './cluster-fixture.js';
+import {
+  clusterHostsOn,
+  clusterServeArgs,
+  sharedControllerStates,
+  spawnClusterAgent,
+} from './cluster-fixture.js';
 import {
   appendSlowly,
   exactlyOnceProblem,
@@ -101,11 +104,7 @@ describe.skipIf(skip !== undefined)(
         };
         const endA = await start(a, 'a');
         const token = (await readFile(join(a, 'admin-token'), 'utf8')).trim();
-        const hostsOn = async (admin: string) => {
-          const res = await request(`${admin}/v1/hosts`, { headers: { authorization: `Bearer ${token}` } });
-          expect(res.statusCode).toBe(200);
-          return ((await res.body.json()) as HostListResponse).hosts;
-        };
+        const hostsOn = (admin: string) => clusterHostsOn(admin, token);
 
         const worker = join(dir, 'w1');
         const agentPort = await freePort();
@@ -136,23 +135,10 @@ describe.skipIf(skip !== undefined)(
         expect(bundle.manifest.syslog).toBe(endA.syslog);
 
         daemons.push(
-          await spawnDaemon({
-            name: 'agent',
-            command: process.execPath,
-            args: [
-              CLI.bin,
-              'agent',
-              'serve',
-              '--state-dir',
-              worker,
-              '--listen',
-              `127.0.0.1:${agentPort}`,
-              '--heartbeat-interval',
-              `${HEARTBEAT_INTERVAL_MS}ms`,
-              '--no-systemd',
-              '--log-level',
-              'info',
-            ],
+          await spawnClusterAgent({
+            worker,
+            agentPort,
+            heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
             logFile: join(dir, 'agent.log'),
             env,
           }),

@@ -2,11 +2,12 @@ import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { expect } from 'vitest';
-import { runCorral } from '../cli/up/corral-cli.js';
+import { corralJson, runCorral } from '../cli/up/corral-cli.js';
 import { spawnDaemon, type Daemon } from '../cli/up/daemon.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
+import { readEndpointsFile } from '../kit/endpoints-file.js';
 import type { HostListResponse } from '../protocol/admin-hosts.js';
-import { CLI } from './fleet-fixture.js';
+import { CLI, poll } from './fleet-fixture.js';
 
 /**
  * Two state dirs for controllers sharing the PostgreSQL database `url`, made as
@@ -78,4 +79,63 @@ export function spawnClusterAgent(o: {
     logFile: o.logFile,
     env: o.env,
   });
+}
+
+/**
+ * The admin and worker addresses (and the syslog one, with `withSyslog`) a controller serving
+ * `stateDir` wrote to its endpoints file, once it has (within 60 s). Remove a stale file first.
+ */
+export function clusterEndpoints(
+  stateDir: string,
+  name: string,
+  withSyslog: true,
+): Promise<{ admin: string; worker: string; syslog: string }>;
+export function clusterEndpoints(stateDir: string, name: string): Promise<{ admin: string; worker: string }>;
+export function clusterEndpoints(
+  stateDir: string,
+  name: string,
+  withSyslog = false,
+): Promise<{ admin: string; worker: string; syslog?: string }> {
+  return poll(
+    `${name} up`,
+    async () => {
+      const e = await readEndpointsFile(stateDir).catch(() => undefined /* not written yet */);
+      if (e?.admin === undefined || e.worker === undefined) return undefined;
+      if (!withSyslog) return { admin: e.admin, worker: e.worker };
+      return e.syslog === undefined ? undefined : { admin: e.admin, worker: e.worker, syslog: e.syslog };
+    },
+    60_000,
+  );
+}
+
+/** `corral controller enroll --json` of a worker `name` on loopback through the admin API at `admin`. */
+export function enrollClusterWorker(o: {
+  readonly admin: string;
+  readonly token: string;
+  readonly name: string;
+  readonly agentPort: number;
+  readonly outDir: string;
+  readonly env: NodeJS.ProcessEnv;
+}): Promise<{ hostId: string; controllers?: string[] }> {
+  return corralJson(
+    CLI,
+    [
+      'controller',
+      'enroll',
+      '--url',
+      o.admin,
+      '--token',
+      o.token,
+      '--name',
+      o.name,
+      '--address',
+      '127.0.0.1',
+      '--agent-port',
+      String(o.agentPort),
+      '--out-dir',
+      o.outDir,
+      '--json',
+    ],
+    { env: o.env },
+  );
 }

@@ -15,16 +15,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnDaemon, type Daemon } from '../cli/up/daemon.js';
-import { corralJson } from '../cli/up/corral-cli.js';
 import { freePort } from '../cli/up/free-port.js';
 import { isolatedEnv } from '../cli/up/local-controller.js';
 import { readControllerList } from '../kit/controller-list-file.js';
-import { readEndpointsFile } from '../kit/endpoints-file.js';
 import { loadBundle } from '../pki/index.js';
-import { CLI, poll } from './fleet-fixture.js';
+import { poll } from './fleet-fixture.js';
 import {
+  clusterEndpoints,
   clusterHostsOn,
   clusterServeArgs,
+  enrollClusterWorker,
   sharedControllerStates,
   spawnClusterAgent,
 } from './cluster-fixture.js';
@@ -91,16 +91,7 @@ describe.skipIf(skip !== undefined)(
           });
           daemons.push(daemon);
           running.set(name, daemon);
-          return poll(
-            `${name} up`,
-            async () => {
-              const e = await readEndpointsFile(d).catch(() => undefined /* not written yet */);
-              return e?.admin !== undefined && e.worker !== undefined && e.syslog !== undefined
-                ? { admin: e.admin, worker: e.worker, syslog: e.syslog }
-                : undefined;
-            },
-            60_000,
-          );
+          return clusterEndpoints(d, name, true);
         };
         const endA = await start(a, 'a');
         const token = (await readFile(join(a, 'admin-token'), 'utf8')).trim();
@@ -108,27 +99,14 @@ describe.skipIf(skip !== undefined)(
 
         const worker = join(dir, 'w1');
         const agentPort = await freePort();
-        const enrolled = await corralJson<{ hostId: string }>(
-          CLI,
-          [
-            'controller',
-            'enroll',
-            '--url',
-            endA.admin,
-            '--token',
-            token,
-            '--name',
-            'w1',
-            '--address',
-            '127.0.0.1',
-            '--agent-port',
-            String(agentPort),
-            '--out-dir',
-            join(worker, 'bundle'),
-            '--json',
-          ],
-          { env },
-        );
+        const enrolled = await enrollClusterWorker({
+          admin: endA.admin,
+          token,
+          name: 'w1',
+          agentPort,
+          outDir: join(worker, 'bundle'),
+          env,
+        });
         const bundle = await loadBundle(join(worker, 'bundle'));
         expect(bundle.manifest.controller).toBe(endA.worker);
         expect(bundle.manifest.controllers).toBeUndefined();

@@ -87,6 +87,22 @@ describe('backup and restore killed at random points (real processes, SQLite)', 
     passFile,
     '--json',
   ];
+  /** The `node` arguments of `controller serve` on `dir`, every listener on a port of the system's choosing. */
+  const serveArgs = (dir: string): string[] => [
+    CLI.bin,
+    'controller',
+    'serve',
+    '--state-dir',
+    dir,
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--worker-listen',
+    '127.0.0.1:0',
+    '--syslog-listen',
+    '127.0.0.1:0',
+    '--log-level',
+    'warn',
+  ];
   const tempsOf = async (dir: string, name: string): Promise<string[]> =>
     (await readdir(dir)).filter((n) => n.startsWith(`.${name}.`)).sort();
 
@@ -96,21 +112,7 @@ describe('backup and restore killed at random points (real processes, SQLite)', 
     const d = await spawnDaemon({
       name: `serve-${tag}`,
       command: process.execPath,
-      args: [
-        CLI.bin,
-        'controller',
-        'serve',
-        '--state-dir',
-        dir,
-        '--admin-listen',
-        '127.0.0.1:0',
-        '--worker-listen',
-        '127.0.0.1:0',
-        '--syslog-listen',
-        '127.0.0.1:0',
-        '--log-level',
-        'warn',
-      ],
+      args: serveArgs(dir),
       logFile: log,
       env: isolatedEnv(),
     });
@@ -297,21 +299,7 @@ describe('backup and restore killed at random points (real processes, SQLite)', 
         serving = await spawnDaemon({
           name: `controller-${i}`,
           command: process.execPath,
-          args: [
-            CLI.bin,
-            'controller',
-            'serve',
-            '--state-dir',
-            stateDir,
-            '--admin-listen',
-            '127.0.0.1:0',
-            '--worker-listen',
-            '127.0.0.1:0',
-            '--syslog-listen',
-            '127.0.0.1:0',
-            '--log-level',
-            'warn',
-          ],
+          args: serveArgs(stateDir),
           logFile: join(work, `controller-${i}.log`),
           env: isolatedEnv(),
         });

@@ -24,6 +24,12 @@ export const ControllerList = Type.Array(ControllerAddresses, {
 });
 export type ControllerList = Static<typeof ControllerList>;
 
+/** `list` with each worker address once, the first entry of each kept, in order. */
+export function distinctControllers(list: readonly ControllerAddresses[]): ControllerAddresses[] {
+  const seen = new Set<string>();
+  return list.filter((c) => !seen.has(c.worker) && (seen.add(c.worker), true));
+}
+
 /**
  * `controllers.json`: the list a controller last gave this agent in a heartbeat answer, which
  * only arrives on the mutual-TLS link to a `controller` certificate of the bundle's CA. The

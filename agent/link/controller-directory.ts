@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { readControllerList, writeControllerList } from '../../kit/controller-list-file.js';
-import type { ControllerList } from '../../protocol/controller-list.js';
+import { distinctControllers, type ControllerList } from '../../protocol/controller-list.js';
 
 /**
  * The controllers this agent knows of: the list a controller last sent in a heartbeat answer
@@ -19,12 +19,6 @@ export interface ControllerDirectory {
   accept(list: ControllerList, receivedAt: Date): Promise<boolean>;
 }
 
-/** Entries without a repeated worker address, the first of each kept. */
-function distinct(list: ControllerList): ControllerList {
-  const seen = new Set<string>();
-  return list.filter((c) => !seen.has(c.worker) && (seen.add(c.worker), true));
-}
-
 const sameList = (a: ControllerList, b: ControllerList): boolean =>
   a.length === b.length && a.every((c, i) => c.worker === b[i]?.worker && c.syslog === b[i]?.syslog);
 
@@ -39,7 +33,7 @@ export async function openControllerDirectory(o: {
 }): Promise<ControllerDirectory> {
   let kept: ControllerList = [];
   try {
-    kept = distinct((await readControllerList(o.stateDir))?.controllers ?? []);
+    kept = distinctControllers((await readControllerList(o.stateDir))?.controllers ?? []);
   } catch (err: unknown) {
     o.log.warn(
       { err },
@@ -49,7 +43,7 @@ export async function openControllerDirectory(o: {
   return {
     workerAddresses: () => [...new Set([...kept.map((c) => c.worker), ...o.bundleAddresses])],
     async accept(list, receivedAt) {
-      const next = distinct(list);
+      const next = distinctControllers(list);
       if (next.length === 0 || sameList(next, kept)) return false;
       await writeControllerList(o.stateDir, next, receivedAt);
       o.log.info(

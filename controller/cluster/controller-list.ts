@@ -1,9 +1,10 @@
+import { Value } from '@sinclair/typebox/value';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { ControllerDatabase } from '../db/schema.js';
-import { parseWith } from '../../protocol/validate.js';
 import {
   ControllerAddresses,
+  distinctControllers,
   MAX_LISTED_CONTROLLERS,
   type ControllerList,
 } from '../../protocol/controller-list.js';
@@ -25,16 +26,8 @@ export interface ControllerListSourceOptions {
   readonly log: Logger;
 }
 
-/** An address a worker can be told of: a row that fails the wire schema is left out. */
-function listable(a: ControllerAddress): a is ControllerList[number] {
-  try {
-    parseWith(ControllerAddresses, a, 'controller address');
-    return true;
-  } catch (e: unknown) {
-    if (e instanceof Error) return false; // CORRAL_ERR_VALIDATION: not HOST:PORT, so not listed
-    throw e;
-  }
-}
+/** An address a worker can be told of: a row that fails the wire schema (not HOST:PORT) is left out. */
+const listable = (a: ControllerAddress): a is ControllerList[number] => Value.Check(ControllerAddresses, a);
 
 /**
  * The list a heartbeat answer carries: this controller first, then the other live ones
@@ -64,14 +57,7 @@ export function createControllerListSource(
           entries.push({ worker: r.worker, ...(r.syslog !== null && { syslog: r.syslog }) });
       }
     }
-    const seen = new Set<string>();
-    const list: ControllerList = [];
-    for (const e of entries) {
-      if (list.length >= MAX_LISTED_CONTROLLERS || seen.has(e.worker) || !listable(e)) continue;
-      seen.add(e.worker);
-      list.push(e);
-    }
-    return list;
+    return distinctControllers(entries.filter(listable)).slice(0, MAX_LISTED_CONTROLLERS);
   }
 
   return async () => {

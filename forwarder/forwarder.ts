@@ -211,7 +211,13 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   let initialized: Promise<void> | undefined;
   let closed: Promise<void> | undefined;
 
+  /** The wait before try number `n` after failures. */
+  const backoffMs = (n: number): number =>
+    backoffDelayMs(n, options.backoffBaseMs ?? 200, options.backoffCapMs ?? 30_000, options.random);
+
   async function run(signal: AbortSignal): Promise<ForwarderEnd> {
+    const pause = (ms: number): Promise<void> =>
+      sleep(ms, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
     await (initialized ??= (async () => {
       const opening = options.store.opening;
       if (opening.state === 'lost') {
@@ -249,13 +255,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       if (target === undefined) {
         // Only when the very first lookup gave nothing: ask again after a backoff.
         log.warn('no syslog address to send to');
-        const delayMs = backoffDelayMs(
-          attempt++,
-          options.backoffBaseMs ?? 200,
-          options.backoffCapMs ?? 30_000,
-          options.random,
-        );
-        await sleep(delayMs, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
+        await pause(backoffMs(attempt++));
         continue;
       }
       const controller = nameOf(target);
@@ -287,14 +287,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           );
           continue;
         }
-        const delayMs = backoffDelayMs(
-          attempt++,
-          options.backoffBaseMs ?? 200,
-          options.backoffCapMs ?? 30_000,
-          options.random,
-        );
+        const delayMs = backoffMs(attempt++);
         log.warn({ err: e, delayMs, controller }, 'syslog connect failed');
-        await sleep(delayMs, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
+        await pause(delayMs);
         continue;
       }
       totals.sessions++;
@@ -347,13 +342,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       } else {
         attempt++;
       }
-      const delayMs = backoffDelayMs(
-        attempt,
-        options.backoffBaseMs ?? 200,
-        options.backoffCapMs ?? 30_000,
-        options.random,
-      );
-      await sleep(delayMs, undefined, { signal }).catch(() => undefined /* aborted: the loop ends */);
+      await pause(backoffMs(attempt));
     }
     for (const tail of tails) await tail.flush();
     if (fatal !== undefined) throw fatal;

@@ -96,26 +96,24 @@ export function eligibilityOf(row: Pick<HostRow, 'eligible' | 'drain_deadline'>)
   return row.eligible === 0 ? 'ineligible' : 'eligible';
 }
 
-async function activePinsByHost(db: Db, hostIds?: readonly string[]): Promise<Map<string, PinRow[]>> {
-  let q = db.selectFrom('pins').selectAll().where('active', '=', 1).orderBy('created_at', 'desc');
-  if (hostIds) {
-    if (hostIds.length === 0) return new Map();
-    q = q.where('host_id', 'in', hostIds);
-  }
-  return byHost(await q.execute());
+/** The active pins (of `hostIds` when given), newest first; undefined for no host at all. */
+function activePins(db: Db, hostIds?: readonly string[]) {
+  if (hostIds?.length === 0) return undefined;
+  const q = db.selectFrom('pins').where('active', '=', 1).orderBy('created_at', 'desc');
+  return hostIds ? q.where('host_id', 'in', hostIds) : q;
 }
 
-/** The active pins of `hostIds`, newest first, with only the columns a host view shows. */
-async function viewPinsByHost(db: Db, hostIds: readonly string[]): Promise<Map<string, ViewPin[]>> {
-  if (hostIds.length === 0) return new Map();
-  const rows = await db
-    .selectFrom('pins')
-    .select(['host_id', 'role', 'active', 'superseded_at', 'fingerprint'])
-    .where('active', '=', 1)
-    .where('host_id', 'in', hostIds)
-    .orderBy('created_at', 'desc')
-    .execute();
-  return byHost(rows);
+async function activePinsByHost(db: Db, hostIds?: readonly string[]): Promise<Map<string, PinRow[]>> {
+  const q = activePins(db, hostIds);
+  return q ? byHost(await q.selectAll().execute()) : new Map();
+}
+
+/** The active pins, newest first, with only the columns a host view shows. */
+async function viewPinsByHost(db: Db, hostIds?: readonly string[]): Promise<Map<string, ViewPin[]>> {
+  const q = activePins(db, hostIds);
+  return q
+    ? byHost(await q.select(['host_id', 'role', 'active', 'superseded_at', 'fingerprint']).execute())
+    : new Map();
 }
 
 function byHost<P extends { host_id: string }>(pins: readonly P[]): Map<string, P[]> {
@@ -260,7 +258,7 @@ export async function countHostsByStatus(db: Db, live: Liveness): Promise<Record
 export async function listHostViews(db: Db, live: Liveness): Promise<HostView[]> {
   const [rows, pins] = await Promise.all([
     db.selectFrom('hosts').selectAll().orderBy('name').orderBy('enrolled_at').execute(),
-    activePinsByHost(db),
+    viewPinsByHost(db),
   ]);
   return rows.map((row) => toHostView(row, pins.get(row.id) ?? [], live));
 }
@@ -296,7 +294,7 @@ export async function isNameActive(db: Db, name: string): Promise<boolean> {
 export async function hostViewById(db: Db, id: string, live: Liveness): Promise<HostView | undefined> {
   const row = await db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
   if (!row) return undefined;
-  const pins = await activePinsByHost(db, [id]);
+  const pins = await viewPinsByHost(db, [id]);
   return toHostView(row, pins.get(id) ?? [], live);
 }
 

@@ -172,20 +172,21 @@ export async function oldestCursor(db: Db): Promise<number | undefined> {
 }
 
 /**
- * Whether events right after `since` are gone, given the first stored after it (`first`),
- * the oldest stored (`oldest`, read after the events) and the head (read before them).
- * Retention deletes only from the oldest end, so a cursor missing at or above the oldest one
- * kept was never an event: on PostgreSQL a transaction that rolled back still used up its
- * sequence values. Only a `since` below the oldest kept, or below the head when nothing is
- * kept, lost events.
+ * Whether events right after `since` are gone, given the first stored after it (`first`) and
+ * the head (read before the events). Retention deletes only from the oldest end, so a cursor
+ * missing at or above the oldest one kept was never an event: on PostgreSQL a transaction
+ * that rolled back still used up its sequence values. Only a `since` below the oldest kept,
+ * or below the head when nothing is kept, lost events. The oldest is read (after the events)
+ * only when `first` does not follow `since` at once, so a reader keeping up pays nothing.
  */
-export function isTruncated(
+export async function isTruncated(
+  db: Db,
   since: number,
   first: number | undefined,
-  oldest: number | undefined,
   head: number,
-): boolean {
+): Promise<boolean> {
   if (first === since + 1) return false;
+  const oldest = await oldestCursor(db);
   if (oldest === undefined) return since < head;
   return since + 1 < Math.min(oldest, first ?? oldest);
 }
@@ -195,12 +196,11 @@ export async function readPage(db: Db, since: number, limit: number): Promise<Ev
   // Head first: an event committed after it is simply newer than the head it reports.
   const head = await headCursor(db);
   const events = await readEvents(db, since, limit);
-  const oldest = await oldestCursor(db);
   const last = events.at(-1)?.cursor;
   return {
     events,
     cursor: last ?? since,
     head: Math.max(head, last ?? 0),
-    truncated: isTruncated(since, events[0]?.cursor, oldest, head),
+    truncated: await isTruncated(db, since, events[0]?.cursor, head),
   };
 }

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { Kysely } from 'kysely';
 import { SSE_CONTENT_TYPE, SSE_TRUNCATED_EVENT, type FleetEvent } from '../../protocol/fleet-events.js';
 import type { ControllerDatabase } from '../db/schema.js';
-import { headCursor, isTruncated, oldestCursor, readEvents } from './event-log.js';
+import { headCursor, isTruncated, readEvents } from './event-log.js';
 import type { HeadWatcher } from './head-watcher.js';
 
 /** Events read per step of a stream. */
@@ -55,7 +55,7 @@ export async function streamEvents(o: {
     while (!signal.aborted) {
       const head = await headCursor(o.readDb);
       const events = await readEvents(o.readDb, cursor, STREAM_PAGE);
-      if (isTruncated(cursor, events[0]?.cursor, await oldestCursor(o.readDb), head)) {
+      if (await isTruncated(o.readDb, cursor, events[0]?.cursor, head)) {
         const next = events[0]?.cursor ?? head + 1;
         await write(
           raw,

@@ -25,6 +25,7 @@ import { CorralError, ErrorCode } from '../protocol/errors.js';
 import { createReconciler, type JobResult } from './reconcile/reconciler.js';
 import { renewIfDue } from './link/renewal.js';
 import { createSelfDestruct } from './self-destruct/self-destruct.js';
+import { MAX_WIPE_REPORT_CONTROLLERS } from './self-destruct/self-destruct-plan.js';
 import { createAgentServer } from './server.js';
 import { serviceDirs } from './supervise/service-record.js';
 import { createServiceTable } from './supervise/service-table.js';
@@ -210,15 +211,16 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       instance,
       freeze: () => core.freeze(),
       now,
-      reportTarget: () =>
-        c.heartbeat === null
-          ? null
-          : {
-              hostId: manifest.hostId,
-              controller: reportTo()[0] ?? manifest.controller,
-              controllers: reportTo().slice(0, 64),
-              ...identity.material(),
-            },
+      reportTarget: () => {
+        if (c.heartbeat === null) return null;
+        const to = reportTo();
+        return {
+          hostId: manifest.hostId,
+          controller: to[0] ?? manifest.controller,
+          controllers: to.slice(0, MAX_WIPE_REPORT_CONTROLLERS),
+          ...identity.material(),
+        };
+      },
     });
 
     const server = createAgentServer({

@@ -7,6 +7,9 @@ import { CorralError, ErrorCode } from '../../protocol/errors.js';
 import { CORRAL_DAEMONS, type FoundDaemon } from './corral-daemons.js';
 import { ProcessRecordSchema, RuntimeRefSchema } from '../supervise/service-record.js';
 
+/** Most controller addresses a plan names for the wipe report to try. */
+export const MAX_WIPE_REPORT_CONTROLLERS = 64;
+
 const ProcessIdentitySchema = Type.Object(
   {
     pid: Type.Integer({ minimum: 2 }),
@@ -23,7 +26,9 @@ export const ReaperReportTarget = Type.Object(
     /** The controller's worker API, `HOST:PORT`: the one the agent was talking to. */
     controller: Type.String({ maxLength: 300 }),
     /** Every controller's worker API the agent knew of, to fail over along after `controller`. */
-    controllers: Type.Optional(Type.Array(Type.String({ maxLength: 300 }), { maxItems: 64 })),
+    controllers: Type.Optional(
+      Type.Array(Type.String({ maxLength: 300 }), { maxItems: MAX_WIPE_REPORT_CONTROLLERS }),
+    ),
     caPem: Type.String({ maxLength: 64 * 1024 }),
     certPem: Type.String({ maxLength: 64 * 1024 }),
     keyPem: Type.String({ maxLength: 64 * 1024 }),
